@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# shellcheck shell=bash
+# Shared set-up functions for scripts/dev, scripts/test and .ci/run. Source it; don't run it.
+#
+#   ensure_rust             cargo on PATH (or ~/.cargo), else exit 1
+#   target_dir              CARGO_TARGET_DIR outside the clone (incremental builds)
+#   ensure_postgres         a reachable PostgreSQL + MAILGATE_DATABASE_URL + its database
+#   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
+#   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3 (best effort)
+#
+# Progress goes to stderr, one short line per step.
+set -euo pipefail
+
+MAILGATE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MAILGATE_ROOT
+
+MG_DEFAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/mailgate"
+MG_DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
+_MG_APT_UPDATED=0
+
+mg_log() { printf '%s\n' "$*" >&2; }
+mg_warn() { printf 'warning: %s\n' "$*" >&2; }
+mg_die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# URL without its user:password (for printing).
+mg_redact_url() {
+	local url=$1 scheme rest userinfo
+	if [[ $url == *://*@* ]]; then
+		scheme=${url%%://*}
+		rest=${url#*://}
+		userinfo=${rest%%@*}
+		rest=${rest#*@}
+		if [[ $userinfo == *:* ]]; then userinfo="${userinfo%%:*}:***"; fi
+		url="$scheme://$userinfo@$rest"
+	fi
+	printf '%s\n' "$url"
+}
+
+_mg_is_root() { [ "$(id -u)" = 0 ]; }
+
+# Is something listening on HOST PORT? (no client tools needed)
+_mg_tcp_open() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# Print "HOST PORT" of a URL like scheme://user:pw@host:port/path?query (IPv6 in brackets ok).
+_mg_url_hostport() {
+	local url=$1 port=$2 rest host tail
+	rest=${url#*://}
+	rest=${rest%%/*}
+	rest=${rest%%\?*}
+	rest=${rest##*@}
+	host=$rest
+	if [[ $rest == \[* ]]; then
+		host=${rest%%]*}
+		host=${host#[}
+		tail=${rest#*]}
+		if [[ $tail == :* ]]; then port=${tail#:}; fi
+	elif [[ $rest == *:* ]]; then
+		host=${rest%%:*}
+		port=${rest##*:}
+	fi
+	printf '%s %s\n' "${host:-127.0.0.1}" "${port:-$2}"
+}
+
+_mg_is_local_host() {
+	case $1 in
+	127.0.0.1 | localhost | ::1 | "") return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# apt-get install, only as root with apt; `apt-get update` at most once per run.
+_mg_apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
+		return 1
+	fi
+	if [ "$_MG_APT_UPDATED" = 0 ]; then
+		mg_log "apt: updating package lists"
+		apt-get update -qq >&2 || return 1
+		_MG_APT_UPDATED=1
+	fi
+	mg_log "apt: installing $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Rust
+
+ensure_rust() {
+	if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+		# shellcheck disable=SC1091
+		. "$HOME/.cargo/env"
+	fi
+	if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+		export PATH="$HOME/.cargo/bin:$PATH"
+	fi
+	if ! command -v cargo >/dev/null 2>&1; then
+		mg_log "rust: cargo not found (looked on PATH, in \$HOME/.cargo/env and \$HOME/.cargo/bin)."
+		mg_log "rust: install the Rust toolchain with rustup (https://rustup.rs), then run this again."
+		exit 1
+	fi
+	mg_log "rust: $(cargo --version)"
+}
+
+target_dir() {
+	export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailgate-target}"
+	mkdir -p "$CARGO_TARGET_DIR"
+	mg_log "cargo: target dir $CARGO_TARGET_DIR"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+# Newest PostgreSQL server bin dir on this machine (initdb + pg_ctl), if any.
+_mg_pg_bindir() {
+	local d best=""
+	if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+		best=$(dirname "$(command -v initdb)")
+	fi
+	for d in $(printf '%s\n' /usr/lib/postgresql/*/bin /usr/local/pgsql/bin | sort -V); do
+		if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then best=$d; fi
+	done
+	[ -n "$best" ] && printf '%s\n' "$best"
+}
+
+# Make psql/pg_isready/createdb usable if they exist anywhere on the machine.
+_mg_pg_client_path() {
+	local d
+	if ! command -v psql >/dev/null 2>&1; then
+		for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
+			if [ -x "$d/psql" ]; then
+				export PATH="$PATH:$d"
+				break
+			fi
+		done
+	fi
+}
+
+_mg_pg_ready() {
+	local host=$1 port=$2
+	if command -v pg_isready >/dev/null 2>&1; then
+		pg_isready -q -h "$host" -p "$port" -t 3 >/dev/null 2>&1
+	else
+		_mg_tcp_open "$host" "$port"
+	fi
+}
+
+# Wait until HOST PORT answers, up to SECONDS (default 30).
+_mg_pg_wait() {
+	local host=$1 port=$2 deadline=$((SECONDS + ${3:-30}))
+	until _mg_pg_ready "$host" "$port"; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.5
+	done
+}
+
+# Print "VERSION NAME" of a Debian cluster (/etc/postgresql/V/N) configured for PORT.
+_mg_pg_find_cluster() {
+	local want=$1 conf dir p
+	for conf in $(printf '%s\n' /etc/postgresql/*/*/postgresql.conf | sort -rV); do
+		[ -f "$conf" ] || continue
+		dir=$(dirname "$conf")
+		p=$(sed -n 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$conf" | tail -n1)
+		if [ "${p:-5432}" = "$want" ]; then
+			printf '%s %s\n' "$(basename "$(dirname "$dir")")" "$(basename "$dir")"
+			return 0
+		fi
+	done
+	return 1
+}
+
+_mg_pg_start_cluster() {
+	local port=$1 ver name
+	read -r ver name < <(_mg_pg_find_cluster "$port") || return 1
+	command -v pg_ctlcluster >/dev/null 2>&1 || return 1
+	mg_log "postgres: starting cluster $ver/$name"
+	pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start >&2 || return 1
+	_mg_pg_wait 127.0.0.1 "$port"
+}
+
+# A cluster we just installed: trust auth on localhost (dev/CI machine), like the CI image.
+_mg_pg_trust_fresh_cluster() {
+	local port=$1 ver name hba
+	read -r ver name < <(_mg_pg_find_cluster "$port") || return 0
+	hba=/etc/postgresql/$ver/$name/pg_hba.conf
+	if [ -f "$hba" ] && ! grep -q '^# mailgate: trust' "$hba"; then
+		mg_log "postgres: trust auth for local connections in $hba"
+		{
+			echo '# mailgate: trust auth for local connections (dev/CI), added by scripts/lib.sh'
+			echo 'local all all trust'
+			echo 'host all all 127.0.0.1/32 trust'
+			echo 'host all all ::1/128 trust'
+			cat "$hba"
+		} >"$hba.mailgate.tmp"
+		cat "$hba.mailgate.tmp" >"$hba"
+		rm -f "$hba.mailgate.tmp"
+		pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" reload >&2 2>/dev/null || true
+	fi
+}
+
+_mg_pg_install() {
+	local port=$1
+	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then return 1; fi
+	mg_log "postgres: installing postgresql from apt"
+	_mg_apt_install postgresql postgresql-client || return 1
+	_mg_pg_trust_fresh_cluster "$port"
+	if _mg_pg_ready 127.0.0.1 "$port"; then return 0; fi
+	_mg_pg_start_cluster "$port" || return 1
+	# The CI image also has a superuser named root; match it (ignore if it exists).
+	su postgres -c "psql -X -q -p $port -c 'CREATE ROLE root SUPERUSER LOGIN'" >/dev/null 2>&1 || true
+}
+
+# A private server in $MAILGATE_ROOT/.data/pg from the machine's binaries (non-root only:
+# initdb refuses to run as root).
+_mg_pg_start_private() {
+	local port=$1 bindir data log
+	_mg_is_root && return 1
+	bindir=$(_mg_pg_bindir) || return 1
+	data=$MAILGATE_ROOT/.data/pg
+	log=$MAILGATE_ROOT/.data/pg.log
+	mkdir -p "$MAILGATE_ROOT/.data"
+	if [ ! -f "$data/PG_VERSION" ]; then
+		mg_log "postgres: initdb $data ($bindir)"
+		rm -rf "$data"
+		"$bindir/initdb" -D "$data" -A trust -U postgres -E UTF8 >"$MAILGATE_ROOT/.data/initdb.log" 2>&1 ||
+			{
+				mg_warn "initdb failed, see $MAILGATE_ROOT/.data/initdb.log"
+				return 1
+			}
+	fi
+	mg_log "postgres: starting private server in $data on 127.0.0.1:$port (log $log)"
+	"$bindir/pg_ctl" -D "$data" -l "$log" -w -t 30 \
+		-o "-p $port -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 ||
+		{
+			mg_warn "pg_ctl start failed, see $log"
+			return 1
+		}
+	export PATH="$PATH:$bindir"
+	_mg_pg_wait 127.0.0.1 "$port"
+}
+
+# Create the database named in URL if missing (via the server's "postgres" database).
+_mg_pg_create_db() {
+	local url=$1 db admin query=""
+	db=${url##*/}
+	if [[ $db == *\?* ]]; then
+		query="?${db#*\?}"
+		db=${db%%\?*}
+	fi
+	if [[ ! $db =~ ^[A-Za-z0-9_]+$ ]] || [ "$db" = postgres ]; then
+		return 0
+	fi
+	admin="${url%/*}/postgres$query"
+	if ! command -v psql >/dev/null 2>&1; then
+		mg_warn "psql not found: cannot check that database '$db' exists"
+		return 0
+	fi
+	local exists
+	exists=$(PGCONNECT_TIMEOUT=5 psql -X -q "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname='$db'") ||
+		mg_die "postgres: cannot connect to $(mg_redact_url "$admin") (check auth and MAILGATE_DATABASE_URL)"
+	if [ "$exists" = 1 ]; then
+		mg_log "postgres: database $db exists"
+	else
+		mg_log "postgres: creating database $db"
+		PGCONNECT_TIMEOUT=5 psql -X -q "$admin" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" >/dev/null ||
+			mg_die "postgres: could not create database $db"
+	fi
+}
+
+ensure_postgres() {
+	local url host port
+	if [ -n "${MAILGATE_DATABASE_URL:-}" ]; then
+		url=$MAILGATE_DATABASE_URL
+	elif [ -n "${DATABASE_URL:-}" ]; then
+		url=$DATABASE_URL
+	else
+		url=$MG_DEFAULT_DATABASE_URL
+	fi
+	export MAILGATE_DATABASE_URL=$url
+	read -r host port < <(_mg_url_hostport "$url" 5432)
+	_mg_pg_client_path
+
+	if ! _mg_is_local_host "$host"; then
+		_mg_pg_wait "$host" "$port" 10 || mg_die "postgres: $host:$port (from the database URL) is not reachable"
+		mg_log "postgres: running on $host:$port"
+	elif _mg_pg_ready 127.0.0.1 "$port"; then
+		mg_log "postgres: running on 127.0.0.1:$port"
+	elif _mg_pg_start_cluster "$port"; then
+		mg_log "postgres: running on 127.0.0.1:$port"
+	elif [ -z "$(_mg_pg_find_cluster "$port" 2>/dev/null)" ] && _mg_pg_install "$port"; then
+		mg_log "postgres: running on 127.0.0.1:$port"
+	elif _mg_pg_start_private "$port"; then
+		mg_log "postgres: running on 127.0.0.1:$port"
+	else
+		mg_log "postgres: nothing listens on 127.0.0.1:$port and none could be started or installed."
+		mg_log "postgres: start PostgreSQL yourself, or set MAILGATE_DATABASE_URL to one you have."
+		exit 1
+	fi
+
+	if ! command -v psql >/dev/null 2>&1; then
+		_mg_apt_install postgresql-client >/dev/null 2>&1 || true
+	fi
+	_mg_pg_create_db "$url"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+_mg_redis_ready() {
+	local host=$1 port=$2 out
+	if command -v redis-cli >/dev/null 2>&1; then
+		out=$(timeout 3 redis-cli -h "$host" -p "$port" ping 2>&1) || true
+		[ "$out" = PONG ] || [[ $out == *NOAUTH* ]]
+	else
+		_mg_tcp_open "$host" "$port"
+	fi
+}
+
+_mg_redis_wait() {
+	local host=$1 port=$2 deadline=$((SECONDS + ${3:-30}))
+	until _mg_redis_ready "$host" "$port"; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.5
+	done
+}
+
+_mg_redis_start() {
+	local port=$1 dir logdir logfile
+	command -v redis-server >/dev/null 2>&1 || return 1
+	if _mg_is_root; then
+		dir=/var/lib/redis
+		logdir=/var/log/redis
+	else
+		dir=$MAILGATE_ROOT/.data/redis
+		logdir=$dir
+	fi
+	mkdir -p "$dir" "$logdir" || return 1
+	logfile=$logdir/ci.log
+	if [ "$port" != 6379 ]; then logfile=$logdir/ci-$port.log; fi
+	mg_log "redis: starting redis-server on 127.0.0.1:$port (log $logfile)"
+	redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$port" --save "" --appendonly no \
+		--dir "$dir" --logfile "$logfile" >&2 || return 1
+	_mg_redis_wait 127.0.0.1 "$port"
+}
+
+# Returns 1 (after saying why) when no Redis can be had; callers decide whether that's fatal.
+ensure_redis() {
+	local url host port
+	if [ -n "${MAILGATE_REDIS_URL:-}" ]; then
+		url=$MAILGATE_REDIS_URL
+	elif [ -n "${REDIS_URL:-}" ]; then
+		url=$REDIS_URL
+	else
+		url=$MG_DEFAULT_REDIS_URL
+	fi
+	read -r host port < <(_mg_url_hostport "$url" 6379)
+
+	if ! _mg_is_local_host "$host"; then
+		if ! _mg_redis_wait "$host" "$port" 10; then
+			mg_warn "redis: $host:$port (from the Redis URL) is not reachable"
+			return 1
+		fi
+	elif _mg_redis_ready 127.0.0.1 "$port"; then
+		:
+	else
+		if ! command -v redis-server >/dev/null 2>&1; then
+			mg_log "redis: redis-server not found; installing it from apt"
+			if ! _mg_apt_install redis-server; then
+				mg_warn "redis: redis-server is not installed and could not be installed"
+				return 1
+			fi
+			# Some images start it on install.
+			_mg_redis_ready 127.0.0.1 "$port" || true
+		fi
+		if ! _mg_redis_ready 127.0.0.1 "$port" && ! _mg_redis_start "$port"; then
+			mg_warn "redis: could not start redis-server on 127.0.0.1:$port"
+			return 1
+		fi
+	fi
+	export MAILGATE_REDIS_URL=$url
+	mg_log "redis: running on $host:$port"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools the integration tests and benchmarks drive (best effort: tests that need one say so).
+
+ensure_tools_for_tests() {
+	local pkgs=() want_postfix=0 postfix_was_installed=0
+	# smtp-sink and smtp-source live in /usr/sbin, often not on a non-root PATH.
+	case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
+
+	command -v swaks >/dev/null 2>&1 || pkgs+=(swaks)
+	if ! command -v smtp-sink >/dev/null 2>&1 || ! command -v smtp-source >/dev/null 2>&1; then
+		pkgs+=(postfix)
+		want_postfix=1
+	fi
+	command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+	if [ "${#pkgs[@]}" = 0 ]; then
+		mg_log "tools: swaks, smtp-sink, smtp-source, python3 present"
+		return 0
+	fi
+	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
+		mg_warn "tools: missing ${pkgs[*]} (not root or no apt-get); tests that need them will say so"
+		return 0
+	fi
+	if [ "$want_postfix" = 1 ]; then
+		if dpkg -s postfix >/dev/null 2>&1; then postfix_was_installed=1; fi
+		if command -v debconf-set-selections >/dev/null 2>&1; then
+			echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		fi
+	fi
+	if ! _mg_apt_install "${pkgs[@]}"; then
+		mg_warn "tools: could not install ${pkgs[*]}; tests that need them will say so"
+		return 0
+	fi
+	# We only want postfix's tools, not an MTA on port 25.
+	if [ "$want_postfix" = 1 ] && [ "$postfix_was_installed" = 0 ]; then
+		postfix stop >/dev/null 2>&1 || true
+		if command -v service >/dev/null 2>&1; then service postfix stop >/dev/null 2>&1 || true; fi
+	fi
+	mg_log "tools: installed ${pkgs[*]}"
+}

@@ -1,0 +1,98 @@
+//! Request extractors whose rejections speak the API's problem format.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, rejection::BytesRejection},
+    http::{StatusCode, header},
+};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, FieldError};
+
+/// JSON body: malformed JSON is a 400, a well-formed body of the wrong shape a 422 naming the field.
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the request body exceeds the configured limit".into())
+    } else {
+        ApiError::MalformedJson(format!("could not read the request body: {rejection}"))
+    }
+}
+
+/// Parses in two steps so syntax errors and shape errors get their own status and message.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ApiError::Validation(vec![FieldError::new(field, err.inner().to_string())])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        subject: String,
+        tags: Option<Vec<String>>,
+    }
+
+    #[test]
+    fn names_the_field_with_the_wrong_type() {
+        let err = parse_json::<Body>(br#"{"subject":"x","tags":[1]}"#).unwrap_err();
+        match err {
+            ApiError::Validation(errors) => assert_eq!(errors[0].field, "tags[0]"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_not_a_validation_error() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"subject\":"),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+}

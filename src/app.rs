@@ -1,0 +1,116 @@
+//! The application: API, delivery workers and the queue waker of one process, built from
+//! config and run until a cancellation token fires (SIGTERM in `serve`, the end of a test).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, AppState, auth::KeyCache},
+    config::{Config, redact_url},
+    delivery::{Relays, Worker},
+    queue::wake::Waker,
+    store,
+};
+
+pub struct Application {
+    listener: Option<TcpListener>,
+    state: AppState,
+    worker: Option<Worker>,
+}
+
+impl Application {
+    /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = store::connect(&config.database_url, config.database_pool_size).await?;
+        store::migrate(&pool).await?;
+        let relays = Arc::new(Relays::build(
+            &config.relay_map(),
+            config.delivery.smtp_timeout(),
+        )?);
+        let waker = Waker::default();
+        let listener = if config.api_enabled {
+            Some(
+                TcpListener::bind(config.http_addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.http_addr))?,
+            )
+        } else {
+            None
+        };
+        let worker = config.workers_enabled.then(|| {
+            Worker::new(
+                pool.clone(),
+                relays.clone(),
+                config.delivery.clone(),
+                waker.clone(),
+            )
+        });
+        let state = AppState {
+            pool,
+            config: Arc::new(config),
+            relays,
+            waker,
+            keys: KeyCache::default(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            worker,
+        })
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.state.pool
+    }
+
+    /// What this process does, in one line for the start-up log.
+    pub fn describe(&self) -> String {
+        let c = &self.state.config;
+        format!(
+            "http={} workers={} relay={} database={} rate_limits=none",
+            self.http_addr()
+                .map_or("off".to_string(), |a| a.to_string()),
+            if self.worker.is_some() {
+                format!("{} in flight", c.delivery.concurrency)
+            } else {
+                "off".into()
+            },
+            self.state.relays.describe(),
+            redact_url(&c.database_url),
+        )
+    }
+
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let waker_task = tokio::spawn(
+            self.state
+                .waker
+                .clone()
+                .run(self.state.pool.clone(), cancel.child_token()),
+        );
+        let worker_task = self
+            .worker
+            .map(|w| tokio::spawn(w.run(cancel.child_token())));
+        if let Some(listener) = self.listener {
+            let router = api::router(self.state.clone());
+            axum::serve(listener, router)
+                .with_graceful_shutdown(cancel.clone().cancelled_owned())
+                .await
+                .context("HTTP server failed")?;
+        } else {
+            cancel.cancelled().await;
+        }
+        if let Some(task) = worker_task {
+            task.await.context("delivery worker panicked")?;
+        }
+        let _ = waker_task.await;
+        Ok(())
+    }
+}

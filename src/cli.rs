@@ -1,0 +1,234 @@
+//! The command line: `serve`, `migrate`, `projects`, `keys`, `token`.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Application, Config,
+    api::{auth::mint_operator_token, projects::check_project_name},
+    domain::{ApiKeySecret, api_key::parse_scopes},
+    store::{self, api_keys, projects},
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "mailgate",
+    version,
+    about = "HTTP-to-SMTP transactional email gateway"
+)]
+pub struct Cli {
+    /// TOML config file (also MAILGATE_CONFIG); environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the delivery workers (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage projects.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print an operator JWT for /v1/projects and /v1/api-keys.
+    Token {
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectsCommand {
+    /// Create a project (no-op if it exists).
+    Create { name: String },
+    /// List projects.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; the key alone is printed on the last line of stdout.
+    Create {
+        /// Project name; created if it does not exist.
+        #[arg(long)]
+        project: String,
+        /// Comma-separated: send, templates, messages, webhooks, suppressions, keys.
+        #[arg(long, default_value = "send,messages")]
+        scopes: String,
+        /// A sandbox key (mg_test_…): mail is processed and reported, never relayed.
+        #[arg(long)]
+        test: bool,
+        /// A label to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (prefix, scopes, state), never the keys themselves.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke { id: uuid::Uuid },
+}
+
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(&config.log);
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let pool = store::connect(&config.database_url, 2).await?;
+            store::migrate(&pool).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Projects(cmd) => {
+            let pool = store::connect(&config.database_url, 2).await?;
+            store::migrate(&pool).await?;
+            match cmd {
+                ProjectsCommand::Create { name } => {
+                    check_project_name(&name).map_err(anyhow::Error::msg)?;
+                    let (p, created) = projects::ensure(&pool, &name).await?;
+                    println!(
+                        "{}\t{}\t{}",
+                        p.id,
+                        p.name,
+                        if created { "created" } else { "exists" }
+                    );
+                }
+                ProjectsCommand::List => {
+                    for p in projects::list(&pool).await? {
+                        println!("{}\t{}\t{}", p.id, p.name, p.created_at.to_rfc3339());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(config, cmd).await,
+        Command::Token { ttl } => {
+            let secret = config
+                .jwt_secret
+                .as_ref()
+                .context("set MAILGATE_JWT_SECRET (or jwt_secret in the config file) to mint operator tokens")?;
+            println!("{}", mint_operator_token(secret, Duration::from_secs(ttl))?);
+            Ok(())
+        }
+    }
+}
+
+async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let pool = store::connect(&config.database_url, 2).await?;
+    store::migrate(&pool).await?;
+    match cmd {
+        KeysCommand::Create {
+            project,
+            scopes,
+            test,
+            name,
+        } => {
+            check_project_name(&project).map_err(anyhow::Error::msg)?;
+            let scopes = parse_scopes(&[scopes]).map_err(anyhow::Error::msg)?;
+            let (p, created) = projects::ensure(&pool, &project).await?;
+            if created {
+                eprintln!("created project {}", p.name);
+            }
+            let secret = ApiKeySecret::generate(test);
+            let info = api_keys::create(&pool, p.id, name.as_deref(), &scopes, &secret).await?;
+            eprintln!(
+                "created {} key {} for project {} with scopes {} (shown once; store it now)",
+                if test { "test (sandbox)" } else { "live" },
+                info.id,
+                p.name,
+                info.scopes.join(",")
+            );
+            // Alone on the last line so scripts can capture it with `tail -n1`.
+            println!("{}", secret.expose());
+        }
+        KeysCommand::List { project } => {
+            let project_id = match project {
+                Some(name) => Some(
+                    projects::find_by_name(&pool, &name)
+                        .await?
+                        .context("no such project")?
+                        .id,
+                ),
+                None => None,
+            };
+            for k in api_keys::list(&pool, project_id).await? {
+                println!(
+                    "{}\t{}…\t{}\t{}\t{}",
+                    k.id,
+                    k.prefix,
+                    k.scopes.join(","),
+                    if k.test_mode { "test" } else { "live" },
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if api_keys::revoke(&pool, id, None).await?.is_none() {
+                bail!("no key with id {id}");
+            }
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    tracing::info!("mailgate serving: {}", app.describe());
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    app.run(cancel).await?;
+    tracing::info!("mailgate stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop taking work, finish what is in flight, exit.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: no new work; finishing deliveries in flight");
+    cancel.cancel();
+}

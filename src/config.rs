@@ -1,0 +1,251 @@
+//! Typed configuration: defaults, then a TOML file, then `MAILGATE_*` environment variables.
+//!
+//! Nested keys come from the environment with a double underscore, e.g.
+//! `MAILGATE_DELIVERY__CONCURRENCY=64`. Secrets are wrapped so they never print.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Postgres connection URL; the queue lives there.
+    pub database_url: String,
+    /// Connections per process to Postgres.
+    pub database_pool_size: u32,
+    /// Redis URL for shared rate limits; unset means per-process limits.
+    pub redis_url: Option<String>,
+    pub http_addr: SocketAddr,
+    pub smtp_addr: SocketAddr,
+    /// The default upstream relay; unset (and no `[relays]`) means sandbox delivery.
+    pub relay_url: Option<String>,
+    /// HMAC secret for operator JWTs (`mailgate token`); unset disables operator endpoints.
+    #[serde(serialize_with = "ser_secret")]
+    pub jwt_secret: Option<SecretString>,
+    /// tracing filter, e.g. `info,mailgate=debug`.
+    pub log: String,
+    /// Run the HTTP API in `serve`.
+    pub api_enabled: bool,
+    /// Run delivery workers in `serve`.
+    pub workers_enabled: bool,
+    pub http: HttpConfig,
+    pub delivery: DeliveryConfig,
+    /// Named upstream relays; `default` is taken from `relay_url` when set.
+    pub relays: BTreeMap<String, RelayConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest accepted request body (base64 attachments inflate by 4/3).
+    pub max_body_bytes: usize,
+    /// Largest MIME message mailgate builds or accepts.
+    pub max_message_bytes: usize,
+    /// How long a verified API key is trusted before it is looked up again (revocation delay).
+    pub key_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// Deliveries in flight per process.
+    pub concurrency: usize,
+    /// Jobs claimed per round trip.
+    pub claim_batch: i64,
+    /// How often idle workers look for due work (other instances' mail, retries).
+    pub poll_interval_ms: u64,
+    /// A claimed job is someone else's after this long; must outlive one SMTP attempt.
+    pub lease_secs: u64,
+    /// Longest one delivery attempt may take: connect, TLS and the whole SMTP transaction.
+    pub smtp_timeout_secs: u64,
+    pub max_attempts: i32,
+    /// A recipient still undelivered this long after acceptance is failed.
+    pub max_age_secs: u64,
+    /// First retry delay; doubles each attempt, with ±20 % jitter.
+    pub retry_base_secs: f64,
+    pub retry_max_secs: f64,
+    /// How long SIGTERM waits for in-flight deliveries before releasing them.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RelayConfig {
+    /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or `smtps://…`.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Accept any certificate from this relay (self-signed test relays only).
+    #[serde(default)]
+    pub tls_insecure: bool,
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/mailgate".into(),
+            database_pool_size: 16,
+            redis_url: None,
+            http_addr: "127.0.0.1:8080".parse().expect("valid default"),
+            smtp_addr: "127.0.0.1:2525".parse().expect("valid default"),
+            relay_url: None,
+            jwt_secret: None,
+            log: "info,sqlx=warn".into(),
+            api_enabled: true,
+            workers_enabled: true,
+            http: HttpConfig::default(),
+            delivery: DeliveryConfig::default(),
+            relays: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 14 * 1024 * 1024,
+            max_message_bytes: 10 * 1024 * 1024,
+            key_cache_secs: 10,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            claim_batch: 64,
+            poll_interval_ms: 1000,
+            lease_secs: 300,
+            smtp_timeout_secs: 60,
+            max_attempts: 12,
+            max_age_secs: 3 * 24 * 3600,
+            retry_base_secs: 30.0,
+            retry_max_secs: 3600.0,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+    pub fn smtp_timeout(&self) -> Duration {
+        Duration::from_secs(self.smtp_timeout_secs)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// The relay name used when a send names none.
+pub const DEFAULT_RELAY: &str = "default";
+
+impl Config {
+    /// Loads defaults → TOML (`path`, or `MAILGATE_CONFIG`) → environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("MAILGATE_CONFIG").map(Into::into));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // DATABASE_URL is the common convention; MAILGATE_DATABASE_URL wins over it.
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            figment = figment.merge(Serialized::default("database_url", url));
+        }
+        figment = figment.merge(Env::prefixed("MAILGATE_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let d = &self.delivery;
+        // A lease shorter than one attempt would let a second worker send the same job.
+        if d.lease_secs < d.smtp_timeout_secs * 2 + 5 {
+            bail!(
+                "delivery.lease_secs ({}) must exceed twice delivery.smtp_timeout_secs ({}) plus 5 s",
+                d.lease_secs,
+                d.smtp_timeout_secs
+            );
+        }
+        if d.concurrency == 0 || d.claim_batch <= 0 {
+            bail!("delivery.concurrency and delivery.claim_batch must be positive");
+        }
+        Ok(())
+    }
+
+    /// All upstream relays by name, with `relay_url` as `default`.
+    pub fn relay_map(&self) -> BTreeMap<String, RelayConfig> {
+        let mut relays = self.relays.clone();
+        if let Some(url) = &self.relay_url {
+            relays.insert(
+                DEFAULT_RELAY.to_string(),
+                RelayConfig {
+                    url: url.clone(),
+                    pool_size: default_pool_size(),
+                    tls_insecure: false,
+                },
+            );
+        }
+        relays
+    }
+}
+
+fn ser_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    // Serialization only feeds figment's defaults layer; the value never reaches a log.
+    match v {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A relay URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redact_url("smtp://bob:hunter2@mx.example.com:587"),
+            "smtp://bob:***@mx.example.com:587"
+        );
+        assert_eq!(redact_url("smtp://127.0.0.1:25"), "smtp://127.0.0.1:25");
+    }
+
+    #[test]
+    fn lease_must_outlive_timeout() {
+        let mut c = Config::default();
+        c.delivery.lease_secs = 10;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,274 @@
+//! Upstream relays: named, pooled lettre transports built from URLs.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
+    address::Envelope,
+    transport::smtp::{
+        Error as SmtpError, PoolConfig,
+        authentication::Credentials,
+        client::{Tls, TlsParameters},
+        response::Response,
+    },
+};
+
+use crate::config::RelayConfig;
+
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// One configured upstream.
+pub struct Relay {
+    pub name: String,
+    /// `host:port`, recorded on every event.
+    pub host: String,
+    url: RelayUrl,
+    config: RelayConfig,
+    timeout: Duration,
+    transport: RwLock<Arc<Transport>>,
+}
+
+/// Why an attempt got no SMTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Smtp(#[from] SmtpError),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TlsMode {
+    None,
+    Opportunistic,
+    Required,
+    Implicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RelayUrl {
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    credentials: Option<(String, String)>,
+}
+
+/// `smtp://[user:pass@]host[:port][?tls=none|opportunistic|required]` (default opportunistic)
+/// or `smtps://[user:pass@]host[:port]` (implicit TLS, port 465).
+fn parse_url(url: &str) -> anyhow::Result<RelayUrl> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .context("relay URL needs a scheme (smtp:// or smtps://)")?;
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a.trim_end_matches('/'), Some(q)),
+        None => (rest.trim_end_matches('/'), None),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let credentials = userinfo
+        .map(|u| {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            Ok::<_, anyhow::Error>((percent_decode(user)?, percent_decode(pass)?))
+        })
+        .transpose()?;
+    let mut tls = match scheme {
+        "smtp" => TlsMode::Opportunistic,
+        "smtps" => TlsMode::Implicit,
+        other => bail!("unsupported relay scheme `{other}` (use smtp or smtps)"),
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("tls", value)) if tls != TlsMode::Implicit => {
+                tls = match value {
+                    "none" => TlsMode::None,
+                    "opportunistic" => TlsMode::Opportunistic,
+                    "required" | "starttls" => TlsMode::Required,
+                    other => bail!("unknown tls mode `{other}` (none, opportunistic, required)"),
+                }
+            }
+            _ => bail!("unknown relay URL parameter `{pair}`"),
+        }
+    }
+    let default_port = if tls == TlsMode::Implicit { 465 } else { 25 };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+            h.to_string(),
+            p.parse().with_context(|| format!("bad port `{p}`"))?,
+        ),
+        _ => (hostport.to_string(), default_port),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        bail!("relay URL has no host");
+    }
+    Ok(RelayUrl {
+        host,
+        port,
+        tls,
+        credentials,
+    })
+}
+
+fn percent_decode(s: &str) -> anyhow::Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])?;
+            out.push(u8::from_str_radix(hex, 16).with_context(|| format!("bad escape %{hex}"))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8(out)?)
+}
+
+impl Relay {
+    pub fn build(name: &str, config: &RelayConfig, timeout: Duration) -> anyhow::Result<Self> {
+        let url = parse_url(&config.url).with_context(|| format!("relay `{name}`"))?;
+        let transport = Self::transport(&url, config, timeout)?;
+        Ok(Self {
+            name: name.to_string(),
+            host: format!("{}:{}", url.host, url.port),
+            url,
+            config: config.clone(),
+            timeout,
+            transport: RwLock::new(Arc::new(transport)),
+        })
+    }
+
+    /// Relays one message to one envelope, bounded by the attempt timeout.
+    pub async fn send(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
+        let transport = self.transport.read().expect("not poisoned").clone();
+        match tokio::time::timeout(self.timeout, transport.send_raw(envelope, mime)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                // lettre would recycle the half-used connection into its pool, where its
+                // late reply would answer the next command. Retire the whole pool instead.
+                {
+                    let mut current = self.transport.write().expect("not poisoned");
+                    if Arc::ptr_eq(&current, &transport)
+                        && let Ok(fresh) = Self::transport(&self.url, &self.config, self.timeout)
+                    {
+                        *current = Arc::new(fresh);
+                    }
+                }
+                transport.shutdown().await;
+                Err(RelayError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    fn transport(
+        url: &RelayUrl,
+        config: &RelayConfig,
+        timeout: Duration,
+    ) -> anyhow::Result<Transport> {
+        let tls_params = || {
+            TlsParameters::builder(url.host.clone())
+                .dangerous_accept_invalid_certs(config.tls_insecure)
+                .dangerous_accept_invalid_hostnames(config.tls_insecure)
+                .build_rustls()
+                .context("TLS parameters")
+        };
+        let tls = match url.tls {
+            TlsMode::None => Tls::None,
+            TlsMode::Opportunistic => Tls::Opportunistic(tls_params()?),
+            TlsMode::Required => Tls::Required(tls_params()?),
+            TlsMode::Implicit => Tls::Wrapper(tls_params()?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(url.host.clone())
+            .port(url.port)
+            .tls(tls)
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(config.pool_size.max(1)));
+        if let Some((user, pass)) = url.credentials.clone() {
+            builder = builder.credentials(Credentials::new(user, pass));
+        }
+        Ok(builder.build())
+    }
+}
+
+/// Every configured relay by name. Empty means sandbox delivery.
+pub struct Relays {
+    relays: BTreeMap<String, Relay>,
+}
+
+impl Relays {
+    pub fn build(
+        configs: &BTreeMap<String, RelayConfig>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut relays = BTreeMap::new();
+        for (name, config) in configs {
+            relays.insert(name.clone(), Relay::build(name, config, timeout)?);
+        }
+        Ok(Self { relays })
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        self.relays.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.relays.contains_key(name)
+    }
+
+    /// The named relay, or the default (`default`, else the first configured).
+    pub fn pick(&self, name: Option<&str>) -> Option<&Relay> {
+        match name {
+            Some(n) => self.relays.get(n),
+            None => self
+                .relays
+                .get(crate::config::DEFAULT_RELAY)
+                .or_else(|| self.relays.values().next()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if self.relays.is_empty() {
+            return "sandbox (no relay configured; nothing leaves this machine)".into();
+        }
+        self.relays
+            .values()
+            .map(|r| format!("{}={}", r.name, r.host))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_relay_urls() {
+        let u = parse_url("smtp://bob:p%40ss@mx.example.com:587?tls=required").unwrap();
+        assert_eq!(u.host, "mx.example.com");
+        assert_eq!(u.port, 587);
+        assert_eq!(u.tls, TlsMode::Required);
+        assert_eq!(u.credentials, Some(("bob".into(), "p@ss".into())));
+        let u = parse_url("smtps://mx.example.com").unwrap();
+        assert_eq!((u.port, u.tls), (465, TlsMode::Implicit));
+        let u = parse_url("smtp://127.0.0.1:2526?tls=none").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.tls),
+            ("127.0.0.1", 2526, TlsMode::None)
+        );
+        assert!(parse_url("http://x").is_err());
+        assert!(parse_url("smtp://x?tls=maybe").is_err());
+    }
+}

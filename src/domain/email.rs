@@ -1,0 +1,531 @@
+//! A send request, parsed: everything a message needs, already checked.
+
+use std::collections::{BTreeMap, HashSet};
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{EmailAddress, Mailbox, has_line_break};
+use crate::api::error::FieldError;
+
+pub const MAX_RECIPIENTS: usize = 50;
+const MAX_TAGS: usize = 10;
+const MAX_METADATA: usize = 50;
+
+/// Headers mailgate sets itself; letting callers set them would corrupt the message.
+const STRUCTURAL_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "message-id",
+    "date",
+    "reply-to",
+    "sender",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "return-path",
+    "received",
+    "dkim-signature",
+];
+
+/// The JSON body of `POST /v1/emails`, as sent. Addresses stay raw JSON so each
+/// bad one can be reported by its own path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub from: Value,
+    #[serde(default)]
+    pub to: Option<Value>,
+    #[serde(default)]
+    pub cc: Option<Value>,
+    #[serde(default)]
+    pub bcc: Option<Value>,
+    #[serde(default)]
+    pub reply_to: Option<Value>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub attachments: Option<Vec<AttachmentRequest>>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub relay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRequest {
+    pub filename: String,
+    pub content: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub content_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientKind {
+    To,
+    Cc,
+    Bcc,
+}
+
+impl RecipientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientKind::To => "to",
+            RecipientKind::Cc => "cc",
+            RecipientKind::Bcc => "bcc",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    pub content: Vec<u8>,
+    pub content_type: lettre::message::header::ContentType,
+    /// Set for inline parts referenced from the HTML as `cid:…`.
+    pub content_id: Option<String>,
+}
+
+/// A message that passed every check and can be rendered to MIME.
+#[derive(Debug, Clone)]
+pub struct NewEmail {
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub relay: Option<String>,
+}
+
+impl NewEmail {
+    /// Every envelope recipient once, in the order given, with how it was addressed.
+    pub fn recipients(&self) -> Vec<(RecipientKind, &EmailAddress)> {
+        let mut seen = HashSet::new();
+        let groups = [
+            (RecipientKind::To, &self.to),
+            (RecipientKind::Cc, &self.cc),
+            (RecipientKind::Bcc, &self.bcc),
+        ];
+        let mut out = Vec::new();
+        for (kind, list) in groups {
+            for mailbox in list {
+                if seen.insert(mailbox.email.as_str().to_ascii_lowercase()) {
+                    out.push((kind, &mailbox.email));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl SendRequest {
+    /// Checks every field and reports all problems at once, each by its JSON path.
+    /// `relay_exists` says whether a named relay is configured.
+    pub fn validate(
+        self,
+        relay_exists: impl Fn(&str) -> bool,
+    ) -> Result<NewEmail, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let from = match mailbox_value(&self.from) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                errors.push(FieldError::new("from", e));
+                None
+            }
+        };
+        let to = mailbox_list("to", self.to.as_ref(), &mut errors);
+        let cc = mailbox_list("cc", self.cc.as_ref(), &mut errors);
+        let bcc = mailbox_list("bcc", self.bcc.as_ref(), &mut errors);
+        let reply_to = mailbox_list("reply_to", self.reply_to.as_ref(), &mut errors);
+        let total = to.len() + cc.len() + bcc.len();
+        if total == 0
+            && !errors
+                .iter()
+                .any(|e| ["to", "cc", "bcc"].iter().any(|f| e.field.starts_with(f)))
+        {
+            errors.push(FieldError::new(
+                "to",
+                "at least one recipient is required in to, cc or bcc",
+            ));
+        }
+        if total > MAX_RECIPIENTS {
+            errors.push(FieldError::new(
+                "to",
+                format!(
+                    "{total} recipients given; at most {MAX_RECIPIENTS} in to, cc and bcc together"
+                ),
+            ));
+        }
+
+        let subject = match self.subject {
+            None => {
+                errors.push(FieldError::new("subject", "is required"));
+                String::new()
+            }
+            Some(s) => {
+                if has_line_break(&s) {
+                    errors.push(FieldError::new("subject", "must not contain CR or LF"));
+                } else if s.chars().count() > 998 {
+                    errors.push(FieldError::new("subject", "is longer than 998 characters"));
+                }
+                s
+            }
+        };
+        let text = self.text.filter(|t| !t.is_empty());
+        let html = self.html.filter(|h| !h.is_empty());
+        if text.is_none() && html.is_none() {
+            errors.push(FieldError::new("text", "text or html is required"));
+        }
+
+        let headers = check_headers(self.headers.unwrap_or_default(), &mut errors);
+        let attachments = check_attachments(self.attachments.unwrap_or_default(), &mut errors);
+        let tags = check_tags(self.tags.unwrap_or_default(), &mut errors);
+        let metadata = check_metadata(self.metadata.unwrap_or_default(), &mut errors);
+
+        if let Some(relay) = &self.relay
+            && !relay_exists(relay)
+        {
+            errors.push(FieldError::new(
+                "relay",
+                format!("no relay named `{relay}` is configured"),
+            ));
+        }
+
+        match (errors.is_empty(), from) {
+            (true, Some(from)) => Ok(NewEmail {
+                from,
+                to,
+                cc,
+                bcc,
+                reply_to,
+                subject,
+                text,
+                html,
+                headers,
+                attachments,
+                tags,
+                metadata,
+                relay: self.relay,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A mailbox given as `"Name <a@b>"` or `{"email": …, "name": …}`.
+fn mailbox_value(value: &Value) -> Result<Mailbox, String> {
+    match value {
+        Value::String(s) => Mailbox::parse(s),
+        Value::Object(map) => {
+            if let Some(key) = map.keys().find(|k| *k != "email" && *k != "name") {
+                return Err(format!("unknown field `{key}` (expected email and name)"));
+            }
+            let email = match map.get("email") {
+                Some(Value::String(e)) => EmailAddress::parse(e)?,
+                Some(_) => return Err("email must be a string".into()),
+                None => return Err("email is required".into()),
+            };
+            let name = match map.get("name") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) => Some(n.as_str()),
+                Some(_) => return Err("name must be a string".into()),
+            };
+            Mailbox::with_name(name, email)
+        }
+        _ => Err("must be an address string or an object {email, name}".into()),
+    }
+}
+
+fn mailbox_list(field: &str, value: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<Mailbox> {
+    let items: Vec<(String, &Value)> = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{field}[{i}]"), v))
+            .collect(),
+        Some(single) => vec![(field.to_string(), single)],
+    };
+    let mut out = Vec::new();
+    for (path, item) in items {
+        match mailbox_value(item) {
+            Ok(m) => out.push(m),
+            Err(e) => errors.push(FieldError::new(path, e)),
+        }
+    }
+    out
+}
+
+fn check_headers(
+    headers: BTreeMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let path = format!("headers.{name}");
+        let valid_name = !name.is_empty()
+            && name.len() <= 76
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid_name {
+            errors.push(FieldError::new(
+                path,
+                "header names are letters, digits and `-`",
+            ));
+        } else if STRUCTURAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            errors.push(FieldError::new(
+                path,
+                "this header is set by mailgate and cannot be overridden",
+            ));
+        } else if has_line_break(&value) {
+            errors.push(FieldError::new(
+                path,
+                "header values must not contain CR or LF",
+            ));
+        } else if value.chars().any(|c| c.is_control() && c != '\t') {
+            errors.push(FieldError::new(
+                path,
+                "header values must not contain control characters",
+            ));
+        } else if value.len() > 998 {
+            errors.push(FieldError::new(path, "header values are at most 998 bytes"));
+        } else {
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+fn check_attachments(
+    list: Vec<AttachmentRequest>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Attachment> {
+    let mut out = Vec::new();
+    for (i, a) in list.into_iter().enumerate() {
+        let path = |f: &str| format!("attachments[{i}].{f}");
+        let before = errors.len();
+        if a.filename.trim().is_empty() || a.filename.len() > 255 {
+            errors.push(FieldError::new(
+                path("filename"),
+                "must be 1 to 255 characters",
+            ));
+        } else if a
+            .filename
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            errors.push(FieldError::new(
+                path("filename"),
+                "must not contain control characters or slashes",
+            ));
+        }
+        let cleaned: String = a
+            .content
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(cleaned.as_bytes())
+            .map_err(|e| {
+                errors.push(FieldError::new(
+                    path("content"),
+                    format!("is not valid base64: {e}"),
+                ))
+            })
+            .ok();
+        let content_type = match a.content_type.as_deref() {
+            None => Some(
+                lettre::message::header::ContentType::parse("application/octet-stream")
+                    .expect("static"),
+            ),
+            Some(ct) if has_line_break(ct) => {
+                errors.push(FieldError::new(
+                    path("content_type"),
+                    "must not contain CR or LF",
+                ));
+                None
+            }
+            Some(ct) => lettre::message::header::ContentType::parse(ct)
+                .map_err(|_| {
+                    errors.push(FieldError::new(
+                        path("content_type"),
+                        format!("`{ct}` is not a MIME type"),
+                    ))
+                })
+                .ok(),
+        };
+        if let Some(cid) = &a.content_id {
+            let ok = !cid.is_empty()
+                && cid.len() <= 128
+                && cid
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+            if !ok {
+                errors.push(FieldError::new(
+                    path("content_id"),
+                    "must be 1 to 128 printable characters without < or >",
+                ));
+            }
+        }
+        if errors.len() == before
+            && let (Some(content), Some(content_type)) = (content, content_type)
+        {
+            out.push(Attachment {
+                filename: a.filename,
+                content,
+                content_type,
+                content_id: a.content_id,
+            });
+        }
+    }
+    out
+}
+
+fn check_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, tag) in tags.into_iter().enumerate() {
+        let ok = !tag.is_empty()
+            && tag.len() <= 64
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if ok {
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
+        } else {
+            errors.push(FieldError::new(
+                format!("tags[{i}]"),
+                "tags are 1 to 64 characters of letters, digits, `-`, `_`, `.` and `:`",
+            ));
+        }
+    }
+    out
+}
+
+fn check_metadata(
+    map: BTreeMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> BTreeMap<String, String> {
+    if map.len() > MAX_METADATA {
+        errors.push(FieldError::new(
+            "metadata",
+            format!("at most {MAX_METADATA} keys"),
+        ));
+        return BTreeMap::new();
+    }
+    for (k, v) in &map {
+        if k.is_empty() || k.len() > 64 {
+            errors.push(FieldError::new(
+                format!("metadata.{k}"),
+                "keys are 1 to 64 characters",
+            ));
+        } else if v.len() > 1000 {
+            errors.push(FieldError::new(
+                format!("metadata.{k}"),
+                "values are at most 1000 bytes",
+            ));
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(body: Value) -> Result<NewEmail, Vec<FieldError>> {
+        let req: SendRequest = serde_json::from_value(body).unwrap();
+        req.validate(|name| name == "default")
+    }
+
+    fn fields(r: Result<NewEmail, Vec<FieldError>>) -> Vec<String> {
+        r.unwrap_err().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn accepts_a_full_message() {
+        let email = parse(json!({
+            "from": {"email": "a@example.com", "name": "A"},
+            "to": ["b@example.com", "B2 <b2@example.com>"],
+            "bcc": "B@example.com",
+            "subject": "Hi", "text": "t", "html": "<p>h</p>",
+            "headers": {"X-Campaign": "1"},
+            "attachments": [{"filename": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}],
+            "tags": ["welcome"], "metadata": {"user": "42"}, "relay": "default"
+        }))
+        .unwrap();
+        // b@ and B@ are one mailbox: relayed once.
+        assert_eq!(email.recipients().len(), 2);
+        assert_eq!(email.attachments[0].content, b"hello");
+    }
+
+    #[test]
+    fn reports_each_bad_field_by_path() {
+        let f = fields(parse(json!({
+            "from": "not an address",
+            "to": ["ok@example.com", "bad"],
+            "subject": "a\r\nBcc: x@y.com",
+            "text": "t",
+            "headers": {"X-A": "1\r\nBcc: evil@x.com", "From": "x@y.com"},
+            "attachments": [{"filename": "a", "content": "***"}],
+            "tags": ["no spaces"],
+            "relay": "nope"
+        })));
+        for expected in [
+            "from",
+            "to[1]",
+            "subject",
+            "headers.X-A",
+            "headers.From",
+            "attachments[0].content",
+            "tags[0]",
+            "relay",
+        ] {
+            assert!(
+                f.contains(&expected.to_string()),
+                "{expected} missing from {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_recipients() {
+        let to: Vec<String> = (0..51).map(|i| format!("r{i}@example.com")).collect();
+        let f = fields(parse(
+            json!({"from": "a@example.com", "to": to, "subject": "s", "text": "t"}),
+        ));
+        assert_eq!(f, vec!["to"]);
+        let f = fields(parse(
+            json!({"from": "a@example.com", "subject": "s", "text": "t"}),
+        ));
+        assert_eq!(f, vec!["to"]);
+    }
+}

@@ -1,0 +1,16 @@
+//! Validated domain types. Requests become these at the edge, so the core never re-checks.
+
+pub mod address;
+pub mod api_key;
+pub mod email;
+pub mod status;
+
+pub use address::{EmailAddress, Mailbox};
+pub use api_key::{ApiKeySecret, Scope};
+pub use email::{Attachment, NewEmail, RecipientKind};
+pub use status::RecipientStatus;
+
+/// True when a header value would let a caller inject headers or break the message.
+pub fn has_line_break(s: &str) -> bool {
+    s.contains(['\r', '\n'])
+}

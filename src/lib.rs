@@ -1,0 +1,18 @@
+//! mailgate: an HTTP-to-SMTP transactional email gateway.
+//!
+//! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
+//! `queue` hands them to `delivery`, which relays them upstream.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod mime;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

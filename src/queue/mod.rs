@@ -1,0 +1,251 @@
+//! The delivery queue in Postgres: one row per recipient in `recipients`.
+//!
+//! Workers `claim` due rows with `FOR UPDATE SKIP LOCKED` and a lease (no transaction is held
+//! across SMTP), then `complete` a batch of outcomes in one transaction. A lease left behind by
+//! a dead worker is put back by `reclaim_expired`. `(id, attempts, lease_owner)` fences every
+//! write, so a worker whose lease was taken over cannot overwrite the newer attempt.
+
+pub mod wake;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::RecipientStatus;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub recipient_id: i64,
+    pub message_id: Uuid,
+    pub project_id: Uuid,
+    pub email: String,
+    /// This attempt's number, starting at 1.
+    pub attempts: i32,
+    pub from_addr: String,
+    pub mime: Vec<u8>,
+    pub relay: Option<String>,
+    pub sandbox: bool,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// What one attempt came to, for one recipient.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub recipient_id: i64,
+    pub attempt: i32,
+    pub status: RecipientStatus,
+    /// When to try again, for `Deferred`.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub smtp_code: Option<i32>,
+    pub enhanced_code: Option<String>,
+    pub smtp_response: Option<String>,
+    pub relay_host: Option<String>,
+    pub detail: Option<String>,
+}
+
+pub async fn claim(
+    pool: &PgPool,
+    owner: Uuid,
+    limit: i64,
+    lease_secs: f64,
+) -> sqlx::Result<Vec<Job>> {
+    sqlx::query_as(
+        r#"
+        WITH due AS (
+            SELECT id FROM recipients
+            WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
+            ORDER BY next_attempt_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE recipients r
+            SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
+                lease_until = now() + make_interval(secs => $3), updated_at = now()
+            FROM due WHERE r.id = due.id
+            RETURNING r.id, r.message_id, r.email, r.attempts
+        )
+        SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
+               m.from_addr, m.mime, m.relay, m.sandbox, m.created_at AS accepted_at
+        FROM claimed c JOIN messages m ON m.id = c.message_id
+        "#,
+    )
+    .bind(limit)
+    .bind(owner)
+    .bind(lease_secs)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a batch of outcomes: recipient rows, events, suppressions for bounces and the
+/// messages' summary status, in one transaction.
+pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
+    let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.smtp_code).collect();
+    let enhanced: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.enhanced_code.as_deref())
+        .collect();
+    let responses: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.smtp_response.as_deref())
+        .collect();
+    let hosts: Vec<Option<&str>> = outcomes.iter().map(|o| o.relay_host.as_deref()).collect();
+    let details: Vec<Option<&str>> = outcomes.iter().map(|o| o.detail.as_deref()).collect();
+
+    let mut tx = pool.begin().await?;
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH input AS (
+            SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[])
+                AS t(id, attempt, status, next_at, code, enhanced, response, host, detail)
+        ), upd AS (
+            UPDATE recipients r
+            SET status = i.status, next_attempt_at = coalesce(i.next_at, r.next_attempt_at),
+                lease_owner = NULL, lease_until = NULL, smtp_code = i.code, enhanced_code = i.enhanced,
+                smtp_response = i.response, relay_host = i.host, updated_at = now()
+            FROM input i
+            WHERE r.id = i.id AND r.attempts = i.attempt AND r.lease_owner = $1
+              AND r.status IN ('sending', 'deferred')
+            RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
+                      i.host, i.detail
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, attempt, smtp_code,
+                                enhanced_code, smtp_response, relay_host, detail)
+            SELECT message_id, id, email, status, attempt, code, enhanced, response, host, detail FROM upd
+        ), sup AS (
+            INSERT INTO suppressions (project_id, email, reason, detail)
+            SELECT m.project_id, lower(u.email), 'bounce', u.response
+            FROM upd u JOIN messages m ON m.id = u.message_id
+            WHERE u.status = 'bounced'
+            ON CONFLICT DO NOTHING
+        )
+        SELECT DISTINCT message_id FROM upd
+        "#,
+    )
+    .bind(owner)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&next)
+    .bind(&codes)
+    .bind(&enhanced)
+    .bind(&responses)
+    .bind(&hosts)
+    .bind(&details)
+    .fetch_all(&mut *tx)
+    .await?;
+    refresh_message_status(&mut tx, &message_ids).await?;
+    tx.commit().await?;
+    Ok(message_ids.len() as u64)
+}
+
+async fn refresh_message_status(
+    tx: &mut sqlx::PgConnection,
+    message_ids: &[Uuid],
+) -> sqlx::Result<()> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE messages m SET status = s.status, updated_at = now()
+         FROM (SELECT message_id, mailgate_message_status(array_agg(status)) AS status
+               FROM recipients WHERE message_id = ANY($1) GROUP BY message_id) s
+         WHERE m.id = s.message_id AND m.status IS DISTINCT FROM s.status",
+    )
+    .bind(message_ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps in-flight jobs ours while a slow relay works on them.
+pub async fn extend_leases(
+    pool: &PgPool,
+    owner: Uuid,
+    ids: &[i64],
+    lease_secs: f64,
+) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE recipients SET lease_until = now() + make_interval(secs => $3)
+         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
+    )
+    .bind(ids)
+    .bind(owner)
+    .bind(lease_secs)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Hands back jobs this worker claimed but never tried (shutdown): no attempt is counted.
+pub async fn release(pool: &PgPool, owner: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE recipients
+         SET status = CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END,
+             attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,
+             next_attempt_at = now(), updated_at = now()
+         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
+    )
+    .bind(ids)
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Puts back jobs whose worker died mid-delivery. The outcome of that attempt is unknown,
+/// so the recipient is deferred for an immediate retry and the event says why.
+/// The lease owner is kept so a late completion from a merely slow worker still lands.
+pub async fn reclaim_expired(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    let mut tx = pool.begin().await?;
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH expired AS (
+            SELECT id FROM recipients
+            WHERE status = 'sending' AND lease_until < now()
+            ORDER BY lease_until LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ), upd AS (
+            UPDATE recipients r SET status = 'deferred', lease_until = NULL, next_attempt_at = now(),
+                   updated_at = now()
+            FROM expired WHERE r.id = expired.id
+            RETURNING r.id, r.message_id, r.email, r.attempts
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, attempt, detail)
+            SELECT message_id, id, email, 'deferred', attempts,
+                   'lease expired: the worker stopped during delivery; retrying'
+            FROM upd
+        )
+        SELECT DISTINCT message_id FROM upd
+        "#,
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    refresh_message_status(&mut tx, &message_ids).await?;
+    tx.commit().await?;
+    Ok(message_ids)
+}
+
+/// Queue depth by status, for readiness output and operators.
+pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT status, count(*) FROM recipients
+         WHERE status IN ('queued', 'deferred', 'sending', 'scheduled') GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,34 @@
+//! SQL access, one file per table group. Nothing outside this folder and `queue/` writes SQL.
+
+pub mod api_keys;
+pub mod messages;
+pub mod projects;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // Short acquire timeout: during an outage requests fail fast with 503 instead of piling up.
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| {
+            format!(
+                "could not connect to Postgres at {}",
+                crate::config::redact_url(url)
+            )
+        })
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("failed to apply database migrations")
+}
