@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -88,16 +88,20 @@ impl Application {
         )
     }
 
+    /// Runs until `cancel` fires, then shuts down gracefully. Dropping the future instead
+    /// stops everything at once, like a killed process (the tests' crash simulation).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let waker_task = tokio::spawn(
+        let mut background = JoinSet::new();
+        background.spawn(
             self.state
                 .waker
                 .clone()
                 .run(self.state.pool.clone(), cancel.child_token()),
         );
-        let worker_task = self
-            .worker
-            .map(|w| tokio::spawn(w.run(cancel.child_token())));
+        let mut workers = JoinSet::new();
+        if let Some(worker) = self.worker {
+            workers.spawn(worker.run(cancel.child_token()));
+        }
         if let Some(listener) = self.listener {
             let router = api::router(self.state.clone());
             axum::serve(listener, router)
@@ -107,10 +111,10 @@ impl Application {
         } else {
             cancel.cancelled().await;
         }
-        if let Some(task) = worker_task {
-            task.await.context("delivery worker panicked")?;
+        while let Some(result) = workers.join_next().await {
+            result.context("delivery worker panicked")?;
         }
-        let _ = waker_task.await;
+        while background.join_next().await.is_some() {}
         Ok(())
     }
 }

@@ -22,8 +22,10 @@ use crate::{
 /// Revocation therefore takes effect within `http.key_cache_secs`.
 #[derive(Clone, Default)]
 pub struct KeyCache {
-    inner: Arc<Mutex<HashMap<Vec<u8>, (AuthenticatedKey, Instant)>>>,
+    inner: Arc<Mutex<HashMap<KeyHash, (AuthenticatedKey, Instant)>>>,
 }
+
+type KeyHash = Vec<u8>;
 
 impl KeyCache {
     fn get(&self, hash: &[u8], ttl: Duration) -> Option<AuthenticatedKey> {

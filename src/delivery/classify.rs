@@ -88,12 +88,17 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
         Err(RelayError::Smtp(err)) => {
             let code = err.status().and_then(|c| c.to_string().parse::<i32>().ok());
             let text = std::error::Error::source(&err).map(|s| s.to_string());
-            let status = if err.is_permanent() {
+            // Authentication replies are about mailgate's account at the relay, not about
+            // the recipient: defer, so fixing the credentials delivers the mail.
+            let relay_level = matches!(code, Some(454 | 530 | 534 | 535 | 538));
+            let status = if err.is_permanent() && !relay_level {
                 RecipientStatus::Bounced
             } else {
                 RecipientStatus::Deferred
             };
-            let kind = if err.is_permanent() || err.is_transient() {
+            let kind = if relay_level {
+                "relay authentication"
+            } else if err.is_permanent() || err.is_transient() {
                 "smtp"
             } else if err.is_timeout() {
                 "timeout"

@@ -76,9 +76,13 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
-        let completer = tokio::spawn(self.clone().record_outcomes(done_rx, in_flight.clone()));
+        // Helpers live in JoinSets, so dropping this future (a killed worker in tests)
+        // aborts them too, exactly like a process that died.
+        let mut completer = JoinSet::new();
+        completer.spawn(self.clone().record_outcomes(done_rx, in_flight.clone()));
         let housekeeping_stop = CancellationToken::new();
-        let housekeeping = tokio::spawn(
+        let mut housekeeping = JoinSet::new();
+        housekeeping.spawn(
             self.clone()
                 .housekeeping(in_flight.clone(), housekeeping_stop.clone()),
         );
@@ -153,9 +157,9 @@ impl Worker {
         }
         while tasks.join_next().await.is_some() {}
         drop(done_tx);
-        let _ = completer.await;
+        while completer.join_next().await.is_some() {}
         housekeeping_stop.cancel();
-        let _ = housekeeping.await;
+        while housekeeping.join_next().await.is_some() {}
         let left: Vec<i64> = in_flight
             .lock()
             .expect("not poisoned")

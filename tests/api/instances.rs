@@ -1,0 +1,140 @@
+//! Several mailgate processes on one database; crashes and graceful stops.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::json;
+
+use crate::support::{
+    app::{TestApp, create_database, message_id_of, relay_to, test_config},
+    smtp_server::TestSmtpServer,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn two_instances_relay_each_message_once() {
+    let smtp = TestSmtpServer::start().await;
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    relay_to(&mut config, &smtp);
+    let a = TestApp::start(config.clone()).await;
+    let b = a.another_instance(config).await;
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        ids.push(
+            app.send_ok(&json!({"from": "a@example.com", "to": format!("r{i}@example.com"), "subject": "s", "text": "t"}))
+                .await,
+        );
+    }
+    let received = smtp.wait_for(120, WAIT).await;
+    for id in &ids {
+        a.wait_for_status(id, &["delivered"], WAIT).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received_now = smtp.received();
+    assert_eq!(
+        received_now.len(),
+        120,
+        "duplicates or losses: {} received",
+        received_now.len()
+    );
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for m in &received {
+        *per_id.entry(message_id_of(&m.data).unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 120);
+    assert!(per_id.values().all(|&n| n == 1));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_arrives_once() {
+    // The doomed worker relays to a server that holds its DATA reply; the worker dies while
+    // waiting, and the connection dies with it (as it would with the process).
+    let black_hole = TestSmtpServer::start().await;
+    black_hole.set_data_delay(Duration::from_secs(60));
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    relay_to(&mut config, &black_hole);
+    config.delivery.smtp_timeout_secs = 30;
+    config.delivery.lease_secs = 3;
+    let doomed = TestApp::start(config.clone()).await;
+    let id = doomed
+        .send_ok(&json!({"from": "a@example.com", "to": "once@example.com", "subject": "s", "text": "t"}))
+        .await;
+    let start = std::time::Instant::now();
+    loop {
+        let email = doomed.get_email(&id).await;
+        if email["recipients"][0]["status"] == "sending" && black_hole.connections() > 0 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    doomed.kill().await;
+    black_hole.stop().await;
+
+    let smtp = TestSmtpServer::start().await;
+    let mut survivor_config = config;
+    relay_to(&mut survivor_config, &smtp);
+    survivor_config.delivery.smtp_timeout_secs = 2;
+    survivor_config.delivery.lease_secs = 10;
+    let survivor = TestApp::start(survivor_config).await;
+    let email = survivor.wait_for_status(&id, &["delivered"], WAIT).await;
+    let types: Vec<&str> = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["queued", "deferred", "delivered"], "{email:#}");
+    assert!(
+        email["events"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired")
+    );
+    assert_eq!(email["recipients"][0]["attempts"], 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_deliveries_in_flight() {
+    let smtp = TestSmtpServer::start().await;
+    smtp.set_data_delay(Duration::from_millis(700));
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    relay_to(&mut config, &smtp);
+    let app = TestApp::start(config).await;
+    for i in 0..4 {
+        app.send_ok(&json!({"from": "a@example.com", "to": format!("g{i}@example.com"), "subject": "s", "text": "t"}))
+            .await;
+    }
+    let start = std::time::Instant::now();
+    while smtp.connections() == 0 {
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pool = app.pool.clone();
+    app.stop().await;
+    let (stuck,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM recipients WHERE status = 'sending'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stuck, 0, "a graceful stop leaves no lease behind");
+    let (delivered,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM recipients WHERE status = 'delivered'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        delivered as usize,
+        smtp.received().len(),
+        "every relayed message is recorded as delivered"
+    );
+    assert!(delivered >= 1);
+}

@@ -1,0 +1,220 @@
+//! The crash test: 2,000 messages accepted, mailgate killed with SIGKILL during delivery,
+//! restarted. Every accepted message must reach a terminal status and be at the SMTP server;
+//! duplicates (only possible from the crash window) are counted and reported.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::{
+    collections::HashMap,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use support::{
+    app::{create_database, message_id_of},
+    smtp_server::TestSmtpServer,
+};
+use tokio::process::{Child, Command};
+
+const MESSAGES: usize = 2000;
+const CLIENTS: usize = 16;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn mailgate(db: &str, http: &str, relay: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
+    cmd.env("MAILGATE_DATABASE_URL", db)
+        .env("MAILGATE_HTTP_ADDR", http)
+        .env("MAILGATE_RELAY_URL", relay)
+        .env("MAILGATE_LOG", "warn")
+        .env("MAILGATE_DELIVERY__CONCURRENCY", "8")
+        .env("MAILGATE_DELIVERY__POLL_INTERVAL_MS", "100")
+        .env("MAILGATE_DELIVERY__SMTP_TIMEOUT_SECS", "2")
+        .env("MAILGATE_DELIVERY__LEASE_SECS", "9")
+        .env("MAILGATE_DELIVERY__RETRY_BASE_SECS", "0.2")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn start(db: &str, http: &str, relay: &str) -> Child {
+    let child = mailgate(db, http, relay)
+        .arg("serve")
+        .spawn()
+        .expect("mailgate binary runs");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
+            && r.status() == 200
+        {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "mailgate did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_delivery_loses_nothing() {
+    let smtp = TestSmtpServer::start().await;
+    // A relay slow enough that delivery is still under way when the process dies.
+    smtp.set_data_delay(Duration::from_millis(40));
+    let db = create_database().await;
+    let http = format!("127.0.0.1:{}", free_port());
+    let relay = format!("smtp://{}?tls=none", smtp.addr);
+
+    let out = mailgate(&db, &http, &relay)
+        .args([
+            "keys",
+            "create",
+            "--project",
+            "crash",
+            "--scopes",
+            "send,messages",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+
+    let mut first = start(&db, &http, &relay).await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (client, key, http, next) = (client.clone(), key.clone(), http.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= MESSAGES {
+                    return ids;
+                }
+                let r = client
+                    .post(format!("http://{http}/v1/emails"))
+                    .bearer_auth(&key)
+                    .json(
+                        &json!({"from": "app@example.com", "to": format!("user{i}@example.com"),
+                                  "subject": format!("crash test {i}"), "text": "x".repeat(2000)}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let body: serde_json::Value = r.json().await.unwrap();
+                ids.push(body["id"].as_str().unwrap().to_string());
+            }
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        accepted.extend(t.await.unwrap());
+    }
+    let accept_secs = started.elapsed().as_secs_f64();
+    assert_eq!(accepted.len(), MESSAGES);
+
+    // Kill -9 while the relay is mid-stream.
+    let wait = Instant::now();
+    while smtp.received().len() < MESSAGES / 4 {
+        assert!(
+            wait.elapsed() < Duration::from_secs(60),
+            "delivery did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await.unwrap();
+    let at_kill = smtp.received().len();
+    assert!(
+        at_kill < MESSAGES,
+        "delivery finished before the kill; slow the relay down"
+    );
+
+    let mut second = start(&db, &http, &relay).await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (open,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM recipients WHERE status IN ('queued', 'deferred', 'sending', 'scheduled')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} recipients never reached a terminal status"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (delivered,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM recipients WHERE status = 'delivered'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT message_id FROM messages")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut at_server: HashMap<String, usize> = HashMap::new();
+    for m in smtp.received() {
+        *at_server
+            .entry(message_id_of(&m.data).unwrap())
+            .or_default() += 1;
+    }
+    let lost = stored
+        .iter()
+        .filter(|(id,)| !at_server.contains_key(id))
+        .count();
+    let duplicated: usize = at_server.values().map(|n| n - 1).sum();
+    println!(
+        "crash test: accepted {MESSAGES} in {accept_secs:.1} s ({:.0}/s), killed after {at_kill} relayed; \
+         delivered {delivered}, lost {lost}, duplicated {duplicated}",
+        MESSAGES as f64 / accept_secs
+    );
+    assert_eq!(stored.len(), MESSAGES);
+    assert_eq!(lost, 0, "accepted messages never reached the relay");
+    assert_eq!(delivered as usize, MESSAGES);
+    // Only the crash window can repeat a send: at most what was in flight or unrecorded.
+    assert!(
+        duplicated <= 64,
+        "{duplicated} duplicates is more than the crash window explains"
+    );
+
+    // SIGTERM: a clean exit.
+    let pid = second.id().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), second.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "mailgate exited with {exit} on SIGTERM");
+}
