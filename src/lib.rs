@@ -12,6 +12,7 @@ pub mod domain;
 pub mod mime;
 pub mod queue;
 pub mod store;
+pub mod submission;
 pub mod telemetry;
 
 pub use app::Application;

@@ -18,8 +18,8 @@ use super::{
 };
 use crate::{
     domain::{Scope, email::SendRequest, status::summarise},
-    mime,
-    store::messages::{self, AcceptedMessage, EventRow, MessageRow, RecipientRow},
+    store::messages::{self, EventRow, MessageRow, RecipientRow},
+    submission::{self, Accepted},
 };
 
 pub fn router() -> Router<AppState> {
@@ -29,72 +29,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/emails/{id}/source", get(source))
 }
 
-#[derive(Serialize)]
-pub struct RecipientSummary {
-    pub email: String,
-    pub status: String,
-}
-
-#[derive(Serialize)]
-pub struct Accepted {
-    pub id: Uuid,
-    pub status: String,
-    pub recipients: Vec<RecipientSummary>,
-}
-
 async fn send(
     State(state): State<AppState>,
     key: ProjectKey,
     AppJson(body): AppJson<SendRequest>,
-) -> ApiResult<Response> {
-    let key = key.require(Scope::Send)?.clone();
-    let email = body
-        .validate(|name| state.relays.contains(name))
-        .map_err(ApiError::Validation)?;
-    let id = Uuid::now_v7();
-    let message_id = mime::message_id(id, &email);
-    let bytes = mime::render(&email, &message_id, state.config.http.max_message_bytes).map_err(
-        |e| match e {
-            mime::MimeError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-            mime::MimeError::Build(detail) => ApiError::validation("body", detail),
-        },
-    )?;
-    let recipients = email
-        .recipients()
-        .into_iter()
-        .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
-        .collect();
-    let metadata = serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?;
-    let accepted = AcceptedMessage {
-        id,
-        project_id: key.project_id,
-        api_key_id: Some(key.id),
-        from: email.from.email.as_str(),
-        subject: &email.subject,
-        message_id: &message_id,
-        mime: &bytes,
-        tags: &email.tags,
-        metadata,
-        relay: email.relay.as_deref(),
-        // Test keys never relay, whatever the configuration says.
-        sandbox: key.test_mode || state.relays.is_sandbox(),
-        recipients,
-    };
-    let rows = messages::insert(&state.pool, &accepted).await?;
-    state.waker.wake();
-    let status = summarise(rows.iter().map(|r| r.status.as_str())).to_string();
-    let body = Accepted {
-        id,
-        status,
-        recipients: rows
-            .into_iter()
-            .map(|r| RecipientSummary {
-                email: r.email,
-                status: r.status,
-            })
-            .collect(),
-    };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let key = key.require(Scope::Send)?;
+    let accepted = submission::submit(&state, key, body).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 #[derive(Serialize)]
