@@ -13,7 +13,7 @@ use crate::{
     config::{Config, redact_url},
     delivery::{Relays, Worker},
     queue::wake::Waker,
-    store,
+    retention, store,
 };
 
 pub struct Application {
@@ -98,6 +98,11 @@ impl Application {
                 .clone()
                 .run(self.state.pool.clone(), cancel.child_token()),
         );
+        background.spawn(retention::run(
+            self.state.pool.clone(),
+            self.state.config.retention.clone(),
+            cancel.child_token(),
+        ));
         let mut workers = JoinSet::new();
         if let Some(worker) = self.worker {
             workers.spawn(worker.run(cancel.child_token()));

@@ -37,6 +37,7 @@ pub struct Config {
     pub workers_enabled: bool,
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
+    pub retention: RetentionConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
 }
@@ -50,6 +51,34 @@ pub struct HttpConfig {
     pub max_message_bytes: usize,
     /// How long a verified API key is trusted before it is looked up again (revocation delay).
     pub key_cache_secs: u64,
+    /// Most messages in one `POST /v1/emails/batch`.
+    pub max_batch: usize,
+    /// How far ahead `send_at` may schedule a message.
+    pub max_schedule_days: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Finished messages (with recipients and events) older than this are deleted.
+    pub days: i64,
+    /// Idempotency keys are kept at least this long.
+    pub idempotency_hours: i64,
+    /// How often each instance runs the clean-up.
+    pub interval_secs: u64,
+    /// Rows deleted per statement, so clean-up never holds long locks.
+    pub batch: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 30,
+            idempotency_hours: 24,
+            interval_secs: 3600,
+            batch: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -105,6 +134,7 @@ impl Default for Config {
             workers_enabled: true,
             http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
+            retention: RetentionConfig::default(),
             relays: BTreeMap::new(),
         }
     }
@@ -116,6 +146,8 @@ impl Default for HttpConfig {
             max_body_bytes: 14 * 1024 * 1024,
             max_message_bytes: 10 * 1024 * 1024,
             key_cache_secs: 10,
+            max_batch: 500,
+            max_schedule_days: 30,
         }
     }
 }

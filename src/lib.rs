@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod domain;
 pub mod mime;
 pub mod queue;
+pub mod retention;
 pub mod store;
 pub mod submission;
 pub mod telemetry;

@@ -164,7 +164,7 @@ mod tests {
     fn email(body: serde_json::Value) -> NewEmail {
         serde_json::from_value::<SendRequest>(body)
             .unwrap()
-            .validate(|_| true)
+            .validate(|_| true, chrono::Duration::days(30))
             .unwrap()
     }
 

@@ -1,6 +1,8 @@
 //! Turning a send request into committed rows: validate, render the MIME once, commit.
 //! Shared by every way mail comes in (single and batch HTTP sends, later SMTP submission).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -10,7 +12,7 @@ use crate::{
     mime,
     store::{
         api_keys::AuthenticatedKey,
-        messages::{self, AcceptedMessage},
+        messages::{self, AcceptedMessage, Submitter},
     },
 };
 
@@ -42,8 +44,9 @@ pub async fn prepare(
     _key: &AuthenticatedKey,
     request: SendRequest,
 ) -> Result<Prepared, ApiError> {
+    let max_schedule = chrono::Duration::days(state.config.http.max_schedule_days);
     let email = request
-        .validate(|name| state.relays.contains(name))
+        .validate(|name| state.relays.contains(name), max_schedule)
         .map_err(ApiError::Validation)?;
     let id = Uuid::now_v7();
     let message_id = mime::message_id(id, &email);
@@ -61,46 +64,65 @@ pub async fn prepare(
     })
 }
 
-/// Commits one prepared message and wakes the workers. Only then may the caller say 2xx.
+/// Commits prepared messages together (one statement) and wakes the workers.
+/// Only then may the caller answer 2xx. Answers come back in input order.
 pub async fn commit(
     state: &AppState,
     key: &AuthenticatedKey,
-    prepared: &Prepared,
-) -> Result<Accepted, ApiError> {
-    let email = &prepared.email;
-    let recipients = email
-        .recipients()
-        .into_iter()
-        .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
-        .collect();
-    let accepted = AcceptedMessage {
-        id: prepared.id,
+    prepared: &[Prepared],
+) -> Result<Vec<Accepted>, ApiError> {
+    if prepared.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut batch = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let email = &p.email;
+        batch.push(AcceptedMessage {
+            id: p.id,
+            from: email.from.email.as_str(),
+            subject: &email.subject,
+            message_id: &p.message_id,
+            mime: &p.mime,
+            tags: &email.tags,
+            metadata: serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?,
+            relay: email.relay.as_deref(),
+            send_at: email.send_at,
+            recipients: email
+                .recipients()
+                .into_iter()
+                .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
+                .collect(),
+        });
+    }
+    let by = Submitter {
         project_id: key.project_id,
         api_key_id: Some(key.id),
-        from: email.from.email.as_str(),
-        subject: &email.subject,
-        message_id: &prepared.message_id,
-        mime: &prepared.mime,
-        tags: &email.tags,
-        metadata: serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?,
-        relay: email.relay.as_deref(),
         // Test keys never relay, whatever the configuration says.
         sandbox: key.test_mode || state.relays.is_sandbox(),
-        recipients,
     };
-    let rows = messages::insert(&state.pool, &accepted).await?;
+    let rows = messages::insert(&state.pool, &by, &batch).await?;
     state.waker.wake();
-    Ok(Accepted {
-        id: prepared.id,
-        status: summarise(rows.iter().map(|r| r.status.as_str())).to_string(),
-        recipients: rows
-            .into_iter()
-            .map(|r| RecipientSummary {
+    let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
+    for r in rows {
+        by_message
+            .entry(r.message_id)
+            .or_default()
+            .push(RecipientSummary {
                 email: r.email,
                 status: r.status,
-            })
-            .collect(),
-    })
+            });
+    }
+    Ok(prepared
+        .iter()
+        .map(|p| {
+            let recipients = by_message.remove(&p.id).unwrap_or_default();
+            Accepted {
+                id: p.id,
+                status: summarise(recipients.iter().map(|r| r.status.as_str())).to_string(),
+                recipients,
+            }
+        })
+        .collect())
 }
 
 /// Validate, render and commit one message.
@@ -110,5 +132,8 @@ pub async fn submit(
     request: SendRequest,
 ) -> Result<Accepted, ApiError> {
     let prepared = prepare(state, key, request).await?;
-    commit(state, key, &prepared).await
+    let mut accepted = commit(state, key, std::slice::from_ref(&prepared)).await?;
+    accepted
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("commit returned no answer")))
 }

@@ -1,42 +1,266 @@
-//! `/v1/emails`: send, read status and timeline, read the exact MIME.
+//! `/v1/emails`: send one or a batch, list, read status and timeline, read the exact MIME,
+//! cancel.
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
-    http::{StatusCode, header},
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use base64::Engine;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{
     AppState,
     auth::ProjectKey,
-    error::{ApiError, ApiResult},
-    extract::AppJson,
+    error::{ApiError, ApiResult, FieldError},
+    extract::{RawJson, parse_json},
+    idempotency,
 };
 use crate::{
     domain::{Scope, email::SendRequest, status::summarise},
-    store::messages::{self, EventRow, MessageRow, RecipientRow},
-    submission::{self, Accepted},
+    store::messages::{
+        self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow,
+    },
+    submission,
 };
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/emails", post(send))
+        .route("/v1/emails", post(send).get(list))
+        .route("/v1/emails/batch", post(send_batch))
         .route("/v1/emails/{id}", get(show))
         .route("/v1/emails/{id}/source", get(source))
+        .route("/v1/emails/{id}/cancel", post(cancel))
 }
 
 async fn send(
     State(state): State<AppState>,
     key: ProjectKey,
-    AppJson(body): AppJson<SendRequest>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let key = key.require(Scope::Send)?;
-    let accepted = submission::submit(&state, key, body).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+    headers: HeaderMap,
+    RawJson(body): RawJson,
+) -> ApiResult<Response> {
+    let key = key.require(Scope::Send)?.clone();
+    let idem = idempotency::key_from(&headers)?;
+    idempotency::run_once(
+        &state,
+        key.project_id,
+        idem,
+        "POST /v1/emails",
+        &body,
+        || async {
+            let request: SendRequest = parse_json(&body)?;
+            let accepted = submission::submit(&state, &key, request).await?;
+            Ok((
+                StatusCode::ACCEPTED,
+                serde_json::to_value(accepted).map_err(anyhow::Error::from)?,
+            ))
+        },
+    )
+    .await
+}
+
+/// One result per batch item, in request order: the 202 body or the problem.
+#[derive(Serialize)]
+pub struct BatchItem {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Serialize)]
+pub struct BatchResult {
+    pub data: Vec<BatchItem>,
+}
+
+async fn send_batch(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    headers: HeaderMap,
+    RawJson(body): RawJson,
+) -> ApiResult<Response> {
+    let key = key.require(Scope::Send)?.clone();
+    let idem = idempotency::key_from(&headers)?;
+    idempotency::run_once(
+        &state,
+        key.project_id,
+        idem,
+        "POST /v1/emails/batch",
+        &body,
+        || async {
+            let items: Vec<Value> = parse_json(&body)?;
+            let max = state.config.http.max_batch;
+            if items.is_empty() || items.len() > max {
+                return Err(ApiError::validation(
+                    "body",
+                    format!("a batch holds 1 to {max} messages, not {}", items.len()),
+                ));
+            }
+            // Check and render every item; one bad item never sinks the others.
+            let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
+            let mut prepared = Vec::new();
+            let mut slots = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let outcome = match serde_path_to_error::deserialize::<_, SendRequest>(item) {
+                    Ok(request) => submission::prepare(&state, &key, request).await,
+                    Err(err) => Err(ApiError::Validation(vec![FieldError::new(
+                        err.path().to_string(),
+                        err.inner().to_string(),
+                    )])),
+                };
+                match outcome {
+                    Ok(p) => {
+                        prepared.push(p);
+                        slots.push(i);
+                        results.push(None);
+                    }
+                    Err(err) => results.push(Some(BatchItem {
+                        status: err.status_code().as_u16(),
+                        body: serde_json::to_value(err.to_problem())
+                            .map_err(anyhow::Error::from)?,
+                    })),
+                }
+            }
+            // The valid ones are committed together, in one statement.
+            let accepted = submission::commit(&state, &key, &prepared).await?;
+            for (slot, answer) in slots.into_iter().zip(accepted) {
+                results[slot] = Some(BatchItem {
+                    status: StatusCode::ACCEPTED.as_u16(),
+                    body: serde_json::to_value(answer).map_err(anyhow::Error::from)?,
+                });
+            }
+            let data = results
+                .into_iter()
+                .map(|r| r.expect("every slot filled"))
+                .collect();
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(BatchResult { data }).map_err(anyhow::Error::from)?,
+            ))
+        },
+    )
+    .await
+}
+
+#[derive(Serialize)]
+pub struct EmailList {
+    pub data: Vec<MessageSummary>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+const LIST_DEFAULT: i64 = 20;
+const LIST_MAX: i64 = 100;
+
+fn encode_cursor(id: Uuid) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(raw: &str) -> Option<Uuid> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+fn parse_time(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(e) => {
+            errors.push(FieldError::new(
+                field,
+                format!("is not an RFC 3339 time: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+const STATUSES: &[&str] = &[
+    "queued",
+    "scheduled",
+    "sending",
+    "deferred",
+    "delivered",
+    "partially_delivered",
+    "bounced",
+    "failed",
+    "suppressed",
+    "cancelled",
+];
+
+async fn list(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<EmailList>> {
+    let key = key.require(Scope::Messages)?;
+    let mut errors = Vec::new();
+    let limit = match q.get("limit") {
+        None => LIST_DEFAULT,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=LIST_MAX).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {LIST_MAX}"),
+                ));
+                LIST_DEFAULT
+            }
+        },
+    };
+    if let Some(s) = q.get("status")
+        && !STATUSES.contains(&s.as_str())
+    {
+        errors.push(FieldError::new(
+            "status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let before = q.get("cursor").and_then(|c| {
+        let id = decode_cursor(c);
+        if id.is_none() {
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor returned by this API",
+            ));
+        }
+        id
+    });
+    let filter = ListFilter {
+        status: q.get("status").cloned(),
+        tag: q.get("tag").cloned(),
+        recipient: q.get("recipient").cloned(),
+        from: q.get("from").cloned(),
+        since: q
+            .get("since")
+            .and_then(|s| parse_time("since", s, &mut errors)),
+        until: q
+            .get("until")
+            .and_then(|s| parse_time("until", s, &mut errors)),
+        before,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut data = messages::list(&state.pool, key.project_id, &filter, limit + 1).await?;
+    let has_more = data.len() as i64 > limit;
+    data.truncate(limit as usize);
+    let next_cursor = if has_more {
+        data.last().map(|m| encode_cursor(m.id))
+    } else {
+        None
+    };
+    Ok(Json(EmailList {
+        data,
+        next_cursor,
+        has_more,
+    }))
 }
 
 #[derive(Serialize)]
@@ -52,14 +276,8 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("email"))
 }
 
-async fn show(
-    State(state): State<AppState>,
-    key: ProjectKey,
-    Path(id): Path<String>,
-) -> ApiResult<Json<EmailDetail>> {
-    let key = key.require(Scope::Messages)?;
-    let id = parse_id(&id)?;
-    let mut message = messages::find(&state.pool, key.project_id, id)
+async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
+    let mut message = messages::find(&state.pool, project_id, id)
         .await?
         .ok_or(ApiError::NotFound("email"))?;
     let (recipients, events) = tokio::try_join!(
@@ -68,11 +286,21 @@ async fn show(
     )?;
     // The stored status is refreshed in batches; the recipients are the truth right now.
     message.status = summarise(recipients.iter().map(|r| r.status.as_str())).to_string();
-    Ok(Json(EmailDetail {
+    Ok(EmailDetail {
         message,
         recipients,
         events,
-    }))
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EmailDetail>> {
+    let key = key.require(Scope::Messages)?;
+    let id = parse_id(&id)?;
+    Ok(Json(detail(&state, key.project_id, id).await?))
 }
 
 async fn source(
@@ -86,4 +314,24 @@ async fn source(
         .await?
         .ok_or(ApiError::NotFound("email"))?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EmailDetail>> {
+    let key = key.require(Scope::Send)?;
+    let id = parse_id(&id)?;
+    match messages::cancel(&state.pool, key.project_id, id).await? {
+        Cancelled::NotFound => Err(ApiError::NotFound("email")),
+        Cancelled::Nothing(statuses) => Err(ApiError::Conflict {
+            code: "not_cancellable",
+            detail: format!(
+                "nothing left to cancel: the message is {}",
+                summarise(statuses.iter().map(String::as_str))
+            ),
+        }),
+        Cancelled::Some(_) => Ok(Json(detail(&state, key.project_id, id).await?)),
+    }
 }

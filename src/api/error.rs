@@ -96,23 +96,26 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// The RFC 9457 body of every error answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable: switch on this, not on the text.
+    pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    pub errors: Option<Vec<FieldError>>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem body; an internal error is logged here, once, with its cause chain.
+    pub fn to_problem(&self) -> Problem {
         let status = self.status();
-        let detail = match &self {
-            // The cause chain goes to the log once; the client gets an opaque message.
+        let detail = match self {
+            // The client gets an opaque message; the log gets the details.
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
                 "an internal error occurred".to_string()
@@ -122,30 +125,47 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let errors = match &self {
-            ApiError::Validation(errors) => Some(errors.as_slice()),
-            _ => None,
-        };
         let code = self.code();
-        let body = Problem {
+        Problem {
             kind: format!("urn:mailgate:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail,
-            code,
-            errors,
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+            code: code.to_string(),
+            errors: match self {
+                ApiError::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+}
+
+/// A JSON answer with the right content type: problem+json for errors.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if status.is_client_error() || status.is_server_error() {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
+    }
+    if status == StatusCode::UNAUTHORIZED {
         response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.to_problem();
+        let body = serde_json::to_value(&problem).unwrap_or_default();
+        json_response(self.status(), &body)
     }
 }
 

@@ -12,6 +12,46 @@ use super::error::{ApiError, FieldError};
 /// JSON body: malformed JSON is a 400, a well-formed body of the wrong shape a 422 naming the field.
 pub struct AppJson<T>(pub T);
 
+/// The raw bytes of a JSON body (content type and size checked), for handlers that also
+/// need the exact bytes, like idempotent sends.
+pub struct RawJson(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(&req)?;
+        Bytes::from_request(req, state)
+            .await
+            .map(RawJson)
+            .map_err(body_error)
+    }
+}
+
+fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".into(),
+        ))
+    }
+}
+
 impl<S, T> FromRequest<S> for AppJson<T>
 where
     S: Send + Sync,

@@ -6,6 +6,7 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod projects;
 
 use std::sync::Arc;

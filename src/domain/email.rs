@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -63,6 +64,9 @@ pub struct SendRequest {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub relay: Option<String>,
+    /// RFC 3339 time to send at; absent or past means now.
+    #[serde(default)]
+    pub send_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +122,7 @@ pub struct NewEmail {
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub relay: Option<String>,
+    pub send_at: Option<DateTime<Utc>>,
 }
 
 impl NewEmail {
@@ -143,10 +148,12 @@ impl NewEmail {
 
 impl SendRequest {
     /// Checks every field and reports all problems at once, each by its JSON path.
-    /// `relay_exists` says whether a named relay is configured.
+    /// `relay_exists` says whether a named relay is configured; `max_schedule` is how far
+    /// ahead `send_at` may be.
     pub fn validate(
         self,
         relay_exists: impl Fn(&str) -> bool,
+        max_schedule: chrono::Duration,
     ) -> Result<NewEmail, Vec<FieldError>> {
         let mut errors = Vec::new();
         let from = match mailbox_value(&self.from) {
@@ -214,6 +221,29 @@ impl SendRequest {
             ));
         }
 
+        let send_at =
+            self.send_at
+                .as_deref()
+                .and_then(|raw| match DateTime::parse_from_rfc3339(raw) {
+                    Ok(t) => {
+                        let t = t.with_timezone(&Utc);
+                        if t > Utc::now() + max_schedule {
+                            errors.push(FieldError::new(
+                                "send_at",
+                                format!("may be at most {} days ahead", max_schedule.num_days()),
+                            ));
+                        }
+                        Some(t)
+                    }
+                    Err(e) => {
+                        errors.push(FieldError::new(
+                            "send_at",
+                            format!("is not an RFC 3339 time: {e}"),
+                        ));
+                        None
+                    }
+                });
+
         match (errors.is_empty(), from) {
             (true, Some(from)) => Ok(NewEmail {
                 from,
@@ -229,6 +259,7 @@ impl SendRequest {
                 tags,
                 metadata,
                 relay: self.relay,
+                send_at,
             }),
             _ => Err(errors),
         }
@@ -463,7 +494,7 @@ mod tests {
 
     fn parse(body: Value) -> Result<NewEmail, Vec<FieldError>> {
         let req: SendRequest = serde_json::from_value(body).unwrap();
-        req.validate(|name| name == "default")
+        req.validate(|name| name == "default", chrono::Duration::days(30))
     }
 
     fn fields(r: Result<NewEmail, Vec<FieldError>>) -> Vec<String> {

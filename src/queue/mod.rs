@@ -53,7 +53,7 @@ pub async fn claim(
         r#"
         WITH due AS (
             SELECT id FROM recipients
-            WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
+            WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED

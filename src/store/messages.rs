@@ -8,8 +8,6 @@ use uuid::Uuid;
 /// A message ready to commit: validated, rendered, with its id assigned.
 pub struct AcceptedMessage<'a> {
     pub id: Uuid,
-    pub project_id: Uuid,
-    pub api_key_id: Option<Uuid>,
     pub from: &'a str,
     pub subject: &'a str,
     pub message_id: &'a str,
@@ -17,69 +15,120 @@ pub struct AcceptedMessage<'a> {
     pub tags: &'a [String],
     pub metadata: serde_json::Value,
     pub relay: Option<&'a str>,
-    pub sandbox: bool,
+    /// Scheduled delivery time; `None` sends now.
+    pub send_at: Option<DateTime<Utc>>,
     /// (address, kind) in request order.
     pub recipients: Vec<(String, &'static str)>,
 }
 
+/// Who submitted a group of messages; shared by every message of a batch.
+pub struct Submitter {
+    pub project_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    /// Processed and reported, never relayed.
+    pub sandbox: bool,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RecipientState {
-    pub email: String,
     #[serde(skip)]
-    pub kind: String,
+    pub message_id: Uuid,
+    pub email: String,
     pub status: String,
 }
 
-/// Commits the message, its recipients (suppressed ones marked so) and their first events
-/// in one statement: one round trip, and nothing is acknowledged before it is durable.
-pub async fn insert(pool: &PgPool, m: &AcceptedMessage<'_>) -> sqlx::Result<Vec<RecipientState>> {
-    let emails: Vec<&str> = m.recipients.iter().map(|(e, _)| e.as_str()).collect();
-    let kinds: Vec<&str> = m.recipients.iter().map(|(_, k)| *k).collect();
+/// Commits messages, their recipients (suppressed or scheduled ones marked so) and the first
+/// events in one statement: one round trip for a whole batch, and nothing is acknowledged
+/// before it is durable. Returns the recipients in input order.
+pub async fn insert(
+    pool: &PgPool,
+    by: &Submitter,
+    batch: &[AcceptedMessage<'_>],
+) -> sqlx::Result<Vec<RecipientState>> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut froms = Vec::with_capacity(batch.len());
+    let mut subjects = Vec::with_capacity(batch.len());
+    let mut message_ids = Vec::with_capacity(batch.len());
+    let mut mimes: Vec<&[u8]> = Vec::with_capacity(batch.len());
+    let mut tags = Vec::with_capacity(batch.len());
+    let mut metadata = Vec::with_capacity(batch.len());
+    let mut relays = Vec::with_capacity(batch.len());
+    let mut send_ats = Vec::with_capacity(batch.len());
+    let (mut r_msg, mut r_email, mut r_kind) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, m) in batch.iter().enumerate() {
+        ids.push(m.id);
+        froms.push(m.from);
+        subjects.push(m.subject);
+        message_ids.push(m.message_id);
+        mimes.push(m.mime);
+        // Postgres arrays must be rectangular, so per-message tag lists travel as JSON.
+        tags.push(serde_json::json!(m.tags));
+        metadata.push(m.metadata.clone());
+        relays.push(m.relay);
+        send_ats.push(m.send_at);
+        for (email, kind) in &m.recipients {
+            r_msg.push(i as i32 + 1);
+            r_email.push(email.as_str());
+            r_kind.push(*kind);
+        }
+    }
     sqlx::query_as(
         r#"
-        WITH input AS (
-            SELECT t.email, t.kind, t.ord,
-                   EXISTS (SELECT 1 FROM suppressions s
-                           WHERE s.project_id = $2 AND s.email = lower(t.email)) AS suppressed
-            FROM unnest($11::text[], $12::text[]) WITH ORDINALITY AS t(email, kind, ord)
+        WITH m_in AS (
+            SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+                                 $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[])
+                WITH ORDINALITY AS t(id, from_addr, subject, message_id, mime, tags, metadata, relay, send_at, ord)
+        ),
+        r_in AS (
+            SELECT r.email, r.kind, r.ord, m.id AS message_id, m.ord AS msg_ord,
+                   CASE
+                       WHEN EXISTS (SELECT 1 FROM suppressions s
+                                    WHERE s.project_id = $1 AND s.email = lower(r.email)) THEN 'suppressed'
+                       WHEN m.send_at > now() THEN 'scheduled'
+                       ELSE 'queued'
+                   END AS status,
+                   greatest(coalesce(m.send_at, now()), now()) AS due
+            FROM unnest($13::int[], $14::text[], $15::text[]) WITH ORDINALITY AS r(msg, email, kind, ord)
+            JOIN m_in m ON m.ord = r.msg
         ),
         msg AS (
             INSERT INTO messages (id, project_id, api_key_id, status, from_addr, subject, message_id,
-                                  mime, tags, metadata, relay, sandbox)
-            SELECT $1, $2, $3,
-                   CASE WHEN bool_and(suppressed) THEN 'suppressed' ELSE 'queued' END,
-                   $4, $5, $6, $7, $8, $9, $10, $13
-            FROM input
-            RETURNING id
+                                  mime, tags, metadata, relay, sandbox, send_at)
+            SELECT m.id, $1, $2, s.status, m.from_addr, m.subject, m.message_id, m.mime,
+                   ARRAY(SELECT jsonb_array_elements_text(m.tags)), m.metadata, m.relay, $3, m.send_at
+            FROM m_in m
+            JOIN LATERAL (SELECT mailgate_message_status(array_agg(r.status)) AS status
+                          FROM r_in r WHERE r.msg_ord = m.ord) s ON true
         ),
         rcpt AS (
-            INSERT INTO recipients (message_id, email, kind, status)
-            SELECT $1, email, kind, CASE WHEN suppressed THEN 'suppressed' ELSE 'queued' END
-            FROM input ORDER BY ord
-            RETURNING id, email, kind, status
+            INSERT INTO recipients (message_id, email, kind, status, next_attempt_at)
+            SELECT message_id, email, kind, status, due FROM r_in ORDER BY msg_ord, ord
+            RETURNING id, message_id, email, status
         ),
         ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, detail)
-            SELECT $1, id, email, status,
+            SELECT message_id, id, email, status,
                    CASE WHEN status = 'suppressed' THEN 'the address is on the suppression list' END
             FROM rcpt
         )
-        SELECT email, kind, status FROM rcpt ORDER BY id
+        SELECT message_id, email, status FROM rcpt ORDER BY id
         "#,
     )
-    .bind(m.id)
-    .bind(m.project_id)
-    .bind(m.api_key_id)
-    .bind(m.from)
-    .bind(m.subject)
-    .bind(m.message_id)
-    .bind(m.mime)
-    .bind(m.tags)
-    .bind(&m.metadata)
-    .bind(m.relay)
-    .bind(&emails)
-    .bind(&kinds)
-    .bind(m.sandbox)
+    .bind(by.project_id)
+    .bind(by.api_key_id)
+    .bind(by.sandbox)
+    .bind(&ids)
+    .bind(&froms)
+    .bind(&subjects)
+    .bind(&message_ids)
+    .bind(&mimes)
+    .bind(&tags)
+    .bind(&metadata)
+    .bind(&relays)
+    .bind(&send_ats)
+    .bind(&r_msg)
+    .bind(&r_email)
+    .bind(&r_kind)
     .fetch_all(pool)
     .await
 }
@@ -95,6 +144,7 @@ pub struct MessageRow {
     pub metadata: serde_json::Value,
     pub relay: Option<String>,
     pub sandbox: bool,
+    pub send_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -130,7 +180,8 @@ pub struct EventRow {
 /// A message of this project only: another project's id reads as absent.
 pub async fn find(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Option<MessageRow>> {
     sqlx::query_as(
-        "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, created_at, updated_at
+        "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, send_at, created_at,
+                updated_at
          FROM messages WHERE id = $1 AND project_id = $2",
     )
     .bind(id)
@@ -167,4 +218,147 @@ pub async fn source(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<O
         .bind(project_id)
         .fetch_optional(pool)
         .await
+}
+
+/// Filters of `GET /v1/emails`; all optional, combined with AND.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub tag: Option<String>,
+    pub recipient: Option<String>,
+    pub from: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only messages older than this id (the cursor): stable while new mail arrives,
+    /// because UUIDv7 ids grow with time.
+    pub before: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MessageSummary {
+    pub id: Uuid,
+    pub status: String,
+    pub from_addr: String,
+    pub subject: String,
+    pub tags: Vec<String>,
+    pub recipients: i64,
+    pub send_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Newest first, at most `limit` rows of one project.
+pub async fn list(
+    pool: &PgPool,
+    project_id: Uuid,
+    f: &ListFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageSummary>> {
+    sqlx::query_as(
+        r#"
+        SELECT m.id, m.status, m.from_addr, m.subject, m.tags, m.send_at, m.created_at,
+               (SELECT count(*) FROM recipients r WHERE r.message_id = m.id) AS recipients
+        FROM messages m
+        WHERE m.project_id = $1
+          AND ($2::text IS NULL OR m.status = $2)
+          AND ($3::text IS NULL OR m.tags @> ARRAY[$3::text])
+          AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM recipients r
+                                           WHERE r.message_id = m.id AND lower(r.email) = lower($4)))
+          AND ($5::text IS NULL OR m.from_addr = $5)
+          AND ($6::timestamptz IS NULL OR m.created_at >= $6)
+          AND ($7::timestamptz IS NULL OR m.created_at < $7)
+          AND ($8::uuid IS NULL OR m.id < $8)
+        ORDER BY m.id DESC
+        LIMIT $9
+        "#,
+    )
+    .bind(project_id)
+    .bind(&f.status)
+    .bind(&f.tag)
+    .bind(&f.recipient)
+    .bind(&f.from)
+    .bind(f.since)
+    .bind(f.until)
+    .bind(f.before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// What cancelling did.
+pub enum Cancelled {
+    /// These recipients were cancelled.
+    Some(u64),
+    /// Nothing was left to cancel; these are the statuses found.
+    Nothing(Vec<String>),
+    NotFound,
+}
+
+/// Cancels every recipient not yet handed to a relay, with an event each, in one transaction.
+pub async fn cancel(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Cancelled> {
+    let mut tx = pool.begin().await?;
+    let owner: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND project_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if owner.is_none() {
+        return Ok(Cancelled::NotFound);
+    }
+    let cancelled: i64 = sqlx::query_scalar(
+        r#"
+        WITH upd AS (
+            UPDATE recipients SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = now()
+            WHERE message_id = $1 AND status IN ('queued', 'scheduled', 'deferred')
+            RETURNING id, email
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, detail)
+            SELECT $1, id, email, 'cancelled', 'cancelled through the API' FROM upd
+        )
+        SELECT count(*) FROM upd
+        "#,
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if cancelled == 0 {
+        let statuses: Vec<String> =
+            sqlx::query_scalar("SELECT status FROM recipients WHERE message_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        return Ok(Cancelled::Nothing(statuses));
+    }
+    sqlx::query(
+        "UPDATE messages SET status = (SELECT mailgate_message_status(array_agg(status)) FROM recipients
+                                       WHERE message_id = $1), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Cancelled::Some(cancelled as u64))
+}
+
+/// Deletes up to `batch` finished messages older than `days` (recipients and events go
+/// with them); returns how many. Messages still in flight are never deleted.
+pub async fn purge_finished(pool: &PgPool, days: i64, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        r#"
+        DELETE FROM messages WHERE id IN (
+            SELECT m.id FROM messages m
+            WHERE m.created_at < now() - make_interval(days => $1::int)
+              AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+                              AND r.status IN ('queued', 'scheduled', 'sending', 'deferred'))
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        "#,
+    )
+    .bind(days)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -1,6 +1,7 @@
 //! SQL access, one file per table group. Nothing outside this folder and `queue/` writes SQL.
 
 pub mod api_keys;
+pub mod idempotency;
 pub mod messages;
 pub mod projects;
 

@@ -1,0 +1,107 @@
+//! `Idempotency-Key` on sends: the same key and body replay the first answer; the same key
+//! with a different body, or while the first request is still running, is a 409.
+
+use std::future::Future;
+
+use axum::{
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    error::{ApiError, json_response},
+};
+use crate::store::idempotency::{self, Claim};
+
+pub const HEADER: &str = "idempotency-key";
+
+/// The key from the request, checked: 1 to 255 printable ASCII characters.
+pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                "must be 1 to 255 printable ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// Runs `handler` at most once per (project, key, request); its answer (2xx or 4xx) is kept
+/// and replayed. A 5xx is not kept, so the client's retry runs again.
+pub async fn run_once<F, Fut>(
+    state: &AppState,
+    project_id: Uuid,
+    key: Option<String>,
+    route: &str,
+    body: &[u8],
+    handler: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    let Some(key) = key else {
+        return Ok(match handler().await {
+            Ok((status, value)) => json_response(status, &value),
+            Err(err) => axum::response::IntoResponse::into_response(err),
+        });
+    };
+    let hash = Sha256::new()
+        .chain_update(route.as_bytes())
+        .chain_update([0])
+        .chain_update(body)
+        .finalize();
+    match idempotency::claim(&state.pool, project_id, &key, &hash).await? {
+        Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = json_response(status, &body);
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            return Ok(response);
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::Conflict {
+                code: "idempotency_conflict",
+                detail: "this Idempotency-Key was used with a different request".into(),
+            });
+        }
+        Claim::InProgress => {
+            return Err(ApiError::Conflict {
+                code: "idempotency_conflict",
+                detail:
+                    "a request with this Idempotency-Key is still being processed; retry shortly"
+                        .into(),
+            });
+        }
+        Claim::Fresh => {}
+    }
+    let (status, value) = match handler().await {
+        Ok(answer) => answer,
+        Err(err) if err.status_code().is_server_error() => {
+            if let Err(e) = idempotency::abandon(&state.pool, project_id, &key).await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+            return Err(err);
+        }
+        Err(err) => (
+            err.status_code(),
+            serde_json::to_value(err.to_problem()).map_err(anyhow::Error::from)?,
+        ),
+    };
+    idempotency::finish(&state.pool, project_id, &key, status.as_u16(), &value).await?;
+    Ok(json_response(status, &value))
+}

@@ -1,0 +1,52 @@
+//! Retention: deletes finished messages and expired idempotency keys in bounded batches,
+//! on every instance (batches use SKIP LOCKED, so instances do not collide).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::RetentionConfig,
+    store::{idempotency, messages},
+};
+
+/// One full pass; returns (messages, idempotency keys) deleted.
+pub async fn run_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
+    let mut messages_deleted = 0;
+    loop {
+        let n = messages::purge_finished(pool, config.days, config.batch).await?;
+        messages_deleted += n;
+        if n < config.batch as u64 {
+            break;
+        }
+    }
+    let mut keys_deleted = 0;
+    loop {
+        let n = idempotency::purge(pool, config.idempotency_hours, config.batch).await?;
+        keys_deleted += n;
+        if n < config.batch as u64 {
+            break;
+        }
+    }
+    Ok((messages_deleted, keys_deleted))
+}
+
+pub async fn run(pool: PgPool, config: RetentionConfig, cancel: CancellationToken) {
+    let every = Duration::from_secs(config.interval_secs.max(1));
+    loop {
+        match run_once(&pool, &config).await {
+            Ok((0, 0)) => {}
+            Ok((m, k)) => tracing::info!(
+                messages = m,
+                idempotency_keys = k,
+                "retention: deleted old rows"
+            ),
+            Err(err) => tracing::warn!(error = %err, "retention pass failed; will retry"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
