@@ -4,7 +4,11 @@
 mod support;
 
 mod auth;
+mod batch;
 mod delivery;
+mod idempotency;
 mod instances;
+mod listing;
+mod scheduling;
 mod send;
 mod validation;

@@ -1,0 +1,87 @@
+//! `POST /v1/emails/batch`: per-item results in order; one bad item never sinks the others.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{app::spawn_app_relaying_to, smtp_server::TestSmtpServer};
+
+#[tokio::test]
+async fn valid_items_go_and_invalid_ones_get_their_own_problem() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let batch = json!([
+        {"from": "a@example.com", "to": "one@example.com", "subject": "1", "text": "t"},
+        {"from": "a@example.com", "to": "not an address", "subject": "2", "text": "t"},
+        {"from": "a@example.com", "to": ["two@example.com", "three@example.com"], "subject": "3", "text": "t"},
+        {"from": "a@example.com", "to": "four@example.com", "subject": 4, "text": "t"}
+    ]);
+    let r = app
+        .http
+        .post(app.url("/v1/emails/batch"))
+        .bearer_auth(&app.key)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let data = body["data"].as_array().unwrap();
+    let statuses: Vec<u64> = data.iter().map(|d| d["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [202, 422, 202, 422]);
+    assert_eq!(data[1]["body"]["errors"][0]["field"], "to");
+    assert_eq!(data[3]["body"]["errors"][0]["field"], "subject");
+    assert_eq!(data[2]["body"]["recipients"].as_array().unwrap().len(), 2);
+
+    smtp.wait_for(3, Duration::from_secs(15)).await;
+    for i in [0, 2] {
+        let id = data[i]["body"]["id"].as_str().unwrap();
+        let email = app
+            .wait_for_status(id, &["delivered"], Duration::from_secs(15))
+            .await;
+        assert_eq!(email["subject"], if i == 0 { "1" } else { "3" });
+    }
+}
+
+#[tokio::test]
+async fn batch_size_is_bounded() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    for bad in [json!([]), json!({"not": "a list"})] {
+        let r = app
+            .http
+            .post(app.url("/v1/emails/batch"))
+            .bearer_auth(&app.key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+    let item = json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t"});
+    let too_many: Vec<Value> = (0..501).map(|_| item.clone()).collect();
+    let r = app
+        .http
+        .post(app.url("/v1/emails/batch"))
+        .bearer_auth(&app.key)
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let full: Vec<Value> = (0..500).map(|_| item.clone()).collect();
+    let r = app
+        .http
+        .post(app.url("/v1/emails/batch"))
+        .bearer_auth(&app.key)
+        .json(&full)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM messages")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 500);
+}

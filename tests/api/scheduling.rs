@@ -1,0 +1,106 @@
+//! `send_at` and cancel.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{app::spawn_app_relaying_to, smtp_server::TestSmtpServer};
+
+#[tokio::test]
+async fn a_scheduled_message_waits_for_its_time() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let r = app
+        .post_email(
+            &app.key,
+            &json!({"from": "a@example.com", "to": "later@example.com", "subject": "s", "text": "t",
+                    "send_at": at.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "scheduled");
+    let id = body["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(smtp.received().is_empty(), "sent before its time");
+    let email = app
+        .wait_for_status(&id, &["delivered"], Duration::from_secs(15))
+        .await;
+    assert!(chrono::Utc::now() >= at);
+    assert!(email["send_at"].is_string());
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn scheduling_is_bounded_and_checked() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    for bad in [
+        json!("tomorrow"),
+        json!((chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339()),
+    ] {
+        let r = app
+            .post_email(&app.key, &json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "text": "t", "send_at": bad}))
+            .await;
+        assert_eq!(r.status(), 422);
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], "send_at");
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_message_can_be_cancelled_but_a_relayed_one_cannot() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let scheduled = app
+        .send_ok(&json!({"from": "a@example.com", "to": ["x@example.com", "y@example.com"], "subject": "s", "text": "t", "send_at": at}))
+        .await;
+    let cancel = |id: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url(&format!("/v1/emails/{id}/cancel")))
+                .bearer_auth(&app.key)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = cancel(scheduled.clone()).await;
+    assert_eq!(r.status(), 200);
+    let email: Value = r.json().await.unwrap();
+    assert_eq!(email["status"], "cancelled");
+    assert!(
+        email["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "cancelled")
+    );
+    // Cancelling twice: nothing left.
+    assert_eq!(cancel(scheduled).await.status(), 409);
+
+    let sent = app
+        .send_ok(
+            &json!({"from": "a@example.com", "to": "z@example.com", "subject": "s", "text": "t"}),
+        )
+        .await;
+    app.wait_for_status(&sent, &["delivered"], Duration::from_secs(15))
+        .await;
+    let r = cancel(sent).await;
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "not_cancellable");
+    // Another project's message is not found.
+    let other = app.create_key("globex", "send", false).await;
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/emails/{}/cancel", uuid::Uuid::now_v7())))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
