@@ -40,6 +40,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the OpenAPI document (JSON) of the HTTP API.
+    Openapi,
     /// Print an operator JWT for /v1/projects and /v1/api-keys.
     Token {
         /// Lifetime in seconds.
@@ -94,10 +96,16 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Needs no configuration or database: CI diffs it against the committed file.
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::api::openapi::json());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Openapi => unreachable!("handled before loading the configuration"),
         Command::Migrate => {
             let pool = store::connect(&config.database_url, 2).await?;
             store::migrate(&pool).await?;

@@ -16,14 +16,14 @@ use crate::{
     },
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecipientSummary {
     pub email: String,
     pub status: String,
 }
 
-/// The answer to an accepted send.
-#[derive(Debug, Clone, Serialize)]
+/// The answer to an accepted send: committed, and it will reach a terminal status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub id: Uuid,
     pub status: String,

@@ -15,6 +15,7 @@ use super::{
     auth::Principal,
     error::{ApiError, ApiResult},
     extract::AppJson,
+    openapi::ProblemResponses,
 };
 use crate::{
     domain::{ApiKeySecret, Scope, api_key::parse_scopes},
@@ -30,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/api-keys/{id}", delete(revoke))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Project name; required for the operator, implied for a project key.
@@ -43,7 +44,7 @@ pub struct CreateKey {
     pub name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub info: ApiKeyInfo,
@@ -77,7 +78,11 @@ async fn target_project(state: &AppState, who: &Principal, named: Option<&str>) 
     }
 }
 
-async fn create(
+/// Create a key; the key is in the answer, once.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "Created", body = CreatedKey), ProblemResponses),
+    security(("api_key" = []), ("operator" = [])))]
+pub async fn create(
     State(state): State<AppState>,
     who: Principal,
     AppJson(body): AppJson<CreateKey>,
@@ -115,20 +120,35 @@ pub struct ListQuery {
     pub project: Option<String>,
 }
 
-async fn list(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyList {
+    pub data: Vec<ApiKeyInfo>,
+}
+
+/// List keys (never the keys themselves).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys",
+    params(("project" = Option<String>, Query, description = "Project name (operator only; a key sees its own project)")),
+    responses((status = 200, description = "Keys", body = ApiKeyList), ProblemResponses),
+    security(("api_key" = []), ("operator" = [])))]
+pub async fn list(
     State(state): State<AppState>,
     who: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ApiKeyList>> {
     let project_id = match (&who, q.project.as_deref()) {
         (Principal::Operator, None) => None,
         _ => Some(target_project(&state, &who, q.project.as_deref()).await?),
     };
     let data = api_keys::list(&state.pool, project_id).await?;
-    Ok(Json(serde_json::json!({ "data": data })))
+    Ok(Json(ApiKeyList { data }))
 }
 
-async fn revoke(
+/// Revoke a key; requests with it fail within `http.key_cache_secs`.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 200, description = "The revoked key", body = ApiKeyInfo), ProblemResponses),
+    security(("api_key" = []), ("operator" = [])))]
+pub async fn revoke(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,

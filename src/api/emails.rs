@@ -18,16 +18,17 @@ use uuid::Uuid;
 use super::{
     AppState,
     auth::ProjectKey,
-    error::{ApiError, ApiResult, FieldError},
+    error::{ApiError, ApiResult, FieldError, Problem},
     extract::{RawJson, parse_json},
     idempotency,
+    openapi::ProblemResponses,
 };
 use crate::{
     domain::{Scope, email::SendRequest, status::summarise},
     store::messages::{
         self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow,
     },
-    submission,
+    submission::{self, Accepted},
 };
 
 pub fn router() -> Router<AppState> {
@@ -39,7 +40,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/emails/{id}/cancel", post(cancel))
 }
 
-async fn send(
+/// Send one message.
+///
+/// Answers 202 only once the message is committed in Postgres.
+#[utoipa::path(post, path = "/v1/emails", tag = "emails", request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h replay the first answer")),
+    responses((status = 202, description = "Accepted and committed", body = Accepted), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn send(
     State(state): State<AppState>,
     key: ProjectKey,
     headers: HeaderMap,
@@ -66,18 +74,36 @@ async fn send(
 }
 
 /// One result per batch item, in request order: the 202 body or the problem.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BatchItem {
+    /// 202 for an accepted item, else the problem's status.
     pub status: u16,
+    #[schema(value_type = BatchItemBody)]
     pub body: Value,
 }
 
-#[derive(Serialize)]
+/// An accepted message or a problem.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum BatchItemBody {
+    Accepted(Accepted),
+    Problem(Problem),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BatchResult {
     pub data: Vec<BatchItem>,
 }
 
-async fn send_batch(
+/// Send up to 500 messages.
+///
+/// Each item is checked on its own; the valid ones are committed together.
+#[utoipa::path(post, path = "/v1/emails/batch", tag = "emails", request_body = Vec<SendRequest>,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h replay the first answer")),
+    responses((status = 200, description = "Per-item results in request order", body = BatchResult), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn send_batch(
     State(state): State<AppState>,
     key: ProjectKey,
     headers: HeaderMap,
@@ -146,7 +172,7 @@ async fn send_batch(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EmailList {
     pub data: Vec<MessageSummary>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -194,7 +220,21 @@ const STATUSES: &[&str] = &[
     "cancelled",
 ];
 
-async fn list(
+/// List emails, newest first.
+#[utoipa::path(get, path = "/v1/emails", tag = "emails",
+    params(
+        ("status" = Option<String>, Query, description = "queued, scheduled, sending, deferred, delivered, partially_delivered, bounced, failed, suppressed or cancelled"),
+        ("tag" = Option<String>, Query, description = "Messages with this tag"),
+        ("recipient" = Option<String>, Query, description = "Messages to this address"),
+        ("from" = Option<String>, Query, description = "Messages from this address"),
+        ("since" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Created before (RFC 3339)"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "One page", body = EmailList), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
     Query(q): Query<HashMap<String, String>>,
@@ -263,7 +303,7 @@ async fn list(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EmailDetail {
     #[serde(flatten)]
     pub message: MessageRow,
@@ -293,7 +333,12 @@ async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<Email
     })
 }
 
-async fn show(
+/// An email with its recipients and event timeline.
+#[utoipa::path(get, path = "/v1/emails/{id}", tag = "emails",
+    params(("id" = String, Path, description = "The email's id")),
+    responses((status = 200, description = "The email", body = EmailDetail), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn show(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
@@ -303,7 +348,12 @@ async fn show(
     Ok(Json(detail(&state, key.project_id, id).await?))
 }
 
-async fn source(
+/// The exact MIME relayed (or that would be, for sandbox mail).
+#[utoipa::path(get, path = "/v1/emails/{id}/source", tag = "emails",
+    params(("id" = String, Path, description = "The email's id")),
+    responses((status = 200, description = "RFC 5322 message", content_type = "message/rfc822", body = String), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn source(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
@@ -316,7 +366,12 @@ async fn source(
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
 }
 
-async fn cancel(
+/// Cancel every recipient not yet handed to a relay (scheduled, queued or deferred).
+#[utoipa::path(post, path = "/v1/emails/{id}/cancel", tag = "emails",
+    params(("id" = String, Path, description = "The email's id")),
+    responses((status = 200, description = "The email after cancelling", body = EmailDetail), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn cancel(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,

@@ -7,7 +7,7 @@ use axum::{
 use serde::Serialize;
 
 /// One invalid field of a request, named by its JSON path (`to[1]`, `headers.X-Foo`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -97,7 +97,7 @@ impl ApiError {
 }
 
 /// The RFC 9457 body of every error answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -1,7 +1,9 @@
 //! Liveness and readiness probes.
 
+use std::collections::BTreeMap;
+
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::AppState;
 use crate::queue;
@@ -12,31 +14,58 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    /// `ok` or `unreachable`.
+    pub database: String,
+    /// The delivery mode: relays, or sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// Recipients waiting or in flight, by status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<BTreeMap<String, i64>>,
 }
 
 /// Ready when Postgres answers; reports the queue depth and the delivery mode.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "A dependency is down", body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     match queue::depth(&state.pool).await {
-        Ok(depth) => {
-            let depth: serde_json::Map<String, Value> =
-                depth.into_iter().map(|(s, n)| (s, json!(n))).collect();
-            (
-                StatusCode::OK,
-                Json(json!({
-                    "status": "ready",
-                    "database": "ok",
-                    "delivery": state.relays.describe(),
-                    "queue": depth,
-                })),
-            )
-        }
+        Ok(depth) => (
+            StatusCode::OK,
+            Json(Readiness {
+                status: "ready".into(),
+                database: "ok".into(),
+                delivery: Some(state.relays.describe()),
+                queue: Some(depth.into_iter().collect()),
+            }),
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(Readiness {
+                    status: "unavailable".into(),
+                    database: "unreachable".into(),
+                    delivery: None,
+                    queue: None,
+                }),
             )
         }
     }

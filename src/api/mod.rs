@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod openapi;
 pub mod projects;
 
 use std::sync::Arc;
@@ -34,6 +35,12 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(health::router())
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
+                use utoipa::OpenApi;
+                openapi::ApiDoc::openapi()
+            }),
+        )
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

@@ -8,6 +8,7 @@ use super::{
     auth::Operator,
     error::{ApiError, ApiResult},
     extract::AppJson,
+    openapi::ProblemResponses,
 };
 use crate::store::projects::{self, Project};
 
@@ -15,7 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/projects", get(list).post(create))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub name: String,
@@ -35,7 +36,11 @@ pub fn check_project_name(name: &str) -> Result<(), String> {
     }
 }
 
-async fn create(
+/// Create a project.
+#[utoipa::path(post, path = "/v1/projects", tag = "operator", request_body = CreateProject,
+    responses((status = 201, description = "Created", body = Project), ProblemResponses),
+    security(("operator" = [])))]
+pub async fn create(
     State(state): State<AppState>,
     _op: Operator,
     AppJson(body): AppJson<CreateProject>,
@@ -51,7 +56,16 @@ async fn create(
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectList {
+    pub data: Vec<Project>,
+}
+
+/// List projects.
+#[utoipa::path(get, path = "/v1/projects", tag = "operator",
+    responses((status = 200, description = "Every project", body = ProjectList), ProblemResponses),
+    security(("operator" = [])))]
+pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<ProjectList>> {
     let data = projects::list(&state.pool).await?;
-    Ok(Json(serde_json::json!({ "data": data })))
+    Ok(Json(ProjectList { data }))
 }

@@ -34,48 +34,85 @@ const STRUCTURAL_HEADERS: &[&str] = &[
     "dkim-signature",
 ];
 
+/// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum AddressDoc {
+    Text(String),
+    Object {
+        email: String,
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+/// One address or a list of them.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum AddressesDoc {
+    One(AddressDoc),
+    Many(Vec<AddressDoc>),
+}
+
 /// The JSON body of `POST /v1/emails`, as sent. Addresses stay raw JSON so each
 /// bad one can be reported by its own path.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    #[schema(value_type = AddressDoc)]
     pub from: Value,
+    /// 1 to 50 recipients in to, cc and bcc together.
     #[serde(default)]
+    #[schema(value_type = Option<AddressesDoc>)]
     pub to: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<AddressesDoc>)]
     pub cc: Option<Value>,
+    /// Relayed to, never shown in the headers.
     #[serde(default)]
+    #[schema(value_type = Option<AddressesDoc>)]
     pub bcc: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<AddressesDoc>)]
     pub reply_to: Option<Value>,
+    /// Required; no CR or LF.
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
     #[serde(default)]
     pub html: Option<String>,
+    /// Extra headers; no CR/LF, and not the ones mailgate sets (From, To, Subject, Message-ID…).
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub attachments: Option<Vec<AttachmentRequest>>,
+    /// Up to 10 tags of letters, digits, `-`, `_`, `.` and `:`.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// Echoed in events and webhooks; up to 50 keys.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// A named upstream relay from the configuration.
     #[serde(default)]
     pub relay: Option<String>,
-    /// RFC 3339 time to send at; absent or past means now.
+    /// RFC 3339 time to send at (at most 30 days ahead by default); absent or past means now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub send_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRequest {
     pub filename: String,
+    /// Base64.
     pub content: String,
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Makes the part inline, referenced from the HTML as `cid:…`.
     #[serde(default)]
     pub content_id: Option<String>,
 }

@@ -17,7 +17,7 @@ pub struct AuthenticatedKey {
     pub test_mode: bool,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: Uuid,
     pub project_id: Uuid,

@@ -133,7 +133,7 @@ pub async fn insert(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageRow {
     pub id: Uuid,
     pub status: String,
@@ -141,6 +141,7 @@ pub struct MessageRow {
     pub subject: String,
     pub message_id: String,
     pub tags: Vec<String>,
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub relay: Option<String>,
     pub sandbox: bool,
@@ -149,7 +150,7 @@ pub struct MessageRow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RecipientRow {
     pub email: String,
     pub kind: String,
@@ -163,7 +164,7 @@ pub struct RecipientRow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     #[serde(rename = "type")]
     pub kind: String,
@@ -234,7 +235,7 @@ pub struct ListFilter {
     pub before: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageSummary {
     pub id: Uuid,
     pub status: String,

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod batch;
 mod delivery;
+mod docs;
 mod idempotency;
 mod instances;
 mod listing;
