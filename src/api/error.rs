@@ -125,6 +125,8 @@ impl ApiError {
             }
             other => other.to_string(),
         };
+        // Details may echo input; keep them storable and printable.
+        let detail = detail.replace('\0', "\u{fffd}");
         let code = self.code();
         Problem {
             kind: format!("urn:mailgate:problem:{code}"),
@@ -133,7 +135,17 @@ impl ApiError {
             detail,
             code: code.to_string(),
             errors: match self {
-                ApiError::Validation(errors) => Some(errors.clone()),
+                ApiError::Validation(errors) => Some(
+                    errors
+                        .iter()
+                        .map(|e| {
+                            FieldError::new(
+                                e.field.replace('\0', "\u{fffd}"),
+                                e.message.replace('\0', "\u{fffd}"),
+                            )
+                        })
+                        .collect(),
+                ),
                 _ => None,
             },
         }

@@ -96,6 +96,18 @@ fn body_error(rejection: BytesRejection) -> ApiError {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("malformed JSON: {e}")))?;
+    // Postgres text cannot hold NUL, and no header or body needs it: refuse it up front.
+    if let Some(path) = find_nul(&value, String::new()) {
+        let field = if path.is_empty() {
+            "body".to_string()
+        } else {
+            path
+        };
+        return Err(ApiError::validation(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." {
@@ -105,6 +117,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::Validation(vec![FieldError::new(field, err.inner().to_string())])
     })
+}
+
+/// The JSON path of the first string or key containing NUL.
+fn find_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                find_nul(v, here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +161,14 @@ mod tests {
         let err = parse_json::<Body>(br#"{"subject":"x","tags":[1]}"#).unwrap_err();
         match err {
             ApiError::Validation(errors) => assert_eq!(errors[0].field, "tags[0]"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nul_is_refused_by_path() {
+        match parse_json::<Body>(br#"{"subject":"a\u0000b"}"#) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "subject"),
             other => panic!("unexpected {other:?}"),
         }
     }
