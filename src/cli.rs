@@ -42,11 +42,36 @@ enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI document (JSON) of the HTTP API.
     Openapi,
+    /// Check Postgres, migrations, Redis and every relay (connect, EHLO, STARTTLS, AUTH).
+    Doctor,
+    /// Inspect and act on the delivery queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Print an operator JWT for /v1/projects and /v1/api-keys.
     Token {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Recipients by status, and the age of the oldest waiting one.
+    Stats,
+    /// Retry now: deferred recipients are made due; failed ones are queued again.
+    Retry {
+        /// deferred or failed.
+        #[arg(long, default_value = "deferred")]
+        status: String,
+        /// Only this project's mail.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Delete finished messages (with recipients and events) older than a duration like 7d, 12h.
+    Purge {
+        #[arg(long)]
+        older_than: String,
     },
 }
 
@@ -135,6 +160,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => keys(config, cmd).await,
+        Command::Doctor => {
+            let checks = crate::doctor::run(&config).await;
+            print!("{}", crate::doctor::report(&checks));
+            if checks.iter().any(|c| !c.ok) {
+                bail!("doctor found problems");
+            }
+            Ok(())
+        }
+        Command::Queue(cmd) => queue_command(config, cmd).await,
         Command::Token { ttl } => {
             let secret = config
                 .jwt_secret
@@ -207,6 +241,68 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
+    let pool = store::connect(&config.database_url, 2).await?;
+    store::migrate(&pool).await?;
+    match cmd {
+        QueueCommand::Stats => {
+            let stats = crate::queue::stats(&pool).await?;
+            for (status, count) in &stats.by_status {
+                println!("{status:<12} {count}");
+            }
+            match stats.oldest_waiting_secs {
+                Some(secs) => println!("oldest waiting recipient: {secs:.0} s"),
+                None => println!("nothing waiting"),
+            }
+        }
+        QueueCommand::Retry { status, project } => {
+            let project_id = match project {
+                Some(name) => Some(
+                    projects::find_by_name(&pool, &name)
+                        .await?
+                        .context("no such project")?
+                        .id,
+                ),
+                None => None,
+            };
+            let n = crate::queue::retry_now(&pool, &status, project_id)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("{n} recipient(s) due now");
+        }
+        QueueCommand::Purge { older_than } => {
+            let age = parse_age(&older_than).map_err(anyhow::Error::msg)?;
+            let mut total = 0;
+            loop {
+                let n = store::messages::purge_finished(&pool, age.as_secs_f64(), 1000).await?;
+                total += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+            println!("{total} finished message(s) deleted");
+        }
+    }
+    Ok(())
+}
+
+/// `30m`, `12h`, `7d` (or plain seconds).
+fn parse_age(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration like 7d, 12h or 30m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("`{raw}`: unknown unit `{unit}` (s, m, h, d)")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ use crate::{
 pub async fn run_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
     let mut messages_deleted = 0;
     loop {
-        let n = messages::purge_finished(pool, config.days, config.batch).await?;
+        let n = messages::purge_finished(pool, config.days as f64 * 86400.0, config.batch).await?;
         messages_deleted += n;
         if n < config.batch as u64 {
             break;

@@ -240,6 +240,74 @@ pub async fn reclaim_expired(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Uuid
     Ok(message_ids)
 }
 
+pub struct Stats {
+    pub by_status: Vec<(String, i64)>,
+    pub oldest_waiting_secs: Option<f64>,
+}
+
+/// Every recipient status with its count, and how long the oldest due one has waited.
+pub async fn stats(pool: &PgPool) -> sqlx::Result<Stats> {
+    let by_status =
+        sqlx::query_as("SELECT status, count(*) FROM recipients GROUP BY status ORDER BY status")
+            .fetch_all(pool)
+            .await?;
+    let oldest_waiting_secs = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM recipients
+         WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Stats {
+        by_status,
+        oldest_waiting_secs,
+    })
+}
+
+/// Makes deferred recipients due now, or puts failed ones back in the queue with a fresh
+/// attempt budget; each gets an event saying an operator did it.
+pub async fn retry_now(
+    pool: &PgPool,
+    status: &str,
+    project_id: Option<Uuid>,
+) -> Result<u64, String> {
+    if status != "deferred" && status != "failed" {
+        return Err(format!(
+            "can retry deferred or failed recipients, not `{status}`"
+        ));
+    }
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH upd AS (
+            UPDATE recipients r
+            SET status = CASE WHEN r.status = 'failed' THEN 'queued' ELSE r.status END,
+                attempts = CASE WHEN r.status = 'failed' THEN 0 ELSE r.attempts END,
+                next_attempt_at = now(), updated_at = now()
+            FROM messages m
+            WHERE m.id = r.message_id AND r.status = $1 AND ($2::uuid IS NULL OR m.project_id = $2)
+            RETURNING r.id, r.message_id, r.email, r.status
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, detail)
+            SELECT message_id, id, email, status, 'retry requested by an operator' FROM upd
+        )
+        SELECT message_id FROM upd
+        "#,
+    )
+    .bind(status)
+    .bind(project_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut distinct = message_ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    refresh_message_status(&mut tx, &distinct)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(message_ids.len() as u64)
+}
+
 /// Queue depth by status, for readiness output and operators.
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(

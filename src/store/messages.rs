@@ -344,12 +344,12 @@ pub async fn cancel(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<C
 
 /// Deletes up to `batch` finished messages older than `days` (recipients and events go
 /// with them); returns how many. Messages still in flight are never deleted.
-pub async fn purge_finished(pool: &PgPool, days: i64, batch: i64) -> sqlx::Result<u64> {
+pub async fn purge_finished(pool: &PgPool, older_than_secs: f64, batch: i64) -> sqlx::Result<u64> {
     let done = sqlx::query(
         r#"
         DELETE FROM messages WHERE id IN (
             SELECT m.id FROM messages m
-            WHERE m.created_at < now() - make_interval(days => $1::int)
+            WHERE m.created_at < now() - make_interval(secs => $1)
               AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
                               AND r.status IN ('queued', 'scheduled', 'sending', 'deferred'))
             LIMIT $2
@@ -357,7 +357,7 @@ pub async fn purge_finished(pool: &PgPool, days: i64, batch: i64) -> sqlx::Resul
         )
         "#,
     )
-    .bind(days)
+    .bind(older_than_secs)
     .bind(batch)
     .execute(pool)
     .await?;

@@ -10,6 +10,7 @@ mod docs;
 mod idempotency;
 mod instances;
 mod listing;
+mod operations;
 mod scheduling;
 mod send;
 mod validation;

@@ -1,0 +1,59 @@
+# Shared by the bench scripts: build the release binary, make a database, start mailgate.
+# shellcheck shell=bash
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$MAILGATE_ROOT"
+
+ensure_rust
+target_dir
+ensure_postgres
+command -v wrk >/dev/null 2>&1 || { mg_log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
+command -v smtp-sink >/dev/null 2>&1 || ensure_tools_for_tests
+
+cargo build --release --quiet --bin mailgate
+BIN=$CARGO_TARGET_DIR/release/mailgate
+ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
+BENCH_PIDS=()
+BENCH_DBS=()
+
+bench_cleanup() {
+	for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${BENCH_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for db in "${BENCH_DBS[@]}"; do
+		psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+	done
+}
+trap bench_cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# new_db NAME: a fresh database, dropped at exit; prints its URL.
+new_db() {
+	psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+	BENCH_DBS+=("$1")
+	echo "postgres://postgres@127.0.0.1:5432/$1"
+}
+
+# start_mailgate DB_URL HTTP_PORT [ENV=VALUE…]: runs `mailgate serve` in the background.
+start_mailgate() {
+	local db=$1 port=$2
+	shift 2
+	env MAILGATE_DATABASE_URL="$db" MAILGATE_HTTP_ADDR="127.0.0.1:$port" MAILGATE_LOG=warn "$@" \
+		"$BIN" serve >>"${TMPDIR:-/tmp}/mailgate-bench.log" 2>&1 &
+	BENCH_PIDS+=($!)
+	MAILGATE_PID=$!
+	for _ in $(seq 1 200); do
+		curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	mg_die "mailgate did not start (see ${TMPDIR:-/tmp}/mailgate-bench.log)"
+}
+
+# A ~2 KB text body, the size the issue's benchmarks use.
+body_2k() {
+	python3 - <<'PY'
+import json
+print(json.dumps({"from": "bench@example.com", "to": "rcpt@example.com", "subject": "benchmark",
+                  "text": ("lorem ipsum dolor sit amet " * 80)[:2000]}))
+PY
+}

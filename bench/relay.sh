@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end relay rate: N messages accepted over HTTP (batch endpoint) and relayed to
+# Postfix's smtp-sink, against smtp-source blasting the same count and size straight to the
+# same sink. Also reports mailgate's peak RSS during the run.
+# Usage: bench/relay.sh [messages, default 20000]
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+N=${1:-20000}
+sink_port=$(free_port)
+smtp-sink -c 127.0.0.1:"$sink_port" 512 &
+BENCH_PIDS+=($!)
+sleep 0.3
+
+# The raw limit: smtp-source → smtp-sink, 32 sessions, same size.
+mg_log "bench: smtp-source → smtp-sink, $N messages"
+t0=$(date +%s.%N)
+smtp-source -s 32 -m "$N" -l 2048 -f bench@example.com -t rcpt@example.com 127.0.0.1:"$sink_port"
+t1=$(date +%s.%N)
+raw=$(python3 -c "print($N/($t1-$t0))")
+
+db=$(new_db mailgate_bench_relay)
+key=$(MAILGATE_DATABASE_URL=$db "$BIN" keys create --project bench --scopes send,messages 2>/dev/null | tail -n1)
+port=$(free_port)
+start_mailgate "$db" "$port" MAILGATE_RELAYS__DEFAULT__URL="smtp://127.0.0.1:$sink_port?tls=none" \
+	MAILGATE_DELIVERY__CONCURRENCY=64 MAILGATE_DELIVERY__CLAIM_BATCH=256 MAILGATE_DATABASE_POOL_SIZE=32 \
+	MAILGATE_RELAYS__DEFAULT__POOL_SIZE=32
+
+python3 - "$port" "$key" "$N" <<'PY'
+import json, sys, urllib.request, concurrent.futures
+port, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+item = {"from": "bench@example.com", "to": "rcpt@example.com", "subject": "benchmark",
+        "text": ("lorem ipsum dolor sit amet " * 80)[:2000]}
+def post(count):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/emails/batch", method="POST",
+        data=json.dumps([item] * count).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(post, [500] * (n // 500) + ([n % 500] if n % 500 else [])))
+PY
+t0=$(date +%s.%N)
+peak=0
+while :; do
+	left=$(psql -X -tA "$db" -c "SELECT count(*) FROM recipients WHERE status NOT IN ('delivered','bounced','failed')")
+	rss=$(awk '/VmRSS/ {print $2}' "/proc/$MAILGATE_PID/status")
+	[ "$rss" -gt "$peak" ] && peak=$rss
+	[ "$left" -eq 0 ] && break
+	sleep 0.2
+done
+t1=$(date +%s.%N)
+e2e=$(python3 -c "print($N/($t1-$t0))")
+delivered=$(psql -X -tA "$db" -c "SELECT count(*) FROM recipients WHERE status = 'delivered'")
+python3 - "$e2e" "$raw" "$delivered" "$N" "$peak" <<'PY'
+import sys
+e2e, raw, delivered, n, peak = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+print(f"\nrelay: mailgate {e2e:.0f} msg/s queued→delivered ({delivered}/{n} delivered); "
+      f"smtp-source→smtp-sink {raw:.0f} msg/s; ratio {e2e/raw:.2f}; mailgate peak RSS {peak/1024:.0f} MiB")
+PY

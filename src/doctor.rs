@@ -1,0 +1,161 @@
+//! `mailgate doctor`: the first command to run when mail does not go out. Checks the
+//! configuration, Postgres (reachable, migrations current), Redis, each relay step by step,
+//! and the queue, and prints a plain report.
+
+use std::{fmt::Write as _, time::Duration};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    config::{Config, redact_url},
+    delivery::Relays,
+    queue, store,
+};
+
+#[derive(Debug)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, result: Result<String, String>) -> Self {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        Self {
+            name: name.into(),
+            ok,
+            detail,
+        }
+    }
+}
+
+pub async fn run(config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.push(Check::new(
+        "config",
+        Ok(format!(
+            "http {} · database {} · {} relay(s)",
+            config.http_addr,
+            redact_url(&config.database_url),
+            config.relay_map().len()
+        )),
+    ));
+
+    match store::connect(&config.database_url, 2).await {
+        Err(e) => checks.push(Check::new("postgres", Err(format!("{e:#}")))),
+        Ok(pool) => {
+            checks.push(Check::new("postgres", Ok("reachable".into())));
+            checks.push(Check::new("migrations", migrations(&pool).await));
+            checks.push(Check::new(
+                "queue",
+                match queue::depth(&pool).await {
+                    Ok(d) if d.is_empty() => Ok("empty".into()),
+                    Ok(d) => Ok(d
+                        .iter()
+                        .map(|(s, n)| format!("{s} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")),
+                    Err(e) => Err(e.to_string()),
+                },
+            ));
+        }
+    }
+
+    checks.push(Check::new(
+        "redis",
+        match &config.redis_url {
+            None => Ok("not configured: rate limits are per process".into()),
+            Some(url) => redis_ping(url)
+                .await
+                .map(|()| format!("{} answers PING", redact_url(url))),
+        },
+    ));
+
+    match Relays::build(&config.relay_map(), config.delivery.smtp_timeout()) {
+        Err(e) => checks.push(Check::new("relays", Err(format!("{e:#}")))),
+        Ok(relays) if relays.is_sandbox() => checks.push(Check::new(
+            "relays",
+            Ok("none configured: sandbox delivery, nothing leaves this machine".into()),
+        )),
+        Ok(relays) => {
+            for relay in relays.all() {
+                for (step, result) in relay.diagnose().await {
+                    checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
+                }
+            }
+        }
+    }
+    checks
+}
+
+async fn migrations(pool: &sqlx::PgPool) -> Result<String, String> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("cannot read _sqlx_migrations ({e}); run `mailgate migrate`"))?;
+    let pending: Vec<String> = store::MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if pending.is_empty() {
+        Ok(format!("{} applied, none pending", applied.len()))
+    } else {
+        Err(format!(
+            "pending: {} (run `mailgate migrate`)",
+            pending.join(", ")
+        ))
+    }
+}
+
+/// A bare RESP PING, so the check needs no Redis client state.
+async fn redis_ping(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:6379")
+    };
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        Err(_) => Err(format!("{addr}: no answer within 3 s")),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        // A password-protected Redis answers NOAUTH: reachable, which is what is checked here.
+        Ok(Ok(reply)) if reply.starts_with("+PONG") || reply.contains("NOAUTH") => Ok(()),
+        Ok(Ok(reply)) => Err(format!("{addr}: unexpected reply {:?}", reply.trim())),
+    }
+}
+
+/// The report as printed: one line per check, then a verdict.
+pub fn report(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let _ = writeln!(
+            out,
+            "{:4}  {:<32} {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        out.push_str("\nall checks passed\n");
+    } else {
+        let _ = writeln!(out, "\n{failed} check(s) failed");
+    }
+    out
+}
