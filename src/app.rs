@@ -25,6 +25,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
         let pool = store::connect(&config.database_url, config.database_pool_size).await?;
         store::migrate(&pool).await?;
         let relays = Arc::new(Relays::build(

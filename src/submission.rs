@@ -101,6 +101,8 @@ pub async fn commit(
         sandbox: key.test_mode || state.relays.is_sandbox(),
     };
     let rows = messages::insert(&state.pool, &by, &batch).await?;
+    metrics::counter!("mailgate_messages_accepted_total", "project" => key.project_id.to_string())
+        .increment(prepared.len() as u64);
     state.waker.wake();
     let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
     for r in rows {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod projects;
 
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

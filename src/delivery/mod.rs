@@ -236,8 +236,25 @@ impl Worker {
         }
     }
 
-    /// One attempt for one recipient.
+    /// One attempt for one recipient, counted by outcome, relay and project.
     pub async fn deliver(&self, job: Job) -> Outcome {
+        let relay = match (job.sandbox || self.relays.is_sandbox(), &job.relay) {
+            (true, _) => "sandbox".to_string(),
+            (false, Some(name)) => name.clone(),
+            (false, None) => self
+                .relays
+                .pick(None)
+                .map_or("none".into(), |r| r.name.clone()),
+        };
+        let project = job.project_id.to_string();
+        let outcome = self.attempt(job).await;
+        metrics::counter!("mailgate_deliveries_total",
+            "outcome" => outcome.status.as_str(), "relay" => relay, "project" => project)
+        .increment(1);
+        outcome
+    }
+
+    async fn attempt(&self, job: Job) -> Outcome {
         let span =
             tracing::debug_span!("deliver", message_id = %job.message_id, attempt = job.attempts);
         let _enter = span.enter();
@@ -262,7 +279,10 @@ impl Worker {
                 "invalid envelope addresses".into(),
             );
         };
+        let started = std::time::Instant::now();
         let result = relay.send(&envelope, &job.mime).await;
+        metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
+            .record(started.elapsed().as_secs_f64());
         let reply = classify::classify(result, &relay.host);
         match reply.status {
             RecipientStatus::Deferred => self.retry_or_fail(&job, reply),
