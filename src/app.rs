@@ -30,6 +30,7 @@ impl Application {
         store::migrate(&pool).await?;
         let relays = Arc::new(Relays::build(
             &config.relay_map(),
+            &config.pools,
             config.delivery.smtp_timeout(),
         )?);
         let waker = Waker::default();

@@ -78,7 +78,18 @@ enum QueueCommand {
 #[derive(Subcommand)]
 enum ProjectsCommand {
     /// Create a project (no-op if it exists).
-    Create { name: String },
+    Create {
+        name: String,
+        /// Relay or pool for this project's mail when a send names none.
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Change a project's default relay or pool (`--relay ''` clears it).
+    Update {
+        name: String,
+        #[arg(long)]
+        relay: String,
+    },
     /// List projects.
     List,
 }
@@ -141,14 +152,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = store::connect(&config.database_url, 2).await?;
             store::migrate(&pool).await?;
             match cmd {
-                ProjectsCommand::Create { name } => {
+                ProjectsCommand::Create { name, relay } => {
                     check_project_name(&name).map_err(anyhow::Error::msg)?;
-                    let (p, created) = projects::ensure(&pool, &name).await?;
+                    let (mut p, created) = projects::ensure(&pool, &name).await?;
+                    if let Some(relay) = relay {
+                        check_relay(&config, &relay)?;
+                        p = projects::set_default_relay(&pool, &name, Some(&relay))
+                            .await?
+                            .unwrap_or(p);
+                    }
                     println!(
                         "{}\t{}\t{}",
                         p.id,
                         p.name,
                         if created { "created" } else { "exists" }
+                    );
+                }
+                ProjectsCommand::Update { name, relay } => {
+                    let relay = Some(relay.as_str()).filter(|r| !r.is_empty());
+                    if let Some(r) = relay {
+                        check_relay(&config, r)?;
+                    }
+                    let p = projects::set_default_relay(&pool, &name, relay)
+                        .await?
+                        .context("no such project")?;
+                    println!(
+                        "{}\t{}\t{}",
+                        p.id,
+                        p.name,
+                        p.default_relay.as_deref().unwrap_or("-")
                     );
                 }
                 ProjectsCommand::List => {
@@ -241,6 +273,15 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A relay or pool name must exist in this configuration.
+fn check_relay(config: &Config, name: &str) -> anyhow::Result<()> {
+    if config.relay_map().contains_key(name) || config.pools.contains_key(name) {
+        Ok(())
+    } else {
+        bail!("no relay or pool named `{name}` in the configuration")
+    }
 }
 
 async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {

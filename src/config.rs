@@ -40,6 +40,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
+    /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
+    /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
+    pub pools: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +139,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
             relays: BTreeMap::new(),
+            pools: BTreeMap::new(),
         }
     }
 }

@@ -75,7 +75,11 @@ pub async fn run(config: &Config) -> Vec<Check> {
         },
     ));
 
-    match Relays::build(&config.relay_map(), config.delivery.smtp_timeout()) {
+    match Relays::build(
+        &config.relay_map(),
+        &config.pools,
+        config.delivery.smtp_timeout(),
+    ) {
         Err(e) => checks.push(Check::new("relays", Err(format!("{e:#}")))),
         Ok(relays) if relays.is_sandbox() => checks.push(Check::new(
             "relays",

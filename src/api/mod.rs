@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod projects;
+pub mod relays;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(emails::router())
         .merge(projects::router())
+        .merge(relays::router())
         .merge(api_keys::router())
         .merge(health::router())
         .merge(metrics::router())

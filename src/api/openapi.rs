@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{api_keys, emails, error::Problem, health, projects};
+use super::{api_keys, emails, error::Problem, health, projects, relays};
 
 /// Every error a route may answer, as problem+json with a stable `code`.
 #[derive(IntoResponses)]
@@ -86,6 +86,7 @@ pub enum ProblemResponses {
         api_keys::revoke,
         projects::create,
         projects::list,
+        relays::list,
         health::healthz,
         health::readyz,
     ),

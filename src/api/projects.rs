@@ -20,6 +20,9 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub name: String,
+    /// A configured relay or pool for this project's mail when a send names none.
+    #[serde(default)]
+    pub default_relay: Option<String>,
 }
 
 /// Project names are slugs so they work unquoted in CLIs and URLs.
@@ -46,12 +49,26 @@ pub async fn create(
     AppJson(body): AppJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     check_project_name(&body.name).map_err(|m| ApiError::validation("name", m))?;
-    let (project, created) = projects::ensure(&state.pool, &body.name).await?;
+    if let Some(relay) = &body.default_relay
+        && !state.relays.contains(relay)
+    {
+        return Err(ApiError::validation(
+            "default_relay",
+            format!("no relay or pool named `{relay}` is configured"),
+        ));
+    }
+    let (mut project, created) = projects::ensure(&state.pool, &body.name).await?;
     if !created {
         return Err(ApiError::Conflict {
             code: "project_exists",
             detail: format!("a project named `{}` already exists", body.name),
         });
+    }
+    if body.default_relay.is_some() {
+        project =
+            projects::set_default_relay(&state.pool, &body.name, body.default_relay.as_deref())
+                .await?
+                .unwrap_or(project);
     }
     Ok((StatusCode::CREATED, Json(project)))
 }

@@ -261,7 +261,7 @@ impl Worker {
         if job.sandbox || self.relays.is_sandbox() {
             return classify::sandbox(&job);
         }
-        let Some(relay) = self.relays.pick(job.relay.as_deref()) else {
+        let Some(chain) = self.relays.chain(job.relay.as_deref()) else {
             let detail = format!(
                 "relay `{}` is not configured",
                 job.relay.as_deref().unwrap_or("default")
@@ -279,15 +279,39 @@ impl Worker {
                 "invalid envelope addresses".into(),
             );
         };
-        let started = std::time::Instant::now();
-        let result = relay.send(&envelope, &job.mime).await;
-        metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
-            .record(started.elapsed().as_secs_f64());
-        let reply = classify::classify(result, &relay.host);
-        match reply.status {
-            RecipientStatus::Deferred => self.retry_or_fail(&job, reply),
-            _ => reply.into_outcome(&job, None),
+        // Failover: a relay that cannot take the message now (no answer, TLS trouble, a 4xx)
+        // hands it to the next in the pool; only when all have failed is the recipient deferred.
+        let mut tried = Vec::new();
+        let mut last = None;
+        for relay in chain {
+            let started = std::time::Instant::now();
+            let result = relay.send(&envelope, &job.mime).await;
+            let elapsed = started.elapsed();
+            metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
+                .record(elapsed.as_secs_f64());
+            let reply = classify::classify(result, &relay.host);
+            if reply.status != RecipientStatus::Deferred {
+                relay.record(elapsed, None);
+                let mut reply = reply;
+                if !tried.is_empty() {
+                    reply.detail = Some(format!(
+                        "after failover from {}{}",
+                        tried.join(", "),
+                        reply.detail.map(|d| format!("; {d}")).unwrap_or_default()
+                    ));
+                }
+                return reply.into_outcome(&job, None);
+            }
+            let why = reply.detail.clone().unwrap_or_else(|| "deferred".into());
+            relay.record(elapsed, Some(&why));
+            tried.push(format!("{} ({why})", relay.name));
+            last = Some(reply);
         }
+        let mut reply = last.expect("a chain has at least one relay");
+        if tried.len() > 1 {
+            reply.detail = Some(format!("every relay failed: {}", tried.join("; ")));
+        }
+        self.retry_or_fail(&job, reply)
     }
 
     /// A transient failure is retried with exponential backoff and jitter until the

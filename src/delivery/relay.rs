@@ -31,6 +31,21 @@ pub struct Relay {
     config: RelayConfig,
     timeout: Duration,
     transport: RwLock<Arc<Transport>>,
+    health: std::sync::Mutex<Health>,
+}
+
+/// What this process has seen of a relay lately (per instance, not shared).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub attempts: u64,
+    /// Attempts without an SMTP answer, or with a 4xx for the whole transaction.
+    pub failures: u64,
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_success_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Moving average of attempt latency.
+    pub avg_latency_ms: f64,
 }
 
 /// Why an attempt got no SMTP answer.
@@ -147,7 +162,45 @@ impl Relay {
             config: config.clone(),
             timeout,
             transport: RwLock::new(Arc::new(transport)),
+            health: Default::default(),
         })
+    }
+
+    /// Records one attempt's result for health reporting and metrics.
+    pub fn record(&self, latency: Duration, failure: Option<&str>) {
+        let mut h = self.health.lock().expect("not poisoned");
+        h.attempts += 1;
+        let ms = latency.as_secs_f64() * 1000.0;
+        h.avg_latency_ms = if h.attempts == 1 {
+            ms
+        } else {
+            h.avg_latency_ms * 0.9 + ms * 0.1
+        };
+        match failure {
+            None => {
+                h.consecutive_failures = 0;
+                h.last_success_at = Some(chrono::Utc::now());
+            }
+            Some(err) => {
+                h.failures += 1;
+                h.consecutive_failures += 1;
+                h.last_error = Some(err.to_string());
+                h.last_error_at = Some(chrono::Utc::now());
+                metrics::counter!("mailgate_relay_failures_total", "relay" => self.name.clone())
+                    .increment(1);
+            }
+        }
+        metrics::gauge!("mailgate_relay_up", "relay" => self.name.clone()).set(
+            if h.consecutive_failures == 0 {
+                1.0
+            } else {
+                0.0
+            },
+        );
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("not poisoned").clone()
     }
 
     /// Relays one message to one envelope, bounded by the attempt timeout.
@@ -302,18 +355,56 @@ impl Relay {
 /// Every configured relay by name. Empty means sandbox delivery.
 pub struct Relays {
     relays: BTreeMap<String, Relay>,
+    pools: BTreeMap<String, Vec<String>>,
 }
 
 impl Relays {
     pub fn build(
         configs: &BTreeMap<String, RelayConfig>,
+        pools: &BTreeMap<String, Vec<String>>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let mut relays = BTreeMap::new();
         for (name, config) in configs {
             relays.insert(name.clone(), Relay::build(name, config, timeout)?);
         }
-        Ok(Self { relays })
+        for (pool, members) in pools {
+            if members.is_empty() {
+                anyhow::bail!("pool `{pool}` lists no relays");
+            }
+            if let Some(missing) = members.iter().find(|m| !relays.contains_key(*m)) {
+                anyhow::bail!("pool `{pool}` names relay `{missing}`, which is not configured");
+            }
+        }
+        Ok(Self {
+            relays,
+            pools: pools.clone(),
+        })
+    }
+
+    /// The relays to try, in order, for a pool or relay name, or the default: pool
+    /// `default`, else relay `default`, else the first relay.
+    pub fn chain(&self, name: Option<&str>) -> Option<Vec<&Relay>> {
+        let name = match name {
+            Some(n) => n,
+            None if self.pools.contains_key(crate::config::DEFAULT_RELAY) => {
+                crate::config::DEFAULT_RELAY
+            }
+            None => return self.pick(None).map(|r| vec![r]),
+        };
+        match self.pools.get(name) {
+            Some(members) => Some(members.iter().filter_map(|m| self.relays.get(m)).collect()),
+            None => self.relays.get(name).map(|r| vec![r]),
+        }
+    }
+
+    /// Pools that list this relay.
+    pub fn pools_of(&self, relay: &str) -> Vec<String> {
+        self.pools
+            .iter()
+            .filter(|(_, members)| members.iter().any(|m| m == relay))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     pub fn is_sandbox(&self) -> bool {
@@ -321,7 +412,7 @@ impl Relays {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.relays.contains_key(name)
+        self.relays.contains_key(name) || self.pools.contains_key(name)
     }
 
     /// The named relay, or the default (`default`, else the first configured).

@@ -65,8 +65,9 @@ pub async fn claim(
             RETURNING r.id, r.message_id, r.email, r.attempts
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
-               m.from_addr, m.mime, m.relay, m.sandbox, m.created_at AS accepted_at
-        FROM claimed c JOIN messages m ON m.id = c.message_id
+               m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
+               m.created_at AS accepted_at
+        FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
         "#,
     )
     .bind(limit)

@@ -1,0 +1,49 @@
+//! `GET /v1/relays` (operator): each relay's pools and recent health as this instance saw it.
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::Serialize;
+
+use super::{AppState, auth::Operator, error::ApiResult, openapi::ProblemResponses};
+use crate::delivery::relay::Health;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/relays", get(list))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RelayStatus {
+    pub name: String,
+    pub host: String,
+    /// Pools listing this relay, in which it is tried by priority.
+    pub pools: Vec<String>,
+    pub health: Health,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RelayList {
+    /// Empty in sandbox mode.
+    pub data: Vec<RelayStatus>,
+    /// Health is per mailgate instance: each process reports what it saw.
+    pub instance_local: bool,
+}
+
+/// Configured relays with their recent health.
+#[utoipa::path(get, path = "/v1/relays", tag = "operator",
+    responses((status = 200, description = "Relays", body = RelayList), ProblemResponses),
+    security(("operator" = [])))]
+pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<RelayList>> {
+    let data = state
+        .relays
+        .all()
+        .map(|r| RelayStatus {
+            name: r.name.clone(),
+            host: r.host.clone(),
+            pools: state.relays.pools_of(&r.name),
+            health: r.health(),
+        })
+        .collect();
+    Ok(Json(RelayList {
+        data,
+        instance_local: true,
+    }))
+}

@@ -1,0 +1,156 @@
+//! Relay pools: failover by priority, pools picked per send or per project, relay health.
+
+use std::time::Duration;
+
+use mailgate::config::RelayConfig;
+use serde_json::{Value, json};
+
+use crate::support::{
+    app::{JWT_SECRET, TestApp, create_database, test_config},
+    smtp_server::TestSmtpServer,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn relay(addr: &str) -> RelayConfig {
+    RelayConfig {
+        url: format!("smtp://{addr}?tls=none"),
+        pool_size: 2,
+        tls_insecure: false,
+    }
+}
+
+/// primary → backup as the default pool, and an `eu` pool with backup only.
+async fn app_with(primary: &str, backup: &TestSmtpServer) -> TestApp {
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.relays.insert("primary".into(), relay(primary));
+    config
+        .relays
+        .insert("backup".into(), relay(&backup.addr.to_string()));
+    config
+        .pools
+        .insert("default".into(), vec!["primary".into(), "backup".into()]);
+    config.pools.insert("eu".into(), vec!["backup".into()]);
+    TestApp::start(config).await
+}
+
+fn msg(to: &str) -> Value {
+    json!({"from": "a@example.com", "to": to, "subject": "s", "text": "t"})
+}
+
+#[tokio::test]
+async fn a_dead_primary_fails_over_to_the_backup() {
+    let backup = TestSmtpServer::start().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let app = app_with(&dead, &backup).await;
+    let id = app.send_ok(&msg("x@example.com")).await;
+    let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let r = &email["recipients"][0];
+    assert_eq!(r["relay_host"], backup.addr.to_string());
+    assert_eq!(r["attempts"], 1, "failover happens within one attempt");
+    let delivered = email["events"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        delivered["detail"]
+            .as_str()
+            .unwrap()
+            .contains("failover from primary"),
+        "{delivered}"
+    );
+    assert_eq!(backup.received().len(), 1);
+
+    // The operator sees which relay is failing.
+    let secret: secrecy::SecretString = JWT_SECRET.to_string().into();
+    let token = mailgate::api::auth::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
+    let relays: Value = app
+        .http
+        .get(app.url("/v1/relays"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_name = |n: &str| {
+        relays["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        by_name("primary")["health"]["consecutive_failures"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(by_name("primary")["health"]["last_error"].is_string());
+    assert!(by_name("backup")["health"]["last_success_at"].is_string());
+    assert_eq!(by_name("backup")["pools"], json!(["default", "eu"]));
+    assert_eq!(
+        app.http
+            .get(app.url("/v1/relays"))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_fails_over_but_a_5xx_bounces() {
+    let primary = TestSmtpServer::start().await;
+    primary.rcpt_reply("busy@example.com", 451, "4.3.2 try later", None);
+    primary.rcpt_reply("gone@example.com", 550, "5.1.1 no such user", None);
+    let backup = TestSmtpServer::start().await;
+    let app = app_with(&primary.addr.to_string(), &backup).await;
+
+    let busy = app.send_ok(&msg("busy@example.com")).await;
+    app.wait_for_status(&busy, &["delivered"], WAIT).await;
+    assert_eq!(backup.received()[0].rcpt_to, ["busy@example.com"]);
+
+    let gone = app.send_ok(&msg("gone@example.com")).await;
+    app.wait_for_status(&gone, &["bounced"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        backup.received().len(),
+        1,
+        "a 5xx is the recipient's answer: no failover"
+    );
+}
+
+#[tokio::test]
+async fn pools_are_chosen_per_send_and_per_project() {
+    let primary = TestSmtpServer::start().await;
+    let backup = TestSmtpServer::start().await;
+    let app = app_with(&primary.addr.to_string(), &backup).await;
+
+    let mut body = msg("eu@example.com");
+    body["relay"] = json!("eu");
+    let id = app.send_ok(&body).await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    assert_eq!(backup.received().len(), 1);
+    assert!(primary.received().is_empty());
+
+    // A project whose default is `eu`: its mail skips the default pool.
+    mailgate::store::projects::set_default_relay(&app.pool, "acme", Some("eu"))
+        .await
+        .unwrap();
+    let id = app.send_ok(&msg("project-default@example.com")).await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    assert_eq!(backup.received().len(), 2);
+    assert!(primary.received().is_empty());
+
+    let mut unknown = msg("x@example.com");
+    unknown["relay"] = json!("mars");
+    assert_eq!(app.post_email(&app.key, &unknown).await.status(), 422);
+}
