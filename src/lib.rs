@@ -14,6 +14,7 @@ pub mod queue;
 pub mod store;
 pub mod submission;
 pub mod telemetry;
+pub mod templates;
 
 pub use app::Application;
 pub use config::Config;

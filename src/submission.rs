@@ -12,6 +12,7 @@ use crate::{
         api_keys::AuthenticatedKey,
         messages::{self, AcceptedMessage},
     },
+    templates,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,9 +40,10 @@ pub struct Prepared {
 /// Checks the request and renders its MIME. Every problem is a 4xx naming the field.
 pub async fn prepare(
     state: &AppState,
-    _key: &AuthenticatedKey,
-    request: SendRequest,
+    key: &AuthenticatedKey,
+    mut request: SendRequest,
 ) -> Result<Prepared, ApiError> {
+    templates::send::expand(state, key.project_id, &mut request).await?;
     let email = request
         .validate(|name| state.relays.contains(name))
         .map_err(ApiError::Validation)?;

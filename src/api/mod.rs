@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod projects;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use axum::{Router, extract::DefaultBodyLimit};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
-use crate::{config::Config, delivery::Relays, queue::wake::Waker};
+use crate::{config::Config, delivery::Relays, queue::wake::Waker, templates::TemplateCache};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct AppState {
     pub relays: Arc<Relays>,
     pub waker: Waker,
     pub keys: auth::KeyCache,
+    pub templates: TemplateCache,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(emails::router())
         .merge(projects::router())
         .merge(api_keys::router())
+        .merge(templates::router())
         .merge(health::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(body_limit))

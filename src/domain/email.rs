@@ -53,6 +53,12 @@ pub struct SendRequest {
     pub text: Option<String>,
     #[serde(default)]
     pub html: Option<String>,
+    /// A stored template's name; it provides subject, html and text (see `templates::send`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The template's variables, a JSON object.
+    #[serde(default)]
+    pub variables: Option<Value>,
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default)]

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod messages;
 pub mod projects;
+pub mod templates;
 
 use std::time::Duration;
 
