@@ -269,7 +269,8 @@ async fn templates(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> 
                         Err(TemplateError::Invalid(errors)) => {
                             problems.extend(errors.into_iter().map(|e| {
                                 format!("{}: {}", folder.file_for(&e.field).display(), e.message)
-                            }))
+                            }));
+                            break;
                         }
                         Err(e) => return Err(e.into()),
                     }

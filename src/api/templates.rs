@@ -21,10 +21,7 @@ use crate::{
     domain::Scope,
     store::templates::{self as store, Saved, TemplateRow, TemplateSummary},
     templates::{
-        self, Rendered, SaveMode, TemplateDraft, TemplateError,
-        cache::sources,
-        engine::{self, Sources},
-        save,
+        self, Rendered, SaveMode, TemplateDraft, TemplateError, cache::sources, engine, save,
     },
 };
 
@@ -237,16 +234,8 @@ async fn validate(
         }
         None => None,
     };
-    let compiled = engine::compile(
-        Sources {
-            subject: draft.subject.as_deref(),
-            html: draft.html.as_deref(),
-            text: draft.text.as_deref(),
-        },
-        layout.as_ref().map(sources),
-        None,
-    )
-    .map_err(|errors| ApiError::from(TemplateError::Invalid(errors)))?;
+    let compiled = engine::compile(draft.sources(), layout.as_ref().map(sources), None)
+        .map_err(|errors| ApiError::from(TemplateError::Invalid(errors)))?;
     let rendered = templates::render(
         Arc::new(compiled),
         variables_or_empty(body.variables),

@@ -23,9 +23,12 @@ use crate::store::templates::{self as store, Stamp, TemplateRow};
 /// again costs little.
 const MAX_ENTRIES: usize = 2_000;
 
+/// (project, template name).
+type Key = (Uuid, String);
+
 #[derive(Clone, Default)]
 pub struct TemplateCache {
-    entries: Arc<Mutex<HashMap<(Uuid, String), Arc<Compiled>>>>,
+    entries: Arc<Mutex<HashMap<Key, Arc<Compiled>>>>,
 }
 
 impl TemplateCache {
@@ -59,7 +62,7 @@ impl TemplateCache {
         Ok(Some(compiled))
     }
 
-    fn lookup(&self, key: &(Uuid, String)) -> Option<Arc<Compiled>> {
+    fn lookup(&self, key: &Key) -> Option<Arc<Compiled>> {
         self.entries.lock().expect("not poisoned").get(key).cloned()
     }
 }

@@ -260,6 +260,8 @@ fn describe(part: Part, err: &tera::Error, source: &str) -> String {
             if let Some(snippet) = snippet(source, span)
                 && !report.message().contains(snippet.as_str())
             {
+                let trimmed = message.trim_end_matches('.').len();
+                message.truncate(trimmed);
                 message.push_str(&format!(" (at `{snippet}`)"));
             }
             if let Some(cause) = std::error::Error::source(err) {
@@ -298,17 +300,23 @@ fn tidy_report(report: &str) -> String {
     }
 }
 
-/// The source text a one-line span covers, if short enough to quote.
+/// The source text a one-line span covers, if short enough to quote. tera points at the
+/// last name of `order.customer.name`; the whole path says more, so it is included.
 fn snippet(source: &str, span: &tera::Span) -> Option<String> {
     if span.start_line != span.end_line || span.end_col <= span.start_col {
         return None;
     }
-    let line = source.lines().nth(span.start_line.checked_sub(1)?)?;
-    let text: String = line
+    let line: Vec<char> = source
+        .lines()
+        .nth(span.start_line.checked_sub(1)?)?
         .chars()
-        .skip(span.start_col)
-        .take(span.end_col - span.start_col)
         .collect();
+    let end = span.end_col.min(line.len());
+    let mut start = span.start_col.min(end);
+    while start > 0 && (line[start - 1].is_alphanumeric() || matches!(line[start - 1], '_' | '.')) {
+        start -= 1;
+    }
+    let text: String = line[start..end].iter().collect();
     let text = text.trim();
     (!text.is_empty() && text.chars().count() <= 80).then(|| text.to_string())
 }
@@ -360,7 +368,7 @@ impl Write for BoundedOutput {
         }
         // Reading the clock on every write would cost more than most writes.
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % 512 == 0 && Deadline::passed() {
+        if self.writes.is_multiple_of(512) && Deadline::passed() {
             self.stopped = Some(Stop::TooSlow);
             return Err(io::Error::other("time limit reached"));
         }

@@ -65,6 +65,12 @@ pub async fn render(
     variables: serde_json::Value,
     max_bytes: usize,
 ) -> Result<Rendered, TemplateError> {
+    if !variables.is_object() {
+        return Err(TemplateError::Invalid(vec![FieldError::new(
+            "variables",
+            "must be a JSON object",
+        )]));
+    }
     tokio::task::spawn_blocking(move || compiled.render(&variables, max_bytes))
         .await
         .map_err(|e| anyhow::Error::new(e).context("template render task failed"))?

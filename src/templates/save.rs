@@ -39,6 +39,17 @@ pub struct TemplateDraft {
     pub layout: Option<String>,
 }
 
+impl TemplateDraft {
+    /// The parts as they are, for compiling.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources {
+            subject: self.subject.as_deref(),
+            html: self.html.as_deref(),
+            text: self.text.as_deref(),
+        }
+    }
+}
+
 /// A draft whose fields are well-formed and whose parts all parse.
 #[derive(Debug, Clone)]
 pub struct CheckedTemplate {

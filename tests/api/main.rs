@@ -7,4 +7,5 @@ mod auth;
 mod delivery;
 mod instances;
 mod send;
+mod templates;
 mod validation;
