@@ -113,7 +113,7 @@ async fn remove(
     if !users.is_empty() {
         return Err(in_use(users));
     }
-    match store::delete(&state.pool, key.project_id, &name).await {
+    match store::delete(&mut conn, key.project_id, &name).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::TemplateNotFound(name)),
         // Another request made it a layout in the meantime.

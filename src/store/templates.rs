@@ -244,11 +244,11 @@ pub async fn layout_users(
 
 /// Deletes a template; `false` when there was none. Fails with a foreign-key violation
 /// while another template uses it as its layout.
-pub async fn delete(pool: &PgPool, project_id: Uuid, name: &str) -> sqlx::Result<bool> {
+pub async fn delete(conn: &mut PgConnection, project_id: Uuid, name: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM templates WHERE project_id = $1 AND name = $2")
         .bind(project_id)
         .bind(name)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() > 0)
 }

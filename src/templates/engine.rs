@@ -428,10 +428,11 @@ fn bounded_range(kwargs: Kwargs, _: &State) -> tera::TeraResult<Vec<i64>> {
         )));
     }
     let mut out = Vec::new();
-    let mut i = start;
-    while (step > 0 && i < end) || (step < 0 && i > end) {
+    let mut next = Some(start);
+    // checked_add: near i64::MAX a wrapping step would loop forever.
+    while let Some(i) = next.filter(|&i| (step > 0 && i < end) || (step < 0 && i > end)) {
         out.push(i);
-        i += step;
+        next = i.checked_add(step);
     }
     Ok(out)
 }
@@ -603,6 +604,17 @@ mod tests {
         .unwrap_err();
         assert!(err.message.contains("stopped"), "{}", err.message);
         assert!(started.elapsed() < RENDER_TIME_LIMIT * 3);
+    }
+
+    #[test]
+    fn range_counts_like_teras_and_stops_at_the_edges() {
+        let out = html(
+            "{{ range(end=3) | join(sep=',') }}|{{ range(start=5, end=0, step_by=-2) | join(sep=',') }}|{{ range(start=9223372036854775800, end=9223372036854775807, step_by=5) | join(sep=',') }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "0,1,2|5,3,1|9223372036854775800,9223372036854775805");
+        assert!(html("{{ range(end=3, step_by=0) }}", json!({})).is_err());
     }
 
     #[test]
