@@ -57,6 +57,7 @@ impl Application {
             relays,
             waker,
             keys: KeyCache::default(),
+            templates: Default::default(),
         };
         Ok(Self {
             listener,

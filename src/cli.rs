@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `projects`, `keys`, `token`.
+//! The command line: `serve`, `migrate`, `projects`, `keys`, `templates`, `queue`, `doctor`, `token`.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -10,8 +10,9 @@ use crate::{
     Application, Config,
     api::{auth::mint_operator_token, projects::check_project_name},
     domain::{ApiKeySecret, api_key::parse_scopes},
-    store::{self, api_keys, projects},
+    store::{self, api_keys, projects, templates as template_rows},
     telemetry,
+    templates::{SaveMode, TemplateError, disk, save},
 };
 
 #[derive(Parser)]
@@ -40,6 +41,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy templates between folders and a project (see templates/README.md for the format).
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
     /// Print the OpenAPI document (JSON) of the HTTP API.
     Openapi,
     /// Check Postgres, migrations, Redis and every relay (connect, EHLO, STARTTLS, AUTH).
@@ -52,6 +56,23 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Create or update the project's templates from DIR/<name>/ folders. Checks every
+    /// template first and writes nothing if one is invalid; unchanged ones keep their version.
+    Push {
+        dir: PathBuf,
+        #[arg(long)]
+        project: String,
+    },
+    /// Write every template of the project to DIR/<name>/ folders.
+    Pull {
+        dir: PathBuf,
+        #[arg(long)]
+        project: String,
     },
 }
 
@@ -192,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => keys(config, cmd).await,
+        Command::Templates(cmd) => templates(config, cmd).await,
         Command::Doctor => {
             let checks = crate::doctor::run(&config).await;
             print!("{}", crate::doctor::report(&checks));
@@ -270,6 +292,90 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 bail!("no key with id {id}");
             }
             eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn templates(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> {
+    let pool = store::connect(&config.database_url, 2).await?;
+    store::migrate(&pool).await?;
+    let (TemplatesCommand::Push { project, .. } | TemplatesCommand::Pull { project, .. }) = &cmd;
+    let project = projects::find_by_name(&pool, project)
+        .await?
+        .with_context(|| format!("no project named `{project}`"))?;
+    match cmd {
+        TemplatesCommand::Push { dir, .. } => {
+            let (found, skipped) = disk::read_all(&dir)?;
+            for path in skipped {
+                eprintln!("skipping {}: no {}", path.display(), disk::MANIFEST_FILE);
+            }
+            if found.is_empty() {
+                bail!(
+                    "no templates in {} (a template is a folder with a {})",
+                    dir.display(),
+                    disk::MANIFEST_FILE
+                );
+            }
+            let mut checked = Vec::new();
+            let mut problems = Vec::new();
+            for folder in &found {
+                match save::check(&folder.name, folder.draft.clone()) {
+                    Ok(template) => checked.push((folder, template)),
+                    Err(errors) => problems.extend(errors.into_iter().map(|e| {
+                        format!("{}: {}", folder.file_for(&e.field).display(), e.message)
+                    })),
+                }
+            }
+            // Layouts do not nest, so saving those without a layout first satisfies every reference.
+            checked.sort_by_key(|(_, t)| t.layout.is_some());
+            let mut tx = pool.begin().await?;
+            let mut report = Vec::new();
+            if problems.is_empty() {
+                for (folder, template) in &checked {
+                    match save::save(&mut tx, project.id, template, SaveMode::Upsert).await {
+                        Ok((row, saved)) => report.push(format!(
+                            "{}\t{}\tversion {}",
+                            row.name,
+                            saved.as_str(),
+                            row.version
+                        )),
+                        Err(TemplateError::Invalid(errors)) => {
+                            problems.extend(errors.into_iter().map(|e| {
+                                format!("{}: {}", folder.file_for(&e.field).display(), e.message)
+                            }));
+                            break;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                bail!("{} problem(s) found; nothing was pushed", problems.len());
+            }
+            tx.commit().await?;
+            report.sort();
+            for line in report {
+                println!("{line}");
+            }
+        }
+        TemplatesCommand::Pull { dir, .. } => {
+            let rows = template_rows::list_full(&pool, project.id).await?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+            for row in &rows {
+                disk::write_one(&dir, row)?;
+                println!("{}\tversion {}", row.name, row.version);
+            }
+            eprintln!(
+                "wrote {} template(s) of project {} to {}",
+                rows.len(),
+                project.name,
+                dir.display()
+            );
         }
     }
     Ok(())

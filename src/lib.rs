@@ -16,6 +16,7 @@ pub mod retention;
 pub mod store;
 pub mod submission;
 pub mod telemetry;
+pub mod templates;
 
 pub use app::Application;
 pub use config::Config;

@@ -14,6 +14,7 @@ use crate::{
         api_keys::AuthenticatedKey,
         messages::{self, AcceptedMessage, Submitter},
     },
+    templates,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -41,9 +42,10 @@ pub struct Prepared {
 /// Checks the request and renders its MIME. Every problem is a 4xx naming the field.
 pub async fn prepare(
     state: &AppState,
-    _key: &AuthenticatedKey,
-    request: SendRequest,
+    key: &AuthenticatedKey,
+    mut request: SendRequest,
 ) -> Result<Prepared, ApiError> {
+    templates::send::expand(state, key.project_id, &mut request).await?;
     let max_schedule = chrono::Duration::days(state.config.http.max_schedule_days);
     let email = request
         .validate(|name| state.relays.contains(name), max_schedule)

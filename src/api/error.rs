@@ -36,6 +36,14 @@ pub enum ApiError {
     ForbiddenScope(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("template `{0}` not found")]
+    TemplateNotFound(String),
+    /// A 422 with its own code (`template_not_found` on send, `template_render_error`).
+    #[error("{}", describe_fields(.errors))]
+    Unprocessable {
+        code: &'static str,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{detail}")]
@@ -64,6 +72,10 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
+    pub fn unprocessable(code: &'static str, errors: Vec<FieldError>) -> Self {
+        ApiError::Unprocessable { code, errors }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,7 +83,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::TemplateNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +101,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::ForbiddenScope(_) => "forbidden_scope",
             ApiError::NotFound(_) => "not_found",
+            ApiError::TemplateNotFound(_) => "template_not_found",
+            ApiError::Unprocessable { code, .. } => code,
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
@@ -135,7 +150,7 @@ impl ApiError {
             detail,
             code: code.to_string(),
             errors: match self {
-                ApiError::Validation(errors) => Some(
+                ApiError::Validation(errors) | ApiError::Unprocessable { errors, .. } => Some(
                     errors
                         .iter()
                         .map(|e| {
@@ -179,6 +194,15 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_value(&problem).unwrap_or_default();
         json_response(self.status(), &body)
     }
+}
+
+/// "field: message" for one error, "field: message; field: message" for several.
+fn describe_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

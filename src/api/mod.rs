@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod projects;
 pub mod relays;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use axum::{Router, extract::DefaultBodyLimit};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
-use crate::{config::Config, delivery::Relays, queue::wake::Waker};
+use crate::{config::Config, delivery::Relays, queue::wake::Waker, templates::TemplateCache};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +29,7 @@ pub struct AppState {
     pub relays: Arc<Relays>,
     pub waker: Waker,
     pub keys: auth::KeyCache,
+    pub templates: TemplateCache,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(relays::router())
         .merge(api_keys::router())
+        .merge(templates::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(

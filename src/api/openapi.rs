@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{api_keys, emails, error::Problem, health, projects, relays};
+use super::{api_keys, emails, error::Problem, health, projects, relays, templates};
 
 /// Every error a route may answer, as problem+json with a stable `code`.
 #[derive(IntoResponses)]
@@ -87,12 +87,20 @@ pub enum ProblemResponses {
         projects::create,
         projects::list,
         relays::list,
+        templates::create,
+        templates::list,
+        templates::show,
+        templates::replace,
+        templates::remove,
+        templates::render,
+        templates::validate,
         health::healthz,
         health::readyz,
     ),
     modifiers(&Security),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),
+        (name = "templates", description = "Stored templates, rendered with tera"),
         (name = "keys", description = "API keys of a project"),
         (name = "operator", description = "Projects of every tenant (operator JWT)"),
         (name = "health", description = "Probes")

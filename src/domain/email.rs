@@ -84,6 +84,13 @@ pub struct SendRequest {
     pub text: Option<String>,
     #[serde(default)]
     pub html: Option<String>,
+    /// A stored template's name; it provides subject, html and text (see `templates::send`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The template's variables, a JSON object.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub variables: Option<Value>,
     /// Extra headers; no CR/LF, and not the ones mailgate sets (From, To, Subject, Message-ID…).
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,

@@ -4,11 +4,13 @@ pub mod address;
 pub mod api_key;
 pub mod email;
 pub mod status;
+pub mod template_name;
 
 pub use address::{EmailAddress, Mailbox};
 pub use api_key::{ApiKeySecret, Scope};
 pub use email::{Attachment, NewEmail, RecipientKind};
 pub use status::RecipientStatus;
+pub use template_name::TemplateName;
 
 /// True when a header value would let a caller inject headers or break the message.
 pub fn has_line_break(s: &str) -> bool {

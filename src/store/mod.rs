@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod idempotency;
 pub mod messages;
 pub mod projects;
+pub mod templates;
 
 use std::time::Duration;
 

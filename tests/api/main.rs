@@ -14,4 +14,5 @@ mod operations;
 mod relays;
 mod scheduling;
 mod send;
+mod templates;
 mod validation;
