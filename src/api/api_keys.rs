@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     routing::{delete, get},
 };
@@ -14,7 +14,7 @@ use super::{
     AppState,
     auth::Principal,
     error::{ApiError, ApiResult},
-    extract::AppJson,
+    extract::{AppJson, AppQuery},
     openapi::ProblemResponses,
 };
 use crate::{
@@ -133,7 +133,7 @@ pub struct ApiKeyList {
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Query(q): Query<ListQuery>,
+    AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<Json<ApiKeyList>> {
     let project_id = match (&who, q.project.as_deref()) {
         (Principal::Operator, None) => None,

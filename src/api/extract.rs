@@ -92,6 +92,27 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// Query parameters whose rejection is a problem+json 422 like any other bad input.
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for AppQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| AppQuery(q.0))
+            .map_err(|e| ApiError::validation("query", e.body_text()))
+    }
+}
+
 /// Parses in two steps so syntax errors and shape errors get their own status and message.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)

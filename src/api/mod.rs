@@ -49,6 +49,16 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { error::ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            let problem = serde_json::json!({
+                "type": "urn:mailgate:problem:method_not_allowed",
+                "title": "Method Not Allowed",
+                "status": 405,
+                "detail": "this route does not take that method",
+                "code": "method_not_allowed",
+            });
+            error::json_response(axum::http::StatusCode::METHOD_NOT_ALLOWED, &problem)
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

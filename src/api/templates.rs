@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     routing::{get, post},
 };
@@ -15,7 +15,7 @@ use super::{
     AppState,
     auth::ProjectKey,
     error::{ApiError, ApiResult},
-    extract::AppJson,
+    extract::{AppJson, AppQuery},
     openapi::ProblemResponses,
 };
 use crate::{
@@ -167,7 +167,7 @@ pub struct TemplatePage {
 pub async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
-    Query(q): Query<ListQuery>,
+    AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<Json<TemplatePage>> {
     let key = key.require(Scope::Templates)?;
     let limit = match q.limit.as_deref() {
