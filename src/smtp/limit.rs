@@ -22,13 +22,13 @@ pub struct Submitter {
 pub enum Decision {
     Allowed,
     /// Over the limit; a unit is free again after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 pub trait SubmissionLimiter: Send + Sync + 'static {
     /// Takes one unit for one message of `who`.
-    fn acquire<'a>(
-        &'a self,
-        who: Submitter,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+    fn acquire<'a>(&'a self, who: Submitter)
+    -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
 }

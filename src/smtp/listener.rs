@@ -138,8 +138,7 @@ impl SmtpListener {
         let s = &self.shared.settings;
         format!(
             "{} (starttls: {}, implicit tls: {}, trusted networks: {})",
-            self.local_addr()
-                .map_or("?".to_string(), |a| a.to_string()),
+            self.local_addr().map_or("?".to_string(), |a| a.to_string()),
             match self.cert {
                 CertSource::Files => "configured certificate",
                 CertSource::SelfSigned => "self-signed dev certificate",

@@ -342,7 +342,11 @@ impl Session<'_> {
             return Ok(Step::Error);
         }
         if self.tx.is_some() {
-            io.reply(503, [5, 5, 1], "AUTH is not allowed during a mail transaction");
+            io.reply(
+                503,
+                [5, 5, 1],
+                "AUTH is not allowed during a mail transaction",
+            );
             return Ok(Step::Error);
         }
         if !self.tls && !self.trusted {
@@ -396,7 +400,11 @@ impl Session<'_> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "SMTP AUTH: key lookup failed");
-                io.reply(454, [4, 7, 0], "temporary authentication failure; try again later");
+                io.reply(
+                    454,
+                    [4, 7, 0],
+                    "temporary authentication failure; try again later",
+                );
             }
         }
         Ok(Step::Continue)
@@ -695,25 +703,12 @@ impl Io {
     /// Reads DATA up to the terminating CRLF.CRLF, dot-stuffing undone; `None` if it grew
     /// past `max` (the rest is read and dropped, so the session stays in step).
     async fn data(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
-        let mut receiver = DataReceiver::new();
-        // The data starts right after the CRLF of the DATA command, so a first line "."
-        // ends an empty message and a first line ".." is unstuffed. The receiver only knows
-        // a line start once it has seen a CRLF, so it is shown one (into a scratch buffer).
-        receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-        let mut message = Vec::new();
-        let mut too_large = false;
+        let mut reader = DataReader::new(max);
         loop {
-            let mut bytes = self.input.iter();
-            let done = receiver.ingest(&mut bytes, &mut message);
-            let consumed = self.input.len() - bytes.as_slice().len();
+            let (consumed, done) = reader.feed(&self.input);
             self.input.drain(..consumed);
-            // +2 for the CRLF that ends the last line, which is not part of the size.
-            if message.len() > max + 2 {
-                too_large = true;
-                message = Vec::new();
-            }
             if done {
-                return Ok((!too_large).then_some(message));
+                return Ok(reader.finish());
             }
             self.fill().await?;
         }
@@ -742,7 +737,10 @@ impl Io {
         let goodbye = match end {
             End::Closed => None,
             End::Idle => Some(([4, 4, 2], "idle too long; closing the connection")),
-            End::TimeUp => Some(([4, 4, 2], "session time limit reached; closing the connection")),
+            End::TimeUp => Some((
+                [4, 4, 2],
+                "session time limit reached; closing the connection",
+            )),
             End::Shutdown => Some(([4, 3, 2], "shutting down; try again later")),
             End::TooManyErrors => Some(([4, 7, 0], "too many errors; closing the connection")),
         };
@@ -754,5 +752,107 @@ impl Io {
             self.stream.shutdown().await
         })
         .await;
+    }
+}
+
+/// DATA content as it arrives: smtp-proto's receiver (un-stuffing, the terminator) with a
+/// size cap, kept apart from the socket so it can be tested on its own.
+struct DataReader {
+    receiver: DataReceiver,
+    message: Vec<u8>,
+    max: usize,
+    too_large: bool,
+}
+
+impl DataReader {
+    fn new(max: usize) -> Self {
+        let mut receiver = DataReceiver::new();
+        // The data starts right after the CRLF of the DATA command, so a first line "."
+        // ends an empty message and a first line ".." is unstuffed. The receiver only knows
+        // a line start once it has seen a CRLF, so it is shown one (into a scratch buffer).
+        receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+        Self {
+            receiver,
+            message: Vec::new(),
+            max,
+            too_large: false,
+        }
+    }
+
+    /// Takes what it can from `input`: how many bytes it used, and whether the message ended.
+    /// Bytes after the terminator (pipelined commands) are left for the caller.
+    fn feed(&mut self, input: &[u8]) -> (usize, bool) {
+        let mut bytes = input.iter();
+        let done = self.receiver.ingest(&mut bytes, &mut self.message);
+        // +2 for the CRLF that ends the last line, which is not part of the size.
+        if self.message.len() > self.max + 2 {
+            self.too_large = true;
+            self.message = Vec::new();
+        }
+        (input.len() - bytes.as_slice().len(), done)
+    }
+
+    /// The message, ending with the CRLF of its last line; `None` if it was too large.
+    fn finish(self) -> Option<Vec<u8>> {
+        (!self.too_large).then_some(self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(chunks: &[&[u8]], max: usize) -> (Option<Vec<u8>>, Vec<u8>) {
+        let mut reader = DataReader::new(max);
+        let mut pending = Vec::new();
+        for chunk in chunks {
+            pending.extend_from_slice(chunk);
+            let (consumed, done) = reader.feed(&pending);
+            pending.drain(..consumed);
+            if done {
+                return (reader.finish(), pending);
+            }
+        }
+        panic!("no terminator in {chunks:?}");
+    }
+
+    #[test]
+    fn data_is_unstuffed_from_the_first_line_on() {
+        let (message, rest) = read_all(&[b"..first\r\nSubject: x\r\n\r\n..dot\r\n.\r\n"], 100);
+        assert_eq!(message.unwrap(), b".first\r\nSubject: x\r\n\r\n.dot\r\n");
+        assert!(rest.is_empty());
+        let (message, _) = read_all(&[b".\r\n"], 100);
+        assert_eq!(message.unwrap(), b"");
+    }
+
+    #[test]
+    fn the_terminator_may_be_split_and_pipelined_commands_stay() {
+        let (message, rest) = read_all(&[b"a: b\r\n\r\nbody\r", b"\n.", b"\r\nQUIT\r\n"], 100);
+        assert_eq!(message.unwrap(), b"a: b\r\n\r\nbody\r\n");
+        assert_eq!(rest, b"QUIT\r\n");
+    }
+
+    #[test]
+    fn a_bare_lf_dot_does_not_end_the_message() {
+        let (message, _) = read_all(&[b"a: b\r\n\nx\n.\nMAIL FROM:<e@vil>\r\n.\r\n"], 100);
+        assert_eq!(message.unwrap(), b"a: b\r\n\nx\n.\nMAIL FROM:<e@vil>\r\n");
+    }
+
+    #[test]
+    fn oversize_data_is_read_to_the_end_and_dropped() {
+        let big = vec![b'x'; 50];
+        let (message, rest) = read_all(&[b"a: b\r\n\r\n", &big, b"\r\n.\r\nNOOP\r\n"], 20);
+        assert!(message.is_none());
+        assert_eq!(rest, b"NOOP\r\n");
+        let (message, _) = read_all(&[b"0123456789\r\n.\r\n"], 10);
+        assert_eq!(message.unwrap().len(), 12);
+    }
+
+    #[test]
+    fn sasl_answers_decode() {
+        assert!(matches!(decode("*"), Err(Sasl::Cancelled)));
+        assert!(matches!(decode("!!"), Err(Sasl::Malformed)));
+        assert_eq!(decode("=").ok(), Some(Vec::new()));
+        assert_eq!(decode(" dXNlcg== ").ok(), Some(b"user".to_vec()));
     }
 }
