@@ -183,3 +183,27 @@ async fn sessions_end_at_the_session_time_limit() {
     let r = c.reply().await;
     assert!(r.starts_with("421 4.4.2 "), "{r}");
 }
+
+#[tokio::test]
+async fn shutdown_tells_open_sessions_to_come_back_later() {
+    let app = app_with(None, |_| {}).await;
+    let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    let stopping = tokio::spawn(app.stop());
+    let r = c.reply().await;
+    assert!(r.starts_with("421 4.3.2 "), "{r}");
+    assert!(c.closed().await);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stops promptly with a session open")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn killing_the_app_ends_sessions_and_the_listener() {
+    let app = app_with(None, |_| {}).await;
+    let addr = app.smtp_addr.unwrap();
+    let (mut c, _) = RawClient::ehlo(addr).await;
+    app.kill().await;
+    assert!(c.closed().await);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
