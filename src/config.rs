@@ -312,8 +312,14 @@ impl Config {
         if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
             bail!("smtp.tls_cert and smtp.tls_key go together");
         }
-        if smtp.max_recipients == 0 || smtp.max_sessions == 0 {
-            bail!("smtp.max_recipients and smtp.max_sessions must be positive");
+        if smtp.max_recipients == 0
+            || smtp.max_sessions == 0
+            || smtp.idle_timeout_secs == 0
+            || smtp.session_timeout_secs == 0
+        {
+            bail!(
+                "smtp.max_recipients, smtp.max_sessions, smtp.idle_timeout_secs and smtp.session_timeout_secs must be positive"
+            );
         }
         Ok(())
     }

@@ -60,7 +60,7 @@ pub(super) async fn run(
         input: Vec::new(),
         output: Vec::new(),
         idle: settings.idle_timeout,
-        deadline: Instant::now() + settings.session_timeout,
+        deadline: later(settings.session_timeout),
         cancel,
     };
     if implicit_tls {
@@ -214,7 +214,7 @@ impl Session<'_> {
                 }
                 io.ehlo(&ehlo);
             }
-            Request::Helo { .. } | Request::Lhlo { .. } => {
+            Request::Helo { .. } => {
                 self.greeted = true;
                 self.tx = None;
                 io.write_line(format_args!("250 {}", settings.hostname));
@@ -324,7 +324,8 @@ impl Session<'_> {
                 [2, 0, 0],
                 "EHLO, STARTTLS, AUTH (password: an API key), MAIL, RCPT, DATA, RSET, QUIT",
             ),
-            Request::Expn { .. }
+            Request::Lhlo { .. }
+            | Request::Expn { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
             | Request::Burl { .. }
@@ -642,7 +643,7 @@ impl Io {
     /// Waits for more input, sending pending replies first.
     async fn fill(&mut self) -> Result<(), End> {
         self.flush().await?;
-        let wait = (Instant::now() + self.idle).min(self.deadline);
+        let wait = later(self.idle).min(self.deadline);
         self.input.reserve(16 * 1024);
         let read = tokio::select! {
             _ = self.cancel.cancelled() => return Err(End::Shutdown),
@@ -660,7 +661,7 @@ impl Io {
         if self.output.is_empty() {
             return Ok(());
         }
-        let wait = (Instant::now() + self.idle).min(self.deadline);
+        let wait = later(self.idle).min(self.deadline);
         let (stream, output) = (&mut self.stream, &self.output);
         let written = timeout_at(wait, async {
             stream.write_all(output).await?;
@@ -722,7 +723,7 @@ impl Io {
         let Stream::Plain(tcp) = self.stream else {
             return Err(End::Closed);
         };
-        let wait = (Instant::now() + self.idle).min(self.deadline);
+        let wait = later(self.idle).min(self.deadline);
         match timeout_at(wait, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.stream = Stream::Tls(Box::new(tls));
@@ -753,6 +754,13 @@ impl Io {
         })
         .await;
     }
+}
+
+/// `now + after`, saturating: absurd configured timeouts must not overflow the clock.
+fn later(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// DATA content as it arrives: smtp-proto's receiver (un-stuffing, the terminator) with a

@@ -34,7 +34,8 @@ impl AuthThrottle {
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures: max_failures.max(1),
-            window,
+            // Capped, so an absurd configured window cannot overflow the clock.
+            window: window.min(Duration::from_secs(365 * 24 * 3600)),
             by_ip: Mutex::new(HashMap::new()),
         }
     }
