@@ -216,6 +216,8 @@ pub async fn commit_raw(
         sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
     };
     let rows = messages::insert(&state.pool, &by, std::slice::from_ref(&message)).await?;
+    metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
+        .increment(1);
     state.waker.wake();
     let recipients: Vec<RecipientSummary> = rows
         .into_iter()

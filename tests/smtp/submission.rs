@@ -313,6 +313,27 @@ async fn trusted_network_sends_without_auth_into_its_project() {
     // Another project's key cannot see it.
     assert_eq!(app.get_email_as(&app.key, &id).await.status(), 404);
     upstream.wait_for(1, WAIT).await;
+
+    // Counted like HTTP mail, for its project.
+    let project: (uuid::Uuid,) = sqlx::query_as("SELECT id FROM projects WHERE name = 'internal'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().any(|l| {
+        l.starts_with("mailgate_messages_accepted_total{")
+            && l.contains(&format!("project=\"{}\"", project.0))
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "{metrics}");
 }
 
 #[tokio::test]
