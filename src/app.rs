@@ -1,5 +1,6 @@
-//! The application: API, delivery workers and the queue waker of one process, built from
-//! config and run until a cancellation token fires (SIGTERM in `serve`, the end of a test).
+//! The application: API, SMTP listener, delivery workers and the queue waker of one process,
+//! built from config and run until a cancellation token fires (SIGTERM in `serve`, the end of
+//! a test).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -13,13 +14,16 @@ use crate::{
     config::{Config, redact_url},
     delivery::{Relays, Worker},
     queue::wake::Waker,
-    retention, store,
+    retention,
+    smtp::{SmtpListener, limit::SubmissionLimiter},
+    store,
 };
 
 pub struct Application {
     listener: Option<TcpListener>,
     state: AppState,
     worker: Option<Worker>,
+    smtp: Option<SmtpListener>,
 }
 
 impl Application {
@@ -59,15 +63,38 @@ impl Application {
             keys: KeyCache::default(),
             templates: Default::default(),
         };
+        let smtp = if state.config.smtp.enabled {
+            Some(SmtpListener::bind(state.clone()).await?)
+        } else {
+            None
+        };
         Ok(Self {
             listener,
             state,
             worker,
+            smtp,
         })
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The SMTP submission listener's STARTTLS port.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().and_then(SmtpListener::local_addr)
+    }
+
+    /// The SMTP listener's implicit-TLS port, when configured.
+    pub fn smtp_implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().and_then(SmtpListener::implicit_tls_addr)
+    }
+
+    /// Rate-limits SMTP submission (one unit per message); see `smtp::limit`.
+    pub fn set_smtp_limiter(&mut self, limiter: Arc<dyn SubmissionLimiter>) {
+        if let Some(smtp) = &mut self.smtp {
+            smtp.set_limiter(limiter);
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -78,9 +105,12 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} workers={} relay={} database={} rate_limits=none",
+            "http={} smtp={} workers={} relay={} database={} rate_limits=none",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
+            self.smtp
+                .as_ref()
+                .map_or("off".to_string(), SmtpListener::describe),
             if self.worker.is_some() {
                 format!("{} in flight", c.delivery.concurrency)
             } else {
@@ -106,6 +136,9 @@ impl Application {
             self.state.config.retention.clone(),
             cancel.child_token(),
         ));
+        if let Some(smtp) = self.smtp {
+            background.spawn(smtp.run(cancel.child_token()));
+        }
         let mut workers = JoinSet::new();
         if let Some(worker) = self.worker {
             workers.spawn(worker.run(cancel.child_token()));

@@ -3,7 +3,12 @@
 //! Nested keys come from the environment with a double underscore, e.g.
 //! `MAILGATE_DELIVERY__CONCURRENCY=64`. Secrets are wrapped so they never print.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use figment::{
@@ -23,6 +28,7 @@ pub struct Config {
     /// Redis URL for shared rate limits; unset means per-process limits.
     pub redis_url: Option<String>,
     pub http_addr: SocketAddr,
+    /// The SMTP submission listener (`MAILGATE_SMTP_ADDR`); `smtp.addr` overrides it.
     pub smtp_addr: SocketAddr,
     /// The default upstream relay; unset (and no `[relays]`) means sandbox delivery.
     pub relay_url: Option<String>,
@@ -38,6 +44,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
+    pub smtp: SmtpConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -58,6 +65,82 @@ pub struct HttpConfig {
     pub max_batch: usize,
     /// How far ahead `send_at` may schedule a message.
     pub max_schedule_days: i64,
+}
+
+/// The SMTP submission listener: apps that speak SMTP send through it with an API key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SmtpConfig {
+    /// Run the listener in `serve`.
+    pub enabled: bool,
+    /// Overrides the top-level `smtp_addr` when set.
+    pub addr: Option<SocketAddr>,
+    /// Name in the greeting and in the generated dev certificate.
+    pub hostname: String,
+    /// PEM certificate chain and private key for STARTTLS; unset means a self-signed
+    /// certificate generated at start (development only: clients must skip verification).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A second port speaking TLS from the first byte (like 465), if set.
+    pub implicit_tls_addr: Option<SocketAddr>,
+    /// CIDRs (or single addresses) whose clients may send without AUTH, into
+    /// `trusted_project`. Empty means every client must authenticate.
+    pub trusted_networks: Vec<String>,
+    /// The project that mail from trusted networks belongs to (created if missing).
+    pub trusted_project: Option<String>,
+    /// Largest message accepted (advertised with SIZE); unset means `http.max_message_bytes`.
+    pub max_message_bytes: Option<usize>,
+    /// Recipients per message, as over HTTP.
+    pub max_recipients: usize,
+    /// A client silent this long is disconnected.
+    pub idle_timeout_secs: u64,
+    /// No session lasts longer than this, however busy.
+    pub session_timeout_secs: u64,
+    /// Concurrent sessions per process; more are turned away with 421.
+    pub max_sessions: usize,
+    /// Failed AUTH attempts from one IP address before it is locked out…
+    pub auth_max_failures: u32,
+    /// …for this long (failures older than this are forgotten too).
+    pub auth_lockout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: None,
+            hostname: "localhost".into(),
+            tls_cert: None,
+            tls_key: None,
+            implicit_tls_addr: None,
+            trusted_networks: Vec::new(),
+            trusted_project: None,
+            max_message_bytes: None,
+            max_recipients: crate::domain::email::MAX_RECIPIENTS,
+            idle_timeout_secs: 300,
+            session_timeout_secs: 1800,
+            max_sessions: 200,
+            auth_max_failures: 5,
+            auth_lockout_secs: 300,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// Parses `trusted_networks`; a bare address counts as a single host.
+    pub fn trusted_networks(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_networks
+            .iter()
+            .map(|raw| {
+                let s = raw.trim();
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!("smtp.trusted_networks: `{s}` is not a CIDR like 10.0.0.0/8")
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -138,6 +221,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
+            smtp: SmtpConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
         }
@@ -224,7 +308,36 @@ impl Config {
         if d.concurrency == 0 || d.claim_batch <= 0 {
             bail!("delivery.concurrency and delivery.claim_batch must be positive");
         }
+        let smtp = &self.smtp;
+        // Without a project, mail from a trusted network would have no owner.
+        if !smtp.trusted_networks()?.is_empty() && smtp.trusted_project.is_none() {
+            bail!("smtp.trusted_networks needs smtp.trusted_project");
+        }
+        if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
+            bail!("smtp.tls_cert and smtp.tls_key go together");
+        }
+        if smtp.max_recipients == 0
+            || smtp.max_sessions == 0
+            || smtp.idle_timeout_secs == 0
+            || smtp.session_timeout_secs == 0
+        {
+            bail!(
+                "smtp.max_recipients, smtp.max_sessions, smtp.idle_timeout_secs and smtp.session_timeout_secs must be positive"
+            );
+        }
         Ok(())
+    }
+
+    /// Where the SMTP submission listener binds.
+    pub fn smtp_listen_addr(&self) -> SocketAddr {
+        self.smtp.addr.unwrap_or(self.smtp_addr)
+    }
+
+    /// The largest message the SMTP listener takes.
+    pub fn smtp_max_message_bytes(&self) -> usize {
+        self.smtp
+            .max_message_bytes
+            .unwrap_or(self.http.max_message_bytes)
     }
 
     /// All upstream relays by name, with `relay_url` as `default`.
@@ -276,6 +389,19 @@ mod tests {
             "smtp://bob:***@mx.example.com:587"
         );
         assert_eq!(redact_url("smtp://127.0.0.1:25"), "smtp://127.0.0.1:25");
+    }
+
+    #[test]
+    fn trusted_networks_need_a_project_and_parse() {
+        let mut c = Config::default();
+        c.smtp.trusted_networks = vec!["10.0.0.0/8".into(), "192.0.2.7".into()];
+        assert!(c.validate().is_err());
+        c.smtp.trusted_project = Some("internal".into());
+        c.validate().unwrap();
+        let nets = c.smtp.trusted_networks().unwrap();
+        assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        c.smtp.trusted_networks = vec!["10.0.0.0/33".into()];
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! mailgate: an HTTP-to-SMTP transactional email gateway.
 //!
 //! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
-//! `queue` hands them to `delivery`, which relays them upstream.
+//! `queue` hands them to `delivery`, which relays them upstream. `smtp` takes mail from apps
+//! that speak SMTP into the same path.
 
 pub mod api;
 pub mod app;
@@ -13,6 +14,7 @@ pub mod domain;
 pub mod mime;
 pub mod queue;
 pub mod retention;
+pub mod smtp;
 pub mod store;
 pub mod submission;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! Turning a send request into committed rows: validate, render the MIME once, commit.
-//! Shared by every way mail comes in (single and batch HTTP sends, later SMTP submission).
+//! Shared by every way mail comes in: single and batch HTTP sends (`prepare`, `commit`) and
+//! SMTP submission, whose MIME arrives ready (`prepare_raw`, `commit_raw`).
 
 use std::collections::HashMap;
 
@@ -8,8 +9,9 @@ use uuid::Uuid;
 
 use crate::{
     api::{AppState, error::ApiError},
-    domain::{NewEmail, email::SendRequest, status::summarise},
+    domain::{EmailAddress, NewEmail, RecipientKind, email::SendRequest, status::summarise},
     mime,
+    smtp::message::{self as raw, MessageError, Submitted},
     store::{
         api_keys::AuthenticatedKey,
         messages::{self, AcceptedMessage, Submitter},
@@ -140,4 +142,95 @@ pub async fn submit(
     accepted
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("commit returned no answer")))
+}
+
+/// A message submitted as MIME (SMTP): its envelope, and the bytes to relay as they are.
+pub struct PreparedRaw {
+    pub id: Uuid,
+    /// The envelope sender (MAIL FROM), used as the return path at relay time.
+    pub from: EmailAddress,
+    /// Envelope recipients, each once; the kind says whether the headers show it (To, Cc).
+    pub recipients: Vec<(RecipientKind, EmailAddress)>,
+    pub message: Submitted,
+}
+
+/// Reads submitted MIME for an envelope. The bytes stay as given, apart from the header
+/// edits `smtp::message` describes.
+pub fn prepare_raw(
+    from: EmailAddress,
+    recipients: Vec<EmailAddress>,
+    data: &[u8],
+) -> Result<PreparedRaw, MessageError> {
+    let id = Uuid::now_v7();
+    let new_message_id = format!("<{}@{}>", id.simple(), from.domain());
+    let message = raw::read(data, &new_message_id, chrono::Utc::now())?;
+    let recipients = recipients
+        .into_iter()
+        .map(|addr| {
+            let lower = addr.as_str().to_ascii_lowercase();
+            let kind = if message.to.contains(&lower) {
+                RecipientKind::To
+            } else if message.cc.contains(&lower) {
+                RecipientKind::Cc
+            } else {
+                RecipientKind::Bcc
+            };
+            (kind, addr)
+        })
+        .collect();
+    Ok(PreparedRaw {
+        id,
+        from,
+        recipients,
+        message,
+    })
+}
+
+/// Commits one submitted message of `project_id` (sent with `key`, unless it came from a
+/// trusted network) in the same statement as HTTP sends, and wakes the workers.
+pub async fn commit_raw(
+    state: &AppState,
+    project_id: Uuid,
+    key: Option<&AuthenticatedKey>,
+    prepared: &PreparedRaw,
+) -> Result<Accepted, ApiError> {
+    let m = &prepared.message;
+    let message = AcceptedMessage {
+        id: prepared.id,
+        from: prepared.from.as_str(),
+        subject: &m.subject,
+        message_id: &m.message_id,
+        mime: &m.mime,
+        tags: &m.tags,
+        metadata: serde_json::to_value(&m.metadata).map_err(anyhow::Error::from)?,
+        relay: None,
+        send_at: None,
+        recipients: prepared
+            .recipients
+            .iter()
+            .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
+            .collect(),
+    };
+    let by = Submitter {
+        project_id,
+        api_key_id: key.map(|k| k.id),
+        // Test keys never relay, whatever the configuration says.
+        sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
+    };
+    let rows = messages::insert(&state.pool, &by, std::slice::from_ref(&message)).await?;
+    metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
+        .increment(1);
+    state.waker.wake();
+    let recipients: Vec<RecipientSummary> = rows
+        .into_iter()
+        .map(|r| RecipientSummary {
+            email: r.email,
+            status: r.status,
+        })
+        .collect();
+    Ok(Accepted {
+        id: prepared.id,
+        status: summarise(recipients.iter().map(|r| r.status.as_str())).to_string(),
+        recipients,
+    })
 }

@@ -34,6 +34,7 @@ fn mailgate(db: &str, http: &str, relay: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
     cmd.env("MAILGATE_DATABASE_URL", db)
         .env("MAILGATE_HTTP_ADDR", http)
+        .env("MAILGATE_SMTP_ADDR", "127.0.0.1:0")
         .env("MAILGATE_RELAY_URL", relay)
         .env("MAILGATE_LOG", "warn")
         .env("MAILGATE_DELIVERY__CONCURRENCY", "8")

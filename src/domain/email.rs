@@ -478,7 +478,7 @@ fn check_attachments(
     out
 }
 
-fn check_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
+pub(crate) fn check_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
     if tags.len() > MAX_TAGS {
         errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         return Vec::new();
@@ -504,7 +504,7 @@ fn check_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
     out
 }
 
-fn check_metadata(
+pub(crate) fn check_metadata(
     map: BTreeMap<String, String>,
     errors: &mut Vec<FieldError>,
 ) -> BTreeMap<String, String> {

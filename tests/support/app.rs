@@ -50,6 +50,7 @@ pub fn test_config(database_url: &str) -> Config {
         database_url: database_url.to_string(),
         database_pool_size: 6,
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        smtp_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_string().into()),
         ..Config::default()
     };
@@ -80,6 +81,10 @@ static LOG: Once = Once::new();
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SMTP submission listener (STARTTLS port), when enabled.
+    pub smtp_addr: Option<SocketAddr>,
+    /// Its implicit-TLS port, when configured.
+    pub smtp_tls_addr: Option<SocketAddr>,
     pub base: String,
     pub pool: PgPool,
     pub database_url: String,
@@ -106,19 +111,28 @@ pub async fn spawn_app_relaying_to(smtp: &TestSmtpServer) -> TestApp {
 
 impl TestApp {
     pub async fn start(config: Config) -> TestApp {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// Like `start`, with a chance to adjust the application before it runs.
+    pub async fn start_with(config: Config, adjust: impl FnOnce(&mut Application)) -> TestApp {
         LOG.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
                 mailgate::telemetry::init("info,mailgate=debug,sqlx=warn");
             }
         });
         let database_url = config.database_url.clone();
-        let app = Application::build(config).await.expect("mailgate starts");
+        let mut app = Application::build(config).await.expect("mailgate starts");
+        adjust(&mut app);
         let addr = app.http_addr().expect("API enabled");
+        let (smtp_addr, smtp_tls_addr) = (app.smtp_addr(), app.smtp_implicit_tls_addr());
         let pool = app.pool().clone();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
             addr,
+            smtp_addr,
+            smtp_tls_addr,
             base: format!("http://{addr}"),
             pool,
             database_url,

@@ -1,0 +1,11 @@
+//! Integration tests of SMTP submission: real clients (Python's smtplib, swaks, raw TCP)
+//! against a real mailgate, Postgres and upstream SMTP server.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod client;
+
+mod auth;
+mod limits;
+mod submission;

@@ -1,0 +1,382 @@
+//! Mail submitted over SMTP joins the queue like HTTP mail and is relayed byte for byte.
+
+use std::time::Duration;
+
+use mailgate::Config;
+use serde_json::{Value, json};
+
+use crate::{
+    client::{Connect, Mail, RawClient, queued_id, smtplib_send, swaks},
+    support::{
+        app::{
+            TestApp, create_database, event_types, recipient_statuses, relay_to,
+            spawn_app_relaying_to, test_config,
+        },
+        smtp_server::TestSmtpServer,
+    },
+};
+
+const DELIVERED: &[&str] = &["delivered"];
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Clients on loopback may send without AUTH, into project `internal`.
+pub fn trust_loopback(config: &mut Config) {
+    config.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
+    config.smtp.trusted_project = Some("internal".into());
+}
+
+pub async fn app_with(
+    upstream: Option<&TestSmtpServer>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    if let Some(upstream) = upstream {
+        relay_to(&mut config, upstream);
+    }
+    adjust(&mut config);
+    TestApp::start(config).await
+}
+
+async fn source(app: &TestApp, key: &str, id: &str) -> Vec<u8> {
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/emails/{id}/source")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// `message` without the header lines (and their folded continuations) starting with `prefix`.
+fn without_header(message: &[u8], prefix: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(message);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in format!("{head}\r\n").split_inclusive("\r\n") {
+        let folded = line.starts_with(' ') || line.starts_with('\t');
+        if line.starts_with(prefix) || (skipping && folded) {
+            skipping = true;
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+    }
+    format!("{out}\r\n{body}").into_bytes()
+}
+
+#[tokio::test]
+async fn smtplib_starttls_login_sendmail_is_relayed_byte_exact() {
+    let upstream = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&upstream).await;
+    // No Message-ID or Date; 8-bit text; a folded tag header; lines that need dot-stuffing.
+    let message: &[u8] = b"From: Shop <shop@example.com>\r\n\
+To: Ada <ada@example.net>\r\n\
+Cc: bob@example.net\r\n\
+Subject: Your order\r\n\
+X-Mailgate-Tag: orders,\r\n receipts\r\n\
+X-Mailgate-Metadata-Order-Id: 1234\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\
+\r\n\
+Thanks for your order, caf\xc3\xa9 lover.\r\n\
+.a line starting with a dot\r\n\
+.\r\n\
+\r\n\
+X-Mailgate-Tag: body text is never touched\r\n";
+    let out = smtplib_send(
+        app.smtp_addr.unwrap(),
+        Connect::StartTls,
+        Some(&app.key),
+        &[Mail {
+            from: "bounces@example.com",
+            to: &["ada@example.net", "bob@example.net", "carol@example.net"],
+            data: message,
+        }],
+    )
+    .await;
+    assert_eq!(out[0], json!({"login": "ok"}), "{out:?}");
+    let reply = out[1]["reply"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(reply.starts_with("2.0.0 queued as "), "{reply}");
+    let id = queued_id(reply);
+
+    let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
+    assert_eq!(email["from_addr"], "bounces@example.com");
+    assert_eq!(email["subject"], "Your order");
+    assert_eq!(email["tags"], json!(["orders", "receipts"]));
+    assert_eq!(email["metadata"], json!({"Order-Id": "1234"}));
+    let kinds: Vec<(&str, &str)> = email["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["email"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ada@example.net", "to"),
+            ("bob@example.net", "cc"),
+            ("carol@example.net", "bcc")
+        ]
+    );
+    let events = event_types(&email);
+    for rcpt in ["ada@example.net", "bob@example.net", "carol@example.net"] {
+        assert!(events.contains(&format!("queued:{rcpt}")), "{events:?}");
+        assert!(events.contains(&format!("delivered:{rcpt}")), "{events:?}");
+    }
+
+    // One transaction per recipient upstream, from the envelope sender.
+    let received = upstream.wait_for(3, WAIT).await;
+    let mut rcpts: Vec<&str> = received.iter().map(|m| m.rcpt_to[0].as_str()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        ["ada@example.net", "bob@example.net", "carol@example.net"]
+    );
+    assert!(
+        received
+            .iter()
+            .all(|m| m.mail_from == "bounces@example.com")
+    );
+
+    // The relayed bytes: the client's, with Message-ID and Date prepended and the
+    // X-Mailgate header lines taken out; nothing else changed.
+    let message_id = email["message_id"].as_str().unwrap();
+    let data = &received[0].data;
+    let head = format!("Message-ID: {message_id}\r\nDate: ");
+    assert!(data.starts_with(head.as_bytes()), "{}", received[0].text());
+    let after_date = data.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let after_date = after_date + data[after_date..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let expected = without_header(message, "X-Mailgate-");
+    // The CRLF ending the last line travels as part of the DATA terminator.
+    assert_eq!(
+        String::from_utf8_lossy(&data[after_date..]),
+        String::from_utf8_lossy(&expected[..expected.len() - 2])
+    );
+    assert!(received.iter().all(|m| m.data == *data));
+    assert_eq!(source(&app, &app.key, &id).await, *data);
+}
+
+#[tokio::test]
+async fn a_complete_message_is_relayed_unchanged() {
+    let upstream = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&upstream).await;
+    let message: &[u8] = b"Date: Thu, 02 Jan 2025 03:04:05 +0000\r\n\
+Message-ID: <own-id-1@example.com>\r\n\
+From: a@example.com\r\n\
+To: b@example.net\r\n\
+Subject: As is\r\n\
+\r\n\
+Body line one\r\n\
+line two\r\n";
+    let out = smtplib_send(
+        app.smtp_addr.unwrap(),
+        Connect::StartTls,
+        Some(&app.key),
+        &[Mail {
+            from: "a@example.com",
+            to: &["b@example.net"],
+            data: message,
+        }],
+    )
+    .await;
+    let id = queued_id(out[1]["reply"].as_str().unwrap());
+    let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
+    assert_eq!(email["message_id"], "<own-id-1@example.com>");
+    let received = upstream.wait_for(1, WAIT).await;
+    assert_eq!(received[0].data, message[..message.len() - 2].to_vec());
+}
+
+#[tokio::test]
+async fn swaks_pipelining_starttls_and_auth_login() {
+    let upstream = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&upstream).await;
+    let server = app.smtp_addr.unwrap().to_string();
+    let Some((ok, output)) = swaks(&[
+        "--server",
+        &server,
+        "--tls",
+        "--pipeline",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "whoever",
+        "--auth-password",
+        &app.key,
+        "--from",
+        "app@example.com",
+        "--to",
+        "user@example.net",
+        "--header",
+        "X-Mailgate-Tag: swaks",
+    ])
+    .await
+    else {
+        return;
+    };
+    assert!(ok, "swaks failed:\n{output}");
+    assert!(output.contains("PIPELINING"), "{output}");
+    let line = output
+        .lines()
+        .find(|l| l.contains("queued as"))
+        .unwrap_or_else(|| panic!("no queued reply:\n{output}"));
+    let id = queued_id(line);
+    let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
+    assert_eq!(email["tags"], json!(["swaks"]));
+    let received = upstream.wait_for(1, WAIT).await;
+    assert!(!received[0].text().contains("X-Mailgate-Tag"));
+}
+
+#[tokio::test]
+async fn implicit_tls_port_takes_submission_too() {
+    let app = app_with(None, |c| {
+        c.smtp.implicit_tls_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let out = smtplib_send(
+        app.smtp_tls_addr.unwrap(),
+        Connect::ImplicitTls,
+        Some(&app.key),
+        &[Mail {
+            from: "a@example.com",
+            to: &["b@example.net"],
+            data: b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n",
+        }],
+    )
+    .await;
+    let id = queued_id(
+        out[1]["reply"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{out:?}")),
+    );
+    app.wait_for_status(&id, DELIVERED, WAIT).await;
+}
+
+#[tokio::test]
+async fn test_keys_are_sandboxed_over_smtp() {
+    let upstream = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&upstream).await;
+    let test_key = app.create_key("acme", "send,messages", true).await;
+    let out = smtplib_send(
+        app.smtp_addr.unwrap(),
+        Connect::StartTls,
+        Some(&test_key),
+        &[Mail {
+            from: "a@example.com",
+            to: &["b@example.net"],
+            data: b"From: a@example.com\r\nSubject: sandboxed\r\n\r\nhello\r\n",
+        }],
+    )
+    .await;
+    let id = queued_id(
+        out[1]["reply"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{out:?}")),
+    );
+    let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
+    assert_eq!(email["sandbox"], true);
+    assert_eq!(email["recipients"][0]["relay_host"], "sandbox");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn trusted_network_sends_without_auth_into_its_project() {
+    let upstream = TestSmtpServer::start().await;
+    let app = app_with(Some(&upstream), trust_loopback).await;
+    let (mut c, ehlo) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    // Trusted clients may authenticate without TLS, so AUTH is offered before STARTTLS.
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") || ehlo.contains("AUTH LOGIN PLAIN"),
+        "{ehlo}"
+    );
+    let reply = c
+        .send(
+            "cron@internal.example.com",
+            &["ops@example.net"],
+            b"From: cron@internal.example.com\r\nSubject: nightly\r\n\r\nall good\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 queued as "), "{reply}");
+    let id = queued_id(&reply);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 bye");
+
+    let internal = app.create_key("internal", "messages", false).await;
+    let email: Value = app.get_email_as(&internal, &id).await.json().await.unwrap();
+    assert_eq!(email["subject"], "nightly");
+    // Another project's key cannot see it.
+    assert_eq!(app.get_email_as(&app.key, &id).await.status(), 404);
+    upstream.wait_for(1, WAIT).await;
+
+    // Counted like HTTP mail, for its project.
+    let project: (uuid::Uuid,) = sqlx::query_as("SELECT id FROM projects WHERE name = 'internal'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().any(|l| {
+        l.starts_with("mailgate_messages_accepted_total{")
+            && l.contains(&format!("project=\"{}\"", project.0))
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn pipelined_commands_get_their_replies_in_order() {
+    let app = app_with(None, trust_loopback).await;
+    let (mut c, ehlo) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    assert!(ehlo.contains("250-PIPELINING"), "{ehlo}");
+    c.write(
+        b"MAIL FROM:<a@example.com>\r\n\
+RCPT TO:<b@example.net>\r\n\
+RCPT TO:<not an address>\r\n\
+RCPT TO:<B@example.net>\r\n\
+RCPT TO:<c@example.net>\r\n\
+DATA\r\n",
+    )
+    .await;
+    let mut replies = Vec::new();
+    for _ in 0..6 {
+        replies.push(c.reply().await);
+    }
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+    assert_eq!(
+        codes,
+        ["250", "250", "501", "250", "250", "354"],
+        "{replies:?}"
+    );
+    // The message, the terminator and the next commands in one write.
+    c.write(b"From: a@example.com\r\nSubject: piped\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+        .await;
+    let queued = c.reply().await;
+    assert!(queued.starts_with("250 2.0.0 queued as "), "{queued}");
+    assert_eq!(c.reply().await, "250 2.0.0 OK");
+    assert_eq!(c.reply().await, "221 2.0.0 bye");
+
+    let internal = app.create_key("internal", "messages", false).await;
+    let email = app.get_email_as(&internal, &queued_id(&queued)).await;
+    let email: Value = email.json().await.unwrap();
+    // B@ and b@ are one mailbox: recorded once.
+    assert_eq!(
+        recipient_statuses(&email)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect::<Vec<_>>(),
+        ["b@example.net", "c@example.net"]
+    );
+}
