@@ -1,7 +1,7 @@
 //! The application: API, delivery workers and the queue waker of one process, built from
 //! config and run until a cancellation token fires (SIGTERM in `serve`, the end of a test).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -13,13 +13,14 @@ use crate::{
     config::{Config, redact_url},
     delivery::{Relays, Worker},
     queue::wake::Waker,
-    retention, store,
+    retention, store, webhooks,
 };
 
 pub struct Application {
     listener: Option<TcpListener>,
     state: AppState,
     worker: Option<Worker>,
+    webhook_worker: Option<webhooks::Worker>,
 }
 
 impl Application {
@@ -49,6 +50,16 @@ impl Application {
                 waker.clone(),
             )
         });
+        // Webhooks get their own worker and pool, so endpoints never slow mail down.
+        let webhook_worker = if config.workers_enabled && config.webhooks.worker_enabled {
+            Some(webhooks::Worker::new(
+                pool.clone(),
+                config.webhooks.clone(),
+                Duration::from_secs(config.delivery.shutdown_grace_secs),
+            )?)
+        } else {
+            None
+        };
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -60,6 +71,7 @@ impl Application {
             listener,
             state,
             worker,
+            webhook_worker,
         })
     }
 
@@ -75,7 +87,7 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} workers={} relay={} database={} rate_limits=none",
+            "http={} workers={} webhooks={} relay={} database={} rate_limits=none",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             if self.worker.is_some() {
@@ -83,6 +95,12 @@ impl Application {
             } else {
                 "off".into()
             },
+            self.webhook_worker
+                .as_ref()
+                .map_or("off".to_string(), |w| format!(
+                    "{} in flight",
+                    w.concurrency()
+                )),
             self.state.relays.describe(),
             redact_url(&c.database_url),
         )
@@ -105,6 +123,9 @@ impl Application {
         ));
         let mut workers = JoinSet::new();
         if let Some(worker) = self.worker {
+            workers.spawn(worker.run(cancel.child_token()));
+        }
+        if let Some(worker) = self.webhook_worker {
             workers.spawn(worker.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {

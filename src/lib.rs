@@ -1,7 +1,8 @@
 //! mailgate: an HTTP-to-SMTP transactional email gateway.
 //!
 //! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
-//! `queue` hands them to `delivery`, which relays them upstream.
+//! `queue` hands them to `delivery`, which relays them upstream; `webhooks` reports every
+//! recipient transition to the project's endpoints.
 
 pub mod api;
 pub mod app;
@@ -15,6 +16,7 @@ pub mod retention;
 pub mod store;
 pub mod submission;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -9,6 +9,8 @@ pub mod health;
 pub mod idempotency;
 pub mod openapi;
 pub mod projects;
+pub mod suppressions;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(health::router())
+        .merge(webhooks::router())
+        .merge(suppressions::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

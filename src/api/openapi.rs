@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{api_keys, emails, error::Problem, health, projects};
+use super::{api_keys, emails, error::Problem, health, projects, suppressions, webhooks};
 
 /// Every error a route may answer, as problem+json with a stable `code`.
 #[derive(IntoResponses)]
@@ -88,13 +88,28 @@ pub enum ProblemResponses {
         projects::list,
         health::healthz,
         health::readyz,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::update,
+        webhooks::remove,
+        webhooks::rotate_secret,
+        webhooks::send_test,
+        webhooks::deliveries,
+        webhooks::retry,
+        suppressions::list,
+        suppressions::add,
+        suppressions::show,
+        suppressions::remove,
     ),
     modifiers(&Security),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),
         (name = "keys", description = "API keys of a project"),
         (name = "operator", description = "Projects of every tenant (operator JWT)"),
-        (name = "health", description = "Probes")
+        (name = "health", description = "Probes"),
+        (name = "webhooks", description = "Signed callbacks for every recipient transition (Standard Webhooks)"),
+        (name = "suppressions", description = "Addresses never mailed again")
     )
 )]
 pub struct ApiDoc;

@@ -4,6 +4,8 @@ pub mod api_keys;
 pub mod idempotency;
 pub mod messages;
 pub mod projects;
+pub mod suppressions;
+pub mod webhooks;
 
 use std::time::Duration;
 
