@@ -27,12 +27,26 @@ pub enum TargetError {
     Invalid(String),
     #[error("`{host}` does not resolve{why}")]
     Unresolvable { host: String, why: String },
-    #[error("`{host}` resolves to {ip}, a {kind} address; webhook targets must be public")]
+    #[error("{} {kind} address; webhook targets must be public", what(host, ip))]
     NotPublic {
         host: String,
         ip: IpAddr,
         kind: &'static str,
     },
+}
+
+/// "`host` resolves to ip, a", or "ip is a" for an IP literal.
+fn what(host: &str, ip: &IpAddr) -> String {
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
+        format!("{ip} is a")
+    } else {
+        format!("`{host}` resolves to {ip}, a")
+    }
 }
 
 /// What kind of non-public address `ip` is, or `None` for a public one.

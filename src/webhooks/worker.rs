@@ -46,9 +46,18 @@ pub struct Worker {
 
 type InFlight = Arc<Mutex<HashSet<Uuid>>>;
 
+/// Makes ring the process's rustls provider, as rustls itself would with only ring compiled
+/// in. reqwest is built without a provider of its own (ring is what lettre uses too), so any
+/// `reqwest::Client` built with default settings, in tests for one, needs this first.
+pub fn install_tls_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The HTTP client for every endpoint: HTTP/1.1, rustls (ring, webpki roots), no proxy, no
 /// redirects (a redirect could lead anywhere, past the SSRF check), the guarded resolver.
 fn http_client(config: &WebhooksConfig) -> anyhow::Result<reqwest::Client> {
+    install_tls_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

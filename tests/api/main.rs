@@ -12,4 +12,6 @@ mod instances;
 mod listing;
 mod scheduling;
 mod send;
+mod suppressions;
 mod validation;
+mod webhooks;
