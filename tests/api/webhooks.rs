@@ -863,3 +863,91 @@ async fn endpoints_are_managed_per_project_and_the_secret_is_shown_once() {
     let (status, _) = call(&app, Method::GET, &path, None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_delivery_left_by_a_dead_worker_is_sent_again() {
+    let receiver = WebhookReceiver::start().await;
+    let app = start(None, |_| {}).await;
+    let (webhook, secret) = create_webhook(&app, json!({"url": receiver.url("/hook")})).await;
+    // A worker claimed this delivery, then died: its lease ran out.
+    let delivery: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_type, payload, status, attempts, lease_owner,
+                                         lease_until)
+         VALUES ($1, 'webhook.test', '{\"type\": \"webhook.test\"}', 'sending', 1, gen_random_uuid(),
+                 now() - interval '1 second')
+         RETURNING id",
+    )
+    .bind(uuid::Uuid::parse_str(&webhook).unwrap())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let got = receiver.wait_until(WAIT, |got| got.len() == 1).await;
+    assert_eq!(got[0].header("webhook-id"), delivery.to_string());
+    got[0].verify(&secret).unwrap();
+    wait_for_deliveries(&app, &webhook, |l| {
+        l[0]["status"] == "succeeded" && l[0]["attempts"] == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn instances_share_the_delivery_queue_without_duplicates() {
+    let receiver = WebhookReceiver::start().await;
+    let app = start(None, |_| {}).await;
+    let db = app.database_url.clone();
+    let other = app.another_instance(webhook_config(&db)).await;
+    let (_, secret) = create_webhook(
+        &app,
+        json!({"url": receiver.url("/hook"), "events": ["email.delivered"]}),
+    )
+    .await;
+    for i in 0..20 {
+        let target = if i % 2 == 0 { &app } else { &other };
+        target
+            .send_ok(&mail(json!(format!("r{i}@example.com"))))
+            .await;
+    }
+    receiver.wait_until(WAIT, |got| got.len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 20, "each event once");
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 20);
+    for r in &got {
+        r.verify(&secret).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_finished_deliveries() {
+    let app = start(None, |c| c.webhooks.worker_enabled = false).await;
+    let (webhook, _) = create_webhook(&app, json!({"url": "http://127.0.0.1:9/"})).await;
+    let endpoint = uuid::Uuid::parse_str(&webhook).unwrap();
+    for (status, age_days) in [
+        ("succeeded", 40),
+        ("failed", 40),
+        ("pending", 40),
+        ("succeeded", 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_type, payload, status, created_at)
+             VALUES ($1, 'webhook.test', '{}', $2, now() - make_interval(days => $3))",
+        )
+        .bind(endpoint)
+        .bind(status)
+        .bind(age_days)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    mailgate::retention::run_once(&app.pool, &mailgate::config::RetentionConfig::default())
+        .await
+        .unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM webhook_deliveries ORDER BY created_at")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    // Only what is still to be sent, or recent, is kept.
+    assert_eq!(left, ["pending", "succeeded"]);
+}
