@@ -46,6 +46,7 @@ pub enum Reason {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSuppression {
+    #[schema(format = Email)]
     pub email: String,
     /// Default `manual`.
     #[serde(default)]
@@ -53,6 +54,7 @@ pub struct AddSuppression {
     pub reason: Option<String>,
     /// A note kept with the entry.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub detail: Option<String>,
 }
 

@@ -134,12 +134,14 @@ pub struct WebhookWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// A public http(s) URL; redirects are not followed.
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     /// Default `"all"`.
     #[serde(default)]
     #[schema(value_type = Option<Events>)]
     pub events: Option<Value>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Default true.
     #[serde(default)]
@@ -156,6 +158,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
     pub url: Option<String>,
     /// `null` or `"all"`: every event type.
     #[serde(default, deserialize_with = "present")]
@@ -163,7 +166,7 @@ pub struct UpdateWebhook {
     pub events: Option<Value>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
     /// `true` re-enables a disabled endpoint and clears its failure streak.
     #[serde(default)]
