@@ -134,7 +134,7 @@ pub struct WebhookWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// A public http(s) URL; redirects are not followed.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(max_length = 2048)]
     pub url: String,
     /// Default `"all"`.
     #[serde(default)]
@@ -158,7 +158,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     #[serde(default)]
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
     /// `null` or `"all"`: every event type.
     #[serde(default, deserialize_with = "present")]
