@@ -96,8 +96,8 @@ pub struct EndpointChanges<'a> {
     pub enabled: Option<bool>,
 }
 
-/// Applies changes. Enabling clears the reason it was disabled and its failure streak;
-/// disabling fails whatever was still pending for it.
+/// Applies changes. Enabling clears the reason it was disabled and its failure streak (so
+/// does a new URL); disabling fails whatever was still pending for it.
 pub async fn update(
     pool: &PgPool,
     project_id: Uuid,
@@ -115,7 +115,9 @@ pub async fn update(
                                     WHEN $8 THEN NULL ELSE 'disabled through the API' END,
              disabled_at = CASE WHEN $8 IS NULL OR $8 = enabled THEN disabled_at
                                 WHEN $8 THEN NULL ELSE now() END,
-             failing_since = CASE WHEN $8 AND NOT enabled THEN NULL ELSE failing_since END,
+             -- Re-enabled, or pointed elsewhere: a fresh start for the failure streak.
+             failing_since = CASE WHEN ($8 AND NOT enabled) OR $3 <> url THEN NULL
+                                  ELSE failing_since END,
              updated_at = now()
          WHERE id = $1 AND project_id = $2
          RETURNING {ENDPOINT_COLUMNS}"
@@ -302,7 +304,7 @@ pub async fn replay(pool: &PgPool, endpoint_id: Uuid, id: Uuid) -> sqlx::Result<
 }
 
 /// A claimed delivery: what to send, where, and with which secrets.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct DeliveryJob {
     pub id: Uuid,
     pub endpoint_id: Uuid,
@@ -315,6 +317,18 @@ pub struct DeliveryJob {
     pub secret: String,
     /// The secret before the last rotation, while it still signs.
     pub previous_secret: Option<String>,
+}
+
+// By hand, so that a logged job never shows its secrets.
+impl std::fmt::Debug for DeliveryJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryJob")
+            .field("id", &self.id)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("event_type", &self.event_type)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Claims up to `limit` due deliveries. Endpoints are visited in random order and each gives
