@@ -2,7 +2,7 @@
 //! built from config and run until a cancellation token fires (SIGTERM in `serve`, the end of
 //! a test).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -16,7 +16,7 @@ use crate::{
     queue::wake::Waker,
     retention,
     smtp::{SmtpListener, limit::SubmissionLimiter},
-    store,
+    store, webhooks,
 };
 
 pub struct Application {
@@ -24,6 +24,7 @@ pub struct Application {
     state: AppState,
     worker: Option<Worker>,
     smtp: Option<SmtpListener>,
+    webhook_worker: Option<webhooks::Worker>,
 }
 
 impl Application {
@@ -55,6 +56,16 @@ impl Application {
                 waker.clone(),
             )
         });
+        // Webhooks get their own worker and pool, so endpoints never slow mail down.
+        let webhook_worker = if config.workers_enabled && config.webhooks.worker_enabled {
+            Some(webhooks::Worker::new(
+                pool.clone(),
+                config.webhooks.clone(),
+                Duration::from_secs(config.delivery.shutdown_grace_secs),
+            )?)
+        } else {
+            None
+        };
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -73,6 +84,7 @@ impl Application {
             state,
             worker,
             smtp,
+            webhook_worker,
         })
     }
 
@@ -105,7 +117,7 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} workers={} relay={} database={} rate_limits=none",
+            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits=none",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
@@ -116,6 +128,12 @@ impl Application {
             } else {
                 "off".into()
             },
+            self.webhook_worker
+                .as_ref()
+                .map_or("off".to_string(), |w| format!(
+                    "{} in flight",
+                    w.concurrency()
+                )),
             self.state.relays.describe(),
             redact_url(&c.database_url),
         )
@@ -141,6 +159,9 @@ impl Application {
         }
         let mut workers = JoinSet::new();
         if let Some(worker) = self.worker {
+            workers.spawn(worker.run(cancel.child_token()));
+        }
+        if let Some(worker) = self.webhook_worker {
             workers.spawn(worker.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {

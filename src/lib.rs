@@ -2,7 +2,8 @@
 //!
 //! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
 //! `queue` hands them to `delivery`, which relays them upstream. `smtp` takes mail from apps
-//! that speak SMTP into the same path.
+//! that speak SMTP into the same path; `webhooks` reports every recipient transition to the
+//! project's endpoints.
 
 pub mod api;
 pub mod app;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod submission;
 pub mod telemetry;
 pub mod templates;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

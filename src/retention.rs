@@ -1,5 +1,5 @@
-//! Retention: deletes finished messages and expired idempotency keys in bounded batches,
-//! on every instance (batches use SKIP LOCKED, so instances do not collide).
+//! Retention: deletes finished messages, old webhook deliveries and expired idempotency keys
+//! in bounded batches, on every instance (batches use SKIP LOCKED, so instances do not collide).
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::RetentionConfig,
-    store::{idempotency, messages},
+    store::{idempotency, messages, webhooks},
 };
 
 /// One full pass; returns (messages, idempotency keys) deleted.
@@ -28,6 +28,21 @@ pub async fn run_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(
         if n < config.batch as u64 {
             break;
         }
+    }
+    // Webhook deliveries follow the messages they report on.
+    let mut deliveries_deleted = 0;
+    loop {
+        let n = webhooks::purge_finished(pool, config.days, config.batch).await?;
+        deliveries_deleted += n;
+        if n < config.batch as u64 {
+            break;
+        }
+    }
+    if deliveries_deleted > 0 {
+        tracing::info!(
+            webhook_deliveries = deliveries_deleted,
+            "retention: deleted old webhook deliveries"
+        );
     }
     Ok((messages_deleted, keys_deleted))
 }

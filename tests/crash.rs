@@ -52,7 +52,7 @@ async fn start(db: &str, http: &str, relay: &str) -> Child {
         .arg("serve")
         .spawn()
         .expect("mailgate binary runs");
-    let client = reqwest::Client::new();
+    let client = support::app::http_client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
@@ -99,7 +99,7 @@ async fn sigkill_during_delivery_loses_nothing() {
         .to_string();
 
     let mut first = start(&db, &http, &relay).await;
-    let client = reqwest::Client::new();
+    let client = support::app::http_client();
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();

@@ -11,7 +11,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod projects;
 pub mod relays;
+pub mod suppressions;
 pub mod templates;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(health::router())
         .merge(metrics::router())
+        .merge(webhooks::router())
+        .merge(suppressions::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

@@ -6,7 +6,9 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{api_keys, emails, error::Problem, health, projects, relays, templates};
+use super::{
+    api_keys, emails, error::Problem, health, projects, relays, suppressions, templates, webhooks,
+};
 
 /// Every error a route may answer, as problem+json with a stable `code`.
 #[derive(IntoResponses)]
@@ -96,6 +98,19 @@ pub enum ProblemResponses {
         templates::validate,
         health::healthz,
         health::readyz,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::update,
+        webhooks::remove,
+        webhooks::rotate_secret,
+        webhooks::send_test,
+        webhooks::deliveries,
+        webhooks::retry,
+        suppressions::list,
+        suppressions::add,
+        suppressions::show,
+        suppressions::remove,
     ),
     modifiers(&Security),
     tags(
@@ -103,7 +118,9 @@ pub enum ProblemResponses {
         (name = "templates", description = "Stored templates, rendered with tera"),
         (name = "keys", description = "API keys of a project"),
         (name = "operator", description = "Projects of every tenant (operator JWT)"),
-        (name = "health", description = "Probes")
+        (name = "health", description = "Probes"),
+        (name = "webhooks", description = "Signed callbacks for every recipient transition (Standard Webhooks)"),
+        (name = "suppressions", description = "Addresses never mailed again")
     )
 )]
 pub struct ApiDoc;

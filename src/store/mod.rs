@@ -4,7 +4,9 @@ pub mod api_keys;
 pub mod idempotency;
 pub mod messages;
 pub mod projects;
+pub mod suppressions;
 pub mod templates;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -14,5 +14,7 @@ mod operations;
 mod relays;
 mod scheduling;
 mod send;
+mod suppressions;
 mod templates;
 mod validation;
+mod webhooks;

@@ -79,6 +79,13 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
 
 static LOG: Once = Once::new();
 
+/// A plain HTTP client for talking to mailgate. reqwest's TLS has no built-in crypto
+/// provider in this build, so ring is installed first (see `install_tls_provider`).
+pub fn http_client() -> reqwest::Client {
+    mailgate::webhooks::worker::install_tls_provider();
+    reqwest::Client::new()
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The SMTP submission listener (STARTTLS port), when enabled.
@@ -137,7 +144,7 @@ impl TestApp {
             pool,
             database_url,
             key: String::new(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             cancel,
             task: Some(task),
         };

@@ -3,3 +3,4 @@
 
 pub mod app;
 pub mod smtp_server;
+pub mod webhook_receiver;

@@ -1,0 +1,691 @@
+//! `/v1/webhooks`: a project's endpoints (the secret is shown once, at creation or
+//! rotation), test events, and the delivery log with replay.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    auth::ProjectKey,
+    error::{ApiError, ApiResult, FieldError},
+    extract::AppJson,
+    openapi::ProblemResponses,
+};
+use crate::{
+    domain::Scope,
+    store::webhooks::{
+        self as store, DeliveryRow, EndpointChanges, EndpointRow, NewEndpoint, Replay,
+    },
+    webhooks::{EMAIL_EVENTS, TEST_EVENT, WebhookSecret, guard},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", post(create).get(list))
+        .route("/v1/webhooks/{id}", get(show).patch(update).delete(remove))
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/webhooks/{id}/test", post(send_test))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(retry),
+        )
+}
+
+/// An event type an endpoint can subscribe to.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum EventType {
+    #[serde(rename = "email.queued")]
+    Queued,
+    #[serde(rename = "email.delivered")]
+    Delivered,
+    #[serde(rename = "email.deferred")]
+    Deferred,
+    #[serde(rename = "email.bounced")]
+    Bounced,
+    #[serde(rename = "email.failed")]
+    Failed,
+    #[serde(rename = "email.suppressed")]
+    Suppressed,
+    #[serde(rename = "email.cancelled")]
+    Cancelled,
+}
+
+/// Every event type, including ones added later.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum AllEvents {
+    #[serde(rename = "all")]
+    All,
+}
+
+/// `"all"` or a list of event types.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Events {
+    All(AllEvents),
+    Some(Vec<EventType>),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookEndpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    #[schema(value_type = Events)]
+    pub events: Value,
+    pub enabled: bool,
+    /// Why the endpoint is disabled (by its owner, a 410, or failing for too long).
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// First failure since the last success; the endpoint is disabled when this gets too old.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// After a rotation, until when the previous secret also signs.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<EndpointRow> for WebhookEndpoint {
+    fn from(r: EndpointRow) -> Self {
+        Self {
+            id: r.id,
+            url: r.url,
+            description: r.description,
+            events: match r.event_types {
+                None => json!("all"),
+                Some(types) => json!(types),
+            },
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+            disabled_at: r.disabled_at,
+            failing_since: r.failing_since,
+            last_success_at: r.last_success_at,
+            previous_secret_expires_at: r.previous_secret_until,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// An endpoint with its signing secret: shown in this answer only.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub endpoint: WebhookEndpoint,
+    /// `whsec_<base64>`: verify `webhook-signature` with it (Standard Webhooks).
+    pub secret: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// A public http(s) URL; redirects are not followed.
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// Default `"all"`.
+    #[serde(default)]
+    #[schema(value_type = Option<Events>)]
+    pub events: Option<Value>,
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Deserializes a present field, `null` included, as `Some`; an absent one stays `None`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Only the fields given change.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    /// `null` or `"all"`: every event type.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Events>)]
+    pub events: Option<Value>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 500)]
+    pub description: Option<Option<String>>,
+    /// `true` re-enables a disabled endpoint and clears its failure streak.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub data: Vec<WebhookEndpoint>,
+}
+
+const DESCRIPTION_MAX: usize = 500;
+
+/// `"all"`/null → every type (`None`); a list → those types, each known, without repeats.
+fn parse_events(value: &Value) -> Result<Option<Vec<String>>, FieldError> {
+    let expected = || {
+        format!(
+            "must be \"all\" or a non-empty list of event types ({})",
+            EMAIL_EVENTS.join(", ")
+        )
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if s == "all" => Ok(None),
+        Value::Array(items) if !items.is_empty() => {
+            let mut types: Vec<String> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(t) if EMAIL_EVENTS.contains(&t) => {
+                        if !types.iter().any(|k| k == t) {
+                            types.push(t.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(FieldError::new(
+                            format!("events[{i}]"),
+                            format!("must be one of {}", EMAIL_EVENTS.join(", ")),
+                        ));
+                    }
+                }
+            }
+            Ok(Some(types))
+        }
+        _ => Err(FieldError::new("events", expected())),
+    }
+}
+
+fn check_description(d: &str) -> Result<(), FieldError> {
+    if d.chars().count() > DESCRIPTION_MAX || d.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "description",
+            format!("at most {DESCRIPTION_MAX} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the URL's shape and, unless the operator allows private targets, that every
+/// address it resolves to is public.
+async fn check_url(state: &AppState, raw: &str) -> Result<String, FieldError> {
+    guard::check_url(raw, state.config.webhooks.allow_private_targets)
+        .await
+        .map(|url| url.to_string())
+        .map_err(|e| FieldError::new("url", e.to_string()))
+}
+
+fn parse_id(raw: &str) -> ApiResult<Uuid> {
+    // An id that cannot exist is simply not found, like another project's.
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("webhook"))
+}
+
+async fn endpoint(state: &AppState, project_id: Uuid, raw_id: &str) -> ApiResult<EndpointRow> {
+    store::find(&state.pool, project_id, parse_id(raw_id)?)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))
+}
+
+/// Create an endpoint; the signing secret is in the answer, once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
+    responses((status = 201, description = "Created", body = WebhookWithSecret), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    AppJson(body): AppJson<CreateWebhook>,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+    let key = key.require(Scope::Webhooks)?;
+    let mut errors = Vec::new();
+    let events = parse_events(body.events.as_ref().unwrap_or(&Value::Null))
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    if let Some(d) = &body.description
+        && let Err(e) = check_description(d)
+    {
+        errors.push(e);
+    }
+    // The address check resolves the host: do it only for an otherwise valid request.
+    let mut url = String::new();
+    if errors.is_empty() {
+        match check_url(&state, &body.url).await {
+            Ok(checked) => url = checked,
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let secret = WebhookSecret::generate();
+    let row = store::create(
+        &state.pool,
+        key.project_id,
+        &NewEndpoint {
+            url: &url,
+            description: body.description.as_deref(),
+            event_types: events.as_deref(),
+            enabled: body.enabled.unwrap_or(true),
+            secret: secret.expose(),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            endpoint: row.into(),
+            secret: secret.expose().to_string(),
+        }),
+    ))
+}
+
+/// List the project's endpoints (never their secrets).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, description = "Endpoints, oldest first", body = WebhookList), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn list(State(state): State<AppState>, key: ProjectKey) -> ApiResult<Json<WebhookList>> {
+    let key = key.require(Scope::Webhooks)?;
+    let rows = store::list(&state.pool, key.project_id).await?;
+    Ok(Json(WebhookList {
+        data: rows.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// An endpoint, with its health: disabled and why, failing since when.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The endpoint", body = WebhookEndpoint), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookEndpoint>> {
+    let key = key.require(Scope::Webhooks)?;
+    Ok(Json(endpoint(&state, key.project_id, &id).await?.into()))
+}
+
+/// Change an endpoint's URL, events, description, or enable or disable it.
+///
+/// Disabling fails the deliveries still waiting for it; they can be replayed.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The endpoint after the change", body = WebhookEndpoint), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateWebhook>,
+) -> ApiResult<Json<WebhookEndpoint>> {
+    let key = key.require(Scope::Webhooks)?;
+    let id = endpoint(&state, key.project_id, &id).await?.id;
+    let mut errors = Vec::new();
+    let events = match &body.events {
+        None => None,
+        Some(v) => match parse_events(v) {
+            Ok(types) => Some(types),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    if let Some(Some(d)) = &body.description
+        && let Err(e) = check_description(d)
+    {
+        errors.push(e);
+    }
+    let mut url = None;
+    if errors.is_empty()
+        && let Some(raw) = &body.url
+    {
+        match check_url(&state, raw).await {
+            Ok(checked) => url = Some(checked),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let changes = EndpointChanges {
+        url: url.as_deref(),
+        description: body.description.as_ref().map(|d| d.as_deref()),
+        event_types: events.as_ref().map(|t| t.as_deref()),
+        enabled: body.enabled,
+    };
+    let row = store::update(&state.pool, key.project_id, id, &changes)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok(Json(row.into()))
+}
+
+/// Delete an endpoint and its delivery log.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 204, description = "Deleted"), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let key = key.require(Scope::Webhooks)?;
+    if store::delete(&state.pool, key.project_id, parse_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("webhook"))
+    }
+}
+
+/// Issue a new signing secret, shown once.
+///
+/// The previous secret keeps signing alongside it (two signatures in `webhook-signature`)
+/// for `webhooks.rotation_overlap_secs`, so receivers can switch without losing events.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The endpoint with its new secret", body = WebhookWithSecret), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookWithSecret>> {
+    let key = key.require(Scope::Webhooks)?;
+    let secret = WebhookSecret::generate();
+    let overlap = state.config.webhooks.rotation_overlap_secs as f64;
+    let row = store::rotate_secret(
+        &state.pool,
+        key.project_id,
+        parse_id(&id)?,
+        secret.expose(),
+        overlap,
+    )
+    .await?
+    .ok_or(ApiError::NotFound("webhook"))?;
+    Ok(Json(WebhookWithSecret {
+        endpoint: row.into(),
+        secret: secret.expose().to_string(),
+    }))
+}
+
+/// One attempt of a delivery, as kept in its log.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeliveryAttempt {
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    /// The endpoint's HTTP status; absent when no answer came.
+    pub response_status: Option<i32>,
+    pub latency_ms: i32,
+    pub error: Option<String>,
+}
+
+/// One event for one endpoint; its id is the `webhook-id` header, the same on every attempt.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    /// `email.delivered`, …, or `webhook.test`.
+    pub event_type: String,
+    /// `pending`, `sending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last attempt's HTTP status, latency and error.
+    pub response_status: Option<i32>,
+    pub latency_ms: Option<i32>,
+    pub error: Option<String>,
+    /// The most recent attempts, oldest first.
+    #[schema(value_type = Vec<DeliveryAttempt>)]
+    pub history: Value,
+    /// The body sent, exactly (and signed).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRow> for WebhookDelivery {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: r.id,
+            event_type: r.event_type,
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            response_status: r.response_status,
+            latency_ms: r.latency_ms,
+            error: r.error,
+            history: r.log,
+            payload: r.payload,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Queue a `webhook.test` event for the endpoint, whatever its event filter.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 202, description = "Queued; follow it in the deliveries", body = WebhookDelivery), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn send_test(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<WebhookDelivery>)> {
+    let key = key.require(Scope::Webhooks)?;
+    let endpoint = endpoint(&state, key.project_id, &id).await?;
+    require_enabled(&endpoint)?;
+    let payload = json!({
+        "type": TEST_EVENT,
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": {
+            "webhook_id": endpoint.id,
+            "message": "a test event from mailgate, sent on request",
+        },
+    });
+    let row = store::enqueue(&state.pool, endpoint.id, TEST_EVENT, &payload).await?;
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+fn require_enabled(endpoint: &EndpointRow) -> ApiResult<()> {
+    if endpoint.enabled {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        code: "webhook_disabled",
+        detail: format!(
+            "the endpoint is disabled ({}); enable it with PATCH first",
+            endpoint
+                .disabled_reason
+                .as_deref()
+                .unwrap_or("no reason given")
+        ),
+    })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub data: Vec<WebhookDelivery>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+const LIST_DEFAULT: i64 = 20;
+const LIST_MAX: i64 = 100;
+const DELIVERY_STATUSES: [&str; 4] = ["pending", "sending", "succeeded", "failed"];
+
+/// `(created_at, id)` of the last row of a page, opaque to clients.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    let mut bytes = at.timestamp_micros().to_be_bytes().to_vec();
+    bytes.extend_from_slice(id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()?;
+    if bytes.len() != 24 {
+        return None;
+    }
+    let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
+    Some((
+        DateTime::from_timestamp_micros(micros)?,
+        Uuid::from_slice(&bytes[8..]).ok()?,
+    ))
+}
+
+/// The endpoint's deliveries, newest first: status, attempts, the last answer and latency,
+/// the next attempt, and the attempt log.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("status" = Option<String>, Query, description = "pending, sending, succeeded or failed"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "One page", body = DeliveryList), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<DeliveryList>> {
+    let key = key.require(Scope::Webhooks)?;
+    let endpoint = endpoint(&state, key.project_id, &id).await?;
+    let mut errors = Vec::new();
+    let limit = match q.get("limit").map(|raw| raw.parse::<i64>()) {
+        None => LIST_DEFAULT,
+        Some(Ok(n)) if (1..=LIST_MAX).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be a whole number from 1 to {LIST_MAX}"),
+            ));
+            LIST_DEFAULT
+        }
+    };
+    let status = q.get("status").map(String::as_str);
+    if let Some(s) = status
+        && !DELIVERY_STATUSES.contains(&s)
+    {
+        errors.push(FieldError::new(
+            "status",
+            format!("must be one of {}", DELIVERY_STATUSES.join(", ")),
+        ));
+    }
+    let before = match q.get("cursor") {
+        None => None,
+        Some(c) => match decode_cursor(c) {
+            Some(b) => Some(b),
+            None => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor returned by this API",
+                ));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut rows = store::deliveries(&state.pool, endpoint.id, status, before, limit + 1).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if has_more {
+        rows.last().map(|r| encode_cursor(r.created_at, r.id))
+    } else {
+        None
+    };
+    Ok(Json(DeliveryList {
+        data: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+        has_more,
+    }))
+}
+
+/// Send a delivery again now, with the same `webhook-id` and body.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("delivery_id" = String, Path, description = "The delivery's id"),
+    ),
+    responses((status = 202, description = "Queued for an attempt now", body = WebhookDelivery), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<WebhookDelivery>)> {
+    let key = key.require(Scope::Webhooks)?;
+    let endpoint = endpoint(&state, key.project_id, &id).await?;
+    let delivery_id = Uuid::parse_str(&delivery_id).map_err(|_| ApiError::NotFound("delivery"))?;
+    require_enabled(&endpoint)?;
+    match store::replay(&state.pool, endpoint.id, delivery_id).await? {
+        Replay::Queued(row) => Ok((StatusCode::ACCEPTED, Json((*row).into()))),
+        Replay::InProgress => Err(ApiError::Conflict {
+            code: "delivery_in_progress",
+            detail: "an attempt of this delivery is running; try again when it is done".into(),
+        }),
+        Replay::NotFound => Err(ApiError::NotFound("delivery")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_all_or_known_types() {
+        assert_eq!(parse_events(&json!("all")).unwrap(), None);
+        assert_eq!(parse_events(&Value::Null).unwrap(), None);
+        assert_eq!(
+            parse_events(&json!(["email.bounced", "email.bounced", "email.failed"])).unwrap(),
+            Some(vec![
+                "email.bounced".to_string(),
+                "email.failed".to_string()
+            ])
+        );
+        assert_eq!(
+            parse_events(&json!(["email.bounced", "email.opened"]))
+                .unwrap_err()
+                .field,
+            "events[1]"
+        );
+        for bad in [json!([]), json!("some"), json!(3)] {
+            assert_eq!(parse_events(&bad).unwrap_err().field, "events");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+        assert_eq!(decode_cursor("nope"), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! The webhook delivery worker: claims due deliveries, sends each as a signed POST and
+//! records what the endpoint answered.
+//!
+//! It has its own pool of request slots, apart from mail delivery, and every request has a
+//! hard timeout; the claim caps what one endpoint may have in flight. So a slow or dead
+//! endpoint delays neither mail nor the other endpoints.
+
+use std::{
+    collections::HashSet,
+    error::Error as _,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chrono::Utc;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use sqlx::PgPool;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    guard::{self, GuardedResolver},
+    schedule,
+    signing::{WebhookSecret, signature_header},
+};
+use crate::{
+    config::WebhooksConfig,
+    store::webhooks::{self as store, Attempt, DeliveryJob, Next},
+};
+
+/// How much of a response body is kept for the delivery log.
+const SNIPPET_BYTES: usize = 256;
+
+#[derive(Clone)]
+pub struct Worker {
+    pool: PgPool,
+    client: reqwest::Client,
+    config: WebhooksConfig,
+    /// Fences this process's leases.
+    owner: Uuid,
+    shutdown_grace: Duration,
+}
+
+type InFlight = Arc<Mutex<HashSet<Uuid>>>;
+
+/// Makes ring the process's rustls provider, as rustls itself would with only ring compiled
+/// in. reqwest is built without a provider of its own (ring is what lettre uses too), so any
+/// `reqwest::Client` built with default settings, in tests for one, needs this first.
+pub fn install_tls_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client for every endpoint: HTTP/1.1, rustls (ring, webpki roots), no proxy, no
+/// redirects (a redirect could lead anywhere, past the SSRF check), the guarded resolver.
+fn http_client(config: &WebhooksConfig) -> anyhow::Result<reqwest::Client> {
+    install_tls_provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS set-up for webhooks")?
+        .with_root_certificates(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .dns_resolver(GuardedResolver::shared(config.allow_private_targets))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(config.timeout())
+        .connect_timeout(config.timeout())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("mailgate-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the webhook HTTP client")
+}
+
+/// What the endpoint said, or why nothing was said.
+struct Response {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+}
+
+impl Worker {
+    pub fn new(
+        pool: PgPool,
+        config: WebhooksConfig,
+        shutdown_grace: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: http_client(&config)?,
+            pool,
+            config,
+            owner: Uuid::now_v7(),
+            shutdown_grace,
+        })
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    fn lease_secs(&self) -> f64 {
+        self.config.lease_secs as f64
+    }
+
+    /// Runs until `cancel`, then stops claiming, lets running requests finish for the grace
+    /// period and hands back whatever is left.
+    pub async fn run(self, cancel: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let in_flight: InFlight = Arc::default();
+        let mut tasks = JoinSet::new();
+        let reclaim_every = Duration::from_secs(self.config.lease_secs / 3)
+            .clamp(Duration::from_millis(500), Duration::from_secs(10));
+        let mut last_reclaim: Option<Instant> = None;
+        let mut db_backoff = Duration::from_millis(200);
+        loop {
+            if last_reclaim.is_none_or(|t| t.elapsed() >= reclaim_every) {
+                last_reclaim = Some(Instant::now());
+                match store::reclaim_expired(&self.pool, 1000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        deliveries = n,
+                        "reclaimed webhook deliveries whose worker stopped"
+                    ),
+                    Err(err) => tracing::debug!(error = %err, "webhook reclaim failed"),
+                }
+            }
+            let first = tokio::select! {
+                _ = cancel.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            while tasks.try_join_next().is_some() {}
+            let want = (permits.available_permits() + 1) as i64;
+            let claimed = store::claim(
+                &self.pool,
+                self.owner,
+                want,
+                self.config.per_endpoint_concurrency,
+                self.lease_secs(),
+            )
+            .await;
+            let jobs = match claimed {
+                Ok(jobs) => {
+                    db_backoff = Duration::from_millis(200);
+                    jobs
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "webhook claim failed; retrying");
+                    drop(first);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(db_backoff) => {}
+                    }
+                    db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                drop(first);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(self.config.poll_interval()) => {}
+                }
+                continue;
+            }
+            let mut first = Some(first);
+            for job in jobs {
+                // At most one more job than free permits was claimed, so this never waits long.
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed"),
+                };
+                in_flight.lock().expect("not poisoned").insert(job.id);
+                let worker = self.clone();
+                let in_flight = in_flight.clone();
+                tasks.spawn(async move {
+                    let id = job.id;
+                    let attempt = worker.attempt(job).await;
+                    worker.record(&attempt).await;
+                    in_flight.lock().expect("not poisoned").remove(&id);
+                    drop(permit);
+                });
+            }
+        }
+
+        // Shutdown: no new claims; running requests get the grace period.
+        let all = self.config.concurrency as u32;
+        if tokio::time::timeout(self.shutdown_grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; abandoning webhook requests");
+            tasks.abort_all();
+        }
+        while tasks.join_next().await.is_some() {}
+        let left: Vec<Uuid> = in_flight
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .collect();
+        match store::release(&self.pool, self.owner, &left).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent webhook deliveries"),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "could not release webhook leases; they will expire")
+            }
+        }
+    }
+
+    /// Records an outcome; a database outage delays it, and if it never lands the lease
+    /// expires and the delivery goes again (at least once).
+    async fn record(&self, attempt: &Attempt) {
+        let mut wait = Duration::from_millis(100);
+        let disable_after = self.config.disable_after_secs as f64;
+        for _ in 0..8 {
+            match store::record(&self.pool, self.owner, attempt, disable_after).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::debug!(delivery = %attempt.delivery_id, "lease lost; outcome dropped");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, delivery = %attempt.delivery_id, "could not record a webhook attempt; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One attempt of one delivery, and what follows from it.
+    pub async fn attempt(&self, job: DeliveryJob) -> Attempt {
+        let span = tracing::debug_span!("webhook", delivery = %job.id, attempt = job.attempts, event = %job.event_type);
+        self.attempt_inner(job).instrument(span).await
+    }
+
+    async fn attempt_inner(&self, job: DeliveryJob) -> Attempt {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        // The client's own timeout bounds the request; this also bounds anything around it.
+        let response = tokio::time::timeout(
+            self.config.timeout() + Duration::from_secs(1),
+            self.send(&job),
+        )
+        .await
+        .unwrap_or_else(|_| Response {
+            status: None,
+            retry_after: None,
+            error: Some(format!("timed out after {} s", self.config.timeout_secs)),
+        });
+        let latency_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let next = match response.status {
+            Some(s) if (200..300).contains(&s) => Next::Succeeded,
+            Some(410) => Next::Gone,
+            _ => match schedule::retry_delay(&self.config, job.attempts, response.retry_after) {
+                Some(delay) => Next::RetryAt(
+                    Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(10)),
+                ),
+                None => Next::Failed,
+            },
+        };
+        tracing::debug!(status = ?response.status, error = ?response.error, ?next, "webhook attempt");
+        Attempt {
+            delivery_id: job.id,
+            attempt: job.attempts,
+            started_at,
+            response_status: response.status.map(i32::from),
+            latency_ms,
+            error: response.error,
+            next,
+        }
+    }
+
+    async fn send(&self, job: &DeliveryJob) -> Response {
+        let failed = |error: String| Response {
+            status: None,
+            retry_after: None,
+            error: Some(error),
+        };
+        let url = match guard::parse_url(&job.url) {
+            Ok(url) => url,
+            Err(e) => return failed(format!("refused: the URL {e}")),
+        };
+        // IP literals never reach the resolver, which checks every name.
+        if let Err(e) = guard::check_literal(&url, self.config.allow_private_targets) {
+            return failed(format!("refused: {e}"));
+        }
+        let Some(secret) = WebhookSecret::parse(&job.secret) else {
+            return failed("the endpoint's secret is unusable; rotate it".into());
+        };
+        let previous = job
+            .previous_secret
+            .as_deref()
+            .and_then(WebhookSecret::parse);
+        let mut secrets = vec![&secret];
+        secrets.extend(previous.as_ref());
+        // The id is the delivery's, the same on every attempt; the timestamp is this attempt's.
+        let id = job.id.to_string();
+        let timestamp = Utc::now().timestamp();
+        let signature = signature_header(&secrets, &id, timestamp, job.body.as_bytes());
+        let request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(job.body.clone());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(describe(&e, &self.config)),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| schedule::parse_retry_after(v, Utc::now()));
+        if status.is_success() {
+            // The answer is in; its body is not needed.
+            return Response {
+                status: Some(status.as_u16()),
+                retry_after: None,
+                error: None,
+            };
+        }
+        let mut body = Vec::new();
+        while body.len() < SNIPPET_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(SNIPPET_BYTES);
+        let text = printable(&String::from_utf8_lossy(&body));
+        let mut error = if status.is_redirection() {
+            format!("answered {status}; redirects are not followed")
+        } else {
+            format!("answered {status}")
+        };
+        if !text.is_empty() {
+            error.push_str(": ");
+            error.push_str(&text);
+        }
+        Response {
+            status: Some(status.as_u16()),
+            retry_after,
+            error: Some(error),
+        }
+    }
+}
+
+/// A request error with its causes, without the URL (it may carry tokens).
+fn describe(err: &reqwest::Error, config: &WebhooksConfig) -> String {
+    if err.is_timeout() {
+        return format!("timed out after {} s", config.timeout_secs);
+    }
+    let mut parts = Vec::new();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    // The innermost causes are the informative ones ("connection refused", a refused address).
+    parts.dedup();
+    let what = if err.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    if parts.is_empty() {
+        what.to_string()
+    } else {
+        printable(&format!("{what}: {}", parts.join(": ")))
+    }
+}
+
+/// Text safe to store and show: no control characters (Postgres refuses NUL), one line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
