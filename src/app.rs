@@ -13,6 +13,7 @@ use crate::{
     config::{Config, redact_url},
     delivery::{Relays, Worker},
     queue::wake::Waker,
+    ratelimit::{AuthThrottle, Limiter},
     store,
 };
 
@@ -32,6 +33,8 @@ impl Application {
             config.delivery.smtp_timeout(),
         )?);
         let waker = Waker::default();
+        let limiter = Limiter::new(&config)?;
+        let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
                 TcpListener::bind(config.http_addr)
@@ -55,7 +58,12 @@ impl Application {
             relays,
             waker,
             keys: KeyCache::default(),
+            limiter,
+            auth_throttle,
         };
+        // Asks Redis once, so the start-up log warns when it does not answer; that alone is
+        // no reason to stay down.
+        state.limiter.status().await;
         Ok(Self {
             listener,
             state,
@@ -71,11 +79,16 @@ impl Application {
         &self.state.pool
     }
 
+    /// The limiter the API uses; the SMTP listener and tests charge the same buckets.
+    pub fn limiter(&self) -> &Limiter {
+        &self.state.limiter
+    }
+
     /// What this process does, in one line for the start-up log.
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} workers={} relay={} database={} rate_limits=none",
+            "http={} workers={} relay={} database={} rate_limits={}",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             if self.worker.is_some() {
@@ -85,6 +98,7 @@ impl Application {
             },
             self.state.relays.describe(),
             redact_url(&c.database_url),
+            self.state.limiter.describe(),
         )
     }
 
@@ -104,7 +118,9 @@ impl Application {
         }
         if let Some(listener) = self.listener {
             let router = api::router(self.state.clone());
-            axum::serve(listener, router)
+            // Client addresses feed the failed-authentication throttle.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(cancel.clone().cancelled_owned())
                 .await
                 .context("HTTP server failed")?;

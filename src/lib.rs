@@ -1,7 +1,8 @@
 //! mailgate: an HTTP-to-SMTP transactional email gateway.
 //!
 //! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
-//! `queue` hands them to `delivery`, which relays them upstream.
+//! `queue` hands them to `delivery`, which relays them upstream. `ratelimit` decides how much
+//! each key may send, shared through Redis.
 
 pub mod api;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod mime;
 pub mod queue;
+pub mod ratelimit;
 pub mod store;
 pub mod submission;
 pub mod telemetry;

@@ -6,6 +6,8 @@ use axum::{
 };
 use serde::Serialize;
 
+use crate::ratelimit::Refusal;
+
 /// One invalid field of a request, named by its JSON path (`to[1]`, `headers.X-Foo`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FieldError {
@@ -42,6 +44,10 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     Unavailable(String),
+    #[error("{}", refusal_detail(.0))]
+    Refused(Refusal),
+    #[error("too many failed authentications from this address; retry in {} s", .0.as_secs().max(1))]
+    AuthThrottled(std::time::Duration),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -56,6 +62,53 @@ impl From<sqlx::Error> for ApiError {
             }
             other => ApiError::Internal(anyhow::Error::new(other).context("database error")),
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError::Refused(refusal)
+    }
+}
+
+fn refusal_detail(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::RateLimited(d) => format!(
+            "rate limit exceeded ({} {} at most, refilled at {}); retry in {} s",
+            d.limit,
+            match d.params.class {
+                crate::ratelimit::Class::Send => "messages",
+                crate::ratelimit::Class::Api => "requests",
+            },
+            per_second(d.params.interval_us),
+            d.retry_after_secs().unwrap_or(1)
+        ),
+        Refusal::QuotaExceeded {
+            decision,
+            resets_at,
+        } => format!(
+            "this key's quota of {} messages per {} is used up ({} left); it resets at {}",
+            decision.limit,
+            match decision.params.quota_period_secs {
+                86_400 => "day".to_string(),
+                secs => format!("{secs} s"),
+            },
+            decision.remaining,
+            resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Refusal::TooLarge { units, burst } => format!(
+            "{units} messages at once exceed this key's burst of {burst}; send at most {burst} at a time"
+        ),
+        Refusal::Unavailable => "rate limits cannot be checked right now; retry later".into(),
+    }
+}
+
+fn per_second(interval_us: u64) -> String {
+    let rate = 1_000_000.0 / interval_us as f64;
+    if rate >= 1.0 {
+        format!("{} per second", (rate * 100.0).round() / 100.0)
+    } else {
+        format!("one per {} s", (interval_us as f64 / 1e6 * 10.0).round() / 10.0)
     }
 }
 
@@ -75,6 +128,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(Refusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) | ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,7 +145,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict { code, .. } => code,
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Refused(Refusal::Unavailable) => "unavailable",
+            ApiError::Refused(Refusal::QuotaExceeded { .. }) => "quota_exceeded",
+            ApiError::Refused(_) | ApiError::AuthThrottled(_) => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -106,6 +163,12 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    /// Seconds to wait, as in `Retry-After` (429 and some 503s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+    /// When an exhausted quota is full again (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_at: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -127,6 +190,22 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let code = self.code();
+        let (decision, retry_after) = match &self {
+            ApiError::Refused(Refusal::RateLimited(d)) => (Some(d), d.retry_after_secs()),
+            ApiError::Refused(Refusal::QuotaExceeded { decision, .. }) => {
+                (Some(decision), decision.retry_after_secs())
+            }
+            // Redis is retried about once a second.
+            ApiError::Refused(Refusal::Unavailable) => (None, Some(1)),
+            ApiError::AuthThrottled(wait) => (None, Some(wait.as_secs().max(1))),
+            _ => (None, None),
+        };
+        let reset_at = match &self {
+            ApiError::Refused(Refusal::QuotaExceeded { resets_at, .. }) => {
+                Some(resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            }
+            _ => None,
+        };
         let body = Problem {
             kind: format!("urn:mailgate:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -134,12 +213,22 @@ impl IntoResponse for ApiError {
             detail,
             code,
             errors,
+            retry_after,
+            reset_at,
         };
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(decision) = decision {
+            super::limits::write_headers(decision, response.headers_mut());
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

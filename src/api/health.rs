@@ -16,19 +16,27 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when Postgres answers; reports the queue depth and the delivery mode.
+/// Ready when Postgres answers (and Redis, when rate limits fail closed without it);
+/// reports the queue depth, the delivery mode and the rate-limit backend.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match queue::depth(&state.pool).await {
+    let (depth, limits) = tokio::join!(queue::depth(&state.pool), state.limiter.status());
+    match depth {
         Ok(depth) => {
             let depth: serde_json::Map<String, Value> =
                 depth.into_iter().map(|(s, n)| (s, json!(n))).collect();
+            let (status, word) = if limits.serving {
+                (StatusCode::OK, "ready")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            };
             (
-                StatusCode::OK,
+                status,
                 Json(json!({
-                    "status": "ready",
+                    "status": word,
                     "database": "ok",
                     "delivery": state.relays.describe(),
                     "queue": depth,
+                    "rate_limits": limits,
                 })),
             )
         }
