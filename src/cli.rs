@@ -112,11 +112,17 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_burst(s: &str) -> Result<u32, String> {
-    check_burst(s.parse().map_err(|_| format!("`{s}` is not a whole number"))?)
+    check_burst(
+        s.parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?,
+    )
 }
 
 fn parse_quota(s: &str) -> Result<u64, String> {
-    check_daily_quota(s.parse().map_err(|_| format!("`{s}` is not a whole number"))?)
+    check_daily_quota(
+        s.parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?,
+    )
 }
 
 /// A new value for a limit, or `None` for "back to the configured default".

@@ -76,11 +76,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// Checks each given limit, reporting every bad field at once.
-fn check_limits(
-    rate: Option<f64>,
-    burst: Option<i64>,
-    quota: Option<i64>,
-) -> ApiResult<KeyLimits> {
+fn check_limits(rate: Option<f64>, burst: Option<i64>, quota: Option<i64>) -> ApiResult<KeyLimits> {
     fn field<T>(errors: &mut Vec<FieldError>, name: &str, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| errors.push(FieldError::new(name, m))).ok()
     }

@@ -80,7 +80,10 @@ pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-pub(super) async fn authenticate_key(state: &AppState, token: &str) -> Result<AuthenticatedKey, ApiError> {
+pub(super) async fn authenticate_key(
+    state: &AppState,
+    token: &str,
+) -> Result<AuthenticatedKey, ApiError> {
     let secret = ApiKeySecret::parse(token)
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
     let hash = secret.hash();

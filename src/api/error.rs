@@ -108,7 +108,10 @@ fn per_second(interval_us: u64) -> String {
     if rate >= 1.0 {
         format!("{} per second", (rate * 100.0).round() / 100.0)
     } else {
-        format!("one per {} s", (interval_us as f64 / 1e6 * 10.0).round() / 10.0)
+        format!(
+            "one per {} s",
+            (interval_us as f64 / 1e6 * 10.0).round() / 10.0
+        )
     }
 }
 

@@ -108,7 +108,9 @@ pub fn check_burst(burst: i64) -> Result<u32, String> {
 pub fn check_daily_quota(quota: i64) -> Result<u64, String> {
     match u64::try_from(quota) {
         Ok(q) if (1..=MAX_DAILY_QUOTA).contains(&quota) => Ok(q),
-        _ => Err(format!("must be a whole number from 1 to {MAX_DAILY_QUOTA}")),
+        _ => Err(format!(
+            "must be a whole number from 1 to {MAX_DAILY_QUOTA}"
+        )),
     }
 }
 

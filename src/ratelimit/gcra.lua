@@ -1,7 +1,8 @@
 -- One rate-limit decision, atomic: GCRA for the bucket plus the per-period quota.
 -- The clock is Redis's own TIME, so mailgate processes need no synchronised clocks.
 --
--- KEYS[1]  the bucket: its theoretical arrival time (TAT), microseconds since the epoch
+-- KEYS[1]  the bucket: a hash {tat, interval}: its theoretical arrival time (microseconds
+--          since the epoch) and the interval it was computed with
 -- KEYS[2]  the quota: a hash {period, used}
 -- ARGV[1]  emission interval: microseconds per unit at the sustained rate
 -- ARGV[2]  burst: units the full bucket holds
@@ -31,11 +32,21 @@ if quota > 0 then
 end
 
 -- A missing or past TAT means a full bucket.
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local bucket = redis.call('HMGET', KEYS[1], 'tat', 'interval')
+local tat = tonumber(bucket[1]) or now
+local old_interval = tonumber(bucket[2]) or interval
 if tat < now then
   tat = now
 end
 local tolerance = interval * burst
+if old_interval ~= interval then
+  -- The key's rate changed: the units it used are still owed, repaid at the new rate.
+  tat = now + (tat - now) / old_interval * interval
+end
+if tat > now + tolerance then
+  -- A smaller burst than before: the bucket is empty, not in debt.
+  tat = now + tolerance
+end
 local function remaining_at(t)
   return math.floor((tolerance - (t - now)) / interval)
 end
@@ -51,7 +62,8 @@ end
 
 -- Once the TAT has passed, the key says nothing a missing key would not: let it expire.
 -- '%.0f' because tostring() would round a 16-digit number.
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat), 'interval', interval)
+redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + 1000)
 if quota > 0 then
   used = used + units
   redis.call('HSET', KEYS[2], 'period', period, 'used', used)

@@ -103,9 +103,8 @@ impl LocalLimiter {
                 outcome(Verdict::Allowed, remaining, Duration::ZERO, used)
             }
             Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &DefaultClock::default(),
-                ));
+                let wait =
+                    not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
                 // The wait is for the units missing, one interval each.
                 let missing = wait.as_micros().div_ceil(u128::from(params.interval_us)) as u64;
                 let remaining = u64::from(units).saturating_sub(missing);

@@ -368,7 +368,9 @@ impl Limiter {
                 true
             }
             Err(err) => {
-                shared.health.failed(&err, &inner.config, shared.redis.retry());
+                shared
+                    .health
+                    .failed(&err, &inner.config, shared.redis.retry());
                 false
             }
         };
@@ -467,7 +469,8 @@ impl Health {
         if let Some(outage) = down.take() {
             tracing::info!(
                 after_secs = outage.since.elapsed().as_secs(),
-                decided_locally = self.fallbacks.load(Ordering::Relaxed) - outage.fallbacks_at_warning,
+                decided_locally =
+                    self.fallbacks.load(Ordering::Relaxed) - outage.fallbacks_at_warning,
                 "redis is reachable again; rate limits are shared again"
             );
         }
@@ -575,7 +578,12 @@ mod tests {
     #[tokio::test]
     async fn describes_its_backend() {
         let mut config = Config::default();
-        assert!(Limiter::new(&config).unwrap().describe().contains("governor"));
+        assert!(
+            Limiter::new(&config)
+                .unwrap()
+                .describe()
+                .contains("governor")
+        );
         config.redis_url = Some("redis://:hunter2@127.0.0.1:6379/0".into());
         let described = Limiter::new(&config).unwrap().describe();
         assert!(described.starts_with("redis redis://:***@127.0.0.1:6379/0"));
@@ -610,7 +618,12 @@ mod tests {
             Err(Refusal::TooLarge { units: 4, burst: 3 })
         ));
         // Another key, and the same key's other bucket, are untouched.
-        assert!(limiter.check(Uuid::now_v7(), &limits, Class::Send, 3).await.is_ok());
+        assert!(
+            limiter
+                .check(Uuid::now_v7(), &limits, Class::Send, 3)
+                .await
+                .is_ok()
+        );
         assert!(limiter.check(key, &limits, Class::Api, 1).await.is_ok());
     }
 
@@ -625,7 +638,10 @@ mod tests {
         let key = Uuid::now_v7();
         limiter.check(key, &limits, Class::Send, 3).await.unwrap();
         match limiter.check(key, &limits, Class::Send, 3).await {
-            Err(Refusal::QuotaExceeded { decision, resets_at }) => {
+            Err(Refusal::QuotaExceeded {
+                decision,
+                resets_at,
+            }) => {
                 assert_eq!((decision.limit, decision.remaining), (5, 2));
                 assert!(resets_at > Utc::now());
             }

@@ -123,7 +123,14 @@ fn connection(client: &Client, timeout: Duration) -> anyhow::Result<ConnectionMa
 }
 
 fn parse_reply(reply: Vec<i64>) -> Result<Outcome, RedisTrouble> {
-    let &[verdict, remaining, reset_us, retry_us, quota_used, quota_reset_s] = reply.as_slice()
+    let &[
+        verdict,
+        remaining,
+        reset_us,
+        retry_us,
+        quota_used,
+        quota_reset_s,
+    ] = reply.as_slice()
     else {
         return Err(RedisTrouble::Reply(reply));
     };

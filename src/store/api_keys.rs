@@ -45,7 +45,15 @@ pub async fn create(
     scopes: &[Scope],
     secret: &ApiKeySecret,
 ) -> sqlx::Result<ApiKeyInfo> {
-    create_with_limits(pool, project_id, name, scopes, secret, &KeyLimits::default()).await
+    create_with_limits(
+        pool,
+        project_id,
+        name,
+        scopes,
+        secret,
+        &KeyLimits::default(),
+    )
+    .await
 }
 
 pub async fn create_with_limits(

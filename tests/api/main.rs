@@ -6,5 +6,6 @@ mod support;
 mod auth;
 mod delivery;
 mod instances;
+mod ratelimit;
 mod send;
 mod validation;
