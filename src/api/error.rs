@@ -46,7 +46,7 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{}", refusal_detail(.0))]
     Refused(Refusal),
-    #[error("too many failed authentications from this address; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many failed authentications from this address; retry in {} s", wait_secs(*.0))]
     AuthThrottled(std::time::Duration),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -101,6 +101,11 @@ fn refusal_detail(refusal: &Refusal) -> String {
         ),
         Refusal::Unavailable => "rate limits cannot be checked right now; retry later".into(),
     }
+}
+
+/// Whole seconds, rounded up and at least 1, as `Retry-After` wants them.
+fn wait_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
 }
 
 fn per_second(interval_us: u64) -> String {
@@ -200,7 +205,7 @@ impl IntoResponse for ApiError {
             }
             // Redis is retried about once a second.
             ApiError::Refused(Refusal::Unavailable) => (None, Some(1)),
-            ApiError::AuthThrottled(wait) => (None, Some(wait.as_secs().max(1))),
+            ApiError::AuthThrottled(wait) => (None, Some(wait_secs(*wait))),
             _ => (None, None),
         };
         let reset_at = match &self {
