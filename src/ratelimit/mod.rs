@@ -343,8 +343,8 @@ impl Limiter {
         }
     }
 
-    /// The backend's state; with Redis, asks it (bounded by `redis.timeout_ms`), which also
-    /// brings an idle process back to Redis after an outage.
+    /// The backend's state; with Redis, asks it (bounded by `redis.timeout_ms`) unless it
+    /// failed less than `redis.retry_ms` ago.
     pub async fn status(&self) -> Status {
         let Some(inner) = &self.inner else {
             return Status {
@@ -362,16 +362,25 @@ impl Limiter {
                 serving: true,
             };
         };
-        let up = match shared.redis.ping().await {
-            Ok(()) => {
-                shared.health.succeeded();
-                true
-            }
-            Err(err) => {
-                shared
-                    .health
-                    .failed(&err, &inner.config, shared.redis.retry());
-                false
+        // Probes like a request does, so readiness checks alone bring a process back.
+        let up = match shared.health.attempt() {
+            Attempt::Skip => false,
+            attempt => {
+                if let Attempt::Probe = attempt {
+                    shared.redis.reconnect();
+                }
+                match shared.redis.ping().await {
+                    Ok(()) => {
+                        shared.health.succeeded();
+                        true
+                    }
+                    Err(err) => {
+                        shared
+                            .health
+                            .failed(&err, &inner.config, shared.redis.retry());
+                        false
+                    }
+                }
             }
         };
         Status {
