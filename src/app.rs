@@ -14,6 +14,7 @@ use crate::{
     config::{Config, redact_url},
     delivery::{Relays, Worker},
     queue::wake::Waker,
+    ratelimit::{AuthThrottle, Limiter},
     retention,
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store, webhooks,
@@ -39,6 +40,8 @@ impl Application {
             config.delivery.smtp_timeout(),
         )?);
         let waker = Waker::default();
+        let limiter = Limiter::new(&config)?;
+        let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
                 TcpListener::bind(config.http_addr)
@@ -73,12 +76,20 @@ impl Application {
             waker,
             keys: KeyCache::default(),
             templates: Default::default(),
+            limiter,
+            auth_throttle,
         };
         let smtp = if state.config.smtp.enabled {
-            Some(SmtpListener::bind(state.clone()).await?)
+            let mut listener = SmtpListener::bind(state.clone()).await?;
+            // SMTP mail counts against the same send buckets as HTTP sends.
+            listener.set_limiter(Arc::new(state.limiter.clone()));
+            Some(listener)
         } else {
             None
         };
+        // Asks Redis once, so the start-up log warns when it does not answer; that alone is
+        // no reason to stay down.
+        state.limiter.status().await;
         Ok(Self {
             listener,
             state,
@@ -113,11 +124,16 @@ impl Application {
         &self.state.pool
     }
 
+    /// The limiter the API uses; the SMTP listener and tests charge the same buckets.
+    pub fn limiter(&self) -> &Limiter {
+        &self.state.limiter
+    }
+
     /// What this process does, in one line for the start-up log.
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits=none",
+            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits={}",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
@@ -136,6 +152,7 @@ impl Application {
                 )),
             self.state.relays.describe(),
             redact_url(&c.database_url),
+            self.state.limiter.describe(),
         )
     }
 
@@ -166,7 +183,9 @@ impl Application {
         }
         if let Some(listener) = self.listener {
             let router = api::router(self.state.clone());
-            axum::serve(listener, router)
+            // Client addresses feed the failed-authentication throttle.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(cancel.clone().cancelled_owned())
                 .await
                 .context("HTTP server failed")?;

@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Application, Config,
     api::{auth::mint_operator_token, projects::check_project_name},
-    domain::{ApiKeySecret, api_key::parse_scopes},
+    domain::{
+        ApiKeySecret,
+        api_key::{KeyLimits, check_burst, check_daily_quota, check_rate, parse_scopes},
+    },
     store::{self, api_keys, projects, templates as template_rows},
     telemetry,
     templates::{SaveMode, TemplateError, disk, save},
@@ -131,6 +134,28 @@ enum KeysCommand {
         /// A label to recognise the key by.
         #[arg(long)]
         name: Option<String>,
+        /// Messages per second (default: ratelimit.send.rate_per_sec).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
+        /// Messages at once (default: ratelimit.send.burst).
+        #[arg(long, value_parser = parse_burst)]
+        burst: Option<u32>,
+        /// Messages per UTC day (default: ratelimit.send.daily_quota).
+        #[arg(long, value_parser = parse_quota)]
+        daily_quota: Option<u64>,
+    },
+    /// Change a key's send limits; `default` returns a setting to the configured default.
+    Update {
+        id: uuid::Uuid,
+        /// Messages per second, or `default`.
+        #[arg(long, value_parser = setting(parse_rate))]
+        rate: Option<Setting<f64>>,
+        /// Messages at once, or `default`.
+        #[arg(long, value_parser = setting(parse_burst))]
+        burst: Option<Setting<u32>>,
+        /// Messages per UTC day, or `default`.
+        #[arg(long, value_parser = setting(parse_quota))]
+        daily_quota: Option<Setting<u64>>,
     },
     /// List keys (prefix, scopes, state), never the keys themselves.
     List {
@@ -139,6 +164,58 @@ enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: uuid::Uuid },
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    check_rate(s.parse().map_err(|_| format!("`{s}` is not a number"))?)
+}
+
+fn parse_burst(s: &str) -> Result<u32, String> {
+    check_burst(
+        s.parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?,
+    )
+}
+
+fn parse_quota(s: &str) -> Result<u64, String> {
+    check_daily_quota(
+        s.parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?,
+    )
+}
+
+/// A new value for a limit, or `None` for "back to the configured default".
+#[derive(Debug, Clone, Copy)]
+struct Setting<T>(Option<T>);
+
+fn setting<T>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<Setting<T>, String> + Clone {
+    move |s| {
+        if s.eq_ignore_ascii_case("default") {
+            Ok(Setting(None))
+        } else {
+            parse(s).map(|v| Setting(Some(v)))
+        }
+    }
+}
+
+fn describe_limits(k: &api_keys::ApiKeyInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = k.rate_per_sec {
+        parts.push(format!("rate={rate}/s"));
+    }
+    if let Some(burst) = k.burst {
+        parts.push(format!("burst={burst}"));
+    }
+    if let Some(quota) = k.daily_quota {
+        parts.push(format!("daily_quota={quota}"));
+    }
+    if parts.is_empty() {
+        "default-limits".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 pub async fn main() -> ExitCode {
@@ -243,6 +320,9 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             scopes,
             test,
             name,
+            rate,
+            burst,
+            daily_quota,
         } => {
             check_project_name(&project).map_err(anyhow::Error::msg)?;
             let scopes = parse_scopes(&[scopes]).map_err(anyhow::Error::msg)?;
@@ -251,13 +331,27 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 eprintln!("created project {}", p.name);
             }
             let secret = ApiKeySecret::generate(test);
-            let info = api_keys::create(&pool, p.id, name.as_deref(), &scopes, &secret).await?;
+            let limits = KeyLimits {
+                rate_per_sec: rate,
+                burst,
+                daily_quota,
+            };
+            let info = api_keys::create_with_limits(
+                &pool,
+                p.id,
+                name.as_deref(),
+                &scopes,
+                &secret,
+                &limits,
+            )
+            .await?;
             eprintln!(
-                "created {} key {} for project {} with scopes {} (shown once; store it now)",
+                "created {} key {} for project {} with scopes {}, {} (shown once; store it now)",
                 if test { "test (sandbox)" } else { "live" },
                 info.id,
                 p.name,
-                info.scopes.join(",")
+                info.scopes.join(","),
+                describe_limits(&info)
             );
             // Alone on the last line so scripts can capture it with `tail -n1`.
             println!("{}", secret.expose());
@@ -274,7 +368,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             };
             for k in api_keys::list(&pool, project_id).await? {
                 println!(
-                    "{}\t{}…\t{}\t{}\t{}",
+                    "{}\t{}…\t{}\t{}\t{}\t{}",
                     k.id,
                     k.prefix,
                     k.scopes.join(","),
@@ -283,9 +377,27 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                         "revoked"
                     } else {
                         "active"
-                    }
+                    },
+                    describe_limits(&k)
                 );
             }
+        }
+        KeysCommand::Update {
+            id,
+            rate,
+            burst,
+            daily_quota,
+        } => {
+            let change = api_keys::LimitsChange {
+                rate_per_sec: rate.map(|s| s.0),
+                burst: burst.map(|s| s.0),
+                daily_quota: daily_quota.map(|s| s.0),
+            };
+            let info = api_keys::update_limits(&pool, id, None, &change)
+                .await?
+                .with_context(|| format!("no key with id {id}"))?;
+            // Running processes pick it up within http.key_cache_secs.
+            eprintln!("updated {id}: {}", describe_limits(&info));
         }
         KeysCommand::Revoke { id } => {
             if api_keys::revoke(&pool, id, None).await?.is_none() {

@@ -43,6 +43,8 @@ pub struct Config {
     pub workers_enabled: bool,
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
+    pub redis: RedisConfig,
+    pub ratelimit: RateLimitConfig,
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
@@ -279,6 +281,63 @@ impl WebhooksConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// Prepended to every Redis key, so several deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+    /// Longest a rate-limit call may wait for Redis before the fallback decides.
+    pub timeout_ms: u64,
+    /// After a Redis failure, how long the fallback decides alone before Redis is tried again.
+    pub retry_ms: u64,
+}
+
+/// Per-key limits. Sends count one unit per message; every other request one unit of `api`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Off: no limits and no `RateLimit-*` headers (the failed-auth throttle stays on).
+    pub enabled: bool,
+    /// Defaults for messages sent; a key's own `rate_per_sec`, `burst`, `daily_quota` win.
+    pub send: SendLimits,
+    /// Every other authenticated request, per key (and for the operator).
+    pub api: ApiLimits,
+    /// What happens while Redis cannot be reached.
+    pub on_redis_error: RedisFailureMode,
+    /// At most one warning per this many seconds while Redis stays unreachable.
+    pub warn_interval_secs: u64,
+    /// Failed authentications per client IP and minute before it gets 429s; 0 turns this off.
+    pub auth_failures_per_minute: u32,
+    /// Length of the "daily" quota period, aligned to the Unix epoch (86400: UTC days).
+    /// Only tests have a reason to change it.
+    pub quota_period_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SendLimits {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// Messages per UTC day; unset means none.
+    pub daily_quota: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ApiLimits {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailureMode {
+    /// The per-process governor limiter decides until Redis is back (limits per process).
+    FailOpen,
+    /// Authenticated requests get 503 until Redis is back.
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RelayConfig {
     /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or `smtps://…`.
     pub url: String,
@@ -308,12 +367,67 @@ impl Default for Config {
             workers_enabled: true,
             http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
+            redis: RedisConfig::default(),
+            ratelimit: RateLimitConfig::default(),
             retention: RetentionConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
         }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            key_prefix: "mailgate:".into(),
+            timeout_ms: 100,
+            retry_ms: 1000,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            send: SendLimits::default(),
+            api: ApiLimits::default(),
+            on_redis_error: RedisFailureMode::FailOpen,
+            warn_interval_secs: 60,
+            auth_failures_per_minute: 10,
+            quota_period_secs: 86_400,
+        }
+    }
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        // A burst of 500 lets the largest batch through at once.
+        Self {
+            rate_per_sec: 50.0,
+            burst: 500,
+            daily_quota: None,
+        }
+    }
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            rate_per_sec: 100.0,
+            burst: 200,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn retry(&self) -> Duration {
+        Duration::from_millis(self.retry_ms)
     }
 }
 
@@ -396,6 +510,28 @@ impl Config {
         }
         if d.concurrency == 0 || d.claim_batch <= 0 {
             bail!("delivery.concurrency and delivery.claim_batch must be positive");
+        }
+        let r = &self.ratelimit;
+        for (name, rate, burst) in [
+            ("send", r.send.rate_per_sec, r.send.burst),
+            ("api", r.api.rate_per_sec, r.api.burst),
+        ] {
+            if let Err(m) = crate::domain::api_key::check_rate(rate) {
+                bail!("ratelimit.{name}.rate_per_sec: {m}");
+            }
+            if let Err(m) = crate::domain::api_key::check_burst(burst.into()) {
+                bail!("ratelimit.{name}.burst: {m}");
+            }
+        }
+        if let Some(q) = r.send.daily_quota
+            && let Err(m) = crate::domain::api_key::check_daily_quota(q as i64)
+        {
+            bail!("ratelimit.send.daily_quota: {m}");
+        }
+        if r.quota_period_secs == 0 || self.redis.timeout_ms == 0 || self.redis.retry_ms == 0 {
+            bail!(
+                "ratelimit.quota_period_secs, redis.timeout_ms and redis.retry_ms must be positive"
+            );
         }
         let smtp = &self.smtp;
         // Without a project, mail from a trusted network would have no owner.
@@ -492,6 +628,17 @@ mod tests {
         assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
         c.smtp.trusted_networks = vec!["10.0.0.0/33".into()];
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn rate_limits_are_checked() {
+        let mut c = Config::default();
+        c.ratelimit.send.rate_per_sec = 0.0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.ratelimit.api.burst = 0;
+        assert!(c.validate().is_err());
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
 //! `queue` hands them to `delivery`, which relays them upstream. `smtp` takes mail from apps
 //! that speak SMTP into the same path; `webhooks` reports every recipient transition to the
-//! project's endpoints.
+//! project's endpoints. `ratelimit` decides how much each key may send, shared
+//! through Redis.
 
 pub mod api;
 pub mod app;
@@ -14,6 +15,7 @@ pub mod doctor;
 pub mod domain;
 pub mod mime;
 pub mod queue;
+pub mod ratelimit;
 pub mod retention;
 pub mod smtp;
 pub mod store;

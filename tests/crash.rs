@@ -42,6 +42,9 @@ fn mailgate(db: &str, http: &str, relay: &str) -> Command {
         .env("MAILGATE_DELIVERY__SMTP_TIMEOUT_SECS", "2")
         .env("MAILGATE_DELIVERY__LEASE_SECS", "9")
         .env("MAILGATE_DELIVERY__RETRY_BASE_SECS", "0.2")
+        // This test is about durability; its 16 clients send as fast as they can.
+        .env("MAILGATE_RATELIMIT__SEND__RATE_PER_SEC", "100000")
+        .env("MAILGATE_RATELIMIT__SEND__BURST", "100000")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd

@@ -1,5 +1,6 @@
 //! `/v1/api-keys`: the operator manages any project's keys; a key with the `keys` scope
 //! manages its own project's. A key is shown in clear once, in the create response.
+//! A key's send limits are set at creation and changed with `PATCH /v1/api-keys/{id}`.
 
 use axum::{
     Json, Router,
@@ -7,20 +8,23 @@ use axum::{
     http::StatusCode,
     routing::{delete, get},
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::{
     AppState,
     auth::Principal,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, FieldError},
     extract::{AppJson, AppQuery},
     openapi::ProblemResponses,
 };
 use crate::{
-    domain::{ApiKeySecret, Scope, api_key::parse_scopes},
+    domain::{
+        ApiKeySecret, Scope,
+        api_key::{KeyLimits, check_burst, check_daily_quota, check_rate, parse_scopes},
+    },
     store::{
-        api_keys::{self, ApiKeyInfo},
+        api_keys::{self, ApiKeyInfo, LimitsChange},
         projects,
     },
 };
@@ -28,7 +32,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/api-keys", get(list).post(create))
-        .route("/v1/api-keys/{id}", delete(revoke))
+        .route("/v1/api-keys/{id}", delete(revoke).patch(update))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -42,6 +46,67 @@ pub struct CreateKey {
     pub test: bool,
     #[serde(default)]
     pub name: Option<String>,
+    /// Messages per second; unset: `ratelimit.send.rate_per_sec`.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// Messages at once; unset: `ratelimit.send.burst`.
+    #[serde(default)]
+    pub burst: Option<i64>,
+    /// Messages per UTC day; unset: `ratelimit.send.daily_quota`.
+    #[serde(default)]
+    pub daily_quota: Option<i64>,
+}
+
+/// A `PATCH`: an absent field stays as it is, `null` returns it to the configured default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(default, deserialize_with = "present")]
+    pub rate_per_sec: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub burst: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub daily_quota: Option<Option<i64>>,
+}
+
+/// Tells `"field": null` (Some(None)) from a missing field (None, by `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks each given limit, reporting every bad field at once.
+fn check_limits(rate: Option<f64>, burst: Option<i64>, quota: Option<i64>) -> ApiResult<KeyLimits> {
+    fn field<T>(errors: &mut Vec<FieldError>, name: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|m| errors.push(FieldError::new(name, m))).ok()
+    }
+    let mut errors = Vec::new();
+    let limits = KeyLimits {
+        rate_per_sec: rate.and_then(|r| field(&mut errors, "rate_per_sec", check_rate(r))),
+        burst: burst.and_then(|b| field(&mut errors, "burst", check_burst(b))),
+        daily_quota: quota.and_then(|q| field(&mut errors, "daily_quota", check_daily_quota(q))),
+    };
+    if errors.is_empty() {
+        Ok(limits)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+impl UpdateKey {
+    fn change(&self) -> ApiResult<LimitsChange> {
+        let limits = check_limits(
+            self.rate_per_sec.flatten(),
+            self.burst.flatten(),
+            self.daily_quota.flatten(),
+        )?;
+        Ok(LimitsChange {
+            rate_per_sec: self.rate_per_sec.map(|_| limits.rate_per_sec),
+            burst: self.burst.map(|_| limits.burst),
+            daily_quota: self.daily_quota.map(|_| limits.daily_quota),
+        })
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -97,13 +162,15 @@ pub async fn create(
             "at most 100 characters, no control characters",
         ));
     }
+    let limits = check_limits(body.rate_per_sec, body.burst, body.daily_quota)?;
     let secret = ApiKeySecret::generate(body.test);
-    let info = api_keys::create(
+    let info = api_keys::create_with_limits(
         &state.pool,
         project_id,
         body.name.as_deref(),
         &scopes,
         &secret,
+        &limits,
     )
     .await?;
     Ok((
@@ -161,6 +228,26 @@ pub async fn revoke(
     let info = api_keys::revoke(&state.pool, id, scope)
         .await?
         .ok_or(ApiError::NotFound("api key"))?;
+    state.keys.forget(id);
+    Ok(Json(info))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateKey>,
+) -> ApiResult<Json<ApiKeyInfo>> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("api key"))?;
+    let change = body.change()?;
+    let scope = match &who {
+        Principal::Operator => None,
+        Principal::Key(_) => Some(target_project(&state, &who, None).await?),
+    };
+    let info = api_keys::update_limits(&state.pool, id, scope, &change)
+        .await?
+        .ok_or(ApiError::NotFound("api key"))?;
+    // This process applies the change at once; others when their cached copy expires.
     state.keys.forget(id);
     Ok(Json(info))
 }

@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, request::Parts},
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -51,9 +54,16 @@ impl KeyCache {
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts
-        .headers
+/// Who the rate-limit layer found calling; put in the request's extensions so the
+/// extractors below do not authenticate a second time.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Key(AuthenticatedKey),
+    Operator,
+}
+
+pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <api key>".into()))?;
     let value = value
@@ -70,7 +80,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-async fn authenticate_key(state: &AppState, token: &str) -> Result<AuthenticatedKey, ApiError> {
+pub(super) async fn authenticate_key(
+    state: &AppState,
+    token: &str,
+) -> Result<AuthenticatedKey, ApiError> {
     let secret = ApiKeySecret::parse(token)
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
     let hash = secret.hash();
@@ -105,7 +118,10 @@ impl FromRequestParts<AppState> for ProjectKey {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        if let Some(Caller::Key(key)) = parts.extensions.get::<Caller>() {
+            return Ok(ProjectKey(key.clone()));
+        }
+        let token = bearer(&parts.headers)?;
         Ok(ProjectKey(authenticate_key(state, token).await?))
     }
 }
@@ -134,7 +150,7 @@ pub fn mint_operator_token(secret: &SecretString, ttl: Duration) -> anyhow::Resu
     )?)
 }
 
-fn verify_operator(state: &AppState, token: &str) -> Result<(), ApiError> {
+pub(super) fn verify_operator(state: &AppState, token: &str) -> Result<(), ApiError> {
     let secret = state.config.jwt_secret.as_ref().ok_or_else(|| {
         ApiError::Unauthorized("operator access is disabled: MAILGATE_JWT_SECRET is not set".into())
     })?;
@@ -163,7 +179,12 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        match parts.extensions.get::<Caller>() {
+            Some(Caller::Key(key)) => return Ok(Principal::Key(key.clone())),
+            Some(Caller::Operator) => return Ok(Principal::Operator),
+            None => {}
+        }
+        let token = bearer(&parts.headers)?;
         if token.starts_with("mg_") {
             Ok(Principal::Key(authenticate_key(state, token).await?))
         } else {
@@ -183,7 +204,10 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        if let Some(Caller::Operator) = parts.extensions.get::<Caller>() {
+            return Ok(Operator);
+        }
+        let token = bearer(&parts.headers)?;
         verify_operator(state, token)?;
         Ok(Operator)
     }

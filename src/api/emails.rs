@@ -111,7 +111,18 @@ pub async fn send_batch(
 ) -> ApiResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
-    idempotency::run_once(
+    // A batch costs one send unit per message; the rate-limit layer charged only the request.
+    let units = parse_json::<Vec<Value>>(&body)
+        .map_or(0, |items| items.len().min(u32::MAX as usize) as u32);
+    let decision = if units > 0 {
+        state
+            .limiter
+            .check_key(&key, crate::ratelimit::Class::Send, units)
+            .await?
+    } else {
+        None
+    };
+    let mut response = idempotency::run_once(
         &state,
         key.project_id,
         idem,
@@ -169,7 +180,11 @@ pub async fn send_batch(
             ))
         },
     )
-    .await
+    .await?;
+    if let Some(d) = decision {
+        super::limits::write_headers(&d, response.headers_mut());
+    }
+    Ok(response)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

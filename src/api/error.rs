@@ -6,6 +6,8 @@ use axum::{
 };
 use serde::Serialize;
 
+use crate::ratelimit::Refusal;
+
 /// One invalid field of a request, named by its JSON path (`to[1]`, `headers.X-Foo`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
@@ -46,6 +48,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("{}", refusal_detail(.0))]
+    Refused(Refusal),
+    #[error("too many failed authentications from this address; retry in {} s", wait_secs(*.0))]
+    AuthThrottled(std::time::Duration),
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
@@ -64,6 +70,61 @@ impl From<sqlx::Error> for ApiError {
             }
             other => ApiError::Internal(anyhow::Error::new(other).context("database error")),
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError::Refused(refusal)
+    }
+}
+
+fn refusal_detail(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::RateLimited(d) => format!(
+            "rate limit exceeded ({} {} at most, refilled at {}); retry in {} s",
+            d.limit,
+            match d.params.class {
+                crate::ratelimit::Class::Send => "messages",
+                crate::ratelimit::Class::Api => "requests",
+            },
+            per_second(d.params.interval_us),
+            d.retry_after_secs().unwrap_or(1)
+        ),
+        Refusal::QuotaExceeded {
+            decision,
+            resets_at,
+        } => format!(
+            "this key's quota of {} messages per {} is used up ({} left); it resets at {}",
+            decision.limit,
+            match decision.params.quota_period_secs {
+                86_400 => "day".to_string(),
+                secs => format!("{secs} s"),
+            },
+            decision.remaining,
+            resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Refusal::TooLarge { units, burst } => format!(
+            "{units} messages at once exceed this key's burst of {burst}; send at most {burst} at a time"
+        ),
+        Refusal::Unavailable => "rate limits cannot be checked right now; retry later".into(),
+    }
+}
+
+/// Whole seconds, rounded up and at least 1, as `Retry-After` wants them.
+fn wait_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+fn per_second(interval_us: u64) -> String {
+    let rate = 1_000_000.0 / interval_us as f64;
+    if rate >= 1.0 {
+        format!("{} per second", (rate * 100.0).round() / 100.0)
+    } else {
+        format!(
+            "one per {} s",
+            (interval_us as f64 / 1e6 * 10.0).round() / 10.0
+        )
     }
 }
 
@@ -88,6 +149,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(Refusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) | ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,7 +168,9 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => code,
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict { code, .. } => code,
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Refused(Refusal::Unavailable) => "unavailable",
+            ApiError::Refused(Refusal::QuotaExceeded { .. }) => "quota_exceeded",
+            ApiError::Refused(_) | ApiError::AuthThrottled(_) => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -123,6 +188,12 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Seconds to wait, as in `Retry-After` (429 and some 503s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// When an exhausted quota is full again (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<String>,
 }
 
 impl ApiError {
@@ -163,6 +234,26 @@ impl ApiError {
                 ),
                 _ => None,
             },
+            retry_after: self.retry_after(),
+            reset_at: match self {
+                ApiError::Refused(Refusal::QuotaExceeded { resets_at, .. }) => {
+                    Some(resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Refused(Refusal::RateLimited(d)) => d.retry_after_secs(),
+            ApiError::Refused(Refusal::QuotaExceeded { decision, .. }) => {
+                decision.retry_after_secs()
+            }
+            // Redis is retried about once a second.
+            ApiError::Refused(Refusal::Unavailable) => Some(1),
+            ApiError::AuthThrottled(wait) => Some(wait_secs(*wait)),
+            _ => None,
         }
     }
 
@@ -192,7 +283,21 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.to_problem();
         let body = serde_json::to_value(&problem).unwrap_or_default();
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        let decision = match &self {
+            ApiError::Refused(Refusal::RateLimited(d)) => Some(d),
+            ApiError::Refused(Refusal::QuotaExceeded { decision, .. }) => Some(decision),
+            _ => None,
+        };
+        if let Some(decision) = decision {
+            super::limits::write_headers(decision, response.headers_mut());
+        }
+        if let Some(secs) = problem.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -39,23 +39,36 @@ pub struct Readiness {
     /// Recipients waiting or in flight, by status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<BTreeMap<String, i64>>,
+    /// The rate-limit backend and whether it can serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<crate::ratelimit::Status>,
 }
 
-/// Ready when Postgres answers; reports the queue depth and the delivery mode.
+/// Ready when Postgres answers (and Redis, when rate limits fail closed without it);
+/// reports the queue depth, the delivery mode and the rate-limit backend.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is down", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    match queue::depth(&state.pool).await {
-        Ok(depth) => (
-            StatusCode::OK,
-            Json(Readiness {
-                status: "ready".into(),
-                database: "ok".into(),
-                delivery: Some(state.relays.describe()),
-                queue: Some(depth.into_iter().collect()),
-            }),
-        ),
+    let (depth, limits) = tokio::join!(queue::depth(&state.pool), state.limiter.status());
+    match depth {
+        Ok(depth) => {
+            let (status, word) = if limits.serving {
+                (StatusCode::OK, "ready")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            };
+            (
+                status,
+                Json(Readiness {
+                    status: word.into(),
+                    database: "ok".into(),
+                    delivery: Some(state.relays.describe()),
+                    queue: Some(depth.into_iter().collect()),
+                    rate_limits: Some(limits),
+                }),
+            )
+        }
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             (
@@ -65,6 +78,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                     database: "unreachable".into(),
                     delivery: None,
                     queue: None,
+                    rate_limits: None,
                 }),
             )
         }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod projects;
@@ -17,11 +18,17 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
-use crate::{config::Config, delivery::Relays, queue::wake::Waker, templates::TemplateCache};
+use crate::{
+    config::Config,
+    delivery::Relays,
+    queue::wake::Waker,
+    ratelimit::{AuthThrottle, Limiter},
+    templates::TemplateCache,
+};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -32,20 +39,26 @@ pub struct AppState {
     pub waker: Waker,
     pub keys: auth::KeyCache,
     pub templates: TemplateCache,
+    pub limiter: Limiter,
+    pub auth_throttle: AuthThrottle,
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.max_body_bytes;
-    Router::new()
+    // Every authenticated resource goes in `v1`, behind the rate-limit layer.
+    let v1 = Router::new()
         .merge(emails::router())
         .merge(projects::router())
         .merge(relays::router())
         .merge(api_keys::router())
         .merge(templates::router())
-        .merge(health::router())
-        .merge(metrics::router())
         .merge(webhooks::router())
         .merge(suppressions::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::layer));
+    Router::new()
+        .merge(v1)
+        .merge(health::router())
+        .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

@@ -63,6 +63,12 @@ pub enum ProblemResponses {
     )]
     Unprocessable(Problem),
     #[response(
+        status = 429,
+        description = "Over the key's rate limit (`rate_limited`) or daily quota (`quota_exceeded`); see `Retry-After` and the `RateLimit-*` headers",
+        content_type = "application/problem+json"
+    )]
+    TooManyRequests(Problem),
+    #[response(
         status = 503,
         description = "The database is unavailable; retry (`unavailable`)",
         content_type = "application/problem+json"

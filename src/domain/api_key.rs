@@ -73,6 +73,47 @@ pub fn parse_scopes(list: &[String]) -> Result<Vec<Scope>, String> {
     Ok(scopes)
 }
 
+/// A key's own send limits; `None` means the configured default (`ratelimit.send.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<u32>,
+    pub daily_quota: Option<u64>,
+}
+
+/// The bounds keep the GCRA arithmetic (microseconds in a Lua double) exact and the
+/// settings meaningful: at least one message per 1000 s, at most a million per second.
+pub const MIN_RATE: f64 = 0.001;
+pub const MAX_RATE: f64 = 1_000_000.0;
+pub const MAX_BURST: i64 = 1_000_000;
+pub const MAX_DAILY_QUOTA: i64 = 1_000_000_000;
+
+pub fn check_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "must be a number of messages per second from {MIN_RATE} to {MAX_RATE}"
+        ))
+    }
+}
+
+pub fn check_burst(burst: i64) -> Result<u32, String> {
+    match u32::try_from(burst) {
+        Ok(b) if (1..=MAX_BURST).contains(&burst) => Ok(b),
+        _ => Err(format!("must be a whole number from 1 to {MAX_BURST}")),
+    }
+}
+
+pub fn check_daily_quota(quota: i64) -> Result<u64, String> {
+    match u64::try_from(quota) {
+        Ok(q) if (1..=MAX_DAILY_QUOTA).contains(&quota) => Ok(q),
+        _ => Err(format!(
+            "must be a whole number from 1 to {MAX_DAILY_QUOTA}"
+        )),
+    }
+}
+
 /// A key in clear, as shown to its owner exactly once.
 pub struct ApiKeySecret(String);
 
@@ -132,6 +173,18 @@ mod tests {
         assert_eq!(key.hash(), again.hash());
         assert!(!format!("{key:?}").contains(&key.expose()[14..]));
         assert!(ApiKeySecret::parse("mg_live_short").is_none());
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert!(check_rate(0.0).is_err());
+        assert!(check_rate(f64::NAN).is_err());
+        assert_eq!(check_rate(2.5), Ok(2.5));
+        assert!(check_burst(0).is_err());
+        assert!(check_burst(-3).is_err());
+        assert_eq!(check_burst(20), Ok(20));
+        assert!(check_daily_quota(MAX_DAILY_QUOTA + 1).is_err());
+        assert_eq!(check_daily_quota(10_000), Ok(10_000));
     }
 
     #[test]

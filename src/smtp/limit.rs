@@ -16,6 +16,8 @@ pub struct Submitter {
     pub project_id: Uuid,
     /// `None` for mail from a trusted network without AUTH.
     pub api_key_id: Option<Uuid>,
+    /// The key's own send limits (defaults for trusted-network mail).
+    pub limits: crate::domain::api_key::KeyLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,30 @@ pub enum Decision {
     Limited {
         retry_after: Duration,
     },
+}
+
+/// Mailgate's limiter: an SMTP message is one `send` unit of its key (or, for trusted-network
+/// mail, of its project), in the same buckets as HTTP sends.
+impl SubmissionLimiter for crate::ratelimit::Limiter {
+    fn acquire<'a>(
+        &'a self,
+        who: Submitter,
+    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+        use crate::ratelimit::{Class, Refusal};
+        Box::pin(async move {
+            let subject = who.api_key_id.unwrap_or(who.project_id);
+            let wait = |secs: Option<u64>| Decision::Limited {
+                retry_after: Duration::from_secs(secs.unwrap_or(1).max(1)),
+            };
+            match self.check(subject, &who.limits, Class::Send, 1).await {
+                Ok(_) => Decision::Allowed,
+                Err(Refusal::RateLimited(d)) => wait(d.retry_after_secs()),
+                Err(Refusal::QuotaExceeded { decision, .. }) => wait(decision.retry_after_secs()),
+                // Fail-closed without Redis, or a burst below one: a temporary 451 either way.
+                Err(Refusal::TooLarge { .. } | Refusal::Unavailable) => wait(None),
+            }
+        })
+    }
 }
 
 pub trait SubmissionLimiter: Send + Sync + 'static {

@@ -472,6 +472,7 @@ impl Session<'_> {
             let who = Submitter {
                 project_id,
                 api_key_id: key.map(|k| k.id),
+                limits: key.map(|k| k.limits).unwrap_or_default(),
             };
             if let Decision::Limited { retry_after } = limiter.acquire(who).await {
                 io.reply(

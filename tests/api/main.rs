@@ -11,6 +11,7 @@ mod idempotency;
 mod instances;
 mod listing;
 mod operations;
+mod ratelimit;
 mod relays;
 mod scheduling;
 mod send;

@@ -1,15 +1,19 @@
 //! `spawn_app()`: a real mailgate (HTTP, workers, its own Postgres database) on 127.0.0.1:0.
 
 use std::{
-    net::SocketAddr,
-    sync::Once,
+    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    sync::{Once, OnceLock},
     time::{Duration, Instant},
 };
 
 use mailgate::{
     Application, Config,
-    config::RelayConfig,
-    domain::{ApiKeySecret, Scope, api_key::parse_scopes},
+    config::{ApiLimits, RelayConfig, SendLimits},
+    domain::{
+        ApiKeySecret, Scope,
+        api_key::{KeyLimits, parse_scopes},
+    },
+    ratelimit::Limiter,
     store::{api_keys, projects},
 };
 use serde_json::Value;
@@ -44,7 +48,46 @@ pub async fn create_database() -> String {
     format!("{base}/{name}")
 }
 
-/// Delivery settings fast enough for tests; everything else stays as in production.
+/// The machine's Redis (`MAILGATE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`) when it
+/// answers; tests then share it, each under its own key prefix.
+pub fn shared_redis_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = std::env::var("MAILGATE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        // scheme://[user:pass@]host:port[/db]
+        let authority = url.split("://").nth(1).unwrap_or("");
+        let authority = authority.rsplit('@').next().unwrap_or("");
+        let host_port = authority.split('/').next().unwrap_or("");
+        let reachable = host_port
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok());
+        if reachable {
+            Some(url)
+        } else {
+            eprintln!("Redis at {url} does not answer: tests use per-process rate limits");
+            None
+        }
+    })
+    .clone()
+}
+
+/// Like `shared_redis_url`, for tests that are about Redis and must not pass without it.
+pub fn require_shared_redis() -> String {
+    shared_redis_url().expect(
+        "these tests need Redis: start it (scripts/test does) or set MAILGATE_TEST_REDIS_URL",
+    )
+}
+
+/// A key prefix no other test uses.
+pub fn unique_redis_prefix() -> String {
+    format!("mailgate-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// Delivery settings fast enough for tests, and rate limits no test meets unless it sets its
+/// own (per key, or here); everything else stays as in production.
 pub fn test_config(database_url: &str) -> Config {
     let mut c = Config {
         database_url: database_url.to_string(),
@@ -52,7 +95,18 @@ pub fn test_config(database_url: &str) -> Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         smtp_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_string().into()),
+        redis_url: shared_redis_url(),
         ..Config::default()
+    };
+    c.redis.key_prefix = unique_redis_prefix();
+    c.ratelimit.send = SendLimits {
+        rate_per_sec: 100_000.0,
+        burst: 100_000,
+        daily_quota: None,
+    };
+    c.ratelimit.api = ApiLimits {
+        rate_per_sec: 100_000.0,
+        burst: 100_000,
     };
     c.delivery.poll_interval_ms = 100;
     c.delivery.retry_base_secs = 0.2;
@@ -98,6 +152,8 @@ pub struct TestApp {
     /// A live key of project `acme` with every scope.
     pub key: String,
     pub http: reqwest::Client,
+    /// The limiter this instance charges (the SMTP listener will charge it too).
+    pub limiter: Limiter,
     cancel: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -134,6 +190,7 @@ impl TestApp {
         let addr = app.http_addr().expect("API enabled");
         let (smtp_addr, smtp_tls_addr) = (app.smtp_addr(), app.smtp_implicit_tls_addr());
         let pool = app.pool().clone();
+        let limiter = app.limiter().clone();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
@@ -145,6 +202,7 @@ impl TestApp {
             database_url,
             key: String::new(),
             http: http_client(),
+            limiter,
             cancel,
             task: Some(task),
         };
@@ -175,6 +233,17 @@ impl TestApp {
             .await
             .unwrap();
         secret.expose().to_string()
+    }
+
+    /// A live `acme` key with every scope and its own send limits; returns (key, id).
+    pub async fn create_limited_key(&self, limits: KeyLimits) -> (String, uuid::Uuid) {
+        let (p, _) = projects::ensure(&self.pool, "acme").await.unwrap();
+        let scopes = parse_scopes(&["send,messages,keys".to_string()]).unwrap();
+        let secret = ApiKeySecret::generate(false);
+        let info = api_keys::create_with_limits(&self.pool, p.id, None, &scopes, &secret, &limits)
+            .await
+            .unwrap();
+        (secret.expose().to_string(), info.id)
     }
 
     pub fn url(&self, path: &str) -> String {

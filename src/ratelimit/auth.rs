@@ -1,0 +1,135 @@
+//! Failed authentications per client IP, so keys cannot be guessed at speed. Per process on
+//! purpose: it must keep working when Redis does not, and a guesser spread over N processes
+//! still gets at most N times the allowance, against keys of 40 random alphanumerics.
+//!
+//! HTTP calls it around authentication; the SMTP listener does the same around `AUTH`:
+//! `check(ip)` before looking at credentials, `failed(ip)` after refusing them.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use governor::{
+    Quota, RateLimiter, clock::DefaultClock, middleware::StateInformationMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
+
+type Failures =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
+
+/// Beyond this many tracked addresses, forgotten ones are dropped.
+const PRUNE_AT: usize = 10_000;
+
+#[derive(Clone)]
+pub struct AuthThrottle {
+    /// `None`: throttling is off.
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    failures: Failures,
+    /// Addresses out of allowance, until when. Checked before any key is looked at.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// One failure's worth of allowance comes back after this long.
+    interval: Duration,
+}
+
+impl AuthThrottle {
+    /// Allows `per_minute` failures per address and minute (in a burst, too); 0: no limit.
+    pub fn new(per_minute: u32) -> Self {
+        let Some(per_minute) = NonZeroU32::new(per_minute) else {
+            return Self { inner: None };
+        };
+        let quota = Quota::per_minute(per_minute);
+        Self {
+            inner: Some(Arc::new(Inner {
+                failures: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                blocked: Mutex::new(HashMap::new()),
+                interval: quota.replenish_interval(),
+            })),
+        }
+    }
+
+    /// `Err(wait)` when `ip` has used up its failures: refuse before checking credentials.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let blocked = inner.blocked.lock().expect("not poisoned");
+        match blocked.get(&ip) {
+            Some(until) => {
+                let wait = until.saturating_duration_since(Instant::now());
+                if wait.is_zero() { Ok(()) } else { Err(wait) }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed authentication from `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        metrics::counter!("mailgate_auth_failures_total").increment(1);
+        let now = Instant::now();
+        // The limiter counts; `blocked` remembers the result, since the limiter cannot be
+        // asked without being charged.
+        let until = match inner.failures.check_key(&ip) {
+            Ok(snapshot) if snapshot.remaining_burst_capacity() == 0 => Some(now + inner.interval),
+            Ok(_) => None,
+            Err(not_until) => Some(
+                now + not_until
+                    .wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
+                    .max(inner.interval),
+            ),
+        };
+        let mut blocked = inner.blocked.lock().expect("not poisoned");
+        if let Some(until) = until {
+            if !blocked.contains_key(&ip) {
+                tracing::warn!(%ip, "too many failed authentications; refusing this address for a while");
+                metrics::counter!("mailgate_auth_throttled_total").increment(1);
+            }
+            blocked.insert(ip, until);
+        }
+        if blocked.len() > PRUNE_AT {
+            blocked.retain(|_, until| *until > now);
+        }
+        if inner.failures.len() > PRUNE_AT {
+            inner.failures.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_an_address_after_its_failures_and_no_other() {
+        let throttle = AuthThrottle::new(3);
+        let guesser: IpAddr = "192.0.2.1".parse().unwrap();
+        let bystander: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..2 {
+            throttle.failed(guesser);
+            assert!(throttle.check(guesser).is_ok());
+        }
+        throttle.failed(guesser);
+        let wait = throttle.check(guesser).unwrap_err();
+        assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20));
+        assert!(throttle.check(bystander).is_ok());
+    }
+
+    #[test]
+    fn zero_turns_it_off() {
+        let throttle = AuthThrottle::new(0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..100 {
+            throttle.failed(ip);
+        }
+        assert!(throttle.check(ip).is_ok());
+    }
+}
