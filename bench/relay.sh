@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end relay rate: N messages accepted over HTTP (batch endpoint) and relayed to
 # Postfix's smtp-sink, against smtp-source blasting the same count and size straight to the
+# same sink, and against Postfix (configured here on loopback) relaying the same load to the
 # same sink. Also reports mailgate's peak RSS during the run.
 # Usage: bench/relay.sh [messages, default 20000]
 set -euo pipefail
@@ -51,9 +52,43 @@ done
 t1=$(date +%s.%N)
 e2e=$(python3 -c "print($N/($t1-$t0))")
 delivered=$(psql -X -tA "$db" -c "SELECT count(*) FROM recipients WHERE status = 'delivered'")
-python3 - "$e2e" "$raw" "$delivered" "$N" "$peak" <<'PY'
+kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
+
+# Postfix relaying the same load to the same sink: a loopback listener on a free port,
+# relayhost = the sink. The system's main.cf and master.cf are restored afterwards.
+postfix_rate=0
+if command -v postfix >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	pf_port=$(free_port)
+	cp /etc/postfix/main.cf /tmp/mailgate-bench-main.cf
+	cp /etc/postfix/master.cf /tmp/mailgate-bench-master.cf
+	restore_postfix() {
+		postfix stop >/dev/null 2>&1 || true
+		cp /tmp/mailgate-bench-main.cf /etc/postfix/main.cf
+		cp /tmp/mailgate-bench-master.cf /etc/postfix/master.cf
+	}
+	trap 'restore_postfix; bench_cleanup' EXIT
+	postconf -e "inet_interfaces = loopback-only" "mydestination =" "relayhost = [127.0.0.1]:$sink_port" \
+		"mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" "default_destination_concurrency_limit = 32" \
+		"maillog_file = /var/log/postfix-bench.log" "smtpd_recipient_restrictions = permit_mynetworks, reject"
+	postconf -M "$pf_port/inet=$pf_port inet n - n - - smtpd"
+	postfix start >/dev/null 2>&1 || postfix reload >/dev/null 2>&1
+	sleep 1
+	mg_log "bench: smtp-source → Postfix → smtp-sink, $N messages"
+	t0=$(date +%s.%N)
+	smtp-source -s 32 -m "$N" -l 2048 -f bench@example.com -t rcpt@example.com 127.0.0.1:"$pf_port"
+	while [ "$(postqueue -j 2>/dev/null | wc -l)" -gt 0 ]; do sleep 0.2; done
+	t1=$(date +%s.%N)
+	postfix_rate=$(python3 -c "print($N/($t1-$t0))")
+	restore_postfix
+else
+	mg_warn "postfix not installed (or not root): skipping the Postfix comparison"
+fi
+
+python3 - "$e2e" "$raw" "$delivered" "$N" "$peak" "$postfix_rate" <<'PY'
 import sys
-e2e, raw, delivered, n, peak = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+e2e, raw, delivered, n, peak, pf = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
 print(f"\nrelay: mailgate {e2e:.0f} msg/s queued→delivered ({delivered}/{n} delivered); "
-      f"smtp-source→smtp-sink {raw:.0f} msg/s; ratio {e2e/raw:.2f}; mailgate peak RSS {peak/1024:.0f} MiB")
+      f"smtp-source→smtp-sink {raw:.0f} msg/s (ratio {e2e/raw:.2f}); "
+      + (f"Postfix→smtp-sink {pf:.0f} msg/s (mailgate/Postfix {e2e/pf:.2f}, target >= 2); " if pf else "")
+      + f"mailgate peak RSS {peak/1024:.0f} MiB (target < 150)")
 PY
