@@ -492,6 +492,10 @@ impl Config {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             figment = figment.merge(Serialized::default("database_url", url));
         }
+        // Likewise REDIS_URL for MAILGATE_REDIS_URL.
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            figment = figment.merge(Serialized::default("redis_url", url));
+        }
         figment = figment.merge(Env::prefixed("MAILGATE_").split("__").ignore(&["config"]));
         let config: Config = figment.extract().context("invalid configuration")?;
         config.validate()?;

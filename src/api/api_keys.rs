@@ -58,14 +58,20 @@ pub struct CreateKey {
 }
 
 /// A `PATCH`: an absent field stays as it is, `null` returns it to the configured default.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    /// Messages per second; `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>, nullable)]
     pub rate_per_sec: Option<Option<f64>>,
+    /// Messages at once; `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable)]
     pub burst: Option<Option<i64>>,
+    /// Messages per day; `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable)]
     pub daily_quota: Option<Option<i64>>,
 }
 
@@ -232,7 +238,12 @@ pub async fn revoke(
     Ok(Json(info))
 }
 
-async fn update(
+/// Change a key's send limits.
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "keys", request_body = UpdateKey,
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 200, description = "The key with its new limits", body = ApiKeyInfo), ProblemResponses),
+    security(("api_key" = []), ("operator" = [])))]
+pub async fn update(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,

@@ -111,17 +111,9 @@ pub async fn send_batch(
 ) -> ApiResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
-    // A batch costs one send unit per message; the rate-limit layer charged only the request.
-    let units = parse_json::<Vec<Value>>(&body)
-        .map_or(0, |items| items.len().min(u32::MAX as usize) as u32);
-    let decision = if units > 0 {
-        state
-            .limiter
-            .check_key(&key, crate::ratelimit::Class::Send, units)
-            .await?
-    } else {
-        None
-    };
+    // A batch costs one send unit per valid message, charged once the items are checked
+    // (the rate-limit layer charged only the request); a replay charges nothing.
+    let decision = std::sync::Mutex::new(None);
     let mut response = idempotency::run_once(
         &state,
         key.project_id,
@@ -162,6 +154,14 @@ pub async fn send_batch(
                     })),
                 }
             }
+            if !prepared.is_empty() {
+                let units = prepared.len().min(u32::MAX as usize) as u32;
+                let charged = state
+                    .limiter
+                    .check_key(&key, crate::ratelimit::Class::Send, units)
+                    .await?;
+                *decision.lock().expect("not poisoned") = charged;
+            }
             // The valid ones are committed together, in one statement.
             let accepted = submission::commit(&state, &key, &prepared).await?;
             for (slot, answer) in slots.into_iter().zip(accepted) {
@@ -181,7 +181,7 @@ pub async fn send_batch(
         },
     )
     .await?;
-    if let Some(d) = decision {
+    if let Some(d) = decision.into_inner().expect("not poisoned") {
         super::limits::write_headers(&d, response.headers_mut());
     }
     Ok(response)

@@ -91,7 +91,11 @@ where
     }
     let (status, value) = match handler().await {
         Ok(answer) => answer,
-        Err(err) if err.status_code().is_server_error() => {
+        // A 5xx or a 429 says "try again": keeping it would replay the refusal forever.
+        Err(err)
+            if err.status_code().is_server_error()
+                || err.status_code() == StatusCode::TOO_MANY_REQUESTS =>
+        {
             if let Err(e) = idempotency::abandon(&state.pool, project_id, &key).await {
                 tracing::warn!(error = %e, "could not release an idempotency key");
             }

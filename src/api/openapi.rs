@@ -92,6 +92,7 @@ pub enum ProblemResponses {
         api_keys::create,
         api_keys::list,
         api_keys::revoke,
+        api_keys::update,
         projects::create,
         projects::list,
         relays::list,

@@ -85,3 +85,51 @@ async fn batch_size_is_bounded() {
         .unwrap();
     assert_eq!(n, 500);
 }
+
+#[tokio::test]
+async fn a_batch_costs_one_send_unit_per_valid_message() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    // A key that may send 3 messages at once, refilled very slowly.
+    let created: Value = app
+        .http
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(&app.key)
+        .json(&json!({"scopes": ["send", "messages"], "rate_per_sec": 0.01, "burst": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let ok = json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t"});
+    let bad = json!({"from": "a@example.com", "to": "nobody", "subject": "s", "text": "t"});
+    let post = |body: Value| {
+        let (app, key) = (&app, &key);
+        async move {
+            app.http
+                .post(app.url("/v1/emails/batch"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Two valid and two invalid items: two units.
+    let r = post(json!([ok, bad, ok, bad])).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["ratelimit-remaining"], "1");
+    // Two more valid ones do not fit in the one unit left: the whole batch waits.
+    let r = post(json!([ok, ok])).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "rate_limited");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM messages")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "a refused batch stores nothing");
+}
