@@ -207,3 +207,20 @@ async fn killing_the_app_ends_sessions_and_the_listener() {
     assert!(c.closed().await);
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn smtp_mail_is_charged_to_the_send_bucket_of_the_real_limiter() {
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    trust_loopback(&mut config);
+    // One message at once, refilled every 100 s: the second message must wait.
+    config.ratelimit.send.rate_per_sec = 0.01;
+    config.ratelimit.send.burst = 1;
+    let app = TestApp::start(config).await;
+    let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    let r = c.send("a@example.com", &["b@example.net"], SMALL).await;
+    assert!(r.starts_with("250 2.0.0 queued as "), "{r}");
+    let r = c.send("a@example.com", &["b@example.net"], SMALL).await;
+    assert!(r.starts_with("451 4.7.1 rate limit exceeded"), "{r}");
+    assert_eq!(stored_messages(&app).await, 1);
+}
