@@ -790,7 +790,7 @@ async fn relay_flapping() {
         config.delivery.max_attempts = 50;
         let app = TestApp::start(config).await;
 
-        let load = Load::start(&app.base, &app.key, 4, Duration::from_millis(10));
+        let load = Load::start(&app.base, &app.key, 4, Duration::from_millis(20));
         let flaps = 4;
         for _ in 0..flaps {
             tokio::time::sleep(Duration::from_millis(1500)).await;
