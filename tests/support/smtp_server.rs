@@ -235,6 +235,24 @@ impl TestSmtpServer {
         self.shared.lock().connections
     }
 
+    /// Like `stop`, but the server keeps what it received and its script, so
+    /// `up` can bring it back on the same port: an upstream relay that flaps.
+    pub async fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port after `down`.
+    pub async fn up(&mut self) {
+        assert!(self.task.is_none(), "already up");
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind test SMTP server on its port");
+        self.task = Some(tokio::spawn(accept_loop(listener, self.shared.clone())));
+    }
+
     /// Stops listening and cuts every open connection; when this returns the
     /// port refuses new connections. Dropping the server does the same, but
     /// without waiting.
