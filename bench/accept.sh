@@ -31,17 +31,18 @@ kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
 
 # The same rows, straight into Postgres: the raw limit of this machine's database.
 pgb=$(mktemp)
+# One statement per transaction, like mailgate's accept: message, recipient and event.
 cat >"$pgb" <<'SQL'
 \set n random(1, 1000000000)
-BEGIN;
-INSERT INTO messages (id, project_id, status, from_addr, subject, message_id, mime, sandbox)
+WITH m AS (
+  INSERT INTO messages (id, project_id, status, from_addr, subject, message_id, mime, sandbox)
   VALUES (gen_random_uuid(), (SELECT id FROM projects LIMIT 1), 'queued', 'bench@example.com', 'benchmark',
           '<' || :n || '@example.com>', convert_to(repeat('lorem ipsum dolor sit amet ', 90), 'UTF8'), false)
-  RETURNING id \gset m_
-INSERT INTO recipients (message_id, email, kind, status) VALUES (:'m_id', 'rcpt@example.com', 'to', 'queued')
-  RETURNING id \gset r_
-INSERT INTO events (message_id, recipient_id, recipient, type) VALUES (:'m_id', :r_id, 'rcpt@example.com', 'queued');
-COMMIT;
+  RETURNING id),
+r AS (
+  INSERT INTO recipients (message_id, email, kind, status) SELECT id, 'rcpt@example.com', 'to', 'queued' FROM m
+  RETURNING id, message_id)
+INSERT INTO events (message_id, recipient_id, recipient, type) SELECT message_id, id, 'rcpt@example.com', 'queued' FROM r;
 SQL
 mg_log "bench: pgbench, same rows, $CONNS clients, ${SECS}s"
 pgbench -n -h 127.0.0.1 -U postgres -c "$CONNS" -j 2 -T "$SECS" -f "$pgb" "${db##*/}" | tee /tmp/bench-accept-pgbench.txt

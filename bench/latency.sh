@@ -40,7 +40,7 @@ rm -f "$full" "$half"
 
 # Idle accept → upstream 250: one message at a time, relayed to smtp-sink.
 sink_port=$(free_port)
-smtp-sink 127.0.0.1:"$sink_port" 64 &
+smtp-sink $SINK_USER 127.0.0.1:"$sink_port" 64 &
 BENCH_PIDS+=($!)
 db2=$(new_db mailgate_bench_latency_e2e)
 key2=$(MAILGATE_DATABASE_URL=$db2 "$BIN" keys create --project bench --scopes send,messages 2>/dev/null | tail -n1)

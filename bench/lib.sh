@@ -13,6 +13,9 @@ command -v smtp-sink >/dev/null 2>&1 || ensure_tools_for_tests
 cargo build --release --quiet --bin mailgate
 BIN=$CARGO_TARGET_DIR/release/mailgate
 ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
+# smtp-sink refuses to run as root without a user to switch to.
+SINK_USER=""
+if [ "$(id -u)" = 0 ]; then SINK_USER="-u postfix"; fi
 BENCH_PIDS=()
 BENCH_DBS=()
 

@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
 sink_port=$(free_port)
-smtp-sink -c 127.0.0.1:"$sink_port" 512 &
+smtp-sink $SINK_USER -c 127.0.0.1:"$sink_port" 512 &
 BENCH_PIDS+=($!)
 sleep 0.3
 
