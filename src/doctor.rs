@@ -95,7 +95,10 @@ pub async fn run(config: &Config) -> Vec<Check> {
     }
 
     if config.dkim.is_empty() {
-        checks.push(Check::new("dkim", Ok("no keys: mail goes out unsigned".into())));
+        checks.push(Check::new(
+            "dkim",
+            Ok("no keys: mail goes out unsigned".into()),
+        ));
     }
     // One check per key, so a bad file names itself and the others still report.
     for key in &config.dkim {
