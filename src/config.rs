@@ -699,6 +699,45 @@ mod tests {
     }
 
     #[test]
+    fn dkim_keys_need_a_domain_a_selector_and_one_key_per_domain() {
+        let key = |domain: &str| DkimKeyConfig {
+            domain: domain.into(),
+            selector: "mg1".into(),
+            algorithm: DkimAlgorithm::default(),
+            private_key_file: "/etc/mailgate/dkim.pem".into(),
+        };
+        let mut c = Config {
+            dkim: vec![key("example.com"), key("example.org")],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c.dkim.push(key("Example.COM."));
+        assert!(c.validate().is_err());
+        c.dkim = vec![key(" ")];
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn dkim_tables_and_log_format_come_from_toml() {
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                r#"
+                log_format = "json"
+                [[dkim]]
+                domain = "example.com"
+                selector = "mg1"
+                algorithm = "ed25519-sha256"
+                private_key_file = "/etc/mailgate/dkim/example.com.pem"
+                "#,
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.dkim[0].algorithm, DkimAlgorithm::Ed25519Sha256);
+        assert_eq!(Config::default().log_format, LogFormat::Human);
+    }
+
+    #[test]
     fn lease_must_outlive_timeout() {
         let mut c = Config::default();
         c.delivery.lease_secs = 10;

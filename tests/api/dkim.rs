@@ -199,4 +199,27 @@ async fn doctor_lists_dkim_keys_from_the_toml_file_and_names_a_bad_one() {
     let failed = line("dkim example.org");
     assert!(failed.starts_with("FAIL"), "{failed}");
     assert!(failed.contains("no PEM private key"), "{failed}");
+
+    // Without a file, the keys can come from one environment variable in inline-TOML form.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailgate"))
+        .arg("doctor")
+        .env_remove("MAILGATE_CONFIG")
+        .env("MAILGATE_DATABASE_URL", &db)
+        .env_remove("MAILGATE_RELAY_URL")
+        .env(
+            "MAILGATE_DKIM",
+            format!(
+                "[{{domain=\"example.com\",selector=\"mg1\",algorithm=\"rsa-sha256\",private_key_file=\"{}\"}}]",
+                good.config.private_key_file.display()
+            ),
+        )
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("mg1._domainkey.example.com (rsa-sha256) · key loads"),
+        "{report}"
+    );
 }
