@@ -6,7 +6,7 @@
 #   target_dir              CARGO_TARGET_DIR outside the clone (incremental builds)
 #   ensure_postgres         a reachable PostgreSQL + MAILGATE_DATABASE_URL + its database
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
-#   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3 (best effort)
+#   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy (best effort)
 #
 # Progress goes to stderr, one short line per step.
 set -euo pipefail
@@ -402,6 +402,7 @@ ensure_tools_for_tests() {
 	command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 	if [ "${#pkgs[@]}" = 0 ]; then
 		mg_log "tools: swaks, smtp-sink, smtp-source, python3 present"
+		_mg_ensure_dkimpy
 		return 0
 	fi
 	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
@@ -424,4 +425,19 @@ ensure_tools_for_tests() {
 		if command -v service >/dev/null 2>&1; then service postfix stop >/dev/null 2>&1 || true; fi
 	fi
 	mg_log "tools: installed ${pkgs[*]}"
+	_mg_ensure_dkimpy
+}
+
+# dkimpy (with PyNaCl for Ed25519) checks mailgate's DKIM signatures independently.
+_mg_ensure_dkimpy() {
+	command -v python3 >/dev/null 2>&1 || return 0
+	if python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
+		mg_log "tools: dkimpy present"
+		return 0
+	fi
+	if python3 -m pip install --quiet dkimpy pynacl >/dev/null 2>&1; then
+		mg_log "tools: installed dkimpy, pynacl"
+	else
+		mg_warn "tools: could not install dkimpy and pynacl (pip); the DKIM tests will say so"
+	fi
 }

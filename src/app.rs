@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState, auth::KeyCache},
     config::{Config, redact_url},
-    delivery::{Relays, Worker},
+    delivery::{DkimKeys, Relays, Worker},
     queue::wake::Waker,
     ratelimit::{AuthThrottle, Limiter},
     retention,
@@ -26,6 +26,7 @@ pub struct Application {
     worker: Option<Worker>,
     smtp: Option<SmtpListener>,
     webhook_worker: Option<webhooks::Worker>,
+    dkim: Arc<DkimKeys>,
 }
 
 impl Application {
@@ -39,6 +40,7 @@ impl Application {
             &config.pools,
             config.delivery.smtp_timeout(),
         )?);
+        let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Waker::default();
         let limiter = Limiter::new(&config)?;
         let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
@@ -58,6 +60,7 @@ impl Application {
                 config.delivery.clone(),
                 waker.clone(),
             )
+            .with_dkim(dkim.clone())
         });
         // Webhooks get their own worker and pool, so endpoints never slow mail down.
         let webhook_worker = if config.workers_enabled && config.webhooks.worker_enabled {
@@ -96,6 +99,7 @@ impl Application {
             worker,
             smtp,
             webhook_worker,
+            dkim,
         })
     }
 
@@ -133,7 +137,7 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits={}",
+            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={}",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
@@ -153,6 +157,11 @@ impl Application {
             self.state.relays.describe(),
             redact_url(&c.database_url),
             self.state.limiter.describe(),
+            if self.dkim.is_empty() {
+                "off".to_string()
+            } else {
+                self.dkim.domains().join(",")
+            },
         )
     }
 

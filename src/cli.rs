@@ -236,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
-    telemetry::init(&config.log);
+    telemetry::init_with_format(&config.log, config.log_format);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Openapi => unreachable!("handled before loading the configuration"),

@@ -37,6 +37,9 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     /// tracing filter, e.g. `info,mailgate=debug`.
     pub log: String,
+    /// `human` (default) or `json`: one JSON object per line, with span fields such as
+    /// `message_id` and `request_id` (`MAILGATE_LOG_FORMAT=json`).
+    pub log_format: LogFormat,
     /// Run the HTTP API in `serve`.
     pub api_enabled: bool,
     /// Run delivery workers in `serve`.
@@ -53,6 +56,48 @@ pub struct Config {
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
     /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
+    pub dkim: Vec<DkimKeyConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// One DKIM signing key: mail whose From domain is `domain` (or a subdomain of it without a
+/// key of its own) is signed with it before relay.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    /// Published at `{selector}._domainkey.{domain}`.
+    pub selector: String,
+    #[serde(default)]
+    pub algorithm: DkimAlgorithm,
+    /// PEM private key: PKCS#1 or PKCS#8 for RSA, PKCS#8 for Ed25519
+    /// (`openssl genpkey -algorithm ed25519`).
+    pub private_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DkimAlgorithm {
+    #[default]
+    #[serde(rename = "rsa-sha256")]
+    RsaSha256,
+    #[serde(rename = "ed25519-sha256")]
+    Ed25519Sha256,
+}
+
+impl DkimAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RsaSha256 => "rsa-sha256",
+            Self::Ed25519Sha256 => "ed25519-sha256",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -363,6 +408,7 @@ impl Default for Config {
             relay_url: None,
             jwt_secret: None,
             log: "info,sqlx=warn".into(),
+            log_format: LogFormat::Human,
             api_enabled: true,
             workers_enabled: true,
             http: HttpConfig::default(),
@@ -374,6 +420,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
+            dkim: Vec::new(),
         }
     }
 }
@@ -555,6 +602,16 @@ impl Config {
             );
         }
         self.webhooks.validate()?;
+        let mut dkim_domains = std::collections::HashSet::new();
+        for key in &self.dkim {
+            if key.domain.trim().is_empty() || key.selector.trim().is_empty() {
+                bail!("dkim: every key needs a domain and a selector");
+            }
+            // One key per domain keeps the choice of signer unambiguous.
+            if !dkim_domains.insert(key.domain.trim().trim_end_matches('.').to_ascii_lowercase()) {
+                bail!("dkim: more than one key for domain {}", key.domain);
+            }
+        }
         Ok(())
     }
 
@@ -643,6 +700,45 @@ mod tests {
         c.ratelimit.api.burst = 0;
         assert!(c.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn dkim_keys_need_a_domain_a_selector_and_one_key_per_domain() {
+        let key = |domain: &str| DkimKeyConfig {
+            domain: domain.into(),
+            selector: "mg1".into(),
+            algorithm: DkimAlgorithm::default(),
+            private_key_file: "/etc/mailgate/dkim.pem".into(),
+        };
+        let mut c = Config {
+            dkim: vec![key("example.com"), key("example.org")],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c.dkim.push(key("Example.COM."));
+        assert!(c.validate().is_err());
+        c.dkim = vec![key(" ")];
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn dkim_tables_and_log_format_come_from_toml() {
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                r#"
+                log_format = "json"
+                [[dkim]]
+                domain = "example.com"
+                selector = "mg1"
+                algorithm = "ed25519-sha256"
+                private_key_file = "/etc/mailgate/dkim/example.com.pem"
+                "#,
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.dkim[0].algorithm, DkimAlgorithm::Ed25519Sha256);
+        assert_eq!(Config::default().log_format, LogFormat::Human);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     config::{Config, redact_url},
-    delivery::Relays,
+    delivery::{DkimKeys, Relays},
     queue, store,
 };
 
@@ -92,6 +92,22 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 }
             }
         }
+    }
+
+    if config.dkim.is_empty() {
+        checks.push(Check::new(
+            "dkim",
+            Ok("no keys: mail goes out unsigned".into()),
+        ));
+    }
+    // One check per key, so a bad file names itself and the others still report.
+    for key in &config.dkim {
+        checks.push(Check::new(
+            format!("dkim {}", key.domain),
+            DkimKeys::load(std::slice::from_ref(key))
+                .map(|k| format!("{} · key loads", k.domains().join(", ")))
+                .map_err(|e| format!("{e:#}")),
+        ));
     }
     checks
 }

@@ -1,17 +1,34 @@
-//! Logging: a tracing subscriber filtered by `MAILGATE_LOG` (or the config's `log`).
+//! Logging: a tracing subscriber filtered by `MAILGATE_LOG` (or the config's `log`), as
+//! human-readable lines or, with `log_format = "json"`, one JSON object per line.
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 pub fn init(default_filter: &str) {
+    init_with_format(default_filter, LogFormat::Human);
+}
+
+pub fn init_with_format(default_filter: &str, format: LogFormat) {
     let filter = std::env::var("MAILGATE_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default_filter));
-    // A second init (tests) is harmless.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second init (tests) is harmless.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        // Event fields at the top level and every enclosing span's fields in `spans`, so a
+        // log shipper can index `message_id` and `request_id` without parsing text.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// The process-wide Prometheus recorder, installed on first use (several apps in one test

@@ -20,7 +20,10 @@ use std::sync::Arc;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sqlx::PgPool;
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
     config::Config,
@@ -77,6 +80,27 @@ pub fn router(state: AppState) -> Router {
             error::json_response(axum::http::StatusCode::METHOD_NOT_ALLOWED, &problem)
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: every request gets an `x-request-id` (a client's own is kept), echoed on
+        // the response and recorded in the request span, so a reply can be found in the logs.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// An info span (unlike tower-http's default debug one), so the default filter keeps
+/// `request_id` on every line logged while handling the request. The path only: query
+/// strings are not worth logging.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
 }

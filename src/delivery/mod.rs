@@ -2,6 +2,7 @@
 //! what the upstream said. One SMTP transaction per recipient keeps every outcome exact.
 
 pub mod classify;
+pub mod dkim;
 pub mod relay;
 
 use std::{
@@ -18,6 +19,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -25,6 +27,7 @@ use crate::{
     domain::RecipientStatus,
     queue::{self, Job, Outcome, wake::Waker},
 };
+pub use dkim::DkimKeys;
 pub use relay::Relays;
 
 #[derive(Clone)]
@@ -35,6 +38,7 @@ pub struct Worker {
     /// Fences this process's leases.
     owner: Uuid,
     waker: Waker,
+    dkim: Arc<DkimKeys>,
 }
 
 type InFlight = Arc<Mutex<HashSet<i64>>>;
@@ -47,7 +51,14 @@ impl Worker {
             config,
             owner: Uuid::now_v7(),
             waker,
+            dkim: Arc::default(),
         }
+    }
+
+    /// Signs relayed mail with these keys (none by default).
+    pub fn with_dkim(mut self, keys: Arc<DkimKeys>) -> Self {
+        self.dkim = keys;
+        self
     }
 
     fn lease_secs(&self) -> f64 {
@@ -247,7 +258,11 @@ impl Worker {
                 .map_or("none".into(), |r| r.name.clone()),
         };
         let project = job.project_id.to_string();
-        let outcome = self.attempt(job).await;
+        // Every log line of this attempt carries the message id (an info span, so the default
+        // filter keeps it; instrumented rather than entered, as the attempt awaits).
+        let span =
+            tracing::info_span!("deliver", message_id = %job.message_id, attempt = job.attempts);
+        let outcome = self.attempt(job).instrument(span).await;
         metrics::counter!("mailgate_deliveries_total",
             "outcome" => outcome.status.as_str(), "relay" => relay, "project" => project)
         .increment(1);
@@ -255,9 +270,6 @@ impl Worker {
     }
 
     async fn attempt(&self, job: Job) -> Outcome {
-        let span =
-            tracing::debug_span!("deliver", message_id = %job.message_id, attempt = job.attempts);
-        let _enter = span.enter();
         if job.sandbox || self.relays.is_sandbox() {
             return classify::sandbox(&job);
         }
@@ -281,11 +293,13 @@ impl Worker {
         };
         // Failover: a relay that cannot take the message now (no answer, TLS trouble, a 4xx)
         // hands it to the next in the pool; only when all have failed is the recipient deferred.
+        let signed = self.dkim.sign(&job.mime);
+        let mime = signed.as_deref().unwrap_or(&job.mime);
         let mut tried = Vec::new();
         let mut last = None;
         for relay in chain {
             let started = std::time::Instant::now();
-            let result = relay.send(&envelope, &job.mime).await;
+            let result = relay.send(&envelope, mime).await;
             let elapsed = started.elapsed();
             metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
                 .record(elapsed.as_secs_f64());

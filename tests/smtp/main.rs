@@ -7,5 +7,6 @@ mod support;
 mod client;
 
 mod auth;
+mod dkim;
 mod limits;
 mod submission;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod dkim;
 pub mod smtp_server;
 pub mod test_redis;
 pub mod webhook_receiver;

@@ -1,0 +1,127 @@
+//! DKIM keys made with the openssl CLI and signatures checked by dkimpy (Python), so the
+//! tests never trust mailgate's own crypto to judge mailgate's signatures.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use mailgate::config::{DkimAlgorithm, DkimKeyConfig};
+
+/// A private key on disk and the DNS TXT record that publishes its public half.
+pub struct TestKey {
+    pub config: DkimKeyConfig,
+    pub txt: String,
+    dir: PathBuf,
+}
+
+impl Drop for TestKey {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl CLI is needed for the DKIM tests");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A fresh key for `domain` with selector `mg1`.
+pub fn generate(domain: &str, algorithm: DkimAlgorithm) -> TestKey {
+    let dir = std::env::temp_dir().join(format!("mailgate-dkim-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{domain}.pem"));
+    let path = file.to_str().unwrap();
+    let (gen_args, k): (&[&str], &str) = match algorithm {
+        DkimAlgorithm::RsaSha256 => (
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            "rsa",
+        ),
+        DkimAlgorithm::Ed25519Sha256 => (&["-algorithm", "ed25519"], "ed25519"),
+    };
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(gen_args);
+    args.extend_from_slice(&["-out", path]);
+    openssl(&args);
+    let spki = openssl(&["pkey", "-in", path, "-pubout", "-outform", "DER"]);
+    // RSA keys are published as the whole SubjectPublicKeyInfo; Ed25519 as the raw 32 bytes
+    // (RFC 8463), which end the SPKI.
+    let public = match algorithm {
+        DkimAlgorithm::RsaSha256 => &spki[..],
+        DkimAlgorithm::Ed25519Sha256 => &spki[spki.len() - 32..],
+    };
+    TestKey {
+        config: DkimKeyConfig {
+            domain: domain.into(),
+            selector: "mg1".into(),
+            algorithm,
+            private_key_file: file,
+        },
+        txt: format!("v=DKIM1; k={k}; p={}", B64.encode(public)),
+        dir,
+    }
+}
+
+const VERIFY: &str = r#"
+import sys, dkim
+expected_name, txt = sys.argv[1].encode(), sys.argv[2].encode()
+def dnsfunc(name, timeout=5):
+    # Only the record the signature names exists.
+    return txt if name.rstrip(b".") == expected_name else None
+ok = dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc)
+print("pass" if ok else "fail")
+"#;
+
+/// Whether dkimpy accepts the first DKIM signature of `message` with `key` published in DNS.
+pub fn verifies(message: &[u8], key: &TestKey) -> bool {
+    let name = format!("mg1._domainkey.{}", key.config.domain);
+    let mut child = Command::new("python3")
+        .args(["-c", VERIFY, &name, &key.txt])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the DKIM tests");
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dkimpy did not run (python3 -m pip install dkimpy pynacl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.trim() == "pass"
+}
+
+/// The value of the (unfolded) `DKIM-Signature` header, if the message starts with one.
+pub fn signature_header(message: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(message);
+    let rest = text.strip_prefix("DKIM-Signature:")?;
+    let mut value = String::new();
+    for (i, line) in rest.split("\r\n").enumerate() {
+        if i > 0 && !line.starts_with([' ', '\t']) {
+            break;
+        }
+        value.push_str(line.trim());
+        value.push(' ');
+    }
+    Some(value)
+}
+
+/// A tag of a DKIM-Signature value (`d`, `s`, `h`, …), whitespace removed.
+pub fn tag(signature: &str, name: &str) -> Option<String> {
+    signature.split(';').find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (k.trim() == name).then(|| v.split_whitespace().collect())
+    })
+}
