@@ -27,6 +27,9 @@ wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$script" "http://127.0.0.1:$port/v
 api_rate=$(awk '/Requests\/sec/ {print $2}' /tmp/bench-accept-wrk.txt)
 non2xx=$(awk '/Non-2xx/ {print $NF}' /tmp/bench-accept-wrk.txt)
 accepted=$(psql -X -tA "$db" -c "SELECT count(*) FROM messages")
+if [ -n "${non2xx:-}" ] && [ "$non2xx" != 0 ]; then
+	mg_die "mailgate answered $non2xx requests with non-2xx: the figure would be meaningless"
+fi
 kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
 
 # The same rows, straight into Postgres: the raw limit of this machine's database.

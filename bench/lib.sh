@@ -41,7 +41,10 @@ new_db() {
 start_mailgate() {
 	local db=$1 port=$2
 	shift 2
-	env MAILGATE_DATABASE_URL="$db" MAILGATE_HTTP_ADDR="127.0.0.1:$port" MAILGATE_SMTP_ADDR=127.0.0.1:0 MAILGATE_LOG=warn "$@" \
+	# Rate limits off: these benches measure the raw path (bench/ratelimit.sh measures the
+	# limiter); the SMTP listener on a free port so runs never clash.
+	env MAILGATE_DATABASE_URL="$db" MAILGATE_HTTP_ADDR="127.0.0.1:$port" MAILGATE_SMTP_ADDR=127.0.0.1:0 \
+		MAILGATE_LOG=warn MAILGATE_RATELIMIT__ENABLED=false "$@" \
 		"$BIN" serve >>"${TMPDIR:-/tmp}/mailgate-bench.log" 2>&1 &
 	BENCH_PIDS+=($!)
 	MAILGATE_PID=$!
