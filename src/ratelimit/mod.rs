@@ -324,7 +324,10 @@ impl Limiter {
         };
         let decision = Decision::new(params, &outcome);
         match outcome.verdict {
-            Verdict::Allowed => Ok(Some(decision)),
+            Verdict::Allowed => {
+                metrics::counter!("mailgate_ratelimit_allowed_total").increment(1);
+                Ok(Some(decision))
+            }
             Verdict::Limited => {
                 metrics::counter!("mailgate_ratelimit_refused_total", "code" => "rate_limited")
                     .increment(1);

@@ -243,7 +243,16 @@ impl Worker {
     /// One attempt of one delivery, and what follows from it.
     pub async fn attempt(&self, job: DeliveryJob) -> Attempt {
         let span = tracing::debug_span!("webhook", delivery = %job.id, attempt = job.attempts, event = %job.event_type);
-        self.attempt_inner(job).instrument(span).await
+        let attempt = self.attempt_inner(job).instrument(span).await;
+        let outcome = match &attempt.next {
+            crate::store::webhooks::Next::Succeeded => "succeeded",
+            crate::store::webhooks::Next::RetryAt(_) => "retrying",
+            _ => "failed",
+        };
+        metrics::counter!("mailgate_webhook_attempts_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("mailgate_webhook_latency_seconds")
+            .record(f64::from(attempt.latency_ms) / 1000.0);
+        attempt
     }
 
     async fn attempt_inner(&self, job: DeliveryJob) -> Attempt {
