@@ -22,6 +22,7 @@ use super::{
     extract::{RawJson, parse_json},
     idempotency,
     openapi::ProblemResponses,
+    paging,
 };
 use crate::{
     domain::{Scope, email::SendRequest, status::summarise},
@@ -256,39 +257,11 @@ pub async fn list(
 ) -> ApiResult<Json<EmailList>> {
     let key = key.require(Scope::Messages)?;
     let mut errors = Vec::new();
-    let limit = match q.get("limit") {
-        None => LIST_DEFAULT,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=LIST_MAX).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {LIST_MAX}"),
-                ));
-                LIST_DEFAULT
-            }
-        },
-    };
-    if let Some(s) = q.get("status")
-        && !STATUSES.contains(&s.as_str())
-    {
-        errors.push(FieldError::new(
-            "status",
-            format!("must be one of {}", STATUSES.join(", ")),
-        ));
-    }
-    let before = q.get("cursor").and_then(|c| {
-        let id = decode_cursor(c);
-        if id.is_none() {
-            errors.push(FieldError::new(
-                "cursor",
-                "is not a cursor returned by this API",
-            ));
-        }
-        id
-    });
+    let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
+    let status = paging::one_of(&q, "status", STATUSES, &mut errors).map(str::to_string);
+    let before = paging::cursor(&q, decode_cursor, &mut errors);
     let filter = ListFilter {
-        status: q.get("status").cloned(),
+        status,
         tag: q.get("tag").cloned(),
         recipient: q.get("recipient").cloned(),
         from: q.get("from").cloned(),
@@ -303,14 +276,8 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut data = messages::list(&state.pool, key.project_id, &filter, limit + 1).await?;
-    let has_more = data.len() as i64 > limit;
-    data.truncate(limit as usize);
-    let next_cursor = if has_more {
-        data.last().map(|m| encode_cursor(m.id))
-    } else {
-        None
-    };
+    let rows = messages::list(&state.pool, key.project_id, &filter, limit + 1).await?;
+    let (data, next_cursor, has_more) = paging::split(rows, limit, |m| encode_cursor(m.id));
     Ok(Json(EmailList {
         data,
         next_cursor,

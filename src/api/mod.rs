@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod paging;
 pub mod projects;
 pub mod relays;
 pub mod suppressions;

@@ -18,6 +18,7 @@ use super::{
     error::{ApiError, ApiResult, FieldError},
     extract::AppJson,
     openapi::ProblemResponses,
+    paging,
 };
 use crate::{
     domain::{EmailAddress, Scope},
@@ -159,39 +160,9 @@ pub async fn list(
 ) -> ApiResult<Json<SuppressionList>> {
     let key = key.require(Scope::Suppressions)?;
     let mut errors = Vec::new();
-    let limit = match q.get("limit").map(|raw| raw.parse::<i64>()) {
-        None => LIST_DEFAULT,
-        Some(Ok(n)) if (1..=LIST_MAX).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be a whole number from 1 to {LIST_MAX}"),
-            ));
-            LIST_DEFAULT
-        }
-    };
-    let reason = q.get("reason").map(String::as_str);
-    if let Some(r) = reason
-        && !REASONS.contains(&r)
-    {
-        errors.push(FieldError::new(
-            "reason",
-            format!("must be one of {}", REASONS.join(", ")),
-        ));
-    }
-    let before = match q.get("cursor") {
-        None => None,
-        Some(c) => match decode_cursor(c) {
-            Some(b) => Some(b),
-            None => {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor returned by this API",
-                ));
-                None
-            }
-        },
-    };
+    let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
+    let reason = paging::one_of(&q, "reason", &REASONS, &mut errors);
+    let before = paging::cursor(&q, decode_cursor, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

@@ -20,6 +20,7 @@ use super::{
     error::{ApiError, ApiResult, FieldError},
     extract::AppJson,
     openapi::ProblemResponses,
+    paging,
 };
 use crate::{
     domain::Scope,
@@ -577,39 +578,9 @@ pub async fn deliveries(
     let key = key.require(Scope::Webhooks)?;
     let endpoint = endpoint(&state, key.project_id, &id).await?;
     let mut errors = Vec::new();
-    let limit = match q.get("limit").map(|raw| raw.parse::<i64>()) {
-        None => LIST_DEFAULT,
-        Some(Ok(n)) if (1..=LIST_MAX).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be a whole number from 1 to {LIST_MAX}"),
-            ));
-            LIST_DEFAULT
-        }
-    };
-    let status = q.get("status").map(String::as_str);
-    if let Some(s) = status
-        && !DELIVERY_STATUSES.contains(&s)
-    {
-        errors.push(FieldError::new(
-            "status",
-            format!("must be one of {}", DELIVERY_STATUSES.join(", ")),
-        ));
-    }
-    let before = match q.get("cursor") {
-        None => None,
-        Some(c) => match decode_cursor(c) {
-            Some(b) => Some(b),
-            None => {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor returned by this API",
-                ));
-                None
-            }
-        },
-    };
+    let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
+    let status = paging::one_of(&q, "status", &DELIVERY_STATUSES, &mut errors);
+    let before = paging::cursor(&q, decode_cursor, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
