@@ -133,14 +133,15 @@ pub fn terminal(job: &Job, status: RecipientStatus, detail: String) -> Outcome {
 }
 
 /// Sandbox delivery: reported like live mail, never relayed.
-pub fn sandbox(job: &Job) -> Outcome {
+/// `no_relay`: no relay is configured at all (else the message came with a test key).
+pub fn sandbox(job: &Job, no_relay: bool) -> Outcome {
     Reply {
         status: RecipientStatus::Delivered,
         code: Some(250),
         enhanced: Some("2.0.0".into()),
         response: Some("sandbox: accepted and not relayed".into()),
         relay_host: Some("sandbox".into()),
-        detail: Some(if job.sandbox {
+        detail: Some(if !no_relay {
             "test key: sandbox delivery".into()
         } else {
             "no relay configured: sandbox delivery".into()

@@ -271,7 +271,7 @@ impl Worker {
 
     async fn attempt(&self, job: Job) -> Outcome {
         if job.sandbox || self.relays.is_sandbox() {
-            return classify::sandbox(&job);
+            return classify::sandbox(&job, self.relays.is_sandbox());
         }
         let Some(chain) = self.relays.chain(job.relay.as_deref()) else {
             let detail = format!(
