@@ -85,6 +85,12 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
             format!("timeout: the relay gave no complete answer within {limit:?}"),
             Some(host.to_string()),
         ),
+        Err(err @ (RelayError::Connect(_) | RelayError::Setup(_))) => Reply::transient(
+            None,
+            None,
+            format!("connection: {err}"),
+            Some(host.to_string()),
+        ),
         Err(RelayError::Smtp(err)) => {
             let code = err.status().and_then(|c| c.to_string().parse::<i32>().ok());
             let text = std::error::Error::source(&err).map(|s| s.to_string());
