@@ -166,14 +166,8 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut data = store::list(&state.pool, key.project_id, reason, before, limit + 1).await?;
-    let has_more = data.len() as i64 > limit;
-    data.truncate(limit as usize);
-    let next_cursor = if has_more {
-        data.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let rows = store::list(&state.pool, key.project_id, reason, before, limit + 1).await?;
+    let (data, next_cursor, has_more) = paging::split(rows, limit, encode_cursor);
     Ok(Json(SuppressionList {
         data,
         next_cursor,

@@ -584,14 +584,9 @@ pub async fn deliveries(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut rows = store::deliveries(&state.pool, endpoint.id, status, before, limit + 1).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if has_more {
-        rows.last().map(|r| encode_cursor(r.created_at, r.id))
-    } else {
-        None
-    };
+    let rows = store::deliveries(&state.pool, endpoint.id, status, before, limit + 1).await?;
+    let (rows, next_cursor, has_more) =
+        paging::split(rows, limit, |r| encode_cursor(r.created_at, r.id));
     Ok(Json(DeliveryList {
         data: rows.into_iter().map(Into::into).collect(),
         next_cursor,

@@ -321,11 +321,7 @@ impl Relay {
     }
 
     fn tls_parameters(&self) -> anyhow::Result<TlsParameters> {
-        TlsParameters::builder(self.url.host.clone())
-            .dangerous_accept_invalid_certs(self.config.tls_insecure)
-            .dangerous_accept_invalid_hostnames(self.config.tls_insecure)
-            .build_rustls()
-            .context("TLS parameters")
+        tls_parameters(&self.url, &self.config)
     }
 
     /// Walks through a session step by step (connect and EHLO, STARTTLS, AUTH) on a fresh
@@ -422,13 +418,7 @@ impl Relay {
         config: &RelayConfig,
         timeout: Duration,
     ) -> anyhow::Result<Transport> {
-        let tls_params = || {
-            TlsParameters::builder(url.host.clone())
-                .dangerous_accept_invalid_certs(config.tls_insecure)
-                .dangerous_accept_invalid_hostnames(config.tls_insecure)
-                .build_rustls()
-                .context("TLS parameters")
-        };
+        let tls_params = || tls_parameters(url, config);
         let tls = match url.tls {
             TlsMode::None => Tls::None,
             TlsMode::Opportunistic => Tls::Opportunistic(tls_params()?),
@@ -445,6 +435,15 @@ impl Relay {
         }
         Ok(builder.build())
     }
+}
+
+/// TLS for this relay; `tls_insecure` accepts any certificate (self-signed test relays only).
+fn tls_parameters(url: &RelayUrl, config: &RelayConfig) -> anyhow::Result<TlsParameters> {
+    TlsParameters::builder(url.host.clone())
+        .dangerous_accept_invalid_certs(config.tls_insecure)
+        .dangerous_accept_invalid_hostnames(config.tls_insecure)
+        .build_rustls()
+        .context("TLS parameters")
 }
 
 /// Every configured relay by name. Empty means sandbox delivery.
