@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-20000}
 sink_port=$(free_port)
-smtp-sink $SINK_USER -c 127.0.0.1:"$sink_port" 512 &
+smtp-sink $SINK_USER 127.0.0.1:"$sink_port" 512 &
 BENCH_PIDS+=($!)
 sleep 0.3
 
@@ -59,15 +59,27 @@ kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
 postfix_rate=0
 if command -v postfix >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	pf_port=$(free_port)
-	cp /etc/postfix/main.cf /tmp/mailgate-bench-main.cf
+	# Debian's package installed non-interactively ("No configuration") has no main.cf: start
+	# from an empty one (Postfix's defaults) and remove it again afterwards.
+	had_main_cf=0
+	if [ -f /etc/postfix/main.cf ]; then
+		had_main_cf=1
+		cp /etc/postfix/main.cf /tmp/mailgate-bench-main.cf
+	else
+		: >/etc/postfix/main.cf
+	fi
 	cp /etc/postfix/master.cf /tmp/mailgate-bench-master.cf
 	restore_postfix() {
 		postfix stop >/dev/null 2>&1 || true
-		cp /tmp/mailgate-bench-main.cf /etc/postfix/main.cf
+		if [ "$had_main_cf" = 1 ]; then
+			cp /tmp/mailgate-bench-main.cf /etc/postfix/main.cf
+		else
+			rm -f /etc/postfix/main.cf
+		fi
 		cp /tmp/mailgate-bench-master.cf /etc/postfix/master.cf
 	}
 	trap 'restore_postfix; bench_cleanup' EXIT
-	postconf -e "inet_interfaces = loopback-only" "mydestination =" "relayhost = [127.0.0.1]:$sink_port" \
+	postconf -e "myhostname = localhost.localdomain" "compatibility_level = 3.6" "inet_interfaces = loopback-only" "mydestination =" "relayhost = [127.0.0.1]:$sink_port" \
 		"mynetworks = 127.0.0.0/8" "smtp_tls_security_level = none" "default_destination_concurrency_limit = 32" \
 		"maillog_file = /var/log/postfix-bench.log" "smtpd_recipient_restrictions = permit_mynetworks, reject"
 	postconf -M "$pf_port/inet=$pf_port inet n - n - - smtpd"

@@ -17,7 +17,9 @@ use crate::{
     ratelimit::{AuthThrottle, Limiter},
     retention,
     smtp::{SmtpListener, limit::SubmissionLimiter},
-    store, webhooks,
+    store,
+    store::group_commit::GroupCommit,
+    webhooks,
 };
 
 pub struct Application {
@@ -72,7 +74,11 @@ impl Application {
         } else {
             None
         };
+        // A quarter of the pool commits sends: enough that a lone send never waits for a
+        // committer, few enough that a burst forms groups instead of a queue of statements.
+        let committers = (config.database_pool_size as usize / 4).clamp(2, 8);
         let state = AppState {
+            commits: GroupCommit::start(pool.clone(), committers),
             pool,
             config: Arc::new(config),
             relays,

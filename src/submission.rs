@@ -14,7 +14,7 @@ use crate::{
     smtp::message::{self as raw, MessageError, Submitted},
     store::{
         api_keys::AuthenticatedKey,
-        messages::{self, AcceptedMessage, Submitter},
+        messages::{AcceptedMessage, Submitter},
     },
     templates,
 };
@@ -68,35 +68,16 @@ pub async fn prepare(
     })
 }
 
-/// Commits prepared messages together (one statement) and wakes the workers.
-/// Only then may the caller answer 2xx. Answers come back in input order.
+/// Commits prepared messages together (one statement, perhaps shared with other sends: see
+/// `store::group_commit`) and wakes the workers. Only then may the caller answer 2xx.
+/// Answers come back in input order.
 pub async fn commit(
     state: &AppState,
     key: &AuthenticatedKey,
-    prepared: &[Prepared],
+    prepared: Vec<Prepared>,
 ) -> Result<Vec<Accepted>, ApiError> {
     if prepared.is_empty() {
         return Ok(Vec::new());
-    }
-    let mut batch = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        let email = &p.email;
-        batch.push(AcceptedMessage {
-            id: p.id,
-            from: email.from.email.as_str(),
-            subject: &email.subject,
-            message_id: &p.message_id,
-            mime: &p.mime,
-            tags: &email.tags,
-            metadata: serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?,
-            relay: email.relay.as_deref(),
-            send_at: email.send_at,
-            recipients: email
-                .recipients()
-                .into_iter()
-                .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
-                .collect(),
-        });
     }
     let by = Submitter {
         project_id: key.project_id,
@@ -104,9 +85,31 @@ pub async fn commit(
         // Test keys never relay, whatever the configuration says.
         sandbox: key.test_mode || state.relays.is_sandbox(),
     };
-    let rows = messages::insert(&state.pool, &by, &batch).await?;
+    let ids: Vec<Uuid> = prepared.iter().map(|p| p.id).collect();
+    let mut batch = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let email = p.email;
+        batch.push(AcceptedMessage {
+            id: p.id,
+            by,
+            metadata: serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?,
+            recipients: email
+                .recipients()
+                .into_iter()
+                .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
+                .collect(),
+            from: email.from.email.as_str().to_string(),
+            subject: email.subject,
+            message_id: p.message_id,
+            mime: p.mime,
+            tags: email.tags,
+            relay: email.relay,
+            send_at: email.send_at,
+        });
+    }
+    let rows = state.commits.commit(batch).await?;
     metrics::counter!("mailgate_messages_accepted_total", "project" => key.project_id.to_string())
-        .increment(prepared.len() as u64);
+        .increment(ids.len() as u64);
     state.waker.wake();
     let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
     for r in rows {
@@ -118,12 +121,12 @@ pub async fn commit(
                 status: r.status,
             });
     }
-    Ok(prepared
-        .iter()
-        .map(|p| {
-            let recipients = by_message.remove(&p.id).unwrap_or_default();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let recipients = by_message.remove(&id).unwrap_or_default();
             Accepted {
-                id: p.id,
+                id,
                 status: summarise(recipients.iter().map(|r| r.status.as_str())).to_string(),
                 recipients,
             }
@@ -138,7 +141,7 @@ pub async fn submit(
     request: SendRequest,
 ) -> Result<Accepted, ApiError> {
     let prepared = prepare(state, key, request).await?;
-    let mut accepted = commit(state, key, std::slice::from_ref(&prepared)).await?;
+    let mut accepted = commit(state, key, vec![prepared]).await?;
     accepted
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("commit returned no answer")))
@@ -192,17 +195,23 @@ pub async fn commit_raw(
     state: &AppState,
     project_id: Uuid,
     key: Option<&AuthenticatedKey>,
-    prepared: &PreparedRaw,
+    prepared: PreparedRaw,
 ) -> Result<Accepted, ApiError> {
-    let m = &prepared.message;
+    let m = prepared.message;
     let message = AcceptedMessage {
         id: prepared.id,
-        from: prepared.from.as_str(),
-        subject: &m.subject,
-        message_id: &m.message_id,
-        mime: &m.mime,
-        tags: &m.tags,
+        by: Submitter {
+            project_id,
+            api_key_id: key.map(|k| k.id),
+            // Test keys never relay, whatever the configuration says.
+            sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
+        },
         metadata: serde_json::to_value(&m.metadata).map_err(anyhow::Error::from)?,
+        from: prepared.from.as_str().to_string(),
+        subject: m.subject,
+        message_id: m.message_id,
+        mime: m.mime,
+        tags: m.tags,
         relay: None,
         send_at: None,
         recipients: prepared
@@ -211,13 +220,7 @@ pub async fn commit_raw(
             .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
             .collect(),
     };
-    let by = Submitter {
-        project_id,
-        api_key_id: key.map(|k| k.id),
-        // Test keys never relay, whatever the configuration says.
-        sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
-    };
-    let rows = messages::insert(&state.pool, &by, std::slice::from_ref(&message)).await?;
+    let rows = state.commits.commit(vec![message]).await?;
     metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
         .increment(1);
     state.waker.wake();

@@ -164,7 +164,7 @@ pub async fn send_batch(
                 *decision.lock().expect("not poisoned") = charged;
             }
             // The valid ones are committed together, in one statement.
-            let accepted = submission::commit(&state, &key, &prepared).await?;
+            let accepted = submission::commit(&state, &key, prepared).await?;
             for (slot, answer) in slots.into_iter().zip(accepted) {
                 results[slot] = Some(BatchItem {
                     status: StatusCode::ACCEPTED.as_u16(),

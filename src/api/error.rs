@@ -62,14 +62,13 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            // A pool that cannot connect is an outage, not a bug: say so and let clients retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::Unavailable("the database is unavailable; retry later".into())
-            }
-            other => ApiError::Internal(anyhow::Error::new(other).context("database error")),
+        // A database that cannot be reached is an outage, not a bug: say so and let clients
+        // retry.
+        if crate::store::is_outage(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::Unavailable("the database is unavailable; retry later".into());
         }
+        ApiError::Internal(anyhow::Error::new(err).context("database error"))
     }
 }
 

@@ -31,6 +31,7 @@ use crate::{
     delivery::Relays,
     queue::wake::Waker,
     ratelimit::{AuthThrottle, Limiter},
+    store::group_commit::GroupCommit,
     templates::TemplateCache,
 };
 
@@ -38,6 +39,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Where sends commit (`store::group_commit`).
+    pub commits: GroupCommit,
     pub config: Arc<Config>,
     pub relays: Arc<Relays>,
     pub waker: Waker,

@@ -486,7 +486,7 @@ impl Session<'_> {
                 return;
             }
         }
-        match submission::commit_raw(&shared.state, project_id, key, &prepared).await {
+        match submission::commit_raw(&shared.state, project_id, key, prepared).await {
             Ok(accepted) => {
                 tracing::info!(
                     id = %accepted.id,

@@ -2,26 +2,30 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// A message ready to commit: validated, rendered, with its id assigned.
-pub struct AcceptedMessage<'a> {
+/// A message ready to commit: validated, rendered, with its id assigned. Owned, so it can
+/// wait in the group-commit queue (`store::group_commit`) beside other senders' messages.
+pub struct AcceptedMessage {
     pub id: Uuid,
-    pub from: &'a str,
-    pub subject: &'a str,
-    pub message_id: &'a str,
-    pub mime: &'a [u8],
-    pub tags: &'a [String],
+    pub by: Submitter,
+    pub from: String,
+    pub subject: String,
+    pub message_id: String,
+    pub mime: Vec<u8>,
+    pub tags: Vec<String>,
     pub metadata: serde_json::Value,
-    pub relay: Option<&'a str>,
+    pub relay: Option<String>,
     /// Scheduled delivery time; `None` sends now.
     pub send_at: Option<DateTime<Utc>>,
     /// (address, kind) in request order.
     pub recipients: Vec<(String, &'static str)>,
 }
 
-/// Who submitted a group of messages; shared by every message of a batch.
+/// Who submitted a message. Each message carries its own, so one statement may commit
+/// messages of several projects.
+#[derive(Debug, Clone, Copy)]
 pub struct Submitter {
     pub project_id: Uuid,
     pub api_key_id: Option<Uuid>,
@@ -41,30 +45,35 @@ pub struct RecipientState {
 /// events in one statement: one round trip for a whole batch, and nothing is acknowledged
 /// before it is durable. Returns the recipients in input order.
 pub async fn insert(
-    pool: &PgPool,
-    by: &Submitter,
-    batch: &[AcceptedMessage<'_>],
+    conn: &mut PgConnection,
+    batch: &[AcceptedMessage],
 ) -> sqlx::Result<Vec<RecipientState>> {
+    let mut projects = Vec::with_capacity(batch.len());
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut sandboxes = Vec::with_capacity(batch.len());
     let mut ids = Vec::with_capacity(batch.len());
     let mut froms = Vec::with_capacity(batch.len());
     let mut subjects = Vec::with_capacity(batch.len());
     let mut message_ids = Vec::with_capacity(batch.len());
-    let mut mimes: Vec<&[u8]> = Vec::with_capacity(batch.len());
+    let mut mimes = Vec::with_capacity(batch.len());
     let mut tags = Vec::with_capacity(batch.len());
     let mut metadata = Vec::with_capacity(batch.len());
     let mut relays = Vec::with_capacity(batch.len());
     let mut send_ats = Vec::with_capacity(batch.len());
     let (mut r_msg, mut r_email, mut r_kind) = (Vec::new(), Vec::new(), Vec::new());
     for (i, m) in batch.iter().enumerate() {
+        projects.push(m.by.project_id);
+        keys.push(m.by.api_key_id);
+        sandboxes.push(m.by.sandbox);
         ids.push(m.id);
-        froms.push(m.from);
-        subjects.push(m.subject);
-        message_ids.push(m.message_id);
-        mimes.push(m.mime);
+        froms.push(m.from.as_str());
+        subjects.push(m.subject.as_str());
+        message_ids.push(m.message_id.as_str());
+        mimes.push(m.mime.as_slice());
         // Postgres arrays must be rectangular, so per-message tag lists travel as JSON.
         tags.push(serde_json::json!(m.tags));
         metadata.push(m.metadata.clone());
-        relays.push(m.relay);
+        relays.push(m.relay.as_deref());
         send_ats.push(m.send_at);
         for (email, kind) in &m.recipients {
             r_msg.push(i as i32 + 1);
@@ -75,15 +84,17 @@ pub async fn insert(
     sqlx::query_as(
         r#"
         WITH m_in AS (
-            SELECT * FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[],
+                                 $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bytea[],
                                  $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[])
-                WITH ORDINALITY AS t(id, from_addr, subject, message_id, mime, tags, metadata, relay, send_at, ord)
+                WITH ORDINALITY AS t(project_id, api_key_id, sandbox, id, from_addr, subject,
+                                     message_id, mime, tags, metadata, relay, send_at, ord)
         ),
         r_in AS (
             SELECT r.email, r.kind, r.ord, m.id AS message_id, m.ord AS msg_ord,
                    CASE
                        WHEN EXISTS (SELECT 1 FROM suppressions s
-                                    WHERE s.project_id = $1 AND s.email = lower(r.email)) THEN 'suppressed'
+                                    WHERE s.project_id = m.project_id AND s.email = lower(r.email)) THEN 'suppressed'
                        WHEN m.send_at > now() THEN 'scheduled'
                        ELSE 'queued'
                    END AS status,
@@ -94,8 +105,8 @@ pub async fn insert(
         msg AS (
             INSERT INTO messages (id, project_id, api_key_id, status, from_addr, subject, message_id,
                                   mime, tags, metadata, relay, sandbox, send_at)
-            SELECT m.id, $1, $2, s.status, m.from_addr, m.subject, m.message_id, m.mime,
-                   ARRAY(SELECT jsonb_array_elements_text(m.tags)), m.metadata, m.relay, $3, m.send_at
+            SELECT m.id, m.project_id, m.api_key_id, s.status, m.from_addr, m.subject, m.message_id, m.mime,
+                   ARRAY(SELECT jsonb_array_elements_text(m.tags)), m.metadata, m.relay, m.sandbox, m.send_at
             FROM m_in m
             JOIN LATERAL (SELECT mailgate_message_status(array_agg(r.status)) AS status
                           FROM r_in r WHERE r.msg_ord = m.ord) s ON true
@@ -114,9 +125,9 @@ pub async fn insert(
         SELECT message_id, email, status FROM rcpt ORDER BY id
         "#,
     )
-    .bind(by.project_id)
-    .bind(by.api_key_id)
-    .bind(by.sandbox)
+    .bind(&projects)
+    .bind(&keys)
+    .bind(&sandboxes)
     .bind(&ids)
     .bind(&froms)
     .bind(&subjects)
@@ -129,7 +140,7 @@ pub async fn insert(
     .bind(&r_msg)
     .bind(&r_email)
     .bind(&r_kind)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
 }
 

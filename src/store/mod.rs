@@ -1,6 +1,7 @@
 //! SQL access, one file per table group. Nothing outside this folder and `queue/` writes SQL.
 
 pub mod api_keys;
+pub mod group_commit;
 pub mod idempotency;
 pub mod messages;
 pub mod projects;
@@ -35,4 +36,18 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("failed to apply database migrations")
+}
+
+/// Whether `err` means the database is unreachable or going away (an outage, answered 503 so
+/// clients retry) rather than a refused statement: no connection, a dead socket, or Postgres
+/// saying it is shutting down, restarting or not yet accepting connections (SQLSTATE classes
+/// 08 and 57, e.g. `57P01` when `pg_ctl stop -m fast` ends a busy connection).
+pub fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
+    }
 }

@@ -8,6 +8,7 @@ mod batch;
 mod delivery;
 mod dkim;
 mod docs;
+mod group_commit;
 mod idempotency;
 mod instances;
 mod listing;
