@@ -106,14 +106,26 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
                                  $7::text[], $8::text[], $9::text[], $10::text[])
                 AS t(id, attempt, status, next_at, code, enhanced, response, host, detail)
+        ), fenced AS MATERIALIZED (
+            -- One primary-key probe per outcome, locking the rows this lease still holds. The
+            -- fence is checked here, not in the UPDATE below: there the planner would estimate
+            -- it from statistics taken while the rows were still queued (about one row) and
+            -- scan the whole table once per outcome, quadratic on a large backlog.
+            SELECT i.* FROM input i
+            CROSS JOIN LATERAL (
+                SELECT 1 FROM recipients r0
+                WHERE r0.id = i.id AND r0.attempts = i.attempt AND r0.lease_owner = $1
+                  AND r0.status IN ('sending', 'deferred')
+                FOR UPDATE OF r0
+            ) held
         ), upd AS (
+            -- The rows are locked by this transaction, so they still pass the fence.
             UPDATE recipients r
             SET status = i.status, next_attempt_at = coalesce(i.next_at, r.next_attempt_at),
                 lease_owner = NULL, lease_until = NULL, smtp_code = i.code, enhanced_code = i.enhanced,
                 smtp_response = i.response, relay_host = i.host, updated_at = now()
-            FROM input i
-            WHERE r.id = i.id AND r.attempts = i.attempt AND r.lease_owner = $1
-              AND r.status IN ('sending', 'deferred')
+            FROM fenced i
+            WHERE r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
                       i.host, i.detail
         ), ev AS (

@@ -138,3 +138,82 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
     );
     assert!(delivered >= 1);
 }
+
+fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
+    mailgate::queue::Outcome {
+        recipient_id: job.recipient_id,
+        attempt: job.attempts,
+        status: mailgate::domain::RecipientStatus::Delivered,
+        next_attempt_at: None,
+        smtp_code: Some(250),
+        enhanced_code: None,
+        smtp_response: Some("ok".into()),
+        relay_host: None,
+        detail: None,
+    }
+}
+
+/// A worker whose lease was taken over (it stalled past `lease_secs`) may still finish its
+/// attempt; its outcome must not overwrite the newer attempt, and outcomes of a batch that
+/// still hold their lease go through beside it.
+#[tokio::test]
+async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_kept() {
+    use mailgate::queue;
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.workers_enabled = false;
+    let app = TestApp::start(config).await;
+    let stale_id = app
+        .send_ok(&json!({"from": "a@example.com", "to": "stale@example.com", "subject": "s", "text": "t"}))
+        .await;
+    let kept_id = app
+        .send_ok(&json!({"from": "a@example.com", "to": "kept@example.com", "subject": "s", "text": "t"}))
+        .await;
+    let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let first = queue::claim(&app.pool, a, 10, 60.0).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let stale = first
+        .iter()
+        .find(|j| j.email == "stale@example.com")
+        .unwrap();
+    let kept = first
+        .iter()
+        .find(|j| j.email == "kept@example.com")
+        .unwrap();
+
+    // Worker a stalls on `stale`; its lease runs out and worker b takes it over.
+    sqlx::query("UPDATE recipients SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(stale.recipient_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    queue::reclaim_expired(&app.pool, 10).await.unwrap();
+    let second = queue::claim(&app.pool, b, 10, 60.0).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].recipient_id, stale.recipient_id);
+    assert_eq!(second[0].attempts, stale.attempts + 1);
+
+    // a reports both: only the one it still holds counts.
+    let done = queue::complete(&app.pool, a, &[delivered(stale), delivered(kept)])
+        .await
+        .unwrap();
+    assert_eq!(done, 1, "one message changed");
+    let kept_now = app.get_email(&kept_id).await;
+    assert_eq!(
+        kept_now["recipients"][0]["status"], "delivered",
+        "{kept_now}"
+    );
+    let stale_now = app.get_email(&stale_id).await;
+    assert_eq!(
+        stale_now["recipients"][0]["status"], "sending",
+        "b's attempt is still in flight: {stale_now}"
+    );
+
+    // b's own outcome lands.
+    queue::complete(&app.pool, b, &[delivered(&second[0])])
+        .await
+        .unwrap();
+    let stale_now = app.get_email(&stale_id).await;
+    assert_eq!(stale_now["recipients"][0]["status"], "delivered");
+    assert_eq!(stale_now["recipients"][0]["attempts"], 2);
+}
