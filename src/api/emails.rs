@@ -299,13 +299,19 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
 }
 
 async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
-    let mut message = messages::find(&state.pool, project_id, id)
+    // One snapshot for the message, its recipients and its events. Read on separate
+    // connections, a delivery committing in between showed a `delivered` status without its
+    // `delivered` event.
+    let mut tx = state
+        .pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let mut message = messages::find(&mut tx, project_id, id)
         .await?
         .ok_or(ApiError::NotFound("email"))?;
-    let (recipients, events) = tokio::try_join!(
-        messages::recipients(&state.pool, id),
-        messages::events(&state.pool, id)
-    )?;
+    let recipients = messages::recipients(&mut tx, id).await?;
+    let events = messages::events(&mut tx, id).await?;
+    tx.commit().await?;
     // The stored status is refreshed in batches; the recipients are the truth right now.
     message.status = summarise(recipients.iter().map(|r| r.status.as_str())).to_string();
     Ok(EmailDetail {

@@ -190,7 +190,11 @@ pub struct EventRow {
 }
 
 /// A message of this project only: another project's id reads as absent.
-pub async fn find(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Option<MessageRow>> {
+pub async fn find(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<MessageRow>> {
     sqlx::query_as(
         "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, send_at, created_at,
                 updated_at
@@ -198,11 +202,11 @@ pub async fn find(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Opt
     )
     .bind(id)
     .bind(project_id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
 }
 
-pub async fn recipients(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<RecipientRow>> {
+pub async fn recipients(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<RecipientRow>> {
     sqlx::query_as(
         "SELECT email, kind, status, attempts,
                 CASE WHEN status IN ('queued', 'deferred', 'scheduled') THEN next_attempt_at END AS next_attempt_at,
@@ -210,17 +214,17 @@ pub async fn recipients(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<RecipientRo
          FROM recipients WHERE message_id = $1 ORDER BY id",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
-pub async fn events(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<EventRow>> {
+pub async fn events(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(
         "SELECT type AS kind, recipient, at, attempt, smtp_code, enhanced_code, smtp_response, relay_host, detail
          FROM events WHERE message_id = $1 ORDER BY id",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 

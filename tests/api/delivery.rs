@@ -249,3 +249,43 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+/// What `GET /v1/emails/{id}` shows is one moment: a recipient shown `delivered` always has
+/// its `delivered` event beside it, however the reads interleave with deliveries.
+#[tokio::test]
+async fn an_email_read_during_delivery_never_shows_a_status_without_its_event() {
+    let smtp = TestSmtpServer::start().await;
+    // Deliveries spread over a second or so, so reads land between their commits.
+    smtp.set_data_delay(Duration::from_millis(10));
+    let app = spawn_app_relaying_to(&smtp).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            app.send_ok(&msg(json!([
+                format!("a{i}@example.com"),
+                format!("b{i}@example.com")
+            ])))
+            .await,
+        );
+    }
+    let start = std::time::Instant::now();
+    let mut done = std::collections::HashSet::new();
+    while done.len() < ids.len() {
+        assert!(start.elapsed() < WAIT, "not all delivered in {WAIT:?}");
+        let reads = futures_util::future::join_all(ids.iter().map(|id| app.get_email(id))).await;
+        for (id, email) in ids.iter().zip(reads) {
+            let events = event_types(&email);
+            for (rcpt, status) in recipient_statuses(&email) {
+                if status == "delivered" {
+                    assert!(
+                        events.contains(&format!("delivered:{rcpt}")),
+                        "{rcpt} shown delivered without its event: {email:#}"
+                    );
+                }
+            }
+            if email["status"] == "delivered" {
+                done.insert(id.clone());
+            }
+        }
+    }
+}
