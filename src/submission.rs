@@ -79,13 +79,7 @@ pub async fn commit(
     if prepared.is_empty() {
         return Ok(Vec::new());
     }
-    let by = Submitter {
-        project_id: key.project_id,
-        api_key_id: Some(key.id),
-        // Test keys never relay, whatever the configuration says.
-        sandbox: key.test_mode || state.relays.is_sandbox(),
-    };
-    let ids: Vec<Uuid> = prepared.iter().map(|p| p.id).collect();
+    let by = submitter(state, key.project_id, Some(key));
     let mut batch = Vec::with_capacity(prepared.len());
     for p in prepared {
         let email = p.email;
@@ -107,8 +101,28 @@ pub async fn commit(
             send_at: email.send_at,
         });
     }
+    commit_accepted(state, key.project_id, batch).await
+}
+
+/// Who a send counts as. Test keys never relay, whatever the configuration says.
+fn submitter(state: &AppState, project_id: Uuid, key: Option<&AuthenticatedKey>) -> Submitter {
+    Submitter {
+        project_id,
+        api_key_id: key.map(|k| k.id),
+        sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
+    }
+}
+
+/// The commit every way in shares: group commit, count, wake the workers, and one answer per
+/// message in input order.
+async fn commit_accepted(
+    state: &AppState,
+    project_id: Uuid,
+    batch: Vec<AcceptedMessage>,
+) -> Result<Vec<Accepted>, ApiError> {
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
     let rows = state.commits.commit(batch).await?;
-    metrics::counter!("mailgate_messages_accepted_total", "project" => key.project_id.to_string())
+    metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
         .increment(ids.len() as u64);
     state.waker.wake();
     let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
@@ -141,10 +155,7 @@ pub async fn submit(
     request: SendRequest,
 ) -> Result<Accepted, ApiError> {
     let prepared = prepare(state, key, request).await?;
-    let mut accepted = commit(state, key, vec![prepared]).await?;
-    accepted
-        .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("commit returned no answer")))
+    the_one(commit(state, key, vec![prepared]).await?)
 }
 
 /// A message submitted as MIME (SMTP): its envelope, and the bytes to relay as they are.
@@ -200,12 +211,7 @@ pub async fn commit_raw(
     let m = prepared.message;
     let message = AcceptedMessage {
         id: prepared.id,
-        by: Submitter {
-            project_id,
-            api_key_id: key.map(|k| k.id),
-            // Test keys never relay, whatever the configuration says.
-            sandbox: key.is_some_and(|k| k.test_mode) || state.relays.is_sandbox(),
-        },
+        by: submitter(state, project_id, key),
         metadata: serde_json::to_value(&m.metadata).map_err(anyhow::Error::from)?,
         from: prepared.from.as_str().to_string(),
         subject: m.subject,
@@ -220,20 +226,12 @@ pub async fn commit_raw(
             .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
             .collect(),
     };
-    let rows = state.commits.commit(vec![message]).await?;
-    metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
-        .increment(1);
-    state.waker.wake();
-    let recipients: Vec<RecipientSummary> = rows
-        .into_iter()
-        .map(|r| RecipientSummary {
-            email: r.email,
-            status: r.status,
-        })
-        .collect();
-    Ok(Accepted {
-        id: prepared.id,
-        status: summarise(recipients.iter().map(|r| r.status.as_str())).to_string(),
-        recipients,
-    })
+    the_one(commit_accepted(state, project_id, vec![message]).await?)
+}
+
+/// The answer to a commit of one message.
+fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, ApiError> {
+    accepted
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("commit returned no answer")))
 }

@@ -117,8 +117,13 @@ async fn commit_group(pool: &PgPool, group: Vec<Job>) {
     let deadline = oldest + pool.options().get_acquire_timeout();
     let mut conn = match tokio::time::timeout_at(deadline.into(), pool.acquire()).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(err)) => return fail(group, &err),
-        Err(_) => return fail(group, &sqlx::Error::PoolTimedOut),
+        Ok(Err(err)) => return fail(group.into_iter().map(|j| j.reply), &err),
+        Err(_) => {
+            return fail(
+                group.into_iter().map(|j| j.reply),
+                &sqlx::Error::PoolTimedOut,
+            );
+        }
     };
     if group.len() == 1 {
         let job = group.into_iter().next().expect("one job");
@@ -137,7 +142,7 @@ async fn commit_group(pool: &PgPool, group: Vec<Job>) {
     }
     match messages::insert(&mut conn, &all).await {
         Ok(rows) => {
-            // Rows come back in input order; hand each send its own.
+            // Hand each send the rows of its own messages; they stay in input order.
             let mut owner = HashMap::with_capacity(all.len());
             let mut i = 0;
             for (job, size) in sizes.iter().enumerate() {
@@ -166,17 +171,13 @@ async fn commit_group(pool: &PgPool, group: Vec<Job>) {
             }
         }
         // The database went away mid-statement: the same is true for every send of the group.
-        Err(err) => {
-            for reply in replies {
-                let _ = reply.send(Err(same_error(&err)));
-            }
-        }
+        Err(err) => fail(replies, &err),
     }
 }
 
-fn fail(group: Vec<Job>, err: &sqlx::Error) {
-    for job in group {
-        let _ = job.reply.send(Err(same_error(err)));
+fn fail(replies: impl IntoIterator<Item = oneshot::Sender<Answer>>, err: &sqlx::Error) {
+    for reply in replies {
+        let _ = reply.send(Err(same_error(err)));
     }
 }
 
