@@ -14,14 +14,7 @@ port=$(free_port)
 # Workers off: this measures accepting, not relaying.
 start_mailgate "$db" "$port" MAILGATE_WORKERS_ENABLED=false MAILGATE_DATABASE_POOL_SIZE=32
 
-script=$(mktemp)
-body=$(body_2k)
-cat >"$script" <<LUA
-wrk.method = "POST"
-wrk.body = [[$body]]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $key"
-LUA
+script=$(wrk_send_script "$key" "$(body_2k)")
 mg_log "bench: mailgate accept, $CONNS connections, ${SECS}s"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$script" "http://127.0.0.1:$port/v1/emails" | tee /tmp/bench-accept-wrk.txt
 api_rate=$(awk '/Requests\/sec/ {print $2}' /tmp/bench-accept-wrk.txt)

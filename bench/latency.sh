@@ -17,13 +17,7 @@ start_mailgate "$db" "$port" MAILGATE_WORKERS_ENABLED=false MAILGATE_DATABASE_PO
 	MAILGATE_RATELIMIT__ENABLED=false
 
 body=$(body_2k)
-full=$(mktemp)
-cat >"$full" <<LUA
-wrk.method = "POST"
-wrk.body = [[$body]]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $key"
-LUA
+full=$(wrk_send_script "$key" "$body")
 mg_log "bench: maximum accept rate, $CONNS connections"
 max=$(wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$full" "http://127.0.0.1:$port/v1/emails" | awk '/Requests\/sec/ {print $2}')
 

@@ -55,6 +55,19 @@ start_mailgate() {
 	mg_die "mailgate did not start (see ${TMPDIR:-/tmp}/mailgate-bench.log)"
 }
 
+# wrk_send_script KEY BODY: a temporary wrk script that POSTs BODY with KEY; prints its path.
+wrk_send_script() {
+	local script
+	script=$(mktemp)
+	cat >"$script" <<LUA
+wrk.method = "POST"
+wrk.body = [[$2]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $1"
+LUA
+	echo "$script"
+}
+
 # A ~2 KB text body, the size the issue's benchmarks use.
 body_2k() {
 	python3 - <<'PY'
