@@ -7,6 +7,8 @@
 #   ensure_postgres         a reachable PostgreSQL + MAILGATE_DATABASE_URL + its database
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
 #   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy (best effort)
+#   ensure_pypi_tool CMD [PACKAGE]  a command-line tool from PyPI (schemathesis,
+#                           openapi-spec-validator), else exit 1
 #
 # Progress goes to stderr, one short line per step.
 set -euo pipefail
@@ -440,4 +442,24 @@ _mg_ensure_dkimpy() {
 	else
 		mg_warn "tools: could not install dkimpy and pynacl (pip); the DKIM tests will say so"
 	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools from PyPI (CI fails without them: they check the API and its spec).
+
+# ensure_pypi_tool CMD [PACKAGE]: CMD on PATH, installed with pip from PACKAGE (default CMD).
+ensure_pypi_tool() {
+	local cmd=$1 pkg=${2:-$1}
+	if command -v "$cmd" >/dev/null 2>&1; then
+		return 0
+	fi
+	command -v python3 >/dev/null 2>&1 || _mg_apt_install python3 python3-pip ||
+		mg_die "$cmd: python3 is needed to install it from PyPI"
+	mg_log "$cmd: installing $pkg from PyPI"
+	python3 -m pip install -q --disable-pip-version-check "$pkg" >&2 ||
+		python3 -m pip install -q --disable-pip-version-check --break-system-packages "$pkg" >&2 ||
+		mg_die "$cmd: could not install $pkg with pip"
+	# pip --user puts scripts in ~/.local/bin, not always on PATH.
+	case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) export PATH="$PATH:$HOME/.local/bin" ;; esac
+	command -v "$cmd" >/dev/null 2>&1 || mg_die "$cmd: installed $pkg but $cmd is not on PATH"
 }

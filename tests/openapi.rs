@@ -10,3 +10,21 @@ fn the_committed_spec_matches_the_code() {
         "openapi/openapi.json is stale: run `mailgate openapi > openapi/openapi.json`"
     );
 }
+
+/// Validators (and generated clients) need each operation named once, after its resource.
+#[test]
+fn operation_ids_are_unique() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&mailgate::api::openapi::json()).expect("the spec is JSON");
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            if let Some(other) = seen.insert(id.to_string(), format!("{method} {path}")) {
+                panic!("operationId `{id}` is used by {other} and {method} {path}");
+            }
+        }
+    }
+}

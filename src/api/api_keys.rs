@@ -41,19 +41,26 @@ pub struct CreateKey {
     /// Project name; required for the operator, implied for a project key.
     #[serde(default)]
     pub project: Option<String>,
+    /// Scope names; an item may also list several, comma-separated.
+    #[schema(min_items = 1, value_type = Vec<ScopeName>)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub test: bool,
+    /// At most 100 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
     /// Messages per second; unset: `ratelimit.send.rate_per_sec`.
     #[serde(default)]
+    #[schema(minimum = 0.001, maximum = 1000000)]
     pub rate_per_sec: Option<f64>,
     /// Messages at once; unset: `ratelimit.send.burst`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub burst: Option<i64>,
     /// Messages per UTC day; unset: `ratelimit.send.daily_quota`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub daily_quota: Option<i64>,
 }
 
@@ -63,16 +70,29 @@ pub struct CreateKey {
 pub struct UpdateKey {
     /// Messages per second; `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>, nullable)]
+    #[schema(value_type = Option<f64>, nullable, minimum = 0.001, maximum = 1000000)]
     pub rate_per_sec: Option<Option<f64>>,
     /// Messages at once; `null` returns to the configured default.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, nullable)]
+    #[serde(default, deserialize_with = "present_whole_number")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 1000000)]
     pub burst: Option<Option<i64>>,
     /// Messages per day; `null` returns to the configured default.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, nullable)]
+    #[serde(default, deserialize_with = "present_whole_number")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 1000000000)]
     pub daily_quota: Option<Option<i64>>,
+}
+
+/// A key scope.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ScopeName {
+    Send,
+    Templates,
+    Messages,
+    Webhooks,
+    Suppressions,
+    Keys,
 }
 
 /// Tells `"field": null` (Some(None)) from a missing field (None, by `default`).
@@ -80,6 +100,31 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A JSON number with no fraction, `5.0` included: JSON Schema's `integer`. A fraction or a
+/// number beyond `i64` is refused (the range checks then name the allowed bounds).
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(Some(f as i64)),
+                Some(f) if f.fract() == 0.0 => Ok(Some(if f > 0.0 { i64::MAX } else { i64::MIN })),
+                _ => Err(D::Error::custom(format!(
+                    "expected a whole number, got {n}"
+                ))),
+            }
+        }
+    }
+}
+
+fn present_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    whole_number(d).map(Some)
 }
 
 /// Checks each given limit, reporting every bad field at once.
@@ -150,7 +195,7 @@ async fn target_project(state: &AppState, who: &Principal, named: Option<&str>) 
 }
 
 /// Create a key; the key is in the answer, once.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateKey,
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "create_api_key", tag = "keys", request_body = CreateKey,
     responses((status = 201, description = "Created", body = CreatedKey), ProblemResponses),
     security(("api_key" = []), ("operator" = [])))]
 pub async fn create(
@@ -199,7 +244,7 @@ pub struct ApiKeyList {
 }
 
 /// List keys (never the keys themselves).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "keys",
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "list_api_keys", tag = "keys",
     params(("project" = Option<String>, Query, description = "Project name (operator only; a key sees its own project)")),
     responses((status = 200, description = "Keys", body = ApiKeyList), ProblemResponses),
     security(("api_key" = []), ("operator" = [])))]
@@ -217,7 +262,7 @@ pub async fn list(
 }
 
 /// Revoke a key; requests with it fail within `http.key_cache_secs`.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys",
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revoke_api_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id")),
     responses((status = 200, description = "The revoked key", body = ApiKeyInfo), ProblemResponses),
     security(("api_key" = []), ("operator" = [])))]
@@ -239,7 +284,7 @@ pub async fn revoke(
 }
 
 /// Change a key's send limits.
-#[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "keys", request_body = UpdateKey,
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", operation_id = "update_api_key", tag = "keys", request_body = UpdateKey,
     params(("id" = String, Path, description = "The key's id")),
     responses((status = 200, description = "The key with its new limits", body = ApiKeyInfo), ProblemResponses),
     security(("api_key" = []), ("operator" = [])))]

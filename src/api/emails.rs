@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -19,7 +19,7 @@ use super::{
     AppState,
     auth::ProjectKey,
     error::{ApiError, ApiResult, FieldError, Problem},
-    extract::{RawJson, parse_json},
+    extract::{AppQuery, RawJson, parse_json, parse_json_object},
     idempotency,
     openapi::ProblemResponses,
     paging,
@@ -44,8 +44,8 @@ pub fn router() -> Router<AppState> {
 /// Send one message.
 ///
 /// Answers 202 only once the message is committed in Postgres.
-#[utoipa::path(post, path = "/v1/emails", tag = "emails", request_body = SendRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h replay the first answer")),
+#[utoipa::path(post, path = "/v1/emails", operation_id = "send_email", tag = "emails", request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Same key and body within 24 h replay the first answer")),
     responses((status = 202, description = "Accepted and committed", body = Accepted), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn send(
@@ -63,7 +63,7 @@ pub async fn send(
         "POST /v1/emails",
         &body,
         || async {
-            let request: SendRequest = parse_json(&body)?;
+            let request: SendRequest = parse_json_object(&body)?;
             let accepted = submission::submit(&state, &key, request).await?;
             Ok((
                 StatusCode::ACCEPTED,
@@ -72,6 +72,42 @@ pub async fn send(
         },
     )
     .await
+}
+
+/// The body of a batch: 1 to 500 (`http.max_batch`) send bodies. Each item is checked on its
+/// own and a bad one gets its problem in the result, so at the request level an item may be
+/// any JSON value.
+pub struct SendBatch;
+
+impl utoipa::PartialSchema for SendBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{
+            Ref,
+            schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType},
+        };
+        let item = AnyOfBuilder::new()
+            .item(Ref::from_schema_name("SendRequest"))
+            .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+            .description(Some("A send body, as `POST /v1/emails` takes it"));
+        ArrayBuilder::new()
+            .items(item)
+            .min_items(Some(1))
+            .max_items(Some(500))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SendBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("SendRequest".into(), SendRequest::schema()));
+        <SendRequest as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// One result per batch item, in request order: the 202 body or the problem.
@@ -100,8 +136,8 @@ pub struct BatchResult {
 /// Send up to 500 messages.
 ///
 /// Each item is checked on its own; the valid ones are committed together.
-#[utoipa::path(post, path = "/v1/emails/batch", tag = "emails", request_body = Vec<SendRequest>,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h replay the first answer")),
+#[utoipa::path(post, path = "/v1/emails/batch", operation_id = "send_email_batch", tag = "emails", request_body = SendBatch,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Same key and body within 24 h replay the first answer")),
     responses((status = 200, description = "Per-item results in request order", body = BatchResult), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn send_batch(
@@ -135,12 +171,16 @@ pub async fn send_batch(
             let mut prepared = Vec::new();
             let mut slots = Vec::new();
             for (i, item) in items.into_iter().enumerate() {
-                let outcome = match serde_path_to_error::deserialize::<_, SendRequest>(item) {
-                    Ok(request) => submission::prepare(&state, &key, request).await,
-                    Err(err) => Err(ApiError::Validation(vec![FieldError::new(
-                        err.path().to_string(),
-                        err.inner().to_string(),
-                    )])),
+                let outcome = if !item.is_object() {
+                    Err(ApiError::validation("body", "must be a JSON object"))
+                } else {
+                    match serde_path_to_error::deserialize::<_, SendRequest>(item) {
+                        Ok(request) => submission::prepare(&state, &key, request).await,
+                        Err(err) => Err(ApiError::Validation(vec![FieldError::new(
+                            err.path().to_string(),
+                            err.inner().to_string(),
+                        )])),
+                    }
                 };
                 match outcome {
                     Ok(p) => {
@@ -223,6 +263,23 @@ fn parse_time(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Da
     }
 }
 
+/// A message's summary status, as the `status` filter takes it.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum EmailStatus {
+    Queued,
+    Scheduled,
+    Sending,
+    Deferred,
+    Delivered,
+    PartiallyDelivered,
+    Bounced,
+    Failed,
+    Suppressed,
+    Cancelled,
+}
+
 const STATUSES: &[&str] = &[
     "queued",
     "scheduled",
@@ -237,23 +294,23 @@ const STATUSES: &[&str] = &[
 ];
 
 /// List emails, newest first.
-#[utoipa::path(get, path = "/v1/emails", tag = "emails",
+#[utoipa::path(get, path = "/v1/emails", operation_id = "list_emails", tag = "emails",
     params(
-        ("status" = Option<String>, Query, description = "queued, scheduled, sending, deferred, delivered, partially_delivered, bounced, failed, suppressed or cancelled"),
+        ("status" = Option<EmailStatus>, Query, description = "Messages with this summary status"),
         ("tag" = Option<String>, Query, description = "Messages with this tag"),
         ("recipient" = Option<String>, Query, description = "Messages to this address"),
         ("from" = Option<String>, Query, description = "Messages from this address"),
-        ("since" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
-        ("until" = Option<String>, Query, description = "Created before (RFC 3339)"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Created at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, format = DateTime, description = "Created before (RFC 3339)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, pattern = r"^[A-Za-z0-9_-]{21}[AQgw]$", description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, description = "One page", body = EmailList), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<EmailList>> {
     let key = key.require(Scope::Messages)?;
     let mut errors = Vec::new();
@@ -322,7 +379,7 @@ async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<Email
 }
 
 /// An email with its recipients and event timeline.
-#[utoipa::path(get, path = "/v1/emails/{id}", tag = "emails",
+#[utoipa::path(get, path = "/v1/emails/{id}", operation_id = "show_email", tag = "emails",
     params(("id" = String, Path, description = "The email's id")),
     responses((status = 200, description = "The email", body = EmailDetail), ProblemResponses),
     security(("api_key" = [])))]
@@ -337,7 +394,7 @@ pub async fn show(
 }
 
 /// The exact MIME relayed (or that would be, for sandbox mail).
-#[utoipa::path(get, path = "/v1/emails/{id}/source", tag = "emails",
+#[utoipa::path(get, path = "/v1/emails/{id}/source", operation_id = "show_email_source", tag = "emails",
     params(("id" = String, Path, description = "The email's id")),
     responses((status = 200, description = "RFC 5322 message", content_type = "message/rfc822", body = String), ProblemResponses),
     security(("api_key" = [])))]
@@ -355,7 +412,7 @@ pub async fn source(
 }
 
 /// Cancel every recipient not yet handed to a relay (scheduled, queued or deferred).
-#[utoipa::path(post, path = "/v1/emails/{id}/cancel", tag = "emails",
+#[utoipa::path(post, path = "/v1/emails/{id}/cancel", operation_id = "cancel_email", tag = "emails",
     params(("id" = String, Path, description = "The email's id")),
     responses((status = 200, description = "The email after cancelling", body = EmailDetail), ProblemResponses),
     security(("api_key" = [])))]

@@ -61,7 +61,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawJson(bytes) = RawJson::from_request(req, state).await?;
-        parse_json(&bytes).map(AppJson)
+        parse_json_object(&bytes).map(AppJson)
     }
 }
 
@@ -73,7 +73,9 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Query parameters whose rejection is a problem+json 422 like any other bad input.
+/// Query parameters whose rejection is a problem+json 422 like any other bad input. NUL is
+/// refused in every parameter, as in JSON bodies: no filter needs it and Postgres text cannot
+/// hold it.
 pub struct AppQuery<T>(pub T);
 
 impl<S, T> axum::extract::FromRequestParts<S> for AppQuery<T>
@@ -87,11 +89,31 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::validation(
+                name.replace('\0', "\\0"),
+                "must not contain NUL characters",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| AppQuery(q.0))
             .map_err(|e| ApiError::validation("query", e.body_text()))
     }
+}
+
+/// Like [`parse_json`], for bodies that must be a JSON object: serde would also fill a
+/// struct from an array of its fields' values, which no client means.
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && !value.is_object()
+    {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    }
+    parse_json(bytes)
 }
 
 /// Parses in two steps so syntax errors and shape errors get their own status and message.
@@ -173,6 +195,15 @@ mod tests {
             Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "subject"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_object_body_is_not_filled_from_an_array() {
+        match parse_json_object::<Body>(br#"["x", null]"#) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "body"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse_json_object::<Body>(br#"{"subject":"x"}"#).is_ok());
     }
 
     #[test]

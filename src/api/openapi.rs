@@ -80,7 +80,7 @@ pub enum ProblemResponses {
 #[openapi(
     info(
         title = "mailgate",
-        description = "HTTP-to-SMTP transactional email gateway. A 2xx to a send means the message is committed and will reach a terminal status."
+        description = "HTTP-to-SMTP transactional email gateway. A 2xx to a send means the message is committed and will reach a terminal status.\n\nNo string, in a JSON body or a query parameter, may contain NUL (U+0000)."
     ),
     paths(
         emails::send,
@@ -119,7 +119,8 @@ pub enum ProblemResponses {
         suppressions::show,
         suppressions::remove,
     ),
-    modifiers(&Security),
+    components(schemas(emails::EmailStatus, webhooks::DeliveryStatus)),
+    modifiers(&Security, &CrossFieldRules),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),
         (name = "templates", description = "Stored templates, rendered with tera"),
@@ -158,6 +159,94 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// Rules between fields that the derives cannot state, added to the request schemas as
+/// `allOf` clauses: what is required unless something else is given.
+struct CrossFieldRules;
+
+impl Modify for CrossFieldRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            RefOr, Schema,
+            schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type},
+        };
+        fn any_of(items: impl IntoIterator<Item = Schema>) -> Schema {
+            items
+                .into_iter()
+                .fold(AnyOfBuilder::new(), |b, item| b.item(item))
+                .into()
+        }
+        fn all_of(items: impl IntoIterator<Item = RefOr<Schema>>) -> Schema {
+            items
+                .into_iter()
+                .fold(AllOfBuilder::new(), |b, item| b.item(item))
+                .into()
+        }
+        fn typed(t: Type) -> ObjectBuilder {
+            ObjectBuilder::new().schema_type(t)
+        }
+        /// `field` is present, with this schema.
+        fn given(field: &str, schema: impl Into<RefOr<Schema>>) -> Schema {
+            ObjectBuilder::new()
+                .required(field)
+                .property(field, schema)
+                .into()
+        }
+        let not_empty = |field: &str| given(field, typed(Type::String).min_length(Some(1)));
+        let html_or_text = || any_of([not_empty("html"), not_empty("text")]);
+        let some_recipient = |field: &str| {
+            given(
+                field,
+                any_of([
+                    typed(Type::String).into(),
+                    typed(Type::Object).into(),
+                    ArrayBuilder::new().min_items(Some(1)).into(),
+                ]),
+            )
+        };
+        let absent = |fields: &[&str]| -> Schema {
+            fields
+                .iter()
+                .fold(ObjectBuilder::new(), |b, f| {
+                    b.property(*f, typed(Type::Null))
+                })
+                .into()
+        };
+        // Content given directly: a subject and html or text, no template variables.
+        let direct = all_of([
+            given("subject", typed(Type::String)).into(),
+            absent(&["template", "variables"]).into(),
+            html_or_text().into(),
+        ]);
+        // From a template, which provides subject, html and text.
+        let templated = all_of([
+            given("template", typed(Type::String)).into(),
+            absent(&["subject", "html", "text"]).into(),
+        ]);
+        let send = all_of([
+            any_of([
+                some_recipient("to"),
+                some_recipient("cc"),
+                some_recipient("bcc"),
+            ])
+            .into(),
+            any_of([direct, templated]).into(),
+        ]);
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, rule) in [
+            ("NewTemplate", html_or_text()),
+            ("TemplateParts", html_or_text()),
+            ("ValidateRequest", html_or_text()),
+            ("SendRequest", send),
+        ] {
+            if let Some(schema) = components.schemas.remove(name) {
+                components
+                    .schemas
+                    .insert(name.to_string(), all_of([schema, rule.into()]).into());
+            }
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
+    /// 1 to 64 letters, digits, `-` or `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// A configured relay or pool for this project's mail when a send names none.
     #[serde(default)]
@@ -40,7 +42,7 @@ pub fn check_project_name(name: &str) -> Result<(), String> {
 }
 
 /// Create a project.
-#[utoipa::path(post, path = "/v1/projects", tag = "operator", request_body = CreateProject,
+#[utoipa::path(post, path = "/v1/projects", operation_id = "create_project", tag = "operator", request_body = CreateProject,
     responses((status = 201, description = "Created", body = Project), ProblemResponses),
     security(("operator" = [])))]
 pub async fn create(
@@ -79,7 +81,7 @@ pub struct ProjectList {
 }
 
 /// List projects.
-#[utoipa::path(get, path = "/v1/projects", tag = "operator",
+#[utoipa::path(get, path = "/v1/projects", operation_id = "list_projects", tag = "operator",
     responses((status = 200, description = "Every project", body = ProjectList), ProblemResponses),
     security(("operator" = [])))]
 pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<ProjectList>> {

@@ -28,7 +28,7 @@ pub struct RelayList {
 }
 
 /// Configured relays with their recent health.
-#[utoipa::path(get, path = "/v1/relays", tag = "operator",
+#[utoipa::path(get, path = "/v1/relays", operation_id = "list_relays", tag = "operator",
     responses((status = 200, description = "Relays", body = RelayList), ProblemResponses),
     security(("operator" = [])))]
 pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<RelayList>> {

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     routing::get,
 };
@@ -16,7 +16,7 @@ use super::{
     AppState,
     auth::ProjectKey,
     error::{ApiError, ApiResult, FieldError},
-    extract::AppJson,
+    extract::{AppJson, AppQuery},
     openapi::ProblemResponses,
     paging,
 };
@@ -47,7 +47,7 @@ pub enum Reason {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSuppression {
-    #[schema(format = Email)]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Default `manual`.
     #[serde(default)]
@@ -55,14 +55,14 @@ pub struct AddSuppression {
     pub reason: Option<String>,
     /// A note kept with the entry.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub detail: Option<String>,
 }
 
 /// Suppress an address: later sends report it `suppressed` and never relay to it.
 ///
 /// An address already on the list keeps its entry (200); a new one answers 201.
-#[utoipa::path(post, path = "/v1/suppressions", tag = "suppressions", request_body = AddSuppression,
+#[utoipa::path(post, path = "/v1/suppressions", operation_id = "add_suppression", tag = "suppressions", request_body = AddSuppression,
     responses(
         (status = 201, description = "Added", body = Suppression),
         (status = 200, description = "Already on the list: the existing entry", body = Suppression),
@@ -123,40 +123,41 @@ pub struct SuppressionList {
 const LIST_DEFAULT: i64 = 50;
 const LIST_MAX: i64 = 500;
 
+/// `(created_at, email)` of the last row of a page: the time as 11 characters of base64url,
+/// then the address as it is.
 fn encode_cursor(entry: &Suppression) -> String {
-    let mut bytes = entry.created_at.timestamp_micros().to_be_bytes().to_vec();
-    bytes.extend_from_slice(entry.email.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let micros = entry.created_at.timestamp_micros().to_be_bytes();
+    let mut cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(micros);
+    cursor.push_str(&entry.email);
+    cursor
 }
 
 fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
+    let (time, email) = (raw.get(..11)?, raw.get(11..)?);
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
+        .decode(time)
         .ok()?;
-    if bytes.len() < 8 {
+    let micros = i64::from_be_bytes(bytes.try_into().ok()?);
+    // Entries are created after 1970; an earlier time may be out of Postgres' range.
+    if micros < 0 || email.contains('\0') {
         return None;
     }
-    let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
-    let email = String::from_utf8(bytes[8..].to_vec()).ok()?;
-    if email.contains('\0') {
-        return None;
-    }
-    Some((DateTime::from_timestamp_micros(micros)?, email))
+    Some((DateTime::from_timestamp_micros(micros)?, email.to_string()))
 }
 
 /// List suppressed addresses, newest first.
-#[utoipa::path(get, path = "/v1/suppressions", tag = "suppressions",
+#[utoipa::path(get, path = "/v1/suppressions", operation_id = "list_suppressions", tag = "suppressions",
     params(
-        ("reason" = Option<String>, Query, description = "bounce, complaint or manual"),
-        ("limit" = Option<i64>, Query, description = "1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("reason" = Option<Reason>, Query, description = "Entries with this reason"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, pattern = r"^[A-Za-b][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]", description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, description = "One page", body = SuppressionList), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<SuppressionList>> {
     let key = key.require(Scope::Suppressions)?;
     let mut errors = Vec::new();
@@ -185,7 +186,7 @@ fn lookup_key(raw: &str) -> ApiResult<&str> {
 }
 
 /// Whether an address is suppressed, and why.
-#[utoipa::path(get, path = "/v1/suppressions/{email}", tag = "suppressions",
+#[utoipa::path(get, path = "/v1/suppressions/{email}", operation_id = "show_suppression", tag = "suppressions",
     params(("email" = String, Path, description = "The address (any case)")),
     responses((status = 200, description = "The entry", body = Suppression), ProblemResponses),
     security(("api_key" = [])))]
@@ -202,7 +203,7 @@ pub async fn show(
 }
 
 /// Remove an address from the list: later sends go to it again.
-#[utoipa::path(delete, path = "/v1/suppressions/{email}", tag = "suppressions",
+#[utoipa::path(delete, path = "/v1/suppressions/{email}", operation_id = "remove_suppression", tag = "suppressions",
     params(("email" = String, Path, description = "The address (any case)")),
     responses((status = 204, description = "Removed"), ProblemResponses),
     security(("api_key" = [])))]

@@ -19,7 +19,7 @@ use super::{
     openapi::ProblemResponses,
 };
 use crate::{
-    domain::Scope,
+    domain::{Scope, TemplateName},
     store::templates::{self as store, Saved, TemplateRow, TemplateSummary},
     templates::{
         self, Rendered, SaveMode, TemplateDraft, TemplateError, cache::sources, engine, save,
@@ -37,11 +37,84 @@ pub fn router() -> Router<AppState> {
         .route("/v1/templates/{name}/render", post(render))
 }
 
+/// The body of `POST /v1/templates`: a template with its name; empty strings count as
+/// absent. (Read as a [`TemplateDraft`]; this type and [`TemplateParts`] describe it.)
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewTemplate {
+    /// Lowercase letters, digits, `-` and `_`, starting with a letter or digit; not `validate`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    name: String,
+    /// At most 1000 characters; no control characters but line feeds.
+    #[serde(default)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0009\u000B-\u001F\u007F-\u009F]*$"
+    )]
+    description: Option<String>,
+    /// A tera template of one line.
+    #[serde(default)]
+    #[schema(max_length = 524288, pattern = r"^[^\r\n]*$")]
+    subject: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
+    #[serde(default)]
+    #[schema(max_length = 524288)]
+    html: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
+    #[serde(default)]
+    #[schema(max_length = 524288)]
+    text: Option<String>,
+    /// Another template of the project whose html and text wrap this one's.
+    #[serde(default)]
+    #[schema(pattern = "^([a-z0-9][a-z0-9_-]{0,63})?$")]
+    layout: Option<String>,
+}
+
+/// The body of `PUT /v1/templates/{name}`: the parts of a template; empty strings count as
+/// absent. The URL names the template (a `name` equal to it is also accepted).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TemplateParts {
+    /// At most 1000 characters; no control characters but line feeds.
+    #[serde(default)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0009\u000B-\u001F\u007F-\u009F]*$"
+    )]
+    description: Option<String>,
+    /// A tera template of one line.
+    #[serde(default)]
+    #[schema(max_length = 524288, pattern = r"^[^\r\n]*$")]
+    subject: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
+    #[serde(default)]
+    #[schema(max_length = 524288)]
+    html: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
+    #[serde(default)]
+    #[schema(max_length = 524288)]
+    text: Option<String>,
+    /// Another template of the project whose html and text wrap this one's.
+    #[serde(default)]
+    #[schema(pattern = "^([a-z0-9][a-z0-9_-]{0,63})?$")]
+    layout: Option<String>,
+}
+
+/// A name that no template can have is simply not found.
+fn template_name(name: String) -> ApiResult<String> {
+    match TemplateName::parse(&name) {
+        Ok(_) => Ok(name),
+        Err(_) => Err(ApiError::TemplateNotFound(name)),
+    }
+}
+
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 100;
 
 /// Create a template; every part is checked and must parse.
-#[utoipa::path(post, path = "/v1/templates", tag = "templates", request_body = TemplateDraft,
+#[utoipa::path(post, path = "/v1/templates", operation_id = "create_template", tag = "templates", request_body = NewTemplate,
     responses((status = 201, description = "Created", body = TemplateRow), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn create(
@@ -62,8 +135,8 @@ pub async fn create(
 }
 
 /// Create or replace the template named in the URL; 201 when it is new.
-#[utoipa::path(put, path = "/v1/templates/{name}", tag = "templates", request_body = TemplateDraft,
-    params(("name" = String, Path, description = "Template name")),
+#[utoipa::path(put, path = "/v1/templates/{name}", operation_id = "replace_template", tag = "templates", request_body = TemplateParts,
+    params(("name" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "Template name")),
     responses((status = 200, description = "Replaced", body = TemplateRow), (status = 201, description = "Created", body = TemplateRow), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn replace(
@@ -92,8 +165,8 @@ pub async fn replace(
 }
 
 /// A stored template.
-#[utoipa::path(get, path = "/v1/templates/{name}", tag = "templates",
-    params(("name" = String, Path, description = "Template name")),
+#[utoipa::path(get, path = "/v1/templates/{name}", operation_id = "show_template", tag = "templates",
+    params(("name" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "Template name")),
     responses((status = 200, description = "The template", body = TemplateRow), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn show(
@@ -102,6 +175,7 @@ pub async fn show(
     Path(name): Path<String>,
 ) -> ApiResult<Json<TemplateRow>> {
     let key = key.require(Scope::Templates)?;
+    let name = template_name(name)?;
     let mut conn = state.pool.acquire().await?;
     let row = store::find(&mut conn, key.project_id, &name)
         .await?
@@ -110,8 +184,8 @@ pub async fn show(
 }
 
 /// Delete a template (not while it is another template's layout).
-#[utoipa::path(delete, path = "/v1/templates/{name}", tag = "templates",
-    params(("name" = String, Path, description = "Template name")),
+#[utoipa::path(delete, path = "/v1/templates/{name}", operation_id = "remove_template", tag = "templates",
+    params(("name" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "Template name")),
     responses((status = 204, description = "Deleted"), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn remove(
@@ -120,6 +194,7 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let key = key.require(Scope::Templates)?;
+    let name = template_name(name)?;
     let in_use = |users: Vec<String>| ApiError::Conflict {
         code: "template_in_use",
         detail: format!(
@@ -159,8 +234,8 @@ pub struct TemplatePage {
 }
 
 /// The project's templates by name, without their sources.
-#[utoipa::path(get, path = "/v1/templates", tag = "templates",
-    params(("limit" = Option<i64>, Query, description = "1 to 100, default 50"),
+#[utoipa::path(get, path = "/v1/templates", operation_id = "list_templates", tag = "templates",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "One page", body = TemplatePage), ProblemResponses),
     security(("api_key" = [])))]
@@ -203,8 +278,8 @@ fn variables_or_empty(variables: Option<Value>) -> Value {
 }
 
 /// Render a stored template without sending: a preview, or a check of the variables.
-#[utoipa::path(post, path = "/v1/templates/{name}/render", tag = "templates", request_body = RenderRequest,
-    params(("name" = String, Path, description = "Template name")),
+#[utoipa::path(post, path = "/v1/templates/{name}/render", operation_id = "render_template", tag = "templates", request_body = RenderRequest,
+    params(("name" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "Template name")),
     responses((status = 200, description = "Rendered parts", body = Rendered), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn render(
@@ -214,6 +289,7 @@ pub async fn render(
     AppJson(body): AppJson<RenderRequest>,
 ) -> ApiResult<Json<Rendered>> {
     let key = key.require(Scope::Templates)?;
+    let name = template_name(name)?;
     let rendered = templates::render_stored(
         &state.templates,
         &state.pool,
@@ -229,14 +305,21 @@ pub async fn render(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
+    /// A tera template of one line.
     #[serde(default)]
+    #[schema(max_length = 524288, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
     #[serde(default)]
+    #[schema(max_length = 524288)]
     pub html: Option<String>,
+    /// A tera template; `html` or `text` (not empty) is required.
     #[serde(default)]
+    #[schema(max_length = 524288)]
     pub text: Option<String>,
     /// A stored template of the project to wrap the content with.
     #[serde(default)]
+    #[schema(pattern = "^([a-z0-9][a-z0-9_-]{0,63})?$")]
     pub layout: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -244,7 +327,7 @@ pub struct ValidateRequest {
 }
 
 /// Check and render content that is not saved: what saving and rendering it would say.
-#[utoipa::path(post, path = "/v1/templates/validate", tag = "templates", request_body = ValidateRequest,
+#[utoipa::path(post, path = "/v1/templates/validate", operation_id = "validate_template", tag = "templates", request_body = ValidateRequest,
     responses((status = 200, description = "Rendered parts", body = Rendered), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn validate(

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     routing::{get, post},
 };
@@ -18,7 +18,7 @@ use super::{
     AppState,
     auth::ProjectKey,
     error::{ApiError, ApiResult, FieldError},
-    extract::AppJson,
+    extract::{AppJson, AppQuery},
     openapi::ProblemResponses,
     paging,
 };
@@ -77,8 +77,14 @@ pub enum AllEvents {
 #[allow(dead_code)]
 pub enum Events {
     All(AllEvents),
-    Some(Vec<EventType>),
+    Some(EventList),
 }
+
+/// One or more event types.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(min_items = 1)]
+#[allow(dead_code)]
+pub struct EventList(Vec<EventType>);
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookEndpoint {
@@ -134,15 +140,21 @@ pub struct WebhookWithSecret {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// A public http(s) URL; redirects are not followed.
-    #[schema(max_length = 2048)]
+    /// A public http(s) URL without credentials; its host must resolve to public addresses
+    /// only (unless the operator allows private targets). Redirects are not followed.
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+([/?#].*)?$"
+    )]
     pub url: String,
     /// Default `"all"`.
     #[serde(default)]
     #[schema(value_type = Option<Events>)]
     pub events: Option<Value>,
+    /// At most 500 characters, no control characters.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub description: Option<String>,
     /// Default true.
     #[serde(default)]
@@ -158,8 +170,13 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    /// As at creation: a public http(s) URL.
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+([/?#].*)?$"
+    )]
     pub url: Option<String>,
     /// `null` or `"all"`: every event type.
     #[serde(default, deserialize_with = "present")]
@@ -167,7 +184,7 @@ pub struct UpdateWebhook {
     pub events: Option<Value>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(value_type = Option<String>, max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub description: Option<Option<String>>,
     /// `true` re-enables a disabled endpoint and clears its failure streak.
     #[serde(default)]
@@ -246,7 +263,7 @@ async fn endpoint(state: &AppState, project_id: Uuid, raw_id: &str) -> ApiResult
 }
 
 /// Create an endpoint; the signing secret is in the answer, once.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = CreateWebhook,
     responses((status = 201, description = "Created", body = WebhookWithSecret), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn create(
@@ -299,7 +316,7 @@ pub async fn create(
 }
 
 /// List the project's endpoints (never their secrets).
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     responses((status = 200, description = "Endpoints, oldest first", body = WebhookList), ProblemResponses),
     security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>, key: ProjectKey) -> ApiResult<Json<WebhookList>> {
@@ -311,7 +328,7 @@ pub async fn list(State(state): State<AppState>, key: ProjectKey) -> ApiResult<J
 }
 
 /// An endpoint, with its health: disabled and why, failing since when.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "show_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 200, description = "The endpoint", body = WebhookEndpoint), ProblemResponses),
     security(("api_key" = [])))]
@@ -327,7 +344,7 @@ pub async fn show(
 /// Change an endpoint's URL, events, description, or enable or disable it.
 ///
 /// Disabling fails the deliveries still waiting for it; they can be replayed.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks", request_body = UpdateWebhook,
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 200, description = "The endpoint after the change", body = WebhookEndpoint), ProblemResponses),
     security(("api_key" = [])))]
@@ -380,7 +397,7 @@ pub async fn update(
 }
 
 /// Delete an endpoint and its delivery log.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "remove_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 204, description = "Deleted"), ProblemResponses),
     security(("api_key" = [])))]
@@ -401,7 +418,7 @@ pub async fn remove(
 ///
 /// The previous secret keeps signing alongside it (two signatures in `webhook-signature`)
 /// for `webhooks.rotation_overlap_secs`, so receivers can switch without losing events.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 200, description = "The endpoint with its new secret", body = WebhookWithSecret), ProblemResponses),
     security(("api_key" = [])))]
@@ -485,7 +502,7 @@ impl From<DeliveryRow> for WebhookDelivery {
 }
 
 /// Queue a `webhook.test` event for the endpoint, whatever its event filter.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "send_webhook_test", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id")),
     responses((status = 202, description = "Queued; follow it in the deliveries", body = WebhookDelivery), ProblemResponses),
     security(("api_key" = [])))]
@@ -533,6 +550,17 @@ pub struct DeliveryList {
     pub has_more: bool,
 }
 
+/// Where a delivery stands, as the `status` filter takes it.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DeliveryStatus {
+    Pending,
+    Sending,
+    Succeeded,
+    Failed,
+}
+
 const LIST_DEFAULT: i64 = 20;
 const LIST_MAX: i64 = 100;
 const DELIVERY_STATUSES: [&str; 4] = ["pending", "sending", "succeeded", "failed"];
@@ -552,6 +580,10 @@ fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
         return None;
     }
     let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
+    // Deliveries are created after 1970; an earlier time may be out of Postgres' range.
+    if micros < 0 {
+        return None;
+    }
     Some((
         DateTime::from_timestamp_micros(micros)?,
         Uuid::from_slice(&bytes[8..]).ok()?,
@@ -560,12 +592,12 @@ fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
 
 /// The endpoint's deliveries, newest first: status, attempts, the last answer and latency,
 /// the next attempt, and the attempt log.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks",
     params(
         ("id" = String, Path, description = "The endpoint's id"),
-        ("status" = Option<String>, Query, description = "pending, sending, succeeded or failed"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("status" = Option<DeliveryStatus>, Query, description = "Deliveries with this status"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-b][A-Za-z0-9_-]{31}$", description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, description = "One page", body = DeliveryList), ProblemResponses),
     security(("api_key" = [])))]
@@ -573,7 +605,7 @@ pub async fn deliveries(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<DeliveryList>> {
     let key = key.require(Scope::Webhooks)?;
     let endpoint = endpoint(&state, key.project_id, &id).await?;
@@ -595,7 +627,7 @@ pub async fn deliveries(
 }
 
 /// Send a delivery again now, with the same `webhook-id` and body.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", operation_id = "retry_webhook_delivery", tag = "webhooks",
     params(
         ("id" = String, Path, description = "The endpoint's id"),
         ("delivery_id" = String, Path, description = "The delivery's id"),

@@ -34,17 +34,42 @@ const STRUCTURAL_HEADERS: &[&str] = &[
     "dkim-signature",
 ];
 
+/// A bare address, `user@example.com`.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[schema(format = Email, max_length = 254)]
+pub struct AddrSpecDoc(String);
+
+/// A display name and an address, `Name <user@example.com>`. The pattern is the plain form;
+/// the name may also be quoted or hold other printable characters.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[schema(
+    pattern = r"^[A-Za-z0-9 ]{0,64}<[A-Za-z0-9_%+-]{1,64}@[A-Za-z0-9]{1,20}(\.[A-Za-z0-9]{1,20}){0,3}\.[A-Za-z]{2,20}>$"
+)]
+pub struct NameAddrDoc(String);
+
 /// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`.
 #[derive(utoipa::ToSchema, Deserialize)]
 #[allow(dead_code)]
 #[serde(untagged)]
 pub enum AddressDoc {
-    Text(String),
-    Object {
-        email: String,
-        #[serde(default)]
-        name: Option<String>,
-    },
+    Address(AddrSpecDoc),
+    NameAddr(NameAddrDoc),
+    Object(MailboxDoc),
+}
+
+/// `{email, name}`.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxDoc {
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// At most 200 characters, no control characters.
+    #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    name: Option<String>,
 }
 
 /// One address or a list of them.
@@ -53,14 +78,21 @@ pub enum AddressDoc {
 #[serde(untagged)]
 pub enum AddressesDoc {
     One(AddressDoc),
-    Many(Vec<AddressDoc>),
+    Many(AddressListDoc),
 }
+
+/// Up to 50 addresses.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[schema(max_items = 50)]
+pub struct AddressListDoc(Vec<AddressDoc>);
 
 /// The JSON body of `POST /v1/emails`, as sent. Addresses stay raw JSON so each
 /// bad one can be reported by its own path.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    /// The sender.
     #[schema(value_type = AddressDoc)]
     pub from: Value,
     /// 1 to 50 recipients in to, cc and bcc together.
@@ -77,33 +109,41 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(value_type = Option<AddressesDoc>)]
     pub reply_to: Option<Value>,
-    /// Required; no CR or LF.
+    /// Required without `template`; one line.
     #[serde(default)]
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
+    /// `text` or `html` (not empty) is required without `template`.
     #[serde(default)]
     pub text: Option<String>,
     #[serde(default)]
     pub html: Option<String>,
-    /// A stored template's name; it provides subject, html and text (see `templates::send`).
+    /// A stored template's name; it provides subject, html and text (see `templates::send`),
+    /// so those are not given with it.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub template: Option<String>,
-    /// The template's variables, a JSON object.
+    /// The template's variables, a JSON object; only with `template`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub variables: Option<Value>,
     /// Extra headers; no CR/LF, and not the ones mailgate sets (From, To, Subject, Message-ID…).
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<HeaderName, HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub attachments: Option<Vec<AttachmentRequest>>,
     /// Up to 10 tags of letters, digits, `-`, `_`, `.` and `:`.
     #[serde(default)]
+    #[schema(max_items = 10, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Echoed in events and webhooks; up to 50 keys.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<MetadataKey, MetadataValue>>)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// A named upstream relay from the configuration.
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub relay: Option<String>,
     /// RFC 3339 time to send at (at most 30 days ahead by default); absent or past means now.
     #[serde(default)]
@@ -114,15 +154,62 @@ pub struct SendRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRequest {
+    /// No slashes or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^/\\\u0000-\u001F\u007F-\u009F]*[^/\\\s\u0000-\u001F\u007F-\u009F][^/\\\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub filename: String,
-    /// Base64.
+    /// Base64 (standard alphabet, padded; whitespace is ignored).
+    #[schema(format = Byte)]
     pub content: String,
+    /// A MIME type; default `application/octet-stream`.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,62}/[A-Za-z0-9][A-Za-z0-9.+-]{0,62}(; ?[A-Za-z0-9-]{1,30}=[A-Za-z0-9-]{1,60})*$"
+    )]
     pub content_type: Option<String>,
     /// Makes the part inline, referenced from the HTML as `cid:…`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-;=?-~]+$")]
     pub content_id: Option<String>,
 }
+
+/// A header name: letters, digits and `-`; not one mailgate sets itself (From, To, Cc, Bcc,
+/// Subject, Message-ID, Date, Reply-To, Sender, MIME-Version, Content-Type,
+/// Content-Transfer-Encoding, Content-Disposition, Return-Path, Received, DKIM-Signature).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(min_length = 1, max_length = 76, pattern = "^[A-Za-z0-9-]+$")]
+pub struct HeaderName(String);
+
+/// A header value: one line, no control characters other than tab.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(
+    max_length = 998,
+    pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F]*$"
+)]
+pub struct HeaderValue(String);
+
+/// A tag: letters, digits, `-`, `_`, `.` and `:`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
+pub struct Tag(String);
+
+/// A metadata key, 1 to 64 characters.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(min_length = 1, max_length = 64)]
+pub struct MetadataKey(String);
+
+/// A metadata value, at most 1000 characters.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(max_length = 1000)]
+pub struct MetadataValue(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientKind {
