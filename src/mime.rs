@@ -158,7 +158,7 @@ fn body(email: &NewEmail) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::email::SendRequest;
+    use crate::api::email_request::SendRequest;
     use serde_json::json;
 
     fn email(body: serde_json::Value) -> NewEmail {

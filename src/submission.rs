@@ -8,8 +8,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    api::{AppState, error::ApiError},
-    domain::{EmailAddress, NewEmail, RecipientKind, email::SendRequest, status::summarise},
+    api::{AppState, email_request::SendRequest, error::ApiError},
+    domain::{EmailAddress, NewEmail, RecipientKind, status::summarise},
     mime,
     smtp::message::{self as raw, MessageError, Submitted},
     store::{

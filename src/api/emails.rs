@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{
     AppState,
     auth::ProjectKey,
+    email_request::SendRequest,
     error::{ApiError, ApiResult, FieldError, Problem},
     extract::{AppQuery, RawJson, parse_json, parse_json_object},
     idempotency,
@@ -25,7 +26,7 @@ use super::{
     paging,
 };
 use crate::{
-    domain::{Scope, email::SendRequest, status::summarise},
+    domain::{Scope, status::summarise},
     store::messages::{
         self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow,
     },

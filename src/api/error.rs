@@ -8,21 +8,7 @@ use serde::Serialize;
 
 use crate::ratelimit::Refusal;
 
-/// One invalid field of a request, named by its JSON path (`to[1]`, `headers.X-Foo`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::domain::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

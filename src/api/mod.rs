@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod email_request;
 pub mod emails;
 pub mod error;
 pub mod extract;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
-use crate::domain::email::{check_metadata, check_tags};
+use crate::domain::field_checks::{check_metadata, check_tags};
 
 const TAG_HEADER: &str = "x-mailgate-tag";
 const METADATA_PREFIX: &str = "x-mailgate-metadata-";

@@ -5,12 +5,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{TemplateError, render_stored};
-use crate::{
-    api::{
-        AppState,
-        error::{ApiError, FieldError},
-    },
-    domain::email::SendRequest,
+use crate::api::{
+    AppState,
+    email_request::SendRequest,
+    error::{ApiError, FieldError},
 };
 
 /// Fills `subject`, `html` and `text` from the request's `template` and `variables`.
