@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState, auth::KeyCache},
     config::{Config, redact_url},
-    delivery::{DkimKeys, Relays, Worker},
-    queue::wake::Waker,
+    delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays},
+    queue::{MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter},
     retention,
     smtp::{SmtpListener, limit::SubmissionLimiter},
@@ -25,9 +25,9 @@ use crate::{
 pub struct Application {
     listener: Option<TcpListener>,
     state: AppState,
-    worker: Option<Worker>,
+    delivery: Option<DeliveryRunner>,
     smtp: Option<SmtpListener>,
-    webhook_worker: Option<webhooks::Worker>,
+    webhooks: Option<webhooks::WebhookRunner>,
     dkim: Arc<DkimKeys>,
 }
 
@@ -43,7 +43,7 @@ impl Application {
             config.delivery.smtp_timeout(),
         )?);
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
-        let waker = Waker::default();
+        let waker = Wakers::default();
         let limiter = Limiter::new(&config)?;
         let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
@@ -55,22 +55,25 @@ impl Application {
         } else {
             None
         };
-        let worker = config.workers_enabled.then(|| {
-            Worker::new(
-                pool.clone(),
-                relays.clone(),
-                config.delivery.clone(),
-                waker.clone(),
+        let delivery = config.workers_enabled.then(|| {
+            DeliveryRunner::new(
+                MailQueue::new(pool.clone(), waker.webhooks.clone()),
+                Deliverer::new(relays.clone(), config.delivery.clone()).with_dkim(dkim.clone()),
+                waker.mail.clone(),
+                delivery::runner_config(&config.delivery),
             )
-            .with_dkim(dkim.clone())
         });
-        // Webhooks get their own worker and pool, so endpoints never slow mail down.
-        let webhook_worker = if config.workers_enabled && config.webhooks.worker_enabled {
-            Some(webhooks::Worker::new(
-                pool.clone(),
-                config.webhooks.clone(),
-                Duration::from_secs(config.delivery.shutdown_grace_secs),
-            )?)
+        // Webhooks get their own runner and slots, so endpoints never slow mail down.
+        let webhooks = if config.workers_enabled && config.webhooks.worker_enabled {
+            Some(webhooks::WebhookRunner::new(
+                webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
+                webhooks::Sender::new(config.webhooks.clone())?,
+                waker.webhooks.clone(),
+                webhooks::queue::runner_config(
+                    &config.webhooks,
+                    Duration::from_secs(config.delivery.shutdown_grace_secs),
+                ),
+            ))
         } else {
             None
         };
@@ -102,9 +105,9 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            worker,
+            delivery,
             smtp,
-            webhook_worker,
+            webhooks,
             dkim,
         })
     }
@@ -130,6 +133,16 @@ impl Application {
         }
     }
 
+    /// The mail queue's runner (when workers are on); clones share its lease owner.
+    pub fn delivery_runner(&self) -> Option<&DeliveryRunner> {
+        self.delivery.as_ref()
+    }
+
+    /// The webhook queue's runner (when workers and webhooks are on).
+    pub fn webhook_runner(&self) -> Option<&webhooks::WebhookRunner> {
+        self.webhooks.as_ref()
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.state.pool
     }
@@ -149,16 +162,17 @@ impl Application {
             self.smtp
                 .as_ref()
                 .map_or("off".to_string(), SmtpListener::describe),
-            if self.worker.is_some() {
-                format!("{} in flight", c.delivery.concurrency)
-            } else {
-                "off".into()
-            },
-            self.webhook_worker
+            self.delivery
                 .as_ref()
-                .map_or("off".to_string(), |w| format!(
+                .map_or("off".to_string(), |r| format!(
                     "{} in flight",
-                    w.concurrency()
+                    r.config().concurrency
+                )),
+            self.webhooks
+                .as_ref()
+                .map_or("off".to_string(), |r| format!(
+                    "{} in flight",
+                    r.config().concurrency
                 )),
             self.state.relays.describe(),
             redact_url(&c.database_url),
@@ -190,11 +204,11 @@ impl Application {
             background.spawn(smtp.run(cancel.child_token()));
         }
         let mut workers = JoinSet::new();
-        if let Some(worker) = self.worker {
-            workers.spawn(worker.run(cancel.child_token()));
+        if let Some(runner) = self.delivery {
+            workers.spawn(runner.run(cancel.child_token()));
         }
-        if let Some(worker) = self.webhook_worker {
-            workers.spawn(worker.run(cancel.child_token()));
+        if let Some(runner) = self.webhooks {
+            workers.spawn(runner.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {
             let router = api::router(self.state.clone());
@@ -208,7 +222,7 @@ impl Application {
             cancel.cancelled().await;
         }
         while let Some(result) = workers.join_next().await {
-            result.context("delivery worker panicked")?;
+            result.context("a queue runner panicked")?;
         }
         while background.join_next().await.is_some() {}
         Ok(())

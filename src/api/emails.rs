@@ -375,6 +375,10 @@ pub async fn cancel(
                 summarise(statuses.iter().map(String::as_str))
             ),
         }),
-        Cancelled::Some(_) => Ok(Json(detail(&state, key.project_id, id).await?)),
+        Cancelled::Some(_) => {
+            // The `cancelled` events queued webhooks.
+            state.waker.webhooks.wake();
+            Ok(Json(detail(&state, key.project_id, id).await?))
+        }
     }
 }

@@ -29,7 +29,7 @@ use tower_http::{
 use crate::{
     config::Config,
     delivery::Relays,
-    queue::wake::Waker,
+    queue::wake::Wakers,
     ratelimit::{AuthThrottle, Limiter},
     store::group_commit::GroupCommit,
     templates::TemplateCache,
@@ -43,7 +43,7 @@ pub struct AppState {
     pub commits: GroupCommit,
     pub config: Arc<Config>,
     pub relays: Arc<Relays>,
-    pub waker: Waker,
+    pub waker: Wakers,
     pub keys: auth::KeyCache,
     pub templates: TemplateCache,
     pub limiter: Limiter,

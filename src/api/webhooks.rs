@@ -506,6 +506,7 @@ pub async fn send_test(
         },
     });
     let row = store::enqueue(&state.pool, endpoint.id, TEST_EVENT, &payload).await?;
+    state.waker.webhooks.wake();
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
@@ -612,7 +613,10 @@ pub async fn retry(
     let delivery_id = Uuid::parse_str(&delivery_id).map_err(|_| ApiError::NotFound("delivery"))?;
     require_enabled(&endpoint)?;
     match store::replay(&state.pool, endpoint.id, delivery_id).await? {
-        Replay::Queued(row) => Ok((StatusCode::ACCEPTED, Json((*row).into()))),
+        Replay::Queued(row) => {
+            state.waker.webhooks.wake();
+            Ok((StatusCode::ACCEPTED, Json((*row).into())))
+        }
         Replay::InProgress => Err(ApiError::Conflict {
             code: "delivery_in_progress",
             detail: "an attempt of this delivery is running; try again when it is done".into(),

@@ -9,12 +9,14 @@ use std::{
 use mailgate::{
     Application, Config,
     config::{ApiLimits, RelayConfig, SendLimits},
+    delivery::DeliveryRunner,
     domain::{
         ApiKeySecret, Scope,
         api_key::{KeyLimits, parse_scopes},
     },
     ratelimit::Limiter,
     store::{api_keys, projects},
+    webhooks::WebhookRunner,
 };
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -136,7 +138,7 @@ static LOG: Once = Once::new();
 /// A plain HTTP client for talking to mailgate. reqwest's TLS has no built-in crypto
 /// provider in this build, so ring is installed first (see `install_tls_provider`).
 pub fn http_client() -> reqwest::Client {
-    mailgate::webhooks::worker::install_tls_provider();
+    mailgate::webhooks::install_tls_provider();
     reqwest::Client::new()
 }
 
@@ -154,6 +156,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The limiter this instance charges (the SMTP listener will charge it too).
     pub limiter: Limiter,
+    /// Clones of the running app's queue runners, for `drain`.
+    delivery: Option<DeliveryRunner>,
+    webhooks: Option<WebhookRunner>,
     cancel: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -191,6 +196,8 @@ impl TestApp {
         let (smtp_addr, smtp_tls_addr) = (app.smtp_addr(), app.smtp_implicit_tls_addr());
         let pool = app.pool().clone();
         let limiter = app.limiter().clone();
+        let delivery = app.delivery_runner().cloned();
+        let webhooks = app.webhook_runner().cloned();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
@@ -203,6 +210,8 @@ impl TestApp {
             key: String::new(),
             http: http_client(),
             limiter,
+            delivery,
+            webhooks,
             cancel,
             task: Some(task),
         };
@@ -296,6 +305,26 @@ impl TestApp {
                 panic!("email {id} did not reach {wanted:?} in {timeout:?}: {email:#}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Works the queues until nothing is due or in flight, the way the running app would
+    /// (and alongside it): mail first, then the webhooks its events queued. Afterwards,
+    /// whatever was going to happen has happened, so a test asserts instead of sleeping.
+    /// Retries scheduled for later are not waited for.
+    pub async fn drain(&self) {
+        let limit = Duration::from_secs(30);
+        loop {
+            let mut handled = 0;
+            if let Some(runner) = &self.delivery {
+                handled += runner.drain(limit).await.expect("the mail queue drains");
+            }
+            if let Some(runner) = &self.webhooks {
+                handled += runner.drain(limit).await.expect("the webhook queue drains");
+            }
+            if handled == 0 {
+                return;
+            }
         }
     }
 
