@@ -56,7 +56,7 @@ pub async fn send(
 ) -> ApiResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
-    idempotency::run_once(
+    idempotency::answer_once(
         &state,
         key.project_id,
         idem,
@@ -115,7 +115,7 @@ pub async fn send_batch(
     // A batch costs one send unit per valid message, charged once the items are checked
     // (the rate-limit layer charged only the request); a replay charges nothing.
     let decision = std::sync::Mutex::new(None);
-    let mut response = idempotency::run_once(
+    let mut response = idempotency::answer_once(
         &state,
         key.project_id,
         idem,

@@ -944,7 +944,7 @@ async fn retention_deletes_old_finished_deliveries() {
     // each pass skip the other's), so look until both have committed.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let left = loop {
-        mailgate::retention::run_once(&app.pool, &mailgate::config::RetentionConfig::default())
+        mailgate::retention::purge_once(&app.pool, &mailgate::config::RetentionConfig::default())
             .await
             .unwrap();
         let left: Vec<String> =
