@@ -14,7 +14,8 @@ pub struct DeliveryConfig {
     pub claim_batch: i64,
     /// How often idle workers look for due work (other instances' mail, retries).
     pub poll_interval_ms: u64,
-    /// A claimed job is someone else's after this long; must outlive one SMTP attempt.
+    /// A claimed job is someone else's after this long unless renewed; a heartbeat renews it
+    /// every third of it while the attempt runs, so it may be shorter than one attempt.
     pub lease_secs: u64,
     /// Longest one delivery attempt may take: connect, TLS and the whole SMTP transaction.
     pub smtp_timeout_secs: u64,
@@ -34,7 +35,7 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             claim_batch: 64,
             poll_interval_ms: 1000,
-            lease_secs: 300,
+            lease_secs: 30,
             smtp_timeout_secs: 60,
             max_attempts: 12,
             max_age_secs: 3 * 24 * 3600,
@@ -57,14 +58,7 @@ impl DeliveryConfig {
     }
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
-        // A lease shorter than one attempt would let a second worker send the same job.
-        if self.lease_secs < self.smtp_timeout_secs * 2 + 5 {
-            bail!(
-                "delivery.lease_secs ({}) must exceed twice delivery.smtp_timeout_secs ({}) plus 5 s",
-                self.lease_secs,
-                self.smtp_timeout_secs
-            );
-        }
+        super::check_lease("delivery", self.lease_secs)?;
         if self.concurrency == 0 || self.claim_batch <= 0 {
             bail!("delivery.concurrency and delivery.claim_batch must be positive");
         }
@@ -76,13 +70,27 @@ impl DeliveryConfig {
 mod tests {
     use crate::Config;
 
+    /// Leases are renewed every third while work runs, so they need not outlive a timeout,
+    /// only leave the heartbeat room to run.
     #[test]
-    fn lease_must_outlive_timeout() {
+    fn lease_must_be_at_least_three_seconds() {
         let mut c = Config::default();
-        c.delivery.lease_secs = 10;
-        assert!(c.validate().is_err());
+        assert_eq!((c.delivery.lease_secs, c.webhooks.lease_secs), (30, 30));
+        c.delivery.lease_secs = 3;
+        c.webhooks.lease_secs = 3;
+        c.validate().unwrap();
+        c.delivery.lease_secs = 2;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("delivery.lease_secs (2) must be at least 3"),
+            "{err}"
+        );
         let mut c = Config::default();
-        c.webhooks.lease_secs = 20;
-        assert!(c.validate().is_err());
+        c.webhooks.lease_secs = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("webhooks.lease_secs (0) must be at least 3"),
+            "{err}"
+        );
     }
 }

@@ -169,6 +169,17 @@ impl Config {
     }
 }
 
+/// Leases are renewed by a heartbeat every third of their length while the work runs; below
+/// 3 s that leaves the heartbeat no room, and a second worker would take live work.
+fn check_lease(section: &str, lease_secs: u64) -> anyhow::Result<()> {
+    if lease_secs < 3 {
+        bail!(
+            "{section}.lease_secs ({lease_secs}) must be at least 3: a heartbeat renews the lease every third of it while the work runs"
+        );
+    }
+    Ok(())
+}
+
 fn ser_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     use secrecy::ExposeSecret;
     // Serialization only feeds figment's defaults layer; the value never reaches a log.

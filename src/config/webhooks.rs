@@ -18,7 +18,8 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u64,
     /// Longest one request may take: resolve, connect, TLS, send, read the answer.
     pub timeout_secs: f64,
-    /// A claimed delivery is someone else's after this long; must outlive one request.
+    /// A claimed delivery is someone else's after this long unless renewed; a heartbeat
+    /// renews it every third of it while the request runs.
     pub lease_secs: u64,
     /// Delay before each retry (the first entry follows the first failure); its length is
     /// the number of retries. Each delay gets ±`retry_jitter` (a fraction).
@@ -33,6 +34,8 @@ pub struct WebhooksConfig {
     /// Allow targets on loopback, private, link-local and other non-public addresses
     /// (development and tests only: it opens the door to SSRF).
     pub allow_private_targets: bool,
+    /// How long SIGTERM waits for requests in flight before releasing their deliveries.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -43,13 +46,14 @@ impl Default for WebhooksConfig {
             per_endpoint_concurrency: 4,
             poll_interval_ms: 1000,
             timeout_secs: 15.0,
-            lease_secs: 60,
+            lease_secs: 30,
             retry_schedule_secs: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             retry_jitter: 0.2,
             max_retry_after_secs: 36000.0,
             disable_after_secs: 3 * 24 * 3600,
             rotation_overlap_secs: 24 * 3600,
             allow_private_targets: false,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -61,19 +65,15 @@ impl WebhooksConfig {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
     }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
             bail!("webhooks.timeout_secs must be positive");
         }
-        // A lease shorter than one request would let a second worker send the same delivery.
-        if (self.lease_secs as f64) < self.timeout_secs * 2.0 + 5.0 {
-            bail!(
-                "webhooks.lease_secs ({}) must exceed twice webhooks.timeout_secs ({}) plus 5 s",
-                self.lease_secs,
-                self.timeout_secs
-            );
-        }
+        super::check_lease("webhooks", self.lease_secs)?;
         if self.concurrency == 0 || self.per_endpoint_concurrency <= 0 {
             bail!("webhooks.concurrency and webhooks.per_endpoint_concurrency must be positive");
         }
