@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, AppState, auth::KeyCache},
-    config::{Config, redact_url},
+    config::Config,
     delivery::{DkimKeys, Relays, Worker},
     queue::wake::Waker,
     ratelimit::{AuthThrottle, Limiter},
@@ -35,7 +35,7 @@ impl Application {
     /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
-        let pool = store::connect(&config.database_url, config.database_pool_size).await?;
+        let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
         let relays = Arc::new(Relays::build(
             &config.relay_map(),
@@ -161,7 +161,7 @@ impl Application {
                     w.concurrency()
                 )),
             self.state.relays.describe(),
-            redact_url(&c.database_url),
+            c.database_url,
             self.state.limiter.describe(),
             if self.dkim.is_empty() {
                 "off".to_string()

@@ -35,7 +35,7 @@ pub use self::{
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
-    secret::redact_url,
+    secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
     webhooks::WebhooksConfig,
 };
@@ -44,16 +44,16 @@ pub use self::{
 #[serde(default)]
 pub struct Config {
     /// Postgres connection URL; the queue lives there.
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Connections per process to Postgres.
     pub database_pool_size: u32,
     /// Redis URL for shared rate limits; unset means per-process limits.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     pub http_addr: SocketAddr,
     /// The SMTP submission listener (`MAILGATE_SMTP_ADDR`); `smtp.addr` overrides it.
     pub smtp_addr: SocketAddr,
     /// The default upstream relay; unset (and no `[relays]`) means sandbox delivery.
-    pub relay_url: Option<String>,
+    pub relay_url: Option<SecretUrl>,
     /// HMAC secret for operator JWTs (`mailgate token`); unset disables operator endpoints.
     #[serde(serialize_with = "ser_secret")]
     pub jwt_secret: Option<SecretString>,
@@ -180,11 +180,55 @@ fn check_lease(section: &str, lease_secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Like `SecretUrl`, the secret serializes redacted: serialization is only for showing.
 fn ser_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-    use secrecy::ExposeSecret;
-    // Serialization only feeds figment's defaults layer; the value never reaches a log.
     match v {
-        Some(secret) => s.serialize_some(secret.expose_secret()),
+        Some(_) => s.serialize_some("***"),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_password_prints() {
+        let mut c = Config {
+            database_url: "postgres://mailgate:pg-hunter2@db.example.com/mailgate".into(),
+            redis_url: Some("redis://:redis-hunter2@cache.example.com:6379/0".into()),
+            relay_url: Some("smtp://bob:relay-hunter2@mx.example.com:587".into()),
+            jwt_secret: Some("jwt-hunter2".into()),
+            ..Config::default()
+        };
+        c.relays.insert(
+            "eu".into(),
+            RelayConfig {
+                url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
+                pool_size: 2,
+                tls_insecure: false,
+            },
+        );
+        let printed = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.relay_map()),
+            serde_json::to_string(&c).unwrap(),
+            toml::to_string(&c).unwrap(),
+        ];
+        for text in &printed {
+            assert!(!text.contains("hunter2"), "a password prints:\n{text}");
+        }
+        assert!(printed[0].contains("postgres://mailgate:***@db.example.com/mailgate"));
+        assert!(printed[2].contains("smtp://bob:***@mx.example.com:587"));
+        // The code that connects still gets the real URLs.
+        assert!(c.database_url.expose().contains("pg-hunter2"));
+        assert!(c.relay_map()["eu"].url.expose().contains("eu-hunter2"));
+        assert!(
+            c.relay_map()["default"]
+                .url
+                .expose()
+                .contains("relay-hunter2")
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Config;
+use super::{Config, SecretUrl};
 
 /// The relay name used when a send names none.
 pub const DEFAULT_RELAY: &str = "default";
@@ -12,7 +12,7 @@ pub const DEFAULT_RELAY: &str = "default";
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RelayConfig {
     /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or `smtps://…`.
-    pub url: String,
+    pub url: SecretUrl,
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
     /// Accept any certificate from this relay (self-signed test relays only).
