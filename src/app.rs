@@ -2,7 +2,7 @@
 //! built from config and run until a cancellation token fires (SIGTERM in `serve`, the end of
 //! a test).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, AppState, auth::KeyCache},
-    config::{Config, redact_url},
+    config::Config,
     delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays},
     queue::{MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter},
@@ -35,7 +35,7 @@ impl Application {
     /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
-        let pool = store::connect(&config.database_url, config.database_pool_size).await?;
+        let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
         let relays = Arc::new(Relays::build(
             &config.relay_map(),
@@ -69,10 +69,7 @@ impl Application {
                 webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
                 webhooks::Sender::new(config.webhooks.clone())?,
                 waker.webhooks.clone(),
-                webhooks::queue::runner_config(
-                    &config.webhooks,
-                    Duration::from_secs(config.delivery.shutdown_grace_secs),
-                ),
+                webhooks::queue::runner_config(&config.webhooks),
             ))
         } else {
             None
@@ -175,7 +172,7 @@ impl Application {
                     r.config().concurrency
                 )),
             self.state.relays.describe(),
-            redact_url(&c.database_url),
+            c.database_url,
             self.state.limiter.describe(),
             if self.dkim.is_empty() {
                 "off".to_string()

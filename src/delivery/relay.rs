@@ -164,7 +164,7 @@ fn percent_decode(s: &str) -> anyhow::Result<String> {
 
 impl Relay {
     pub fn build(name: &str, config: &RelayConfig, timeout: Duration) -> anyhow::Result<Self> {
-        let url = parse_url(&config.url).with_context(|| format!("relay `{name}`"))?;
+        let url = parse_url(config.url.expose()).with_context(|| format!("relay `{name}`"))?;
         let transport = Self::transport(&url, config, timeout)?;
         Ok(Self {
             name: name.to_string(),

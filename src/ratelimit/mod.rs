@@ -31,7 +31,7 @@ use uuid::Uuid;
 pub use auth::AuthThrottle;
 
 use crate::{
-    config::{Config, RateLimitConfig, RedisFailureMode, redact_url},
+    config::{Config, RateLimitConfig, RedisFailureMode},
     domain::api_key::KeyLimits,
     store::api_keys::AuthenticatedKey,
 };
@@ -213,10 +213,10 @@ impl Limiter {
         }
         let shared = match &config.redis_url {
             Some(url) => Some(Shared {
-                redis: redis::RedisGcra::new(url, &config.redis)?,
+                redis: redis::RedisGcra::new(url.expose(), &config.redis)?,
                 health: Health::default(),
                 mode: config.ratelimit.on_redis_error,
-                url: redact_url(url),
+                url: url.redacted(),
                 prefix: config.redis.key_prefix.clone(),
             }),
             None => None,

@@ -31,14 +31,14 @@ impl WebhookQueue {
 }
 
 /// How the runner works the webhook queue, from `[webhooks]`.
-pub fn runner_config(config: &WebhooksConfig, shutdown_grace: Duration) -> RunnerConfig {
+pub fn runner_config(config: &WebhooksConfig) -> RunnerConfig {
     RunnerConfig {
         concurrency: config.concurrency,
         // Claims stay small: at most the free slots, each endpoint capped.
         claim_batch: config.concurrency as i64,
         lease: Duration::from_secs(config.lease_secs),
         poll_interval: config.poll_interval(),
-        shutdown_grace,
+        shutdown_grace: config.shutdown_grace(),
     }
 }
 

@@ -192,7 +192,8 @@ async fn relays_over_starttls_with_auth() {
             url: format!(
                 "smtp://mailgate:s3cret@localhost:{}?tls=required",
                 smtp.addr.port()
-            ),
+            )
+            .into(),
             pool_size: 2,
             tls_insecure: true,
         },
@@ -220,7 +221,8 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
             url: format!(
                 "smtp://mailgate:wrong@localhost:{}?tls=required",
                 smtp.addr.port()
-            ),
+            )
+            .into(),
             pool_size: 2,
             tls_insecure: true,
         },

@@ -56,7 +56,7 @@ async fn shared_redis_app() -> (TestApp, Config) {
 /// A mailgate on a private Redis that comes back quickly after an outage.
 async fn private_redis_app(redis: &TestRedis, mode: RedisFailureMode) -> (TestApp, Config) {
     let mut config = test_config(&create_database().await);
-    config.redis_url = Some(redis.url());
+    config.redis_url = Some(redis.url().into());
     config.redis.timeout_ms = 100;
     config.redis.retry_ms = 200;
     config.ratelimit.on_redis_error = mode;

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn relay(addr: &str) -> RelayConfig {
     RelayConfig {
-        url: format!("smtp://{addr}?tls=none"),
+        url: format!("smtp://{addr}?tls=none").into(),
         pool_size: 2,
         tls_insecure: false,
     }

@@ -92,12 +92,12 @@ pub fn unique_redis_prefix() -> String {
 /// own (per key, or here); everything else stays as in production.
 pub fn test_config(database_url: &str) -> Config {
     let mut c = Config {
-        database_url: database_url.to_string(),
+        database_url: database_url.into(),
         database_pool_size: 6,
         http_addr: "127.0.0.1:0".parse().unwrap(),
         smtp_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_string().into()),
-        redis_url: shared_redis_url(),
+        redis_url: shared_redis_url().map(Into::into),
         ..Config::default()
     };
     c.redis.key_prefix = unique_redis_prefix();
@@ -126,7 +126,7 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
     config.relays.insert(
         "default".into(),
         RelayConfig {
-            url: format!("smtp://{}?tls=none", smtp.addr),
+            url: format!("smtp://{}?tls=none", smtp.addr).into(),
             pool_size: 4,
             tls_insecure: false,
         },
@@ -189,7 +189,7 @@ impl TestApp {
                 mailgate::telemetry::init("info,mailgate=debug,sqlx=warn");
             }
         });
-        let database_url = config.database_url.clone();
+        let database_url = config.database_url.expose().to_string();
         let mut app = Application::build(config).await.expect("mailgate starts");
         adjust(&mut app);
         let addr = app.http_addr().expect("API enabled");
@@ -227,7 +227,7 @@ impl TestApp {
 
     /// Another mailgate process on the same database (and the same relays).
     pub async fn another_instance(&self, mut config: Config) -> TestApp {
-        config.database_url = self.database_url.clone();
+        config.database_url = self.database_url.as_str().into();
         let mut other = TestApp::start(config).await;
         other.key = self.key.clone();
         other
