@@ -54,7 +54,7 @@ impl LeasedQueue for MailQueue {
         Ok(())
     }
     async fn extend(&self, owner: Uuid, ids: &[i64], lease: Duration) -> sqlx::Result<u64> {
-        extend_leases(&self.pool, owner, ids, lease.as_secs_f64()).await
+        extend_leases(&self.pool, LeasedTable::Recipients, owner, ids, lease).await
     }
     async fn release(&self, owner: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
         release(&self.pool, owner, ids).await
@@ -242,26 +242,52 @@ async fn refresh_message_status(
     Ok(())
 }
 
-/// Keeps in-flight jobs ours while a slow relay works on them.
-pub async fn extend_leases(
+/// The heartbeat of a queue table (`recipients`, `webhook_deliveries`): keeps the rows this
+/// owner is still working on ours for another lease. Both tables lease the same way.
+pub async fn extend_leases<Id>(
     pool: &PgPool,
+    table: LeasedTable,
     owner: Uuid,
-    ids: &[i64],
-    lease_secs: f64,
-) -> sqlx::Result<u64> {
+    ids: &[Id],
+    lease: Duration,
+) -> sqlx::Result<u64>
+where
+    Id: for<'q> sqlx::Encode<'q, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + sqlx::postgres::PgHasArrayType
+        + Sync,
+{
     if ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
-        "UPDATE recipients SET lease_until = now() + make_interval(secs => $3)
+    let sql = format!(
+        "UPDATE {} SET lease_until = now() + make_interval(secs => $3)
          WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
-    )
-    .bind(ids)
-    .bind(owner)
-    .bind(lease_secs)
-    .execute(pool)
-    .await?;
+        table.name()
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
+}
+
+/// The tables that hold leased jobs; a closed set, so table names never come from input.
+#[derive(Debug, Clone, Copy)]
+pub enum LeasedTable {
+    Recipients,
+    WebhookDeliveries,
+}
+
+impl LeasedTable {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Recipients => "recipients",
+            Self::WebhookDeliveries => "webhook_deliveries",
+        }
+    }
 }
 
 /// Hands back jobs this worker claimed but never tried (shutdown): no attempt is counted.

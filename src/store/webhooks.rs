@@ -515,28 +515,6 @@ pub async fn release(pool: &PgPool, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u
     Ok(done.rows_affected())
 }
 
-/// The heartbeat: keeps deliveries this worker is still sending ours for another lease.
-pub async fn extend_leases(
-    pool: &PgPool,
-    owner: Uuid,
-    ids: &[Uuid],
-    lease_secs: f64,
-) -> sqlx::Result<u64> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries SET lease_until = now() + make_interval(secs => $3)
-         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
-    )
-    .bind(ids)
-    .bind(owner)
-    .bind(lease_secs)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Whether any delivery is being sent, or due to an enabled endpoint.
 pub async fn busy(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(

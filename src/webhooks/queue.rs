@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     config::WebhooksConfig,
-    queue::{LeasedQueue, RunnerConfig},
+    queue::{self, LeasedQueue, RunnerConfig},
     store::webhooks::{self as store, Attempt, DeliveryJob},
 };
 
@@ -80,7 +80,14 @@ impl LeasedQueue for WebhookQueue {
         Ok(())
     }
     async fn extend(&self, owner: Uuid, ids: &[Uuid], lease: Duration) -> sqlx::Result<u64> {
-        store::extend_leases(&self.pool, owner, ids, lease.as_secs_f64()).await
+        queue::extend_leases(
+            &self.pool,
+            queue::LeasedTable::WebhookDeliveries,
+            owner,
+            ids,
+            lease,
+        )
+        .await
     }
     async fn release(&self, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u64> {
         store::release(&self.pool, owner, ids).await

@@ -11,6 +11,7 @@ mod docs;
 mod group_commit;
 mod idempotency;
 mod instances;
+mod leases;
 mod listing;
 mod logging;
 mod operations;
