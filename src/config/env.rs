@@ -52,12 +52,15 @@ impl EnvLayer {
         Self { vars }
     }
 
-    /// The variable that set `path`, or a table that holds it (`MAILGATE_DKIM=[{…}]`).
+    /// The variable that set `path`, a table that holds it (`MAILGATE_DKIM=[{…}]`), or a key
+    /// inside it (`MAILGATE_SECTON__KEY` for the unknown `secton`).
     pub(super) fn var_for(&self, path: &[String]) -> Option<&str> {
         let key = path.join(".");
         self.vars
             .iter()
-            .filter(|(_, k, _)| key == *k || key.starts_with(&format!("{k}.")))
+            .filter(|(_, k, _)| {
+                key == *k || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}."))
+            })
             .max_by_key(|(_, k, _)| k.len())
             .map(|(name, _, _)| name.as_str())
     }

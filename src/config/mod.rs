@@ -343,6 +343,13 @@ mod tests {
                 && err.contains("the top-level keys are"),
             "{err}"
         );
+        let err = load_err(None, &[("MAILGATE_DELIVER__CONCURRENCY", "5")]);
+        assert!(
+            err.contains(
+                "unknown config key `deliver` (environment variable MAILGATE_DELIVER__CONCURRENCY): did you mean `delivery`"
+            ),
+            "{err}"
+        );
         // Inside named relays and inline tables too.
         let err = load_err(None, &[("MAILGATE_RELAYS__EU__URLL", "smtp://x")]);
         assert!(err.contains("did you mean `relays.eu.url`"), "{err}");
