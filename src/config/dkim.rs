@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One DKIM signing key: mail whose From domain is `domain` (or a subdomain of it without a
 /// key of its own) is signed with it before relay.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DkimKeyConfig {
     pub domain: String,
     /// Published at `{selector}._domainkey.{domain}`.

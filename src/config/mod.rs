@@ -1,13 +1,15 @@
 //! Typed configuration: defaults, then a TOML file, then `MAILGATE_*` environment variables.
 //!
 //! Nested keys come from the environment with a double underscore, e.g.
-//! `MAILGATE_DELIVERY__CONCURRENCY=64`. Secrets are wrapped so they never print.
+//! `MAILGATE_DELIVERY__CONCURRENCY=64`. Secrets are wrapped so they never print. A key that
+//! is not a setting (a typo) is refused with the nearest one that is, rather than ignored.
 //!
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
 mod delivery;
 mod dkim;
+mod env;
 mod http;
 mod ratelimit;
 mod redis;
@@ -15,14 +17,19 @@ mod relays;
 mod retention;
 mod secret;
 mod smtp;
+mod typos;
 mod webhooks;
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use figment::{
     Figment,
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Format, Serialized, Toml},
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -41,7 +48,7 @@ pub use self::{
 };
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Postgres connection URL; the queue lives there.
     pub database_url: SecretUrl,
@@ -119,28 +126,54 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads defaults → TOML (`path`, or `MAILGATE_CONFIG`) → environment.
+    /// Loads defaults → TOML (`path`, or `MAILGATE_CONFIG`) → environment. A key that is not
+    /// a setting, in the file or as a `MAILGATE_*` variable, is an error that names it.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        Self::load_from(path, &vars)
+    }
+
+    /// `load`, with the environment given as a list of variables.
+    pub fn load_from(path: Option<&Path>, vars: &[(String, String)]) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let file = path
             .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("MAILGATE_CONFIG").map(Into::into));
-        if let Some(file) = file {
+            .or_else(|| var("MAILGATE_CONFIG").map(PathBuf::from));
+        // Every section has serde defaults, so the layers carry only what was set.
+        let mut figment = Figment::new();
+        if let Some(file) = &file {
             if !file.exists() {
                 bail!("config file {} does not exist", file.display());
             }
             figment = figment.merge(Toml::file(file));
         }
         // DATABASE_URL is the common convention; MAILGATE_DATABASE_URL wins over it.
-        if let Ok(url) = std::env::var("DATABASE_URL") {
+        if let Some(url) = var("DATABASE_URL") {
             figment = figment.merge(Serialized::default("database_url", url));
         }
         // Likewise REDIS_URL for MAILGATE_REDIS_URL.
-        if let Ok(url) = std::env::var("REDIS_URL") {
+        if let Some(url) = var("REDIS_URL") {
             figment = figment.merge(Serialized::default("redis_url", url));
         }
-        figment = figment.merge(Env::prefixed("MAILGATE_").split("__").ignore(&["config"]));
-        let config: Config = figment.extract().context("invalid configuration")?;
+        let env = env::EnvLayer::new(vars);
+        let config: Config = match figment.merge(&env).extract() {
+            Ok(config) => config,
+            Err(e) => match typos::unknown_key(&e, &env, file.as_deref()) {
+                Some(message) => bail!("invalid configuration: {message}"),
+                None => return Err(anyhow::Error::new(e).context("invalid configuration")),
+            },
+        };
         config.validate()?;
         Ok(config)
     }
@@ -230,5 +263,170 @@ mod tests {
                 .expose()
                 .contains("relay-hunter2")
         );
+    }
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A config file with `text`, removed when dropped.
+    struct TempToml(PathBuf);
+
+    impl TempToml {
+        fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "mailgate-config-{}.toml",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempToml {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn load_err(file: Option<&TempToml>, env: &[(&str, &str)]) -> String {
+        let err = Config::load_from(file.map(|f| f.0.as_path()), &vars(env))
+            .expect_err("the configuration is refused");
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused_with_a_suggestion() {
+        let file = TempToml::new("[delivery]\nconcurency = 5\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `delivery.concurency`")
+                && err.contains(&file.0.display().to_string())
+                && err.contains("did you mean `delivery.concurrency`?"),
+            "{err}"
+        );
+        let file = TempToml::new("databse_url = \"postgres://x\"\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(err.contains("did you mean `database_url`?"), "{err}");
+        // Nothing close: the message lists what the section has.
+        let file = TempToml::new("[webhooks]\nfrobnicate = true\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `webhooks.frobnicate`")
+                && err.contains("the keys of `webhooks` are")
+                && err.contains("lease_secs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_environment_variable_is_refused_with_a_suggestion() {
+        let err = load_err(None, &[("MAILGATE_DELIVERY__CONCURENCY", "5")]);
+        assert!(
+            err.contains("unknown config key `delivery.concurency`")
+                && err.contains("environment variable MAILGATE_DELIVERY__CONCURENCY")
+                && err.contains(
+                    "did you mean `delivery.concurrency` (MAILGATE_DELIVERY__CONCURRENCY)?"
+                ),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_RELAY_UR", "smtp://x")]);
+        assert!(
+            err.contains("did you mean `relay_url` (MAILGATE_RELAY_URL)?"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_SOMETHING_ELSE", "1")]);
+        assert!(
+            err.contains("environment variable MAILGATE_SOMETHING_ELSE")
+                && err.contains("the top-level keys are"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_DELIVER__CONCURRENCY", "5")]);
+        assert!(
+            err.contains(
+                "unknown config key `deliver` (environment variable MAILGATE_DELIVER__CONCURRENCY): did you mean `delivery`"
+            ),
+            "{err}"
+        );
+        // Inside named relays and inline tables too.
+        let err = load_err(None, &[("MAILGATE_RELAYS__EU__URLL", "smtp://x")]);
+        assert!(err.contains("did you mean `relays.eu.url`"), "{err}");
+        let err = load_err(
+            None,
+            &[(
+                "MAILGATE_DKIM",
+                r#"[{domain="example.com",selectr="mg1",private_key_file="/k.pem"}]"#,
+            )],
+        );
+        assert!(
+            err.contains("environment variable MAILGATE_DKIM")
+                && err.ends_with("did you mean `dkim.0.selector`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn known_keys_user_named_relays_and_non_config_variables_load() {
+        let file = TempToml::new(
+            r#"
+            relay_url = "smtp://127.0.0.1:2526"
+            [delivery]
+            concurrency = 5
+            [relays.my-eu-relay]
+            url = "smtp://eu.example.com"
+            [pools]
+            any-name = ["my-eu-relay", "default"]
+            [[dkim]]
+            domain = "example.com"
+            selector = "mg1"
+            private_key_file = "/etc/mailgate/dkim.pem"
+            "#,
+        );
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_CONFIG", file.0.to_str().unwrap()),
+                ("MAILGATE_WEBHOOKS__LEASE_SECS", "12"),
+                ("MAILGATE_RELAYS__OTHER__URL", "smtp://other.example.com"),
+                ("mailgate_http_addr", "127.0.0.1:9999"),
+                // Not config: set by scripts/, bench/ and the tests.
+                ("MAILGATE_ROOT", "/src/mailgate"),
+                ("MAILGATE_KEY", "mg_live_x"),
+                ("MAILGATE_PID", "123"),
+                ("MAILGATE_FUZZ_EXAMPLES", "30"),
+                ("MAILGATE_TEST_DATABASE_URL", "postgres://x"),
+                ("MAILGATE_TEST_ANYTHING", "1"),
+                ("DATABASE_URL", "postgres://fallback/db"),
+                ("REDIS_URL", "redis://fallback"),
+                ("MAILGATE_REDIS_URL", "redis://wins"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.concurrency, 5);
+        assert_eq!(c.webhooks.lease_secs, 12);
+        assert_eq!(c.http_addr.port(), 9999);
+        assert_eq!(
+            c.relays["my-eu-relay"].url.expose(),
+            "smtp://eu.example.com"
+        );
+        assert_eq!(c.relays["other"].url.expose(), "smtp://other.example.com");
+        assert_eq!(c.pools["any-name"], ["my-eu-relay", "default"]);
+        assert_eq!(c.dkim[0].selector, "mg1");
+        assert_eq!(c.database_url.expose(), "postgres://fallback/db");
+        assert_eq!(c.redis_url.as_ref().unwrap().expose(), "redis://wins");
+        assert_eq!(c.relay_map().len(), 3);
+        // Nothing set: the defaults.
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.delivery.lease_secs, 30);
+        assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_still_name_their_variable() {
+        let err = load_err(None, &[("MAILGATE_DELIVERY__CONCURRENCY", "many")]);
+        assert!(err.contains("MAILGATE_DELIVERY__CONCURRENCY"), "{err}");
     }
 }

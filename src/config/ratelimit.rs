@@ -7,7 +7,7 @@ use crate::domain::api_key::{check_burst, check_daily_quota, check_rate};
 
 /// Per-key limits. Sends count one unit per message; every other request one unit of `api`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Off: no limits and no `RateLimit-*` headers (the failed-auth throttle stays on).
     pub enabled: bool,
@@ -27,7 +27,7 @@ pub struct RateLimitConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SendLimits {
     pub rate_per_sec: f64,
     pub burst: u32,
@@ -36,7 +36,7 @@ pub struct SendLimits {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiLimits {
     pub rate_per_sec: f64,
     pub burst: u32,

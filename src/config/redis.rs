@@ -6,7 +6,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Prepended to every Redis key, so several deployments (or tests) can share one Redis.
     pub key_prefix: String,

@@ -10,6 +10,7 @@ use super::{Config, SecretUrl};
 pub const DEFAULT_RELAY: &str = "default";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RelayConfig {
     /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or `smtps://…`.
     pub url: SecretUrl,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The SMTP submission listener: apps that speak SMTP send through it with an API key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Run the listener in `serve`.
     pub enabled: bool,

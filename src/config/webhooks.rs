@@ -6,7 +6,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Run the webhook delivery worker in `serve` (only where `workers_enabled` too).
     pub worker_enabled: bool,
