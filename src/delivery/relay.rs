@@ -76,12 +76,24 @@ enum TlsMode {
     Implicit,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct RelayUrl {
     host: String,
     port: u16,
     tls: TlsMode,
     credentials: Option<(String, String)>,
+}
+
+// By hand, so that a logged relay never shows its password.
+impl std::fmt::Debug for RelayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
 }
 
 /// `smtp://[user:pass@]host[:port][?tls=none|opportunistic|required]` (default opportunistic)
