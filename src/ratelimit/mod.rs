@@ -33,7 +33,6 @@ pub use auth::AuthThrottle;
 use crate::{
     config::{Config, RateLimitConfig, RedisFailureMode, redact_url},
     domain::api_key::KeyLimits,
-    store::api_keys::AuthenticatedKey,
 };
 
 /// Which bucket a unit is charged to.
@@ -271,16 +270,6 @@ impl Limiter {
             quota,
             quota_period_secs: config.quota_period_secs,
         })
-    }
-
-    /// Charges `units` of `class` to an API key: a message is one unit of `Send`.
-    pub async fn check_key(
-        &self,
-        key: &AuthenticatedKey,
-        class: Class,
-        units: u32,
-    ) -> Result<Option<Decision>, Refusal> {
-        self.check(key.id, &key.limits, class, units).await
     }
 
     /// Charges `units` of `class` to `subject` (a key id; the nil id is the operator).

@@ -10,9 +10,14 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use smtp_proto::{
@@ -29,13 +34,14 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    limit::{Decision, Submitter},
-    listener::Shared,
+    limit::{Decision, SubmissionLimiter, Submitter},
+    message,
+    throttle::AuthThrottle,
 };
 use crate::{
     domain::{ApiKeySecret, EmailAddress, Scope},
     store::api_keys::{self, AuthenticatedKey},
-    submission,
+    submission::SubmissionCore,
 };
 
 /// Longest command or AUTH response line, CRLF included (RFC 4954 allows 12288 for AUTH).
@@ -44,6 +50,35 @@ const MAX_LINE: usize = 12_288;
 const MAX_ERRORS: u32 = 20;
 /// How long a closing 421 may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The listener's settings, resolved from config at start.
+pub(super) struct Settings {
+    pub hostname: String,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    pub trusted_networks: Vec<IpNet>,
+    /// Set when trusted networks are configured.
+    pub trusted_project: Option<Uuid>,
+}
+
+impl Settings {
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_project.is_some() && self.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// What every session of this listener shares.
+pub(super) struct Shared {
+    /// Where API keys are looked up.
+    pub pool: PgPool,
+    pub submissions: SubmissionCore,
+    pub settings: Settings,
+    pub tls: TlsAcceptor,
+    pub throttle: AuthThrottle,
+    pub limiter: Option<Arc<dyn SubmissionLimiter>>,
+}
 
 /// Runs one session on an accepted connection until the client quits or a limit ends it.
 pub(super) async fn run(
@@ -382,7 +417,7 @@ impl Session<'_> {
             }
         };
         let found = match ApiKeySecret::parse(password.trim()) {
-            Some(secret) => api_keys::find_active(&self.shared.state.pool, &secret).await,
+            Some(secret) => api_keys::find_active(&self.shared.pool, &secret).await,
             None => Ok(None),
         };
         match found {
@@ -450,7 +485,7 @@ impl Session<'_> {
     /// Checks, limits and commits one message; the 250 comes only once it is durable.
     async fn accept(&self, io: &mut Io, tx: Transaction, data: Vec<u8>) {
         let shared = self.shared;
-        let prepared = match submission::prepare_raw(tx.from, tx.recipients, &data) {
+        let prepared = match message::prepare(tx.from, tx.recipients, &data) {
             Ok(prepared) => prepared,
             Err(e) => {
                 io.reply(554, [5, 6, 0], e);
@@ -486,7 +521,11 @@ impl Session<'_> {
                 return;
             }
         }
-        match submission::commit_raw(&shared.state, project_id, key, prepared).await {
+        match shared
+            .submissions
+            .commit_raw(project_id, key, prepared)
+            .await
+        {
             Ok(accepted) => {
                 tracing::info!(
                     id = %accepted.id,

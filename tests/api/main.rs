@@ -18,6 +18,7 @@ mod ratelimit;
 mod relays;
 mod scheduling;
 mod send;
+mod status;
 mod suppressions;
 mod templates;
 mod validation;
