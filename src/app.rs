@@ -63,7 +63,7 @@ impl Application {
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Waker::default();
         let limiter = Limiter::new(&config)?;
-        let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
+        let auth_throttle = AuthThrottle::per_minute(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
                 TcpListener::bind(config.http_addr)

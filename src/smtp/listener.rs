@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     limit::SubmissionLimiter,
     session::{self, Settings, Shared},
-    throttle::AuthThrottle,
     tls::{self, CertSource},
 };
-use crate::{config::Config, store::projects, submission::SubmissionCore};
+use crate::{config::Config, ratelimit::AuthThrottle, store::projects, submission::SubmissionCore};
 
 pub struct SmtpListener {
     starttls: TcpListener,
@@ -78,9 +77,11 @@ impl SmtpListener {
             cert,
             max_sessions: smtp.max_sessions,
             shared: Shared {
+                // `auth_max_failures` within the lockout period, then locked out for it.
                 throttle: AuthThrottle::new(
-                    smtp.auth_max_failures,
+                    smtp.auth_max_failures.max(1),
                     Duration::from_secs(smtp.auth_lockout_secs),
+                    Some(Duration::from_secs(smtp.auth_lockout_secs)),
                 ),
                 pool,
                 submissions,

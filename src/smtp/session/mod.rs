@@ -31,11 +31,13 @@ use uuid::Uuid;
 
 use self::framing::{End, Io, MAX_LINE};
 use super::{
-    limit::{Decision, SubmissionLimiter, Submitter},
+    limit::{Admission, Client, SubmissionLimiter},
     message,
-    throttle::AuthThrottle,
 };
-use crate::{domain::EmailAddress, store::api_keys::AuthenticatedKey, submission::SubmissionCore};
+use crate::{
+    domain::EmailAddress, ratelimit::AuthThrottle, store::api_keys::AuthenticatedKey,
+    submission::SubmissionCore,
+};
 
 /// Errors a client may make before it is disconnected.
 const MAX_ERRORS: u32 = 20;
@@ -394,12 +396,12 @@ impl Session<'_> {
         // The rate limiter plugs in here (see `limit`): one unit per message, taken after
         // the message proved valid and before anything is stored.
         if let Some(limiter) = &shared.limiter {
-            let who = Submitter {
+            let who = Client {
                 project_id,
                 api_key_id: key.map(|k| k.id),
                 limits: key.map(|k| k.limits).unwrap_or_default(),
             };
-            if let Decision::Limited { retry_after } = limiter.acquire(who).await {
+            if let Admission::Limited { retry_after } = limiter.acquire(who).await {
                 io.reply(
                     451,
                     [4, 7, 1],
