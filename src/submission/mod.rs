@@ -25,7 +25,7 @@ use crate::{
     domain::{
         EmailAddress, NewEmail, RecipientKind,
         email::SendRequest,
-        status::{parse_all, summarise},
+        status::{MessageStatus, RecipientStatus, summarise},
     },
     mime,
     queue::wake::Waker,
@@ -40,14 +40,16 @@ use crate::{
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecipientSummary {
     pub email: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RecipientStatus,
 }
 
 /// The answer to an accepted send: committed, and it will reach a terminal status.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub id: Uuid,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: MessageStatus,
     pub recipients: Vec<RecipientSummary>,
 }
 
@@ -179,12 +181,13 @@ impl SubmissionCore {
         self.waker.wake();
         let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
         for r in rows {
+            let status = r.status.parse().map_err(anyhow::Error::from)?;
             by_message
                 .entry(r.message_id)
                 .or_default()
                 .push(RecipientSummary {
                     email: r.email,
-                    status: r.status,
+                    status,
                 });
         }
         Ok(ids
@@ -193,8 +196,7 @@ impl SubmissionCore {
                 let recipients = by_message.remove(&id).unwrap_or_default();
                 Accepted {
                     id,
-                    status: summarise(&parse_all(recipients.iter().map(|r| r.status.as_str())))
-                        .to_string(),
+                    status: summarise(&recipients.iter().map(|r| r.status).collect::<Vec<_>>()),
                     recipients,
                 }
             })
