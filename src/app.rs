@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, AppState, auth::KeyCache},
+    api::{self, auth::KeyCache},
     config::Config,
     delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays},
     queue::{MailQueue, wake::Wakers},
@@ -19,8 +19,26 @@ use crate::{
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
     store::group_commit::GroupCommit,
+    submission::SubmissionCore,
+    templates::TemplateCache,
     webhooks,
 };
+
+/// Shared by every HTTP handler; cheap to clone. The SMTP listener takes only the parts it
+/// needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub relays: Arc<Relays>,
+    pub waker: Wakers,
+    pub keys: KeyCache,
+    pub templates: TemplateCache,
+    pub limiter: Limiter,
+    pub auth_throttle: AuthThrottle,
+    /// Where every way in submits mail (`submission`).
+    pub submissions: SubmissionCore,
+}
 
 pub struct Application {
     listener: Option<TcpListener>,
@@ -45,7 +63,7 @@ impl Application {
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();
         let limiter = Limiter::new(&config)?;
-        let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
+        let auth_throttle = AuthThrottle::per_minute(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
                 TcpListener::bind(config.http_addr)
@@ -77,19 +95,31 @@ impl Application {
         // A quarter of the pool commits sends: enough that a lone send never waits for a
         // committer, few enough that a burst forms groups instead of a queue of statements.
         let committers = (config.database_pool_size as usize / 4).clamp(2, 8);
+        let templates = TemplateCache::default();
+        let submissions = SubmissionCore::new(
+            pool.clone(),
+            GroupCommit::start(pool.clone(), committers),
+            templates.clone(),
+            relays.clone(),
+            waker.clone(),
+            config.http.max_message_bytes,
+            config.http.max_schedule_days,
+        );
         let state = AppState {
-            commits: GroupCommit::start(pool.clone(), committers),
             pool,
             config: Arc::new(config),
             relays,
             waker,
             keys: KeyCache::default(),
-            templates: Default::default(),
+            templates,
             limiter,
             auth_throttle,
+            submissions,
         };
         let smtp = if state.config.smtp.enabled {
-            let mut listener = SmtpListener::bind(state.clone()).await?;
+            let mut listener =
+                SmtpListener::bind(&state.config, state.pool.clone(), state.submissions.clone())
+                    .await?;
             // SMTP mail counts against the same send buckets as HTTP sends.
             listener.set_limiter(Arc::new(state.limiter.clone()));
             Some(listener)

@@ -38,12 +38,15 @@ pub struct Relay {
     transport: RwLock<Arc<Transport>>,
     /// Idle connections of the own pool; a connection is returned only after a clean send.
     idle: std::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
-    health: std::sync::Mutex<Health>,
+    health: std::sync::Mutex<RelayHealth>,
 }
 
 /// What this process has seen of a relay lately (per instance, not shared).
+// Named `Health` in openapi.json as it stands, where it collides with the `/healthz` body;
+// kept byte-identical here, to be renamed with the spec.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct Health {
+#[schema(as = Health)]
+pub struct RelayHealth {
     pub attempts: u64,
     /// Attempts without an SMTP answer, or with a 4xx for the whole transaction.
     pub failures: u64,
@@ -223,7 +226,7 @@ impl Relay {
         );
     }
 
-    pub fn health(&self) -> Health {
+    pub fn health(&self) -> RelayHealth {
         self.health.lock().expect("not poisoned").clone()
     }
 

@@ -3,12 +3,14 @@
 pub mod address;
 pub mod api_key;
 pub mod email;
+pub mod field_error;
 pub mod status;
 pub mod template_name;
 
 pub use address::{EmailAddress, Mailbox};
 pub use api_key::{ApiKeySecret, Scope};
 pub use email::{Attachment, NewEmail, RecipientKind};
+pub use field_error::FieldError;
 pub use status::RecipientStatus;
 pub use template_name::TemplateName;
 

@@ -19,6 +19,7 @@ mod ratelimit;
 mod relays;
 mod scheduling;
 mod send;
+mod status;
 mod suppressions;
 mod templates;
 mod validation;

@@ -1,8 +1,8 @@
 //! Rate limits against real Redis: the machine's (each test under its own key prefix) and,
 //! for outages, a private redis-server the test stops, freezes and restarts.
 //!
-//! SMTP submission is counted through the same `Limiter::check_key` the listener will call;
-//! the end-to-end SMTP test belongs with the listener (issue 7).
+//! SMTP submission is counted through the same `Limiter::check` the listener calls; the
+//! end-to-end SMTP test belongs with the listener.
 
 use std::time::{Duration, Instant};
 
@@ -671,7 +671,7 @@ async fn messages_charged_outside_http_share_the_send_bucket() {
         .unwrap();
     let decision = app
         .limiter
-        .check_key(&authenticated, Class::Send, 3)
+        .check(authenticated.id, &authenticated.limits, Class::Send, 3)
         .await
         .unwrap()
         .unwrap();
@@ -682,11 +682,15 @@ async fn messages_charged_outside_http_share_the_send_bucket() {
 
     // A batch of 7 no longer fits; 11 never will.
     assert!(matches!(
-        app.limiter.check_key(&authenticated, Class::Send, 7).await,
+        app.limiter
+            .check(authenticated.id, &authenticated.limits, Class::Send, 7)
+            .await,
         Err(Refusal::RateLimited(_))
     ));
     assert!(matches!(
-        app.limiter.check_key(&authenticated, Class::Send, 11).await,
+        app.limiter
+            .check(authenticated.id, &authenticated.limits, Class::Send, 11)
+            .await,
         Err(Refusal::TooLarge {
             units: 11,
             burst: 10
@@ -694,7 +698,7 @@ async fn messages_charged_outside_http_share_the_send_bucket() {
     ));
     let decision = app
         .limiter
-        .check_key(&authenticated, Class::Send, 6)
+        .check(authenticated.id, &authenticated.limits, Class::Send, 6)
         .await
         .unwrap()
         .unwrap();

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use mailgate::smtp::limit::{Decision, SubmissionLimiter, Submitter};
+use mailgate::smtp::limit::{Admission, Client, SubmissionLimiter};
 
 use crate::{
     client::{RawClient, dot_stuff},
@@ -109,15 +109,12 @@ struct Quota {
 }
 
 impl SubmissionLimiter for Quota {
-    fn acquire<'a>(
-        &'a self,
-        _who: Submitter,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+    fn acquire<'a>(&'a self, _who: Client) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>> {
         Box::pin(async move {
             if self.used.fetch_add(1, Ordering::SeqCst) < self.allow {
-                Decision::Allowed
+                Admission::Allowed
             } else {
-                Decision::Limited {
+                Admission::Limited {
                     retry_after: Duration::from_secs(30),
                 }
             }

@@ -4,25 +4,19 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{TemplateError, render_stored};
-use crate::{
-    api::{
-        AppState,
-        error::{ApiError, FieldError},
-    },
-    domain::email::SendRequest,
-};
+use super::{SubmissionCore, SubmissionError};
+use crate::{domain::FieldError, domain::email::SendRequest, templates::render_stored};
 
 /// Fills `subject`, `html` and `text` from the request's `template` and `variables`.
 /// A request without a template is left as it is.
-pub async fn expand(
-    state: &AppState,
+pub(super) async fn expand(
+    core: &SubmissionCore,
     project_id: Uuid,
     request: &mut SendRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), SubmissionError> {
     let Some(name) = request.template.clone() else {
         if request.variables.is_some() {
-            return Err(ApiError::validation(
+            return Err(SubmissionError::validation(
                 "variables",
                 "is only used together with `template`",
             ));
@@ -44,34 +38,25 @@ pub async fn expand(
     })
     .collect();
     if !given.is_empty() {
-        return Err(ApiError::Validation(given));
+        return Err(SubmissionError::Validation(given));
     }
     let variables = request
         .variables
         .take()
         .unwrap_or_else(|| Value::Object(Default::default()));
+    // On a send, an unknown template is a bad field of the request (`TemplateNotFound`),
+    // not a missing route.
     let rendered = render_stored(
-        &state.templates,
-        &state.pool,
+        &core.templates,
+        &core.pool,
         project_id,
         &name,
         variables,
-        state.config.http.max_message_bytes,
+        core.max_message_bytes,
     )
-    .await
-    .map_err(|e| match e {
-        // On a send, an unknown template is a bad field of the request, not a missing route.
-        TemplateError::NotFound(name) => ApiError::unprocessable(
-            "template_not_found",
-            vec![FieldError::new(
-                "template",
-                format!("no template named `{name}` in this project"),
-            )],
-        ),
-        other => other.into(),
-    })?;
+    .await?;
     if rendered.subject.is_none() {
-        return Err(ApiError::validation(
+        return Err(SubmissionError::validation(
             "template",
             format!("template `{name}` has no subject; give it one to send with it"),
         ));
