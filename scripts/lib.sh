@@ -6,7 +6,8 @@
 #   target_dir              CARGO_TARGET_DIR outside the clone (incremental builds)
 #   ensure_postgres         a reachable PostgreSQL + MAILGATE_DATABASE_URL + its database
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
-#   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy (best effort)
+#   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy, openssl,
+#                           redis-server; exits 1 naming what it could not install
 #   ensure_pypi_tool CMD [PACKAGE]  a command-line tool from PyPI (schemathesis,
 #                           openapi-spec-validator), else exit 1
 #
@@ -389,10 +390,11 @@ ensure_redis() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Tools the integration tests and benchmarks drive (best effort: tests that need one say so).
+# Tools the integration tests and benchmarks drive. A test whose tool is missing fails (it
+# never skips), so this installs what is missing and stops, naming it, when it cannot.
 
 ensure_tools_for_tests() {
-	local pkgs=() want_postfix=0 postfix_was_installed=0
+	local pkgs=() missing=() tool want_postfix=0 postfix_was_installed=0
 	# smtp-sink and smtp-source live in /usr/sbin, often not on a non-root PATH.
 	case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 
@@ -402,46 +404,53 @@ ensure_tools_for_tests() {
 		want_postfix=1
 	fi
 	command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
-	if [ "${#pkgs[@]}" = 0 ]; then
-		mg_log "tools: swaks, smtp-sink, smtp-source, python3 present"
-		_mg_ensure_dkimpy
-		return 0
-	fi
-	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
-		mg_warn "tools: missing ${pkgs[*]} (not root or no apt-get); tests that need them will say so"
-		return 0
-	fi
-	if [ "$want_postfix" = 1 ]; then
-		if dpkg -s postfix >/dev/null 2>&1; then postfix_was_installed=1; fi
-		if command -v debconf-set-selections >/dev/null 2>&1; then
-			echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+	command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+	if [ "${#pkgs[@]}" -gt 0 ]; then
+		if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
+			mg_die "tools: missing ${pkgs[*]} and cannot install them here (needs root and apt-get): install them (Debian: apt-get install ${pkgs[*]}) and run again"
 		fi
+		if [ "$want_postfix" = 1 ]; then
+			if dpkg -s postfix >/dev/null 2>&1; then postfix_was_installed=1; fi
+			if command -v debconf-set-selections >/dev/null 2>&1; then
+				echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+			fi
+		fi
+		_mg_apt_install "${pkgs[@]}" || mg_die "tools: apt-get install ${pkgs[*]} failed"
+		# We only want postfix's tools, not an MTA on port 25.
+		if [ "$want_postfix" = 1 ] && [ "$postfix_was_installed" = 0 ]; then
+			postfix stop >/dev/null 2>&1 || true
+			if command -v service >/dev/null 2>&1; then service postfix stop >/dev/null 2>&1 || true; fi
+		fi
+		mg_log "tools: installed ${pkgs[*]}"
 	fi
-	if ! _mg_apt_install "${pkgs[@]}"; then
-		mg_warn "tools: could not install ${pkgs[*]}; tests that need them will say so"
-		return 0
+	for tool in swaks smtp-sink smtp-source python3 openssl redis-server; do
+		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+	done
+	if [ "${#missing[@]}" -gt 0 ]; then
+		mg_die "tools: ${missing[*]} still not on PATH after installing ${pkgs[*]}"
 	fi
-	# We only want postfix's tools, not an MTA on port 25.
-	if [ "$want_postfix" = 1 ] && [ "$postfix_was_installed" = 0 ]; then
-		postfix stop >/dev/null 2>&1 || true
-		if command -v service >/dev/null 2>&1; then service postfix stop >/dev/null 2>&1 || true; fi
-	fi
-	mg_log "tools: installed ${pkgs[*]}"
+	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server present"
 	_mg_ensure_dkimpy
 }
 
-# dkimpy (with PyNaCl for Ed25519) checks mailgate's DKIM signatures independently.
+# dkimpy (with PyNaCl for Ed25519) checks mailgate's DKIM signatures independently. It must
+# import into the python3 on PATH, which the tests run: pip first (pyenv, venvs), then
+# Debian's packages (a system python3 refuses pip installs).
 _mg_ensure_dkimpy() {
-	command -v python3 >/dev/null 2>&1 || return 0
 	if python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
 		mg_log "tools: dkimpy present"
 		return 0
 	fi
-	if python3 -m pip install --quiet dkimpy pynacl >/dev/null 2>&1; then
-		mg_log "tools: installed dkimpy, pynacl"
-	else
-		mg_warn "tools: could not install dkimpy and pynacl (pip); the DKIM tests will say so"
+	if python3 -m pip install --quiet dkimpy pynacl >&2; then
+		:
+	elif _mg_apt_install python3-dkim python3-nacl; then
+		:
 	fi
+	if ! python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
+		mg_die "tools: dkimpy and pynacl do not import into $(command -v python3): install them (python3 -m pip install dkimpy pynacl, or apt-get install python3-dkim python3-nacl) and run again"
+	fi
+	mg_log "tools: installed dkimpy, pynacl"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! built from config and run until a cancellation token fires (SIGTERM in `serve`, the end of
 //! a test).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -10,24 +10,42 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, AppState, auth::KeyCache},
-    config::{Config, redact_url},
-    delivery::{DkimKeys, Relays, Worker},
-    queue::wake::Waker,
+    api::{self, auth::KeyCache},
+    config::Config,
+    delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays},
+    queue::{MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter},
     retention,
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
     store::group_commit::GroupCommit,
+    submission::SubmissionCore,
+    templates::TemplateCache,
     webhooks,
 };
+
+/// Shared by every HTTP handler; cheap to clone. The SMTP listener takes only the parts it
+/// needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub relays: Arc<Relays>,
+    pub waker: Wakers,
+    pub keys: KeyCache,
+    pub templates: TemplateCache,
+    pub limiter: Limiter,
+    pub auth_throttle: AuthThrottle,
+    /// Where every way in submits mail (`submission`).
+    pub submissions: SubmissionCore,
+}
 
 pub struct Application {
     listener: Option<TcpListener>,
     state: AppState,
-    worker: Option<Worker>,
+    delivery: Option<DeliveryRunner>,
     smtp: Option<SmtpListener>,
-    webhook_worker: Option<webhooks::Worker>,
+    webhooks: Option<webhooks::WebhookRunner>,
     dkim: Arc<DkimKeys>,
 }
 
@@ -35,7 +53,7 @@ impl Application {
     /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
-        let pool = store::connect(&config.database_url, config.database_pool_size).await?;
+        let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
         let relays = Arc::new(Relays::build(
             &config.relay_map(),
@@ -43,9 +61,9 @@ impl Application {
             config.delivery.smtp_timeout(),
         )?);
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
-        let waker = Waker::default();
+        let waker = Wakers::default();
         let limiter = Limiter::new(&config)?;
-        let auth_throttle = AuthThrottle::new(config.ratelimit.auth_failures_per_minute);
+        let auth_throttle = AuthThrottle::per_minute(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
                 TcpListener::bind(config.http_addr)
@@ -55,41 +73,53 @@ impl Application {
         } else {
             None
         };
-        let worker = config.workers_enabled.then(|| {
-            Worker::new(
-                pool.clone(),
-                relays.clone(),
-                config.delivery.clone(),
-                waker.clone(),
+        let delivery = config.workers_enabled.then(|| {
+            DeliveryRunner::new(
+                MailQueue::new(pool.clone(), waker.webhooks.clone()),
+                Deliverer::new(relays.clone(), config.delivery.clone()).with_dkim(dkim.clone()),
+                waker.mail.clone(),
+                delivery::runner_config(&config.delivery),
             )
-            .with_dkim(dkim.clone())
         });
-        // Webhooks get their own worker and pool, so endpoints never slow mail down.
-        let webhook_worker = if config.workers_enabled && config.webhooks.worker_enabled {
-            Some(webhooks::Worker::new(
-                pool.clone(),
-                config.webhooks.clone(),
-                Duration::from_secs(config.delivery.shutdown_grace_secs),
-            )?)
+        // Webhooks get their own runner and slots, so endpoints never slow mail down.
+        let webhooks = if config.workers_enabled && config.webhooks.worker_enabled {
+            Some(webhooks::WebhookRunner::new(
+                webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
+                webhooks::Sender::new(config.webhooks.clone())?,
+                waker.webhooks.clone(),
+                webhooks::queue::runner_config(&config.webhooks),
+            ))
         } else {
             None
         };
         // A quarter of the pool commits sends: enough that a lone send never waits for a
         // committer, few enough that a burst forms groups instead of a queue of statements.
         let committers = (config.database_pool_size as usize / 4).clamp(2, 8);
+        let templates = TemplateCache::default();
+        let submissions = SubmissionCore::new(
+            pool.clone(),
+            GroupCommit::start(pool.clone(), committers),
+            templates.clone(),
+            relays.clone(),
+            waker.clone(),
+            config.http.max_message_bytes,
+            config.http.max_schedule_days,
+        );
         let state = AppState {
-            commits: GroupCommit::start(pool.clone(), committers),
             pool,
             config: Arc::new(config),
             relays,
             waker,
             keys: KeyCache::default(),
-            templates: Default::default(),
+            templates,
             limiter,
             auth_throttle,
+            submissions,
         };
         let smtp = if state.config.smtp.enabled {
-            let mut listener = SmtpListener::bind(state.clone()).await?;
+            let mut listener =
+                SmtpListener::bind(&state.config, state.pool.clone(), state.submissions.clone())
+                    .await?;
             // SMTP mail counts against the same send buckets as HTTP sends.
             listener.set_limiter(Arc::new(state.limiter.clone()));
             Some(listener)
@@ -102,9 +132,9 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            worker,
+            delivery,
             smtp,
-            webhook_worker,
+            webhooks,
             dkim,
         })
     }
@@ -130,6 +160,16 @@ impl Application {
         }
     }
 
+    /// The mail queue's runner (when workers are on); clones share its lease owner.
+    pub fn delivery_runner(&self) -> Option<&DeliveryRunner> {
+        self.delivery.as_ref()
+    }
+
+    /// The webhook queue's runner (when workers and webhooks are on).
+    pub fn webhook_runner(&self) -> Option<&webhooks::WebhookRunner> {
+        self.webhooks.as_ref()
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.state.pool
     }
@@ -149,19 +189,20 @@ impl Application {
             self.smtp
                 .as_ref()
                 .map_or("off".to_string(), SmtpListener::describe),
-            if self.worker.is_some() {
-                format!("{} in flight", c.delivery.concurrency)
-            } else {
-                "off".into()
-            },
-            self.webhook_worker
+            self.delivery
                 .as_ref()
-                .map_or("off".to_string(), |w| format!(
+                .map_or("off".to_string(), |r| format!(
                     "{} in flight",
-                    w.concurrency()
+                    r.config().concurrency
+                )),
+            self.webhooks
+                .as_ref()
+                .map_or("off".to_string(), |r| format!(
+                    "{} in flight",
+                    r.config().concurrency
                 )),
             self.state.relays.describe(),
-            redact_url(&c.database_url),
+            c.database_url,
             self.state.limiter.describe(),
             if self.dkim.is_empty() {
                 "off".to_string()
@@ -190,11 +231,11 @@ impl Application {
             background.spawn(smtp.run(cancel.child_token()));
         }
         let mut workers = JoinSet::new();
-        if let Some(worker) = self.worker {
-            workers.spawn(worker.run(cancel.child_token()));
+        if let Some(runner) = self.delivery {
+            workers.spawn(runner.run(cancel.child_token()));
         }
-        if let Some(worker) = self.webhook_worker {
-            workers.spawn(worker.run(cancel.child_token()));
+        if let Some(runner) = self.webhooks {
+            workers.spawn(runner.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {
             let router = api::router(self.state.clone());
@@ -208,7 +249,7 @@ impl Application {
             cancel.cancelled().await;
         }
         while let Some(result) = workers.join_next().await {
-            result.context("delivery worker panicked")?;
+            result.context("a queue runner panicked")?;
         }
         while background.join_next().await.is_some() {}
         Ok(())

@@ -241,13 +241,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Openapi => unreachable!("handled before loading the configuration"),
         Command::Migrate => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(config.database_url.expose(), 2).await?;
             store::migrate(&pool).await?;
             eprintln!("migrations applied");
             Ok(())
         }
         Command::Projects(cmd) => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(config.database_url.expose(), 2).await?;
             store::migrate(&pool).await?;
             match cmd {
                 ProjectsCommand::Create { name, relay } => {
@@ -312,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
-    let pool = store::connect(&config.database_url, 2).await?;
+    let pool = store::connect(config.database_url.expose(), 2).await?;
     store::migrate(&pool).await?;
     match cmd {
         KeysCommand::Create {
@@ -410,7 +410,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn templates(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> {
-    let pool = store::connect(&config.database_url, 2).await?;
+    let pool = store::connect(config.database_url.expose(), 2).await?;
     store::migrate(&pool).await?;
     let (TemplatesCommand::Push { project, .. } | TemplatesCommand::Pull { project, .. }) = &cmd;
     let project = projects::find_by_name(&pool, project)
@@ -503,7 +503,7 @@ fn check_relay(config: &Config, name: &str) -> anyhow::Result<()> {
 }
 
 async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
-    let pool = store::connect(&config.database_url, 2).await?;
+    let pool = store::connect(config.database_url.expose(), 2).await?;
     store::migrate(&pool).await?;
     match cmd {
         QueueCommand::Stats => {

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, time::Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    config::{Config, redact_url},
+    config::Config,
     delivery::{DkimKeys, Relays},
     queue, store,
 };
@@ -40,12 +40,12 @@ pub async fn run(config: &Config) -> Vec<Check> {
         Ok(format!(
             "http {} · database {} · {} relay(s)",
             config.http_addr,
-            redact_url(&config.database_url),
+            config.database_url,
             config.relay_map().len()
         )),
     ));
 
-    match store::connect(&config.database_url, 2).await {
+    match store::connect(config.database_url.expose(), 2).await {
         Err(e) => checks.push(Check::new("postgres", Err(format!("{e:#}")))),
         Ok(pool) => {
             checks.push(Check::new("postgres", Ok("reachable".into())));
@@ -69,9 +69,9 @@ pub async fn run(config: &Config) -> Vec<Check> {
         "redis",
         match &config.redis_url {
             None => Ok("not configured: rate limits are per process".into()),
-            Some(url) => redis_ping(url)
+            Some(url) => redis_ping(url.expose())
                 .await
-                .map(|()| format!("{} answers PING", redact_url(url))),
+                .map(|()| format!("{url} answers PING")),
         },
     ));
 

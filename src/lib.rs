@@ -1,10 +1,15 @@
 //! mailgate: an HTTP-to-SMTP transactional email gateway.
 //!
-//! `api` takes requests, `domain` validates them, `mime` renders them, `store` commits them,
-//! `queue` hands them to `delivery`, which relays them upstream. `smtp` takes mail from apps
-//! that speak SMTP into the same path; `webhooks` reports every recipient transition to the
-//! project's endpoints. `ratelimit` decides how much each key may send, shared
-//! through Redis.
+//! `api` takes requests, `domain` validates them, `submission` renders (`mime`, `templates`)
+//! and commits them (`store`), `queue` hands them to `delivery`, which relays them upstream.
+//! `smtp` takes mail from apps that speak SMTP into the same `submission` core; `webhooks`
+//! reports every recipient transition to the project's endpoints. `ratelimit` decides how
+//! much each key may send, shared through Redis.
+//!
+//! Modules use each other one way: `domain` at the bottom; `config`, `store`, `templates`,
+//! `ratelimit`, `queue`, `delivery` in the middle; `submission` above them; the transports
+//! (`api`, `smtp`) on top, and `app` (with the shared `AppState`), `cli` and `main` wiring
+//! it all. `scripts/module-graph` prints the graph and fails on a cycle.
 
 pub mod api;
 pub mod app;

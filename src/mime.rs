@@ -158,21 +158,44 @@ fn body(email: &NewEmail) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::email_request::SendRequest;
-    use serde_json::json;
+    use crate::domain::{Attachment, Mailbox};
 
-    fn email(body: serde_json::Value) -> NewEmail {
-        serde_json::from_value::<SendRequest>(body)
-            .unwrap()
-            .validate(|_| true, chrono::Duration::days(30))
-            .unwrap()
+    fn mailbox(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    /// A checked message, built directly: this module sits below every request type.
+    fn email(subject_text: &str, html: Option<&str>, attachments: Vec<Attachment>) -> NewEmail {
+        NewEmail {
+            from: mailbox("a@example.com"),
+            to: vec![mailbox("b@example.com")],
+            cc: vec![],
+            bcc: vec![mailbox("secret@example.com")],
+            reply_to: vec![],
+            subject: "s".into(),
+            text: Some(subject_text.into()),
+            html: html.map(str::to_string),
+            headers: vec![],
+            attachments,
+            tags: vec![],
+            metadata: Default::default(),
+            relay: None,
+            send_at: None,
+        }
+    }
+
+    fn attachment(name: &str, content_type: &str, content_id: Option<&str>) -> Attachment {
+        Attachment {
+            filename: name.into(),
+            content: vec![1, 2, 3],
+            content_type: content_type.parse().unwrap(),
+            content_id: content_id.map(str::to_string),
+        }
     }
 
     #[test]
     fn bcc_never_reaches_the_headers() {
-        let e = email(
-            json!({"from": "a@example.com", "to": "b@example.com", "bcc": "secret@example.com", "subject": "s", "text": "t"}),
-        );
+        let e = email("t", None, vec![]);
         let mime = String::from_utf8(render(&e, "<x@example.com>", 1 << 20).unwrap()).unwrap();
         assert!(!mime.contains("secret@example.com"), "{mime}");
         assert!(mime.contains("Message-ID: <x@example.com>"));
@@ -180,14 +203,14 @@ mod tests {
 
     #[test]
     fn builds_alternative_related_and_mixed() {
-        let e = email(json!({
-            "from": "a@example.com", "to": "b@example.com", "subject": "s",
-            "text": "plain", "html": "<img src=\"cid:logo\">",
-            "attachments": [
-                {"filename": "logo.png", "content": "iVBORw0KGgo=", "content_type": "image/png", "content_id": "logo"},
-                {"filename": "r.pdf", "content": "JVBERi0=", "content_type": "application/pdf"}
-            ]
-        }));
+        let e = email(
+            "plain",
+            Some("<img src=\"cid:logo\">"),
+            vec![
+                attachment("logo.png", "image/png", Some("logo")),
+                attachment("r.pdf", "application/pdf", None),
+            ],
+        );
         let mime = String::from_utf8(render(&e, "<x@example.com>", 1 << 20).unwrap()).unwrap();
         for needle in [
             "multipart/mixed",
@@ -202,9 +225,7 @@ mod tests {
 
     #[test]
     fn refuses_oversized_messages() {
-        let e = email(
-            json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "text": "x".repeat(5000)}),
-        );
+        let e = email(&"x".repeat(5000), None, vec![]);
         assert!(matches!(
             render(&e, "<x@e.com>", 1000),
             Err(MimeError::TooLarge { .. })

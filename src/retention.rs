@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// One full pass; returns (messages, idempotency keys) deleted.
-pub async fn run_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
+pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
     let mut messages_deleted = 0;
     loop {
         let n = messages::purge_finished(pool, config.days as f64 * 86400.0, config.batch).await?;
@@ -50,7 +50,7 @@ pub async fn run_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(
 pub async fn run(pool: PgPool, config: RetentionConfig, cancel: CancellationToken) {
     let every = Duration::from_secs(config.interval_secs.max(1));
     loop {
-        match run_once(&pool, &config).await {
+        match purge_once(&pool, &config).await {
             Ok((0, 0)) => {}
             Ok((m, k)) => tracing::info!(
                 messages = m,

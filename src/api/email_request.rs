@@ -14,6 +14,7 @@ use crate::domain::{
     field_checks::{check_headers, check_metadata, check_tags},
     has_line_break,
 };
+use crate::submission::Draft;
 
 /// A bare address, `user@example.com`.
 #[derive(utoipa::ToSchema, Deserialize)]
@@ -191,6 +192,37 @@ pub struct MetadataKey(String);
 #[allow(dead_code)]
 #[schema(max_length = 1000)]
 pub struct MetadataValue(String);
+
+impl Draft for SendRequest {
+    fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+    fn has_variables(&self) -> bool {
+        self.variables.is_some()
+    }
+    fn take_variables(&mut self) -> Option<Value> {
+        self.variables.take()
+    }
+    fn content_given(&self) -> [(&'static str, bool); 3] {
+        [
+            ("subject", self.subject.is_some()),
+            ("html", self.html.is_some()),
+            ("text", self.text.is_some()),
+        ]
+    }
+    fn fill(&mut self, subject: Option<String>, html: Option<String>, text: Option<String>) {
+        self.subject = subject;
+        self.html = html;
+        self.text = text;
+    }
+    fn validate(
+        self,
+        relay_exists: &dyn Fn(&str) -> bool,
+        max_schedule: chrono::Duration,
+    ) -> Result<NewEmail, Vec<FieldError>> {
+        SendRequest::validate(self, relay_exists, max_schedule)
+    }
+}
 
 impl SendRequest {
     /// Checks every field and reports all problems at once, each by its JSON path.

@@ -26,11 +26,14 @@ use super::{
     paging,
 };
 use crate::{
-    domain::{Scope, status::summarise},
+    domain::{
+        Scope,
+        status::{MessageStatus, parse_all, summarise},
+    },
     store::messages::{
         self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow,
     },
-    submission::{self, Accepted},
+    submission::Accepted,
 };
 
 pub fn router() -> Router<AppState> {
@@ -57,7 +60,7 @@ pub async fn send(
 ) -> ApiResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
-    idempotency::run_once(
+    idempotency::answer_once(
         &state,
         key.project_id,
         idem,
@@ -65,7 +68,7 @@ pub async fn send(
         &body,
         || async {
             let request: SendRequest = parse_json_object(&body)?;
-            let accepted = submission::submit(&state, &key, request).await?;
+            let accepted = state.submissions.submit(&key, request).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 serde_json::to_value(accepted).map_err(anyhow::Error::from)?,
@@ -152,7 +155,7 @@ pub async fn send_batch(
     // A batch costs one send unit per valid message, charged once the items are checked
     // (the rate-limit layer charged only the request); a replay charges nothing.
     let decision = std::sync::Mutex::new(None);
-    let mut response = idempotency::run_once(
+    let mut response = idempotency::answer_once(
         &state,
         key.project_id,
         idem,
@@ -176,7 +179,11 @@ pub async fn send_batch(
                     Err(ApiError::validation("body", "must be a JSON object"))
                 } else {
                     match serde_path_to_error::deserialize::<_, SendRequest>(item) {
-                        Ok(request) => submission::prepare(&state, &key, request).await,
+                        Ok(request) => state
+                            .submissions
+                            .prepare(&key, request)
+                            .await
+                            .map_err(ApiError::from),
                         Err(err) => Err(ApiError::Validation(vec![FieldError::new(
                             err.path().to_string(),
                             err.inner().to_string(),
@@ -200,12 +207,12 @@ pub async fn send_batch(
                 let units = prepared.len().min(u32::MAX as usize) as u32;
                 let charged = state
                     .limiter
-                    .check_key(&key, crate::ratelimit::Class::Send, units)
+                    .check(key.id, &key.limits, crate::ratelimit::Class::Send, units)
                     .await?;
                 *decision.lock().expect("not poisoned") = charged;
             }
             // The valid ones are committed together, in one statement.
-            let accepted = submission::commit(&state, &key, prepared).await?;
+            let accepted = state.submissions.commit(&key, prepared).await?;
             for (slot, answer) in slots.into_iter().zip(accepted) {
                 results[slot] = Some(BatchItem {
                     status: StatusCode::ACCEPTED.as_u16(),
@@ -281,19 +288,6 @@ pub enum EmailStatus {
     Cancelled,
 }
 
-const STATUSES: &[&str] = &[
-    "queued",
-    "scheduled",
-    "sending",
-    "deferred",
-    "delivered",
-    "partially_delivered",
-    "bounced",
-    "failed",
-    "suppressed",
-    "cancelled",
-];
-
 /// List emails, newest first.
 #[utoipa::path(get, path = "/v1/emails", operation_id = "list_emails", tag = "emails",
     params(
@@ -316,7 +310,8 @@ pub async fn list(
     let key = key.require(Scope::Messages)?;
     let mut errors = Vec::new();
     let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let status = paging::one_of(&q, "status", STATUSES, &mut errors).map(str::to_string);
+    let statuses = MessageStatus::ALL.map(MessageStatus::as_str);
+    let status = paging::one_of(&q, "status", &statuses, &mut errors).map(str::to_string);
     let before = paging::cursor(&q, decode_cursor, &mut errors);
     let filter = ListFilter {
         status,
@@ -371,7 +366,8 @@ async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<Email
     let events = messages::events(&mut tx, id).await?;
     tx.commit().await?;
     // The stored status is refreshed in batches; the recipients are the truth right now.
-    message.status = summarise(recipients.iter().map(|r| r.status.as_str())).to_string();
+    message.status =
+        summarise(&parse_all(recipients.iter().map(|r| r.status.as_str()))).to_string();
     Ok(EmailDetail {
         message,
         recipients,
@@ -430,9 +426,13 @@ pub async fn cancel(
             code: "not_cancellable",
             detail: format!(
                 "nothing left to cancel: the message is {}",
-                summarise(statuses.iter().map(String::as_str))
+                summarise(&parse_all(statuses.iter().map(String::as_str)))
             ),
         }),
-        Cancelled::Some(_) => Ok(Json(detail(&state, key.project_id, id).await?)),
+        Cancelled::Some(_) => {
+            // The `cancelled` events queued webhooks.
+            state.waker.webhooks.wake();
+            Ok(Json(detail(&state, key.project_id, id).await?))
+        }
     }
 }

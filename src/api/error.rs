@@ -6,9 +6,8 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::ratelimit::Refusal;
-
 pub use crate::domain::FieldError;
+use crate::{ratelimit::Refusal, submission::SubmissionError, templates::TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -61,6 +60,47 @@ impl From<sqlx::Error> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         ApiError::Refused(refusal)
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(err: TemplateError) -> Self {
+        match err {
+            TemplateError::NotFound(name) => ApiError::TemplateNotFound(name),
+            TemplateError::Exists(name) => ApiError::Conflict {
+                code: "template_exists",
+                detail: format!("a template named `{name}` already exists; use PUT to replace it"),
+            },
+            TemplateError::Invalid(errors) => ApiError::Validation(errors),
+            TemplateError::Render(error) => {
+                ApiError::unprocessable("template_render_error", vec![error])
+            }
+            TemplateError::Database(e) => e.into(),
+            TemplateError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<SubmissionError> for ApiError {
+    fn from(err: SubmissionError) -> Self {
+        match err {
+            SubmissionError::Validation(errors) => ApiError::Validation(errors),
+            // On a send, an unknown template is a bad field of the request, not a missing
+            // route.
+            SubmissionError::TemplateNotFound(name) => ApiError::unprocessable(
+                "template_not_found",
+                vec![FieldError::new(
+                    "template",
+                    format!("no template named `{name}` in this project"),
+                )],
+            ),
+            SubmissionError::TemplateRender(error) => {
+                ApiError::unprocessable("template_render_error", vec![error])
+            }
+            SubmissionError::TooLarge(detail) => ApiError::PayloadTooLarge(detail),
+            SubmissionError::Database(e) => e.into(),
+            SubmissionError::Internal(e) => ApiError::Internal(e),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Runs `handler` at most once per (project, key, request); its answer (2xx or 4xx) is kept
 /// and replayed. A 5xx is not kept, so the client's retry runs again.
-pub async fn run_once<F, Fut>(
+pub async fn answer_once<F, Fut>(
     state: &AppState,
     project_id: Uuid,
     key: Option<String>,

@@ -6,7 +6,8 @@
 //! `POST /v1/emails` is one message, one unit of the key's `send` bucket; every other request
 //! is one unit of its `api` bucket. A handler that accepts several messages (a batch) charges
 //! them itself and returns the decision as a response part:
-//! `let d = state.limiter.check_key(key, Class::Send, n).await?; Ok((d, Json(body)))`; its
+//! `let d = state.limiter.check(key.id, &key.limits, Class::Send, n).await?;
+//! Ok((d, Json(body)))`; its
 //! headers then replace the layer's.
 
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 
 use super::AppState;
-use crate::queue;
+use crate::{domain::RecipientStatus, queue};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
@@ -13,7 +13,7 @@ pub fn router() -> Router<AppState> {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match queue::stats(&state.pool).await {
         Ok(stats) => {
-            for status in ["queued", "scheduled", "sending", "deferred"] {
+            for status in RecipientStatus::IN_FLIGHT.map(RecipientStatus::as_str) {
                 let n = stats
                     .by_status
                     .iter()

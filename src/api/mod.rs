@@ -18,38 +18,14 @@ pub mod suppressions;
 pub mod templates;
 pub mod webhooks;
 
-use std::sync::Arc;
-
 use axum::{Router, extract::DefaultBodyLimit, middleware};
-use sqlx::PgPool;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
-use crate::{
-    config::Config,
-    delivery::Relays,
-    queue::wake::Waker,
-    ratelimit::{AuthThrottle, Limiter},
-    store::group_commit::GroupCommit,
-    templates::TemplateCache,
-};
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    /// Where sends commit (`store::group_commit`).
-    pub commits: GroupCommit,
-    pub config: Arc<Config>,
-    pub relays: Arc<Relays>,
-    pub waker: Waker,
-    pub keys: auth::KeyCache,
-    pub templates: TemplateCache,
-    pub limiter: Limiter,
-    pub auth_throttle: AuthThrottle,
-}
+/// The process's shared state, which the handlers take (it lives with the wiring, in `app`).
+pub use crate::app::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.max_body_bytes;

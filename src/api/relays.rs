@@ -4,7 +4,7 @@ use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 
 use super::{AppState, auth::Operator, error::ApiResult, openapi::ProblemResponses};
-use crate::delivery::relay::Health;
+use crate::delivery::relay::RelayHealth;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/relays", get(list))
@@ -16,7 +16,7 @@ pub struct RelayStatus {
     pub host: String,
     /// Pools listing this relay, in which it is tried by priority.
     pub pools: Vec<String>,
-    pub health: Health,
+    pub health: RelayHealth,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

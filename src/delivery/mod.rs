@@ -1,56 +1,57 @@
-//! Delivery workers: claim due recipients, relay each through its upstream pool, record
-//! what the upstream said. One SMTP transaction per recipient keeps every outcome exact.
+//! Mail delivery: the handler the queue runner gives each due recipient. It relays through
+//! the recipient's upstream pool and says what the upstream answered. One SMTP transaction
+//! per recipient keeps every outcome exact.
 
 pub mod classify;
 pub mod dkim;
 pub mod relay;
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use lettre::address::Envelope;
-use sqlx::PgPool;
-use tokio::{
-    sync::{Semaphore, mpsc},
-    task::JoinSet,
-};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::{
     config::DeliveryConfig,
     domain::RecipientStatus,
-    queue::{self, Job, Outcome, wake::Waker},
+    queue::{Handler, Job, MailQueue, Outcome, Runner, RunnerConfig},
 };
 pub use dkim::DkimKeys;
 pub use relay::Relays;
 
-#[derive(Clone)]
-pub struct Worker {
-    pool: PgPool,
+/// The mail queue's runner: leased recipients, relayed by a `Deliverer`.
+pub type DeliveryRunner = Runner<MailQueue, Deliverer>;
+
+/// How the runner works the mail queue, from `[delivery]`.
+pub fn runner_config(config: &DeliveryConfig) -> RunnerConfig {
+    RunnerConfig {
+        concurrency: config.concurrency,
+        claim_batch: config.claim_batch,
+        lease: config.lease(),
+        poll_interval: config.poll_interval(),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    }
+}
+
+/// One delivery attempt for one recipient: its relay chain, DKIM, and what the reply means.
+pub struct Deliverer {
     relays: Arc<Relays>,
     config: DeliveryConfig,
-    /// Fences this process's leases.
-    owner: Uuid,
-    waker: Waker,
     dkim: Arc<DkimKeys>,
 }
 
-type InFlight = Arc<Mutex<HashSet<i64>>>;
+impl Handler<MailQueue> for Deliverer {
+    async fn handle(&self, job: Job) -> Outcome {
+        self.deliver(job).await
+    }
+}
 
-impl Worker {
-    pub fn new(pool: PgPool, relays: Arc<Relays>, config: DeliveryConfig, waker: Waker) -> Self {
+impl Deliverer {
+    pub fn new(relays: Arc<Relays>, config: DeliveryConfig) -> Self {
         Self {
-            pool,
             relays,
             config,
-            owner: Uuid::now_v7(),
-            waker,
             dkim: Arc::default(),
         }
     }
@@ -59,192 +60,6 @@ impl Worker {
     pub fn with_dkim(mut self, keys: Arc<DkimKeys>) -> Self {
         self.dkim = keys;
         self
-    }
-
-    fn lease_secs(&self) -> f64 {
-        self.config.lease().as_secs_f64()
-    }
-
-    /// Claims one batch, delivers it and records the outcomes; returns how many were handled.
-    /// Tests use it to drive the queue step by step.
-    pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let jobs = queue::claim(
-            &self.pool,
-            self.owner,
-            self.config.claim_batch,
-            self.lease_secs(),
-        )
-        .await?;
-        let outcomes =
-            futures_util::future::join_all(jobs.into_iter().map(|job| self.deliver(job))).await;
-        queue::complete(&self.pool, self.owner, &outcomes).await?;
-        Ok(outcomes.len())
-    }
-
-    /// Runs until `cancel`, then stops claiming, lets in-flight deliveries finish for the
-    /// grace period, and hands back whatever is left.
-    pub async fn run(self, cancel: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let in_flight: InFlight = Arc::default();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
-        // Helpers live in JoinSets, so dropping this future (a killed worker in tests)
-        // aborts them too, exactly like a process that died.
-        let mut completer = JoinSet::new();
-        completer.spawn(self.clone().record_outcomes(done_rx, in_flight.clone()));
-        let housekeeping_stop = CancellationToken::new();
-        let mut housekeeping = JoinSet::new();
-        housekeeping.spawn(
-            self.clone()
-                .housekeeping(in_flight.clone(), housekeeping_stop.clone()),
-        );
-        let mut tasks = JoinSet::new();
-
-        let mut db_backoff = Duration::from_millis(200);
-        loop {
-            let first = tokio::select! {
-                _ = cancel.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
-            while tasks.try_join_next().is_some() {}
-            let want = (permits.available_permits() as i64 + 1).min(self.config.claim_batch);
-            let jobs = match queue::claim(&self.pool, self.owner, want, self.lease_secs()).await {
-                Ok(jobs) => {
-                    db_backoff = Duration::from_millis(200);
-                    jobs
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "claim failed; retrying");
-                    drop(first);
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(db_backoff) => {}
-                    }
-                    db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            if jobs.is_empty() {
-                drop(first);
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = self.waker.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval()) => {}
-                }
-                continue;
-            }
-            let mut first = Some(first);
-            for job in jobs {
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => permits
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closed"),
-                };
-                in_flight
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(job.recipient_id);
-                let worker = self.clone();
-                let done = done_tx.clone();
-                tasks.spawn(async move {
-                    let outcome = worker.deliver(job).await;
-                    let _ = done.send(outcome);
-                    drop(permit);
-                });
-            }
-        }
-
-        // Shutdown: no new claims; give in-flight work its grace period.
-        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        let all = self.config.concurrency as u32;
-        if tokio::time::timeout(grace, permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown grace period over; abandoning in-flight deliveries");
-            tasks.abort_all();
-        }
-        while tasks.join_next().await.is_some() {}
-        drop(done_tx);
-        while completer.join_next().await.is_some() {}
-        housekeeping_stop.cancel();
-        while housekeeping.join_next().await.is_some() {}
-        let left: Vec<i64> = in_flight
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .copied()
-            .collect();
-        match queue::release(&self.pool, self.owner, &left).await {
-            Ok(n) if n > 0 => tracing::info!(released = n, "handed back unfinished deliveries"),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "could not release leases; they will expire"),
-        }
-    }
-
-    /// Writes outcomes in batches; a database outage delays them but never drops them.
-    async fn record_outcomes(self, mut rx: mpsc::UnboundedReceiver<Outcome>, in_flight: InFlight) {
-        let mut batch = Vec::new();
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < 512 {
-                match rx.try_recv() {
-                    Ok(o) => batch.push(o),
-                    Err(_) => break,
-                }
-            }
-            let mut wait = Duration::from_millis(100);
-            loop {
-                match queue::complete(&self.pool, self.owner, &batch).await {
-                    Ok(_) => break,
-                    Err(err) => {
-                        tracing::warn!(error = %err, pending = batch.len(), "could not record outcomes; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            let mut set = in_flight.lock().expect("not poisoned");
-            for o in batch.drain(..) {
-                set.remove(&o.recipient_id);
-            }
-        }
-    }
-
-    /// Extends our leases while slow sends run, and puts back jobs of dead workers.
-    async fn housekeeping(self, in_flight: InFlight, stop: CancellationToken) {
-        let every = (self.config.lease() / 3)
-            .min(self.config.poll_interval().max(Duration::from_millis(500)));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let ids: Vec<i64> = in_flight
-                .lock()
-                .expect("not poisoned")
-                .iter()
-                .copied()
-                .collect();
-            if let Err(err) =
-                queue::extend_leases(&self.pool, self.owner, &ids, self.lease_secs()).await
-            {
-                tracing::warn!(error = %err, "could not extend leases");
-            }
-            match queue::reclaim_expired(&self.pool, 1000).await {
-                Ok(ids) if !ids.is_empty() => {
-                    tracing::warn!(
-                        messages = ids.len(),
-                        "reclaimed deliveries whose worker stopped"
-                    );
-                    self.waker.wake();
-                }
-                Ok(_) => {}
-                Err(err) => tracing::debug!(error = %err, "reclaim failed"),
-            }
-        }
     }
 
     /// One attempt for one recipient, counted by outcome, relay and project.

@@ -1,5 +1,5 @@
-//! A problem with one field of an input, named by its path: what every check in `domain`
-//! reports, and what the API answers in a problem's `errors`.
+//! What is wrong with one field of a request. Every layer below the transports reports bad
+//! input this way; the HTTP surface answers it as the `errors` of a problem body.
 
 use serde::Serialize;
 

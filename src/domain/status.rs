@@ -1,8 +1,11 @@
-//! The per-recipient lifecycle vocabulary, shared by the queue, the API and events.
+//! The lifecycle vocabulary, shared by the queue, the API and events: each recipient's
+//! status, and the message status that summarises them.
 
-use serde::Serialize;
+use std::{fmt, str::FromStr};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecipientStatus {
     Queued,
@@ -17,6 +20,22 @@ pub enum RecipientStatus {
 }
 
 impl RecipientStatus {
+    pub const ALL: [RecipientStatus; 9] = [
+        Self::Queued,
+        Self::Scheduled,
+        Self::Sending,
+        Self::Delivered,
+        Self::Deferred,
+        Self::Bounced,
+        Self::Failed,
+        Self::Suppressed,
+        Self::Cancelled,
+    ];
+
+    /// Waiting for a relay or in its hands: what the queue depth counts.
+    pub const IN_FLIGHT: [RecipientStatus; 4] =
+        [Self::Queued, Self::Scheduled, Self::Sending, Self::Deferred];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -39,31 +58,166 @@ impl RecipientStatus {
     }
 }
 
-/// A message's status from its recipients' (mirrors SQL `mailgate_message_status`).
-pub fn summarise<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'a str {
-    let all: Vec<&str> = statuses.into_iter().collect();
-    for in_flight in ["sending", "deferred", "queued", "scheduled"] {
-        if all.contains(&in_flight) {
-            return in_flight;
+/// A message's status, summarising its recipients' (see [`summarise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Scheduled,
+    Sending,
+    Deferred,
+    Delivered,
+    /// Some recipients delivered, the others bounced, failed, suppressed or cancelled.
+    PartiallyDelivered,
+    Bounced,
+    Failed,
+    Suppressed,
+    Cancelled,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 10] = [
+        Self::Queued,
+        Self::Scheduled,
+        Self::Sending,
+        Self::Deferred,
+        Self::Delivered,
+        Self::PartiallyDelivered,
+        Self::Bounced,
+        Self::Failed,
+        Self::Suppressed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Scheduled => "scheduled",
+            Self::Sending => "sending",
+            Self::Deferred => "deferred",
+            Self::Delivered => "delivered",
+            Self::PartiallyDelivered => "partially_delivered",
+            Self::Bounced => "bounced",
+            Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
+            Self::Cancelled => "cancelled",
         }
     }
-    match all.first() {
-        None => "queued",
-        Some(first) if all.iter().all(|s| s == first) => first,
-        Some(_) if all.contains(&"delivered") => "partially_delivered",
-        Some(_) => "failed",
+}
+
+/// Every recipient in one status: the message is in it too.
+impl From<RecipientStatus> for MessageStatus {
+    fn from(status: RecipientStatus) -> Self {
+        match status {
+            RecipientStatus::Queued => Self::Queued,
+            RecipientStatus::Scheduled => Self::Scheduled,
+            RecipientStatus::Sending => Self::Sending,
+            RecipientStatus::Delivered => Self::Delivered,
+            RecipientStatus::Deferred => Self::Deferred,
+            RecipientStatus::Bounced => Self::Bounced,
+            RecipientStatus::Failed => Self::Failed,
+            RecipientStatus::Suppressed => Self::Suppressed,
+            RecipientStatus::Cancelled => Self::Cancelled,
+        }
     }
+}
+
+/// A message's status from its recipients'. Mirrors the SQL function
+/// `mailgate_message_status` (migrations/0001_init.sql), which keeps the stored status; a
+/// test holds the two to agreement. In-flight states win, in this order; then a status all
+/// recipients share; then `partially_delivered` if any was delivered, else `failed`.
+/// No recipients (which no stored message has) reads as `queued`.
+pub fn summarise(statuses: &[RecipientStatus]) -> MessageStatus {
+    use RecipientStatus::*;
+    for in_flight in [Sending, Deferred, Queued, Scheduled] {
+        if statuses.contains(&in_flight) {
+            return in_flight.into();
+        }
+    }
+    match statuses.first() {
+        None => MessageStatus::Queued,
+        Some(&first) if statuses.iter().all(|&s| s == first) => first.into(),
+        Some(_) if statuses.contains(&Delivered) => MessageStatus::PartiallyDelivered,
+        Some(_) => MessageStatus::Failed,
+    }
+}
+
+/// A status word that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for RecipientStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+impl fmt::Display for RecipientStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Statuses as stored (text) to the enum; a word that is not a status is skipped. The
+/// database only holds statuses, so nothing is skipped in practice.
+pub fn parse_all<'a>(statuses: impl IntoIterator<Item = &'a str>) -> Vec<RecipientStatus> {
+    statuses
+        .into_iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::summarise;
+    use super::{MessageStatus as M, RecipientStatus as R, *};
 
     #[test]
     fn summarises_recipients() {
-        assert_eq!(summarise(["delivered", "delivered"]), "delivered");
-        assert_eq!(summarise(["delivered", "deferred"]), "deferred");
-        assert_eq!(summarise(["delivered", "bounced"]), "partially_delivered");
-        assert_eq!(summarise(["bounced", "suppressed"]), "failed");
+        assert_eq!(summarise(&[R::Delivered, R::Delivered]), M::Delivered);
+        assert_eq!(summarise(&[R::Delivered, R::Deferred]), M::Deferred);
+        assert_eq!(
+            summarise(&[R::Delivered, R::Bounced]),
+            M::PartiallyDelivered
+        );
+        assert_eq!(summarise(&[R::Bounced, R::Suppressed]), M::Failed);
+        assert_eq!(summarise(&[]), M::Queued);
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for s in R::ALL {
+            assert_eq!(s.as_str().parse::<R>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(M::from(s).as_str(), s.as_str());
+        }
+        for s in M::ALL {
+            assert_eq!(s.as_str().parse::<M>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!("partially_delivered".parse::<R>().is_err());
+        assert!("sent".parse::<M>().is_err());
     }
 }

@@ -1,17 +1,81 @@
-//! The delivery queue in Postgres: one row per recipient in `recipients`.
+//! Leased work in Postgres: the runner that works any queue (`runner`), the wake-ups that
+//! start it (`wake`), and the mail queue itself, one row per recipient in `recipients`.
 //!
-//! Workers `claim` due rows with `FOR UPDATE SKIP LOCKED` and a lease (no transaction is held
+//! Runners `claim` due rows with `FOR UPDATE SKIP LOCKED` and a lease (no transaction is held
 //! across SMTP), then `complete` a batch of outcomes in one transaction. A lease left behind by
-//! a dead worker is put back by `reclaim_expired`. `(id, attempts, lease_owner)` fences every
-//! write, so a worker whose lease was taken over cannot overwrite the newer attempt.
+//! a dead process is put back by `reclaim_expired`. `(id, attempts, lease_owner)` fences every
+//! write, so a runner whose lease was taken over cannot overwrite the newer attempt.
 
+pub mod runner;
 pub mod wake;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::RecipientStatus;
+pub use runner::{Handler, LeasedQueue, Runner, RunnerConfig};
+use wake::Waker;
+
+/// The mail queue as the runner works it. Recording outcomes records events, which enqueue
+/// webhook deliveries, so it wakes the webhook runner.
+pub struct MailQueue {
+    pool: PgPool,
+    webhooks: Waker,
+}
+
+impl MailQueue {
+    pub fn new(pool: PgPool, webhooks: Waker) -> Self {
+        Self { pool, webhooks }
+    }
+}
+
+impl LeasedQueue for MailQueue {
+    type Id = i64;
+    type Job = Job;
+    type Outcome = Outcome;
+    const NAME: &'static str = "delivery";
+
+    fn job_id(job: &Job) -> i64 {
+        job.recipient_id
+    }
+    fn outcome_id(outcome: &Outcome) -> i64 {
+        outcome.recipient_id
+    }
+    async fn claim(&self, owner: Uuid, limit: i64, lease: Duration) -> sqlx::Result<Vec<Job>> {
+        claim(&self.pool, owner, limit, lease.as_secs_f64()).await
+    }
+    async fn complete(&self, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<()> {
+        if complete(&self.pool, owner, outcomes).await? > 0 {
+            self.webhooks.wake();
+        }
+        Ok(())
+    }
+    async fn extend(&self, owner: Uuid, ids: &[i64], lease: Duration) -> sqlx::Result<u64> {
+        extend_leases(&self.pool, LeasedTable::Recipients, owner, ids, lease).await
+    }
+    async fn release(&self, owner: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+        release(&self.pool, owner, ids).await
+    }
+    async fn reclaim_expired(&self, limit: i64) -> sqlx::Result<u64> {
+        let messages = reclaim_expired(&self.pool, limit).await?;
+        if !messages.is_empty() {
+            // Each put-back recipient got a `deferred` event.
+            self.webhooks.wake();
+        }
+        Ok(messages.len() as u64)
+    }
+    async fn busy(&self) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM recipients WHERE status = 'sending'
+                 OR (status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()))",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
@@ -178,26 +242,52 @@ async fn refresh_message_status(
     Ok(())
 }
 
-/// Keeps in-flight jobs ours while a slow relay works on them.
-pub async fn extend_leases(
+/// The heartbeat of a queue table (`recipients`, `webhook_deliveries`): keeps the rows this
+/// owner is still working on ours for another lease. Both tables lease the same way.
+pub async fn extend_leases<Id>(
     pool: &PgPool,
+    table: LeasedTable,
     owner: Uuid,
-    ids: &[i64],
-    lease_secs: f64,
-) -> sqlx::Result<u64> {
+    ids: &[Id],
+    lease: Duration,
+) -> sqlx::Result<u64>
+where
+    Id: for<'q> sqlx::Encode<'q, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + sqlx::postgres::PgHasArrayType
+        + Sync,
+{
     if ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
-        "UPDATE recipients SET lease_until = now() + make_interval(secs => $3)
+    let sql = format!(
+        "UPDATE {} SET lease_until = now() + make_interval(secs => $3)
          WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
-    )
-    .bind(ids)
-    .bind(owner)
-    .bind(lease_secs)
-    .execute(pool)
-    .await?;
+        table.name()
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
+}
+
+/// The tables that hold leased jobs; a closed set, so table names never come from input.
+#[derive(Debug, Clone, Copy)]
+pub enum LeasedTable {
+    Recipients,
+    WebhookDeliveries,
+}
+
+impl LeasedTable {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Recipients => "recipients",
+            Self::WebhookDeliveries => "webhook_deliveries",
+        }
+    }
 }
 
 /// Hands back jobs this worker claimed but never tried (shutdown): no attempt is counted.

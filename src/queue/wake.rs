@@ -1,8 +1,9 @@
-//! Waking idle workers when mail arrives, without a NOTIFY per message.
+//! Waking idle runners when work arrives, without a NOTIFY per job.
 //!
-//! Postgres serialises commits that issued a NOTIFY, so the accept path never notifies.
-//! It wakes this process's workers directly and raises a flag; a small task turns the flag
-//! into at most one `pg_notify` per interval for the other instances. Everyone also polls.
+//! Postgres serialises commits that issued a NOTIFY, so no commit path notifies. A commit that
+//! made work due wakes this process's runner directly and raises a flag; one task turns each
+//! queue's flag into at most one `pg_notify` per interval for the other instances, and turns
+//! theirs into local wake-ups. Everyone also polls, so a lost wake-up only costs latency.
 
 use std::{
     sync::{
@@ -16,16 +17,29 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub const CHANNEL: &str = "mailgate_queue";
+/// The NOTIFY channel of the mail queue.
+pub const MAIL_CHANNEL: &str = "mailgate_queue";
+/// The NOTIFY channel of the webhook queue.
+pub const WEBHOOK_CHANNEL: &str = "mailgate_webhooks";
 const COALESCE: Duration = Duration::from_millis(50);
 
-#[derive(Clone, Default)]
+/// The wake-up of one queue's runner.
+#[derive(Clone)]
 pub struct Waker {
+    channel: &'static str,
     local: Arc<Notify>,
     pending: Arc<AtomicBool>,
 }
 
 impl Waker {
+    fn new(channel: &'static str) -> Self {
+        Self {
+            channel,
+            local: Arc::default(),
+            pending: Arc::default(),
+        }
+    }
+
     /// Called after a commit that made work due.
     pub fn wake(&self) {
         self.local.notify_one();
@@ -36,11 +50,41 @@ impl Waker {
     pub async fn notified(&self) {
         self.local.notified().await
     }
+}
 
-    /// Forwards local wake-ups to other instances and theirs to us, until cancelled.
+/// The wake-ups of every queue of one process.
+#[derive(Clone)]
+pub struct Wakers {
+    pub mail: Waker,
+    pub webhooks: Waker,
+}
+
+impl Default for Wakers {
+    fn default() -> Self {
+        Self {
+            mail: Waker::new(MAIL_CHANNEL),
+            webhooks: Waker::new(WEBHOOK_CHANNEL),
+        }
+    }
+}
+
+impl Wakers {
+    /// After a commit that queued mail and recorded its first events (an accept).
+    pub fn wake(&self) {
+        self.mail.wake();
+        self.webhooks.wake();
+    }
+
+    fn all(&self) -> [&Waker; 2] {
+        [&self.mail, &self.webhooks]
+    }
+
+    /// Forwards local wake-ups to other instances and theirs to us, until cancelled: one
+    /// LISTEN connection for every queue.
     pub async fn run(self, pool: PgPool, cancel: CancellationToken) {
+        let channels: Vec<&str> = self.all().iter().map(|w| w.channel).collect();
         let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(CHANNEL).await {
+            Ok(mut l) => match l.listen_all(channels).await {
                 Ok(()) => Some(l),
                 Err(err) => {
                     tracing::warn!(error = %err, "LISTEN failed; relying on polling");
@@ -57,15 +101,23 @@ impl Waker {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    if self.pending.swap(false, Ordering::AcqRel)
-                        && let Err(err) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&pool).await
-                    {
-                        tracing::debug!(error = %err, "pg_notify failed; other instances will poll");
+                    for waker in self.all() {
+                        if waker.pending.swap(false, Ordering::AcqRel)
+                            && let Err(err) = sqlx::query("SELECT pg_notify($1, '')").bind(waker.channel).execute(&pool).await
+                        {
+                            tracing::debug!(error = %err, "pg_notify failed; other instances will poll");
+                        }
                     }
                 }
                 note = async { listener.as_mut().expect("guarded").try_recv().await }, if listener.is_some() => {
                     match note {
-                        Ok(Some(_)) => self.local.notify_one(),
+                        Ok(Some(note)) => {
+                            for waker in self.all() {
+                                if waker.channel == note.channel() {
+                                    waker.local.notify_one();
+                                }
+                            }
+                        }
                         // The listener reconnects by itself; polling covers the gap.
                         Ok(None) => {}
                         Err(err) => {

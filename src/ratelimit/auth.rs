@@ -1,9 +1,11 @@
-//! Failed authentications per client IP, so keys cannot be guessed at speed. Per process on
-//! purpose: it must keep working when Redis does not, and a guesser spread over N processes
-//! still gets at most N times the allowance, against keys of 40 random alphanumerics.
+//! Failed authentications per client IP, so keys cannot be guessed at speed. One throttle
+//! for every way in: HTTP calls it around authentication, the SMTP listener around `AUTH`
+//! (`check(ip)` before looking at credentials, `failed(ip)` after refusing them), each with
+//! its own allowance from config.
 //!
-//! HTTP calls it around authentication; the SMTP listener does the same around `AUTH`:
-//! `check(ip)` before looking at credentials, `failed(ip)` after refusing them.
+//! Per process on purpose: it must keep working when Redis does not, and a guesser spread
+//! over N processes still gets at most N times the allowance, against keys of 40 random
+//! alphanumerics.
 
 use std::{
     collections::HashMap,
@@ -23,6 +25,8 @@ type Failures =
 
 /// Beyond this many tracked addresses, forgotten ones are dropped.
 const PRUNE_AT: usize = 10_000;
+/// Longest period or lockout: an absurd configured value must not overflow the clock.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct AuthThrottle {
@@ -36,22 +40,37 @@ struct Inner {
     blocked: Mutex<HashMap<IpAddr, Instant>>,
     /// One failure's worth of allowance comes back after this long.
     interval: Duration,
+    /// How long an address out of allowance is refused; `None`: until one failure's worth
+    /// of allowance is back.
+    lockout: Option<Duration>,
 }
 
 impl AuthThrottle {
-    /// Allows `per_minute` failures per address and minute (in a burst, too); 0: no limit.
-    pub fn new(per_minute: u32) -> Self {
-        let Some(per_minute) = NonZeroU32::new(per_minute) else {
+    /// Allows `failures` failed authentications per address within `per` (in a burst, too).
+    /// Past them the address is refused for `lockout`, or, without one, until the allowance
+    /// for one more failure is back. No failures or no period: no throttle.
+    pub fn new(failures: u32, per: Duration, lockout: Option<Duration>) -> Self {
+        let Some(failures) = NonZeroU32::new(failures) else {
             return Self { inner: None };
         };
-        let quota = Quota::per_minute(per_minute);
+        let Some(quota) = Quota::with_period(per.min(LONGEST) / failures.get()) else {
+            return Self { inner: None };
+        };
+        let quota = quota.allow_burst(failures);
         Self {
             inner: Some(Arc::new(Inner {
                 failures: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
                 blocked: Mutex::new(HashMap::new()),
                 interval: quota.replenish_interval(),
+                lockout: lockout.map(|l| l.min(LONGEST)),
             })),
         }
+    }
+
+    /// `per_minute` failures per address and minute; an address past them waits for the
+    /// allowance of one more. 0: no limit.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self::new(per_minute, Duration::from_secs(60), None)
     }
 
     /// `Err(wait)` when `ip` has used up its failures: refuse before checking credentials.
@@ -79,12 +98,16 @@ impl AuthThrottle {
         // The limiter counts; `blocked` remembers the result, since the limiter cannot be
         // asked without being charged.
         let until = match inner.failures.check_key(&ip) {
-            Ok(snapshot) if snapshot.remaining_burst_capacity() == 0 => Some(now + inner.interval),
+            Ok(snapshot) if snapshot.remaining_burst_capacity() == 0 => {
+                Some(now + inner.lockout.unwrap_or(inner.interval))
+            }
             Ok(_) => None,
             Err(not_until) => Some(
-                now + not_until
-                    .wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
-                    .max(inner.interval),
+                now + inner.lockout.unwrap_or_else(|| {
+                    not_until
+                        .wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
+                        .max(inner.interval)
+                }),
             ),
         };
         let mut blocked = inner.blocked.lock().expect("not poisoned");
@@ -110,7 +133,7 @@ mod tests {
 
     #[test]
     fn blocks_an_address_after_its_failures_and_no_other() {
-        let throttle = AuthThrottle::new(3);
+        let throttle = AuthThrottle::per_minute(3);
         let guesser: IpAddr = "192.0.2.1".parse().unwrap();
         let bystander: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..2 {
@@ -124,12 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn zero_turns_it_off() {
-        let throttle = AuthThrottle::new(0);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..100 {
+    fn a_lockout_holds_for_its_whole_length() {
+        let throttle =
+            AuthThrottle::new(3, Duration::from_secs(300), Some(Duration::from_secs(300)));
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        for _ in 0..2 {
             throttle.failed(ip);
         }
         assert!(throttle.check(ip).is_ok());
+        throttle.failed(ip);
+        let wait = throttle.check(ip).unwrap_err();
+        assert!(wait > Duration::from_secs(299) && wait <= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn zero_turns_it_off() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for throttle in [
+            AuthThrottle::per_minute(0),
+            AuthThrottle::new(5, Duration::ZERO, None),
+        ] {
+            for _ in 0..100 {
+                throttle.failed(ip);
+            }
+            assert!(throttle.check(ip).is_ok());
+        }
     }
 }

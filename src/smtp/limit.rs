@@ -10,9 +10,9 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use uuid::Uuid;
 
-/// Whose message is asking.
+/// The client a message comes from, as the limiter sees it: its project and key.
 #[derive(Debug, Clone, Copy)]
-pub struct Submitter {
+pub struct Client {
     pub project_id: Uuid,
     /// `None` for mail from a trusted network without AUTH.
     pub api_key_id: Option<Uuid>,
@@ -20,8 +20,9 @@ pub struct Submitter {
     pub limits: crate::domain::api_key::KeyLimits,
 }
 
+/// Whether a message may go on (`ratelimit::Decision` is the limiter's fuller answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum Admission {
     Allowed,
     /// Over the limit; a unit is free again after this long.
     Limited {
@@ -32,18 +33,15 @@ pub enum Decision {
 /// Mailgate's limiter: an SMTP message is one `send` unit of its key (or, for trusted-network
 /// mail, of its project), in the same buckets as HTTP sends.
 impl SubmissionLimiter for crate::ratelimit::Limiter {
-    fn acquire<'a>(
-        &'a self,
-        who: Submitter,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+    fn acquire<'a>(&'a self, who: Client) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>> {
         use crate::ratelimit::{Class, Refusal};
         Box::pin(async move {
             let subject = who.api_key_id.unwrap_or(who.project_id);
-            let wait = |secs: Option<u64>| Decision::Limited {
+            let wait = |secs: Option<u64>| Admission::Limited {
                 retry_after: Duration::from_secs(secs.unwrap_or(1).max(1)),
             };
             match self.check(subject, &who.limits, Class::Send, 1).await {
-                Ok(_) => Decision::Allowed,
+                Ok(_) => Admission::Allowed,
                 Err(Refusal::RateLimited(d)) => wait(d.retry_after_secs()),
                 Err(Refusal::QuotaExceeded { decision, .. }) => wait(decision.retry_after_secs()),
                 // Fail-closed without Redis, or a burst below one: a temporary 451 either way.
@@ -55,6 +53,5 @@ impl SubmissionLimiter for crate::ratelimit::Limiter {
 
 pub trait SubmissionLimiter: Send + Sync + 'static {
     /// Takes one unit for one message of `who`.
-    fn acquire<'a>(&'a self, who: Submitter)
-    -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+    fn acquire<'a>(&'a self, who: Client) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>>;
 }

@@ -2,58 +2,24 @@
 //! on concurrent sessions. Sessions live in a JoinSet owned by `run`, so dropping `run`
 //! ends every one of them at once.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use ipnet::IpNet;
+use sqlx::PgPool;
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
     sync::Semaphore,
     task::JoinSet,
 };
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{
     limit::SubmissionLimiter,
-    session,
-    throttle::AuthThrottle,
+    session::{self, Settings, Shared},
     tls::{self, CertSource},
 };
-use crate::{api::AppState, store::projects};
-
-/// The listener's settings, resolved from config at start.
-pub(super) struct Settings {
-    pub hostname: String,
-    pub max_message_bytes: usize,
-    pub max_recipients: usize,
-    pub idle_timeout: Duration,
-    pub session_timeout: Duration,
-    pub trusted_networks: Vec<IpNet>,
-    /// Set when trusted networks are configured.
-    pub trusted_project: Option<Uuid>,
-}
-
-impl Settings {
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_project.is_some() && self.trusted_networks.iter().any(|n| n.contains(&ip))
-    }
-}
-
-/// What every session of this listener shares.
-pub(super) struct Shared {
-    pub state: AppState,
-    pub settings: Settings,
-    pub tls: TlsAcceptor,
-    pub throttle: AuthThrottle,
-    pub limiter: Option<Arc<dyn SubmissionLimiter>>,
-}
+use crate::{config::Config, ratelimit::AuthThrottle, store::projects, submission::SubmissionCore};
 
 pub struct SmtpListener {
     starttls: TcpListener,
@@ -65,15 +31,18 @@ pub struct SmtpListener {
 
 impl SmtpListener {
     /// Loads or makes the certificate, finds the trusted project and binds the ports
-    /// (port 0 picks a free one).
-    pub async fn bind(state: AppState) -> anyhow::Result<Self> {
-        let config = state.config.clone();
+    /// (port 0 picks a free one). Accepted mail goes to `submissions`.
+    pub async fn bind(
+        config: &Config,
+        pool: PgPool,
+        submissions: SubmissionCore,
+    ) -> anyhow::Result<Self> {
         let smtp = &config.smtp;
         let (tls, cert) = tls::acceptor(smtp)?;
         let trusted_networks = smtp.trusted_networks()?;
         let trusted_project = match (&smtp.trusted_project, trusted_networks.is_empty()) {
             (Some(name), false) => Some(
-                projects::ensure(&state.pool, name)
+                projects::ensure(&pool, name)
                     .await
                     .with_context(|| format!("cannot find or create trusted project `{name}`"))?
                     .0
@@ -108,11 +77,14 @@ impl SmtpListener {
             cert,
             max_sessions: smtp.max_sessions,
             shared: Shared {
+                // `auth_max_failures` within the lockout period, then locked out for it.
                 throttle: AuthThrottle::new(
-                    smtp.auth_max_failures,
+                    smtp.auth_max_failures.max(1),
                     Duration::from_secs(smtp.auth_lockout_secs),
+                    Some(Duration::from_secs(smtp.auth_lockout_secs)),
                 ),
-                state,
+                pool,
+                submissions,
                 settings,
                 tls,
                 limiter: None,

@@ -10,7 +10,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
-use crate::domain::field_checks::{check_metadata, check_tags};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        EmailAddress, RecipientKind,
+        field_checks::{check_metadata, check_tags},
+    },
+    submission::RawMessage,
+};
 
 const TAG_HEADER: &str = "x-mailgate-tag";
 const METADATA_PREFIX: &str = "x-mailgate-metadata-";
@@ -48,6 +56,42 @@ pub struct Submitted {
     /// Lower-cased addresses of the To and Cc headers, to tell recipients' kinds apart.
     pub to: Vec<String>,
     pub cc: Vec<String>,
+}
+
+/// Reads submitted MIME for an envelope, into what the submission core commits. The bytes
+/// stay as given, apart from the header edits described above.
+pub fn prepare(
+    from: EmailAddress,
+    recipients: Vec<EmailAddress>,
+    data: &[u8],
+) -> Result<RawMessage, MessageError> {
+    let id = Uuid::now_v7();
+    let new_message_id = format!("<{}@{}>", id.simple(), from.domain());
+    let message = read(data, &new_message_id, chrono::Utc::now())?;
+    let recipients = recipients
+        .into_iter()
+        .map(|addr| {
+            let lower = addr.as_str().to_ascii_lowercase();
+            let kind = if message.to.contains(&lower) {
+                RecipientKind::To
+            } else if message.cc.contains(&lower) {
+                RecipientKind::Cc
+            } else {
+                RecipientKind::Bcc
+            };
+            (kind, addr)
+        })
+        .collect();
+    Ok(RawMessage {
+        id,
+        from,
+        recipients,
+        mime: message.mime,
+        message_id: message.message_id,
+        subject: message.subject,
+        tags: message.tags,
+        metadata: message.metadata,
+    })
 }
 
 /// Reads `data` (the DATA content without its final CRLF: lettre's `send_raw` appends

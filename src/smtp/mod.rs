@@ -8,14 +8,15 @@
 //! - `session`: the protocol state machine (parsing and replies through smtp-proto).
 //! - `message`: reads submitted MIME (mail-parser) and makes the few permitted header edits.
 //! - `tls`: the certificate, configured or self-signed for development.
-//! - `throttle`: per-IP lockout after repeated failed AUTH.
 //! - `limit`: where the per-key rate limiter plugs in.
+//!
+//! Repeated failed AUTH locks the client's address out for a while, through the same
+//! `ratelimit::AuthThrottle` as HTTP authentication (with the `smtp.auth_*` allowance).
 
 pub mod limit;
 pub mod listener;
 pub mod message;
 mod session;
-pub mod throttle;
 pub mod tls;
 
 pub use listener::SmtpListener;

@@ -515,6 +515,17 @@ pub async fn release(pool: &PgPool, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u
     Ok(done.rows_affected())
 }
 
+/// Whether any delivery is being sent, or due to an enabled endpoint.
+pub async fn busy(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.status = 'sending'
+             OR (d.status = 'pending' AND d.next_attempt_at <= now()
+                 AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)))",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Puts back deliveries whose worker died mid-request: the receiver may or may not have
 /// them, so they go again at once (at least once). The lease owner is kept so that a late
 /// outcome from a merely slow worker still lands.

@@ -82,7 +82,7 @@ fn compile_row(
     if let Some(name) = &template.layout
         && layout.is_none()
     {
-        return Err(TemplateError::Render(crate::api::error::FieldError::new(
+        return Err(TemplateError::Render(crate::domain::FieldError::new(
             "layout",
             format!("the layout `{name}` no longer exists"),
         )));

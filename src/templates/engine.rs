@@ -13,7 +13,10 @@ use std::{
 
 use tera::{Context, ErrorKind, Kwargs, State, Tera};
 
-use crate::{api::error::FieldError, domain::has_line_break, store::templates::Stamp};
+use crate::{
+    domain::{FieldError, has_line_break},
+    store::templates::Stamp,
+};
 
 /// Where a part comes from, for error messages and for tera's escaping rule (by suffix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,14 +2,14 @@
 //! per process, rendered when a send is accepted so every problem is the caller's 422.
 //!
 //! `engine` compiles and renders with bounds, `cache` keeps compilations current across
-//! instances, `save` checks and writes templates, `send` fills a send request from one,
-//! and `disk` is the folder format of `mailgate templates push|pull`.
+//! instances, `save` checks and writes templates, and `disk` is the folder format of
+//! `mailgate templates push|pull`. Filling a send request from a template is the
+//! submission core's (`submission::template`).
 
 pub mod cache;
 pub mod disk;
 pub mod engine;
 pub mod save;
-pub mod send;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ pub use cache::TemplateCache;
 pub use engine::{Compiled, Rendered};
 pub use save::{CheckedTemplate, SaveMode, TemplateDraft};
 
-use crate::api::error::{ApiError, FieldError};
+use crate::domain::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -38,24 +38,6 @@ pub enum TemplateError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<TemplateError> for ApiError {
-    fn from(err: TemplateError) -> Self {
-        match err {
-            TemplateError::NotFound(name) => ApiError::TemplateNotFound(name),
-            TemplateError::Exists(name) => ApiError::Conflict {
-                code: "template_exists",
-                detail: format!("a template named `{name}` already exists; use PUT to replace it"),
-            },
-            TemplateError::Invalid(errors) => ApiError::Validation(errors),
-            TemplateError::Render(error) => {
-                ApiError::unprocessable("template_render_error", vec![error])
-            }
-            TemplateError::Database(e) => e.into(),
-            TemplateError::Internal(e) => ApiError::Internal(e),
-        }
-    }
 }
 
 /// Renders off the async threads: a template with large loops may take a while (up to

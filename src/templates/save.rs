@@ -10,8 +10,7 @@ use super::{
     engine::{self, Sources},
 };
 use crate::{
-    api::error::FieldError,
-    domain::{TemplateName, has_line_break},
+    domain::{FieldError, TemplateName, has_line_break},
     store::templates::{self as store, Saved, TemplateFields, TemplateRow},
 };
 

@@ -2,18 +2,23 @@
 //!
 //! This module owns the sending side: `signing` (Standard Webhooks signatures and
 //! `whsec_…` secrets), `guard` (the SSRF check on targets, at set-up and on every request),
-//! `worker` (the delivery worker: its own pool, claim and lease, timeouts) and the retry
-//! `schedule`. Endpoints and the delivery queue live in `store::webhooks`; deliveries for
+//! `sender` (one signed request per attempt, with its timeouts), `queue` (the delivery queue
+//! as the queue runner works it: its own slots, claim and lease) and the retry `schedule`. Endpoints and the delivery queue live in `store::webhooks`; deliveries for
 //! email events are enqueued by a trigger on `events` (migration 0005), so every place that
 //! records an event also queues its webhooks, in the same transaction.
 
 pub mod guard;
+pub mod queue;
 pub mod schedule;
+pub mod sender;
 pub mod signing;
-pub mod worker;
 
+pub use queue::WebhookQueue;
+pub use sender::{Sender, install_tls_provider};
 pub use signing::WebhookSecret;
-pub use worker::Worker;
+
+/// The webhook queue's runner: leased deliveries, sent by a `Sender`.
+pub type WebhookRunner = crate::queue::Runner<WebhookQueue, Sender>;
 
 /// Email event types, one per recipient transition (`scheduled` is announced as queued).
 pub const EMAIL_EVENTS: [&str; 7] = [

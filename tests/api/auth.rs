@@ -51,13 +51,7 @@ async fn another_projects_email_is_not_found() {
     let response = app.get_email_as(&other, &id).await;
     assert_eq!(response.status(), 404);
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "not_found");
-    let response = app
-        .http
-        .get(app.url(&format!("/v1/emails/{id}/source")))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_source_as(&other, &id).await;
     assert_eq!(response.status(), 404);
     // And the owner still sees it.
     assert_eq!(app.get_email_as(&app.key, &id).await.status(), 200);
@@ -83,55 +77,30 @@ async fn keys_are_stored_hashed_and_revocation_works() {
     }
 
     // A key with the `keys` scope creates and revokes keys of its own project.
-    let response = app
-        .http
-        .post(app.url("/v1/api-keys"))
-        .bearer_auth(&app.key)
-        .json(&json!({"scopes": ["send"], "name": "ci"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let created: Value = response.json().await.unwrap();
+    let created = app
+        .create_api_key(&json!({"scopes": ["send"], "name": "ci"}))
+        .await;
     let new_key = created["key"].as_str().unwrap().to_string();
     assert!(new_key.starts_with("mg_live_"));
     assert_eq!(app.post_email(&new_key, &body()).await.status(), 202);
 
-    let listed: Value = app
-        .http
-        .get(app.url("/v1/api-keys"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.list_api_keys().await;
     assert!(
         !listed.to_string().contains(&new_key),
         "a list never shows keys in clear"
     );
 
-    let response = app
-        .http
-        .delete(app.url(&format!("/v1/api-keys/{}", created["id"].as_str().unwrap())))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    app.revoke_api_key(created["id"].as_str().unwrap()).await;
     assert_eq!(app.post_email(&new_key, &body()).await.status(), 401);
 
     // It cannot reach into another project.
     app.create_key("globex", "send", false).await;
     let response = app
-        .http
-        .post(app.url("/v1/api-keys"))
-        .bearer_auth(&app.key)
-        .json(&json!({"project": "globex", "scopes": ["send"]}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/v1/api-keys",
+            &json!({"project": "globex", "scopes": ["send"]}),
+        )
+        .await;
     assert_eq!(response.status(), 404);
 }
 

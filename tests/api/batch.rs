@@ -16,14 +16,7 @@ async fn valid_items_go_and_invalid_ones_get_their_own_problem() {
         {"from": "a@example.com", "to": ["two@example.com", "three@example.com"], "subject": "3", "text": "t"},
         {"from": "a@example.com", "to": "four@example.com", "subject": 4, "text": "t"}
     ]);
-    let r = app
-        .http
-        .post(app.url("/v1/emails/batch"))
-        .bearer_auth(&app.key)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_batch(&app.key, &batch).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let data = body["data"].as_array().unwrap();
@@ -48,36 +41,15 @@ async fn batch_size_is_bounded() {
     let smtp = TestSmtpServer::start().await;
     let app = spawn_app_relaying_to(&smtp).await;
     for bad in [json!([]), json!({"not": "a list"})] {
-        let r = app
-            .http
-            .post(app.url("/v1/emails/batch"))
-            .bearer_auth(&app.key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = app.post_batch(&app.key, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
     }
     let item = json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t"});
     let too_many: Vec<Value> = (0..501).map(|_| item.clone()).collect();
-    let r = app
-        .http
-        .post(app.url("/v1/emails/batch"))
-        .bearer_auth(&app.key)
-        .json(&too_many)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_batch(&app.key, &json!(too_many)).await;
     assert_eq!(r.status(), 422);
     let full: Vec<Value> = (0..500).map(|_| item.clone()).collect();
-    let r = app
-        .http
-        .post(app.url("/v1/emails/batch"))
-        .bearer_auth(&app.key)
-        .json(&full)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_batch(&app.key, &json!(full)).await;
     assert_eq!(r.status(), 200);
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM messages")
         .fetch_one(&app.pool)
@@ -91,38 +63,18 @@ async fn a_batch_costs_one_send_unit_per_valid_message() {
     let smtp = TestSmtpServer::start().await;
     let app = spawn_app_relaying_to(&smtp).await;
     // A key that may send 3 messages at once, refilled very slowly.
-    let created: Value = app
-        .http
-        .post(app.url("/v1/api-keys"))
-        .bearer_auth(&app.key)
-        .json(&json!({"scopes": ["send", "messages"], "rate_per_sec": 0.01, "burst": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = app
+        .create_api_key(&json!({"scopes": ["send", "messages"], "rate_per_sec": 0.01, "burst": 3}))
+        .await;
     let key = created["key"].as_str().unwrap().to_string();
     let ok = json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t"});
     let bad = json!({"from": "a@example.com", "to": "nobody", "subject": "s", "text": "t"});
-    let post = |body: Value| {
-        let (app, key) = (&app, &key);
-        async move {
-            app.http
-                .post(app.url("/v1/emails/batch"))
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     // Two valid and two invalid items: two units.
-    let r = post(json!([ok, bad, ok, bad])).await;
+    let r = app.post_batch(&key, &json!([ok, bad, ok, bad])).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["ratelimit-remaining"], "1");
     // Two more valid ones do not fit in the one unit left: the whole batch waits.
-    let r = post(json!([ok, ok])).await;
+    let r = app.post_batch(&key, &json!([ok, ok])).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     let p: Value = r.json().await.unwrap();

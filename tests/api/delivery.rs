@@ -140,7 +140,8 @@ async fn a_slow_relay_times_out_and_the_message_goes_later() {
     smtp.set_data_delay(Duration::from_secs(4));
     let app = spawn_app_relaying_to(&smtp).await;
     let first = app.send_ok(&msg(json!("slow@example.com"))).await;
-    // The attempt timeout (2 s in tests) defers it.
+    // The attempt timeout (2 s in tests) defers it. Polled, not drained: a drain would go on
+    // to the retries that come due meanwhile, each another timeout.
     let start = std::time::Instant::now();
     loop {
         let email = app.get_email(&first).await;
@@ -192,7 +193,8 @@ async fn relays_over_starttls_with_auth() {
             url: format!(
                 "smtp://mailgate:s3cret@localhost:{}?tls=required",
                 smtp.addr.port()
-            ),
+            )
+            .into(),
             pool_size: 2,
             tls_insecure: true,
         },
@@ -220,13 +222,16 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
             url: format!(
                 "smtp://mailgate:wrong@localhost:{}?tls=required",
                 smtp.addr.port()
-            ),
+            )
+            .into(),
             pool_size: 2,
             tls_insecure: true,
         },
     );
     let app = TestApp::start(config).await;
     let id = app.send_ok(&msg(json!("someone@example.com"))).await;
+    // Polled: the deferral is retried 0.2 s later, so a read after a drain could catch the
+    // retry in flight.
     let start = std::time::Instant::now();
     loop {
         let email = app.get_email(&id).await;

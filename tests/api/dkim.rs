@@ -75,12 +75,8 @@ async fn rsa_signed_mail_verifies_independently_and_tampering_breaks_it() {
 
     // `source` keeps returning the bytes as accepted: the signature is made per relay attempt.
     let source = app
-        .http
-        .get(app.url(&format!("/v1/emails/{id}/source")))
-        .bearer_auth(&app.key)
-        .send()
+        .get_source_as(&app.key, &id)
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

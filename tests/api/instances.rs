@@ -31,7 +31,8 @@ async fn two_instances_relay_each_message_once() {
     for id in &ids {
         a.wait_for_status(id, &["delivered"], WAIT).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing left anywhere that could still send a duplicate.
+    a.drain().await;
     let received_now = smtp.received();
     assert_eq!(
         received_now.len(),
@@ -62,16 +63,12 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
     let id = doomed
         .send_ok(&json!({"from": "a@example.com", "to": "once@example.com", "subject": "s", "text": "t"}))
         .await;
-    let start = std::time::Instant::now();
-    loop {
-        let email = doomed.get_email(&id).await;
-        if email["recipients"][0]["status"] == "sending" && black_hole.connections() > 0 {
-            break;
-        }
-        assert!(start.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The message is out, and the worker is waiting for the reply to DATA.
+    black_hole.wait_for_data(1, WAIT).await;
+    assert_eq!(
+        doomed.get_email(&id).await["recipients"][0]["status"],
+        "sending"
+    );
     doomed.kill().await;
     black_hole.stop().await;
 
@@ -96,7 +93,7 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
             .contains("lease expired")
     );
     assert_eq!(email["recipients"][0]["attempts"], 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    survivor.drain().await;
     assert_eq!(smtp.received().len(), 1);
 }
 
@@ -112,12 +109,8 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
         app.send_ok(&json!({"from": "a@example.com", "to": format!("g{i}@example.com"), "subject": "s", "text": "t"}))
             .await;
     }
-    let start = std::time::Instant::now();
-    while smtp.connections() == 0 {
-        assert!(start.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A delivery is in flight: its DATA is waiting for the reply.
+    smtp.wait_for_data(1, WAIT).await;
     let pool = app.pool.clone();
     app.stop().await;
     let (stuck,): (i64,) =

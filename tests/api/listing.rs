@@ -139,7 +139,7 @@ async fn retention_deletes_old_finished_messages_only() {
     // count of one pass proves nothing; the old message must be gone soon after.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        mailgate::retention::run_once(&app.pool, &config)
+        mailgate::retention::purge_once(&app.pool, &config)
             .await
             .unwrap();
         if status_of(old.clone()).await == 404 {

@@ -6,37 +6,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{
-    app::{TestApp, recipient_statuses, spawn_app, spawn_app_relaying_to},
+    app::{recipient_statuses, spawn_app, spawn_app_relaying_to},
     smtp_server::TestSmtpServer,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn call_as(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, json)
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    call_as(app, &app.key, method, path, body).await
-}
 
 fn mail(to: Value) -> Value {
     json!({"from": "app@example.com", "to": to, "subject": "Hello", "text": "Hi"})
@@ -51,15 +25,13 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
     // A 5xx bounce puts the address on the list, with what the upstream said.
     let id = app.send_ok(&mail(json!("Gone@Example.com"))).await;
     app.wait_for_status(&id, &["bounced"], WAIT).await;
-    let (status, list) = call(&app, Method::GET, "/v1/suppressions", None).await;
-    assert_eq!(status, 200);
+    let list = app.list_suppressions("").await;
     let entry = &list["data"][0];
     assert_eq!(entry["email"], "gone@example.com");
     assert_eq!(entry["reason"], "bounce");
     assert!(entry["detail"].as_str().unwrap().contains("no such user"));
     assert!(entry["created_at"].is_string());
-    let (status, shown) = call(&app, Method::GET, "/v1/suppressions/GONE@example.com", None).await;
-    assert_eq!(status, 200);
+    let shown = app.get_suppression("GONE@example.com").await;
     assert_eq!(shown["reason"], "bounce");
 
     // That recipient is suppressed; the others still go.
@@ -94,19 +66,14 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "suppressed");
     assert_eq!(body["recipients"][0]["status"], "suppressed");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.drain().await;
     assert_eq!(smtp.received().len(), relayed);
 
     // Removed from the list, the address is mailed again.
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        "/v1/suppressions/gone@example.com",
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (status, _) = call(&app, Method::GET, "/v1/suppressions/gone@example.com", None).await;
+    app.remove_suppression("gone@example.com").await;
+    let (status, _) = app
+        .call(Method::GET, "/v1/suppressions/gone@example.com", None)
+        .await;
     assert_eq!(status, 404);
     let id = app.send_ok(&mail(json!("gone@example.com"))).await;
     app.wait_for_status(&id, &["delivered"], WAIT).await;
@@ -120,50 +87,36 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
 #[tokio::test]
 async fn suppressions_are_managed_per_project() {
     let app = spawn_app().await;
-    let (status, entry) = call(
-        &app,
-        Method::POST,
-        "/v1/suppressions",
-        Some(json!({"email": "Angry@Example.com", "reason": "complaint", "detail": "marked as spam"})),
-    )
-    .await;
+    let (status, entry) = app
+        .add_suppression(
+            &json!({"email": "Angry@Example.com", "reason": "complaint", "detail": "marked as spam"}),
+        )
+        .await;
     assert_eq!(status, 201, "{entry}");
     assert_eq!(entry["email"], "angry@example.com");
     assert_eq!(entry["reason"], "complaint");
     // Adding it again keeps the first entry.
-    let (status, again) = call(
-        &app,
-        Method::POST,
-        "/v1/suppressions",
-        Some(json!({"email": "angry@example.com"})),
-    )
-    .await;
+    let (status, again) = app
+        .add_suppression(&json!({"email": "angry@example.com"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(again["reason"], "complaint");
-    let (status, manual) = call(
-        &app,
-        Method::POST,
-        "/v1/suppressions",
-        Some(json!({"email": "quiet@example.com"})),
-    )
-    .await;
+    let (status, manual) = app
+        .add_suppression(&json!({"email": "quiet@example.com"}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(manual["reason"], "manual");
 
     // Listing: filter by reason, pages newest first.
-    let (_, complaints) = call(&app, Method::GET, "/v1/suppressions?reason=complaint", None).await;
+    let complaints = app.list_suppressions("reason=complaint").await;
     assert_eq!(complaints["data"].as_array().unwrap().len(), 1);
-    let (_, page) = call(&app, Method::GET, "/v1/suppressions?limit=1", None).await;
+    let page = app.list_suppressions("limit=1").await;
     assert_eq!(page["data"][0]["email"], "quiet@example.com");
     assert_eq!(page["has_more"], true);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, rest) = call(
-        &app,
-        Method::GET,
-        &format!("/v1/suppressions?limit=1&cursor={cursor}"),
-        None,
-    )
-    .await;
+    let rest = app
+        .list_suppressions(&format!("limit=1&cursor={cursor}"))
+        .await;
     assert_eq!(rest["data"][0]["email"], "angry@example.com");
     assert_eq!(rest["has_more"], false);
 
@@ -189,46 +142,51 @@ async fn suppressions_are_managed_per_project() {
         ),
         (json!({"email": "a@example.com", "extra": true}), "extra"),
     ] {
-        let (status, problem) =
-            call(&app, Method::POST, "/v1/suppressions", Some(body.clone())).await;
+        let (status, problem) = app
+            .call(Method::POST, "/v1/suppressions", Some(body.clone()))
+            .await;
         assert_eq!(status, 422, "{body}: {problem}");
         assert_eq!(problem["errors"][0]["field"], field);
     }
     for bad in ["reason=nope", "limit=0", "cursor=%%%"] {
-        let (status, _) = call(&app, Method::GET, &format!("/v1/suppressions?{bad}"), None).await;
+        let (status, _) = app
+            .call(Method::GET, &format!("/v1/suppressions?{bad}"), None)
+            .await;
         assert_eq!(status, 422, "{bad}");
     }
     for path in [
         "/v1/suppressions/nobody@example.com",
         "/v1/suppressions/a%00b",
     ] {
-        let (status, _) = call(&app, Method::DELETE, path, None).await;
+        let (status, _) = app.call(Method::DELETE, path, None).await;
         assert_eq!(status, 404, "{path}");
-        let (status, _) = call(&app, Method::GET, path, None).await;
+        let (status, _) = app.call(Method::GET, path, None).await;
         assert_eq!(status, 404, "{path}");
     }
 
     // Another project neither sees nor changes this project's list, and is not bound by it.
     let other = app.create_key("other", "suppressions,send", false).await;
-    let (_, theirs) = call_as(&app, &other, Method::GET, "/v1/suppressions", None).await;
+    let (_, theirs) = app
+        .call_as(&other, Method::GET, "/v1/suppressions", None)
+        .await;
     assert!(theirs["data"].as_array().unwrap().is_empty());
-    let (status, _) = call_as(
-        &app,
-        &other,
-        Method::GET,
-        "/v1/suppressions/quiet@example.com",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call_as(
+            &other,
+            Method::GET,
+            "/v1/suppressions/quiet@example.com",
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = call_as(
-        &app,
-        &other,
-        Method::DELETE,
-        "/v1/suppressions/quiet@example.com",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call_as(
+            &other,
+            Method::DELETE,
+            "/v1/suppressions/quiet@example.com",
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
     let response = app
         .post_email(&other, &mail(json!("quiet@example.com")))
@@ -238,7 +196,9 @@ async fn suppressions_are_managed_per_project() {
         "queued"
     );
     let sender = app.create_key("acme", "send", false).await;
-    let (status, problem) = call_as(&app, &sender, Method::GET, "/v1/suppressions", None).await;
+    let (status, problem) = app
+        .call_as(&sender, Method::GET, "/v1/suppressions", None)
+        .await;
     assert_eq!(status, 403);
     assert_eq!(problem["code"], "forbidden_scope");
 }

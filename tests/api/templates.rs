@@ -12,53 +12,6 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Calls the API with `key`; returns the status and the JSON body (`null` when empty).
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request sent");
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
-    };
-    (status, json)
-}
-
-async fn put_template(app: &TestApp, name: &str, body: Value) -> Value {
-    let (status, json) = call(
-        app,
-        &app.key,
-        Method::PUT,
-        &format!("/v1/templates/{name}"),
-        Some(body),
-    )
-    .await;
-    assert!(status == 200 || status == 201, "{status}: {json}");
-    json
-}
-
-async fn render(app: &TestApp, name: &str, variables: Value) -> (u16, Value) {
-    call(
-        app,
-        &app.key,
-        Method::POST,
-        &format!("/v1/templates/{name}/render"),
-        Some(json!({ "variables": variables })),
-    )
-    .await
-}
-
 fn first_error(problem: &Value) -> (String, String) {
     let e = &problem["errors"][0];
     (
@@ -89,31 +42,22 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
         "subject": "Welcome, {{ name }}",
         "html": "<p>Hello {{ name }}</p>",
     });
-    let (status, created) = call(
-        &app,
-        &app.key,
-        Method::POST,
-        "/v1/templates",
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = app.create_template(&body).await;
     assert_eq!(created["name"], "welcome");
     assert_eq!(created["version"], 1);
     assert_eq!(created["text"], Value::Null);
     assert!(created.get("id").is_none(), "internal ids stay internal");
 
-    let (status, problem) = call(&app, &app.key, Method::POST, "/v1/templates", Some(body)).await;
+    let (status, problem) = app.call(Method::POST, "/v1/templates", Some(body)).await;
     assert_eq!(status, 409);
     assert_eq!(problem["code"], "template_exists");
 
-    let (status, shown) = call(&app, &app.key, Method::GET, "/v1/templates/welcome", None).await;
-    assert_eq!(status, 200);
+    let shown = app.get_template("welcome").await;
     assert_eq!(shown["html"], "<p>Hello {{ name }}</p>");
 
     // A change bumps the version; saving the same content again does not.
     let replacement = json!({"subject": "Hi {{ name }}", "text": "Hello {{ name }}"});
-    let updated = put_template(&app, "welcome", replacement.clone()).await;
+    let updated = app.put_template("welcome", &replacement).await;
     assert_eq!(updated["version"], 2);
     assert_eq!(
         updated["html"],
@@ -121,34 +65,31 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
         "PUT replaces the whole template"
     );
     assert_eq!(updated["description"], Value::Null);
-    let again = put_template(&app, "welcome", replacement).await;
+    let again = app.put_template("welcome", &replacement).await;
     assert_eq!(again["version"], 2);
     assert_eq!(again["updated_at"], updated["updated_at"]);
 
     // PUT creates too, and names must match the URL.
-    let (status, _) = call(
-        &app,
-        &app.key,
-        Method::PUT,
-        "/v1/templates/receipt",
-        Some(json!({"subject": "s", "text": "t"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/v1/templates/receipt",
+            Some(json!({"subject": "s", "text": "t"})),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (status, problem) = call(
-        &app,
-        &app.key,
-        Method::PUT,
-        "/v1/templates/receipt",
-        Some(json!({"name": "other", "text": "t"})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::PUT,
+            "/v1/templates/receipt",
+            Some(json!({"name": "other", "text": "t"})),
+        )
+        .await;
     assert_eq!((status, first_error(&problem).0.as_str()), (422, "name"));
-    put_template(&app, "alpha", json!({"text": "a"})).await;
+    app.put_template("alpha", &json!({"text": "a"})).await;
 
     // Pages by name, without the sources.
-    let (status, page) = call(&app, &app.key, Method::GET, "/v1/templates?limit=2", None).await;
-    assert_eq!(status, 200);
+    let page = app.list_templates("limit=2").await;
     let names: Vec<&str> = page["data"]
         .as_array()
         .unwrap()
@@ -158,30 +99,17 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
     assert_eq!(names, ["alpha", "receipt"]);
     assert!(page["data"][0].get("html").is_none());
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
-    let (_, page) = call(
-        &app,
-        &app.key,
-        Method::GET,
-        &format!("/v1/templates?limit=2&cursor={cursor}"),
-        None,
-    )
-    .await;
+    let page = app
+        .list_templates(&format!("limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(page["data"][0]["name"], "welcome");
     assert_eq!(page["next_cursor"], Value::Null);
-    let (status, problem) = call(&app, &app.key, Method::GET, "/v1/templates?limit=0", None).await;
+    let (status, problem) = app.call(Method::GET, "/v1/templates?limit=0", None).await;
     assert_eq!((status, first_error(&problem).0.as_str()), (422, "limit"));
 
-    let (status, _) = call(
-        &app,
-        &app.key,
-        Method::DELETE,
-        "/v1/templates/welcome",
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
+    app.delete_template("welcome").await;
     for method in [Method::GET, Method::DELETE] {
-        let (status, problem) = call(&app, &app.key, method, "/v1/templates/welcome", None).await;
+        let (status, problem) = app.call(method, "/v1/templates/welcome", None).await;
         assert_eq!(status, 404);
         assert_eq!(problem["code"], "template_not_found");
     }
@@ -208,20 +136,17 @@ async fn bad_template_bodies_get_a_422_naming_the_field() {
         (json!({"name": "validate", "text": "t"}), "name"),
     ];
     for (body, field) in cases {
-        let (status, problem) = call(
-            &app,
-            &app.key,
-            Method::POST,
-            "/v1/templates",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, problem) = app
+            .call(Method::POST, "/v1/templates", Some(body.clone()))
+            .await;
         assert_eq!(status, 422, "{body} -> {problem}");
         assert_eq!(problem["code"], "validation_error", "{body}");
         assert_eq!(first_error(&problem).0, field, "{body} -> {problem}");
     }
     let read_only = app.create_key("acme", "send,messages", false).await;
-    let (status, problem) = call(&app, &read_only, Method::GET, "/v1/templates", None).await;
+    let (status, problem) = app
+        .call_as(&read_only, Method::GET, "/v1/templates", None)
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (403, Some("forbidden_scope"))
@@ -231,19 +156,18 @@ async fn bad_template_bodies_get_a_422_naming_the_field() {
 #[tokio::test]
 async fn templates_that_do_not_parse_are_refused_with_part_line_and_column() {
     let app = spawn_app().await;
-    let (status, problem) = call(
-        &app,
-        &app.key,
-        Method::POST,
-        "/v1/templates",
-        Some(json!({
-            "name": "broken",
-            "subject": "Hi {{ name }",
-            "html": "<p>\n  fine\n  {% for x in items %}{{ x }}\n</p>",
-            "text": "{{ get_env(name='HOME') }}",
-        })),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/v1/templates",
+            Some(json!({
+                "name": "broken",
+                "subject": "Hi {{ name }",
+                "html": "<p>\n  fine\n  {% for x in items %}{{ x }}\n</p>",
+                "text": "{{ get_env(name='HOME') }}",
+            })),
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["code"], "validation_error");
     let errors: Vec<(String, String)> = problem["errors"]
@@ -270,18 +194,17 @@ async fn templates_that_do_not_parse_are_refused_with_part_line_and_column() {
             .contains("line 1, column 4: Unknown function `get_env`"),
         "{errors:?}"
     );
-    let (status, _) = call(&app, &app.key, Method::GET, "/v1/templates/broken", None).await;
+    let (status, _) = app.call(Method::GET, "/v1/templates/broken", None).await;
     assert_eq!(status, 404, "nothing was saved");
 
     // The validate endpoint says the same about unsaved content.
-    let (status, problem) = call(
-        &app,
-        &app.key,
-        Method::POST,
-        "/v1/templates/validate",
-        Some(json!({"html": "<p>\n\n{{ name | nope }}</p>"})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/v1/templates/validate",
+            Some(json!({"html": "<p>\n\n{{ name | nope }}</p>"})),
+        )
+        .await;
     assert_eq!(status, 422);
     assert_eq!(
         first_error(&problem),
@@ -295,26 +218,22 @@ async fn templates_that_do_not_parse_are_refused_with_part_line_and_column() {
 #[tokio::test]
 async fn rendering_escapes_html_only_and_reports_missing_variables() {
     let app = spawn_app().await;
-    put_template(
-        &app,
-        "order",
-        json!({
+    app.put_template("order", &json!({
             "subject": "Order {{ order.number }} for {{ name }}",
             "html": "<h1>Hi {{ name }}</h1>\n<ul>{% for i in items %}<li>{{ loop.index }}. {{ i.name | upper }} x{{ i.qty }}</li>{% endfor %}</ul>\n<p>{{ note | default(value='No note') }}</p>",
             "text": "Hi {{ name }}\n{% for i in items %}- {{ i.name | title }} x{{ i.qty }}\n{% endfor %}{{ items | length }} item{{ items | length | pluralize }}",
-        }),
-    )
+        }))
     .await;
-    let (status, out) = render(
-        &app,
-        "order",
-        json!({
-            "name": "<script>alert(1)</script> & co",
-            "order": {"number": "A-1"},
-            "items": [{"name": "tea", "qty": 2}, {"name": "big cake", "qty": 1}],
-        }),
-    )
-    .await;
+    let (status, out) = app
+        .render_template(
+            "order",
+            json!({
+                "name": "<script>alert(1)</script> & co",
+                "order": {"number": "A-1"},
+                "items": [{"name": "tea", "qty": 2}, {"name": "big cake", "qty": 1}],
+            }),
+        )
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(
         out["subject"],
@@ -330,12 +249,9 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
     );
 
     // A missing variable is an error naming the part, the position and the variable.
-    let (status, problem) = render(
-        &app,
-        "order",
-        json!({"name": "Ada", "items": [], "order": {}}),
-    )
-    .await;
+    let (status, problem) = app
+        .render_template("order", json!({"name": "Ada", "items": [], "order": {}}))
+        .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["code"], "template_render_error");
     let (field, message) = first_error(&problem);
@@ -344,12 +260,12 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
     assert!(message.contains("number"), "{message}");
 
     // So is a value of the wrong type, and variables that are not an object.
-    let (status, problem) = render(
-        &app,
-        "order",
-        json!({"name": "Ada", "order": {"number": 1}, "items": 7}),
-    )
-    .await;
+    let (status, problem) = app
+        .render_template(
+            "order",
+            json!({"name": "Ada", "order": {"number": 1}, "items": 7}),
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("template_render_error"))
@@ -358,11 +274,11 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
         first_error(&problem).1.contains("Iteration not possible"),
         "{problem}"
     );
-    let (status, problem) = render(&app, "order", json!([1, 2])).await;
+    let (status, problem) = app.render_template("order", json!([1, 2])).await;
     assert_eq!(status, 422);
     assert_eq!(first_error(&problem).0, "variables");
 
-    let (status, problem) = render(&app, "nope", json!({})).await;
+    let (status, problem) = app.render_template("nope", json!({})).await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("template_not_found"))
@@ -372,22 +288,22 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
 #[tokio::test]
 async fn layouts_wrap_each_part_and_stay_one_level_deep() {
     let app = spawn_app().await;
-    put_template(
-        &app,
+    app.put_template(
         "frame",
-        json!({
+        &json!({
             "html": "<div class=\"frame\">{{ content }}</div><footer>{{ company }}</footer>",
             "text": "{{ content }}\n-- {{ company }}",
         }),
     )
     .await;
-    put_template(
-        &app,
+    app.put_template(
         "note",
-        json!({"subject": "Note", "html": "<p>{{ body }}</p>", "layout": "frame"}),
+        &json!({"subject": "Note", "html": "<p>{{ body }}</p>", "layout": "frame"}),
     )
     .await;
-    let (status, out) = render(&app, "note", json!({"body": "1 < 2", "company": "Acme"})).await;
+    let (status, out) = app
+        .render_template("note", json!({"body": "1 < 2", "company": "Acme"}))
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(
         out["html"],
@@ -398,53 +314,50 @@ async fn layouts_wrap_each_part_and_stay_one_level_deep() {
     assert!(text.contains("1 < 2") && text.contains("Acme"), "{text}");
 
     // A missing variable of the layout is reported as the layout's.
-    let (status, problem) = render(&app, "note", json!({"body": "x"})).await;
+    let (status, problem) = app.render_template("note", json!({"body": "x"})).await;
     assert_eq!(status, 422);
     let (field, message) = first_error(&problem);
     assert_eq!(field, "layout");
     assert!(message.contains("company"), "{message}");
 
     // Layouts do not nest, either way round.
-    let (status, problem) = call(
-        &app,
-        &app.key,
-        Method::PUT,
-        "/v1/templates/frame",
-        Some(json!({"html": "{{ content }}", "layout": "note"})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::PUT,
+            "/v1/templates/frame",
+            Some(json!({"html": "{{ content }}", "layout": "note"})),
+        )
+        .await;
     assert_eq!((status, first_error(&problem).0.as_str()), (422, "layout"));
-    let (status, problem) = call(
-        &app,
-        &app.key,
-        Method::PUT,
-        "/v1/templates/deeper",
-        Some(json!({"html": "x", "layout": "note"})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::PUT,
+            "/v1/templates/deeper",
+            Some(json!({"html": "x", "layout": "note"})),
+        )
+        .await;
     assert_eq!((status, first_error(&problem).0.as_str()), (422, "layout"));
 
     // A layout in use cannot be deleted.
-    let (status, problem) = call(&app, &app.key, Method::DELETE, "/v1/templates/frame", None).await;
+    let (status, problem) = app.call(Method::DELETE, "/v1/templates/frame", None).await;
     assert_eq!(status, 409);
     assert_eq!(problem["code"], "template_in_use");
     assert!(problem["detail"].as_str().unwrap().contains("note"));
 
     // Unsaved content can be tried with a stored layout.
-    let (status, out) = call(
-        &app,
-        &app.key,
-        Method::POST,
-        "/v1/templates/validate",
-        Some(json!({
-            "subject": "Preview for {{ name }}",
-            "html": "<b>{{ name }}</b>",
-            "text": "{{ name }}",
-            "layout": "frame",
-            "variables": {"name": "Ada", "company": "Acme"},
-        })),
-    )
-    .await;
+    let (status, out) = app
+        .call(
+            Method::POST,
+            "/v1/templates/validate",
+            Some(json!({
+                "subject": "Preview for {{ name }}",
+                "html": "<b>{{ name }}</b>",
+                "text": "{{ name }}",
+                "layout": "frame",
+                "variables": {"name": "Ada", "company": "Acme"},
+            })),
+        )
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(
         out,
@@ -459,7 +372,8 @@ async fn layouts_wrap_each_part_and_stay_one_level_deep() {
 #[tokio::test]
 async fn another_projects_template_is_not_found() {
     let app = spawn_app().await;
-    put_template(&app, "secret", json!({"subject": "s", "text": "acme only"})).await;
+    app.put_template("secret", &json!({"subject": "s", "text": "acme only"}))
+        .await;
     let other = app
         .create_key("globex", "send,messages,templates", false)
         .await;
@@ -467,20 +381,22 @@ async fn another_projects_template_is_not_found() {
         (Method::GET, "/v1/templates/secret"),
         (Method::DELETE, "/v1/templates/secret"),
     ] {
-        let (status, problem) = call(&app, &other, method, path, None).await;
+        let (status, problem) = app.call_as(&other, method, path, None).await;
         assert_eq!(status, 404);
         assert_eq!(problem["code"], "template_not_found");
     }
-    let (status, _) = call(
-        &app,
-        &other,
-        Method::POST,
-        "/v1/templates/secret/render",
-        Some(json!({"variables": {}})),
-    )
-    .await;
+    let (status, _) = app
+        .call_as(
+            &other,
+            Method::POST,
+            "/v1/templates/secret/render",
+            Some(json!({"variables": {}})),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (_, page) = call(&app, &other, Method::GET, "/v1/templates", None).await;
+    let (_, page) = app
+        .call_as(&other, Method::GET, "/v1/templates", None)
+        .await;
     assert_eq!(page["data"], json!([]));
     let response = app
         .post_email(
@@ -494,16 +410,16 @@ async fn another_projects_template_is_not_found() {
     assert_eq!(first_error(&problem).0, "template");
 
     // The same name in another project is another template.
-    let (status, _) = call(
-        &app,
-        &other,
-        Method::PUT,
-        "/v1/templates/secret",
-        Some(json!({"subject": "s", "text": "globex's own"})),
-    )
-    .await;
+    let (status, _) = app
+        .call_as(
+            &other,
+            Method::PUT,
+            "/v1/templates/secret",
+            Some(json!({"subject": "s", "text": "globex's own"})),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (_, out) = render(&app, "secret", json!({})).await;
+    let (_, out) = app.render_template("secret", json!({})).await;
     assert_eq!(out["text"], "acme only");
 }
 
@@ -511,10 +427,9 @@ async fn another_projects_template_is_not_found() {
 async fn a_message_sent_by_template_is_rendered_at_accept_and_relayed() {
     let smtp = TestSmtpServer::start().await;
     let app = spawn_app_relaying_to(&smtp).await;
-    put_template(
-        &app,
+    app.put_template(
         "welcome",
-        json!({
+        &json!({
             "subject": "Welcome {{ name }}",
             "html": "<h1>Hi {{ name }}</h1>\n<p><a href=\"{{ url }}\">Sign in</a></p>",
         }),
@@ -548,13 +463,12 @@ async fn a_message_sent_by_template_is_rendered_at_accept_and_relayed() {
 #[tokio::test]
 async fn a_send_that_cannot_render_is_refused_and_nothing_is_queued() {
     let app = spawn_app().await;
-    put_template(
-        &app,
+    app.put_template(
         "hello",
-        json!({"subject": "Hi {{ name }}", "text": "Hello {{ name }}, {{ code }}"}),
+        &json!({"subject": "Hi {{ name }}", "text": "Hello {{ name }}, {{ code }}"}),
     )
     .await;
-    put_template(&app, "no-subject", json!({"text": "t"})).await;
+    app.put_template("no-subject", &json!({"text": "t"})).await;
     let base = json!({"from": "a@example.com", "to": "b@example.com", "template": "hello"});
     let with = |extra: Value| {
         let mut body = base.clone();
@@ -628,15 +542,14 @@ async fn rendered_output_is_bounded_by_the_message_size_limit() {
     let mut config = test_config(&db);
     config.http.max_message_bytes = 20_000;
     let app = TestApp::start(config).await;
-    put_template(
-        &app,
+    app.put_template(
         "big",
-        json!({"subject": "s", "text": "{% for i in range(end=n) %}0123456789{% endfor %}"}),
+        &json!({"subject": "s", "text": "{% for i in range(end=n) %}0123456789{% endfor %}"}),
     )
     .await;
-    let (status, _) = render(&app, "big", json!({"n": 100})).await;
+    let (status, _) = app.render_template("big", json!({"n": 100})).await;
     assert_eq!(status, 200);
-    let (status, problem) = render(&app, "big", json!({"n": 5000})).await;
+    let (status, problem) = app.render_template("big", json!({"n": 5000})).await;
     assert_eq!(status, 422);
     assert_eq!(problem["code"], "template_render_error");
     assert!(first_error(&problem).1.contains("size limit"), "{problem}");
@@ -646,35 +559,40 @@ async fn rendered_output_is_bounded_by_the_message_size_limit() {
 async fn a_change_saved_through_one_instance_is_rendered_by_another() {
     let app = spawn_app().await;
     let other = app.another_instance(test_config(&app.database_url)).await;
-    put_template(&app, "promo", json!({"subject": "s", "text": "v1 {{ x }}"})).await;
-    let (_, out) = render(&other, "promo", json!({"x": 1})).await;
+    app.put_template("promo", &json!({"subject": "s", "text": "v1 {{ x }}"}))
+        .await;
+    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v1 1", "cached on the other instance now");
 
-    put_template(&app, "promo", json!({"subject": "s", "text": "v2 {{ x }}"})).await;
-    let (_, out) = render(&other, "promo", json!({"x": 1})).await;
+    app.put_template("promo", &json!({"subject": "s", "text": "v2 {{ x }}"}))
+        .await;
+    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v2 1");
 
     // Deleted and created again: version 1 again, and still not the stale copy.
-    call(&app, &app.key, Method::DELETE, "/v1/templates/promo", None).await;
-    let (status, _) = render(&other, "promo", json!({"x": 1})).await;
+    app.delete_template("promo").await;
+    let (status, _) = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(status, 404);
-    let created = put_template(&app, "promo", json!({"subject": "s", "text": "v3 {{ x }}"})).await;
+    let created = app
+        .put_template("promo", &json!({"subject": "s", "text": "v3 {{ x }}"}))
+        .await;
     assert_eq!(created["version"], 1);
-    let (_, out) = render(&other, "promo", json!({"x": 1})).await;
+    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v3 1");
 
     // A layout change reaches templates that use it.
-    put_template(&app, "frame", json!({"text": "[{{ content }}]"})).await;
-    put_template(
-        &app,
+    app.put_template("frame", &json!({"text": "[{{ content }}]"}))
+        .await;
+    app.put_template(
         "promo",
-        json!({"subject": "s", "text": "v4", "layout": "frame"}),
+        &json!({"subject": "s", "text": "v4", "layout": "frame"}),
     )
     .await;
-    let (_, out) = render(&other, "promo", json!({})).await;
+    let (_, out) = other.render_template("promo", json!({})).await;
     assert_eq!(out["text"], "[v4]");
-    put_template(&app, "frame", json!({"text": "<{{ content }}>"})).await;
-    let (_, out) = render(&other, "promo", json!({})).await;
+    app.put_template("frame", &json!({"text": "<{{ content }}>"}))
+        .await;
+    let (_, out) = other.render_template("promo", json!({})).await;
     assert_eq!(out["text"], "<v4>");
 }
 
@@ -723,10 +641,7 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
     );
 
     // The examples render with the variables the README lists.
-    let (status, receipt) = render(
-        &app,
-        "receipt",
-        json!({
+    let (status, receipt) = app.render_template("receipt", json!({
             "customer": {"name": "Ada"},
             "order_number": "A-1001",
             "items": [
@@ -734,8 +649,7 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
                 {"name": "Cake <large>", "quantity": 1, "unit_price": "$12.50", "amount": "$12.50"},
             ],
             "total": "$18.50",
-        }),
-    )
+        }))
     .await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["subject"], "Your receipt for order A-1001");
@@ -749,22 +663,14 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
     );
     assert!(text.contains("Paid with card."), "{text}");
 
-    let (status, welcome) = render(
-        &app,
-        "welcome",
-        json!({"name": "Ada", "product_name": "Acme", "login_url": "https://acme.example/login"}),
-    )
+    let (status, welcome) = app.render_template("welcome", json!({"name": "Ada", "product_name": "Acme", "login_url": "https://acme.example/login"}))
     .await;
     assert_eq!(status, 200, "{welcome}");
     let text = welcome["text"].as_str().unwrap();
     assert!(text.contains("Welcome, Ada!"), "{text}");
     assert!(text.contains("https://acme.example/login"), "{text}");
     assert!(text.contains("account with Acme"), "{text}");
-    let (status, reset) = render(
-        &app,
-        "password-reset",
-        json!({"name": "Ada", "product_name": "Acme", "reset_url": "https://acme.example/r/1", "expires_in_minutes": 30}),
-    )
+    let (status, reset) = app.render_template("password-reset", json!({"name": "Ada", "product_name": "Acme", "reset_url": "https://acme.example/r/1", "expires_in_minutes": 30}))
     .await;
     assert_eq!(status, 200, "{reset}");
     assert!(
@@ -858,7 +764,7 @@ async fn push_checks_every_folder_first_and_writes_nothing_when_one_is_invalid()
     );
     assert!(stderr.contains("notes: no template.toml"), "{stderr}");
     assert!(stderr.contains("nothing was pushed"), "{stderr}");
-    let (_, page) = call(&app, &app.key, Method::GET, "/v1/templates", None).await;
+    let page = app.list_templates("").await;
     assert_eq!(page["data"], json!([]));
 
     let output = cli(

@@ -11,6 +11,8 @@ use tokio::{
     process::Command,
 };
 
+use crate::support::missing_tool;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Plain SMTP, one reply at a time.
@@ -227,7 +229,7 @@ pub async fn smtplib_send(
     )
     .await
     .expect("python3 finished in time")
-    .expect("python3 runs");
+    .unwrap_or_else(|e| panic!("{}", missing_tool("python3", "python3", &e)));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -238,25 +240,18 @@ pub async fn smtplib_send(
         .unwrap_or_else(|e| panic!("python3 printed {stdout:?}: {e}"))
 }
 
-/// Runs swaks with `args`; `None` (and a note) when swaks is not installed.
-pub async fn swaks(args: &[&str]) -> Option<(bool, String)> {
-    let output = match Command::new("swaks")
+/// Runs swaks with `args`: whether it succeeded, and what it printed.
+pub async fn swaks(args: &[&str]) -> (bool, String) {
+    let output = Command::new("swaks")
         .args(args)
         .stdin(Stdio::null())
         .output()
         .await
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("skipped: swaks is not installed (scripts/test installs it)");
-            return None;
-        }
-        Err(e) => panic!("swaks: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("{}", missing_tool("swaks", "swaks", &e)));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Some((output.status.success(), text))
+    (output.status.success(), text)
 }

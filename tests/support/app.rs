@@ -9,14 +9,17 @@ use std::{
 use mailgate::{
     Application, Config,
     config::{ApiLimits, RelayConfig, SendLimits},
+    delivery::DeliveryRunner,
     domain::{
         ApiKeySecret, Scope,
         api_key::{KeyLimits, parse_scopes},
     },
     ratelimit::Limiter,
     store::{api_keys, projects},
+    webhooks::WebhookRunner,
 };
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -90,12 +93,12 @@ pub fn unique_redis_prefix() -> String {
 /// own (per key, or here); everything else stays as in production.
 pub fn test_config(database_url: &str) -> Config {
     let mut c = Config {
-        database_url: database_url.to_string(),
+        database_url: database_url.into(),
         database_pool_size: 6,
         http_addr: "127.0.0.1:0".parse().unwrap(),
         smtp_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_string().into()),
-        redis_url: shared_redis_url(),
+        redis_url: shared_redis_url().map(Into::into),
         ..Config::default()
     };
     c.redis.key_prefix = unique_redis_prefix();
@@ -124,7 +127,7 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
     config.relays.insert(
         "default".into(),
         RelayConfig {
-            url: format!("smtp://{}?tls=none", smtp.addr),
+            url: format!("smtp://{}?tls=none", smtp.addr).into(),
             pool_size: 4,
             tls_insecure: false,
         },
@@ -136,7 +139,7 @@ static LOG: Once = Once::new();
 /// A plain HTTP client for talking to mailgate. reqwest's TLS has no built-in crypto
 /// provider in this build, so ring is installed first (see `install_tls_provider`).
 pub fn http_client() -> reqwest::Client {
-    mailgate::webhooks::worker::install_tls_provider();
+    mailgate::webhooks::install_tls_provider();
     reqwest::Client::new()
 }
 
@@ -154,6 +157,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The limiter this instance charges (the SMTP listener will charge it too).
     pub limiter: Limiter,
+    /// Clones of the running app's queue runners, for `drain`.
+    delivery: Option<DeliveryRunner>,
+    webhooks: Option<WebhookRunner>,
     cancel: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -184,13 +190,15 @@ impl TestApp {
                 mailgate::telemetry::init("info,mailgate=debug,sqlx=warn");
             }
         });
-        let database_url = config.database_url.clone();
+        let database_url = config.database_url.expose().to_string();
         let mut app = Application::build(config).await.expect("mailgate starts");
         adjust(&mut app);
         let addr = app.http_addr().expect("API enabled");
         let (smtp_addr, smtp_tls_addr) = (app.smtp_addr(), app.smtp_implicit_tls_addr());
         let pool = app.pool().clone();
         let limiter = app.limiter().clone();
+        let delivery = app.delivery_runner().cloned();
+        let webhooks = app.webhook_runner().cloned();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
@@ -203,6 +211,8 @@ impl TestApp {
             key: String::new(),
             http: http_client(),
             limiter,
+            delivery,
+            webhooks,
             cancel,
             task: Some(task),
         };
@@ -218,7 +228,7 @@ impl TestApp {
 
     /// Another mailgate process on the same database (and the same relays).
     pub async fn another_instance(&self, mut config: Config) -> TestApp {
-        config.database_url = self.database_url.clone();
+        config.database_url = self.database_url.as_str().into();
         let mut other = TestApp::start(config).await;
         other.key = self.key.clone();
         other
@@ -250,14 +260,63 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    // The API as a client sees it. The base: requests with the app's key (or another's).
+
+    /// A request to `path` with `key`, ready to send.
+    pub fn request_as(&self, key: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::GET, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::POST, path).json(body)).await
+    }
+
+    /// A POST without a body (`…/test`, `…/cancel`, `…/rotate-secret`).
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::POST, path)).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::PUT, path).json(body)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::PATCH, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        send(self.request_as(&self.key, Method::DELETE, path)).await
+    }
+
+    /// One call with the app's key, answered as (status, JSON body, `null` when empty): for
+    /// tests about refusals and edge cases. The typed helpers below expect success.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.key, method, path, body).await
+    }
+
+    /// `call` with another key.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.request_as(key, method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        status_and_json(send(request).await).await
+    }
+
+    // Emails.
+
     pub async fn post_email(&self, key: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url("/v1/emails"))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        send(self.request_as(key, Method::POST, "/v1/emails").json(body)).await
     }
 
     /// Sends and expects 202; returns the new email's id.
@@ -270,18 +329,31 @@ impl TestApp {
     }
 
     pub async fn get_email_as(&self, key: &str, id: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(&format!("/v1/emails/{id}")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
+        send(self.request_as(key, Method::GET, &format!("/v1/emails/{id}"))).await
     }
 
     pub async fn get_email(&self, id: &str) -> Value {
         let response = self.get_email_as(&self.key, id).await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// `POST /v1/emails/batch` with `key`.
+    pub async fn post_batch(&self, key: &str, items: &Value) -> reqwest::Response {
+        send(
+            self.request_as(key, Method::POST, "/v1/emails/batch")
+                .json(items),
+        )
+        .await
+    }
+
+    /// `GET /v1/emails/{id}/source` with `key`: the stored MIME.
+    pub async fn get_source_as(&self, key: &str, id: &str) -> reqwest::Response {
+        send(self.request_as(key, Method::GET, &format!("/v1/emails/{id}/source"))).await
+    }
+
+    pub async fn cancel_email(&self, id: &str) -> reqwest::Response {
+        self.post_empty(&format!("/v1/emails/{id}/cancel")).await
     }
 
     /// Polls until the email's status is one of `wanted`; panics with the last state after `timeout`.
@@ -296,6 +368,210 @@ impl TestApp {
                 panic!("email {id} did not reach {wanted:?} in {timeout:?}: {email:#}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Webhooks.
+
+    /// Creates an endpoint; returns its id and its secret (shown only here).
+    pub async fn create_webhook(&self, body: &Value) -> (String, String) {
+        let created = expect(201, self.post_json("/v1/webhooks", body).await).await;
+        (string(&created["id"]), string(&created["secret"]))
+    }
+
+    /// The project's endpoints (`data` of the first page).
+    pub async fn list_webhooks(&self) -> Vec<Value> {
+        let page = expect(200, self.get("/v1/webhooks").await).await;
+        page["data"].as_array().expect("a page").clone()
+    }
+
+    pub async fn get_webhook(&self, id: &str) -> Value {
+        expect(200, self.get(&format!("/v1/webhooks/{id}")).await).await
+    }
+
+    /// PATCH: changes what `body` names; returns the endpoint.
+    pub async fn update_webhook(&self, id: &str, body: &Value) -> Value {
+        expect(
+            200,
+            self.patch_json(&format!("/v1/webhooks/{id}"), body).await,
+        )
+        .await
+    }
+
+    pub async fn enable_webhook(&self, id: &str) -> Value {
+        self.update_webhook(id, &json!({"enabled": true})).await
+    }
+
+    pub async fn disable_webhook(&self, id: &str) -> Value {
+        self.update_webhook(id, &json!({"enabled": false})).await
+    }
+
+    pub async fn delete_webhook(&self, id: &str) {
+        expect(204, self.delete(&format!("/v1/webhooks/{id}")).await).await;
+    }
+
+    /// Returns the answer: the new `secret` and `previous_secret_expires_at`.
+    pub async fn rotate_webhook_secret(&self, id: &str) -> Value {
+        expect(
+            200,
+            self.post_empty(&format!("/v1/webhooks/{id}/rotate-secret"))
+                .await,
+        )
+        .await
+    }
+
+    /// Queues a `webhook.test` event for the endpoint.
+    pub async fn send_webhook_test(&self, id: &str) {
+        expect(
+            202,
+            self.post_empty(&format!("/v1/webhooks/{id}/test")).await,
+        )
+        .await;
+    }
+
+    /// The endpoint's delivery log, newest first (up to 100).
+    pub async fn webhook_deliveries(&self, id: &str) -> Vec<Value> {
+        let page = expect(
+            200,
+            self.get(&format!("/v1/webhooks/{id}/deliveries?limit=100"))
+                .await,
+        )
+        .await;
+        page["data"].as_array().expect("a page").clone()
+    }
+
+    /// Sends a delivery again; returns it (pending).
+    pub async fn replay_webhook_delivery(&self, webhook: &str, delivery: &str) -> Value {
+        expect(
+            202,
+            self.post_empty(&format!(
+                "/v1/webhooks/{webhook}/deliveries/{delivery}/retry"
+            ))
+            .await,
+        )
+        .await
+    }
+
+    // Templates.
+
+    /// POST: creates a template (`name` in the body).
+    pub async fn create_template(&self, body: &Value) -> Value {
+        expect(201, self.post_json("/v1/templates", body).await).await
+    }
+
+    /// PUT: creates or replaces the template `name`.
+    pub async fn put_template(&self, name: &str, body: &Value) -> Value {
+        let response = self.put_json(&format!("/v1/templates/{name}"), body).await;
+        let (status, json) = status_and_json(response).await;
+        assert!(status == 200 || status == 201, "{status}: {json}");
+        json
+    }
+
+    pub async fn get_template(&self, name: &str) -> Value {
+        expect(200, self.get(&format!("/v1/templates/{name}")).await).await
+    }
+
+    /// One page of templates; `query` as in `limit=2&cursor=…`, or empty.
+    pub async fn list_templates(&self, query: &str) -> Value {
+        expect(200, self.get(&format!("/v1/templates?{query}")).await).await
+    }
+
+    pub async fn delete_template(&self, name: &str) {
+        expect(204, self.delete(&format!("/v1/templates/{name}")).await).await;
+    }
+
+    /// Renders the template with `variables`; (status, body), as refusals are tested too.
+    pub async fn render_template(&self, name: &str, variables: Value) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/templates/{name}/render"),
+            Some(json!({ "variables": variables })),
+        )
+        .await
+    }
+
+    // Suppressions.
+
+    /// Adds an address (`{"email": …}` and optionally `reason`, `detail`); the status says
+    /// whether it was new (201) or already listed (200).
+    pub async fn add_suppression(&self, body: &Value) -> (u16, Value) {
+        let (status, json) = status_and_json(self.post_json("/v1/suppressions", body).await).await;
+        assert!(status == 200 || status == 201, "{status}: {json}");
+        (status, json)
+    }
+
+    /// One page of the list; `query` as in `reason=bounce&limit=1`, or empty.
+    pub async fn list_suppressions(&self, query: &str) -> Value {
+        expect(200, self.get(&format!("/v1/suppressions?{query}")).await).await
+    }
+
+    pub async fn get_suppression(&self, email: &str) -> Value {
+        expect(200, self.get(&format!("/v1/suppressions/{email}")).await).await
+    }
+
+    pub async fn remove_suppression(&self, email: &str) {
+        expect(204, self.delete(&format!("/v1/suppressions/{email}")).await).await;
+    }
+
+    // API keys, through the API (`create_key` above writes to the store directly).
+
+    /// Creates a key with the app's key; the answer holds the `key` in clear, once.
+    pub async fn create_api_key(&self, body: &Value) -> Value {
+        expect(201, self.post_json("/v1/api-keys", body).await).await
+    }
+
+    pub async fn list_api_keys(&self) -> Value {
+        expect(200, self.get("/v1/api-keys").await).await
+    }
+
+    pub async fn revoke_api_key(&self, id: &str) {
+        expect(200, self.delete(&format!("/v1/api-keys/{id}")).await).await;
+    }
+
+    /// PATCHes a key's limits as `who` (a key or an operator token).
+    pub async fn patch_key_limits_as(
+        &self,
+        who: &str,
+        id: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        send(
+            self.request_as(who, Method::PATCH, &format!("/v1/api-keys/{id}"))
+                .json(body),
+        )
+        .await
+    }
+
+    // The queues.
+
+    /// Works the queues until nothing is due or in flight, the way the running app would
+    /// (and alongside it): mail first, then the webhooks its events queued. Afterwards,
+    /// whatever was going to happen has happened, so a test asserts instead of sleeping.
+    /// Retries scheduled for later are not waited for.
+    pub async fn drain(&self) {
+        let limit = Duration::from_secs(30);
+        loop {
+            let mut handled = 0;
+            if let Some(runner) = &self.delivery {
+                handled += runner.drain(limit).await.expect("the mail queue drains");
+            }
+            if let Some(runner) = &self.webhooks {
+                handled += runner.drain(limit).await.expect("the webhook queue drains");
+            }
+            if handled == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Like `drain`, for the mail queue only: the webhooks its outcomes queued are left to
+    /// the app's own runner (or to the test).
+    pub async fn drain_mail(&self) {
+        if let Some(runner) = &self.delivery {
+            runner
+                .drain(Duration::from_secs(30))
+                .await
+                .expect("the mail queue drains");
         }
     }
 
@@ -322,6 +598,36 @@ impl Drop for TestApp {
             task.abort();
         }
     }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("request sent")
+}
+
+/// The status and the JSON body (`null` when empty).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body read");
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{status}, not JSON: {bytes:?}"))
+    };
+    (status, json)
+}
+
+/// Asserts the status (showing the body when it differs); returns the JSON body.
+pub async fn expect(status: u16, response: reqwest::Response) -> Value {
+    let url = response.url().path().to_string();
+    let (got, json) = status_and_json(response).await;
+    assert_eq!(got, status, "{url}: {json}");
+    json
+}
+
+fn string(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
 }
 
 /// Recipient rows of an email as (email, status) pairs.

@@ -27,7 +27,7 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .output()
-        .expect("the openssl CLI is needed for the DKIM tests");
+        .unwrap_or_else(|e| panic!("{}", super::missing_tool("openssl", "openssl", &e)));
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -91,13 +91,13 @@ pub fn verifies(message: &[u8], key: &TestKey) -> bool {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 is needed for the DKIM tests");
+        .unwrap_or_else(|e| panic!("{}", super::missing_tool("python3", "python3", &e)));
     child.stdin.take().unwrap().write_all(message).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "dkimpy did not run (python3 -m pip install dkimpy pynacl): {}",
+        "dkimpy did not run: apt-get install python3-dkim python3-nacl, or python3 -m pip install dkimpy pynacl (scripts/test installs them): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout.trim() == "pass"

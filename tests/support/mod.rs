@@ -7,3 +7,13 @@ pub mod dkim;
 pub mod smtp_server;
 pub mod test_redis;
 pub mod webhook_receiver;
+
+/// Why a tool the tests drive could not be started, naming what to install. Tests that need
+/// one fail with this rather than skip: a skipped test would pass in CI without testing.
+pub fn missing_tool(program: &str, package: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("{program} is not installed: apt-get install {package} (scripts/test installs it)")
+    } else {
+        format!("{program} does not start: {e}")
+    }
+}

@@ -87,6 +87,8 @@ struct Script {
     data_delay: Duration,
     drop_after_data: usize,
     connections: usize,
+    /// Transactions whose message was read in full, before any delay or reply.
+    data_read: usize,
 }
 
 struct Shared {
@@ -226,6 +228,19 @@ impl TestSmtpServer {
                         .collect::<Vec<_>>()
                 );
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls until at least `n` messages were read in full (whatever was answered, if
+    /// anything yet): with `set_data_delay`, the client is then waiting for the reply.
+    pub async fn wait_for_data(&self, n: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.shared.lock().data_read < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "test SMTP server: fewer than {n} message(s) sent within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -572,7 +587,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 let Some(tx) = s.tx.take() else {
                     return Ok(SessionEnd::Close);
                 };
-                let delay = s.shared.lock().data_delay;
+                let delay = {
+                    let mut script = s.shared.lock();
+                    script.data_read += 1;
+                    script.data_delay
+                };
                 if !delay.is_zero() && !wait_unless_client_leaves(reader, delay).await {
                     return Ok(SessionEnd::Close);
                 }

@@ -1,50 +1,47 @@
-//! The webhook delivery worker: claims due deliveries, sends each as a signed POST and
-//! records what the endpoint answered.
+//! Webhook delivery: the handler the queue runner gives each due delivery. It sends one
+//! signed POST and says what the endpoint answered and when to try again.
 //!
-//! It has its own pool of request slots, apart from mail delivery, and every request has a
+//! Its runner has its own request slots, apart from mail delivery, and every request has a
 //! hard timeout; the claim caps what one endpoint may have in flight. So a slow or dead
 //! endpoint delays neither mail nor the other endpoints.
 
 use std::{
-    collections::HashSet,
     error::Error as _,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use chrono::Utc;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
-use sqlx::PgPool;
-use tokio::{sync::Semaphore, task::JoinSet};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use super::{
     guard::{self, GuardedResolver},
+    queue::WebhookQueue,
     schedule,
     signing::{WebhookSecret, signature_header},
 };
 use crate::{
     config::WebhooksConfig,
-    store::webhooks::{self as store, Attempt, DeliveryJob, Next},
+    queue::Handler,
+    store::webhooks::{Attempt, DeliveryJob, Next},
 };
 
 /// How much of a response body is kept for the delivery log.
 const SNIPPET_BYTES: usize = 256;
 
-#[derive(Clone)]
-pub struct Worker {
-    pool: PgPool,
+/// Sends one attempt of one delivery.
+pub struct Sender {
     client: reqwest::Client,
     config: WebhooksConfig,
-    /// Fences this process's leases.
-    owner: Uuid,
-    shutdown_grace: Duration,
 }
 
-type InFlight = Arc<Mutex<HashSet<Uuid>>>;
+impl Handler<WebhookQueue> for Sender {
+    async fn handle(&self, job: DeliveryJob) -> Attempt {
+        self.attempt(job).await
+    }
+}
 
 /// Makes ring the process's rustls provider, as rustls itself would with only ring compiled
 /// in. reqwest is built without a provider of its own (ring is what lettre uses too), so any
@@ -87,157 +84,12 @@ struct Response {
     error: Option<String>,
 }
 
-impl Worker {
-    pub fn new(
-        pool: PgPool,
-        config: WebhooksConfig,
-        shutdown_grace: Duration,
-    ) -> anyhow::Result<Self> {
+impl Sender {
+    pub fn new(config: WebhooksConfig) -> anyhow::Result<Self> {
         Ok(Self {
             client: http_client(&config)?,
-            pool,
             config,
-            owner: Uuid::now_v7(),
-            shutdown_grace,
         })
-    }
-
-    pub fn concurrency(&self) -> usize {
-        self.config.concurrency
-    }
-
-    fn lease_secs(&self) -> f64 {
-        self.config.lease_secs as f64
-    }
-
-    /// Runs until `cancel`, then stops claiming, lets running requests finish for the grace
-    /// period and hands back whatever is left.
-    pub async fn run(self, cancel: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let in_flight: InFlight = Arc::default();
-        let mut tasks = JoinSet::new();
-        let reclaim_every = Duration::from_secs(self.config.lease_secs / 3)
-            .clamp(Duration::from_millis(500), Duration::from_secs(10));
-        let mut last_reclaim: Option<Instant> = None;
-        let mut db_backoff = Duration::from_millis(200);
-        loop {
-            if last_reclaim.is_none_or(|t| t.elapsed() >= reclaim_every) {
-                last_reclaim = Some(Instant::now());
-                match store::reclaim_expired(&self.pool, 1000).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::warn!(
-                        deliveries = n,
-                        "reclaimed webhook deliveries whose worker stopped"
-                    ),
-                    Err(err) => tracing::debug!(error = %err, "webhook reclaim failed"),
-                }
-            }
-            let first = tokio::select! {
-                _ = cancel.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
-            while tasks.try_join_next().is_some() {}
-            let want = (permits.available_permits() + 1) as i64;
-            let claimed = store::claim(
-                &self.pool,
-                self.owner,
-                want,
-                self.config.per_endpoint_concurrency,
-                self.lease_secs(),
-            )
-            .await;
-            let jobs = match claimed {
-                Ok(jobs) => {
-                    db_backoff = Duration::from_millis(200);
-                    jobs
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "webhook claim failed; retrying");
-                    drop(first);
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(db_backoff) => {}
-                    }
-                    db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            if jobs.is_empty() {
-                drop(first);
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(self.config.poll_interval()) => {}
-                }
-                continue;
-            }
-            let mut first = Some(first);
-            for job in jobs {
-                // At most one more job than free permits was claimed, so this never waits long.
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => permits
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closed"),
-                };
-                in_flight.lock().expect("not poisoned").insert(job.id);
-                let worker = self.clone();
-                let in_flight = in_flight.clone();
-                tasks.spawn(async move {
-                    let id = job.id;
-                    let attempt = worker.attempt(job).await;
-                    worker.record(&attempt).await;
-                    in_flight.lock().expect("not poisoned").remove(&id);
-                    drop(permit);
-                });
-            }
-        }
-
-        // Shutdown: no new claims; running requests get the grace period.
-        let all = self.config.concurrency as u32;
-        if tokio::time::timeout(self.shutdown_grace, permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown grace period over; abandoning webhook requests");
-            tasks.abort_all();
-        }
-        while tasks.join_next().await.is_some() {}
-        let left: Vec<Uuid> = in_flight
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .copied()
-            .collect();
-        match store::release(&self.pool, self.owner, &left).await {
-            Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent webhook deliveries"),
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(error = %err, "could not release webhook leases; they will expire")
-            }
-        }
-    }
-
-    /// Records an outcome; a database outage delays it, and if it never lands the lease
-    /// expires and the delivery goes again (at least once).
-    async fn record(&self, attempt: &Attempt) {
-        let mut wait = Duration::from_millis(100);
-        let disable_after = self.config.disable_after_secs as f64;
-        for _ in 0..8 {
-            match store::record(&self.pool, self.owner, attempt, disable_after).await {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::debug!(delivery = %attempt.delivery_id, "lease lost; outcome dropped");
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, delivery = %attempt.delivery_id, "could not record a webhook attempt; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
     }
 
     /// One attempt of one delivery, and what follows from it.
@@ -245,8 +97,8 @@ impl Worker {
         let span = tracing::debug_span!("webhook", delivery = %job.id, attempt = job.attempts, event = %job.event_type);
         let attempt = self.attempt_inner(job).instrument(span).await;
         let outcome = match &attempt.next {
-            crate::store::webhooks::Next::Succeeded => "succeeded",
-            crate::store::webhooks::Next::RetryAt(_) => "retrying",
+            Next::Succeeded => "succeeded",
+            Next::RetryAt(_) => "retrying",
             _ => "failed",
         };
         metrics::counter!("mailgate_webhook_attempts_total", "outcome" => outcome).increment(1);

@@ -1,0 +1,30 @@
+//! `[http]`: limits of the HTTP API.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body (base64 attachments inflate by 4/3).
+    pub max_body_bytes: usize,
+    /// Largest MIME message mailgate builds or accepts.
+    pub max_message_bytes: usize,
+    /// How long a verified API key is trusted before it is looked up again (revocation delay).
+    pub key_cache_secs: u64,
+    /// Most messages in one `POST /v1/emails/batch`.
+    pub max_batch: usize,
+    /// How far ahead `send_at` may schedule a message.
+    pub max_schedule_days: i64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 14 * 1024 * 1024,
+            max_message_bytes: 10 * 1024 * 1024,
+            key_cache_secs: 10,
+            max_batch: 500,
+            max_schedule_days: 30,
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Typed configuration: defaults, then a TOML file, then `MAILGATE_*` environment variables.
+//!
+//! Nested keys come from the environment with a double underscore, e.g.
+//! `MAILGATE_DELIVERY__CONCURRENCY=64`. Secrets are wrapped so they never print. A key that
+//! is not a setting (a typo) is refused with the nearest one that is, rather than ignored.
+//!
+//! This file holds the top level (`Config`, loading, and the order of validation); each
+//! section lives in its own file with its defaults and its own checks.
+
+mod delivery;
+mod dkim;
+mod env;
+mod http;
+mod ratelimit;
+mod redis;
+mod relays;
+mod retention;
+mod secret;
+mod smtp;
+mod typos;
+mod webhooks;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::bail;
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use self::{
+    delivery::DeliveryConfig,
+    dkim::{DkimAlgorithm, DkimKeyConfig},
+    http::HttpConfig,
+    ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
+    redis::RedisConfig,
+    relays::{DEFAULT_RELAY, RelayConfig},
+    retention::RetentionConfig,
+    secret::{SecretUrl, redact_url},
+    smtp::SmtpConfig,
+    webhooks::WebhooksConfig,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Postgres connection URL; the queue lives there.
+    pub database_url: SecretUrl,
+    /// Connections per process to Postgres.
+    pub database_pool_size: u32,
+    /// Redis URL for shared rate limits; unset means per-process limits.
+    pub redis_url: Option<SecretUrl>,
+    pub http_addr: SocketAddr,
+    /// The SMTP submission listener (`MAILGATE_SMTP_ADDR`); `smtp.addr` overrides it.
+    pub smtp_addr: SocketAddr,
+    /// The default upstream relay; unset (and no `[relays]`) means sandbox delivery.
+    pub relay_url: Option<SecretUrl>,
+    /// HMAC secret for operator JWTs (`mailgate token`); unset disables operator endpoints.
+    #[serde(serialize_with = "ser_secret")]
+    pub jwt_secret: Option<SecretString>,
+    /// tracing filter, e.g. `info,mailgate=debug`.
+    pub log: String,
+    /// `human` (default) or `json`: one JSON object per line, with span fields such as
+    /// `message_id` and `request_id` (`MAILGATE_LOG_FORMAT=json`).
+    pub log_format: LogFormat,
+    /// Run the HTTP API in `serve`.
+    pub api_enabled: bool,
+    /// Run delivery workers in `serve`.
+    pub workers_enabled: bool,
+    pub http: HttpConfig,
+    pub delivery: DeliveryConfig,
+    pub redis: RedisConfig,
+    pub ratelimit: RateLimitConfig,
+    pub retention: RetentionConfig,
+    pub smtp: SmtpConfig,
+    pub webhooks: WebhooksConfig,
+    /// Named upstream relays; `default` is taken from `relay_url` when set.
+    pub relays: BTreeMap<String, RelayConfig>,
+    /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
+    /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
+    pub pools: BTreeMap<String, Vec<String>>,
+    /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
+    pub dkim: Vec<DkimKeyConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/mailgate".into(),
+            database_pool_size: 16,
+            redis_url: None,
+            http_addr: "127.0.0.1:8080".parse().expect("valid default"),
+            smtp_addr: "127.0.0.1:2525".parse().expect("valid default"),
+            relay_url: None,
+            jwt_secret: None,
+            log: "info,sqlx=warn".into(),
+            log_format: LogFormat::Human,
+            api_enabled: true,
+            workers_enabled: true,
+            http: HttpConfig::default(),
+            delivery: DeliveryConfig::default(),
+            redis: RedisConfig::default(),
+            ratelimit: RateLimitConfig::default(),
+            retention: RetentionConfig::default(),
+            smtp: SmtpConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            relays: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            dkim: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults → TOML (`path`, or `MAILGATE_CONFIG`) → environment. A key that is not
+    /// a setting, in the file or as a `MAILGATE_*` variable, is an error that names it.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        Self::load_from(path, &vars)
+    }
+
+    /// `load`, with the environment given as a list of variables.
+    pub fn load_from(path: Option<&Path>, vars: &[(String, String)]) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let file = path
+            .map(Path::to_path_buf)
+            .or_else(|| var("MAILGATE_CONFIG").map(PathBuf::from));
+        // Every section has serde defaults, so the layers carry only what was set.
+        let mut figment = Figment::new();
+        if let Some(file) = &file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // DATABASE_URL is the common convention; MAILGATE_DATABASE_URL wins over it.
+        if let Some(url) = var("DATABASE_URL") {
+            figment = figment.merge(Serialized::default("database_url", url));
+        }
+        // Likewise REDIS_URL for MAILGATE_REDIS_URL.
+        if let Some(url) = var("REDIS_URL") {
+            figment = figment.merge(Serialized::default("redis_url", url));
+        }
+        let env = env::EnvLayer::new(vars);
+        let config: Config = match figment.merge(&env).extract() {
+            Ok(config) => config,
+            Err(e) => match typos::unknown_key(&e, &env, file.as_deref()) {
+                Some(message) => bail!("invalid configuration: {message}"),
+                None => return Err(anyhow::Error::new(e).context("invalid configuration")),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Each section checks itself; checks that span sections live here.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.delivery.validate()?;
+        self.ratelimit.validate()?;
+        self.redis.validate()?;
+        self.smtp.validate()?;
+        self.webhooks.validate()?;
+        dkim::validate(&self.dkim)?;
+        Ok(())
+    }
+
+    /// Where the SMTP submission listener binds.
+    pub fn smtp_listen_addr(&self) -> SocketAddr {
+        self.smtp.addr.unwrap_or(self.smtp_addr)
+    }
+
+    /// The largest message the SMTP listener takes.
+    pub fn smtp_max_message_bytes(&self) -> usize {
+        self.smtp
+            .max_message_bytes
+            .unwrap_or(self.http.max_message_bytes)
+    }
+}
+
+/// Leases are renewed by a heartbeat every third of their length while the work runs; below
+/// 3 s that leaves the heartbeat no room, and a second worker would take live work.
+fn check_lease(section: &str, lease_secs: u64) -> anyhow::Result<()> {
+    if lease_secs < 3 {
+        bail!(
+            "{section}.lease_secs ({lease_secs}) must be at least 3: a heartbeat renews the lease every third of it while the work runs"
+        );
+    }
+    Ok(())
+}
+
+/// Like `SecretUrl`, the secret serializes redacted: serialization is only for showing.
+fn ser_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("***"),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_password_prints() {
+        let mut c = Config {
+            database_url: "postgres://mailgate:pg-hunter2@db.example.com/mailgate".into(),
+            redis_url: Some("redis://:redis-hunter2@cache.example.com:6379/0".into()),
+            relay_url: Some("smtp://bob:relay-hunter2@mx.example.com:587".into()),
+            jwt_secret: Some("jwt-hunter2".into()),
+            ..Config::default()
+        };
+        c.relays.insert(
+            "eu".into(),
+            RelayConfig {
+                url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
+                pool_size: 2,
+                tls_insecure: false,
+            },
+        );
+        let printed = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.relay_map()),
+            serde_json::to_string(&c).unwrap(),
+            toml::to_string(&c).unwrap(),
+        ];
+        for text in &printed {
+            assert!(!text.contains("hunter2"), "a password prints:\n{text}");
+        }
+        assert!(printed[0].contains("postgres://mailgate:***@db.example.com/mailgate"));
+        assert!(printed[2].contains("smtp://bob:***@mx.example.com:587"));
+        // The code that connects still gets the real URLs.
+        assert!(c.database_url.expose().contains("pg-hunter2"));
+        assert!(c.relay_map()["eu"].url.expose().contains("eu-hunter2"));
+        assert!(
+            c.relay_map()["default"]
+                .url
+                .expose()
+                .contains("relay-hunter2")
+        );
+    }
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A config file with `text`, removed when dropped.
+    struct TempToml(PathBuf);
+
+    impl TempToml {
+        fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "mailgate-config-{}.toml",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempToml {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn load_err(file: Option<&TempToml>, env: &[(&str, &str)]) -> String {
+        let err = Config::load_from(file.map(|f| f.0.as_path()), &vars(env))
+            .expect_err("the configuration is refused");
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused_with_a_suggestion() {
+        let file = TempToml::new("[delivery]\nconcurency = 5\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `delivery.concurency`")
+                && err.contains(&file.0.display().to_string())
+                && err.contains("did you mean `delivery.concurrency`?"),
+            "{err}"
+        );
+        let file = TempToml::new("databse_url = \"postgres://x\"\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(err.contains("did you mean `database_url`?"), "{err}");
+        // Nothing close: the message lists what the section has.
+        let file = TempToml::new("[webhooks]\nfrobnicate = true\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `webhooks.frobnicate`")
+                && err.contains("the keys of `webhooks` are")
+                && err.contains("lease_secs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_environment_variable_is_refused_with_a_suggestion() {
+        let err = load_err(None, &[("MAILGATE_DELIVERY__CONCURENCY", "5")]);
+        assert!(
+            err.contains("unknown config key `delivery.concurency`")
+                && err.contains("environment variable MAILGATE_DELIVERY__CONCURENCY")
+                && err.contains(
+                    "did you mean `delivery.concurrency` (MAILGATE_DELIVERY__CONCURRENCY)?"
+                ),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_RELAY_UR", "smtp://x")]);
+        assert!(
+            err.contains("did you mean `relay_url` (MAILGATE_RELAY_URL)?"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_SOMETHING_ELSE", "1")]);
+        assert!(
+            err.contains("environment variable MAILGATE_SOMETHING_ELSE")
+                && err.contains("the top-level keys are"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_DELIVER__CONCURRENCY", "5")]);
+        assert!(
+            err.contains(
+                "unknown config key `deliver` (environment variable MAILGATE_DELIVER__CONCURRENCY): did you mean `delivery`"
+            ),
+            "{err}"
+        );
+        // Inside named relays and inline tables too.
+        let err = load_err(None, &[("MAILGATE_RELAYS__EU__URLL", "smtp://x")]);
+        assert!(err.contains("did you mean `relays.eu.url`"), "{err}");
+        let err = load_err(
+            None,
+            &[(
+                "MAILGATE_DKIM",
+                r#"[{domain="example.com",selectr="mg1",private_key_file="/k.pem"}]"#,
+            )],
+        );
+        assert!(
+            err.contains("environment variable MAILGATE_DKIM")
+                && err.ends_with("did you mean `dkim.0.selector`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn known_keys_user_named_relays_and_non_config_variables_load() {
+        let file = TempToml::new(
+            r#"
+            relay_url = "smtp://127.0.0.1:2526"
+            [delivery]
+            concurrency = 5
+            [relays.my-eu-relay]
+            url = "smtp://eu.example.com"
+            [pools]
+            any-name = ["my-eu-relay", "default"]
+            [[dkim]]
+            domain = "example.com"
+            selector = "mg1"
+            private_key_file = "/etc/mailgate/dkim.pem"
+            "#,
+        );
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_CONFIG", file.0.to_str().unwrap()),
+                ("MAILGATE_WEBHOOKS__LEASE_SECS", "12"),
+                ("MAILGATE_RELAYS__OTHER__URL", "smtp://other.example.com"),
+                ("mailgate_http_addr", "127.0.0.1:9999"),
+                // Not config: set by scripts/, bench/ and the tests.
+                ("MAILGATE_ROOT", "/src/mailgate"),
+                ("MAILGATE_KEY", "mg_live_x"),
+                ("MAILGATE_PID", "123"),
+                ("MAILGATE_FUZZ_EXAMPLES", "30"),
+                ("MAILGATE_TEST_DATABASE_URL", "postgres://x"),
+                ("MAILGATE_TEST_ANYTHING", "1"),
+                ("DATABASE_URL", "postgres://fallback/db"),
+                ("REDIS_URL", "redis://fallback"),
+                ("MAILGATE_REDIS_URL", "redis://wins"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.concurrency, 5);
+        assert_eq!(c.webhooks.lease_secs, 12);
+        assert_eq!(c.http_addr.port(), 9999);
+        assert_eq!(
+            c.relays["my-eu-relay"].url.expose(),
+            "smtp://eu.example.com"
+        );
+        assert_eq!(c.relays["other"].url.expose(), "smtp://other.example.com");
+        assert_eq!(c.pools["any-name"], ["my-eu-relay", "default"]);
+        assert_eq!(c.dkim[0].selector, "mg1");
+        assert_eq!(c.database_url.expose(), "postgres://fallback/db");
+        assert_eq!(c.redis_url.as_ref().unwrap().expose(), "redis://wins");
+        assert_eq!(c.relay_map().len(), 3);
+        // Nothing set: the defaults.
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.delivery.lease_secs, 30);
+        assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_still_name_their_variable() {
+        let err = load_err(None, &[("MAILGATE_DELIVERY__CONCURRENCY", "many")]);
+        assert!(err.contains("MAILGATE_DELIVERY__CONCURRENCY"), "{err}");
+    }
+}

@@ -1,0 +1,27 @@
+//! `[retention]`: how long finished messages and idempotency keys are kept.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished messages (with recipients and events) older than this are deleted.
+    pub days: i64,
+    /// Idempotency keys are kept at least this long.
+    pub idempotency_hours: i64,
+    /// How often each instance runs the clean-up.
+    pub interval_secs: u64,
+    /// Rows deleted per statement, so clean-up never holds long locks.
+    pub batch: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 30,
+            idempotency_hours: 24,
+            interval_secs: 3600,
+            batch: 1000,
+        }
+    }
+}

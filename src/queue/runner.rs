@@ -1,0 +1,366 @@
+//! One runner for every queue of leased work (mail delivery, webhook delivery, and whatever
+//! comes next): it claims due jobs in batches, hands each to a `Handler` under a concurrency
+//! limit, records the outcomes in batches, keeps its leases alive with a heartbeat, puts back
+//! the work of dead processes, and shuts down gracefully.
+//!
+//! A queue says how to claim, complete, extend, release and reclaim (`LeasedQueue`, each one
+//! SQL statement or close); a handler says what one attempt does (`Handler`). Leases are
+//! short and renewed while an attempt runs, so a process that dies loses its work to the
+//! others within one lease, however long a single attempt may take.
+
+use std::{
+    collections::HashSet,
+    fmt::Debug,
+    future::Future,
+    hash::Hash,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::wake::Waker;
+
+/// Storage of one queue. Every write is fenced by the owner (and the queue's own attempt
+/// counter), so a runner that lost a lease cannot overwrite the newer attempt.
+pub trait LeasedQueue: Send + Sync + 'static {
+    type Id: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    type Job: Send + 'static;
+    type Outcome: Send + Sync + 'static;
+
+    /// For logs and metrics: `delivery`, `webhooks`.
+    const NAME: &'static str;
+
+    fn job_id(job: &Self::Job) -> Self::Id;
+    fn outcome_id(outcome: &Self::Outcome) -> Self::Id;
+
+    /// Takes up to `limit` due jobs, leased to `owner` for `lease`.
+    fn claim(
+        &self,
+        owner: Uuid,
+        limit: i64,
+        lease: Duration,
+    ) -> impl Future<Output = sqlx::Result<Vec<Self::Job>>> + Send;
+    /// Records outcomes of jobs this owner still holds; outcomes of lost leases are ignored.
+    fn complete(
+        &self,
+        owner: Uuid,
+        outcomes: &[Self::Outcome],
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// The heartbeat: keeps these jobs ours for another `lease`.
+    fn extend(
+        &self,
+        owner: Uuid,
+        ids: &[Self::Id],
+        lease: Duration,
+    ) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    /// Hands back jobs this owner claimed and will not finish (shutdown): no attempt counted.
+    fn release(
+        &self,
+        owner: Uuid,
+        ids: &[Self::Id],
+    ) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    /// Puts back jobs whose lease ran out (their process died); returns how many.
+    fn reclaim_expired(&self, limit: i64) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    /// Whether anything is claimed or due: what `Runner::drain` waits out.
+    fn busy(&self) -> impl Future<Output = sqlx::Result<bool>> + Send;
+}
+
+/// What one attempt of one job does. It never fails: every error is an outcome.
+pub trait Handler<Q: LeasedQueue>: Send + Sync + 'static {
+    fn handle(&self, job: Q::Job) -> impl Future<Output = Q::Outcome> + Send;
+}
+
+/// How a runner works its queue.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Jobs in flight at once in this process.
+    pub concurrency: usize,
+    /// Most jobs taken per claim.
+    pub claim_batch: i64,
+    /// How long a claim is ours without a heartbeat; renewed every third of it.
+    pub lease: Duration,
+    /// How often an idle runner looks for due work that no wake-up announced (other
+    /// instances without LISTEN, retries coming due) and for expired leases.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for running attempts before abandoning them.
+    pub shutdown_grace: Duration,
+}
+
+/// Most outcomes recorded in one `complete`.
+const COMPLETE_BATCH: usize = 512;
+/// Most expired leases put back per pass.
+const RECLAIM_BATCH: i64 = 1000;
+
+/// Works one queue with one handler. Cheap to clone: clones share the queue, the handler and
+/// the lease owner, so `run_once` from a test fences like the running loop.
+pub struct Runner<Q: LeasedQueue, H: Handler<Q>> {
+    queue: Arc<Q>,
+    handler: Arc<H>,
+    waker: Waker,
+    config: RunnerConfig,
+    /// Fences this runner's leases.
+    owner: Uuid,
+}
+
+impl<Q: LeasedQueue, H: Handler<Q>> Clone for Runner<Q, H> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            waker: self.waker.clone(),
+            config: self.config.clone(),
+            owner: self.owner,
+        }
+    }
+}
+
+/// Jobs claimed and not yet recorded: the heartbeat extends them, shutdown releases them.
+struct InFlight<Id>(Mutex<HashSet<Id>>);
+
+impl<Id: Copy + Eq + Hash> InFlight<Id> {
+    fn insert(&self, id: Id) {
+        self.0.lock().expect("not poisoned").insert(id);
+    }
+    fn remove_all(&self, ids: impl Iterator<Item = Id>) {
+        let mut set = self.0.lock().expect("not poisoned");
+        for id in ids {
+            set.remove(&id);
+        }
+    }
+    fn snapshot(&self) -> Vec<Id> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
+    pub fn new(queue: Q, handler: H, waker: Waker, config: RunnerConfig) -> Self {
+        Self {
+            queue: Arc::new(queue),
+            handler: Arc::new(handler),
+            waker,
+            config,
+            owner: Uuid::now_v7(),
+        }
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// Claims one batch, handles it and records the outcomes; returns how many jobs it took.
+    /// Tests drive a queue step by step with it.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let jobs = self
+            .queue
+            .claim(self.owner, self.config.claim_batch, self.config.lease)
+            .await?;
+        let outcomes =
+            futures_util::future::join_all(jobs.into_iter().map(|job| self.handler.handle(job)))
+                .await;
+        self.queue.complete(self.owner, &outcomes).await?;
+        Ok(outcomes.len())
+    }
+
+    /// Runs batches until nothing is due and nothing is claimed anywhere (another runner of
+    /// the same queue may hold jobs: their outcomes are waited for), or `limit` passes.
+    /// Returns how many jobs this call handled. For tests: drain, then assert.
+    pub async fn drain(&self, limit: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + limit;
+        let mut handled = 0;
+        loop {
+            let n = self.run_once().await?;
+            handled += n;
+            if n == 0 {
+                if !self.queue.busy().await? {
+                    return Ok(handled);
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the {} queue still had work after {limit:?}",
+                    Q::NAME
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Runs until `cancel`, then stops claiming, lets running attempts finish for the grace
+    /// period, records what they came to and hands back whatever is left.
+    pub async fn run(self, cancel: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let in_flight = Arc::new(InFlight(Mutex::default()));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Q::Outcome>();
+        // Helpers live in JoinSets, so dropping this future (a killed worker in tests) aborts
+        // them too, exactly like a process that died.
+        let mut completer = JoinSet::new();
+        completer.spawn(self.clone().record_outcomes(done_rx, in_flight.clone()));
+        let heartbeat_stop = CancellationToken::new();
+        let mut heartbeat = JoinSet::new();
+        heartbeat.spawn(
+            self.clone()
+                .heartbeat(in_flight.clone(), heartbeat_stop.clone()),
+        );
+        let mut tasks = JoinSet::new();
+        let mut db_backoff = Duration::from_millis(200);
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            while tasks.try_join_next().is_some() {}
+            // One more than the free permits: the one in hand plus those free now.
+            let want = (permits.available_permits() as i64 + 1).min(self.config.claim_batch);
+            let jobs = match self.queue.claim(self.owner, want, self.config.lease).await {
+                Ok(jobs) => {
+                    db_backoff = Duration::from_millis(200);
+                    jobs
+                }
+                Err(err) => {
+                    tracing::warn!(queue = Q::NAME, error = %err, "claim failed; retrying");
+                    drop(first);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(db_backoff) => {}
+                    }
+                    db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                drop(first);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.waker.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+            let mut first = Some(first);
+            for job in jobs {
+                // At most one more job than free permits was claimed, so this never waits long.
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed"),
+                };
+                in_flight.insert(Q::job_id(&job));
+                let handler = self.handler.clone();
+                let done = done_tx.clone();
+                tasks.spawn(async move {
+                    let outcome = handler.handle(job).await;
+                    let _ = done.send(outcome);
+                    drop(permit);
+                });
+            }
+        }
+
+        // Shutdown: no new claims; running attempts get the grace period.
+        let all = self.config.concurrency as u32;
+        if tokio::time::timeout(self.config.shutdown_grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                queue = Q::NAME,
+                "shutdown grace period over; abandoning running attempts"
+            );
+            tasks.abort_all();
+        }
+        while tasks.join_next().await.is_some() {}
+        drop(done_tx);
+        while completer.join_next().await.is_some() {}
+        heartbeat_stop.cancel();
+        while heartbeat.join_next().await.is_some() {}
+        let left = in_flight.snapshot();
+        match self.queue.release(self.owner, &left).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(queue = Q::NAME, released = n, "handed back unfinished work")
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(queue = Q::NAME, error = %err, "could not release leases; they will expire")
+            }
+        }
+    }
+
+    /// Records outcomes in batches; a database outage delays them but never drops them, and
+    /// the heartbeat keeps their leases ours meanwhile.
+    async fn record_outcomes(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Q::Outcome>,
+        in_flight: Arc<InFlight<Q::Id>>,
+    ) {
+        let mut batch = Vec::new();
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < COMPLETE_BATCH {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
+            let mut wait = Duration::from_millis(100);
+            while let Err(err) = self.queue.complete(self.owner, &batch).await {
+                tracing::warn!(queue = Q::NAME, error = %err, pending = batch.len(), "could not record outcomes; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            in_flight.remove_all(batch.drain(..).map(|o| Q::outcome_id(&o)));
+        }
+    }
+
+    /// Renews the leases of our running work every third of a lease, and puts back the work
+    /// of runners that stopped renewing (looked for at the poll interval, at least every
+    /// half second and at most every third of a lease).
+    async fn heartbeat(self, in_flight: Arc<InFlight<Q::Id>>, stop: CancellationToken) {
+        let renew_every = self.config.lease / 3;
+        let reclaim_every = self.config.poll_interval.clamp(
+            Duration::from_millis(500),
+            renew_every.max(Duration::from_millis(500)),
+        );
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(reclaim_every) => {}
+            }
+            if last_renewal.elapsed() + reclaim_every / 2 >= renew_every {
+                last_renewal = Instant::now();
+                let ids = in_flight.snapshot();
+                if let Err(err) = self.queue.extend(self.owner, &ids, self.config.lease).await {
+                    tracing::warn!(queue = Q::NAME, error = %err, "could not renew leases");
+                }
+            }
+            match self.queue.reclaim_expired(RECLAIM_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(
+                        queue = Q::NAME,
+                        jobs = n,
+                        "took back work whose process stopped"
+                    );
+                    self.waker.wake();
+                }
+                Err(err) => tracing::debug!(queue = Q::NAME, error = %err, "reclaim failed"),
+            }
+        }
+    }
+}

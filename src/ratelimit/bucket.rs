@@ -1,0 +1,43 @@
+//! The two buckets every key has, and the parameters a check is made with.
+
+/// Which bucket a unit is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Messages, one unit each, whatever way they come in.
+    Send,
+    /// Every other authenticated request.
+    Api,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Send => "send",
+            Class::Api => "api",
+        }
+    }
+}
+
+/// The bucket (and quota) a check is made against, resolved from config and key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub class: Class,
+    /// Microseconds between two units at the sustained rate.
+    pub interval_us: u64,
+    pub burst: u32,
+    pub quota: Option<u64>,
+    pub quota_period_secs: u64,
+}
+
+impl Params {
+    /// The `RateLimit-Policy` value: the burst per the time it takes to refill, then the quota.
+    pub fn policy(&self) -> String {
+        let refill_us = self.interval_us.saturating_mul(self.burst.into());
+        let window = refill_us.div_ceil(1_000_000).max(1);
+        let mut policy = format!("{};w={}", self.burst, window);
+        if let Some(quota) = self.quota {
+            policy.push_str(&format!(", {};w={}", quota, self.quota_period_secs));
+        }
+        policy
+    }
+}

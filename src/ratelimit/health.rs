@@ -1,0 +1,136 @@
+//! Whether Redis answers the rate-limit checks: while it does not, checks skip it and one
+//! call per `redis.retry_ms` probes it again. Warns once per interval, counts the fallbacks.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::config::{RateLimitConfig, RedisFailureMode};
+
+pub(super) enum Attempt {
+    Normal,
+    /// Redis was down; this call finds out whether it is back.
+    Probe,
+    Skip,
+}
+
+/// Whether Redis is answering. While it is not, calls skip it (no timeout to wait out on
+/// every request) and one call per `redis.retry_ms` probes it again.
+pub(super) struct RedisHealth {
+    up: AtomicBool,
+    down: Mutex<Option<Outage>>,
+    pub(super) fallbacks: AtomicU64,
+}
+
+struct Outage {
+    since: Instant,
+    retry_at: Instant,
+    probing: bool,
+    last_warning: Instant,
+    fallbacks_at_warning: u64,
+}
+
+impl Default for RedisHealth {
+    fn default() -> Self {
+        metrics::gauge!("mailgate_ratelimit_redis_up").set(1.0);
+        RedisHealth {
+            up: AtomicBool::new(true),
+            down: Mutex::new(None),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RedisHealth {
+    pub(super) fn attempt(&self) -> Attempt {
+        if self.up.load(Ordering::Acquire) {
+            return Attempt::Normal;
+        }
+        let mut down = self.down.lock().expect("not poisoned");
+        match down.as_mut() {
+            None => Attempt::Normal,
+            Some(outage) if !outage.probing && Instant::now() >= outage.retry_at => {
+                outage.probing = true;
+                Attempt::Probe
+            }
+            Some(_) => Attempt::Skip,
+        }
+    }
+
+    pub(super) fn succeeded(&self) {
+        if self.up.load(Ordering::Acquire) {
+            return;
+        }
+        let mut down = self.down.lock().expect("not poisoned");
+        if let Some(outage) = down.take() {
+            tracing::info!(
+                after_secs = outage.since.elapsed().as_secs(),
+                decided_locally =
+                    self.fallbacks.load(Ordering::Relaxed) - outage.fallbacks_at_warning,
+                "redis is reachable again; rate limits are shared again"
+            );
+        }
+        self.up.store(true, Ordering::Release);
+        metrics::gauge!("mailgate_ratelimit_redis_up").set(1.0);
+    }
+
+    pub(super) fn failed(
+        &self,
+        error: &dyn std::fmt::Display,
+        config: &RateLimitConfig,
+        retry: Duration,
+    ) {
+        metrics::counter!("mailgate_ratelimit_redis_errors_total").increment(1);
+        let now = Instant::now();
+        let fallbacks = self.fallbacks.load(Ordering::Relaxed);
+        let mut down = self.down.lock().expect("not poisoned");
+        let fallback = match config.on_redis_error {
+            RedisFailureMode::FailOpen => "per-process limits decide",
+            RedisFailureMode::FailClosed => "authenticated requests get 503",
+        };
+        match down.as_mut() {
+            None => {
+                tracing::warn!(error = %error, "redis unreachable for rate limits; {fallback} until it is back");
+                *down = Some(Outage {
+                    since: now,
+                    retry_at: now + retry,
+                    probing: false,
+                    last_warning: now,
+                    fallbacks_at_warning: fallbacks,
+                });
+            }
+            Some(outage) => {
+                // One line per interval, however many requests fail meanwhile.
+                if now.duration_since(outage.last_warning)
+                    >= Duration::from_secs(config.warn_interval_secs)
+                {
+                    tracing::warn!(
+                        error = %error,
+                        down_secs = outage.since.elapsed().as_secs(),
+                        decided_without_redis = fallbacks - outage.fallbacks_at_warning,
+                        "redis still unreachable for rate limits; {fallback}"
+                    );
+                    outage.last_warning = now;
+                    outage.fallbacks_at_warning = fallbacks;
+                }
+                outage.retry_at = now + retry;
+                outage.probing = false;
+            }
+        }
+        self.up.store(false, Ordering::Release);
+        metrics::gauge!("mailgate_ratelimit_redis_up").set(0.0);
+    }
+
+    pub(super) fn fell_back(&self, mode: RedisFailureMode) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let mode = match mode {
+            RedisFailureMode::FailOpen => "fail_open",
+            RedisFailureMode::FailClosed => "fail_closed",
+        };
+        metrics::counter!("mailgate_ratelimit_fallback_total", "mode" => mode).increment(1);
+    }
+}

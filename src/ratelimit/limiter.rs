@@ -1,0 +1,349 @@
+//! The [`Limiter`]: asks Redis when there is one, falls back on the per-process limiter
+//! (or refuses, failing closed) while Redis is unreachable, and reports its state.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use chrono::Utc;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    Class, Decision, Outcome, Params, Refusal, Verdict,
+    health::{Attempt, RedisHealth},
+    local, redis,
+};
+use crate::{
+    config::{Config, RateLimitConfig, RedisFailureMode},
+    domain::api_key::KeyLimits,
+};
+
+/// The rate limiter of one process; cheap to clone.
+#[derive(Clone)]
+pub struct Limiter {
+    /// `None`: limits are switched off.
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    config: RateLimitConfig,
+    local: local::LocalLimiter,
+    shared: Option<Shared>,
+}
+
+/// The Redis backend and what is known of its health.
+struct Shared {
+    redis: redis::RedisGcra,
+    health: RedisHealth,
+    mode: RedisFailureMode,
+    url: String,
+    prefix: String,
+}
+
+/// What `/readyz` says about rate limits.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `redis`, `local` (per-process governor) or `off`.
+    pub backend: &'static str,
+    /// `up` or `down`, with a Redis backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<&'static str>,
+    /// Checks decided without Redis because it was unreachable, since start.
+    pub fallbacks: u64,
+    /// False when Redis is down and the config says to fail closed.
+    #[serde(skip)]
+    pub serving: bool,
+}
+
+impl Limiter {
+    /// Builds the limiter; a Redis backend connects lazily, so an unreachable Redis does not
+    /// keep mailgate from starting.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        if !config.ratelimit.enabled {
+            return Ok(Limiter { inner: None });
+        }
+        let shared = match &config.redis_url {
+            Some(url) => Some(Shared {
+                redis: redis::RedisGcra::new(url.expose(), &config.redis)?,
+                health: RedisHealth::default(),
+                mode: config.ratelimit.on_redis_error,
+                url: url.redacted(),
+                prefix: config.redis.key_prefix.clone(),
+            }),
+            None => None,
+        };
+        Ok(Limiter {
+            inner: Some(Arc::new(Inner {
+                config: config.ratelimit.clone(),
+                local: local::LocalLimiter::default(),
+                shared,
+            })),
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The backend, for the start-up log line.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            None => "off".into(),
+            Some(inner) => match &inner.shared {
+                Some(s) => format!(
+                    "redis {} (prefix {}, {})",
+                    s.url,
+                    s.prefix,
+                    match s.mode {
+                        RedisFailureMode::FailOpen => "fail_open",
+                        RedisFailureMode::FailClosed => "fail_closed",
+                    }
+                ),
+                None => "per-process governor (no redis_url: limits are not shared)".into(),
+            },
+        }
+    }
+
+    /// The bucket a key's units of `class` go to.
+    pub fn params(&self, class: Class, limits: &KeyLimits) -> Option<Params> {
+        let config = &self.inner.as_ref()?.config;
+        let (rate, burst, quota) = match class {
+            Class::Send => (
+                limits.rate_per_sec.unwrap_or(config.send.rate_per_sec),
+                limits.burst.unwrap_or(config.send.burst),
+                limits.daily_quota.or(config.send.daily_quota),
+            ),
+            Class::Api => (config.api.rate_per_sec, config.api.burst, None),
+        };
+        Some(Params {
+            class,
+            interval_us: ((1_000_000.0 / rate).round() as u64).max(1),
+            burst: burst.max(1),
+            quota,
+            quota_period_secs: config.quota_period_secs,
+        })
+    }
+
+    /// Charges `units` of `class` to `subject` (a key id; the nil id is the operator).
+    /// `Ok(None)`: limits are off, or there was nothing to charge.
+    pub async fn check(
+        &self,
+        subject: Uuid,
+        limits: &KeyLimits,
+        class: Class,
+        units: u32,
+    ) -> Result<Option<Decision>, Refusal> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        let Some(params) = self.params(class, limits) else {
+            return Ok(None);
+        };
+        if units == 0 {
+            return Ok(None);
+        }
+        if units > params.burst {
+            metrics::counter!("mailgate_ratelimit_refused_total", "code" => "too_large")
+                .increment(1);
+            return Err(Refusal::TooLarge {
+                units,
+                burst: params.burst,
+            });
+        }
+        let outcome = match &inner.shared {
+            None => inner.local.check(subject, &params, units),
+            Some(shared) => match shared.check(subject, &params, units, &inner.config).await {
+                Some(outcome) => outcome,
+                None => {
+                    shared.health.fell_back(shared.mode);
+                    match shared.mode {
+                        RedisFailureMode::FailClosed => return Err(Refusal::Unavailable),
+                        RedisFailureMode::FailOpen => inner.local.check(subject, &params, units),
+                    }
+                }
+            },
+        };
+        let decision = Decision::new(params, &outcome);
+        match outcome.verdict {
+            Verdict::Allowed => {
+                metrics::counter!("mailgate_ratelimit_allowed_total").increment(1);
+                Ok(Some(decision))
+            }
+            Verdict::Limited => {
+                metrics::counter!("mailgate_ratelimit_refused_total", "code" => "rate_limited")
+                    .increment(1);
+                Err(Refusal::RateLimited(decision))
+            }
+            Verdict::OverQuota => {
+                metrics::counter!("mailgate_ratelimit_refused_total", "code" => "quota_exceeded")
+                    .increment(1);
+                let resets_at = Utc::now()
+                    + chrono::Duration::from_std(outcome.quota_reset).unwrap_or_default();
+                Err(Refusal::QuotaExceeded {
+                    decision,
+                    resets_at,
+                })
+            }
+        }
+    }
+
+    /// The backend's state; with Redis, asks it (bounded by `redis.timeout_ms`) unless it
+    /// failed less than `redis.retry_ms` ago.
+    pub async fn status(&self) -> Status {
+        let Some(inner) = &self.inner else {
+            return Status {
+                backend: "off",
+                redis: None,
+                fallbacks: 0,
+                serving: true,
+            };
+        };
+        let Some(shared) = &inner.shared else {
+            return Status {
+                backend: "local",
+                redis: None,
+                fallbacks: 0,
+                serving: true,
+            };
+        };
+        // Probes like a request does, so readiness checks alone bring a process back.
+        let up = match shared.health.attempt() {
+            Attempt::Skip => false,
+            attempt => {
+                if let Attempt::Probe = attempt {
+                    shared.redis.reconnect();
+                }
+                match shared.redis.ping().await {
+                    Ok(()) => {
+                        shared.health.succeeded();
+                        true
+                    }
+                    Err(err) => {
+                        shared
+                            .health
+                            .failed(&err, &inner.config, shared.redis.retry());
+                        false
+                    }
+                }
+            }
+        };
+        Status {
+            backend: "redis",
+            redis: Some(if up { "up" } else { "down" }),
+            fallbacks: shared.health.fallbacks.load(Ordering::Relaxed),
+            serving: up || shared.mode == RedisFailureMode::FailOpen,
+        }
+    }
+}
+
+impl Shared {
+    /// Asks Redis, unless it recently failed; `None` means the fallback must decide.
+    async fn check(
+        &self,
+        subject: Uuid,
+        params: &Params,
+        units: u32,
+        config: &RateLimitConfig,
+    ) -> Option<Outcome> {
+        match self.health.attempt() {
+            Attempt::Skip => return None,
+            // A fresh connection: the old one may be stuck on a Redis that hung.
+            Attempt::Probe => self.redis.reconnect(),
+            Attempt::Normal => {}
+        }
+        match self.redis.check(subject, params, units).await {
+            Ok(outcome) => {
+                self.health.succeeded();
+                Some(outcome)
+            }
+            Err(err) => {
+                self.health.failed(&err, config, self.redis.retry());
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn describes_its_backend() {
+        let mut config = Config::default();
+        assert!(
+            Limiter::new(&config)
+                .unwrap()
+                .describe()
+                .contains("governor")
+        );
+        config.redis_url = Some("redis://:hunter2@127.0.0.1:6379/0".into());
+        let described = Limiter::new(&config).unwrap().describe();
+        assert!(described.starts_with("redis redis://:***@127.0.0.1:6379/0"));
+        assert!(!described.contains("hunter2"));
+        config.ratelimit.enabled = false;
+        assert_eq!(Limiter::new(&config).unwrap().describe(), "off");
+    }
+
+    #[tokio::test]
+    async fn the_local_limiter_allows_the_burst_then_refuses() {
+        let limiter = Limiter::new(&Config::default()).unwrap();
+        let limits = KeyLimits {
+            rate_per_sec: Some(1.0),
+            burst: Some(3),
+            daily_quota: None,
+        };
+        let key = Uuid::now_v7();
+        for left in [2, 1, 0] {
+            let d = limiter
+                .check(key, &limits, Class::Send, 1)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((d.limit, d.remaining), (3, left));
+        }
+        match limiter.check(key, &limits, Class::Send, 1).await {
+            Err(Refusal::RateLimited(d)) => assert_eq!(d.retry_after_secs(), Some(1)),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(matches!(
+            limiter.check(key, &limits, Class::Send, 4).await,
+            Err(Refusal::TooLarge { units: 4, burst: 3 })
+        ));
+        // Another key, and the same key's other bucket, are untouched.
+        assert!(
+            limiter
+                .check(Uuid::now_v7(), &limits, Class::Send, 3)
+                .await
+                .is_ok()
+        );
+        assert!(limiter.check(key, &limits, Class::Api, 1).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_local_limiter_counts_the_quota() {
+        let limiter = Limiter::new(&Config::default()).unwrap();
+        let limits = KeyLimits {
+            rate_per_sec: Some(1000.0),
+            burst: Some(100),
+            daily_quota: Some(5),
+        };
+        let key = Uuid::now_v7();
+        limiter.check(key, &limits, Class::Send, 3).await.unwrap();
+        match limiter.check(key, &limits, Class::Send, 3).await {
+            Err(Refusal::QuotaExceeded {
+                decision,
+                resets_at,
+            }) => {
+                assert_eq!((decision.limit, decision.remaining), (5, 2));
+                assert!(resets_at > Utc::now());
+            }
+            other => panic!("expected quota_exceeded, got {other:?}"),
+        }
+        let d = limiter
+            .check(key, &limits, Class::Send, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.limit, d.remaining), (5, 0));
+    }
+}

@@ -1,0 +1,46 @@
+//! What the submission core answers when it does not accept a message. Transports turn it
+//! into their own replies: the HTTP surface into problem+json (`api::error`), the SMTP
+//! listener into a temporary failure.
+
+use crate::{domain::FieldError, templates::TemplateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    /// Fields of the request are wrong; each is named.
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// The request names a template its project does not have.
+    #[error("no template named `{0}` in this project")]
+    TemplateNotFound(String),
+    /// The template did not render with the request's variables.
+    #[error("{}: {}", .0.field, .0.message)]
+    TemplateRender(FieldError),
+    /// The rendered message is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The database refused the commit or could not be reached: nothing was stored.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl SubmissionError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SubmissionError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<TemplateError> for SubmissionError {
+    fn from(err: TemplateError) -> Self {
+        match err {
+            TemplateError::NotFound(name) => SubmissionError::TemplateNotFound(name),
+            TemplateError::Invalid(errors) => SubmissionError::Validation(errors),
+            TemplateError::Render(error) => SubmissionError::TemplateRender(error),
+            TemplateError::Database(e) => SubmissionError::Database(e),
+            TemplateError::Internal(e) => SubmissionError::Internal(e),
+            // Rendering never saves, so never finds a name taken.
+            exists @ TemplateError::Exists(_) => SubmissionError::Internal(exists.into()),
+        }
+    }
+}

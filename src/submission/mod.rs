@@ -1,0 +1,289 @@
+//! Turning a send request into committed rows: validate, render the MIME once, commit.
+//! Shared by every way mail comes in: single and batch HTTP sends (`prepare`, `commit`) and
+//! SMTP submission, whose MIME arrives ready (`commit_raw`). Transports translate their input
+//! into these calls, and a [`SubmissionError`] into their own reply.
+//!
+//! - `error`: why a message was not accepted.
+//! - `template`: filling a send request from a stored template.
+
+mod error;
+mod template;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use error::SubmissionError;
+
+/// A send request as a transport parsed it (the native JSON body today; each provider's shape
+/// later). The core fills in a stored template's content, then the request checks itself
+/// into a [`NewEmail`]. A trait, so the request types stay with their transport and the core
+/// depends on none of them.
+pub trait Draft: Send {
+    /// The stored template to render, if the request names one.
+    fn template(&self) -> Option<&str>;
+    /// Whether the request gives template variables.
+    fn has_variables(&self) -> bool;
+    /// Takes the template variables out of the request.
+    fn take_variables(&mut self) -> Option<serde_json::Value>;
+    /// Which of `subject`, `html` and `text` the request gives itself.
+    fn content_given(&self) -> [(&'static str, bool); 3];
+    /// Puts a rendered template's content in place.
+    fn fill(&mut self, subject: Option<String>, html: Option<String>, text: Option<String>);
+    /// Every problem at once, each named by its field; `relay_exists` says whether a named
+    /// relay is configured.
+    fn validate(
+        self,
+        relay_exists: &dyn Fn(&str) -> bool,
+        max_schedule: chrono::Duration,
+    ) -> Result<NewEmail, Vec<FieldError>>;
+}
+
+use crate::{
+    delivery::Relays,
+    domain::{
+        EmailAddress, FieldError, NewEmail, RecipientKind,
+        status::{MessageStatus, RecipientStatus, summarise},
+    },
+    mime,
+    queue::wake::Wakers,
+    store::{
+        api_keys::AuthenticatedKey,
+        group_commit::GroupCommit,
+        messages::{AcceptedMessage, Submitter},
+    },
+    templates::TemplateCache,
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RecipientSummary {
+    pub email: String,
+    #[schema(value_type = String)]
+    pub status: RecipientStatus,
+}
+
+/// The answer to an accepted send: committed, and it will reach a terminal status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    #[schema(value_type = String)]
+    pub status: MessageStatus,
+    pub recipients: Vec<RecipientSummary>,
+}
+
+/// What the submission core needs of the process: where sends commit, the template cache,
+/// the relays a send may name, the workers to wake, and the size and schedule bounds.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SubmissionCore {
+    pool: PgPool,
+    /// Where sends commit (`store::group_commit`).
+    commits: GroupCommit,
+    templates: TemplateCache,
+    relays: Arc<Relays>,
+    waker: Wakers,
+    max_message_bytes: usize,
+    max_schedule: chrono::Duration,
+}
+
+/// A message that passed every check and has its bytes, not yet committed.
+pub struct Prepared {
+    pub id: Uuid,
+    pub email: NewEmail,
+    pub message_id: String,
+    pub mime: Vec<u8>,
+}
+
+impl SubmissionCore {
+    pub fn new(
+        pool: PgPool,
+        commits: GroupCommit,
+        templates: TemplateCache,
+        relays: Arc<Relays>,
+        waker: Wakers,
+        max_message_bytes: usize,
+        max_schedule_days: i64,
+    ) -> Self {
+        Self {
+            pool,
+            commits,
+            templates,
+            relays,
+            waker,
+            max_message_bytes,
+            max_schedule: chrono::Duration::days(max_schedule_days),
+        }
+    }
+
+    /// Checks the request and renders its MIME. Every problem names the field.
+    pub async fn prepare(
+        &self,
+        key: &AuthenticatedKey,
+        mut request: impl Draft,
+    ) -> Result<Prepared, SubmissionError> {
+        template::expand(self, key.project_id, &mut request).await?;
+        let email = request
+            .validate(&|name| self.relays.contains(name), self.max_schedule)
+            .map_err(SubmissionError::Validation)?;
+        let id = Uuid::now_v7();
+        let message_id = mime::message_id(id, &email);
+        let mime =
+            mime::render(&email, &message_id, self.max_message_bytes).map_err(|e| match e {
+                mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
+                mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
+            })?;
+        Ok(Prepared {
+            id,
+            email,
+            message_id,
+            mime,
+        })
+    }
+
+    /// Commits prepared messages together (one statement, perhaps shared with other sends: see
+    /// `store::group_commit`) and wakes the workers. Only then may the caller answer 2xx.
+    /// Answers come back in input order.
+    pub async fn commit(
+        &self,
+        key: &AuthenticatedKey,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<Accepted>, SubmissionError> {
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let by = self.submitter(key.project_id, Some(key));
+        let mut batch = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let email = p.email;
+            batch.push(AcceptedMessage {
+                id: p.id,
+                by,
+                metadata: serde_json::to_value(&email.metadata).map_err(anyhow::Error::from)?,
+                recipients: email
+                    .recipients()
+                    .into_iter()
+                    .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
+                    .collect(),
+                from: email.from.email.as_str().to_string(),
+                subject: email.subject,
+                message_id: p.message_id,
+                mime: p.mime,
+                tags: email.tags,
+                relay: email.relay,
+                send_at: email.send_at,
+            });
+        }
+        self.commit_accepted(key.project_id, batch).await
+    }
+
+    /// Who a send counts as. Test keys never relay, whatever the configuration says.
+    fn submitter(&self, project_id: Uuid, key: Option<&AuthenticatedKey>) -> Submitter {
+        Submitter {
+            project_id,
+            api_key_id: key.map(|k| k.id),
+            sandbox: key.is_some_and(|k| k.test_mode) || self.relays.is_sandbox(),
+        }
+    }
+
+    /// The commit every way in shares: group commit, count, wake the workers, and one answer per
+    /// message in input order.
+    async fn commit_accepted(
+        &self,
+        project_id: Uuid,
+        batch: Vec<AcceptedMessage>,
+    ) -> Result<Vec<Accepted>, SubmissionError> {
+        let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+        let rows = self.commits.commit(batch).await?;
+        metrics::counter!("mailgate_messages_accepted_total", "project" => project_id.to_string())
+            .increment(ids.len() as u64);
+        self.waker.wake();
+        let mut by_message: HashMap<Uuid, Vec<RecipientSummary>> = HashMap::new();
+        for r in rows {
+            let status = r.status.parse().map_err(anyhow::Error::from)?;
+            by_message
+                .entry(r.message_id)
+                .or_default()
+                .push(RecipientSummary {
+                    email: r.email,
+                    status,
+                });
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let recipients = by_message.remove(&id).unwrap_or_default();
+                Accepted {
+                    id,
+                    status: summarise(&recipients.iter().map(|r| r.status).collect::<Vec<_>>()),
+                    recipients,
+                }
+            })
+            .collect())
+    }
+
+    /// Validate, render and commit one message.
+    pub async fn submit(
+        &self,
+        key: &AuthenticatedKey,
+        request: impl Draft,
+    ) -> Result<Accepted, SubmissionError> {
+        let prepared = self.prepare(key, request).await?;
+        the_one(self.commit(key, vec![prepared]).await?)
+    }
+
+    /// Commits one submitted message of `project_id` (sent with `key`, unless it came from a
+    /// trusted network) in the same statement as HTTP sends, and wakes the workers.
+    pub async fn commit_raw(
+        &self,
+        project_id: Uuid,
+        key: Option<&AuthenticatedKey>,
+        raw: RawMessage,
+    ) -> Result<Accepted, SubmissionError> {
+        let message = AcceptedMessage {
+            id: raw.id,
+            by: self.submitter(project_id, key),
+            metadata: serde_json::to_value(&raw.metadata).map_err(anyhow::Error::from)?,
+            from: raw.from.as_str().to_string(),
+            subject: raw.subject,
+            message_id: raw.message_id,
+            mime: raw.mime,
+            tags: raw.tags,
+            relay: None,
+            send_at: None,
+            recipients: raw
+                .recipients
+                .iter()
+                .map(|(kind, addr)| (addr.as_str().to_string(), kind.as_str()))
+                .collect(),
+        };
+        the_one(self.commit_accepted(project_id, vec![message]).await?)
+    }
+}
+
+/// A message submitted as MIME (SMTP): its envelope, and the bytes to relay as they are.
+pub struct RawMessage {
+    pub id: Uuid,
+    /// The envelope sender (MAIL FROM), used as the return path at relay time.
+    pub from: EmailAddress,
+    /// Envelope recipients, each once; the kind says whether the headers show it (To, Cc).
+    pub recipients: Vec<(RecipientKind, EmailAddress)>,
+    /// The bytes to store and relay.
+    pub mime: Vec<u8>,
+    /// `<…>`, as found in the message or as added.
+    pub message_id: String,
+    pub subject: String,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The answer to a commit of one message.
+fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, SubmissionError> {
+    accepted
+        .pop()
+        .ok_or_else(|| SubmissionError::Internal(anyhow::anyhow!("commit returned no answer")))
+}
