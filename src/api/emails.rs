@@ -271,27 +271,10 @@ fn parse_time(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Da
     }
 }
 
-/// A message's summary status, as the `status` filter takes it.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum EmailStatus {
-    Queued,
-    Scheduled,
-    Sending,
-    Deferred,
-    Delivered,
-    PartiallyDelivered,
-    Bounced,
-    Failed,
-    Suppressed,
-    Cancelled,
-}
-
 /// List emails, newest first.
 #[utoipa::path(get, path = "/v1/emails", operation_id = "list_emails", tag = "emails",
     params(
-        ("status" = Option<EmailStatus>, Query, description = "Messages with this summary status"),
+        ("status" = Option<MessageStatus>, Query, description = "Messages with this summary status"),
         ("tag" = Option<String>, Query, description = "Messages with this tag"),
         ("recipient" = Option<String>, Query, description = "Messages to this address"),
         ("from" = Option<String>, Query, description = "Messages from this address"),

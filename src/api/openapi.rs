@@ -119,7 +119,7 @@ pub enum ProblemResponses {
         suppressions::show,
         suppressions::remove,
     ),
-    components(schemas(emails::EmailStatus, webhooks::DeliveryStatus)),
+    components(schemas(crate::domain::status::MessageStatus, webhooks::DeliveryStatus)),
     modifiers(&Security, &CrossFieldRules),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),

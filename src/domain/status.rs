@@ -58,9 +58,10 @@ impl RecipientStatus {
     }
 }
 
-/// A message's status, summarising its recipients' (see [`summarise`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A message's summary status, from its recipients' statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EmailStatus)]
 pub enum MessageStatus {
     Queued,
     Scheduled,
