@@ -42,7 +42,7 @@ pub struct CreateKey {
     #[serde(default)]
     pub project: Option<String>,
     /// Scope names; an item may also list several, comma-separated.
-    #[schema(min_items = 1, value_type = Vec<ScopeName>)]
+    #[schema(min_items = 1, value_type = Vec<Scope>)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub test: bool,
@@ -80,19 +80,6 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "present_whole_number")]
     #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 1000000000)]
     pub daily_quota: Option<Option<i64>>,
-}
-
-/// A key scope.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ScopeName {
-    Send,
-    Templates,
-    Messages,
-    Webhooks,
-    Suppressions,
-    Keys,
 }
 
 /// Tells `"field": null` (Some(None)) from a missing field (None, by `default`).

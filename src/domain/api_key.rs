@@ -10,8 +10,10 @@ const LIVE_PREFIX: &str = "mg_live_";
 const TEST_PREFIX: &str = "mg_test_";
 const SECRET_LEN: usize = 40;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A key scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ScopeName)]
 pub enum Scope {
     Send,
     Templates,

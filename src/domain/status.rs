@@ -148,14 +148,23 @@ pub fn summarise(statuses: &[RecipientStatus]) -> MessageStatus {
 #[error("unknown status `{0}`")]
 pub struct UnknownStatus(pub String);
 
+/// The status among `all` whose word is `s`.
+fn parse_word<T: Copy>(
+    all: &[T],
+    word: fn(T) -> &'static str,
+    s: &str,
+) -> Result<T, UnknownStatus> {
+    all.iter()
+        .copied()
+        .find(|status| word(*status) == s)
+        .ok_or_else(|| UnknownStatus(s.to_string()))
+}
+
 impl FromStr for RecipientStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
+        parse_word(&Self::ALL, Self::as_str, s)
     }
 }
 
@@ -163,10 +172,7 @@ impl FromStr for MessageStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
+        parse_word(&Self::ALL, Self::as_str, s)
     }
 }
 
