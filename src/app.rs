@@ -101,7 +101,7 @@ impl Application {
             GroupCommit::start(pool.clone(), committers),
             templates.clone(),
             relays.clone(),
-            waker.clone(),
+            waker.mail.clone(),
             config.http.max_message_bytes,
             config.http.max_schedule_days,
         );

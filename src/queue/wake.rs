@@ -69,12 +69,6 @@ impl Default for Wakers {
 }
 
 impl Wakers {
-    /// After a commit that queued mail and recorded its first events (an accept).
-    pub fn wake(&self) {
-        self.mail.wake();
-        self.webhooks.wake();
-    }
-
     fn all(&self) -> [&Waker; 2] {
         [&self.mail, &self.webhooks]
     }

@@ -51,7 +51,7 @@ use crate::{
         status::{MessageStatus, RecipientStatus, summarise},
     },
     mime,
-    queue::wake::Wakers,
+    queue::wake::Waker,
     store::{
         api_keys::AuthenticatedKey,
         group_commit::GroupCommit,
@@ -86,7 +86,9 @@ pub struct SubmissionCore {
     commits: GroupCommit,
     templates: TemplateCache,
     relays: Arc<Relays>,
-    waker: Wakers,
+    /// The mail runner's: an accept makes mail due. Its `queued` events reach webhooks with
+    /// the delivery's wake-up (or the poll), so the accept path costs the webhook queue nothing.
+    waker: Waker,
     max_message_bytes: usize,
     max_schedule: chrono::Duration,
 }
@@ -105,7 +107,7 @@ impl SubmissionCore {
         commits: GroupCommit,
         templates: TemplateCache,
         relays: Arc<Relays>,
-        waker: Wakers,
+        waker: Waker,
         max_message_bytes: usize,
         max_schedule_days: i64,
     ) -> Self {
