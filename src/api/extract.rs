@@ -20,7 +20,7 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        check_json_content_type(&req)?;
+        check_json_content_type(req.headers())?;
         Bytes::from_request(req, state)
             .await
             .map(RawJson)
@@ -28,9 +28,9 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
     }
 }
 
-fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
-    let is_json = req
-        .headers()
+/// `Content-Type: application/json` (or any `+json`), else a 415.
+pub(crate) fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -65,7 +65,8 @@ where
     }
 }
 
-fn body_error(rejection: BytesRejection) -> ApiError {
+/// A body that could not be read: too large (413) or cut short (400).
+pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge("the request body exceeds the configured limit".into())
     } else {

@@ -36,16 +36,10 @@ pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    // Absent only when the router is driven without a socket (oneshot tests).
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(ip) = ip
-        && let Err(wait) = state.auth_throttle.check(ip)
-    {
-        return ApiError::AuthThrottled(wait).into_response();
-    }
+    let ip = match client_ip(&state, &request) {
+        Ok(ip) => ip,
+        Err(err) => return err.into_response(),
+    };
     let caller = match identify(&state, request.headers()).await {
         Ok(caller) => caller,
         Err(err) => {
@@ -81,6 +75,24 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         write_headers(&d, response.headers_mut());
     }
     response
+}
+
+/// The client's address, refused while it has too many failed authentications. Absent only
+/// when the router is driven without a socket (oneshot tests).
+pub(super) fn client_ip(
+    state: &AppState,
+    request: &Request,
+) -> Result<Option<std::net::IpAddr>, ApiError> {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = state.auth_throttle.check(ip)
+    {
+        return Err(ApiError::AuthThrottled(wait));
+    }
+    Ok(ip)
 }
 
 /// An API key is checked here, so a bad one costs one lookup and is answered at once. Other

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod compat;
 pub mod email_request;
 pub mod emails;
 pub mod error;
@@ -41,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::layer));
     Router::new()
         .merge(v1)
+        // Provider-compatible routes (Resend, Postmark…), each behind its own auth layer.
+        .merge(compat::router(state.clone()))
         .merge(health::router())
         .merge(metrics::router())
         .merge(

@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    api_keys, emails, error::Problem, health, projects, relays, suppressions, templates, webhooks,
+    api_keys, compat, emails, error::Problem, health, projects, relays, suppressions, templates,
+    webhooks,
 };
 
 /// Every error a route may answer, as problem+json with a stable `code`.
@@ -118,6 +119,15 @@ pub enum ProblemResponses {
         suppressions::add,
         suppressions::show,
         suppressions::remove,
+        compat::resend::send,
+        compat::resend::send_batch,
+        compat::resend::show,
+        compat::resend::cancel,
+        compat::postmark::send,
+        compat::postmark::send_batch,
+        compat::postmark::send_with_template,
+        compat::postmark::send_batch_with_templates,
+        compat::sendgrid::send,
     ),
     components(schemas(crate::domain::status::MessageStatus, webhooks::DeliveryStatus)),
     modifiers(&Security, &CrossFieldRules),
@@ -128,7 +138,10 @@ pub enum ProblemResponses {
         (name = "operator", description = "Projects of every tenant (operator JWT)"),
         (name = "health", description = "Probes"),
         (name = "webhooks", description = "Signed callbacks for every recipient transition (Standard Webhooks)"),
-        (name = "suppressions", description = "Addresses never mailed again")
+        (name = "suppressions", description = "Addresses never mailed again"),
+        (name = "resend", description = "Resend-compatible routes, for Resend's SDKs (docs/compat/resend.md)"),
+        (name = "postmark", description = "Postmark-compatible routes, for Postmark's SDKs (docs/compat/postmark.md)"),
+        (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)")
     )
 )]
 pub struct ApiDoc;
@@ -148,6 +161,15 @@ impl Modify for Security {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "postmark_token",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "X-Postmark-Server-Token",
+                    "A project's API key, as Postmark's SDKs send their server token",
+                ),
+            )),
         );
         components.add_security_scheme(
             "operator",

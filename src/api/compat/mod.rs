@@ -1,0 +1,135 @@
+//! Provider-compatible send routes at the root of the HTTP listener, beside `/v1`: an app keeps
+//! its provider's official SDK and changes only the base URL and the key.
+//!
+//! Each provider's file parses that provider's body into the native [`SendRequest`], so a send
+//! goes through the same submission core as `POST /v1/emails` (validation, limits, templates,
+//! idempotency, suppressions, sandbox, events, webhooks), and answers in the provider's shape:
+//! its success bodies, and its error bodies and statuses, which the SDKs turn into their own
+//! exception types.
+//!
+//! - `guard`: the provider's credentials, the rate limit and the failed-auth throttle.
+//! - `submit`: preparing and committing one or many drafts, shared by every provider.
+//! - `address`: address lists as providers write them (comma-separated strings).
+//! - `resend`, `postmark`, `sendgrid`: one file per provider.
+
+mod address;
+mod guard;
+pub mod postmark;
+pub mod resend;
+pub mod sendgrid;
+mod submit;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::rejection::BytesRejection,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    AppState,
+    error::{ApiError, Problem},
+    extract::{body_error, check_json_content_type},
+};
+use crate::ratelimit::Refusal;
+
+/// Names the request fields mailgate accepted but does not act on (`X-Mailgate-Ignored:
+/// TrackOpens, MessageStream`), so nothing is dropped without a word.
+pub const IGNORED_HEADER: HeaderName = HeaderName::from_static("x-mailgate-ignored");
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(
+            resend::router()
+                .route_layer(middleware::from_fn_with_state(state.clone(), guard::resend)),
+        )
+        .merge(
+            postmark::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                guard::postmark,
+            )),
+        )
+        .merge(
+            sendgrid::router().route_layer(middleware::from_fn_with_state(state, guard::sendgrid)),
+        )
+}
+
+/// A JSON answer as the providers send it: `application/json` even for errors (resend-python
+/// refuses any other content type, `application/problem+json` included).
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Adds the ignored-fields warning header when there are any.
+pub(crate) fn warn_ignored(response: &mut Response, ignored: &[String]) {
+    if ignored.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&ignored.join(", ")) {
+        response.headers_mut().insert(IGNORED_HEADER, value);
+    }
+}
+
+/// The body of a JSON request, with the same content-type and size checks as `/v1`.
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    check_json_content_type(headers)?;
+    body.map_err(body_error)
+}
+
+/// An error in a provider's shape. `shape` picks the status and body from the error and its
+/// message (every bad field, named as the provider names it by `field`); the answer keeps the
+/// native one's `Retry-After` and `RateLimit-*` headers, which the SDKs expose.
+pub(crate) fn reshape(
+    err: ApiError,
+    field: fn(&str) -> String,
+    shape: impl FnOnce(&ApiError, String) -> (StatusCode, serde_json::Value),
+) -> Response {
+    let problem = err.to_problem();
+    let message = describe(&problem, field);
+    let (status, body) = shape(&err, message);
+    let mut response = json(status, &body);
+    if let Some(secs) = problem.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let ApiError::Refused(
+        Refusal::RateLimited(decision) | Refusal::QuotaExceeded { decision, .. },
+    ) = &err
+    {
+        super::limits::write_headers(decision, response.headers_mut());
+    }
+    response
+}
+
+/// A problem's message as a provider shows it: every bad field, named by `field`, or the
+/// detail.
+pub(crate) fn describe(problem: &Problem, field: fn(&str) -> String) -> String {
+    match &problem.errors {
+        Some(errors) if !errors.is_empty() => errors
+            .iter()
+            .map(|e| format!("{}: {}", field(&e.field), e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => problem.detail.clone(),
+    }
+}
+
+/// The names among `fields` that `body` gives (not null): accepted and not acted on.
+pub(crate) fn ignored_in(body: &serde_json::Value, fields: &[&str]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
+        .map(|f| f.to_string())
+        .collect()
+}

@@ -1,0 +1,66 @@
+//! resend-python and the resend Node SDK against mailgate's Resend routes.
+
+use serde_json::Value;
+
+use crate::{
+    clients::{Runtime, run},
+    mail::{self, Expected},
+    support::{app::spawn_app_relaying_to, smtp_server::TestSmtpServer},
+};
+
+/// Plain send, attachment, cc/bcc/reply-to/headers/tags, template, batch, Idempotency-Key,
+/// `GET /emails/{id}`, an invalid recipient, a 429 and a bad key; every delivery checked.
+async fn scenario_set(runtime: Runtime, script: &str) -> Value {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    app.put_template("welcome", &mail::welcome_template()).await;
+    let out = run(&app, runtime, script).await;
+
+    // The ids are mailgate's own.
+    for scenario in ["plain", "attachment", "extras", "template"] {
+        let id = out[scenario].as_str().unwrap();
+        assert_eq!(app.get_email(id).await["id"], id, "{scenario}");
+    }
+    assert_eq!(out["batch"].as_array().unwrap().len(), 2);
+    // The same Idempotency-Key and body: one message, the first answer replayed.
+    assert_eq!(out["idempotent"][0], out["idempotent"][1]);
+    // Resend tags are metadata entries, and their names tags.
+    let extras = app.get_email(out["extras"].as_str().unwrap()).await;
+    assert_eq!(extras["tags"], serde_json::json!(["category"]));
+    assert_eq!(extras["metadata"]["category"], "welcome");
+    // Resend's email object.
+    let got = &out["get"];
+    assert_eq!(got["object"], "email");
+    assert_eq!(got["id"], out["extras"]);
+    assert_eq!(got["to"], serde_json::json!(["to@x.test"]));
+    assert_eq!(got["cc"], serde_json::json!(["cc@x.test"]));
+    assert_eq!(got["bcc"], serde_json::json!(["bcc@x.test"]));
+    assert_eq!(got["subject"], "extras");
+    assert_eq!(got["tags"][0]["name"], "category");
+    assert_eq!(got["tags"][0]["value"], "welcome");
+
+    // plain, attachment, extras ×3, template, batch ×2, idempotent, limited.
+    mail::check(&smtp, Expected { deliveries: 10 }).await;
+    out
+}
+
+#[tokio::test]
+async fn resend_python_sdk_sends_through_mailgate() {
+    let out = scenario_set(Runtime::Python, "resend_client.py").await;
+    // resend-python's own exception classes, chosen by status and `name`.
+    assert_eq!(out["invalid"]["class"], "ValidationError", "{out}");
+    assert_eq!(out["rate_limited"]["class"], "RateLimitError", "{out}");
+    assert_eq!(out["bad_key"]["class"], "InvalidApiKeyError", "{out}");
+}
+
+#[tokio::test]
+async fn resend_node_sdk_sends_through_mailgate() {
+    let out = scenario_set(Runtime::Node, "resend_client.cjs").await;
+    // resend-node returns the error body as `error`.
+    assert_eq!(out["invalid"]["name"], "validation_error", "{out}");
+    assert_eq!(out["invalid"]["statusCode"], 422);
+    assert_eq!(out["rate_limited"]["name"], "rate_limit_exceeded", "{out}");
+    assert_eq!(out["rate_limited"]["statusCode"], 429);
+    assert_eq!(out["bad_key"]["name"], "invalid_api_key", "{out}");
+    assert_eq!(out["bad_key"]["statusCode"], 403);
+}
