@@ -129,7 +129,14 @@ pub enum ProblemResponses {
         compat::postmark::send_batch_with_templates,
         compat::sendgrid::send,
     ),
-    components(schemas(crate::domain::status::MessageStatus, webhooks::DeliveryStatus)),
+    components(schemas(
+        crate::domain::status::MessageStatus,
+        webhooks::DeliveryStatus,
+        compat::resend::ErrorBody,
+        compat::postmark::ErrorBody,
+        compat::sendgrid::ErrorBody,
+        compat::sendgrid::ErrorItem,
+    )),
     modifiers(&Security, &CrossFieldRules),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),

@@ -133,3 +133,23 @@ pub(crate) fn ignored_in(body: &serde_json::Value, fields: &[&str]) -> Vec<Strin
         .map(|f| f.to_string())
         .collect()
 }
+
+/// A batch body as the spec shows it: up to `max` items, each an `item` schema or, since
+/// items are checked one by one and a bad one gets its own result, any other JSON value.
+pub(crate) fn batch_schema(
+    item: &str,
+    max: usize,
+) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::{
+        Ref,
+        schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType},
+    };
+    let item = AnyOfBuilder::new()
+        .item(Ref::from_schema_name(item))
+        .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue));
+    ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(max))
+        .into()
+}

@@ -179,7 +179,7 @@ pub struct Attachment {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 #[schema(as = PostmarkTemplateBatch)]
 pub struct TemplateBatch {
-    #[schema(value_type = Vec<Message>)]
+    #[schema(value_type = MessageBatch)]
     pub messages: Vec<Value>,
 }
 
@@ -517,7 +517,7 @@ pub async fn send_with_template(
 /// Answers 200 with one result per message, in order; a refused one has a non-zero
 /// `ErrorCode`.
 #[utoipa::path(post, path = "/email/batch", operation_id = "postmark_send_batch", tag = "postmark",
-    request_body = Vec<Message>,
+    request_body = MessageBatch,
     responses((status = 200, description = "One result per message", body = Vec<Sent>), PostmarkErrors),
     security(("postmark_token" = [])))]
 pub async fn send_batch(
@@ -550,5 +550,27 @@ pub async fn send_batch_with_templates(
     match items {
         Ok(items) => batch(state, key, items, Kind::Template).await,
         Err(err) => error(err),
+    }
+}
+
+/// A Postmark batch in the spec.
+pub struct MessageBatch;
+
+impl utoipa::PartialSchema for MessageBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        super::batch_schema("PostmarkMessage", MAX_BATCH)
+    }
+}
+
+impl utoipa::ToSchema for MessageBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("PostmarkMessage".into(), Message::schema()));
+        <Message as utoipa::ToSchema>::schemas(schemas);
     }
 }

@@ -469,7 +469,7 @@ pub struct BatchResult {
 /// item refuses the whole batch; with `permissive` the good ones are sent and the bad ones
 /// listed in `errors`.
 #[utoipa::path(post, path = "/emails/batch", operation_id = "resend_send_batch", tag = "resend",
-    request_body = Vec<Email>,
+    request_body = EmailBatch,
     params(
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Same key and body within 24 h replay the first answer"),
         ("x-batch-validation" = Option<String>, Header, pattern = "^(strict|permissive)$", description = "`strict` (default) or `permissive`"),
@@ -784,4 +784,26 @@ pub enum ResendErrors {
         description = "Database or rate limiter unavailable (`application_error`)"
     )]
     Unavailable(ErrorBody),
+}
+
+/// The body of `/emails/batch` in the spec.
+pub struct EmailBatch;
+
+impl utoipa::PartialSchema for EmailBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        super::batch_schema("ResendEmail", MAX_BATCH)
+    }
+}
+
+impl utoipa::ToSchema for EmailBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("ResendEmail".into(), Email::schema()));
+        <Email as utoipa::ToSchema>::schemas(schemas);
+    }
 }
