@@ -128,6 +128,7 @@ pub enum ProblemResponses {
         compat::postmark::send_with_template,
         compat::postmark::send_batch_with_templates,
         compat::sendgrid::send,
+        compat::mailgun::send,
     ),
     components(schemas(
         crate::domain::status::MessageStatus,
@@ -136,6 +137,7 @@ pub enum ProblemResponses {
         compat::postmark::ErrorBody,
         compat::sendgrid::ErrorBody,
         compat::sendgrid::ErrorItem,
+        compat::mailgun::ErrorBody,
     )),
     modifiers(&Security, &CrossFieldRules),
     tags(
@@ -148,7 +150,8 @@ pub enum ProblemResponses {
         (name = "suppressions", description = "Addresses never mailed again"),
         (name = "resend", description = "Resend-compatible routes, for Resend's SDKs (docs/compat/resend.md)"),
         (name = "postmark", description = "Postmark-compatible routes, for Postmark's SDKs (docs/compat/postmark.md)"),
-        (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)")
+        (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)"),
+        (name = "mailgun", description = "Mailgun-compatible routes, for Mailgun's SDKs (docs/compat/mailgun.md)")
     )
 )]
 pub struct ApiDoc;
@@ -177,6 +180,17 @@ impl Modify for Security {
                     "A project's API key, as Postmark's SDKs send their server token",
                 ),
             )),
+        );
+        components.add_security_scheme(
+            "mailgun_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "`api` and a project's API key, as Mailgun's SDKs send them",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "operator",

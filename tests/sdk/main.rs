@@ -8,6 +8,7 @@ mod support;
 
 mod clients;
 mod mail;
+mod mailgun;
 mod postmark;
 mod resend;
 mod sendgrid;

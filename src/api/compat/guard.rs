@@ -9,7 +9,7 @@ use axum::{
     response::Response,
 };
 
-use super::{postmark::Postmark, resend::Resend, sendgrid::SendGrid};
+use super::{mailgun::Mailgun, postmark::Postmark, resend::Resend, sendgrid::SendGrid};
 use crate::{
     api::{
         AppState,
@@ -46,6 +46,10 @@ pub async fn postmark(state: State<AppState>, request: Request, next: Next) -> R
 
 pub async fn sendgrid(state: State<AppState>, request: Request, next: Next) -> Response {
     guard::<SendGrid>(state, request, next).await
+}
+
+pub async fn mailgun(state: State<AppState>, request: Request, next: Next) -> Response {
+    guard::<Mailgun>(state, request, next).await
 }
 
 async fn guard<P: Provider>(

@@ -10,10 +10,11 @@
 //! - `guard`: the provider's credentials, the rate limit and the failed-auth throttle.
 //! - `submit`: preparing and committing one or many drafts, shared by every provider.
 //! - `address`: address lists as providers write them (comma-separated strings).
-//! - `resend`, `postmark`, `sendgrid`: one file per provider.
+//! - `resend`, `postmark`, `sendgrid`, `mailgun`: one file per provider.
 
 mod address;
 mod guard;
+pub mod mailgun;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
@@ -52,8 +53,12 @@ pub fn router(state: AppState) -> Router<AppState> {
             )),
         )
         .merge(
-            sendgrid::router().route_layer(middleware::from_fn_with_state(state, guard::sendgrid)),
+            sendgrid::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                guard::sendgrid,
+            )),
         )
+        .merge(mailgun::router().route_layer(middleware::from_fn_with_state(state, guard::mailgun)))
 }
 
 /// A JSON answer as the providers send it: `application/json` even for errors (resend-python
