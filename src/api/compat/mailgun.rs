@@ -39,10 +39,15 @@ pub fn router() -> axum::Router<AppState> {
 pub struct Mailgun;
 
 impl super::guard::Provider for Mailgun {
-    /// The password of Basic `api:<key>`.
+    /// The password of Basic `api:<key>`, as the SDKs send it, or a bearer key, as every
+    /// other mailgate route takes it.
     fn token(headers: &HeaderMap) -> Option<String> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, encoded) = value.split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token = encoded.trim();
+            return (!token.is_empty()).then(|| token.to_string());
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
@@ -420,7 +425,7 @@ pub enum MailgunErrors {
     params(("domain" = String, Path, description = "The sending domain; it names the id")),
     request_body(content = MessageForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "Queued (committed)", body = Queued), MailgunErrors),
-    security(("mailgun_basic" = [])))]
+    security(("mailgun_basic" = []), ("api_key" = [])))]
 pub async fn send(
     State(state): State<AppState>,
     ProjectKey(key): ProjectKey,
