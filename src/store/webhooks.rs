@@ -20,6 +20,8 @@ pub struct EndpointRow {
     pub description: Option<String>,
     /// `None`: every event type.
     pub event_types: Option<Vec<String>>,
+    /// How deliveries are shaped and signed: `standard` or `resend`.
+    pub format: String,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -32,7 +34,7 @@ pub struct EndpointRow {
 }
 
 const ENDPOINT_COLUMNS: &str =
-    "id, url, description, event_types, enabled, disabled_reason, disabled_at,
+    "id, url, description, event_types, format, enabled, disabled_reason, disabled_at,
     CASE WHEN previous_secret_until > now() THEN previous_secret_until END AS previous_secret_until,
     failing_since, last_success_at, created_at, updated_at";
 
@@ -40,6 +42,7 @@ pub struct NewEndpoint<'a> {
     pub url: &'a str,
     pub description: Option<&'a str>,
     pub event_types: Option<&'a [String]>,
+    pub format: &'a str,
     pub enabled: bool,
     pub secret: &'a str,
 }
@@ -50,8 +53,8 @@ pub async fn create(
     new: &NewEndpoint<'_>,
 ) -> sqlx::Result<EndpointRow> {
     sqlx::query_as(AssertSqlSafe(format!(
-        "INSERT INTO webhook_endpoints (id, project_id, url, description, event_types, enabled, secret)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLUMNS}"
+        "INSERT INTO webhook_endpoints (id, project_id, url, description, event_types, enabled, secret, format)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}"
     )))
     .bind(Uuid::now_v7())
     .bind(project_id)
@@ -60,6 +63,7 @@ pub async fn create(
     .bind(new.event_types)
     .bind(new.enabled)
     .bind(new.secret)
+    .bind(new.format)
     .fetch_one(pool)
     .await
 }
@@ -93,6 +97,7 @@ pub struct EndpointChanges<'a> {
     pub description: Option<Option<&'a str>>,
     /// `Some(None)` subscribes to every event type.
     pub event_types: Option<Option<&'a [String]>>,
+    pub format: Option<&'a str>,
     pub enabled: Option<bool>,
 }
 
@@ -110,6 +115,7 @@ pub async fn update(
              url = coalesce($3, url),
              description = CASE WHEN $4 THEN $5 ELSE description END,
              event_types = CASE WHEN $6 THEN $7 ELSE event_types END,
+             format = coalesce($9, format),
              enabled = coalesce($8, enabled),
              disabled_reason = CASE WHEN $8 IS NULL OR $8 = enabled THEN disabled_reason
                                     WHEN $8 THEN NULL ELSE 'disabled through the API' END,
@@ -130,6 +136,7 @@ pub async fn update(
     .bind(c.event_types.is_some())
     .bind(c.event_types.flatten())
     .bind(c.enabled)
+    .bind(c.format)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(r) = &row
@@ -314,6 +321,8 @@ pub struct DeliveryJob {
     /// This attempt's number, starting at 1.
     pub attempts: i32,
     pub url: String,
+    /// The endpoint's delivery format: `standard` or `resend`.
+    pub format: String,
     pub secret: String,
     /// The secret before the last rotation, while it still signs.
     pub previous_secret: Option<String>,
@@ -362,7 +371,7 @@ pub async fn claim(
             FROM picked WHERE d.id = picked.id
             RETURNING d.id, d.endpoint_id, d.event_type, d.payload, d.attempts
         )
-        SELECT c.id, c.endpoint_id, c.event_type, c.payload::text AS body, c.attempts, w.url, w.secret,
+        SELECT c.id, c.endpoint_id, c.event_type, c.payload::text AS body, c.attempts, w.url, w.format, w.secret,
                CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
         FROM claimed c JOIN webhook_endpoints w ON w.id = c.endpoint_id
         "#,

@@ -1,12 +1,13 @@
 //! Webhooks: signed HTTP callbacks for every recipient transition.
 //!
 //! This module owns the sending side: `signing` (Standard Webhooks signatures and
-//! `whsec_…` secrets), `guard` (the SSRF check on targets, at set-up and on every request),
+//! `whsec_…` secrets), `formats` (each endpoint format's body and signature headers), `guard` (the SSRF check on targets, at set-up and on every request),
 //! `sender` (one signed request per attempt, with its timeouts), `queue` (the delivery queue
 //! as the queue runner works it: its own slots, claim and lease) and the retry `schedule`. Endpoints and the delivery queue live in `store::webhooks`; deliveries for
 //! email events are enqueued by a trigger on `events` (migration 0005), so every place that
 //! records an event also queues its webhooks, in the same transaction.
 
+pub mod formats;
 pub mod guard;
 pub mod queue;
 pub mod schedule;

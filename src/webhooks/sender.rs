@@ -17,10 +17,11 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use tracing::Instrument;
 
 use super::{
+    formats,
     guard::{self, GuardedResolver},
     queue::WebhookQueue,
     schedule,
-    signing::{WebhookSecret, signature_header},
+    signing::WebhookSecret,
 };
 use crate::{
     config::WebhooksConfig,
@@ -171,15 +172,18 @@ impl Sender {
         // The id is the delivery's, the same on every attempt; the timestamp is this attempt's.
         let id = job.id.to_string();
         let timestamp = Utc::now().timestamp();
-        let signature = signature_header(&secrets, &id, timestamp, job.body.as_bytes());
-        let request = self
+        let outgoing = match formats::render(&job.format, &job.body, &id, timestamp, &secrets) {
+            Ok(outgoing) => outgoing,
+            Err(e) => return failed(e),
+        };
+        let mut request = self
             .client
             .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(job.body.clone());
+            .header(CONTENT_TYPE, "application/json");
+        for (name, value) in outgoing.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(outgoing.body);
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => return failed(describe(&e, &self.config)),

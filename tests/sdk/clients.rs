@@ -29,6 +29,16 @@ pub enum Runtime {
 /// gets the app's URL, its all-scopes key, a key the app never issued and a key whose send
 /// limit is one message. A missing SDK fails the test, naming the installer.
 pub async fn run(app: &TestApp, runtime: Runtime, script: &str) -> Value {
+    run_with(app, runtime, script, &[]).await
+}
+
+/// `run`, with more environment for the script.
+pub async fn run_with(
+    app: &TestApp,
+    runtime: Runtime,
+    script: &str,
+    env: &[(&str, &str)],
+) -> Value {
     let dir = sdks_dir();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk/clients")
@@ -71,6 +81,7 @@ pub async fn run(app: &TestApp, runtime: Runtime, script: &str) -> Value {
             "MAILGATE_BAD_KEY",
             "mg_live_0000000000000000000000000000000000000000",
         )
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output()
         .await

@@ -12,3 +12,4 @@ mod mailgun;
 mod postmark;
 mod resend;
 mod sendgrid;
+mod webhooks;

@@ -67,6 +67,25 @@ pub enum Events {
 #[allow(dead_code)]
 pub struct EventList(Vec<EventType>);
 
+/// How an endpoint's deliveries are shaped and signed: `standard` (mailgate's body,
+/// `webhook-*` Standard Webhooks headers) or `resend` (Resend's event body, `svix-*` headers,
+/// the same signature), for a handler written for Resend.
+#[derive(Serialize, Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Standard,
+    Resend,
+}
+
+impl WebhookFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Standard => "standard",
+            WebhookFormat::Resend => "resend",
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookEndpoint {
     pub id: Uuid,
@@ -74,6 +93,8 @@ pub struct WebhookEndpoint {
     pub description: Option<String>,
     #[schema(value_type = Events)]
     pub events: Value,
+    #[schema(value_type = WebhookFormat)]
+    pub format: String,
     pub enabled: bool,
     /// Why the endpoint is disabled (by its owner, a 410, or failing for too long).
     pub disabled_reason: Option<String>,
@@ -97,6 +118,7 @@ impl From<EndpointRow> for WebhookEndpoint {
                 None => json!("all"),
                 Some(types) => json!(types),
             },
+            format: r.format,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
             disabled_at: r.disabled_at,
@@ -140,6 +162,9 @@ pub struct CreateWebhook {
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Default `standard`.
+    #[serde(default)]
+    pub format: Option<WebhookFormat>,
 }
 
 /// Deserializes a present field, `null` included, as `Some`; an absent one stays `None`.
@@ -170,6 +195,8 @@ pub struct UpdateWebhook {
     /// `true` re-enables a disabled endpoint and clears its failure streak.
     #[serde(default)]
     pub enabled: Option<bool>,
+    #[serde(default)]
+    pub format: Option<WebhookFormat>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -271,6 +298,7 @@ pub async fn create(
             url: &url,
             description: body.description.as_deref(),
             event_types: events.as_deref(),
+            format: body.format.unwrap_or(WebhookFormat::Standard).as_str(),
             enabled: body.enabled.unwrap_or(true),
             secret: secret.expose(),
         },
@@ -358,6 +386,7 @@ pub async fn update(
         url: url.as_deref(),
         description: body.description.as_ref().map(|d| d.as_deref()),
         event_types: events.as_ref().map(|t| t.as_deref()),
+        format: body.format.map(WebhookFormat::as_str),
         enabled: body.enabled,
     };
     let row = store::update(&state.pool, key.project_id, id, &changes)
