@@ -115,6 +115,7 @@ pub enum ProblemResponses {
         webhooks::send_test,
         webhooks::deliveries,
         webhooks::retry,
+        webhooks::signing_key,
         suppressions::list,
         suppressions::add,
         suppressions::show,

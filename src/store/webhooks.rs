@@ -20,7 +20,7 @@ pub struct EndpointRow {
     pub description: Option<String>,
     /// `None`: every event type.
     pub event_types: Option<Vec<String>>,
-    /// How deliveries are shaped and signed: `standard` or `resend`.
+    /// How deliveries are shaped and signed: `standard`, `resend` or `sendgrid`.
     pub format: String,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
@@ -321,8 +321,10 @@ pub struct DeliveryJob {
     /// This attempt's number, starting at 1.
     pub attempts: i32,
     pub url: String,
-    /// The endpoint's delivery format: `standard` or `resend`.
+    /// The endpoint's delivery format: `standard`, `resend` or `sendgrid`.
     pub format: String,
+    /// The project's ECDSA key (PKCS#8) that signs `sendgrid` deliveries, once made.
+    pub signing_key: Option<Vec<u8>>,
     pub secret: String,
     /// The secret before the last rotation, while it still signs.
     pub previous_secret: Option<String>,
@@ -371,9 +373,11 @@ pub async fn claim(
             FROM picked WHERE d.id = picked.id
             RETURNING d.id, d.endpoint_id, d.event_type, d.payload, d.attempts
         )
-        SELECT c.id, c.endpoint_id, c.event_type, c.payload::text AS body, c.attempts, w.url, w.format, w.secret,
+        SELECT c.id, c.endpoint_id, c.event_type, c.payload::text AS body, c.attempts, w.url, w.format,
+               k.private_key AS signing_key, w.secret,
                CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
         FROM claimed c JOIN webhook_endpoints w ON w.id = c.endpoint_id
+        LEFT JOIN webhook_signing_keys k ON k.project_id = w.project_id
         "#,
     )
     .bind(limit)
@@ -565,4 +569,35 @@ pub async fn purge_finished(pool: &PgPool, days: i64, batch: i64) -> sqlx::Resul
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The project's public event signing key (base64 DER), if it has one.
+pub async fn signing_public_key(pool: &PgPool, project_id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT public_key FROM webhook_signing_keys WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Keeps a new key pair for the project unless it has one already; returns the public key
+/// in force (the first one saved wins a race).
+pub async fn save_signing_key(
+    pool: &PgPool,
+    project_id: Uuid,
+    private_key: &[u8],
+    public_key: &str,
+) -> sqlx::Result<String> {
+    sqlx::query(
+        "INSERT INTO webhook_signing_keys (project_id, private_key, public_key)
+         VALUES ($1, $2, $3) ON CONFLICT (project_id) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(private_key)
+    .bind(public_key)
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar("SELECT public_key FROM webhook_signing_keys WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_one(pool)
+        .await
 }

@@ -172,7 +172,14 @@ impl Sender {
         // The id is the delivery's, the same on every attempt; the timestamp is this attempt's.
         let id = job.id.to_string();
         let timestamp = Utc::now().timestamp();
-        let outgoing = match formats::render(&job.format, &job.body, &id, timestamp, &secrets) {
+        let outgoing = match formats::render(
+            &job.format,
+            &job.body,
+            &id,
+            timestamp,
+            &secrets,
+            job.signing_key.as_deref(),
+        ) {
             Ok(outgoing) => outgoing,
             Err(e) => return failed(e),
         };

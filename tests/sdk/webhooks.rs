@@ -1,4 +1,6 @@
-//! Webhook endpoints in the `resend` format, checked by the Resend SDKs' own verifiers.
+//! Webhook endpoints in the providers' formats, checked by the providers' own verifiers:
+//! `resend` by resend-python's and resend-node's, `sendgrid` by the sendgrid Python SDK's
+//! EventWebhook helper and @sendgrid/eventwebhook.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use crate::{
     support::{
         app::{TestApp, create_database, relay_to, test_config},
         smtp_server::TestSmtpServer,
-        webhook_receiver::WebhookReceiver,
+        webhook_receiver::{Received, WebhookReceiver},
     },
 };
 
@@ -23,73 +25,139 @@ async fn start(smtp: &TestSmtpServer) -> TestApp {
     TestApp::start(config).await
 }
 
-/// One send with Resend-style tags, delivered; returns the `email.delivered` webhook as
-/// received (body, svix-* headers) and the endpoint's secret.
-async fn delivered_webhook(app: &TestApp, receiver: &WebhookReceiver) -> (String, Value, String) {
+/// An endpoint in `format`, one send with tags and metadata, delivered: returns the delivery
+/// webhook as received (`is_delivery` finds it), the endpoint's secret and the email's id.
+async fn delivered_webhook(
+    app: &TestApp,
+    receiver: &WebhookReceiver,
+    format: &str,
+    is_delivery: fn(&Value) -> bool,
+) -> (Received, String, String) {
     let (_, secret) = app
-        .create_webhook(&json!({"url": receiver.url("/resend"), "format": "resend"}))
+        .create_webhook(&json!({"url": receiver.url("/hook"), "format": format}))
         .await;
     let id = app
         .send_ok(&json!({"from": "Acme <from@acme.test>", "to": "ada@x.test",
                          "subject": "hooked", "text": "hi",
-                         "tags": ["category"], "metadata": {"category": "welcome"}}))
+                         "tags": ["category"],
+                         "metadata": {"category": "welcome", "user_id": "42"}}))
         .await;
     app.drain().await;
     let got = receiver
         .wait_until(Duration::from_secs(20), |r| {
-            r.iter().any(|r| r.json()["type"] == "email.delivered")
+            r.iter().any(|r| is_delivery(&r.json()))
         })
         .await;
-    let delivered = got
-        .iter()
-        .find(|r| r.json()["type"] == "email.delivered")
-        .unwrap();
-    assert_eq!(delivered.json()["data"]["email_id"], id);
-    // Svix's header names, not Standard Webhooks'.
+    let delivered = got.into_iter().find(|r| is_delivery(&r.json())).unwrap();
+    // Never Standard Webhooks' headers in a provider's format.
     assert!(delivered.header("webhook-signature").is_empty());
-    let headers = json!({
-        "svix-id": delivered.header("svix-id"),
-        "svix-timestamp": delivered.header("svix-timestamp"),
-        "svix-signature": delivered.header("svix-signature"),
-    });
-    (
-        String::from_utf8(delivered.body.to_vec()).unwrap(),
-        headers,
-        secret,
-    )
+    (delivered, secret, id)
 }
 
-async fn verified_by(runtime: Runtime, script: &str) {
+/// The received headers as a JSON object, for a verifier script.
+fn headers(r: &Received, names: &[&str]) -> String {
+    let map: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|n| (n.to_string(), json!(r.header(n))))
+        .collect();
+    Value::Object(map).to_string()
+}
+
+async fn resend_verified_by(runtime: Runtime, script: &str) {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
     let app = start(&smtp).await;
-    let (body, headers, secret) = delivered_webhook(&app, &receiver).await;
+    let (delivered, secret, id) = delivered_webhook(&app, &receiver, "resend", |b| {
+        b["type"] == "email.delivered"
+    })
+    .await;
+    let body = String::from_utf8(delivered.body.to_vec()).unwrap();
+    let svix = headers(&delivered, &["svix-id", "svix-timestamp", "svix-signature"]);
     let out = run_with(
         &app,
         runtime,
         script,
         &[
             ("MAILGATE_WEBHOOK_BODY", &body),
-            ("MAILGATE_WEBHOOK_HEADERS", &headers.to_string()),
+            ("MAILGATE_WEBHOOK_HEADERS", &svix),
             ("MAILGATE_WEBHOOK_SECRET", &secret),
         ],
     )
     .await;
     let event = &out["event"];
     assert_eq!(event["type"], "email.delivered", "{out}");
+    assert_eq!(event["data"]["email_id"], id);
     assert_eq!(event["data"]["to"], json!(["ada@x.test"]));
     assert_eq!(event["data"]["from"], "from@acme.test");
     assert_eq!(event["data"]["subject"], "hooked");
-    assert_eq!(event["data"]["tags"], json!({"category": "welcome"}));
+    // Resend's event tags: the metadata entries its send-side tags became.
+    assert_eq!(
+        event["data"]["tags"],
+        json!({"category": "welcome", "user_id": "42"})
+    );
     assert_eq!(out["tampered_refused"], true, "{out}");
 }
 
 #[tokio::test]
 async fn resend_python_verifier_accepts_resend_format_webhooks() {
-    verified_by(Runtime::Python, "resend_webhook_verify.py").await;
+    resend_verified_by(Runtime::Python, "resend_webhook_verify.py").await;
 }
 
 #[tokio::test]
 async fn resend_node_verifier_accepts_resend_format_webhooks() {
-    verified_by(Runtime::Node, "resend_webhook_verify.cjs").await;
+    resend_verified_by(Runtime::Node, "resend_webhook_verify.cjs").await;
+}
+
+async fn sendgrid_verified_by(runtime: Runtime, script: &str) {
+    let smtp = TestSmtpServer::start().await;
+    let receiver = WebhookReceiver::start().await;
+    let app = start(&smtp).await;
+    let (delivered, _, id) = delivered_webhook(&app, &receiver, "sendgrid", |b| {
+        b[0]["event"] == "delivered"
+    })
+    .await;
+    let key = app.get("/v1/webhooks/signing-key").await;
+    assert_eq!(key.status(), 200);
+    let key: Value = key.json().await.unwrap();
+    let public_key = key["sendgrid_public_key"].as_str().unwrap();
+    let body = String::from_utf8(delivered.body.to_vec()).unwrap();
+    let twilio = headers(
+        &delivered,
+        &[
+            "x-twilio-email-event-webhook-signature",
+            "x-twilio-email-event-webhook-timestamp",
+        ],
+    );
+    let out = run_with(
+        &app,
+        runtime,
+        script,
+        &[
+            ("MAILGATE_WEBHOOK_BODY", &body),
+            ("MAILGATE_WEBHOOK_HEADERS", &twilio),
+            ("MAILGATE_SENDGRID_PUBLIC_KEY", public_key),
+        ],
+    )
+    .await;
+    assert_eq!(out["verified"], true, "{out}");
+    assert_eq!(out["tampered_verified"], false, "{out}");
+    let event = &out["events"][0];
+    assert_eq!(event["event"], "delivered");
+    assert_eq!(event["email"], "ada@x.test");
+    assert_eq!(event["sg_message_id"], id);
+    // Tags are SendGrid categories; metadata (custom args) are top-level keys, SendGrid's own
+    // keys winning a clash.
+    assert_eq!(event["category"], json!(["category"]));
+    assert_eq!(event["user_id"], "42");
+    assert_eq!(event["timestamp"].as_i64().map(|t| t > 0), Some(true));
+}
+
+#[tokio::test]
+async fn sendgrid_python_verifier_accepts_sendgrid_format_webhooks() {
+    sendgrid_verified_by(Runtime::Python, "sendgrid_webhook_verify.py").await;
+}
+
+#[tokio::test]
+async fn sendgrid_node_verifier_accepts_sendgrid_format_webhooks() {
+    sendgrid_verified_by(Runtime::Node, "sendgrid_webhook_verify.cjs").await;
 }

@@ -68,13 +68,15 @@ pub enum Events {
 pub struct EventList(Vec<EventType>);
 
 /// How an endpoint's deliveries are shaped and signed: `standard` (mailgate's body,
-/// `webhook-*` Standard Webhooks headers) or `resend` (Resend's event body, `svix-*` headers,
-/// the same signature), for a handler written for Resend.
-#[derive(Serialize, Deserialize, Clone, Copy, utoipa::ToSchema)]
+/// `webhook-*` Standard Webhooks headers), `resend` (Resend's event body, `svix-*` headers,
+/// the same signature) or `sendgrid` (SendGrid's event array, signed with the project's ECDSA
+/// key: see `GET /v1/webhooks/signing-key`), for a handler written for that provider.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     Standard,
     Resend,
+    Sendgrid,
 }
 
 impl WebhookFormat {
@@ -82,8 +84,43 @@ impl WebhookFormat {
         match self {
             WebhookFormat::Standard => "standard",
             WebhookFormat::Resend => "resend",
+            WebhookFormat::Sendgrid => "sendgrid",
         }
     }
+}
+
+/// The project's public key for `sendgrid` deliveries, made on first use.
+async fn ensure_signing_key(state: &AppState, project_id: Uuid) -> ApiResult<String> {
+    if let Some(public) = store::signing_public_key(&state.pool, project_id).await? {
+        return Ok(public);
+    }
+    let (private, public) = crate::webhooks::formats::sendgrid::generate()?;
+    Ok(store::save_signing_key(&state.pool, project_id, &private, &public).await?)
+}
+
+/// The project's event signing key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SigningKey {
+    /// Base64 DER (SubjectPublicKeyInfo) of the ECDSA P-256 key that signs `sendgrid`
+    /// deliveries: give it to SendGrid's `EventWebhook` verifier as SendGrid's own.
+    pub sendgrid_public_key: String,
+}
+
+/// The project's webhook signing key (made on first request).
+///
+/// `sendgrid` deliveries carry `X-Twilio-Email-Event-Webhook-Signature`, an ECDSA P-256
+/// signature of the timestamp and body; verify it with this public key.
+#[utoipa::path(get, path = "/v1/webhooks/signing-key", operation_id = "show_webhook_signing_key", tag = "webhooks",
+    responses((status = 200, description = "The public key", body = SigningKey), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn signing_key(
+    State(state): State<AppState>,
+    key: ProjectKey,
+) -> ApiResult<Json<SigningKey>> {
+    let key = key.require(Scope::Webhooks)?;
+    Ok(Json(SigningKey {
+        sendgrid_public_key: ensure_signing_key(&state, key.project_id).await?,
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -290,6 +327,9 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    if body.format == Some(WebhookFormat::Sendgrid) {
+        ensure_signing_key(&state, key.project_id).await?;
+    }
     let secret = WebhookSecret::generate();
     let row = store::create(
         &state.pool,
@@ -381,6 +421,9 @@ pub async fn update(
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
+    }
+    if body.format == Some(WebhookFormat::Sendgrid) {
+        ensure_signing_key(&state, key.project_id).await?;
     }
     let changes = EndpointChanges {
         url: url.as_deref(),

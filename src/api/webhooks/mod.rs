@@ -25,6 +25,7 @@ use crate::store::webhooks::{self as store, EndpointRow};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", post(create).get(list))
+        .route("/v1/webhooks/signing-key", get(signing_key))
         .route("/v1/webhooks/{id}", get(show).patch(update).delete(remove))
         .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/webhooks/{id}/test", post(send_test))

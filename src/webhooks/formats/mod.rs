@@ -6,27 +6,47 @@
 //!   `webhook-timestamp`, `webhook-signature`).
 //! - `resend` (`resend.rs`): Resend's event body, with the same signature under Svix's header
 //!   names (`svix-id`, `svix-timestamp`, `svix-signature`), as Resend sends through Svix.
+//! - `sendgrid` (`sendgrid.rs`): SendGrid's event array, signed with the project's ECDSA
+//!   P-256 key as SendGrid's Signed Event Webhook is.
 
 mod resend;
+pub mod sendgrid;
 
 use super::signing::{WebhookSecret, signature_header};
 
 /// What one attempt sends: the body and the headers that sign it.
 pub struct Outgoing {
     pub body: String,
-    pub headers: [(&'static str, String); 3],
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The body and signature headers of one attempt in `format`; `id` is the delivery's (the
 /// same on every attempt), `timestamp` this attempt's. `Err` says why the queued body cannot
-/// be shaped (a body mailgate did not queue).
+/// be shaped (a body mailgate did not queue, a `sendgrid` endpoint without its project's key).
+/// `signing_key` is the project's ECDSA key (PKCS#8), for `sendgrid`.
 pub fn render(
     format: &str,
     body: &str,
     id: &str,
     timestamp: i64,
     secrets: &[&WebhookSecret],
+    signing_key: Option<&[u8]>,
 ) -> Result<Outgoing, String> {
+    if format == "sendgrid" {
+        let body = sendgrid::body(body, id)?;
+        let key = signing_key.ok_or("the project has no event signing key")?;
+        let signature = sendgrid::sign(key, timestamp, &body)?;
+        return Ok(Outgoing {
+            headers: vec![
+                ("x-twilio-email-event-webhook-signature", signature),
+                (
+                    "x-twilio-email-event-webhook-timestamp",
+                    timestamp.to_string(),
+                ),
+            ],
+            body,
+        });
+    }
     let (body, names) = match format {
         "resend" => (
             resend::body(body)?,
@@ -39,7 +59,7 @@ pub fn render(
     };
     let signature = signature_header(secrets, id, timestamp, body.as_bytes());
     Ok(Outgoing {
-        headers: [
+        headers: vec![
             (names[0], id.to_string()),
             (names[1], timestamp.to_string()),
             (names[2], signature),
