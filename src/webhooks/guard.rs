@@ -142,6 +142,43 @@ pub fn parse_url(raw: &str) -> Result<Url, TargetError> {
     Ok(url)
 }
 
+/// The URL without its user name and password, and those (percent-decoded) when it has them.
+pub fn split_credentials(raw: &str) -> (String, Option<(String, String)>) {
+    match url::Url::parse(raw.trim()) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let user = percent_decode(url.username());
+            let password = percent_decode(url.password().unwrap_or_default());
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            (url.to_string(), Some((user, password)))
+        }
+        _ => (raw.to_string(), None),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Refuses or allows the addresses a host resolved to. Every address must be public: a
 /// resolver returning one private address among public ones is refused as a whole.
 fn check_addrs(host: &str, addrs: &[SocketAddr], allow_private: bool) -> Result<(), TargetError> {

@@ -83,6 +83,8 @@ struct Response {
     status: Option<u16>,
     retry_after: Option<Duration>,
     error: Option<String>,
+    /// The endpoint's format has nothing for this event: done, without a request.
+    skipped: bool,
 }
 
 impl Sender {
@@ -121,9 +123,11 @@ impl Sender {
             status: None,
             retry_after: None,
             error: Some(format!("timed out after {} s", self.config.timeout_secs)),
+            skipped: false,
         });
         let latency_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
         let next = match response.status {
+            _ if response.skipped => Next::Succeeded,
             Some(s) if (200..300).contains(&s) => Next::Succeeded,
             Some(410) => Next::Gone,
             _ => match schedule::retry_delay(&self.config, job.attempts, response.retry_after) {
@@ -151,8 +155,12 @@ impl Sender {
             status: None,
             retry_after: None,
             error: Some(error),
+            skipped: false,
         };
-        let url = match guard::parse_url(&job.url) {
+        // Only `postmark` endpoints may keep Basic credentials in their URL (Postmark's way to
+        // authenticate webhooks); they go in the Authorization header, never in the URL.
+        let (target, credentials) = guard::split_credentials(&job.url);
+        let url = match guard::parse_url(&target) {
             Ok(url) => url,
             Err(e) => return failed(format!("refused: the URL {e}")),
         };
@@ -172,15 +180,27 @@ impl Sender {
         // The id is the delivery's, the same on every attempt; the timestamp is this attempt's.
         let id = job.id.to_string();
         let timestamp = Utc::now().timestamp();
-        let outgoing = match formats::render(
+        let rendered = formats::render(
             &job.format,
             &job.body,
             &id,
             timestamp,
             &secrets,
             job.signing_key.as_deref(),
-        ) {
-            Ok(outgoing) => outgoing,
+        );
+        let outgoing = match rendered {
+            Ok(Some(outgoing)) => outgoing,
+            Ok(None) => {
+                return Response {
+                    status: None,
+                    retry_after: None,
+                    error: Some(format!(
+                        "not sent: the {} format has no record for {}",
+                        job.format, job.event_type
+                    )),
+                    skipped: true,
+                };
+            }
             Err(e) => return failed(e),
         };
         let mut request = self
@@ -189,6 +209,9 @@ impl Sender {
             .header(CONTENT_TYPE, "application/json");
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
+        }
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
         }
         let request = request.body(outgoing.body);
         let mut response = match request.send().await {
@@ -207,6 +230,7 @@ impl Sender {
                 status: Some(status.as_u16()),
                 retry_after: None,
                 error: None,
+                skipped: false,
             };
         }
         let mut body = Vec::new();
@@ -231,6 +255,7 @@ impl Sender {
             status: Some(status.as_u16()),
             retry_after,
             error: Some(error),
+            skipped: false,
         }
     }
 }

@@ -161,3 +161,77 @@ async fn sendgrid_python_verifier_accepts_sendgrid_format_webhooks() {
 async fn sendgrid_node_verifier_accepts_sendgrid_format_webhooks() {
     sendgrid_verified_by(Runtime::Node, "sendgrid_webhook_verify.cjs").await;
 }
+
+#[tokio::test]
+async fn postmark_format_sends_records_with_the_urls_basic_credentials() {
+    let smtp = TestSmtpServer::start().await;
+    smtp.rcpt_reply("gone@acme-mail.io", 550, "5.1.1 no such user", None);
+    let receiver = WebhookReceiver::start().await;
+    let app = start(&smtp).await;
+    let url = receiver
+        .url("/postmark")
+        .replacen("http://", "http://hook:s3cret@", 1);
+    // Credentials in the URL are for the postmark format only, and never shown.
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (webhook, _) = app
+        .create_webhook(&json!({"url": url, "format": "postmark"}))
+        .await;
+    let shown = app.get_webhook(&webhook).await;
+    assert_eq!(shown["format"], "postmark");
+    assert!(
+        !shown["url"].as_str().unwrap().contains("s3cret"),
+        "{shown}"
+    );
+
+    let id = app
+        .send_ok(
+            &json!({"from": "Acme <from@acme.test>", "to": ["ada@x.test", "gone@acme-mail.io"],
+                         "subject": "hooked", "text": "hi", "tags": ["welcome"],
+                         "metadata": {"user_id": "42"}}),
+        )
+        .await;
+    app.drain().await;
+    let got = receiver
+        .wait_until(Duration::from_secs(20), |r| r.len() >= 2)
+        .await;
+    // Only Delivery and Bounce: Postmark has no record for `queued`, which is not sent.
+    let mut records: Vec<Value> = got.iter().map(Received::json).collect();
+    records.sort_by_key(|r| r["RecordType"].as_str().unwrap_or_default().to_string());
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for r in &got {
+        assert_eq!(r.header("authorization"), "Basic aG9vazpzM2NyZXQ=");
+    }
+    let (bounce, delivery) = (&records[0], &records[1]);
+    assert_eq!(delivery["RecordType"], "Delivery");
+    assert_eq!(delivery["MessageID"], id);
+    assert_eq!(delivery["Recipient"], "ada@x.test");
+    assert_eq!(delivery["Tag"], "welcome");
+    assert_eq!(delivery["Metadata"], json!({"user_id": "42"}));
+    assert_eq!(delivery["MessageStream"], "outbound");
+    assert_eq!(bounce["RecordType"], "Bounce");
+    assert_eq!(bounce["Metadata"], json!({"user_id": "42"}));
+
+    let out = run_with(
+        &app,
+        Runtime::Python,
+        "postmark_webhook_check.py",
+        &[("MAILGATE_WEBHOOK_BODY", &bounce.to_string())],
+    )
+    .await;
+    assert_eq!(
+        out,
+        json!({"record_type": "Bounce", "type": "HardBounce", "email": "gone@acme-mail.io",
+               "message_id": id, "details": out["details"], "inactive": true})
+    );
+    assert!(
+        out["details"].as_str().unwrap().contains("no such user"),
+        "{out}"
+    );
+}

@@ -69,13 +69,16 @@ pub struct EventList(Vec<EventType>);
 
 /// How an endpoint's deliveries are shaped and signed: `standard` (mailgate's body,
 /// `webhook-*` Standard Webhooks headers), `resend` (Resend's event body, `svix-*` headers,
-/// the same signature) or `sendgrid` (SendGrid's event array, signed with the project's ECDSA
+/// the same signature), `postmark` (Postmark's records) or `sendgrid` (SendGrid's event array, signed with the project's ECDSA
 /// key: see `GET /v1/webhooks/signing-key`), for a handler written for that provider.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     Standard,
     Resend,
+    /// One Postmark `RecordType` object per POST, unsigned: authenticate with Basic
+    /// credentials in the URL (`https://user:pass@host/…`), allowed for this format only.
+    Postmark,
     Sendgrid,
 }
 
@@ -84,6 +87,7 @@ impl WebhookFormat {
         match self {
             WebhookFormat::Standard => "standard",
             WebhookFormat::Resend => "resend",
+            WebhookFormat::Postmark => "postmark",
             WebhookFormat::Sendgrid => "sendgrid",
         }
     }
@@ -149,7 +153,7 @@ impl From<EndpointRow> for WebhookEndpoint {
     fn from(r: EndpointRow) -> Self {
         Self {
             id: r.id,
-            url: r.url,
+            url: redacted(&r.url),
             description: r.description,
             events: match r.event_types {
                 None => json!("all"),
@@ -180,12 +184,12 @@ pub struct WebhookWithSecret {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// A public http(s) URL without credentials; its host must resolve to public addresses
+    /// A public http(s) URL, without credentials (except for the `postmark` format); its host must resolve to public addresses
     /// only (unless the operator allows private targets). Redirects are not followed.
     #[schema(
         format = "uri",
         max_length = 2048,
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+([/?#].*)?$"
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^@/?#]+@)?[^@/?#]+([/?#].*)?$"
     )]
     pub url: String,
     /// Default `"all"`.
@@ -218,7 +222,7 @@ pub struct UpdateWebhook {
     #[schema(
         format = "uri",
         max_length = 2048,
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+([/?#].*)?$"
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^@/?#]+@)?[^@/?#]+([/?#].*)?$"
     )]
     pub url: Option<String>,
     /// `null` or `"all"`: every event type.
@@ -289,11 +293,41 @@ fn check_description(d: &str) -> Result<(), FieldError> {
 
 /// Checks the URL's shape and, unless the operator allows private targets, that every
 /// address it resolves to is public.
-async fn check_url(state: &AppState, raw: &str) -> Result<String, FieldError> {
-    guard::check_url(raw, state.config.webhooks.allow_private_targets)
+/// The URL to store. Basic credentials in it are kept only for the `postmark` format, whose
+/// receivers authenticate with them; the rest of the URL is checked as for any endpoint.
+async fn check_url(
+    state: &AppState,
+    raw: &str,
+    format: WebhookFormat,
+) -> Result<String, FieldError> {
+    let (target, credentials) = guard::split_credentials(raw);
+    if credentials.is_some() && format != WebhookFormat::Postmark {
+        return Err(FieldError::new(
+            "url",
+            "must not contain a user name or password (only the postmark format sends them)",
+        ));
+    }
+    let mut url = guard::check_url(&target, state.config.webhooks.allow_private_targets)
         .await
-        .map(|url| url.to_string())
-        .map_err(|e| FieldError::new("url", e.to_string()))
+        .map_err(|e| FieldError::new("url", e.to_string()))?;
+    if let Some((user, password)) = credentials {
+        let kept = url.set_username(&user).is_ok() && url.set_password(Some(&password)).is_ok();
+        if !kept {
+            return Err(FieldError::new("url", "cannot hold these credentials"));
+        }
+    }
+    Ok(url.to_string())
+}
+
+/// A stored URL as shown: a password is never shown.
+fn redacted(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
 }
 
 /// Create an endpoint; the signing secret is in the answer, once.
@@ -319,7 +353,8 @@ pub async fn create(
     // The address check resolves the host: do it only for an otherwise valid request.
     let mut url = String::new();
     if errors.is_empty() {
-        match check_url(&state, &body.url).await {
+        let format = body.format.unwrap_or(WebhookFormat::Standard);
+        match check_url(&state, &body.url, format).await {
             Ok(checked) => url = checked,
             Err(e) => errors.push(e),
         }
@@ -393,8 +428,24 @@ pub async fn update(
     AppJson(body): AppJson<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
     let key = key.require(Scope::Webhooks)?;
-    let id = endpoint(&state, key.project_id, &id).await?.id;
+    let current = endpoint(&state, key.project_id, &id).await?;
+    let id = current.id;
     let mut errors = Vec::new();
+    // The format the endpoint will have: it decides whether its URL may hold credentials.
+    let format = match body.format {
+        Some(format) => format,
+        None if current.format == "postmark" => WebhookFormat::Postmark,
+        None => WebhookFormat::Standard,
+    };
+    if body.url.is_none()
+        && format != WebhookFormat::Postmark
+        && guard::split_credentials(&current.url).1.is_some()
+    {
+        errors.push(FieldError::new(
+            "url",
+            "holds credentials, which only the postmark format sends: give a URL without them",
+        ));
+    }
     let events = match &body.events {
         None => None,
         Some(v) => match parse_events(v) {
@@ -414,7 +465,7 @@ pub async fn update(
     if errors.is_empty()
         && let Some(raw) = &body.url
     {
-        match check_url(&state, raw).await {
+        match check_url(&state, raw, format).await {
             Ok(checked) => url = Some(checked),
             Err(e) => errors.push(e),
         }

@@ -6,15 +6,20 @@
 //!   `webhook-timestamp`, `webhook-signature`).
 //! - `resend` (`resend.rs`): Resend's event body, with the same signature under Svix's header
 //!   names (`svix-id`, `svix-timestamp`, `svix-signature`), as Resend sends through Svix.
+//! - `postmark` (`postmark.rs`): one Postmark `RecordType` object per POST, unsigned (Postmark
+//!   signs nothing: its receivers check Basic credentials in the URL, which the sender sends);
+//!   events Postmark has no record for are not sent.
 //! - `sendgrid` (`sendgrid.rs`): SendGrid's event array, signed with the project's ECDSA
 //!   P-256 key as SendGrid's Signed Event Webhook is.
 
+mod postmark;
 mod resend;
 pub mod sendgrid;
 
 use super::signing::{WebhookSecret, signature_header};
 
-/// What one attempt sends: the body and the headers that sign it.
+/// What one attempt sends: the body and the headers that sign it. `None` from `render`: the
+/// format has nothing for this event, and nothing is sent.
 pub struct Outgoing {
     pub body: String,
     pub headers: Vec<(&'static str, String)>,
@@ -31,12 +36,18 @@ pub fn render(
     timestamp: i64,
     secrets: &[&WebhookSecret],
     signing_key: Option<&[u8]>,
-) -> Result<Outgoing, String> {
+) -> Result<Option<Outgoing>, String> {
+    if format == "postmark" {
+        return Ok(postmark::body(body, id)?.map(|body| Outgoing {
+            body,
+            headers: Vec::new(),
+        }));
+    }
     if format == "sendgrid" {
         let body = sendgrid::body(body, id)?;
         let key = signing_key.ok_or("the project has no event signing key")?;
         let signature = sendgrid::sign(key, timestamp, &body)?;
-        return Ok(Outgoing {
+        return Ok(Some(Outgoing {
             headers: vec![
                 ("x-twilio-email-event-webhook-signature", signature),
                 (
@@ -45,7 +56,7 @@ pub fn render(
                 ),
             ],
             body,
-        });
+        }));
     }
     let (body, names) = match format {
         "resend" => (
@@ -58,12 +69,12 @@ pub fn render(
         ),
     };
     let signature = signature_header(secrets, id, timestamp, body.as_bytes());
-    Ok(Outgoing {
+    Ok(Some(Outgoing {
         headers: vec![
             (names[0], id.to_string()),
             (names[1], timestamp.to_string()),
             (names[2], signature),
         ],
         body,
-    })
+    }))
 }
