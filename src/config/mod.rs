@@ -11,12 +11,14 @@ mod delivery;
 mod dkim;
 mod env;
 mod http;
+mod inbound;
 mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
 mod secret;
 mod smtp;
+mod tracking;
 mod typos;
 mod webhooks;
 
@@ -38,12 +40,14 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
+    inbound::{BounceConfig, InboundConfig, check_domain},
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
+    tracking::TrackingConfig,
     webhooks::WebhooksConfig,
 };
 
@@ -80,6 +84,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
+    pub bounce: BounceConfig,
+    pub inbound: InboundConfig,
+    pub tracking: TrackingConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -118,6 +125,9 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            bounce: BounceConfig::default(),
+            inbound: InboundConfig::default(),
+            tracking: TrackingConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -185,6 +195,9 @@ impl Config {
         self.redis.validate()?;
         self.smtp.validate()?;
         self.webhooks.validate()?;
+        self.bounce.validate()?;
+        self.inbound.validate()?;
+        self.tracking.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())
     }
