@@ -192,8 +192,9 @@ pub async fn update(
         track_opens: body.track_opens,
         track_clicks: body.track_clicks,
     };
-    projects::update(&state.pool, &name, &change)
+    let project = projects::update(&state.pool, &name, &change)
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("project"))
+        .ok_or(ApiError::NotFound("project"))?;
+    state.submissions.project_settings_changed(project.id);
+    Ok(Json(project))
 }

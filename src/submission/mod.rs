@@ -136,6 +136,13 @@ impl SubmissionCore {
         self
     }
 
+    /// A project's settings changed: cached copies go (tracking defaults).
+    pub fn project_settings_changed(&self, project: Uuid) {
+        if let Some(tracker) = &self.tracker {
+            tracker.forget(project);
+        }
+    }
+
     /// Checks the request and renders its MIME. Every problem names the field.
     pub async fn prepare(
         &self,

@@ -76,6 +76,12 @@ impl Tracker {
         Ok(track.or(defaults))
     }
 
+    /// Forgets a project's defaults after they changed (other processes see the change
+    /// within `DEFAULTS_TTL`).
+    pub fn forget(&self, project: Uuid) {
+        self.defaults.lock().expect("not poisoned").remove(&project);
+    }
+
     /// The HTML of message `id`, instrumented as chosen.
     pub fn html(&self, html: &str, id: Uuid, (opens, clicks): (bool, bool)) -> String {
         if !opens && !clicks {
