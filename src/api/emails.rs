@@ -329,12 +329,12 @@ pub struct EmailDetail {
     pub events: Vec<EventRow>,
 }
 
-fn parse_id(raw: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_id(raw: &str) -> ApiResult<Uuid> {
     // An id that cannot exist is simply not found, like another project's.
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("email"))
 }
 
-async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
+pub(super) async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
     // One snapshot for the message, its recipients and its events. Read on separate
     // connections, a delivery committing in between showed a `delivered` status without its
     // `delivered` event.

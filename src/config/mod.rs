@@ -16,6 +16,7 @@ mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
+mod scan;
 mod secret;
 mod smtp;
 mod tracking;
@@ -45,6 +46,7 @@ pub use self::{
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
+    scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
     tracking::TrackingConfig,
@@ -87,6 +89,7 @@ pub struct Config {
     pub bounce: BounceConfig,
     pub inbound: InboundConfig,
     pub tracking: TrackingConfig,
+    pub scan: ScanConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -128,6 +131,7 @@ impl Default for Config {
             bounce: BounceConfig::default(),
             inbound: InboundConfig::default(),
             tracking: TrackingConfig::default(),
+            scan: ScanConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -198,6 +202,7 @@ impl Config {
         self.bounce.validate()?;
         self.inbound.validate()?;
         self.tracking.validate()?;
+        self.scan.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())
     }
