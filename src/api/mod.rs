@@ -8,7 +8,9 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod hold;
 pub mod idempotency;
+pub mod inbound;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -17,6 +19,7 @@ pub mod projects;
 pub mod relays;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod webhooks;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
@@ -33,7 +36,9 @@ pub fn router(state: AppState) -> Router {
     // Every authenticated resource goes in `v1`, behind the rate-limit layer.
     let v1 = Router::new()
         .merge(emails::router())
+        .merge(hold::router())
         .merge(projects::router())
+        .merge(inbound::router())
         .merge(relays::router())
         .merge(api_keys::router())
         .merge(templates::router())
@@ -45,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         // Provider-compatible routes (Resend, Postmark…), each behind its own auth layer.
         .merge(compat::router(state.clone()))
         .merge(health::router())
+        .merge(tracking::router())
         .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {

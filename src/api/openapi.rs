@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    api_keys, compat, emails, error::Problem, health, projects, relays, suppressions, templates,
-    webhooks,
+    api_keys, compat, emails, error::Problem, health, hold, inbound, projects, relays,
+    suppressions, templates, tracking, webhooks,
 };
 
 /// Every error a route may answer, as problem+json with a stable `code`.
@@ -90,12 +90,16 @@ pub enum ProblemResponses {
         emails::show,
         emails::source,
         emails::cancel,
+        hold::release,
+        hold::discard,
         api_keys::create,
         api_keys::list,
         api_keys::revoke,
         api_keys::update,
         projects::create,
         projects::list,
+        projects::update,
+        inbound::list,
         relays::list,
         templates::create,
         templates::list,
@@ -120,6 +124,8 @@ pub enum ProblemResponses {
         suppressions::add,
         suppressions::show,
         suppressions::remove,
+        tracking::open,
+        tracking::click,
         compat::resend::send,
         compat::resend::send_batch,
         compat::resend::show,
@@ -152,7 +158,8 @@ pub enum ProblemResponses {
         (name = "resend", description = "Resend-compatible routes, for Resend's SDKs (docs/compat/resend.md)"),
         (name = "postmark", description = "Postmark-compatible routes, for Postmark's SDKs (docs/compat/postmark.md)"),
         (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)"),
-        (name = "mailgun", description = "Mailgun-compatible routes, for Mailgun's SDKs (docs/compat/mailgun.md)")
+        (name = "mailgun", description = "Mailgun-compatible routes, for Mailgun's SDKs (docs/compat/mailgun.md)"),
+        (name = "tracking", description = "The open pixel and link redirects of tracked mail (no key: the signed token is the credential)")
     )
 )]
 pub struct ApiDoc;

@@ -11,12 +11,15 @@ mod delivery;
 mod dkim;
 mod env;
 mod http;
+mod inbound;
 mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
+mod scan;
 mod secret;
 mod smtp;
+mod tracking;
 mod typos;
 mod webhooks;
 
@@ -38,12 +41,15 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
+    inbound::{BounceConfig, InboundConfig, check_domain},
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
+    scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
+    tracking::TrackingConfig,
     webhooks::WebhooksConfig,
 };
 
@@ -80,6 +86,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
+    pub bounce: BounceConfig,
+    pub inbound: InboundConfig,
+    pub tracking: TrackingConfig,
+    pub scan: ScanConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -118,6 +128,10 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            bounce: BounceConfig::default(),
+            inbound: InboundConfig::default(),
+            tracking: TrackingConfig::default(),
+            scan: ScanConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -185,6 +199,10 @@ impl Config {
         self.redis.validate()?;
         self.smtp.validate()?;
         self.webhooks.validate()?;
+        self.bounce.validate()?;
+        self.inbound.validate()?;
+        self.tracking.validate()?;
+        self.scan.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())
     }

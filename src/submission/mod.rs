@@ -42,22 +42,29 @@ pub trait Draft: Send {
         relay_exists: &dyn Fn(&str) -> bool,
         max_schedule: chrono::Duration,
     ) -> Result<NewEmail, Vec<FieldError>>;
+    /// Opens and clicks this send asks to track; by default, the project's defaults.
+    fn track(&self) -> Track {
+        Track::default()
+    }
 }
 
 use crate::{
     delivery::Relays,
     domain::{
-        EmailAddress, FieldError, NewEmail, RecipientKind,
+        EmailAddress, FieldError, NewEmail, RecipientKind, Track,
         status::{MessageStatus, RecipientStatus, summarise},
     },
     mime,
     queue::wake::Waker,
+    scan::{self, Decision, Scanner},
+    store::projects::ProjectCache,
     store::{
         api_keys::AuthenticatedKey,
         group_commit::GroupCommit,
         messages::{AcceptedMessage, Submitter},
     },
     templates::TemplateCache,
+    tracking::Tracker,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -91,6 +98,12 @@ pub struct SubmissionCore {
     waker: Waker,
     max_message_bytes: usize,
     max_schedule: chrono::Duration,
+    /// Opens and clicks, when `tracking.base_url` is set.
+    tracker: Option<Arc<Tracker>>,
+    /// Spam and virus scanning, when a scanner is configured.
+    scanner: Option<Arc<Scanner>>,
+    /// Projects' settings as the accept path reads them (tracking defaults, scan policy).
+    projects: ProjectCache,
 }
 
 /// A message that passed every check and has its bytes, not yet committed.
@@ -99,6 +112,17 @@ pub struct Prepared {
     pub email: NewEmail,
     pub message_id: String,
     pub mime: Vec<u8>,
+    /// The content policy's verdict: why it is held, if it is, and what the scanners said.
+    pub hold: Option<String>,
+    pub scan: Option<serde_json::Value>,
+}
+
+/// What the content policy lets through: the MIME to store (tagged, perhaps), whether it is
+/// held, and the scanners' verdict.
+struct Screened {
+    mime: Vec<u8>,
+    hold: Option<String>,
+    scan: Option<serde_json::Value>,
 }
 
 impl SubmissionCore {
@@ -119,31 +143,123 @@ impl SubmissionCore {
             waker,
             max_message_bytes,
             max_schedule: chrono::Duration::days(max_schedule_days),
+            tracker: None,
+            scanner: None,
+            projects: ProjectCache::default(),
         }
     }
 
-    /// Checks the request and renders its MIME. Every problem names the field.
+    /// Reads projects through `projects` (shared with the tracker and the scanner).
+    pub fn with_projects(mut self, projects: ProjectCache) -> Self {
+        self.projects = projects;
+        self
+    }
+
+    /// Scans every message before it is accepted (see `scan`).
+    pub fn with_scanner(mut self, scanner: Option<Arc<Scanner>>) -> Self {
+        self.scanner = scanner;
+        self
+    }
+
+    /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is.
+    async fn screen(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        mime: Vec<u8>,
+        from: &str,
+        rcpts: &[&str],
+    ) -> Result<Screened, SubmissionError> {
+        let Some(scanner) = &self.scanner else {
+            return Ok(Screened {
+                mime,
+                hold: None,
+                scan: None,
+            });
+        };
+        match scanner.check(project, id, &mime, from, rcpts).await? {
+            Decision::Accept { headers, verdict } => Ok(Screened {
+                mime: scan::prepend_headers(&mime, &headers),
+                hold: None,
+                scan: Some(verdict),
+            }),
+            Decision::Hold {
+                reason,
+                headers,
+                verdict,
+            } => Ok(Screened {
+                mime: scan::prepend_headers(&mime, &headers),
+                hold: Some(reason),
+                scan: Some(verdict),
+            }),
+            Decision::Reject {
+                scanner,
+                detail,
+                virus,
+            } => {
+                metrics::counter!("mailgate_scan_rejected_total", "scanner" => scanner)
+                    .increment(1);
+                tracing::info!(%project, %detail, "content policy: message rejected");
+                Err(SubmissionError::ContentRejected { detail, virus })
+            }
+            Decision::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
+        }
+    }
+
+    /// Tracks opens and clicks of the sends that ask for it (or whose project does).
+    pub fn with_tracker(mut self, tracker: Option<Arc<Tracker>>) -> Self {
+        self.tracker = tracker;
+        self
+    }
+
+    /// A project's settings changed: this process's cached copy goes (tracking defaults, scan
+    /// policy); other processes see the change within `store::projects::CACHE_TTL`.
+    pub fn project_settings_changed(&self, project: Uuid) {
+        self.projects.forget(project);
+    }
+
+    /// Checks the request, renders its MIME and scans it (a refusal is an error; a hold is
+    /// in the answer). Every problem names the field.
     pub async fn prepare(
         &self,
         key: &AuthenticatedKey,
         mut request: impl Draft,
     ) -> Result<Prepared, SubmissionError> {
         template::expand(self, key.project_id, &mut request).await?;
-        let email = request
+        let track = request.track();
+        let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
         let id = Uuid::now_v7();
+        // The HTML is instrumented before the MIME is built, once for every recipient.
+        if let (Some(tracker), Some(html)) = (&self.tracker, &email.html) {
+            let choice = tracker
+                .choice(key.project_id, track)
+                .await
+                .map_err(anyhow::Error::from)?;
+            email.html = Some(tracker.html(html, id, choice));
+        }
         let message_id = mime::message_id(id, &email);
         let mime =
             mime::render(&email, &message_id, self.max_message_bytes).map_err(|e| match e {
                 mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
                 mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
             })?;
+        let from = email.from.email.as_str().to_string();
+        let rcpts: Vec<String> = email
+            .recipients()
+            .into_iter()
+            .map(|(_, a)| a.as_str().to_string())
+            .collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        let screened = self.screen(key.project_id, id, mime, &from, &rcpts).await?;
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime,
+            mime: screened.mime,
+            hold: screened.hold,
+            scan: screened.scan,
         })
     }
 
@@ -178,6 +294,8 @@ impl SubmissionCore {
                 tags: email.tags,
                 relay: email.relay,
                 send_at: email.send_at,
+                hold: p.hold,
+                scan: p.scan,
             });
         }
         self.commit_accepted(key.project_id, batch).await
@@ -246,6 +364,18 @@ impl SubmissionCore {
         key: Option<&AuthenticatedKey>,
         raw: RawMessage,
     ) -> Result<Accepted, SubmissionError> {
+        let mut mime = raw.mime;
+        if let Some(tracker) = &self.tracker {
+            let choice = tracker
+                .choice(project_id, raw.track.unwrap_or_default())
+                .await
+                .map_err(anyhow::Error::from)?;
+            mime = tracker.mime(&mime, raw.id, choice);
+        }
+        let rcpts: Vec<&str> = raw.recipients.iter().map(|(_, a)| a.as_str()).collect();
+        let screened = self
+            .screen(project_id, raw.id, mime, raw.from.as_str(), &rcpts)
+            .await?;
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -253,10 +383,12 @@ impl SubmissionCore {
             from: raw.from.as_str().to_string(),
             subject: raw.subject,
             message_id: raw.message_id,
-            mime: raw.mime,
+            mime: screened.mime,
             tags: raw.tags,
             relay: None,
             send_at: None,
+            hold: screened.hold,
+            scan: screened.scan,
             recipients: raw
                 .recipients
                 .iter()
@@ -281,6 +413,8 @@ pub struct RawMessage {
     pub subject: String,
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
+    /// `X-Mailgate-Track`, if the message had one; otherwise the project's defaults.
+    pub track: Option<Track>,
 }
 
 /// The answer to a commit of one message.

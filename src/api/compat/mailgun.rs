@@ -69,9 +69,6 @@ impl super::guard::Provider for Mailgun {
 
 /// Options accepted and not acted on: named in `X-Mailgate-Ignored`.
 const IGNORED: &[&str] = &[
-    "o:tracking",
-    "o:tracking-clicks",
-    "o:tracking-opens",
     "o:tracking-pixel-location-top",
     "o:require-tls",
     "o:skip-verification",
@@ -197,6 +194,15 @@ impl Form {
         out
     }
 
+    /// A `yes`/`no` option (`true`/`false`, and `htmlonly` for clicks, count too).
+    fn flag(&self, name: &str) -> Option<bool> {
+        match self.one(name)?.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "htmlonly" => Some(true),
+            "no" | "false" => Some(false),
+            _ => None,
+        }
+    }
+
     fn test_mode(&self) -> bool {
         self.one("o:testmode")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true"))
@@ -221,6 +227,9 @@ impl Form {
             "o:deliverytime",
             "template",
             "t:variables",
+            "o:tracking",
+            "o:tracking-opens",
+            "o:tracking-clicks",
         ];
         for (name, value) in &self.fields {
             if let Some(header) = name.strip_prefix("h:") {
@@ -304,6 +313,10 @@ impl Form {
             metadata: (!metadata.is_empty()).then_some(metadata),
             relay: None,
             send_at,
+            track: super::track(
+                self.flag("o:tracking-opens").or(self.flag("o:tracking")),
+                self.flag("o:tracking-clicks").or(self.flag("o:tracking")),
+            ),
         })
     }
 }

@@ -130,6 +130,12 @@ pub(crate) fn describe(problem: &Problem, field: fn(&str) -> String) -> String {
     }
 }
 
+/// A provider's open and click tracking flags as a send's `track`; `None` when it gives
+/// neither, so the project's defaults apply.
+pub(crate) fn track(opens: Option<bool>, clicks: Option<bool>) -> Option<crate::domain::Track> {
+    (opens.is_some() || clicks.is_some()).then_some(crate::domain::Track { opens, clicks })
+}
+
 /// The names among `fields` that `body` gives (not null): accepted and not acted on.
 pub(crate) fn ignored_in(body: &serde_json::Value, fields: &[&str]) -> Vec<String> {
     fields

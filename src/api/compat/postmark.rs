@@ -73,15 +73,10 @@ impl super::guard::Provider for Postmark {
 const MAX_BATCH: usize = 500;
 
 /// Fields accepted and not acted on (named in `X-Mailgate-Ignored`) when they ask for
-/// something: tracking, CSS inlining and streams other than `outbound`.
+/// something: CSS inlining, text-only link tracking and streams other than `outbound`.
 fn ignored(body: &Value) -> Vec<String> {
     let mut out = ignored_in(body, &["InlineCss"]);
-    if body.get("TrackOpens") == Some(&json!(true)) {
-        out.push("TrackOpens".into());
-    }
-    if let Some(links) = body.get("TrackLinks").and_then(Value::as_str)
-        && links != "None"
-    {
+    if body.get("TrackLinks").and_then(Value::as_str) == Some("TextOnly") {
         out.push("TrackLinks".into());
     }
     if let Some(stream) = body.get("MessageStream").and_then(Value::as_str)
@@ -125,10 +120,10 @@ pub struct Message {
     pub attachments: Option<Vec<Attachment>>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Ignored (no tracking yet); named in `X-Mailgate-Ignored` when true.
+    /// The send's `track.opens`.
     #[serde(default)]
     pub track_opens: Option<bool>,
-    /// Ignored (no tracking yet); named in `X-Mailgate-Ignored` unless `None`.
+    /// `None` or not: the send's `track.clicks` (links of the HTML part are tracked).
     #[serde(default)]
     pub track_links: Option<String>,
     /// `outbound`; any other stream is sent the same way and named in `X-Mailgate-Ignored`.
@@ -246,6 +241,11 @@ impl Message {
             metadata: self.metadata.filter(|m| !m.is_empty()),
             relay: None,
             send_at: None,
+            track: super::track(
+                self.track_opens,
+                // mailgate tracks the links of the HTML part.
+                self.track_links.as_deref().map(|links| links != "None"),
+            ),
         })
     }
 }

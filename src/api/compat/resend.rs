@@ -209,6 +209,8 @@ impl Email {
             metadata: (!metadata.is_empty()).then_some(metadata),
             relay: None,
             send_at,
+            // Resend sets tracking per domain, not per send: the project's defaults apply.
+            track: None,
         })
     }
 }

@@ -112,7 +112,8 @@ pub struct Mail {
     pub ip_pool_name: Option<String>,
     #[serde(default)]
     pub mail_settings: Option<MailSettings>,
-    /// Accepted and ignored: mailgate does not track opens or clicks.
+    /// `open_tracking.enable` and `click_tracking.enable` are the send's `track`; other
+    /// settings are ignored (named in `X-Mailgate-Ignored`).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub tracking_settings: Option<Value>,
@@ -227,7 +228,15 @@ impl Mail {
             ("batch_id", self.batch_id.is_some()),
             ("asm", self.asm.is_some()),
             ("ip_pool_name", self.ip_pool_name.is_some()),
-            ("tracking_settings", self.tracking_settings.is_some()),
+            (
+                "tracking_settings",
+                self.tracking_settings.as_ref().is_some_and(|t| {
+                    t.as_object().is_some_and(|m| {
+                        m.keys()
+                            .any(|k| k != "open_tracking" && k != "click_tracking")
+                    })
+                }),
+            ),
         ] {
             if given {
                 out.push(name.to_string());
@@ -316,6 +325,7 @@ impl Mail {
             let mut metadata = self.custom_args.clone().unwrap_or_default();
             metadata.extend(p.custom_args.unwrap_or_default());
             let template = self.template_id.clone();
+            let setting = |name: &str| self.tracking_settings.as_ref()?[name]["enable"].as_bool();
             requests.push(SendRequest {
                 from: serde_json::to_value(p.from.as_ref().unwrap_or(&self.from))
                     .map_err(anyhow::Error::from)?,
@@ -346,6 +356,7 @@ impl Mail {
                 metadata: (!metadata.is_empty()).then_some(metadata),
                 relay: None,
                 send_at,
+                track: super::track(setting("open_tracking"), setting("click_tracking")),
             });
         }
         if errors.is_empty() {
