@@ -574,3 +574,65 @@ impl utoipa::ToSchema for MessageBatch {
         <Message as utoipa::ToSchema>::schemas(schemas);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Track;
+
+    fn message(body: Value) -> Message {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn nulls_lists_and_tracking_map_onto_the_native_request() {
+        // postmarker's explicit nulls, a comma-separated To, a cid: ContentID.
+        let request = message(json!({
+            "From": "a@x.test", "To": "b@x.test, \"Doe, Jo\" <j@x.test>", "Cc": null,
+            "Subject": "s", "TextBody": "t", "HtmlBody": null, "TemplateId": null,
+            "TrackOpens": true, "TrackLinks": "HtmlAndText",
+            "Attachments": [{"Name": "a.png", "Content": "aGk=", "ContentType": "image/png",
+                             "ContentID": "cid:logo"}],
+        }))
+        .into_request(Kind::Content)
+        .unwrap();
+        assert_eq!(
+            request.to,
+            Some(json!(["b@x.test", "\"Doe, Jo\" <j@x.test>"]))
+        );
+        assert_eq!(request.cc, None);
+        assert_eq!(
+            request.track,
+            Some(Track {
+                opens: Some(true),
+                clicks: Some(true)
+            })
+        );
+        let attachments = request.attachments.unwrap();
+        assert_eq!(attachments[0].content_id.as_deref(), Some("logo"));
+        let request = message(json!({"From": "a@x.test", "To": "b@x.test", "TrackLinks": "None"}))
+            .into_request(Kind::Content)
+            .unwrap();
+        assert_eq!(
+            request.track,
+            Some(Track {
+                opens: None,
+                clicks: Some(false)
+            })
+        );
+    }
+
+    #[test]
+    fn templates_only_through_with_template() {
+        let with = || message(json!({"From": "a@x.test", "To": "b@x.test", "TemplateId": 7}));
+        assert!(with().into_request(Kind::Content).is_err());
+        assert_eq!(
+            with()
+                .into_request(Kind::Template)
+                .unwrap()
+                .template
+                .as_deref(),
+            Some("7")
+        );
+    }
+}

@@ -809,3 +809,36 @@ impl utoipa::ToSchema for EmailBatch {
         <Email as utoipa::ToSchema>::schemas(schemas);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_at_takes_rfc3339_or_in_n_units() {
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(schedule("in 1 min", now), Some(now + Duration::minutes(1)));
+        assert_eq!(schedule("in 2 Hours", now), Some(now + Duration::hours(2)));
+        assert_eq!(
+            schedule("2030-01-02T00:00:00Z", now),
+            Some(now + Duration::days(1))
+        );
+        assert_eq!(schedule("tomorrow at 9", now), None);
+    }
+
+    #[test]
+    fn attachment_content_in_its_three_forms() {
+        assert_eq!(
+            content_bytes(&json!([104, 105])).unwrap(),
+            Some(b"hi".to_vec())
+        );
+        assert_eq!(
+            content_bytes(&json!({"type": "Buffer", "data": [104, 105]})).unwrap(),
+            Some(b"hi".to_vec())
+        );
+        assert_eq!(content_bytes(&json!("aGk=")).unwrap(), None);
+        assert!(content_bytes(&json!([256])).is_err());
+    }
+}

@@ -589,3 +589,57 @@ pub async fn send(
     warn_ignored(&mut response, &ignored);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Track;
+
+    #[test]
+    fn each_personalization_is_a_message_with_its_overrides() {
+        let mail: Mail = serde_json::from_value(json!({
+            "from": {"email": "a@x.test"}, "subject": "all",
+            "personalizations": [
+                {"to": [{"email": "b@x.test"}], "custom_args": {"n": "1"}},
+                {"to": [{"email": "c@x.test", "name": "C"}], "subject": "mine", "send_at": 1893456000}
+            ],
+            "content": [{"type": "text/plain", "value": "t"}],
+            "custom_args": {"n": "0", "k": "v"}, "categories": ["welcome"],
+            "tracking_settings": {"open_tracking": {"enable": true}, "ganalytics": {"enable": true}}
+        }))
+        .unwrap();
+        assert_eq!(mail.ignored(), ["tracking_settings"]);
+        let requests = mail.into_requests().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].subject.as_deref(), Some("all"));
+        assert_eq!(requests[1].subject.as_deref(), Some("mine"));
+        assert_eq!(requests[0].metadata.as_ref().unwrap()["n"], "1");
+        assert_eq!(requests[0].metadata.as_ref().unwrap()["k"], "v");
+        assert_eq!(requests[1].send_at.as_deref(), Some("2030-01-01T00:00:00Z"));
+        assert_eq!(
+            requests[1].track,
+            Some(Track {
+                opens: Some(true),
+                clicks: None
+            })
+        );
+    }
+
+    #[test]
+    fn content_changing_fields_are_refused_by_name() {
+        let mail: Mail = serde_json::from_value(json!({
+            "from": {"email": "a@x.test"},
+            "personalizations": [{"to": [{"email": "b@x.test"}], "substitutions": {"-n-": "1"}}],
+            "mail_settings": {"footer": {"enable": true, "text": "bye"}}
+        }))
+        .unwrap();
+        let Err(ApiError::Validation(errors)) = mail.into_requests() else {
+            panic!("refused")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["mail_settings.footer", "personalizations.0.substitutions"]
+        );
+    }
+}
