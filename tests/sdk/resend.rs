@@ -1,6 +1,6 @@
 //! resend-python and the resend Node SDK against mailgate's Resend routes.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     clients::{Runtime, run},
@@ -10,7 +10,8 @@ use crate::{
 
 /// Plain send, attachment, cc/bcc/reply-to/headers/tags, template, batch, Idempotency-Key,
 /// `GET /emails/{id}`, an invalid recipient, a 429 and a bad key; every delivery checked.
-async fn scenario_set(runtime: Runtime, script: &str) -> Value {
+/// `extra` deliveries beyond the common set come from the script's own scenarios.
+async fn scenario_set(runtime: Runtime, script: &str, extra: usize) -> Value {
     let smtp = TestSmtpServer::start().await;
     let app = spawn_app_relaying_to(&smtp).await;
     app.put_template("welcome", &mail::welcome_template()).await;
@@ -40,22 +41,38 @@ async fn scenario_set(runtime: Runtime, script: &str) -> Value {
     assert_eq!(got["tags"][0]["value"], "welcome");
 
     // plain, attachment, extras ×3, template, batch ×2, idempotent, limited.
-    mail::check(&smtp, Expected { deliveries: 10 }).await;
+    mail::check(
+        &smtp,
+        Expected {
+            deliveries: 10 + extra,
+        },
+    )
+    .await;
     out
 }
 
 #[tokio::test]
 async fn resend_python_sdk_sends_through_mailgate() {
-    let out = scenario_set(Runtime::Python, "resend_client.py").await;
+    // One more delivery: the good item of the permissive batch.
+    let out = scenario_set(Runtime::Python, "resend_client.py", 1).await;
     // resend-python's own exception classes, chosen by status and `name`.
     assert_eq!(out["invalid"]["class"], "ValidationError", "{out}");
     assert_eq!(out["rate_limited"]["class"], "RateLimitError", "{out}");
     assert_eq!(out["bad_key"]["class"], "InvalidApiKeyError", "{out}");
+    // The same Idempotency-Key with another body.
+    assert_eq!(
+        out["idempotency_conflict"],
+        json!({"class": "ResendError", "code": "409"}),
+        "{out}"
+    );
+    // x-batch-validation: permissive sends the good item and names the bad one.
+    assert_eq!(out["permissive"]["data"].as_array().unwrap().len(), 1);
+    assert_eq!(out["permissive"]["errors"][0]["index"], 1, "{out}");
 }
 
 #[tokio::test]
 async fn resend_node_sdk_sends_through_mailgate() {
-    let out = scenario_set(Runtime::Node, "resend_client.cjs").await;
+    let out = scenario_set(Runtime::Node, "resend_client.cjs", 0).await;
     // resend-node returns the error body as `error`.
     assert_eq!(out["invalid"]["name"], "validation_error", "{out}");
     assert_eq!(out["invalid"]["statusCode"], 422);

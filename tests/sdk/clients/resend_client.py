@@ -53,6 +53,15 @@ once = {"from": FROM, "to": "idem@x.test", "subject": "idempotent", "text": "onc
 out["idempotent"] = [
     resend.Emails.send(once, {"idempotency_key": "order-1042"})["id"] for _ in range(2)
 ]
+# The same key with another body: Resend's 409 invalid_idempotent_request.
+out["idempotency_conflict"] = raised(lambda: resend.Emails.send(
+    dict(once, subject="changed"), {"idempotency_key": "order-1042"}))
+# Permissive batch validation: the good item is sent, the bad one listed by index.
+permissive = resend.Batch.send([
+    {"from": FROM, "to": "b3@x.test", "subject": "permissive", "text": "three"},
+    {"from": FROM, "to": "not-an-address", "subject": "bad", "text": "x"},
+], {"batch_validation": "permissive"})
+out["permissive"] = {"data": permissive["data"], "errors": permissive.get("errors")}
 out["get"] = dict(resend.Emails.get(out["extras"]))
 out["invalid"] = raised(lambda: resend.Emails.send(
     {"from": FROM, "to": "not-an-address", "subject": "x", "text": "x"}))
