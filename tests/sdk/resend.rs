@@ -39,6 +39,13 @@ async fn scenario_set(runtime: Runtime, script: &str, extra: usize) -> Value {
     assert_eq!(got["subject"], "extras");
     assert_eq!(got["tags"][0]["name"], "category");
     assert_eq!(got["tags"][0]["value"], "welcome");
+    // `scheduled_at: "in 1 hour"`, then `POST /emails/{id}/cancel`: nothing is sent.
+    let scheduled = out["scheduled"].as_str().unwrap();
+    assert_eq!(out["cancel"]["object"], "email", "{out}");
+    assert_eq!(out["cancel"]["id"], scheduled);
+    let email = app.get_email(scheduled).await;
+    assert_eq!(email["status"], "cancelled", "{email}");
+    assert!(email["send_at"].as_str().is_some(), "{email}");
 
     // plain, attachment, extras ×3, template, batch ×2, idempotent, limited.
     mail::check(

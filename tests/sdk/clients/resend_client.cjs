@@ -46,6 +46,10 @@ async function main() {
   }
   const got = await resend.emails.get(out.extras);
   out.get = got.data;
+  // Scheduled in Resend's plain words, then cancelled.
+  out.scheduled = id(await resend.emails.send({ from: FROM, to: "later@x.test", subject: "later",
+    text: "x", scheduledAt: "in 1 hour" }));
+  out.cancel = (await resend.emails.cancel(out.scheduled)).data;
   const invalid = await resend.emails.send({ from: FROM, to: "not-an-address", subject: "x", text: "x" });
   out.invalid = invalid.error;
   const limitedClient = new Resend(process.env.MAILGATE_LIMITED_KEY, { baseUrl: url });

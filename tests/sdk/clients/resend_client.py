@@ -63,6 +63,11 @@ permissive = resend.Batch.send([
 ], {"batch_validation": "permissive"})
 out["permissive"] = {"data": permissive["data"], "errors": permissive.get("errors")}
 out["get"] = dict(resend.Emails.get(out["extras"]))
+# Scheduled in Resend's plain words, then cancelled.
+out["scheduled"] = resend.Emails.send({
+    "from": FROM, "to": "later@x.test", "subject": "later", "text": "x",
+    "scheduled_at": "in 1 hour"})["id"]
+out["cancel"] = dict(resend.Emails.cancel(out["scheduled"]))
 out["invalid"] = raised(lambda: resend.Emails.send(
     {"from": FROM, "to": "not-an-address", "subject": "x", "text": "x"}))
 resend.api_key = os.environ["MAILGATE_LIMITED_KEY"]
