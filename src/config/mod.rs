@@ -7,6 +7,7 @@
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
+mod console;
 mod delivery;
 mod dkim;
 mod env;
@@ -35,6 +36,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
@@ -80,6 +82,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
+    /// The web console at `/console`.
+    pub console: ConsoleConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -118,6 +122,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            console: ConsoleConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -185,6 +190,7 @@ impl Config {
         self.redis.validate()?;
         self.smtp.validate()?;
         self.webhooks.validate()?;
+        self.console.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())
     }

@@ -398,21 +398,26 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
     let key = key.require(Scope::Webhooks)?;
-    let secret = WebhookSecret::generate();
-    let overlap = state.config.webhooks.rotation_overlap_secs as f64;
-    let row = store::rotate_secret(
-        &state.pool,
-        key.project_id,
-        parse_id(&id)?,
-        secret.expose(),
-        overlap,
-    )
-    .await?
-    .ok_or(ApiError::NotFound("webhook"))?;
+    let (row, secret) = rotate(&state, key.project_id, parse_id(&id)?).await?;
     Ok(Json(WebhookWithSecret {
         endpoint: row.into(),
         secret: secret.expose().to_string(),
     }))
+}
+
+/// Gives an endpoint a new secret, the old one signing alongside for the overlap (the
+/// console's rotate button too). The secret is returned to be shown once.
+pub async fn rotate(
+    state: &AppState,
+    project_id: Uuid,
+    id: Uuid,
+) -> ApiResult<(EndpointRow, WebhookSecret)> {
+    let secret = WebhookSecret::generate();
+    let overlap = state.config.webhooks.rotation_overlap_secs as f64;
+    let row = store::rotate_secret(&state.pool, project_id, id, secret.expose(), overlap)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok((row, secret))
 }
 
 #[cfg(test)]
