@@ -9,6 +9,7 @@
 mod assets;
 mod chart;
 mod error;
+mod keys;
 mod messages;
 mod mime_view;
 mod operator;
@@ -79,6 +80,9 @@ pub fn router(state: AppState) -> Router {
             "/console/webhooks/{id}/deliveries/{delivery}/replay",
             post(webhooks::replay_delivery),
         )
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/{id}/revoke", post(keys::revoke))
+        .route("/console/keys/{id}/limits", post(keys::limits))
         .route("/console/projects", get(operator::projects))
         .route("/console/project", post(operator::choose_project))
         .route("/console/queue", get(operator::queue))

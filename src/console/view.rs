@@ -16,7 +16,7 @@ use tera::{Context, Tera};
 use super::session::{Viewer, Who};
 use crate::domain::Scope;
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -33,6 +33,7 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("template.html", include_str!("templates/template.html")),
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
+    ("keys.html", include_str!("templates/keys.html")),
 ];
 
 static TERA: LazyLock<Tera> = LazyLock::new(|| {
@@ -54,7 +55,7 @@ struct NavItem {
 fn navigation(viewer: &Viewer) -> Vec<NavItem> {
     let mut items = Vec::new();
     let has_project = viewer.project.is_some();
-    let project_pages: [(&str, &str, &str, Scope); 5] = [
+    let project_pages: [(&str, &str, &str, Scope); 6] = [
         ("/console/overview", "Overview", "overview", Scope::Messages),
         ("/console/messages", "Messages", "messages", Scope::Messages),
         (
@@ -70,6 +71,7 @@ fn navigation(viewer: &Viewer) -> Vec<NavItem> {
             "suppressions",
             Scope::Suppressions,
         ),
+        ("/console/keys", "Keys", "keys", Scope::Keys),
     ];
     for (href, label, section, scope) in project_pages {
         if viewer.may(scope) && (has_project || !viewer.is_operator()) {

@@ -6,7 +6,9 @@
 mod support;
 
 mod forms;
+mod keys;
 mod messages;
+mod operator;
 mod security;
 mod sign_in;
 mod suppressions;

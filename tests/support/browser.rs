@@ -326,39 +326,45 @@ impl Browser {
         }
     }
 
-    pub async fn set_width(&self, width: u32, height: u32) {
-        self.command(
-            reqwest::Method::POST,
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
+    /// The whole page at `width` CSS pixels, as `<name>-<width>.png` in `screenshot_dir()`:
+    /// the viewport is emulated at that width (as a phone's would be) and the capture goes
+    /// beyond it to the page's full height, through Chromium's DevTools command.
+    pub async fn screenshot(&self, name: &str, width: u32) -> PathBuf {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}),
         )
         .await;
-    }
-
-    /// The whole page at `width` CSS pixels, as `<name>-<width>.png` in `screenshot_dir()`.
-    /// The window is made as tall as the page for the shot, then set back.
-    pub async fn screenshot(&self, name: &str, width: u32) -> PathBuf {
-        self.set_width(width, 900).await;
-        let height = self
-            .execute(
-                "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight);",
-                json!([]),
+        let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await;
+        let height = metrics["cssContentSize"]["height"]
+            .as_f64()
+            .unwrap_or(900.0)
+            .clamp(600.0, 8000.0);
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
             )
-            .await
-            .as_u64()
-            .unwrap_or(900)
-            .clamp(600, 6000) as u32;
-        self.set_width(width, height).await;
-        let png = self
-            .command(reqwest::Method::GET, "/screenshot", None)
             .await;
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("base64 PNG"))
+            .decode(shot["data"].as_str().expect("base64 PNG"))
             .expect("valid base64");
         let path = screenshot_dir().join(format!("{name}-{width}.png"));
         std::fs::write(&path, bytes).expect("screenshot written");
-        self.set_width(1280, 900).await;
+        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await;
         path
+    }
+
+    /// A Chrome DevTools command, through chromedriver.
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
     }
 
     /// Signs in to the console at `base` with `token` from the sign-in page; returns the
