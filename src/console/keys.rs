@@ -134,8 +134,7 @@ pub async fn create(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> ConsoleResult<Response> {
     let form = Fields(pairs);
-    viewer.check_csrf(form.one("csrf"))?;
-    let project = viewer.project_for(Scope::Keys)?;
+    let project = viewer.may_change(form.one("csrf"), Scope::Keys)?;
     let mut errors = Vec::new();
     let body = CreateKey {
         project: None,
@@ -161,8 +160,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(Fields(pairs).one("csrf"))?;
-    let project = viewer.project_for(Scope::Keys)?;
+    let project = viewer.may_change(Fields(pairs).one("csrf"), Scope::Keys)?;
     revoke_in(&state, key_id(&id)?, Some(project)).await?;
     Ok(Redirect::to("/console/keys?done=revoked").into_response())
 }
@@ -175,8 +173,7 @@ pub async fn limits(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> ConsoleResult<Response> {
     let form = Fields(pairs);
-    viewer.check_csrf(form.one("csrf"))?;
-    let project = viewer.project_for(Scope::Keys)?;
+    let project = viewer.may_change(form.one("csrf"), Scope::Keys)?;
     let mut errors = Vec::new();
     let body = UpdateKey {
         rate_per_sec: Some(form.number("rate_per_sec", &mut errors)),

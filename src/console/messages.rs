@@ -193,6 +193,17 @@ fn reply(code: Option<i32>, enhanced: Option<&str>, text: Option<&str>) -> Strin
     .join(" ")
 }
 
+/// The message's MIME as stored (and relayed), if it is this project's.
+async fn stored_source(
+    state: &AppState,
+    project: uuid::Uuid,
+    id: uuid::Uuid,
+) -> ConsoleResult<Vec<u8>> {
+    messages::source(&state.pool, project, id)
+        .await?
+        .ok_or(ConsoleError::NotFound("message"))
+}
+
 pub async fn show(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -201,9 +212,7 @@ pub async fn show(
     let project = viewer.project_for(Scope::Messages)?;
     let id = parse_id(&id)?;
     let email = detail(&state, project, id).await?;
-    let source = messages::source(&state.pool, project, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("message"))?;
+    let source = stored_source(&state, project, id).await?;
     let parts = mime_view::read(&source);
     let shown = &source[..source.len().min(SOURCE_SHOWN)];
     let cancellable = email.recipients.iter().any(|r| {
@@ -296,9 +305,7 @@ pub async fn html_part(
 ) -> ConsoleResult<Response> {
     let project = viewer.project_for(Scope::Messages)?;
     let id = parse_id(&id)?;
-    let source = messages::source(&state.pool, project, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("message"))?;
+    let source = stored_source(&state, project, id).await?;
     let html = mime_view::read(&source)
         .html
         .ok_or(ConsoleError::NotFound("HTML part"))?;
@@ -321,9 +328,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    // Cancelling is a send-scope action in the API too.
-    let project = viewer.project_for(Scope::Send)?;
+    let project = viewer.may_change(&form.csrf, Scope::Send)?;
     let id = parse_id(&id)?;
     cancel_message(&state, project, id).await?;
     Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())

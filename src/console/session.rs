@@ -86,6 +86,13 @@ impl Viewer {
         matches!(self.who, Who::Operator)
     }
 
+    /// A form that changes something in the project under `scope`: its CSRF token must be
+    /// this session's, and the viewer must hold the scope. The project it acts on.
+    pub fn may_change(&self, csrf: &str, scope: Scope) -> ConsoleResult<uuid::Uuid> {
+        self.check_csrf(csrf)?;
+        self.project_for(scope)
+    }
+
     /// A state-changing form must send back this session's token.
     pub fn check_csrf(&self, sent: &str) -> ConsoleResult<()> {
         if same_secret(sent, &self.csrf) {

@@ -122,8 +122,7 @@ pub async fn add(
     viewer: Viewer,
     Form(form): Form<AddForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Suppressions)?;
+    let project = viewer.may_change(&form.csrf, Scope::Suppressions)?;
     let detail = form.detail.as_deref().filter(|d| !d.trim().is_empty());
     let reason = form.reason.as_deref().filter(|r| !r.is_empty());
     let (entry, _) = add_checked(&state, project, form.email.trim(), reason, detail).await?;
@@ -147,8 +146,7 @@ pub async fn remove(
     viewer: Viewer,
     Form(form): Form<RemoveForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Suppressions)?;
+    let project = viewer.may_change(&form.csrf, Scope::Suppressions)?;
     let email = lookup_key(&form.email).map_err(|_| ConsoleError::NotFound("suppression"))?;
     if !store::remove(&state.pool, project, email).await? {
         return Err(ConsoleError::NotFound("suppression"));

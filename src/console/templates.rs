@@ -165,8 +165,7 @@ pub async fn save(
     viewer: Viewer,
     Form(form): Form<TemplateForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Templates)?;
+    let project = viewer.may_change(&form.csrf, Scope::Templates)?;
     // A stored template keeps its name; a new one must not take an existing one's.
     let (name, mode) = if form.original.is_empty() {
         (form.name.trim().to_string(), SaveMode::Create)
@@ -211,8 +210,7 @@ pub async fn preview(
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    viewer.check_csrf(sent)?;
-    let project = viewer.project_for(Scope::Templates)?;
+    let project = viewer.may_change(sent, Scope::Templates)?;
     let field = |name: &str| {
         body.get(name)
             .and_then(Value::as_str)

@@ -191,8 +191,7 @@ pub async fn set_enabled(
     Path(id): Path<String>,
     Form(form): Form<EnabledForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Webhooks)?;
+    let project = viewer.may_change(&form.csrf, Scope::Webhooks)?;
     let id = parse_id(&id)?;
     let enabled = form.enabled == "true";
     let changes = EndpointChanges {
@@ -215,8 +214,7 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Webhooks)?;
+    let project = viewer.may_change(&form.csrf, Scope::Webhooks)?;
     let (row, secret) = rotate(&state, project, parse_id(&id)?).await?;
     page(
         &state,
@@ -234,8 +232,7 @@ pub async fn send_test(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Webhooks)?;
+    let project = viewer.may_change(&form.csrf, Scope::Webhooks)?;
     let endpoint = endpoint(&state, project, &id).await?;
     queue_test(&state, &endpoint).await?;
     Ok(Redirect::to(&format!("/console/webhooks/{}?done=test", endpoint.id)).into_response())
@@ -247,8 +244,7 @@ pub async fn replay_delivery(
     Path((id, delivery)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> ConsoleResult<Response> {
-    viewer.check_csrf(&form.csrf)?;
-    let project = viewer.project_for(Scope::Webhooks)?;
+    let project = viewer.may_change(&form.csrf, Scope::Webhooks)?;
     let endpoint = endpoint(&state, project, &id).await?;
     let delivery = Uuid::parse_str(&delivery).map_err(|_| ConsoleError::NotFound("delivery"))?;
     replay(&state, &endpoint, delivery).await?;

@@ -107,14 +107,20 @@ async fn a_message_sent_over_the_api_is_listed_and_its_timeline_shows_delivered(
         browser.attribute(&frame, "sandbox").await.as_deref(),
         Some("")
     );
+    browser
+        .wait_until(
+            "the preview frame loading",
+            "return performance.getEntriesByType('resource').some(e => e.initiatorType === 'iframe' && e.responseEnd > 0);",
+        )
+        .await;
+    browser.screenshot("message", 1280).await;
+    browser.screenshot("message", 390).await;
     // The MIME source is the stored message, byte for byte (shown as text).
     browser
         .click("section[aria-labelledby=content-h] details summary")
         .await;
     let source = browser.text("pre.source").await;
     assert!(source.contains("Subject: Your receipt #1042"), "{source}");
-    browser.screenshot("message", 1280).await;
-    browser.screenshot("message", 390).await;
 }
 
 #[tokio::test]

@@ -311,6 +311,15 @@ impl Browser {
         }
     }
 
+    /// Waits until `script` (a function body) returns `true` in the page.
+    pub async fn wait_until(&self, what: &str, script: &str) {
+        let start = Instant::now();
+        while self.execute(script, json!([])).await != Value::Bool(true) {
+            assert!(start.elapsed() < WAIT, "{what} did not happen in {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the text of `css` satisfies `wanted`; returns it.
     pub async fn wait_for_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -327,8 +336,8 @@ impl Browser {
     }
 
     /// The whole page at `width` CSS pixels, as `<name>-<width>.png` in `screenshot_dir()`:
-    /// the viewport is emulated at that width (as a phone's would be) and the capture goes
-    /// beyond it to the page's full height, through Chromium's DevTools command.
+    /// the viewport is emulated at that width (as a phone's would be) and as tall as the
+    /// page, through Chromium's DevTools commands.
     pub async fn screenshot(&self, name: &str, width: u32) -> PathBuf {
         self.cdp(
             "Emulation.setDeviceMetricsOverride",
@@ -339,13 +348,17 @@ impl Browser {
         let height = metrics["cssContentSize"]["height"]
             .as_f64()
             .unwrap_or(900.0)
-            .clamp(600.0, 8000.0);
+            .clamp(600.0, 8000.0)
+            .ceil();
+        // The viewport as tall as the page, so frames below the fold are painted too.
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let shot = self
-            .cdp(
-                "Page.captureScreenshot",
-                json!({"format": "png", "captureBeyondViewport": true,
-                       "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
-            )
+            .cdp("Page.captureScreenshot", json!({"format": "png"}))
             .await;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("base64 PNG"))
