@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, auth::KeyCache},
     config::Config,
-    delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays},
+    delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
+    inbound::{self, Domains, InboundQueue, InboundRunner, Inbox, Processor},
     queue::{MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter},
     retention,
@@ -21,6 +22,7 @@ use crate::{
     store::group_commit::GroupCommit,
     submission::SubmissionCore,
     templates::TemplateCache,
+    tokens::TokenKey,
     webhooks,
 };
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub auth_throttle: AuthThrottle,
     /// Where every way in submits mail (`submission`).
     pub submissions: SubmissionCore,
+    /// Signs and checks VERP return paths and tracking links.
+    pub tokens: TokenKey,
 }
 
 pub struct Application {
@@ -46,6 +50,9 @@ pub struct Application {
     delivery: Option<DeliveryRunner>,
     smtp: Option<SmtpListener>,
     webhooks: Option<webhooks::WebhookRunner>,
+    /// The MX-facing listener for bounces, complaints and inbound mail (`inbound.addr`).
+    inbound: Option<SmtpListener>,
+    inbound_runner: Option<InboundRunner>,
     dkim: Arc<DkimKeys>,
 }
 
@@ -62,6 +69,12 @@ impl Application {
         )?);
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();
+        let tokens = TokenKey::new(
+            &store::server_keys::load_or_create(&pool, "tokens")
+                .await
+                .context("cannot load the server's token key")?,
+        );
+        let domains = Domains::new(pool.clone(), config.bounce.domain.as_deref());
         let limiter = Limiter::new(&config)?;
         let auth_throttle = AuthThrottle::per_minute(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
@@ -76,7 +89,12 @@ impl Application {
         let delivery = config.workers_enabled.then(|| {
             DeliveryRunner::new(
                 MailQueue::new(pool.clone(), waker.webhooks.clone()),
-                Deliverer::new(relays.clone(), config.delivery.clone()).with_dkim(dkim.clone()),
+                Deliverer::new(relays.clone(), config.delivery.clone())
+                    .with_dkim(dkim.clone())
+                    .with_return_path(Some(ReturnPath {
+                        domain: config.bounce.domain.clone(),
+                        key: tokens.clone(),
+                    })),
                 waker.mail.clone(),
                 delivery::runner_config(&config.delivery),
             )
@@ -92,6 +110,31 @@ impl Application {
         } else {
             None
         };
+        // Every instance processes inbound mail, whichever instance's listener took it.
+        let inbound_runner = config.workers_enabled.then(|| {
+            InboundRunner::new(
+                InboundQueue::new(pool.clone(), waker.webhooks.clone()),
+                Processor::new(
+                    pool.clone(),
+                    domains.clone(),
+                    tokens.clone(),
+                    &config.inbound,
+                ),
+                waker.inbound.clone(),
+                inbound::runner_config(&config.inbound),
+            )
+        });
+        let inbound = match config.inbound.addr {
+            Some(_) => Some(
+                SmtpListener::bind_inbound(
+                    &config,
+                    pool.clone(),
+                    Inbox::new(pool.clone(), domains, waker.inbound.clone()),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         // A quarter of the pool commits sends: enough that a lone send never waits for a
         // committer, few enough that a burst forms groups instead of a queue of statements.
         let committers = (config.database_pool_size as usize / 4).clamp(2, 8);
@@ -104,7 +147,14 @@ impl Application {
             waker.mail.clone(),
             config.http.max_message_bytes,
             config.http.max_schedule_days,
-        );
+        )
+        .with_tracker(config.tracking.base().map(|base| {
+            Arc::new(crate::tracking::Tracker::new(
+                base,
+                tokens.clone(),
+                pool.clone(),
+            ))
+        }));
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -115,6 +165,7 @@ impl Application {
             limiter,
             auth_throttle,
             submissions,
+            tokens,
         };
         let smtp = if state.config.smtp.enabled {
             let mut listener =
@@ -135,6 +186,8 @@ impl Application {
             delivery,
             smtp,
             webhooks,
+            inbound,
+            inbound_runner,
             dkim,
         })
     }
@@ -151,6 +204,16 @@ impl Application {
     /// The SMTP listener's implicit-TLS port, when configured.
     pub fn smtp_implicit_tls_addr(&self) -> Option<SocketAddr> {
         self.smtp.as_ref().and_then(SmtpListener::implicit_tls_addr)
+    }
+
+    /// The inbound listener's port, when `inbound.addr` is set.
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        self.inbound.as_ref().and_then(SmtpListener::local_addr)
+    }
+
+    /// The inbound queue's runner (when workers are on).
+    pub fn inbound_runner(&self) -> Option<&InboundRunner> {
+        self.inbound_runner.as_ref()
     }
 
     /// Rate-limits SMTP submission (one unit per message); see `smtp::limit`.
@@ -183,10 +246,13 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={}",
+            "http={} smtp={} inbound={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={}",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
+                .as_ref()
+                .map_or("off".to_string(), SmtpListener::describe),
+            self.inbound
                 .as_ref()
                 .map_or("off".to_string(), SmtpListener::describe),
             self.delivery
@@ -230,11 +296,17 @@ impl Application {
         if let Some(smtp) = self.smtp {
             background.spawn(smtp.run(cancel.child_token()));
         }
+        if let Some(inbound) = self.inbound {
+            background.spawn(inbound.run(cancel.child_token()));
+        }
         let mut workers = JoinSet::new();
         if let Some(runner) = self.delivery {
             workers.spawn(runner.run(cancel.child_token()));
         }
         if let Some(runner) = self.webhooks {
+            workers.spawn(runner.run(cancel.child_token()));
+        }
+        if let Some(runner) = self.inbound_runner {
             workers.spawn(runner.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {

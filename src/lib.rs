@@ -20,6 +20,7 @@ pub mod console;
 pub mod delivery;
 pub mod doctor;
 pub mod domain;
+pub mod inbound;
 pub mod mime;
 pub mod queue;
 pub mod ratelimit;
@@ -29,6 +30,8 @@ pub mod store;
 pub mod submission;
 pub mod telemetry;
 pub mod templates;
+pub mod tokens;
+pub mod tracking;
 pub mod webhooks;
 
 pub use app::Application;

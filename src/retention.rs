@@ -1,5 +1,6 @@
-//! Retention: deletes finished messages, old webhook deliveries and expired idempotency keys
-//! in bounded batches, on every instance (batches use SKIP LOCKED, so instances do not collide).
+//! Retention: deletes finished messages, old webhook deliveries, processed inbound mail and
+//! expired idempotency keys in bounded batches, on every instance (batches use SKIP LOCKED,
+//! so instances do not collide).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::RetentionConfig,
-    store::{idempotency, messages, webhooks},
+    store::{idempotency, inbound, messages, webhooks},
 };
 
 /// One full pass; returns (messages, idempotency keys) deleted.
@@ -37,6 +38,21 @@ pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result
         if n < config.batch as u64 {
             break;
         }
+    }
+    // The inbound log (processed bounces, complaints, received mail) is kept as long.
+    let mut inbound_deleted = 0;
+    loop {
+        let n = inbound::purge_processed(pool, config.days, config.batch).await?;
+        inbound_deleted += n;
+        if n < config.batch as u64 {
+            break;
+        }
+    }
+    if inbound_deleted > 0 {
+        tracing::info!(
+            inbound_messages = inbound_deleted,
+            "retention: deleted old inbound mail"
+        );
     }
     if deliveries_deleted > 0 {
         tracing::info!(

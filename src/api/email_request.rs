@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::{
-    Attachment, EmailAddress, FieldError, Mailbox, NewEmail,
+    Attachment, EmailAddress, FieldError, Mailbox, NewEmail, Track,
     email::MAX_RECIPIENTS,
     field_checks::{check_headers, check_metadata, check_tags},
     has_line_break,
@@ -131,6 +131,10 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(format = DateTime)]
     pub send_at: Option<String>,
+    /// Track opens and clicks of this message (needs the server's `tracking.base_url`);
+    /// absent fields take the project's defaults.
+    #[serde(default)]
+    pub track: Option<Track>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -221,6 +225,9 @@ impl Draft for SendRequest {
         max_schedule: chrono::Duration,
     ) -> Result<NewEmail, Vec<FieldError>> {
         SendRequest::validate(self, relay_exists, max_schedule)
+    }
+    fn track(&self) -> Track {
+        self.track.unwrap_or_default()
     }
 }
 

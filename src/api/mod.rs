@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod inbound;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -16,6 +17,7 @@ pub mod projects;
 pub mod relays;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod webhooks;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
@@ -33,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(emails::router())
         .merge(projects::router())
+        .merge(inbound::router())
         .merge(relays::router())
         .merge(api_keys::router())
         .merge(templates::router())
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(health::router())
+        .merge(tracking::router())
         .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {

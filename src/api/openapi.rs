@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    api_keys, emails, error::Problem, health, projects, relays, suppressions, templates, webhooks,
+    api_keys, emails, error::Problem, health, inbound, projects, relays, suppressions, templates,
+    tracking, webhooks,
 };
 
 /// Every error a route may answer, as problem+json with a stable `code`.
@@ -95,6 +96,8 @@ pub enum ProblemResponses {
         api_keys::update,
         projects::create,
         projects::list,
+        projects::update,
+        inbound::list,
         relays::list,
         templates::create,
         templates::list,
@@ -118,6 +121,8 @@ pub enum ProblemResponses {
         suppressions::add,
         suppressions::show,
         suppressions::remove,
+        tracking::open,
+        tracking::click,
     ),
     components(schemas(crate::domain::status::MessageStatus, webhooks::DeliveryStatus)),
     modifiers(&Security, &CrossFieldRules),
@@ -128,7 +133,8 @@ pub enum ProblemResponses {
         (name = "operator", description = "Projects of every tenant (operator JWT)"),
         (name = "health", description = "Probes"),
         (name = "webhooks", description = "Signed callbacks for every recipient transition (Standard Webhooks)"),
-        (name = "suppressions", description = "Addresses never mailed again")
+        (name = "suppressions", description = "Addresses never mailed again"),
+        (name = "tracking", description = "The open pixel and link redirects of tracked mail (no key: the signed token is the credential)")
     )
 )]
 pub struct ApiDoc;

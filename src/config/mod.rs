@@ -12,12 +12,14 @@ mod delivery;
 mod dkim;
 mod env;
 mod http;
+mod inbound;
 mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
 mod secret;
 mod smtp;
+mod tracking;
 mod typos;
 mod webhooks;
 
@@ -40,12 +42,14 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
+    inbound::{BounceConfig, InboundConfig, check_domain},
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
+    tracking::TrackingConfig,
     webhooks::WebhooksConfig,
 };
 
@@ -82,6 +86,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
+    pub bounce: BounceConfig,
+    pub inbound: InboundConfig,
+    pub tracking: TrackingConfig,
     /// The web console at `/console`.
     pub console: ConsoleConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
@@ -122,6 +129,9 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            bounce: BounceConfig::default(),
+            inbound: InboundConfig::default(),
+            tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
@@ -190,6 +200,9 @@ impl Config {
         self.redis.validate()?;
         self.smtp.validate()?;
         self.webhooks.validate()?;
+        self.bounce.validate()?;
+        self.inbound.validate()?;
+        self.tracking.validate()?;
         self.console.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())

@@ -16,6 +16,7 @@ use crate::{
     config::DeliveryConfig,
     domain::RecipientStatus,
     queue::{Handler, Job, MailQueue, Outcome, Runner, RunnerConfig},
+    tokens::TokenKey,
 };
 pub use dkim::DkimKeys;
 pub use relay::Relays;
@@ -39,6 +40,28 @@ pub struct Deliverer {
     relays: Arc<Relays>,
     config: DeliveryConfig,
     dkim: Arc<DkimKeys>,
+    return_path: Option<ReturnPath>,
+}
+
+/// VERP: each recipient's envelope sender names its job, `b-<token>@<bounce domain>`, so a
+/// bounce that arrives later by mail says which recipient it is about. The headers (From,
+/// and so DKIM) are untouched; only the SMTP envelope changes.
+#[derive(Debug, Clone)]
+pub struct ReturnPath {
+    /// `bounce.domain`; a project's own bounce domain wins over it.
+    pub domain: Option<String>,
+    pub key: TokenKey,
+}
+
+impl ReturnPath {
+    /// The envelope sender for this job, or `None` to keep the message's own.
+    pub fn for_job(&self, job: &Job) -> Option<String> {
+        let domain = job.bounce_domain.as_deref().or(self.domain.as_deref())?;
+        Some(format!(
+            "{}@{domain}",
+            self.key.verp_local(job.recipient_id)
+        ))
+    }
 }
 
 impl Handler<MailQueue> for Deliverer {
@@ -53,7 +76,14 @@ impl Deliverer {
             relays,
             config,
             dkim: Arc::default(),
+            return_path: None,
         }
+    }
+
+    /// Sends with VERP return paths (see [`ReturnPath`]).
+    pub fn with_return_path(mut self, return_path: Option<ReturnPath>) -> Self {
+        self.return_path = return_path;
+        self
     }
 
     /// Signs relayed mail with these keys (none by default).
@@ -95,7 +125,12 @@ impl Deliverer {
             );
             return self.retry_or_fail(&job, classify::Reply::transient(None, None, detail, None));
         };
-        let envelope = match (job.from_addr.parse(), job.email.parse()) {
+        let sender = self
+            .return_path
+            .as_ref()
+            .and_then(|r| r.for_job(&job))
+            .unwrap_or_else(|| job.from_addr.clone());
+        let envelope = match (sender.parse(), job.email.parse()) {
             (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
             _ => None,
         };

@@ -7,6 +7,7 @@ pub mod field_checks;
 pub mod field_error;
 pub mod status;
 pub mod template_name;
+pub mod track;
 
 pub use address::{EmailAddress, Mailbox};
 pub use api_key::{ApiKeySecret, Scope};
@@ -14,6 +15,7 @@ pub use email::{Attachment, NewEmail, RecipientKind};
 pub use field_error::FieldError;
 pub use status::RecipientStatus;
 pub use template_name::TemplateName;
+pub use track::Track;
 
 /// True when a header value would let a caller inject headers or break the message.
 pub fn has_line_break(s: &str) -> bool {

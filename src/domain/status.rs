@@ -17,10 +17,12 @@ pub enum RecipientStatus {
     Failed,
     Suppressed,
     Cancelled,
+    /// Delivered, then reported as spam by the recipient (an ARF feedback report).
+    Complained,
 }
 
 impl RecipientStatus {
-    pub const ALL: [RecipientStatus; 9] = [
+    pub const ALL: [RecipientStatus; 10] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -30,6 +32,7 @@ impl RecipientStatus {
         Self::Failed,
         Self::Suppressed,
         Self::Cancelled,
+        Self::Complained,
     ];
 
     /// Waiting for a relay or in its hands: what the queue depth counts.
@@ -47,13 +50,21 @@ impl RecipientStatus {
             Self::Failed => "failed",
             Self::Suppressed => "suppressed",
             Self::Cancelled => "cancelled",
+            Self::Complained => "complained",
         }
     }
 
+    /// No further delivery attempt: the relay's answer is final. A delivered recipient may
+    /// still turn `bounced` or `complained` when a report comes back by mail.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Delivered | Self::Bounced | Self::Failed | Self::Suppressed | Self::Cancelled
+            Self::Delivered
+                | Self::Bounced
+                | Self::Failed
+                | Self::Suppressed
+                | Self::Cancelled
+                | Self::Complained
         )
     }
 }
@@ -74,10 +85,12 @@ pub enum MessageStatus {
     Failed,
     Suppressed,
     Cancelled,
+    /// Every recipient reported the message as spam.
+    Complained,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 10] = [
+    pub const ALL: [MessageStatus; 11] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -88,6 +101,7 @@ impl MessageStatus {
         Self::Failed,
         Self::Suppressed,
         Self::Cancelled,
+        Self::Complained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +116,7 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::Suppressed => "suppressed",
             Self::Cancelled => "cancelled",
+            Self::Complained => "complained",
         }
     }
 }
@@ -119,6 +134,7 @@ impl From<RecipientStatus> for MessageStatus {
             RecipientStatus::Failed => Self::Failed,
             RecipientStatus::Suppressed => Self::Suppressed,
             RecipientStatus::Cancelled => Self::Cancelled,
+            RecipientStatus::Complained => Self::Complained,
         }
     }
 }
@@ -126,7 +142,8 @@ impl From<RecipientStatus> for MessageStatus {
 /// A message's status from its recipients'. Mirrors the SQL function
 /// `mailgate_message_status` (migrations/0001_init.sql), which keeps the stored status; a
 /// test holds the two to agreement. In-flight states win, in this order; then a status all
-/// recipients share; then `partially_delivered` if any was delivered, else `failed`.
+/// recipients share; then `delivered` if every recipient was delivered (a complaint is about
+/// delivered mail), `partially_delivered` if any was, else `failed`.
 /// No recipients (which no stored message has) reads as `queued`.
 pub fn summarise(statuses: &[RecipientStatus]) -> MessageStatus {
     use RecipientStatus::*;
@@ -138,7 +155,12 @@ pub fn summarise(statuses: &[RecipientStatus]) -> MessageStatus {
     match statuses.first() {
         None => MessageStatus::Queued,
         Some(&first) if statuses.iter().all(|&s| s == first) => first.into(),
-        Some(_) if statuses.contains(&Delivered) => MessageStatus::PartiallyDelivered,
+        Some(_) if statuses.iter().all(|s| matches!(s, Delivered | Complained)) => {
+            MessageStatus::Delivered
+        }
+        Some(_) if statuses.iter().any(|s| matches!(s, Delivered | Complained)) => {
+            MessageStatus::PartiallyDelivered
+        }
         Some(_) => MessageStatus::Failed,
     }
 }
@@ -210,6 +232,12 @@ mod tests {
             M::PartiallyDelivered
         );
         assert_eq!(summarise(&[R::Bounced, R::Suppressed]), M::Failed);
+        assert_eq!(summarise(&[R::Delivered, R::Complained]), M::Delivered);
+        assert_eq!(summarise(&[R::Complained]), M::Complained);
+        assert_eq!(
+            summarise(&[R::Complained, R::Bounced]),
+            M::PartiallyDelivered
+        );
         assert_eq!(summarise(&[]), M::Queued);
     }
 

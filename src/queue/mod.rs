@@ -90,6 +90,8 @@ pub struct Job {
     pub relay: Option<String>,
     pub sandbox: bool,
     pub accepted_at: DateTime<Utc>,
+    /// The project's own bounce domain for VERP return paths, if it has one.
+    pub bounce_domain: Option<String>,
 }
 
 /// What one attempt came to, for one recipient.
@@ -130,7 +132,7 @@ pub async fn claim(
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
-               m.created_at AS accepted_at
+               m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
         "#,
     )
@@ -223,7 +225,8 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     Ok(message_ids.len() as u64)
 }
 
-async fn refresh_message_status(
+/// Brings the stored status of these messages in line with their recipients'.
+pub async fn refresh_message_status(
     tx: &mut sqlx::PgConnection,
     message_ids: &[Uuid],
 ) -> sqlx::Result<()> {
@@ -279,6 +282,7 @@ where
 pub enum LeasedTable {
     Recipients,
     WebhookDeliveries,
+    InboundMessages,
 }
 
 impl LeasedTable {
@@ -286,6 +290,7 @@ impl LeasedTable {
         match self {
             Self::Recipients => "recipients",
             Self::WebhookDeliveries => "webhook_deliveries",
+            Self::InboundMessages => "inbound_messages",
         }
     }
 }

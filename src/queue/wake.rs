@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAIL_CHANNEL: &str = "mailgate_queue";
 /// The NOTIFY channel of the webhook queue.
 pub const WEBHOOK_CHANNEL: &str = "mailgate_webhooks";
+/// The NOTIFY channel of the inbound queue (mail the inbound listener accepted).
+pub const INBOUND_CHANNEL: &str = "mailgate_inbound";
 const COALESCE: Duration = Duration::from_millis(50);
 
 /// The wake-up of one queue's runner.
@@ -57,6 +59,7 @@ impl Waker {
 pub struct Wakers {
     pub mail: Waker,
     pub webhooks: Waker,
+    pub inbound: Waker,
 }
 
 impl Default for Wakers {
@@ -64,13 +67,14 @@ impl Default for Wakers {
         Self {
             mail: Waker::new(MAIL_CHANNEL),
             webhooks: Waker::new(WEBHOOK_CHANNEL),
+            inbound: Waker::new(INBOUND_CHANNEL),
         }
     }
 }
 
 impl Wakers {
-    fn all(&self) -> [&Waker; 2] {
-        [&self.mail, &self.webhooks]
+    fn all(&self) -> [&Waker; 3] {
+        [&self.mail, &self.webhooks, &self.inbound]
     }
 
     /// Forwards local wake-ups to other instances and theirs to us, until cancelled: one

@@ -16,10 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     limit::SubmissionLimiter,
-    session::{self, Settings, Shared},
+    session::{self, Role, Settings, Shared},
     tls::{self, CertSource},
 };
-use crate::{config::Config, ratelimit::AuthThrottle, store::projects, submission::SubmissionCore};
+use crate::{
+    config::Config, inbound::Inbox, ratelimit::AuthThrottle, store::projects,
+    submission::SubmissionCore,
+};
 
 pub struct SmtpListener {
     starttls: TcpListener,
@@ -84,10 +87,60 @@ impl SmtpListener {
                     Some(Duration::from_secs(smtp.auth_lockout_secs)),
                 ),
                 pool,
-                submissions,
                 settings,
                 tls,
-                limiter: None,
+                role: Role::Submission {
+                    submissions,
+                    limiter: None,
+                },
+            },
+        })
+    }
+
+    /// The inbound listener (`inbound.addr`): MX-facing, no AUTH, mail only for the bounce
+    /// and inbound domains, handed to `inbox`.
+    pub async fn bind_inbound(config: &Config, pool: PgPool, inbox: Inbox) -> anyhow::Result<Self> {
+        let inbound = &config.inbound;
+        let addr = inbound
+            .addr
+            .context("the inbound listener needs inbound.addr")?;
+        // The submission listener's TLS settings, with the inbound ones over them.
+        let mut tls_config = config.smtp.clone();
+        if let Some(hostname) = &inbound.hostname {
+            tls_config.hostname = hostname.clone();
+        }
+        if inbound.tls_cert.is_some() {
+            tls_config.tls_cert = inbound.tls_cert.clone();
+            tls_config.tls_key = inbound.tls_key.clone();
+        }
+        let (tls, cert) = tls::acceptor(&tls_config)?;
+        let starttls = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for inbound SMTP on {addr}"))?;
+        let per_minute = std::num::NonZeroU32::new(inbound.per_ip_per_minute)
+            .context("inbound.per_ip_per_minute must be positive")?;
+        Ok(Self {
+            starttls,
+            implicit_tls: None,
+            cert,
+            max_sessions: inbound.max_sessions,
+            shared: Shared {
+                throttle: AuthThrottle::new(0, Duration::ZERO, None),
+                pool,
+                settings: Settings {
+                    hostname: tls_config.hostname,
+                    max_message_bytes: inbound.max_message_bytes,
+                    max_recipients: inbound.max_recipients,
+                    idle_timeout: Duration::from_secs(inbound.idle_timeout_secs),
+                    session_timeout: Duration::from_secs(inbound.session_timeout_secs),
+                    trusted_networks: Vec::new(),
+                    trusted_project: None,
+                },
+                tls,
+                role: Role::Inbound {
+                    inbox,
+                    per_ip: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+                },
             },
         })
     }
@@ -102,12 +155,24 @@ impl SmtpListener {
 
     /// Hands in the per-key rate limiter (see `limit`).
     pub fn set_limiter(&mut self, limiter: Arc<dyn SubmissionLimiter>) {
-        self.shared.limiter = Some(limiter);
+        if let Role::Submission { limiter: slot, .. } = &mut self.shared.role {
+            *slot = Some(limiter);
+        }
     }
 
     /// For the start-up line: `127.0.0.1:2525 (starttls: self-signed, implicit tls: off, …)`.
     pub fn describe(&self) -> String {
         let s = &self.shared.settings;
+        if let Role::Inbound { .. } = self.shared.role {
+            return format!(
+                "{} (starttls: {}, no AUTH, bounce and inbound domains only)",
+                self.local_addr().map_or("?".to_string(), |a| a.to_string()),
+                match self.cert {
+                    CertSource::Files => "configured certificate",
+                    CertSource::SelfSigned => "self-signed certificate",
+                },
+            );
+        }
         format!(
             "{} (starttls: {}, implicit tls: {}, trusted networks: {})",
             self.local_addr().map_or("?".to_string(), |a| a.to_string()),
@@ -131,7 +196,9 @@ impl SmtpListener {
 
     /// Accepts until `cancel` fires; sessions then say 421 at their next wait and end.
     pub async fn run(self, cancel: CancellationToken) {
-        if self.cert == CertSource::SelfSigned {
+        if self.cert == CertSource::SelfSigned
+            && matches!(self.shared.role, Role::Submission { .. })
+        {
             tracing::warn!(
                 "SMTP STARTTLS uses a self-signed certificate; set smtp.tls_cert and smtp.tls_key in production"
             );

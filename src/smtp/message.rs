@@ -14,13 +14,14 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        EmailAddress, RecipientKind,
+        EmailAddress, RecipientKind, Track,
         field_checks::{check_metadata, check_tags},
     },
     submission::RawMessage,
 };
 
 const TAG_HEADER: &str = "x-mailgate-tag";
+const TRACK_HEADER: &str = "x-mailgate-track";
 const METADATA_PREFIX: &str = "x-mailgate-metadata-";
 const OUR_PREFIX: &str = "x-mailgate-";
 
@@ -53,6 +54,8 @@ pub struct Submitted {
     pub subject: String,
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
+    /// `X-Mailgate-Track`, if the message had one.
+    pub track: Option<Track>,
     /// Lower-cased addresses of the To and Cc headers, to tell recipients' kinds apart.
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -91,6 +94,7 @@ pub fn prepare(
         subject: message.subject,
         tags: message.tags,
         metadata: message.metadata,
+        track: message.track,
     })
 }
 
@@ -124,6 +128,7 @@ pub fn read(
     let mut removed = Vec::new();
     let mut tags = Vec::new();
     let mut metadata = BTreeMap::new();
+    let mut track = None;
     for h in headers {
         let HeaderName::Other(name) = &h.name else {
             continue;
@@ -141,6 +146,8 @@ pub fn read(
                     .filter(|t| !t.is_empty())
                     .map(str::to_string),
             );
+        } else if lower == TRACK_HEADER {
+            track = Some(Track::parse_header(&value).map_err(MessageError::Mailgate)?);
         } else if lower.starts_with(METADATA_PREFIX) {
             // The key as the client spelled it (header names keep their case on the wire);
             // the prefix is ASCII, so slicing after it stays on a character boundary.
@@ -154,7 +161,7 @@ pub fn read(
         } else {
             // A typo like X-Mailgate-Tags would otherwise silently lose data.
             return Err(MessageError::Mailgate(format!(
-                "{name}: unknown header; mailgate reads X-Mailgate-Tag and X-Mailgate-Metadata-<key>"
+                "{name}: unknown header; mailgate reads X-Mailgate-Tag, X-Mailgate-Track and X-Mailgate-Metadata-<key>"
             )));
         }
         removed.push(h.offset_field as usize..h.offset_end as usize);
@@ -212,6 +219,7 @@ pub fn read(
         subject: parsed.subject().map(clean).unwrap_or_default(),
         tags,
         metadata,
+        track,
         to: addresses(parsed.to()),
         cc: addresses(parsed.cc()),
     })

@@ -177,8 +177,11 @@ pub struct RecipientRow {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
+    /// A recipient status (`delivered`, `bounced`, `complained`, …) or `delayed`, `opened`,
+    /// `clicked`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Empty for an open or click of a message with several recipients.
     pub recipient: String,
     pub at: DateTime<Utc>,
     pub attempt: Option<i32>,
@@ -187,6 +190,12 @@ pub struct EventRow {
     pub smtp_response: Option<String>,
     pub relay_host: Option<String>,
     pub detail: Option<String>,
+    /// What the event carries beyond the SMTP reply: `async` and `dsn` of a bounce reported
+    /// by mail, `feedback` of a complaint, `user_agent`, `ip`, `url`, `first_open` of opens
+    /// and clicks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
 }
 
 /// A message of this project only: another project's id reads as absent.
@@ -220,7 +229,8 @@ pub async fn recipients(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<R
 
 pub async fn events(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(
-        "SELECT type AS kind, recipient, at, attempt, smtp_code, enhanced_code, smtp_response, relay_host, detail
+        "SELECT type AS kind, recipient, at, attempt, smtp_code, enhanced_code, smtp_response, relay_host, detail,
+                data
          FROM events WHERE message_id = $1 ORDER BY id",
     )
     .bind(id)

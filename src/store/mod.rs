@@ -4,11 +4,14 @@ pub mod api_keys;
 pub mod console_sessions;
 pub mod group_commit;
 pub mod idempotency;
+pub mod inbound;
 pub mod messages;
 pub mod overview;
 pub mod projects;
+pub mod server_keys;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod webhooks;
 
 use std::time::Duration;

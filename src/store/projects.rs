@@ -1,4 +1,4 @@
-//! Projects: the tenant boundary.
+//! Projects: the tenant boundary, and the settings each project has of its own.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,15 +11,25 @@ pub struct Project {
     pub name: String,
     /// The relay pool used when a send names none.
     pub default_relay: Option<String>,
+    /// The domain of this project's VERP return paths, over the server's `bounce.domain`.
+    pub bounce_domain: Option<String>,
+    /// Mail to any address at these domains is delivered to the project's webhooks as
+    /// `email.received`.
+    pub inbound_domains: Vec<String>,
+    /// Whether sends track opens and clicks when they do not say (`track`).
+    pub track_opens: bool,
+    pub track_clicks: bool,
     pub created_at: DateTime<Utc>,
 }
 
+const COLUMNS: &str = "id, name, default_relay, bounce_domain, inbound_domains, track_opens, track_clicks, created_at";
+
 /// Returns the project with this name, creating it if needed (idempotent under races).
 pub async fn ensure(pool: &PgPool, name: &str) -> sqlx::Result<(Project, bool)> {
-    let created: Option<Project> = sqlx::query_as(
+    let created: Option<Project> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO projects (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING
-         RETURNING id, name, default_relay, created_at",
-    )
+         RETURNING {COLUMNS}"
+    )))
     .bind(Uuid::now_v7())
     .bind(name)
     .fetch_optional(pool)
@@ -36,23 +46,29 @@ pub async fn ensure(pool: &PgPool, name: &str) -> sqlx::Result<(Project, bool)> 
 }
 
 pub async fn find_by_name(pool: &PgPool, name: &str) -> sqlx::Result<Option<Project>> {
-    sqlx::query_as("SELECT id, name, default_relay, created_at FROM projects WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects WHERE name = $1"
+    )))
+    .bind(name)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Project>> {
-    sqlx::query_as("SELECT id, name, default_relay, created_at FROM projects WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<Project>> {
-    sqlx::query_as("SELECT id, name, default_relay, created_at FROM projects ORDER BY name")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects ORDER BY name"
+    )))
+    .fetch_all(pool)
+    .await
 }
 
 /// Sets or clears the project's default relay pool.
@@ -61,11 +77,64 @@ pub async fn set_default_relay(
     name: &str,
     relay: Option<&str>,
 ) -> sqlx::Result<Option<Project>> {
-    sqlx::query_as(
-        "UPDATE projects SET default_relay = $2 WHERE name = $1 RETURNING id, name, default_relay, created_at",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET default_relay = $2 WHERE name = $1 RETURNING {COLUMNS}"
+    )))
     .bind(name)
     .bind(relay)
     .fetch_optional(pool)
     .await
+}
+
+/// A change to a project's own settings; `None` leaves a setting as it is.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsChange {
+    pub default_relay: Option<Option<String>>,
+    pub bounce_domain: Option<Option<String>>,
+    /// Lower case, each once.
+    pub inbound_domains: Option<Vec<String>>,
+    pub track_opens: Option<bool>,
+    pub track_clicks: Option<bool>,
+}
+
+pub async fn update(
+    pool: &PgPool,
+    name: &str,
+    change: &SettingsChange,
+) -> sqlx::Result<Option<Project>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET
+             default_relay = CASE WHEN $2 THEN $3 ELSE default_relay END,
+             bounce_domain = CASE WHEN $4 THEN $5 ELSE bounce_domain END,
+             inbound_domains = coalesce($6, inbound_domains),
+             track_opens = coalesce($7, track_opens),
+             track_clicks = coalesce($8, track_clicks)
+         WHERE name = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(name)
+    .bind(change.default_relay.is_some())
+    .bind(change.default_relay.clone().flatten())
+    .bind(change.bounce_domain.is_some())
+    .bind(change.bounce_domain.clone().flatten())
+    .bind(&change.inbound_domains)
+    .bind(change.track_opens)
+    .bind(change.track_clicks)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The project whose inbound domains include `domain` (lower case), if any.
+pub async fn by_inbound_domain(pool: &PgPool, domain: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM projects WHERE inbound_domains @> ARRAY[$1::text] LIMIT 1")
+        .bind(domain)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Whether some project uses `domain` (lower case) as its bounce domain.
+pub async fn is_bounce_domain(pool: &PgPool, domain: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM projects WHERE lower(bounce_domain) = $1)")
+        .bind(domain)
+        .fetch_one(pool)
+        .await
 }

@@ -42,12 +42,16 @@ pub trait Draft: Send {
         relay_exists: &dyn Fn(&str) -> bool,
         max_schedule: chrono::Duration,
     ) -> Result<NewEmail, Vec<FieldError>>;
+    /// Opens and clicks this send asks to track; by default, the project's defaults.
+    fn track(&self) -> Track {
+        Track::default()
+    }
 }
 
 use crate::{
     delivery::Relays,
     domain::{
-        EmailAddress, FieldError, NewEmail, RecipientKind,
+        EmailAddress, FieldError, NewEmail, RecipientKind, Track,
         status::{MessageStatus, RecipientStatus, summarise},
     },
     mime,
@@ -58,6 +62,7 @@ use crate::{
         messages::{AcceptedMessage, Submitter},
     },
     templates::TemplateCache,
+    tracking::Tracker,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -91,6 +96,8 @@ pub struct SubmissionCore {
     waker: Waker,
     max_message_bytes: usize,
     max_schedule: chrono::Duration,
+    /// Opens and clicks, when `tracking.base_url` is set.
+    tracker: Option<Arc<Tracker>>,
 }
 
 /// A message that passed every check and has its bytes, not yet committed.
@@ -119,6 +126,20 @@ impl SubmissionCore {
             waker,
             max_message_bytes,
             max_schedule: chrono::Duration::days(max_schedule_days),
+            tracker: None,
+        }
+    }
+
+    /// Tracks opens and clicks of the sends that ask for it (or whose project does).
+    pub fn with_tracker(mut self, tracker: Option<Arc<Tracker>>) -> Self {
+        self.tracker = tracker;
+        self
+    }
+
+    /// A project's settings changed: cached copies go (tracking defaults).
+    pub fn project_settings_changed(&self, project: Uuid) {
+        if let Some(tracker) = &self.tracker {
+            tracker.forget(project);
         }
     }
 
@@ -129,10 +150,19 @@ impl SubmissionCore {
         mut request: impl Draft,
     ) -> Result<Prepared, SubmissionError> {
         template::expand(self, key.project_id, &mut request).await?;
-        let email = request
+        let track = request.track();
+        let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
         let id = Uuid::now_v7();
+        // The HTML is instrumented before the MIME is built, once for every recipient.
+        if let (Some(tracker), Some(html)) = (&self.tracker, &email.html) {
+            let choice = tracker
+                .choice(key.project_id, track)
+                .await
+                .map_err(anyhow::Error::from)?;
+            email.html = Some(tracker.html(html, id, choice));
+        }
         let message_id = mime::message_id(id, &email);
         let mime =
             mime::render(&email, &message_id, self.max_message_bytes).map_err(|e| match e {
@@ -246,6 +276,14 @@ impl SubmissionCore {
         key: Option<&AuthenticatedKey>,
         raw: RawMessage,
     ) -> Result<Accepted, SubmissionError> {
+        let mut mime = raw.mime;
+        if let Some(tracker) = &self.tracker {
+            let choice = tracker
+                .choice(project_id, raw.track.unwrap_or_default())
+                .await
+                .map_err(anyhow::Error::from)?;
+            mime = tracker.mime(&mime, raw.id, choice);
+        }
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -253,7 +291,7 @@ impl SubmissionCore {
             from: raw.from.as_str().to_string(),
             subject: raw.subject,
             message_id: raw.message_id,
-            mime: raw.mime,
+            mime,
             tags: raw.tags,
             relay: None,
             send_at: None,
@@ -281,6 +319,8 @@ pub struct RawMessage {
     pub subject: String,
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
+    /// `X-Mailgate-Track`, if the message had one; otherwise the project's defaults.
+    pub track: Option<Track>,
 }
 
 /// The answer to a commit of one message.

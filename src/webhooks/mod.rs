@@ -20,8 +20,10 @@ pub use signing::WebhookSecret;
 /// The webhook queue's runner: leased deliveries, sent by a `Sender`.
 pub type WebhookRunner = crate::queue::Runner<WebhookQueue, Sender>;
 
-/// Email event types, one per recipient transition (`scheduled` is announced as queued).
-pub const EMAIL_EVENTS: [&str; 7] = [
+/// Email event types: one per recipient transition (`scheduled` is announced as queued),
+/// then what came back later: reports by mail (`bounced` again, with `async`, `complained`,
+/// `delayed`), opens and clicks, and mail received at an inbound domain.
+pub const EMAIL_EVENTS: [&str; 12] = [
     "email.queued",
     "email.delivered",
     "email.deferred",
@@ -29,6 +31,11 @@ pub const EMAIL_EVENTS: [&str; 7] = [
     "email.failed",
     "email.suppressed",
     "email.cancelled",
+    "email.complained",
+    "email.delayed",
+    "email.opened",
+    "email.clicked",
+    "email.received",
 ];
 
 /// Sent on request to check an endpoint; not subject to the endpoint's event filter.

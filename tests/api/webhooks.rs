@@ -711,7 +711,7 @@ async fn endpoints_are_managed_per_project_and_the_secret_is_shown_once() {
     // Bad input names the field.
     for (body, field) in [
         (
-            json!({"url": receiver.url("/x"), "events": ["email.opened"]}),
+            json!({"url": receiver.url("/x"), "events": ["email.sent"]}),
             "events[0]",
         ),
         (json!({"url": receiver.url("/x"), "events": []}), "events"),

@@ -371,3 +371,62 @@ DATA\r\n",
         ["b@example.net", "c@example.net"]
     );
 }
+
+#[tokio::test]
+async fn x_mailgate_track_instruments_the_html_part_of_submitted_mime() {
+    let upstream = TestSmtpServer::start().await;
+    let app = app_with(Some(&upstream), |c| {
+        trust_loopback(c);
+        c.tracking.base_url = Some("https://t.example.test".into());
+    })
+    .await;
+    let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    let message = b"From: shop@internal.example.com\r\n\
+To: ada@example.net\r\n\
+Subject: order\r\n\
+X-Mailgate-Track: opens, clicks\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+See https://shop.example/o/1\r\n\
+--B\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+<p>See <a href=3D\"https://shop.example/o/1\">it</a></p>\r\n\
+--B--\r\n";
+    let reply = c
+        .send("shop@internal.example.com", &["ada@example.net"], message)
+        .await;
+    assert!(reply.starts_with("250 2.0.0 queued as "), "{reply}");
+    // A typo in the header is refused, not ignored.
+    let typo =
+        b"From: shop@internal.example.com\r\nSubject: x\r\nX-Mailgate-Track: open\r\n\r\nx\r\n";
+    let refused = c
+        .send("shop@internal.example.com", &["ada@example.net"], typo)
+        .await;
+    assert!(refused.starts_with("554"), "{refused}");
+
+    let got = upstream.wait_for(1, WAIT).await;
+    let relayed = got[0].text();
+    assert!(
+        !relayed.contains("X-Mailgate-Track"),
+        "the header is ours: {relayed}"
+    );
+    let parsed = mail_parser::MessageParser::new()
+        .parse(relayed.as_bytes())
+        .unwrap();
+    let html = parsed.body_html(0).unwrap().into_owned();
+    assert!(html.contains("https://t.example.test/t/c/"), "{html}");
+    assert!(html.contains("https://t.example.test/t/o/"), "{html}");
+    assert!(!html.contains("https://shop.example/o/1"), "{html}");
+    assert_eq!(
+        parsed.body_text(0).unwrap().trim(),
+        "See https://shop.example/o/1",
+        "the text part is byte for byte the client's"
+    );
+    assert!(relayed.contains("\r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee https://shop.example/o/1\r\n--B\r\n"));
+}

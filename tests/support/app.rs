@@ -14,6 +14,7 @@ use mailgate::{
         ApiKeySecret, Scope,
         api_key::{KeyLimits, parse_scopes},
     },
+    inbound::InboundRunner,
     ratelimit::Limiter,
     store::{api_keys, projects},
     webhooks::WebhookRunner,
@@ -149,6 +150,8 @@ pub struct TestApp {
     pub smtp_addr: Option<SocketAddr>,
     /// Its implicit-TLS port, when configured.
     pub smtp_tls_addr: Option<SocketAddr>,
+    /// The inbound listener (bounces, complaints, inbound mail), when `inbound.addr` is set.
+    pub inbound_addr: Option<SocketAddr>,
     pub base: String,
     pub pool: PgPool,
     pub database_url: String,
@@ -160,6 +163,7 @@ pub struct TestApp {
     /// Clones of the running app's queue runners, for `drain`.
     delivery: Option<DeliveryRunner>,
     webhooks: Option<WebhookRunner>,
+    inbound: Option<InboundRunner>,
     cancel: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -199,12 +203,15 @@ impl TestApp {
         let limiter = app.limiter().clone();
         let delivery = app.delivery_runner().cloned();
         let webhooks = app.webhook_runner().cloned();
+        let inbound = app.inbound_runner().cloned();
+        let inbound_addr = app.inbound_addr();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
             addr,
             smtp_addr,
             smtp_tls_addr,
+            inbound_addr,
             base: format!("http://{addr}"),
             pool,
             database_url,
@@ -213,6 +220,7 @@ impl TestApp {
             limiter,
             delivery,
             webhooks,
+            inbound,
             cancel,
             task: Some(task),
         };
@@ -545,7 +553,7 @@ impl TestApp {
     // The queues.
 
     /// Works the queues until nothing is due or in flight, the way the running app would
-    /// (and alongside it): mail first, then the webhooks its events queued. Afterwards,
+    /// (and alongside it): mail first, then inbound mail, then the webhooks their events queued. Afterwards,
     /// whatever was going to happen has happened, so a test asserts instead of sleeping.
     /// Retries scheduled for later are not waited for.
     pub async fn drain(&self) {
@@ -554,6 +562,9 @@ impl TestApp {
             let mut handled = 0;
             if let Some(runner) = &self.delivery {
                 handled += runner.drain(limit).await.expect("the mail queue drains");
+            }
+            if let Some(runner) = &self.inbound {
+                handled += runner.drain(limit).await.expect("the inbound queue drains");
             }
             if let Some(runner) = &self.webhooks {
                 handled += runner.drain(limit).await.expect("the webhook queue drains");

@@ -42,6 +42,16 @@ pub enum EventType {
     Suppressed,
     #[serde(rename = "email.cancelled")]
     Cancelled,
+    #[serde(rename = "email.complained")]
+    Complained,
+    #[serde(rename = "email.delayed")]
+    Delayed,
+    #[serde(rename = "email.opened")]
+    Opened,
+    #[serde(rename = "email.clicked")]
+    Clicked,
+    #[serde(rename = "email.received")]
+    Received,
 }
 
 /// Every event type, including ones added later.
@@ -436,7 +446,7 @@ mod tests {
             ])
         );
         assert_eq!(
-            parse_events(&json!(["email.bounced", "email.opened"]))
+            parse_events(&json!(["email.bounced", "email.sent"]))
                 .unwrap_err()
                 .field,
             "events[1]"

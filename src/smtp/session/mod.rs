@@ -35,8 +35,8 @@ use super::{
     message,
 };
 use crate::{
-    domain::EmailAddress, ratelimit::AuthThrottle, store::api_keys::AuthenticatedKey,
-    submission::SubmissionCore,
+    domain::EmailAddress, inbound::Inbox, ratelimit::AuthThrottle,
+    store::api_keys::AuthenticatedKey, submission::SubmissionCore,
 };
 
 /// Errors a client may make before it is disconnected.
@@ -64,12 +64,27 @@ impl Settings {
 pub(super) struct Shared {
     /// Where API keys are looked up.
     pub pool: PgPool,
-    pub submissions: SubmissionCore,
     pub settings: Settings,
     pub tls: TlsAcceptor,
     pub throttle: AuthThrottle,
-    pub limiter: Option<Arc<dyn SubmissionLimiter>>,
+    pub role: Role,
 }
+
+/// What a listener is for: apps submitting mail (AUTH with an API key, relayed upstream), or
+/// the world handing in mail for mailgate's own domains (no AUTH, never relayed).
+pub(super) enum Role {
+    Submission {
+        submissions: SubmissionCore,
+        limiter: Option<Arc<dyn SubmissionLimiter>>,
+    },
+    Inbound {
+        inbox: Inbox,
+        /// Messages per client address and minute.
+        per_ip: PerIp,
+    },
+}
+
+pub(super) type PerIp = governor::DefaultKeyedRateLimiter<IpAddr>;
 
 /// Runs one session on an accepted connection until the client quits or a limit ends it.
 pub(super) async fn run(
@@ -145,7 +160,8 @@ enum Step {
 
 /// The open mail transaction: MAIL FROM given, recipients so far.
 struct Transaction {
-    from: EmailAddress,
+    /// `None`: the null return path (`MAIL FROM:<>`), which only inbound mail may have.
+    from: Option<EmailAddress>,
     recipients: Vec<EmailAddress>,
 }
 
@@ -162,8 +178,14 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// May this client hand in mail? Inbound mail needs no AUTH: its recipients are checked
+    /// instead, so it can only ever reach mailgate itself.
     fn authorized(&self) -> bool {
-        self.auth.is_some() || self.trusted
+        self.auth.is_some() || self.trusted || self.inbound()
+    }
+
+    fn inbound(&self) -> bool {
+        matches!(self.shared.role, Role::Inbound { .. })
     }
 
     async fn command(&mut self, line: &[u8], io: &mut Io) -> Result<Step, End> {
@@ -209,7 +231,7 @@ impl Session<'_> {
                     ehlo.capabilities |= EXT_START_TLS;
                 }
                 // Passwords only travel encrypted, unless the network is trusted.
-                if self.tls || self.trusted {
+                if (self.tls || self.trusted) && !self.inbound() {
                     ehlo.capabilities |= EXT_AUTH;
                     ehlo.auth_mechanisms = AUTH_PLAIN | AUTH_LOGIN;
                 }
@@ -227,6 +249,10 @@ impl Session<'_> {
                 }
                 io.reply(220, [2, 0, 0], "ready to start TLS");
                 return Ok(Step::StartTls);
+            }
+            Request::Auth { .. } if self.inbound() => {
+                io.reply(503, [5, 5, 1], "AUTH is not offered here");
+                return Ok(Step::Error);
             }
             Request::Auth {
                 mechanism,
@@ -260,14 +286,33 @@ impl Session<'_> {
                     );
                     return Ok(Step::Continue);
                 }
+                if let Role::Inbound { per_ip, .. } = &shared.role
+                    && per_ip.check_key(&self.ip).is_err()
+                {
+                    io.reply(
+                        451,
+                        [4, 7, 1],
+                        "too many messages from your address; try again later",
+                    );
+                    return Ok(Step::Continue);
+                }
                 if from.address.is_empty() {
-                    io.reply(553, [5, 1, 7], "a sender address is required");
+                    // Bounces and other automatic replies come from the null return path.
+                    if self.inbound() {
+                        self.tx = Some(Transaction {
+                            from: None,
+                            recipients: Vec::new(),
+                        });
+                        io.reply(250, [2, 1, 0], "sender OK");
+                    } else {
+                        io.reply(553, [5, 1, 7], "a sender address is required");
+                    }
                     return Ok(Step::Continue);
                 }
                 match EmailAddress::parse(&from.address) {
                     Ok(from) => {
                         self.tx = Some(Transaction {
-                            from,
+                            from: Some(from),
                             recipients: Vec::new(),
                         });
                         io.reply(250, [2, 1, 0], "sender OK");
@@ -289,6 +334,22 @@ impl Session<'_> {
                     io.reply(553, [5, 1, 3], "recipient address is not valid");
                     return Ok(Step::Continue);
                 };
+                // Inbound: only mailgate's own domains. Anything else would be relaying.
+                if let Role::Inbound { inbox, .. } = &shared.role {
+                    let domain = address.as_str().rsplit('@').next().unwrap_or_default();
+                    match inbox.accepts(domain).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            io.reply(550, [5, 7, 1], "relay denied");
+                            return Ok(Step::Error);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "inbound SMTP: could not look up a recipient domain");
+                            io.reply(451, [4, 3, 0], "temporary failure; try again later");
+                            return Ok(Step::Continue);
+                        }
+                    }
+                }
                 let duplicate = tx
                     .recipients
                     .iter()
@@ -374,10 +435,60 @@ impl Session<'_> {
         Ok(Step::Continue)
     }
 
-    /// Checks, limits and commits one message; the 250 comes only once it is durable.
+    /// Commits one message; the 250 comes only once it is durable.
     async fn accept(&self, io: &mut Io, tx: Transaction, data: Vec<u8>) {
+        match &self.shared.role {
+            Role::Submission {
+                submissions,
+                limiter,
+            } => {
+                self.submit(io, tx, data, submissions, limiter.as_deref())
+                    .await
+            }
+            Role::Inbound { inbox, .. } => self.hand_in(io, tx, data, inbox).await,
+        }
+    }
+
+    /// Inbound mail, stored as received for the inbound runner to process.
+    async fn hand_in(&self, io: &mut Io, tx: Transaction, data: Vec<u8>, inbox: &Inbox) {
+        let from = tx.from.as_ref().map_or("", |f| f.as_str());
+        let rcpts: Vec<String> = tx
+            .recipients
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect();
+        match inbox.store(self.ip, from, &rcpts, &data).await {
+            Ok(id) => {
+                tracing::info!(%id, peer = %self.ip, "inbound mail accepted");
+                io.reply(250, [2, 0, 0], format_args!("accepted as {id}"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "inbound SMTP: could not store a message");
+                io.reply(
+                    451,
+                    [4, 3, 0],
+                    "temporary failure storing the message; try again later",
+                );
+            }
+        }
+    }
+
+    /// Checks, limits and commits one submitted message.
+    async fn submit(
+        &self,
+        io: &mut Io,
+        tx: Transaction,
+        data: Vec<u8>,
+        submissions: &SubmissionCore,
+        limiter: Option<&dyn SubmissionLimiter>,
+    ) {
         let shared = self.shared;
-        let prepared = match message::prepare(tx.from, tx.recipients, &data) {
+        // MAIL refuses the null return path on this role.
+        let Some(from) = tx.from else {
+            io.reply(553, [5, 1, 7], "a sender address is required");
+            return;
+        };
+        let prepared = match message::prepare(from, tx.recipients, &data) {
             Ok(prepared) => prepared,
             Err(e) => {
                 io.reply(554, [5, 6, 0], e);
@@ -395,7 +506,7 @@ impl Session<'_> {
         };
         // The rate limiter plugs in here (see `limit`): one unit per message, taken after
         // the message proved valid and before anything is stored.
-        if let Some(limiter) = &shared.limiter {
+        if let Some(limiter) = limiter {
             let who = Client {
                 project_id,
                 api_key_id: key.map(|k| k.id),
@@ -413,11 +524,7 @@ impl Session<'_> {
                 return;
             }
         }
-        match shared
-            .submissions
-            .commit_raw(project_id, key, prepared)
-            .await
-        {
+        match submissions.commit_raw(project_id, key, prepared).await {
             Ok(accepted) => {
                 tracing::info!(
                     id = %accepted.id,

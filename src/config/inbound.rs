@@ -1,0 +1,119 @@
+//! `[bounce]` and `[inbound]`: the return path mailgate relays with, and the MX-facing SMTP
+//! listener through which bounces, complaints and inbound mail come back.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+/// VERP return paths: with a domain set, each recipient's envelope sender is
+/// `b-<token>@<domain>`, so a bounce mailed back names the recipient it is about.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BounceConfig {
+    /// e.g. `bounces.example.com`, whose MX points at the inbound listener. Unset: mail keeps
+    /// the sender's own address as its return path, and bounces go there.
+    pub domain: Option<String>,
+}
+
+/// The inbound listener: no AUTH, and mail only for the bounce domains and the projects'
+/// inbound domains; every other recipient is refused (`550 5.7.1`), so it is never a relay.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Where it listens, e.g. `0.0.0.0:25`. Unset: no inbound listener.
+    pub addr: Option<SocketAddr>,
+    /// Name in the greeting and the dev certificate; unset means `smtp.hostname`.
+    pub hostname: Option<String>,
+    /// PEM certificate chain and key for STARTTLS; unset means `smtp.tls_cert`/`tls_key`,
+    /// else a self-signed certificate (senders of bounces rarely check it).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest message accepted (advertised with SIZE).
+    pub max_message_bytes: usize,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Concurrent sessions per process; more are turned away with 421.
+    pub max_sessions: usize,
+    pub idle_timeout_secs: u64,
+    pub session_timeout_secs: u64,
+    /// Messages one IP address may hand in per minute; more get `451 4.7.1`.
+    pub per_ip_per_minute: u32,
+    /// Processing: concurrent messages, lease.
+    pub concurrency: usize,
+    pub lease_secs: u64,
+    /// How often an idle processor looks for work another instance accepted.
+    pub poll_interval_ms: u64,
+    /// Largest attachment put in an `email.received` webhook (base64); larger ones are listed
+    /// with their size but without content.
+    pub max_attachment_bytes: usize,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            hostname: None,
+            tls_cert: None,
+            tls_key: None,
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 50,
+            max_sessions: 100,
+            idle_timeout_secs: 120,
+            session_timeout_secs: 600,
+            per_ip_per_minute: 120,
+            concurrency: 4,
+            lease_secs: 30,
+            poll_interval_ms: 1000,
+            max_attachment_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+impl InboundConfig {
+    pub(super) fn validate(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("inbound.tls_cert and inbound.tls_key go together");
+        }
+        if self.max_recipients == 0
+            || self.max_sessions == 0
+            || self.per_ip_per_minute == 0
+            || self.concurrency == 0
+            || self.idle_timeout_secs == 0
+            || self.session_timeout_secs == 0
+        {
+            bail!(
+                "inbound.max_recipients, max_sessions, per_ip_per_minute, concurrency, idle_timeout_secs and session_timeout_secs must be positive"
+            );
+        }
+        super::check_lease("inbound", self.lease_secs)
+    }
+}
+
+impl BounceConfig {
+    pub(super) fn validate(&self) -> anyhow::Result<()> {
+        if let Some(domain) = &self.domain {
+            check_domain("bounce.domain", domain)?;
+        }
+        Ok(())
+    }
+}
+
+/// A plain DNS name: letters, digits, `-` and dots, no trailing dot.
+pub fn check_domain(what: &str, domain: &str) -> anyhow::Result<()> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        bail!("{what}: `{domain}` is not a domain name like bounces.example.com");
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Opens and clicks of tracked mail (opt-in per project and per send, with
+//! `tracking.base_url` set).
+//!
+//! At accept, once per message, the HTML part gets a 1×1 pixel and its http(s) links are
+//! pointed at `<base_url>/t/c/<token>` (`html`; for SMTP submissions, inside the MIME: `mime`).
+//! Tokens are signed (`tokens`): the click endpoint redirects only to a URL that was in that
+//! message, and a bad token is a 404. The text part is never touched.
+//!
+//! One copy of the MIME goes to every recipient of a message, so an open or click names its
+//! recipient only when the message had one.
+
+pub mod html;
+pub mod mime;
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{domain::Track, store::projects, tokens::TokenKey};
+
+/// A project's defaults are read at most this often per process.
+const DEFAULTS_TTL: Duration = Duration::from_secs(30);
+
+pub struct Tracker {
+    base: String,
+    key: TokenKey,
+    pool: PgPool,
+    /// Each project's (opens, clicks) defaults, and when they were read.
+    defaults: Mutex<HashMap<Uuid, (Instant, Choice)>>,
+}
+
+/// Whether to track (opens, clicks).
+type Choice = (bool, bool);
+
+impl Tracker {
+    /// `base` is `tracking.base_url` without its trailing slash.
+    pub fn new(base: &str, key: TokenKey, pool: PgPool) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            key,
+            pool,
+            defaults: Mutex::default(),
+        }
+    }
+
+    /// (opens, clicks) for a send of `project` that asked for `track`.
+    pub async fn choice(&self, project: Uuid, track: Track) -> sqlx::Result<(bool, bool)> {
+        if let (Some(opens), Some(clicks)) = (track.opens, track.clicks) {
+            return Ok((opens, clicks));
+        }
+        let cached = self
+            .defaults
+            .lock()
+            .expect("not poisoned")
+            .get(&project)
+            .filter(|(at, _)| at.elapsed() < DEFAULTS_TTL)
+            .map(|(_, d)| *d);
+        let defaults = match cached {
+            Some(d) => d,
+            None => {
+                let d = projects::find(&self.pool, project)
+                    .await?
+                    .map_or((false, false), |p| (p.track_opens, p.track_clicks));
+                self.defaults
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(project, (Instant::now(), d));
+                d
+            }
+        };
+        Ok(track.or(defaults))
+    }
+
+    /// Forgets a project's defaults after they changed (other processes see the change
+    /// within `DEFAULTS_TTL`).
+    pub fn forget(&self, project: Uuid) {
+        self.defaults.lock().expect("not poisoned").remove(&project);
+    }
+
+    /// The HTML of message `id`, instrumented as chosen.
+    pub fn html(&self, html: &str, id: Uuid, (opens, clicks): (bool, bool)) -> String {
+        if !opens && !clicks {
+            return html.to_string();
+        }
+        let click = |url: &str| self.key.click_token(id, url);
+        html::instrument(
+            html,
+            &html::Links {
+                base: &self.base,
+                click: clicks.then_some(&click as &dyn Fn(&str) -> String),
+                open: opens.then(|| self.key.open_token(id)),
+            },
+        )
+    }
+
+    /// Submitted MIME of message `id`, its HTML parts instrumented as chosen.
+    pub fn mime(&self, raw: &[u8], id: Uuid, choice: (bool, bool)) -> Vec<u8> {
+        if !choice.0 && !choice.1 {
+            return raw.to_vec();
+        }
+        mime::instrument(raw, |html| self.html(html, id, choice))
+    }
+}

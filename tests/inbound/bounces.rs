@@ -1,0 +1,207 @@
+//! Asynchronous bounces: Postfix accepts the mail (so mailgate records `delivered`), then the
+//! destination refuses the recipient and Postfix itself mails an RFC 3464 DSN to the VERP
+//! return path, through mailgate's inbound listener.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{BOUNCES, WAIT, events_of, hand_in, inbound_log, start};
+use crate::support::{
+    app::recipient_statuses,
+    postfix::{Postfix, free_port},
+    smtp_server::TestSmtpServer,
+    webhook_receiver::WebhookReceiver,
+};
+use mailgate::config::RelayConfig;
+
+#[tokio::test]
+async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
+    // The final destination: takes the connection, refuses one mailbox.
+    let destination = TestSmtpServer::start().await;
+    destination.rcpt_reply(
+        "dead@example.org",
+        550,
+        "5.1.1 <dead@example.org>: Recipient address rejected: User unknown",
+        None,
+    );
+    let postfix_port = free_port();
+    let app = start(|c| {
+        c.relays.insert(
+            "default".into(),
+            RelayConfig {
+                url: format!("smtp://127.0.0.1:{postfix_port}?tls=none").into(),
+                pool_size: 2,
+                tls_insecure: false,
+            },
+        );
+    })
+    .await;
+    let inbound = app.inbound_addr.expect("inbound listener on");
+    // mailgate's upstream; its bounces for the bounce domain go to the inbound listener.
+    let postfix = Postfix::start(
+        "mta.example.net",
+        postfix_port,
+        destination.addr,
+        &[(BOUNCES, inbound)],
+    );
+    let receiver = WebhookReceiver::start().await;
+    let (_, secret) = app
+        .create_webhook(
+            &json!({"url": receiver.url("/hook"), "events": ["email.bounced", "email.delivered"]}),
+        )
+        .await;
+
+    let id = app
+        .send_ok(&json!({
+            "from": "Billing <billing@example.com>", "to": "dead@example.org",
+            "subject": "Your receipt", "text": "Thanks."
+        }))
+        .await;
+    // Postfix said 250: delivered, as far as the upstream's answer goes.
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+
+    let start = Instant::now();
+    let email = loop {
+        let email = app.get_email(&id).await;
+        if email["status"] == "bounced" {
+            break email;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no bounce came back: {email:#}\ninbound log: {:#?}\npostfix log:\n{}",
+            inbound_log(&app).await,
+            postfix.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        recipient_statuses(&email),
+        [("dead@example.org".to_string(), "bounced".to_string())]
+    );
+    let bounced = events_of(&email, "bounced");
+    assert_eq!(bounced.len(), 1, "{email:#}");
+    let event = bounced[0];
+    assert_eq!(event["data"]["async"], true, "{event:#}");
+    assert_eq!(event["data"]["dsn"]["status"], "5.1.1");
+    assert_eq!(event["data"]["dsn"]["action"], "failed");
+    assert_eq!(event["data"]["dsn"]["reporting_mta"], "mta.example.net");
+    assert!(
+        event["smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("550 5.1.1 <dead@example.org>: Recipient address rejected: User unknown"),
+        "Postfix's diagnostic is kept: {event:#}"
+    );
+    assert_eq!(event["smtp_code"], 550);
+    assert_eq!(event["enhanced_code"], "5.1.1");
+    // It was delivered first, then bounced.
+    let kinds: Vec<&str> = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["queued", "delivered", "bounced"]);
+
+    // The address is suppressed, so the next send to it is not relayed.
+    let suppression = app.get_suppression("dead@example.org").await;
+    assert_eq!(suppression["reason"], "bounce");
+
+    // The app hears it, signed.
+    let got = receiver
+        .wait_until(WAIT, |got| {
+            got.iter().any(|r| r.event_type() == "email.bounced")
+        })
+        .await;
+    let hook = got
+        .iter()
+        .find(|r| r.event_type() == "email.bounced")
+        .unwrap();
+    hook.verify(&secret).expect("a Standard Webhooks signature");
+    let data = &hook.json()["data"];
+    assert_eq!(data["email_id"], id.as_str());
+    assert_eq!(data["recipient"], "dead@example.org");
+    assert_eq!(data["async"], true);
+    assert_eq!(data["dsn"]["status"], "5.1.1");
+    assert!(
+        data["dsn"]["diagnostic_code"]
+            .as_str()
+            .unwrap()
+            .contains("User unknown")
+    );
+
+    // Postfix relayed it with a VERP return path; the headers kept the app's From.
+    let relayed = destination.received();
+    assert!(relayed.is_empty(), "the destination refused it");
+    let log = inbound_log(&app).await;
+    assert_eq!(log[0]["kind"], "bounce", "{log:#?}");
+    assert_eq!(log[0]["email_id"], id.as_str());
+    assert_eq!(
+        log[0]["mail_from"], "",
+        "a DSN comes from the null return path"
+    );
+    let rcpt = log[0]["rcpt_to"][0].as_str().unwrap();
+    assert!(
+        rcpt.starts_with("b-") && rcpt.ends_with(&format!("@{BOUNCES}")),
+        "{rcpt}"
+    );
+}
+
+#[tokio::test]
+async fn the_return_path_names_the_recipient_and_keeps_the_from_header() {
+    let smtp = TestSmtpServer::start().await;
+    let app = start(|c| crate::support::app::relay_to(c, &smtp)).await;
+    let id = app
+        .send_ok(&json!({
+            "from": "Billing <billing@example.com>", "to": ["a@example.org", "b@example.org"],
+            "subject": "Hi", "text": "Hi"
+        }))
+        .await;
+    app.drain().await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let got = smtp.received();
+    assert_eq!(got.len(), 2);
+    let mut senders: Vec<&str> = got.iter().map(|m| m.mail_from.as_str()).collect();
+    senders.sort();
+    senders.dedup();
+    assert_eq!(
+        senders.len(),
+        2,
+        "one return path per recipient: {senders:?}"
+    );
+    for m in &got {
+        assert!(
+            m.mail_from.starts_with("b-") && m.mail_from.ends_with(&format!("@{BOUNCES}")),
+            "{}",
+            m.mail_from
+        );
+        assert!(m.text().contains("From: Billing <billing@example.com>"));
+    }
+    // Without a bounce domain, the sender's own address stays the return path.
+    let smtp2 = TestSmtpServer::start().await;
+    let plain = start(|c| {
+        c.bounce.domain = None;
+        crate::support::app::relay_to(c, &smtp2);
+    })
+    .await;
+    plain
+        .send_ok(&json!({"from": "billing@example.com", "to": "a@example.org", "subject": "Hi", "text": "Hi"}))
+        .await;
+    plain.drain().await;
+    assert_eq!(smtp2.received()[0].mail_from, "billing@example.com");
+}
+
+#[tokio::test]
+async fn the_inbound_listener_is_never_a_relay() {
+    let app = start(|_| {}).await;
+    let inbound = app.inbound_addr.unwrap();
+    let raw = b"From: a@example.net\r\nTo: b@example.org\r\nSubject: relay?\r\n\r\nHi\r\n";
+    let err = hand_in(inbound, Some("a@example.net"), "b@example.org", raw)
+        .await
+        .expect_err("a foreign domain is refused");
+    assert!(err.is_permanent(), "{err}");
+    assert!(err.to_string().contains("relay denied"), "{err}");
+    // Nothing was stored.
+    assert!(inbound_log(&app).await.is_empty());
+}
