@@ -169,6 +169,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_template_marks_a_value_safe() {
+        // Autoescaping is the whole defence; one `| safe` would print mail as markup.
+        for (name, source) in TEMPLATES {
+            assert!(!source.contains("safe"), "{name} uses `safe`");
+            assert!(!source.contains("autoescape"), "{name} switches autoescaping");
+        }
+    }
+
+    #[test]
     fn templates_compile_and_escape() {
         let response_text = TERA
             .render("error.html", &{
