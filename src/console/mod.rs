@@ -65,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/templates/new", get(templates::new))
         .route("/console/templates/preview", post(templates::preview))
         .route("/console/templates/{name}", get(templates::show))
-        .route("/console/webhooks", get(webhooks::list))
+        .route(
+            "/console/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
         .route("/console/webhooks/{id}", get(webhooks::show))
         .route(
             "/console/webhooks/{id}/enabled",

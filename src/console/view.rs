@@ -173,7 +173,10 @@ mod tests {
         // Autoescaping is the whole defence; one `| safe` would print mail as markup.
         for (name, source) in TEMPLATES {
             assert!(!source.contains("safe"), "{name} uses `safe`");
-            assert!(!source.contains("autoescape"), "{name} switches autoescaping");
+            assert!(
+                !source.contains("autoescape"),
+                "{name} switches autoescaping"
+            );
         }
     }
 

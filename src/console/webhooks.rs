@@ -19,10 +19,11 @@ use super::{
 use crate::{
     api::{
         AppState,
-        webhooks::{endpoint, parse_id, queue_test, replay, rotate},
+        webhooks::{CreateWebhook, create_in, endpoint, parse_id, queue_test, replay, rotate},
     },
     domain::Scope,
     store::webhooks::{self as store, EndpointChanges, EndpointRow},
+    webhooks::EMAIL_EVENTS,
 };
 
 /// Deliveries shown on an endpoint's page, newest first; the API pages through the rest.
@@ -70,12 +71,54 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> ConsoleResul
     let mut context = Context::new();
     context.insert("section", "webhooks");
     context.insert("endpoints", &endpoints);
+    context.insert("event_types", &EMAIL_EVENTS);
     Ok(view::page(
         Some(&viewer),
         "webhooks.html",
         "Webhooks",
         context,
     ))
+}
+
+/// A new endpoint; its page then shows the signing secret, this once.
+pub async fn create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> ConsoleResult<Response> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.trim())
+    };
+    let project = viewer.may_change(field("csrf"), Scope::Webhooks)?;
+    let chosen: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "events")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    // No box ticked: every event type, as the API's default.
+    let events = if chosen.is_empty() {
+        serde_json::json!("all")
+    } else {
+        serde_json::json!(chosen)
+    };
+    let body = CreateWebhook {
+        url: field("url").to_string(),
+        events: Some(events),
+        description: Some(field("description").to_string()).filter(|d| !d.is_empty()),
+        enabled: Some(true),
+    };
+    let (row, secret) = create_in(&state, project, &body).await?;
+    page(
+        &state,
+        &viewer,
+        &row.id.to_string(),
+        Some("created"),
+        Some(secret.expose()),
+    )
+    .await
 }
 
 #[derive(Serialize)]

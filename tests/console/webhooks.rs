@@ -112,3 +112,50 @@ async fn a_delivery_is_replayed_from_the_log() {
     let last = receiver.received_at("/hook").pop().unwrap();
     last.verify(&new_secret).unwrap();
 }
+
+#[tokio::test]
+async fn an_endpoint_added_in_the_page_receives_signed_events() {
+    let mut config = test_config(&create_database().await);
+    config.webhooks.allow_private_targets = true;
+    let app = TestApp::start(config).await;
+    let receiver = WebhookReceiver::start().await;
+    let browser = Browser::start().await;
+    browser.sign_in(&app.base, &app.key).await;
+    browser.goto(&app.url("/console/webhooks")).await;
+    assert!(
+        browser
+            .text("table.webhooks")
+            .await
+            .contains("No endpoints yet")
+    );
+    browser.fill("#w-url", &receiver.url("/from-console")).await;
+    browser.fill("#w-description", "billing app").await;
+    browser.click("[id='event-email.delivered']").await;
+    browser.click("#create-webhook button[type=submit]").await;
+    let secret = browser
+        .wait_for_text("#new-secret", |t| t.starts_with("whsec_"))
+        .await;
+    let endpoints = app.list_webhooks().await;
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["events"], json!(["email.delivered"]));
+    assert_eq!(endpoints[0]["description"], "billing app");
+
+    app.send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
+                        "subject": "Hi", "text": "x"}))
+        .await;
+    app.drain().await;
+    let received = receiver.received_at("/from-console");
+    assert_eq!(received.len(), 1, "only email.delivered, as ticked");
+    assert_eq!(received[0].event_type(), "email.delivered");
+    received[0].verify(&secret).unwrap();
+
+    // A private address is refused when the operator has not allowed it, named as the API names it.
+    let strict = TestApp::start(test_config(&create_database().await)).await;
+    browser.sign_in(&strict.base, &strict.key).await;
+    browser.goto(&strict.url("/console/webhooks")).await;
+    browser.fill("#w-url", "http://127.0.0.1:9/hook").await;
+    browser.click("#create-webhook button[type=submit]").await;
+    browser.wait_for_text("h1", |t| t.starts_with("422")).await;
+    assert!(browser.text("body").await.contains("url"));
+    assert!(strict.list_webhooks().await.is_empty());
+}

@@ -21,7 +21,8 @@ use super::missing_tool;
 
 /// The W3C name of an element reference in JSON.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-const WAIT: Duration = Duration::from_secs(10);
+// Generous: CI runs these beside other tests on two cores.
+const WAIT: Duration = Duration::from_secs(20);
 
 pub struct Browser {
     driver: Child,

@@ -252,6 +252,23 @@ pub async fn create(
     AppJson(body): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let key = key.require(Scope::Webhooks)?;
+    let (row, secret) = create_in(&state, key.project_id, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            endpoint: row.into(),
+            secret: secret.expose().to_string(),
+        }),
+    ))
+}
+
+/// Checks a new endpoint (each bad field named) and creates it with a new secret, returned
+/// to be shown once (the console creates endpoints through here too).
+pub async fn create_in(
+    state: &AppState,
+    project_id: Uuid,
+    body: &CreateWebhook,
+) -> ApiResult<(EndpointRow, WebhookSecret)> {
     let mut errors = Vec::new();
     let events = parse_events(body.events.as_ref().unwrap_or(&Value::Null))
         .map_err(|e| errors.push(e))
@@ -265,7 +282,7 @@ pub async fn create(
     // The address check resolves the host: do it only for an otherwise valid request.
     let mut url = String::new();
     if errors.is_empty() {
-        match check_url(&state, &body.url).await {
+        match check_url(state, &body.url).await {
             Ok(checked) => url = checked,
             Err(e) => errors.push(e),
         }
@@ -276,7 +293,7 @@ pub async fn create(
     let secret = WebhookSecret::generate();
     let row = store::create(
         &state.pool,
-        key.project_id,
+        project_id,
         &NewEndpoint {
             url: &url,
             description: body.description.as_deref(),
@@ -286,13 +303,7 @@ pub async fn create(
         },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WebhookWithSecret {
-            endpoint: row.into(),
-            secret: secret.expose().to_string(),
-        }),
-    ))
+    Ok((row, secret))
 }
 
 /// List the project's endpoints (never their secrets).
