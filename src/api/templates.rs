@@ -203,7 +203,12 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let key = key.require(Scope::Templates)?;
-    let name = template_name(name)?;
+    remove_named(&state, key.project_id, template_name(name)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a template, unless it is another template's layout (the console's delete too).
+pub async fn remove_named(state: &AppState, project_id: uuid::Uuid, name: String) -> ApiResult<()> {
     let in_use = |users: Vec<String>| ApiError::Conflict {
         code: "template_in_use",
         detail: format!(
@@ -212,16 +217,16 @@ pub async fn remove(
         ),
     };
     let mut conn = state.pool.acquire().await?;
-    let users = store::layout_users(&mut conn, key.project_id, &name).await?;
+    let users = store::layout_users(&mut conn, project_id, &name).await?;
     if !users.is_empty() {
         return Err(in_use(users));
     }
-    match store::delete(&mut conn, key.project_id, &name).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
+    match store::delete(&mut conn, project_id, &name).await {
+        Ok(true) => Ok(()),
         Ok(false) => Err(ApiError::TemplateNotFound(name)),
         // Another request made it a layout in the meantime.
         Err(e) if store::is_layout_reference_error(&e) => {
-            let users = store::layout_users(&mut conn, key.project_id, &name).await?;
+            let users = store::layout_users(&mut conn, project_id, &name).await?;
             Err(in_use(users))
         }
         Err(e) => Err(e.into()),

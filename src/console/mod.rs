@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/templates/new", get(templates::new))
         .route("/console/templates/preview", post(templates::preview))
         .route("/console/templates/{name}", get(templates::show))
+        .route("/console/templates/{name}/delete", post(templates::delete))
         .route(
             "/console/webhooks",
             get(webhooks::list).post(webhooks::create),

@@ -21,7 +21,7 @@ use crate::{
     api::{
         AppState,
         error::ApiError,
-        templates::{ValidateRequest, preview as render_preview, save_draft},
+        templates::{ValidateRequest, preview as render_preview, remove_named, save_draft},
     },
     domain::{Scope, TemplateName},
     store::templates as store,
@@ -40,7 +40,16 @@ struct Summary {
     updated: String,
 }
 
-pub async fn list(State(state): State<AppState>, viewer: Viewer) -> ConsoleResult<Response> {
+#[derive(Deserialize)]
+pub struct ListQuery {
+    done: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> ConsoleResult<Response> {
     let project = viewer.project_for(Scope::Templates)?;
     let rows: Vec<Summary> = store::list(&state.pool, project, None, LISTED)
         .await?
@@ -56,6 +65,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> ConsoleResul
     let mut context = Context::new();
     context.insert("section", "templates");
     context.insert("templates", &rows);
+    context.insert("done", &q.done);
     context.insert("more", &(rows.len() as i64 == LISTED));
     Ok(view::page(
         Some(&viewer),
@@ -252,4 +262,24 @@ pub async fn preview(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> ConsoleResult<Response> {
+    let project = viewer.may_change(&form.csrf, Scope::Templates)?;
+    if TemplateName::parse(&name).is_err() {
+        return Err(ConsoleError::NotFound("template"));
+    }
+    remove_named(&state, project, name).await?;
+    Ok(Redirect::to("/console/templates?done=deleted").into_response())
 }

@@ -67,6 +67,22 @@ async fn an_edited_template_previews_the_new_text_and_a_syntax_error_shows_its_l
     assert_eq!(stored["text"], "Hi {{ name }}, your order shipped.");
     assert_eq!(stored["html"], "<p>Hi {{ name }}</p>");
     assert_eq!(stored["version"], 2);
+
+    browser.click("#delete-template button").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for_path("the list", |p| p == "/console/templates?done=deleted")
+        .await;
+    assert!(
+        browser
+            .text("table.templates")
+            .await
+            .contains("No templates yet")
+    );
+    let (status, _) = app
+        .call(reqwest::Method::GET, "/v1/templates/welcome", None)
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
