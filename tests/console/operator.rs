@@ -44,6 +44,7 @@ async fn the_operator_picks_a_project_and_retries_deferred_mail_now() {
         "{projects}"
     );
     browser.screenshot("projects", 1280).await;
+    browser.screenshot("projects", 390).await;
     browser
         .click("button[aria-label='Show project acme']")
         .await;

@@ -22,6 +22,8 @@ async fn an_edited_template_previews_the_new_text_and_a_syntax_error_shows_its_l
         .wait_for_path("the list", |p| p == "/console/templates")
         .await;
     assert!(browser.text("table.templates").await.contains("welcome"));
+    browser.screenshot("templates", 1280).await;
+    browser.screenshot("templates", 390).await;
     browser.click("a[href='/console/templates/welcome']").await;
     browser
         .wait_for_path("the editor", |p| p == "/console/templates/welcome")

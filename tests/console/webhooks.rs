@@ -30,6 +30,11 @@ async fn a_delivery_is_replayed_from_the_log() {
     browser.sign_in(&app.base, &app.key).await;
     browser.click("nav a[href='/console/webhooks']").await;
     browser
+        .wait_for_path("the endpoints", |p| p == "/console/webhooks")
+        .await;
+    browser.screenshot("webhooks", 1280).await;
+    browser.screenshot("webhooks", 390).await;
+    browser
         .click(&format!("a[href='/console/webhooks/{webhook}']"))
         .await;
     browser
