@@ -278,3 +278,37 @@ async fn forged_foreign_and_non_reports_change_nothing() {
         .await;
     assert_eq!(b_email["status"], "bounced", "{b_email:#}");
 }
+
+#[tokio::test]
+async fn a_delay_notice_is_an_event_and_changes_no_status() {
+    let smtp = TestSmtpServer::start().await;
+    let receiver = WebhookReceiver::start().await;
+    let app = start(|c| relay_to(c, &smtp)).await;
+    app.create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.delayed"]}))
+        .await;
+    let (id, return_path) = delivered(&app, &smtp, "ada@example.org").await;
+    let delayed = dsn(&return_path, "ada@example.org")
+        .replace("Action: failed", "Action: delayed")
+        .replace("Status: 5.1.1", "Status: 4.4.7")
+        .replace("550 5.1.1 no such user", "450 4.4.7 still trying");
+    hand_in(
+        app.inbound_addr.unwrap(),
+        None,
+        &return_path,
+        delayed.as_bytes(),
+    )
+    .await
+    .unwrap();
+    app.drain().await;
+    let email = app.get_email(&id).await;
+    assert_eq!(email["status"], "delivered");
+    let events = events_of(&email, "delayed");
+    assert_eq!(events.len(), 1, "{email:#}");
+    assert_eq!(events[0]["enhanced_code"], "4.4.7");
+    let got = receiver
+        .wait_until(super::WAIT, |got| !got.is_empty())
+        .await;
+    assert_eq!(got[0].event_type(), "email.delayed");
+    assert_eq!(got[0].json()["data"]["dsn"]["action"], "delayed");
+    assert_eq!(inbound_log(&app).await[0]["kind"], "delay");
+}
