@@ -10,6 +10,8 @@
 #                           redis-server; exits 1 naming what it could not install
 #   ensure_browser          chromium + chromedriver (Debian's chromium, chromium-driver) for
 #                           the console's browser tests; exits 1 naming them if it cannot
+#   scanners_start / scanners_wait  private rspamd and clamd (installed when missing) for the
+#                           content-scanning tests: MAILGATE_TEST_RSPAMD_URL, MAILGATE_TEST_CLAMD_ADDR
 #   ensure_pypi_tool CMD [PACKAGE]  a command-line tool from PyPI (schemathesis,
 #                           openapi-spec-validator), else exit 1
 #
@@ -90,7 +92,7 @@ _mg_apt_install() {
 		_MG_APT_UPDATED=1
 	fi
 	mg_log "apt: installing $*"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "$@" >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -490,4 +492,89 @@ ensure_pypi_tool() {
 	# pip --user puts scripts in ~/.local/bin, not always on PATH.
 	case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) export PATH="$PATH:$HOME/.local/bin" ;; esac
 	command -v "$cmd" >/dev/null 2>&1 || mg_die "$cmd: installed $pkg but $cmd is not on PATH"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Content scanners for the tests: a private rspamd (built-in rules, offline) and a private
+# clamd whose only signature is the standard EICAR test string (ClamAV cannot download its
+# databases here). Both listen on loopback ports of their own and are left running, like the
+# private Postgres and Redis, so the next run reuses them. rspamd takes about 25 s to load its
+# rules, so scripts/test starts it first and waits for it just before the tests.
+
+MG_SCANNERS_DIR="${TMPDIR:-/tmp}/mailgate-scanners"
+MG_RSPAMD_PORT=11433
+MG_CLAMD_PORT=3410
+
+_mg_rspamd_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$MG_RSPAMD_PORT/ping" 2>/dev/null | grep -q pong; }
+_mg_clamd_ready() {
+	python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"zPING\0")
+sys.exit(0 if s.recv(16).startswith(b"PONG") else 1)
+' "$MG_CLAMD_PORT" 2>/dev/null
+}
+
+scanners_start() {
+	local pkgs=() user_args=()
+	command -v rspamd >/dev/null 2>&1 || pkgs+=(rspamd)
+	command -v clamd >/dev/null 2>&1 || pkgs+=(clamav-daemon)
+	command -v sigtool >/dev/null 2>&1 || pkgs+=(clamav)
+	if [ "${#pkgs[@]}" -gt 0 ]; then
+		_mg_apt_install "${pkgs[@]}" ||
+			mg_die "scanners: missing ${pkgs[*]} and cannot install them here: apt-get install ${pkgs[*]}"
+	fi
+	mkdir -p "$MG_SCANNERS_DIR/clamdb"
+	if ! _mg_clamd_ready; then
+		# The EICAR test string, as every antivirus knows it, is clamd's only signature: a body
+		# pattern (.ndb, made with sigtool), so it matches however a message encodes the file.
+		rm -f "$MG_SCANNERS_DIR/clamdb/"*
+		echo "Mailgate.Test.EICAR:0:*:$(printf '%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' |
+			sigtool --hex-dump)" >"$MG_SCANNERS_DIR/clamdb/eicar.ndb"
+		{
+			echo "DatabaseDirectory $MG_SCANNERS_DIR/clamdb"
+			echo "TCPSocket $MG_CLAMD_PORT"
+			echo "TCPAddr 127.0.0.1"
+			echo "LogFile $MG_SCANNERS_DIR/clamd.log"
+			echo "PidFile $MG_SCANNERS_DIR/clamd.pid"
+			echo "Foreground no"
+			echo "User $(id -un)"
+		} >"$MG_SCANNERS_DIR/clamd.conf"
+		mg_log "scanners: starting clamd on 127.0.0.1:$MG_CLAMD_PORT (log $MG_SCANNERS_DIR/clamd.log)"
+		clamd -c "$MG_SCANNERS_DIR/clamd.conf" >>"$MG_SCANNERS_DIR/clamd.out" 2>&1 ||
+			mg_die "scanners: clamd did not start; see $MG_SCANNERS_DIR/clamd.log"
+	fi
+	if ! _mg_rspamd_ready; then
+		# shellcheck disable=SC2016 # rspamd expands its own $VARIABLES
+		{
+			echo '.include "$CONFDIR/common.conf"'
+			echo 'options { pidfile = "$RUNDIR/rspamd.pid"; .include "$CONFDIR/options.inc" }'
+			echo 'logging { type = "file"; filename = "$LOGDIR/rspamd.log"; level = "error"; }'
+			echo "worker \"normal\" { bind_socket = \"127.0.0.1:$MG_RSPAMD_PORT\";"
+			echo '    .include "$CONFDIR/worker-normal.inc"'
+			echo '    count = 1; }'
+		} >"$MG_SCANNERS_DIR/rspamd.conf"
+		if _mg_is_root; then user_args=(-u root -g root -i); fi
+		mg_log "scanners: starting rspamd on 127.0.0.1:$MG_RSPAMD_PORT (loading its rules takes a while)"
+		rspamd -c "$MG_SCANNERS_DIR/rspamd.conf" "${user_args[@]}" \
+			--var CONFDIR=/etc/rspamd --var LOCAL_CONFDIR="$MG_SCANNERS_DIR" \
+			--var RUNDIR="$MG_SCANNERS_DIR" --var LOGDIR="$MG_SCANNERS_DIR" --var DBDIR="$MG_SCANNERS_DIR" \
+			--var PLUGINSDIR=/usr/share/rspamd/plugins --var RULESDIR=/usr/share/rspamd/rules \
+			--var LUALIBDIR=/usr/share/rspamd/lualib --var SHAREDIR=/usr/share/rspamd \
+			--var WWWDIR=/usr/share/rspamd/www >>"$MG_SCANNERS_DIR/rspamd.out" 2>&1 ||
+			mg_die "scanners: rspamd did not start; see $MG_SCANNERS_DIR/rspamd.out"
+	fi
+	export MAILGATE_TEST_RSPAMD_URL="http://127.0.0.1:$MG_RSPAMD_PORT"
+	export MAILGATE_TEST_CLAMD_ADDR="127.0.0.1:$MG_CLAMD_PORT"
+}
+
+scanners_wait() {
+	local deadline=$((SECONDS + 120))
+	until _mg_rspamd_ready && _mg_clamd_ready; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			mg_die "scanners: rspamd or clamd did not answer within 120 s; see $MG_SCANNERS_DIR/*.log"
+		fi
+		sleep 1
+	done
+	mg_log "scanners: rspamd $MAILGATE_TEST_RSPAMD_URL and clamd $MAILGATE_TEST_CLAMD_ADDR answer"
 }

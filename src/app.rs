@@ -17,9 +17,10 @@ use crate::{
     queue::{MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter},
     retention,
+    scan::Scanner,
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
-    store::group_commit::GroupCommit,
+    store::{group_commit::GroupCommit, projects::ProjectCache},
     submission::SubmissionCore,
     templates::TemplateCache,
     tokens::TokenKey,
@@ -53,6 +54,7 @@ pub struct Application {
     /// The MX-facing listener for bounces, complaints and inbound mail (`inbound.addr`).
     inbound: Option<SmtpListener>,
     inbound_runner: Option<InboundRunner>,
+    scanner: Option<Arc<Scanner>>,
     dkim: Arc<DkimKeys>,
 }
 
@@ -138,6 +140,8 @@ impl Application {
         // A quarter of the pool commits sends: enough that a lone send never waits for a
         // committer, few enough that a burst forms groups instead of a queue of statements.
         let committers = (config.database_pool_size as usize / 4).clamp(2, 8);
+        let projects = ProjectCache::default();
+        let scanner = Scanner::new(&config.scan, pool.clone(), projects.clone())?.map(Arc::new);
         let templates = TemplateCache::default();
         let submissions = SubmissionCore::new(
             pool.clone(),
@@ -148,11 +152,14 @@ impl Application {
             config.http.max_message_bytes,
             config.http.max_schedule_days,
         )
+        .with_projects(projects.clone())
+        .with_scanner(scanner.clone())
         .with_tracker(config.tracking.base().map(|base| {
             Arc::new(crate::tracking::Tracker::new(
                 base,
                 tokens.clone(),
                 pool.clone(),
+                projects.clone(),
             ))
         }));
         let state = AppState {
@@ -188,6 +195,7 @@ impl Application {
             webhooks,
             inbound,
             inbound_runner,
+            scanner,
             dkim,
         })
     }
@@ -246,7 +254,7 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} inbound={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={}",
+            "http={} smtp={} inbound={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={} scan={}",
             self.http_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
@@ -275,6 +283,9 @@ impl Application {
             } else {
                 self.dkim.domains().join(",")
             },
+            self.scanner
+                .as_ref()
+                .map_or("off".to_string(), |s| s.describe()),
         )
     }
 
@@ -291,6 +302,7 @@ impl Application {
         background.spawn(retention::run(
             self.state.pool.clone(),
             self.state.config.retention.clone(),
+            self.state.config.scan.hold_hours,
             cancel.child_token(),
         ));
         if let Some(smtp) = self.smtp {

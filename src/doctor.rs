@@ -65,6 +65,23 @@ pub async fn run(config: &Config) -> Vec<Check> {
         }
     }
 
+    // Each configured content scanner answers its ping.
+    let timeout = Duration::from_millis(config.scan.timeout_ms);
+    if let Some(url) = &config.scan.rspamd_url {
+        let result = match crate::scan::rspamd::Rspamd::new(url, timeout) {
+            Ok(r) => r.ping().await.map(|()| format!("{url} answers /ping")),
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(Check::new("rspamd", result));
+    }
+    if let Some(addr) = &config.scan.clamd_addr {
+        let result = crate::scan::clamd::Clamd::new(addr, timeout)
+            .ping()
+            .await
+            .map(|()| format!("{addr} answers PING"));
+        checks.push(Check::new("clamd", result));
+    }
+
     checks.push(Check::new(
         "redis",
         match &config.redis_url {

@@ -25,6 +25,7 @@ pub mod mime;
 pub mod queue;
 pub mod ratelimit;
 pub mod retention;
+pub mod scan;
 pub mod smtp;
 pub mod store;
 pub mod submission;

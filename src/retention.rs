@@ -12,6 +12,23 @@ use crate::{
     store::{idempotency, inbound, messages, webhooks},
 };
 
+/// Cancels held mail whose hold outlived `scan.hold_hours`, in batches; returns how many
+/// messages. Run with the clean-up, on every instance.
+pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<u64> {
+    let mut expired = 0;
+    loop {
+        let n = messages::expire_held(pool, hours, batch).await?;
+        expired += n;
+        if n == 0 {
+            break;
+        }
+    }
+    if expired > 0 {
+        tracing::info!(messages = expired, "held mail expired and was cancelled");
+    }
+    Ok(expired)
+}
+
 /// One full pass; returns (messages, idempotency keys) deleted.
 pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
     let mut messages_deleted = 0;
@@ -63,9 +80,18 @@ pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result
     Ok((messages_deleted, keys_deleted))
 }
 
-pub async fn run(pool: PgPool, config: RetentionConfig, cancel: CancellationToken) {
+/// The clean-up, every `retention.interval_secs`; held mail expires on the same beat.
+pub async fn run(
+    pool: PgPool,
+    config: RetentionConfig,
+    hold_hours: u64,
+    cancel: CancellationToken,
+) {
     let every = Duration::from_secs(config.interval_secs.max(1));
     loop {
+        if let Err(err) = expire_held(&pool, hold_hours, config.batch).await {
+            tracing::warn!(error = %err, "expiring held mail failed; will retry");
+        }
         match purge_once(&pool, &config).await {
             Ok((0, 0)) => {}
             Ok((m, k)) => tracing::info!(

@@ -98,6 +98,13 @@ impl From<SubmissionError> for ApiError {
                 ApiError::unprocessable("template_render_error", vec![error])
             }
             SubmissionError::TooLarge(detail) => ApiError::PayloadTooLarge(detail),
+            SubmissionError::ContentRejected { detail, .. } => {
+                ApiError::unprocessable("content_rejected", vec![FieldError::new("body", detail)])
+            }
+            SubmissionError::ScanUnavailable(_) => ApiError::Unavailable(
+                "the content scanner is unavailable and the policy fails closed; retry later"
+                    .into(),
+            ),
             SubmissionError::Database(e) => e.into(),
             SubmissionError::Internal(e) => ApiError::Internal(e),
         }

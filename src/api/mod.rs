@@ -7,6 +7,7 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod hold;
 pub mod idempotency;
 pub mod inbound;
 pub mod limits;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     // Every authenticated resource goes in `v1`, behind the rate-limit layer.
     let v1 = Router::new()
         .merge(emails::router())
+        .merge(hold::router())
         .merge(projects::router())
         .merge(inbound::router())
         .merge(relays::router())

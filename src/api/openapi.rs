@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    api_keys, emails, error::Problem, health, inbound, projects, relays, suppressions, templates,
-    tracking, webhooks,
+    api_keys, emails, error::Problem, health, hold, inbound, projects, relays, suppressions,
+    templates, tracking, webhooks,
 };
 
 /// Every error a route may answer, as problem+json with a stable `code`.
@@ -90,6 +90,8 @@ pub enum ProblemResponses {
         emails::show,
         emails::source,
         emails::cancel,
+        hold::release,
+        hold::discard,
         api_keys::create,
         api_keys::list,
         api_keys::revoke,

@@ -17,6 +17,7 @@ mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
+mod scan;
 mod secret;
 mod smtp;
 mod tracking;
@@ -47,6 +48,7 @@ pub use self::{
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
+    scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
     tracking::TrackingConfig,
@@ -91,6 +93,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     /// The web console at `/console`.
     pub console: ConsoleConfig,
+    pub scan: ScanConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -133,6 +136,7 @@ impl Default for Config {
             inbound: InboundConfig::default(),
             tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
+            scan: ScanConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -204,6 +208,7 @@ impl Config {
         self.inbound.validate()?;
         self.tracking.validate()?;
         self.console.validate()?;
+        self.scan.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())
     }

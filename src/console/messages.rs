@@ -219,7 +219,10 @@ pub async fn show(
         r.status.parse::<RecipientStatus>().is_ok_and(|s| {
             matches!(
                 s,
-                RecipientStatus::Queued | RecipientStatus::Scheduled | RecipientStatus::Deferred
+                RecipientStatus::Queued
+                    | RecipientStatus::Scheduled
+                    | RecipientStatus::Deferred
+                    | RecipientStatus::Held
             )
         })
     });

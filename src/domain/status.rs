@@ -19,10 +19,12 @@ pub enum RecipientStatus {
     Cancelled,
     /// Delivered, then reported as spam by the recipient (an ARF feedback report).
     Complained,
+    /// Stopped by the content policy at accept, until released or discarded.
+    Held,
 }
 
 impl RecipientStatus {
-    pub const ALL: [RecipientStatus; 10] = [
+    pub const ALL: [RecipientStatus; 11] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -33,6 +35,7 @@ impl RecipientStatus {
         Self::Suppressed,
         Self::Cancelled,
         Self::Complained,
+        Self::Held,
     ];
 
     /// Waiting for a relay or in its hands: what the queue depth counts.
@@ -51,6 +54,7 @@ impl RecipientStatus {
             Self::Suppressed => "suppressed",
             Self::Cancelled => "cancelled",
             Self::Complained => "complained",
+            Self::Held => "held",
         }
     }
 
@@ -87,10 +91,12 @@ pub enum MessageStatus {
     Cancelled,
     /// Every recipient reported the message as spam.
     Complained,
+    /// Stopped by the content policy, waiting to be released or discarded.
+    Held,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 11] = [
+    pub const ALL: [MessageStatus; 12] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -102,6 +108,7 @@ impl MessageStatus {
         Self::Suppressed,
         Self::Cancelled,
         Self::Complained,
+        Self::Held,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +124,7 @@ impl MessageStatus {
             Self::Suppressed => "suppressed",
             Self::Cancelled => "cancelled",
             Self::Complained => "complained",
+            Self::Held => "held",
         }
     }
 }
@@ -135,19 +143,21 @@ impl From<RecipientStatus> for MessageStatus {
             RecipientStatus::Suppressed => Self::Suppressed,
             RecipientStatus::Cancelled => Self::Cancelled,
             RecipientStatus::Complained => Self::Complained,
+            RecipientStatus::Held => Self::Held,
         }
     }
 }
 
 /// A message's status from its recipients'. Mirrors the SQL function
 /// `mailgate_message_status` (migrations/0001_init.sql), which keeps the stored status; a
-/// test holds the two to agreement. In-flight states win, in this order; then a status all
+/// test holds the two to agreement. In-flight states win, in this order (held last: it waits
+/// for a person); then a status all
 /// recipients share; then `delivered` if every recipient was delivered (a complaint is about
 /// delivered mail), `partially_delivered` if any was, else `failed`.
 /// No recipients (which no stored message has) reads as `queued`.
 pub fn summarise(statuses: &[RecipientStatus]) -> MessageStatus {
     use RecipientStatus::*;
-    for in_flight in [Sending, Deferred, Queued, Scheduled] {
+    for in_flight in [Sending, Deferred, Queued, Scheduled, Held] {
         if statuses.contains(&in_flight) {
             return in_flight.into();
         }

@@ -420,7 +420,7 @@ pub async fn retry_now(
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
         "SELECT status, count(*) FROM recipients
-         WHERE status IN ('queued', 'deferred', 'sending', 'scheduled') GROUP BY status ORDER BY status",
+         WHERE status IN ('queued', 'deferred', 'sending', 'scheduled', 'held') GROUP BY status ORDER BY status",
     )
     .fetch_all(pool)
     .await

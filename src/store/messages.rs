@@ -21,6 +21,10 @@ pub struct AcceptedMessage {
     pub send_at: Option<DateTime<Utc>>,
     /// (address, kind) in request order.
     pub recipients: Vec<(String, &'static str)>,
+    /// Why the content policy holds it (its recipients start `held`); `None` sends it.
+    pub hold: Option<String>,
+    /// What the content scanners said, kept with the message.
+    pub scan: Option<serde_json::Value>,
 }
 
 /// Who submitted a message. Each message carries its own, so one statement may commit
@@ -60,6 +64,8 @@ pub async fn insert(
     let mut metadata = Vec::with_capacity(batch.len());
     let mut relays = Vec::with_capacity(batch.len());
     let mut send_ats = Vec::with_capacity(batch.len());
+    let mut holds = Vec::with_capacity(batch.len());
+    let mut scans = Vec::with_capacity(batch.len());
     let (mut r_msg, mut r_email, mut r_kind) = (Vec::new(), Vec::new(), Vec::new());
     for (i, m) in batch.iter().enumerate() {
         projects.push(m.by.project_id);
@@ -75,6 +81,8 @@ pub async fn insert(
         metadata.push(m.metadata.clone());
         relays.push(m.relay.as_deref());
         send_ats.push(m.send_at);
+        holds.push(m.hold.as_deref());
+        scans.push(m.scan.clone());
         for (email, kind) in &m.recipients {
             r_msg.push(i as i32 + 1);
             r_email.push(email.as_str());
@@ -86,15 +94,18 @@ pub async fn insert(
         WITH m_in AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[],
                                  $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bytea[],
-                                 $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[])
+                                 $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[],
+                                 $16::text[], $17::jsonb[])
                 WITH ORDINALITY AS t(project_id, api_key_id, sandbox, id, from_addr, subject,
-                                     message_id, mime, tags, metadata, relay, send_at, ord)
+                                     message_id, mime, tags, metadata, relay, send_at, hold, scan,
+                                     ord)
         ),
         r_in AS (
-            SELECT r.email, r.kind, r.ord, m.id AS message_id, m.ord AS msg_ord,
+            SELECT r.email, r.kind, r.ord, m.id AS message_id, m.ord AS msg_ord, m.hold,
                    CASE
                        WHEN EXISTS (SELECT 1 FROM suppressions s
                                     WHERE s.project_id = m.project_id AND s.email = lower(r.email)) THEN 'suppressed'
+                       WHEN m.hold IS NOT NULL THEN 'held'
                        WHEN m.send_at > now() THEN 'scheduled'
                        ELSE 'queued'
                    END AS status,
@@ -104,9 +115,10 @@ pub async fn insert(
         ),
         msg AS (
             INSERT INTO messages (id, project_id, api_key_id, status, from_addr, subject, message_id,
-                                  mime, tags, metadata, relay, sandbox, send_at)
+                                  mime, tags, metadata, relay, sandbox, send_at, scan)
             SELECT m.id, m.project_id, m.api_key_id, s.status, m.from_addr, m.subject, m.message_id, m.mime,
-                   ARRAY(SELECT jsonb_array_elements_text(m.tags)), m.metadata, m.relay, m.sandbox, m.send_at
+                   ARRAY(SELECT jsonb_array_elements_text(m.tags)), m.metadata, m.relay, m.sandbox, m.send_at,
+                   m.scan
             FROM m_in m
             JOIN LATERAL (SELECT mailgate_message_status(array_agg(r.status)) AS status
                           FROM r_in r WHERE r.msg_ord = m.ord) s ON true
@@ -118,9 +130,10 @@ pub async fn insert(
         ),
         ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, detail)
-            SELECT message_id, id, email, status,
-                   CASE WHEN status = 'suppressed' THEN 'the address is on the suppression list' END
-            FROM rcpt
+            SELECT c.message_id, c.id, c.email, c.status,
+                   CASE c.status WHEN 'suppressed' THEN 'the address is on the suppression list'
+                                 WHEN 'held' THEN 'held by the content policy: ' || m.hold END
+            FROM rcpt c JOIN m_in m ON m.id = c.message_id
         )
         SELECT message_id, email, status FROM rcpt ORDER BY id
         "#,
@@ -140,6 +153,8 @@ pub async fn insert(
     .bind(&r_msg)
     .bind(&r_email)
     .bind(&r_kind)
+    .bind(&holds)
+    .bind(&scans)
     .fetch_all(&mut *conn)
     .await
 }
@@ -157,6 +172,11 @@ pub struct MessageRow {
     pub relay: Option<String>,
     pub sandbox: bool,
     pub send_at: Option<DateTime<Utc>>,
+    /// What the content scanners said at accept (rspamd's action, score and symbols; the
+    /// virus clamd found), when scanning is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub scan: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -205,8 +225,8 @@ pub async fn find(
     id: Uuid,
 ) -> sqlx::Result<Option<MessageRow>> {
     sqlx::query_as(
-        "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, send_at, created_at,
-                updated_at
+        "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, send_at, scan,
+                created_at, updated_at
          FROM messages WHERE id = $1 AND project_id = $2",
     )
     .bind(id)
@@ -319,35 +339,107 @@ pub enum Cancelled {
     NotFound,
 }
 
-/// Cancels every recipient not yet handed to a relay, with an event each, in one transaction.
+/// Cancels every recipient not yet handed to a relay (held ones too), with an event each, in
+/// one transaction.
 pub async fn cancel(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Cancelled> {
+    transition(
+        pool,
+        Some(project_id),
+        id,
+        Transition {
+            from: &["queued", "scheduled", "deferred", "held"],
+            to: "'cancelled'",
+            detail: "cancelled through the API",
+        },
+    )
+    .await
+}
+
+/// What becomes of a held message.
+pub enum Settle {
+    /// Queued (or scheduled, if its time has not come), as if it had just been accepted.
+    Release,
+    /// Cancelled, with this reason.
+    Discard(String),
+}
+
+/// Releases or discards the held recipients of a message of `project_id` (any project for
+/// the operator: `None`).
+pub async fn settle_held(
+    pool: &PgPool,
+    project_id: Option<Uuid>,
+    id: Uuid,
+    settle: &Settle,
+) -> sqlx::Result<Cancelled> {
+    let (to, detail) = match settle {
+        Settle::Release => (
+            "CASE WHEN m.send_at > now() THEN 'scheduled' ELSE 'queued' END",
+            "released from hold".to_string(),
+        ),
+        Settle::Discard(reason) => ("'cancelled'", format!("discarded from hold: {reason}")),
+    };
+    transition(
+        pool,
+        project_id,
+        id,
+        Transition {
+            from: &["held"],
+            to,
+            detail: &detail,
+        },
+    )
+    .await
+}
+
+/// A change of some recipients of one message: from these statuses, to this SQL expression
+/// (over `recipients r` and `messages m`), with an event of the new status saying why.
+struct Transition<'a> {
+    from: &'a [&'a str],
+    to: &'a str,
+    detail: &'a str,
+}
+
+async fn transition(
+    pool: &PgPool,
+    project_id: Option<Uuid>,
+    id: Uuid,
+    t: Transition<'_>,
+) -> sqlx::Result<Cancelled> {
     let mut tx = pool.begin().await?;
-    let owner: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND project_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(project_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let owner: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2) FOR UPDATE",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     if owner.is_none() {
         return Ok(Cancelled::NotFound);
     }
-    let cancelled: i64 = sqlx::query_scalar(
+    // `to` is one of this module's constant expressions, never input.
+    let sql = format!(
         r#"
         WITH upd AS (
-            UPDATE recipients SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = now()
-            WHERE message_id = $1 AND status IN ('queued', 'scheduled', 'deferred')
-            RETURNING id, email
+            UPDATE recipients r SET status = {to}, lease_owner = NULL, lease_until = NULL,
+                   next_attempt_at = greatest(coalesce(m.send_at, now()), now()), updated_at = now()
+            FROM messages m
+            WHERE m.id = r.message_id AND r.message_id = $1 AND r.status = ANY($2)
+            RETURNING r.id, r.email, r.status
         ), ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, detail)
-            SELECT $1, id, email, 'cancelled', 'cancelled through the API' FROM upd
+            SELECT $1, id, email, status, $3 FROM upd
         )
         SELECT count(*) FROM upd
         "#,
-    )
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if cancelled == 0 {
+        to = t.to
+    );
+    let changed: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(t.from)
+        .bind(t.detail)
+        .fetch_one(&mut *tx)
+        .await?;
+    if changed == 0 {
         let statuses: Vec<String> =
             sqlx::query_scalar("SELECT status FROM recipients WHERE message_id = $1")
                 .bind(id)
@@ -355,16 +447,48 @@ pub async fn cancel(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<C
                 .await?;
         return Ok(Cancelled::Nothing(statuses));
     }
-    sqlx::query(
-        "UPDATE messages SET status = (SELECT mailgate_message_status(array_agg(status)) FROM recipients
-                                       WHERE message_id = $1), updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    crate::queue::refresh_message_status(&mut tx, &[id]).await?;
     tx.commit().await?;
-    Ok(Cancelled::Some(cancelled as u64))
+    Ok(Cancelled::Some(changed as u64))
+}
+
+/// Cancels held mail older than `hours` (up to `batch` recipients); returns how many.
+pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let messages: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH old AS (
+            SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+            WHERE r.status = 'held' AND m.created_at < now() - make_interval(hours => $1::int)
+            LIMIT $2 FOR UPDATE OF r SKIP LOCKED
+        ), upd AS (
+            UPDATE recipients r SET status = 'cancelled', updated_at = now()
+            FROM old WHERE r.id = old.id
+            RETURNING r.id, r.message_id, r.email
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, detail)
+            SELECT message_id, id, email, 'cancelled',
+                   'the hold expired after ' || $1::int || ' h without a release'
+            FROM upd
+        )
+        SELECT DISTINCT message_id FROM upd
+        "#,
+    )
+    .bind(i32::try_from(hours).unwrap_or(i32::MAX))
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    crate::queue::refresh_message_status(&mut tx, &messages).await?;
+    tx.commit().await?;
+    Ok(messages.len() as u64)
+}
+
+/// The project a message belongs to (for the operator, who names no project).
+pub async fn project_of(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT project_id FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Deletes up to `batch` finished messages older than `days` (recipients and events go

@@ -1,5 +1,10 @@
 //! Projects: the tenant boundary, and the settings each project has of its own.
 
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -19,10 +24,17 @@ pub struct Project {
     /// Whether sends track opens and clicks when they do not say (`track`).
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// Content scanning policy over the server's `scan.spam`, `scan.virus` and
+    /// `scan.on_error` (`null`: the server's).
+    pub scan_spam: Option<String>,
+    pub scan_virus: Option<String>,
+    pub scan_on_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, default_relay, bounce_domain, inbound_domains, track_opens, track_clicks, created_at";
+const COLUMNS: &str =
+    "id, name, default_relay, bounce_domain, inbound_domains, track_opens, track_clicks,
+     scan_spam, scan_virus, scan_on_error, created_at";
 
 /// Returns the project with this name, creating it if needed (idempotent under races).
 pub async fn ensure(pool: &PgPool, name: &str) -> sqlx::Result<(Project, bool)> {
@@ -95,6 +107,9 @@ pub struct SettingsChange {
     pub inbound_domains: Option<Vec<String>>,
     pub track_opens: Option<bool>,
     pub track_clicks: Option<bool>,
+    pub scan_spam: Option<Option<String>>,
+    pub scan_virus: Option<Option<String>>,
+    pub scan_on_error: Option<Option<String>>,
 }
 
 pub async fn update(
@@ -108,7 +123,10 @@ pub async fn update(
              bounce_domain = CASE WHEN $4 THEN $5 ELSE bounce_domain END,
              inbound_domains = coalesce($6, inbound_domains),
              track_opens = coalesce($7, track_opens),
-             track_clicks = coalesce($8, track_clicks)
+             track_clicks = coalesce($8, track_clicks),
+             scan_spam = CASE WHEN $9 THEN $10 ELSE scan_spam END,
+             scan_virus = CASE WHEN $11 THEN $12 ELSE scan_virus END,
+             scan_on_error = CASE WHEN $13 THEN $14 ELSE scan_on_error END
          WHERE name = $1 RETURNING {COLUMNS}"
     )))
     .bind(name)
@@ -119,6 +137,12 @@ pub async fn update(
     .bind(&change.inbound_domains)
     .bind(change.track_opens)
     .bind(change.track_clicks)
+    .bind(change.scan_spam.is_some())
+    .bind(change.scan_spam.clone().flatten())
+    .bind(change.scan_virus.is_some())
+    .bind(change.scan_virus.clone().flatten())
+    .bind(change.scan_on_error.is_some())
+    .bind(change.scan_on_error.clone().flatten())
     .fetch_optional(pool)
     .await
 }
@@ -137,4 +161,41 @@ pub async fn is_bounce_domain(pool: &PgPool, domain: &str) -> sqlx::Result<bool>
         .bind(domain)
         .fetch_one(pool)
         .await
+}
+
+/// Projects as the accept path reads them (tracking defaults, scanning policy): each read at
+/// most every `CACHE_TTL` per process, and forgotten here as soon as it is changed here.
+#[derive(Clone, Default)]
+pub struct ProjectCache {
+    entries: std::sync::Arc<std::sync::Mutex<HashMap<Uuid, (Instant, Project)>>>,
+}
+
+/// How stale another process's view of a changed project may be.
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+
+impl ProjectCache {
+    pub async fn get(&self, pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Project>> {
+        let cached = self
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, p)| p.clone());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let project = find(pool, id).await?;
+        if let Some(p) = &project {
+            self.entries
+                .lock()
+                .expect("not poisoned")
+                .insert(id, (Instant::now(), p.clone()));
+        }
+        Ok(project)
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        self.entries.lock().expect("not poisoned").remove(&id);
+    }
 }

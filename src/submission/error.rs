@@ -18,6 +18,12 @@ pub enum SubmissionError {
     /// The rendered message is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// The content policy refused it (spam or a virus); nothing was stored.
+    #[error("{detail}")]
+    ContentRejected { detail: String, virus: bool },
+    /// A content scanner could not answer and the policy fails closed: try again later.
+    #[error("the content scanner is unavailable: {0}")]
+    ScanUnavailable(String),
     /// The database refused the commit or could not be reached: nothing was stored.
     #[error(transparent)]
     Database(#[from] sqlx::Error),

@@ -56,6 +56,8 @@ use crate::{
     },
     mime,
     queue::wake::Waker,
+    scan::{self, Decision, Scanner},
+    store::projects::ProjectCache,
     store::{
         api_keys::AuthenticatedKey,
         group_commit::GroupCommit,
@@ -98,6 +100,10 @@ pub struct SubmissionCore {
     max_schedule: chrono::Duration,
     /// Opens and clicks, when `tracking.base_url` is set.
     tracker: Option<Arc<Tracker>>,
+    /// Spam and virus scanning, when a scanner is configured.
+    scanner: Option<Arc<Scanner>>,
+    /// Projects' settings as the accept path reads them (tracking defaults, scan policy).
+    projects: ProjectCache,
 }
 
 /// A message that passed every check and has its bytes, not yet committed.
@@ -106,6 +112,17 @@ pub struct Prepared {
     pub email: NewEmail,
     pub message_id: String,
     pub mime: Vec<u8>,
+    /// The content policy's verdict: why it is held, if it is, and what the scanners said.
+    pub hold: Option<String>,
+    pub scan: Option<serde_json::Value>,
+}
+
+/// What the content policy lets through: the MIME to store (tagged, perhaps), whether it is
+/// held, and the scanners' verdict.
+struct Screened {
+    mime: Vec<u8>,
+    hold: Option<String>,
+    scan: Option<serde_json::Value>,
 }
 
 impl SubmissionCore {
@@ -127,6 +144,65 @@ impl SubmissionCore {
             max_message_bytes,
             max_schedule: chrono::Duration::days(max_schedule_days),
             tracker: None,
+            scanner: None,
+            projects: ProjectCache::default(),
+        }
+    }
+
+    /// Reads projects through `projects` (shared with the tracker and the scanner).
+    pub fn with_projects(mut self, projects: ProjectCache) -> Self {
+        self.projects = projects;
+        self
+    }
+
+    /// Scans every message before it is accepted (see `scan`).
+    pub fn with_scanner(mut self, scanner: Option<Arc<Scanner>>) -> Self {
+        self.scanner = scanner;
+        self
+    }
+
+    /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is.
+    async fn screen(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        mime: Vec<u8>,
+        from: &str,
+        rcpts: &[&str],
+    ) -> Result<Screened, SubmissionError> {
+        let Some(scanner) = &self.scanner else {
+            return Ok(Screened {
+                mime,
+                hold: None,
+                scan: None,
+            });
+        };
+        match scanner.check(project, id, &mime, from, rcpts).await? {
+            Decision::Accept { headers, verdict } => Ok(Screened {
+                mime: scan::prepend_headers(&mime, &headers),
+                hold: None,
+                scan: Some(verdict),
+            }),
+            Decision::Hold {
+                reason,
+                headers,
+                verdict,
+            } => Ok(Screened {
+                mime: scan::prepend_headers(&mime, &headers),
+                hold: Some(reason),
+                scan: Some(verdict),
+            }),
+            Decision::Reject {
+                scanner,
+                detail,
+                virus,
+            } => {
+                metrics::counter!("mailgate_scan_rejected_total", "scanner" => scanner)
+                    .increment(1);
+                tracing::info!(%project, %detail, "content policy: message rejected");
+                Err(SubmissionError::ContentRejected { detail, virus })
+            }
+            Decision::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
         }
     }
 
@@ -136,14 +212,14 @@ impl SubmissionCore {
         self
     }
 
-    /// A project's settings changed: cached copies go (tracking defaults).
+    /// A project's settings changed: this process's cached copy goes (tracking defaults, scan
+    /// policy); other processes see the change within `store::projects::CACHE_TTL`.
     pub fn project_settings_changed(&self, project: Uuid) {
-        if let Some(tracker) = &self.tracker {
-            tracker.forget(project);
-        }
+        self.projects.forget(project);
     }
 
-    /// Checks the request and renders its MIME. Every problem names the field.
+    /// Checks the request, renders its MIME and scans it (a refusal is an error; a hold is
+    /// in the answer). Every problem names the field.
     pub async fn prepare(
         &self,
         key: &AuthenticatedKey,
@@ -169,11 +245,21 @@ impl SubmissionCore {
                 mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
                 mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
             })?;
+        let from = email.from.email.as_str().to_string();
+        let rcpts: Vec<String> = email
+            .recipients()
+            .into_iter()
+            .map(|(_, a)| a.as_str().to_string())
+            .collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        let screened = self.screen(key.project_id, id, mime, &from, &rcpts).await?;
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime,
+            mime: screened.mime,
+            hold: screened.hold,
+            scan: screened.scan,
         })
     }
 
@@ -208,6 +294,8 @@ impl SubmissionCore {
                 tags: email.tags,
                 relay: email.relay,
                 send_at: email.send_at,
+                hold: p.hold,
+                scan: p.scan,
             });
         }
         self.commit_accepted(key.project_id, batch).await
@@ -284,6 +372,10 @@ impl SubmissionCore {
                 .map_err(anyhow::Error::from)?;
             mime = tracker.mime(&mime, raw.id, choice);
         }
+        let rcpts: Vec<&str> = raw.recipients.iter().map(|(_, a)| a.as_str()).collect();
+        let screened = self
+            .screen(project_id, raw.id, mime, raw.from.as_str(), &rcpts)
+            .await?;
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -291,10 +383,12 @@ impl SubmissionCore {
             from: raw.from.as_str().to_string(),
             subject: raw.subject,
             message_id: raw.message_id,
-            mime,
+            mime: screened.mime,
             tags: raw.tags,
             relay: None,
             send_at: None,
+            hold: screened.hold,
+            scan: screened.scan,
             recipients: raw
                 .recipients
                 .iter()

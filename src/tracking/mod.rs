@@ -12,39 +12,26 @@
 pub mod html;
 pub mod mime;
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
-
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{domain::Track, store::projects, tokens::TokenKey};
-
-/// A project's defaults are read at most this often per process.
-const DEFAULTS_TTL: Duration = Duration::from_secs(30);
+use crate::{domain::Track, store::projects::ProjectCache, tokens::TokenKey};
 
 pub struct Tracker {
     base: String,
     key: TokenKey,
     pool: PgPool,
-    /// Each project's (opens, clicks) defaults, and when they were read.
-    defaults: Mutex<HashMap<Uuid, (Instant, Choice)>>,
+    projects: ProjectCache,
 }
-
-/// Whether to track (opens, clicks).
-type Choice = (bool, bool);
 
 impl Tracker {
     /// `base` is `tracking.base_url` without its trailing slash.
-    pub fn new(base: &str, key: TokenKey, pool: PgPool) -> Self {
+    pub fn new(base: &str, key: TokenKey, pool: PgPool, projects: ProjectCache) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             key,
             pool,
-            defaults: Mutex::default(),
+            projects,
         }
     }
 
@@ -53,33 +40,12 @@ impl Tracker {
         if let (Some(opens), Some(clicks)) = (track.opens, track.clicks) {
             return Ok((opens, clicks));
         }
-        let cached = self
-            .defaults
-            .lock()
-            .expect("not poisoned")
-            .get(&project)
-            .filter(|(at, _)| at.elapsed() < DEFAULTS_TTL)
-            .map(|(_, d)| *d);
-        let defaults = match cached {
-            Some(d) => d,
-            None => {
-                let d = projects::find(&self.pool, project)
-                    .await?
-                    .map_or((false, false), |p| (p.track_opens, p.track_clicks));
-                self.defaults
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(project, (Instant::now(), d));
-                d
-            }
-        };
+        let defaults = self
+            .projects
+            .get(&self.pool, project)
+            .await?
+            .map_or((false, false), |p| (p.track_opens, p.track_clicks));
         Ok(track.or(defaults))
-    }
-
-    /// Forgets a project's defaults after they changed (other processes see the change
-    /// within `DEFAULTS_TTL`).
-    pub fn forget(&self, project: Uuid) {
-        self.defaults.lock().expect("not poisoned").remove(&project);
     }
 
     /// The HTML of message `id`, instrumented as chosen.

@@ -22,8 +22,9 @@ pub type WebhookRunner = crate::queue::Runner<WebhookQueue, Sender>;
 
 /// Email event types: one per recipient transition (`scheduled` is announced as queued),
 /// then what came back later: reports by mail (`bounced` again, with `async`, `complained`,
-/// `delayed`), opens and clicks, and mail received at an inbound domain.
-pub const EMAIL_EVENTS: [&str; 12] = [
+/// `delayed`), opens and clicks, mail received at an inbound domain, and mail the content
+/// policy holds.
+pub const EMAIL_EVENTS: [&str; 13] = [
     "email.queued",
     "email.delivered",
     "email.deferred",
@@ -36,6 +37,7 @@ pub const EMAIL_EVENTS: [&str; 12] = [
     "email.opened",
     "email.clicked",
     "email.received",
+    "email.held",
 ];
 
 /// Sent on request to check an endpoint; not subject to the endpoint's event filter.

@@ -39,6 +39,8 @@ fn message(project_id: Uuid, to: &str, subject: &str) -> AcceptedMessage {
         relay: None,
         send_at: None,
         recipients: vec![(to.to_string(), "to")],
+        hold: None,
+        scan: None,
     }
 }
 

@@ -35,7 +35,7 @@ async fn sql_and_rust_summarise_recipients_alike() {
     let pool = store::connect(&create_database().await, 2).await.unwrap();
     store::migrate(&pool).await.unwrap();
     let sequences = all_sequences();
-    assert_eq!(sequences.len(), 10 + 100 + 1000);
+    assert_eq!(sequences.len(), 11 + 121 + 1331);
     let mut seen = std::collections::HashSet::new();
     for statuses in sequences {
         let words: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();

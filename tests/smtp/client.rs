@@ -117,7 +117,8 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 pub fn queued_id(reply: &str) -> String {
     let id = reply
         .rsplit_once("queued as ")
-        .map(|(_, id)| id.trim().to_string())
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_string)
         .unwrap_or_else(|| panic!("not a queued reply: {reply}"));
     uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("not a uuid in {reply}"));
     id

@@ -52,6 +52,8 @@ pub enum EventType {
     Clicked,
     #[serde(rename = "email.received")]
     Received,
+    #[serde(rename = "email.held")]
+    Held,
 }
 
 /// Every event type, including ones added later.

@@ -35,8 +35,11 @@ use super::{
     message,
 };
 use crate::{
-    domain::EmailAddress, inbound::Inbox, ratelimit::AuthThrottle,
-    store::api_keys::AuthenticatedKey, submission::SubmissionCore,
+    domain::{EmailAddress, status::MessageStatus},
+    inbound::Inbox,
+    ratelimit::AuthThrottle,
+    store::api_keys::AuthenticatedKey,
+    submission::{SubmissionCore, SubmissionError},
 };
 
 /// Errors a client may make before it is disconnected.
@@ -532,7 +535,32 @@ impl Session<'_> {
                     recipients = accepted.recipients.len(),
                     "accepted over SMTP"
                 );
-                io.reply(250, [2, 0, 0], format_args!("queued as {}", accepted.id));
+                let held = if accepted.status == MessageStatus::Held {
+                    " (held by the content policy)"
+                } else {
+                    ""
+                };
+                io.reply(
+                    250,
+                    [2, 0, 0],
+                    format_args!("queued as {}{held}", accepted.id),
+                );
+            }
+            Err(SubmissionError::ContentRejected { detail, virus }) => {
+                // Refused for good: the client must not retry the same content.
+                let code = if virus { 550 } else { 554 };
+                io.reply(
+                    code,
+                    [5, 7, 1],
+                    format_args!("rejected by content policy: {detail}"),
+                );
+            }
+            Err(SubmissionError::ScanUnavailable(_)) => {
+                io.reply(
+                    451,
+                    [4, 7, 0],
+                    "content scanner unavailable; try again later",
+                );
             }
             Err(e) => {
                 // The client keeps the message and retries; nothing was acknowledged.

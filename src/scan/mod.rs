@@ -1,0 +1,425 @@
+//! Content policy: every message is scanned at accept, before the 202/250, by rspamd (spam)
+//! and clamd (viruses) at once, and the project's policy says what each verdict does:
+//! `reject` (nothing stored), `hold` (stored as `held` until released or discarded) or `tag`
+//! (headers added to the stored MIME). A scanner that fails or is slow is handled by
+//! `on_error`; a timeout bounds every accept.
+//!
+//! - `rspamd`: the `/checkv2` HTTP protocol.
+//! - `clamd`: the `INSTREAM` protocol, over TCP or a unix socket.
+
+pub mod clamd;
+pub mod rspamd;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    config::{OnScanError, ScanAction, ScanConfig},
+    store::projects::{Project, ProjectCache},
+};
+use clamd::{Clamd, ClamdVerdict};
+use rspamd::{Rspamd, RspamdVerdict};
+
+/// rspamd actions that count as spam when no `scan.spam_score` is set.
+const SPAM_ACTIONS: [&str; 3] = ["reject", "rewrite subject", "add header"];
+
+pub struct Scanner {
+    rspamd: Option<Rspamd>,
+    clamd: Option<Clamd>,
+    config: ScanConfig,
+    pool: PgPool,
+    projects: ProjectCache,
+}
+
+/// What the policy makes of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Store and send; `headers` (from `tag`) go on top of the stored MIME.
+    Accept {
+        headers: Vec<(String, String)>,
+        /// The verdicts, kept with the message.
+        verdict: Value,
+    },
+    /// Store as `held`, for this reason.
+    Hold {
+        reason: String,
+        headers: Vec<(String, String)>,
+        verdict: Value,
+    },
+    /// Refuse: `scanner` found something (`virus`: a virus, else spam).
+    Reject {
+        scanner: &'static str,
+        detail: String,
+        virus: bool,
+    },
+    /// A scanner could not answer and the policy is `fail_closed`.
+    Unavailable(String),
+}
+
+/// The policy in force for one project.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    spam: ScanAction,
+    virus: ScanAction,
+    on_error: OnScanError,
+}
+
+impl Scanner {
+    /// `None` when no scanner is configured.
+    pub fn new(
+        config: &ScanConfig,
+        pool: PgPool,
+        projects: ProjectCache,
+    ) -> anyhow::Result<Option<Self>> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let timeout = Duration::from_millis(config.timeout_ms);
+        Ok(Some(Self {
+            rspamd: config
+                .rspamd_url
+                .as_deref()
+                .map(|url| Rspamd::new(url, timeout))
+                .transpose()?,
+            clamd: config.clamd_addr.as_deref().map(|a| Clamd::new(a, timeout)),
+            config: config.clone(),
+            pool,
+            projects,
+        }))
+    }
+
+    /// For the start-up line.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(url) = &self.config.rspamd_url {
+            parts.push(format!("rspamd {url}"));
+        }
+        if let Some(addr) = &self.config.clamd_addr {
+            parts.push(format!("clamd {addr}"));
+        }
+        format!(
+            "{} (spam: {}, virus: {}, on error: {})",
+            parts.join(", "),
+            self.config.spam.as_str(),
+            self.config.virus.as_str(),
+            self.config.on_error.as_str()
+        )
+    }
+
+    fn policy(&self, project: Option<&Project>) -> Policy {
+        Policy {
+            spam: project
+                .and_then(|p| p.scan_spam.as_deref())
+                .and_then(ScanAction::parse)
+                .unwrap_or(self.config.spam),
+            virus: project
+                .and_then(|p| p.scan_virus.as_deref())
+                .and_then(ScanAction::parse)
+                .unwrap_or(self.config.virus),
+            on_error: project
+                .and_then(|p| p.scan_on_error.as_deref())
+                .and_then(OnScanError::parse)
+                .unwrap_or(self.config.on_error),
+        }
+    }
+
+    /// Scans one message of `project` with both scanners at once and applies the policy.
+    pub async fn check(
+        &self,
+        project: Uuid,
+        message: Uuid,
+        mime: &[u8],
+        from: &str,
+        rcpts: &[&str],
+    ) -> sqlx::Result<Decision> {
+        let policy = self.policy(self.projects.get(&self.pool, project).await?.as_ref());
+        if mime.len() > self.config.max_bytes {
+            metrics::counter!("mailgate_scan_total", "scanner" => "all", "verdict" => "skipped")
+                .increment(1);
+            return Ok(Decision::Accept {
+                headers: Vec::new(),
+                verdict: json!({"skipped": format!("larger than scan.max_bytes ({} bytes)", self.config.max_bytes)}),
+            });
+        }
+        let queue_id = message.to_string();
+        let spam = async {
+            match &self.rspamd {
+                Some(r) => Some(r.check(mime, from, rcpts, &queue_id).await),
+                None => None,
+            }
+        };
+        let virus = async {
+            match &self.clamd {
+                Some(c) => Some(c.scan(mime).await),
+                None => None,
+            }
+        };
+        let (spam, virus) = tokio::join!(spam, virus);
+        Ok(decide(&self.config, policy, spam, virus))
+    }
+}
+
+/// The policy applied to what the scanners said (`None`: not configured).
+fn decide(
+    config: &ScanConfig,
+    policy: Policy,
+    spam: Option<Result<RspamdVerdict, String>>,
+    virus: Option<Result<ClamdVerdict, String>>,
+) -> Decision {
+    let mut verdict = serde_json::Map::new();
+    let mut headers = Vec::new();
+    // The strictest action wins; each finding is counted.
+    let mut worst: Option<(ScanAction, String, &'static str, bool)> = None;
+    let mut errors = Vec::new();
+    // On a tie a virus is named rather than spam: it is the more specific finding.
+    let mut found = |action: ScanAction, why: String, scanner: &'static str, is_virus: bool| {
+        if worst
+            .as_ref()
+            .is_none_or(|(a, _, _, v)| action > *a || (action == *a && is_virus && !v))
+        {
+            worst = Some((action, why, scanner, is_virus));
+        }
+    };
+    match spam {
+        Some(Ok(v)) => {
+            let symbols = v.symbol_names();
+            let is_spam = match config.spam_score {
+                Some(threshold) => v.score >= threshold,
+                None => SPAM_ACTIONS.contains(&v.action.as_str()),
+            };
+            metrics::counter!("mailgate_scan_total", "scanner" => "rspamd",
+                "verdict" => if is_spam { "spam" } else { "clean" })
+            .increment(1);
+            verdict.insert(
+                "rspamd".into(),
+                json!({"action": v.action, "score": v.score, "required_score": v.required_score,
+                       "spam": is_spam, "symbols": symbols}),
+            );
+            if is_spam {
+                let shown: Vec<&str> = symbols.iter().take(8).map(String::as_str).collect();
+                headers.push((
+                    "X-Spam-Status".to_string(),
+                    format!(
+                        "Yes, score={:.1} required={:.1} action={} tests={}",
+                        v.score,
+                        v.required_score,
+                        v.action,
+                        shown.join(",")
+                    ),
+                ));
+                headers.push(("X-Spam-Score".to_string(), format!("{:.1}", v.score)));
+                found(
+                    policy.spam,
+                    format!(
+                        "rspamd: spam (action {}, score {:.1}, symbols {})",
+                        v.action,
+                        v.score,
+                        shown.join(", ")
+                    ),
+                    "rspamd",
+                    false,
+                );
+            }
+        }
+        Some(Err(e)) => {
+            metrics::counter!("mailgate_scan_errors_total", "scanner" => "rspamd").increment(1);
+            errors.push(e);
+        }
+        None => {}
+    }
+    match virus {
+        Some(Ok(ClamdVerdict::Clean)) => {
+            metrics::counter!("mailgate_scan_total", "scanner" => "clamd", "verdict" => "clean")
+                .increment(1);
+            verdict.insert("clamd".into(), json!({"virus": null}));
+        }
+        Some(Ok(ClamdVerdict::Virus(name))) => {
+            metrics::counter!("mailgate_scan_total", "scanner" => "clamd", "verdict" => "virus")
+                .increment(1);
+            verdict.insert("clamd".into(), json!({"virus": name}));
+            headers.push(("X-Virus-Status".to_string(), format!("Infected ({name})")));
+            found(policy.virus, format!("clamd: virus {name}"), "clamd", true);
+        }
+        Some(Err(e)) => {
+            metrics::counter!("mailgate_scan_errors_total", "scanner" => "clamd").increment(1);
+            errors.push(e);
+        }
+        None => {}
+    }
+    if !errors.is_empty() {
+        verdict.insert("errors".into(), json!(errors));
+    }
+    let verdict = Value::Object(verdict);
+    if let Some((ScanAction::Reject, detail, scanner, is_virus)) = &worst {
+        return Decision::Reject {
+            scanner,
+            detail: detail.clone(),
+            virus: *is_virus,
+        };
+    }
+    if !errors.is_empty() {
+        let why = errors.join("; ");
+        match policy.on_error {
+            OnScanError::FailClosed => {
+                tracing::warn!(error = %why, "content scan failed; refusing (scan.on_error = fail_closed)");
+                return Decision::Unavailable(why);
+            }
+            OnScanError::Hold => {
+                tracing::warn!(error = %why, "content scan failed; holding the message");
+                return Decision::Hold {
+                    reason: format!("not scanned: {why}"),
+                    headers,
+                    verdict,
+                };
+            }
+            OnScanError::FailOpen => {
+                tracing::warn!(error = %why, "content scan failed; accepting unscanned (scan.on_error = fail_open)");
+            }
+        }
+    }
+    match worst {
+        Some((ScanAction::Hold, reason, ..)) => Decision::Hold {
+            reason,
+            headers,
+            verdict,
+        },
+        _ => Decision::Accept { headers, verdict },
+    }
+}
+
+/// `headers` on top of `mime` (the header section is where new fields may go first).
+pub fn prepend_headers(mime: &[u8], headers: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len() + 200);
+    for (name, value) in headers {
+        // Values come from scanners: one line, nothing that could end the field early.
+        let value: String = value
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(mime);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(action: &str, score: f64) -> RspamdVerdict {
+        RspamdVerdict {
+            action: action.into(),
+            score,
+            required_score: 15.0,
+            symbols: [("GTUBE".to_string(), json!({"score": 0.0}))].into(),
+        }
+    }
+
+    fn policy(spam: ScanAction, virus: ScanAction, on_error: OnScanError) -> Policy {
+        Policy {
+            spam,
+            virus,
+            on_error,
+        }
+    }
+
+    #[test]
+    fn the_strictest_verdict_wins() {
+        let c = ScanConfig::default();
+        let p = policy(ScanAction::Hold, ScanAction::Reject, OnScanError::FailOpen);
+        let d = decide(
+            &c,
+            p,
+            Some(Ok(verdict("reject", 15.0))),
+            Some(Ok(ClamdVerdict::Virus("Eicar".into()))),
+        );
+        assert!(matches!(d, Decision::Reject { virus: true, .. }), "{d:?}");
+        let d = decide(
+            &c,
+            p,
+            Some(Ok(verdict("reject", 15.0))),
+            Some(Ok(ClamdVerdict::Clean)),
+        );
+        assert!(matches!(d, Decision::Hold { .. }), "{d:?}");
+        let d = decide(
+            &c,
+            p,
+            Some(Ok(verdict("no action", 1.0))),
+            Some(Ok(ClamdVerdict::Clean)),
+        );
+        assert!(
+            matches!(&d, Decision::Accept { headers, .. } if headers.is_empty()),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn tag_adds_headers_and_errors_follow_on_error() {
+        let c = ScanConfig::default();
+        let tag = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::FailOpen);
+        let Decision::Accept { headers, .. } = decide(
+            &c,
+            tag,
+            Some(Ok(verdict("add header", 7.0))),
+            Some(Ok(ClamdVerdict::Virus("Eicar".into()))),
+        ) else {
+            panic!()
+        };
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-Spam-Status", "X-Spam-Score", "X-Virus-Status"]);
+        let down = || Some(Err("cannot connect to rspamd".to_string()));
+        assert!(matches!(
+            decide(&c, tag, down(), None),
+            Decision::Accept { .. }
+        ));
+        let closed = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::FailClosed);
+        assert!(matches!(
+            decide(&c, closed, down(), None),
+            Decision::Unavailable(_)
+        ));
+        let hold = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::Hold);
+        assert!(matches!(
+            decide(&c, hold, down(), None),
+            Decision::Hold { .. }
+        ));
+        // A virus found while the other scanner is down is still rejected.
+        let reject = policy(
+            ScanAction::Reject,
+            ScanAction::Reject,
+            OnScanError::FailClosed,
+        );
+        assert!(matches!(
+            decide(
+                &c,
+                reject,
+                down(),
+                Some(Ok(ClamdVerdict::Virus("x".into())))
+            ),
+            Decision::Reject { .. }
+        ));
+    }
+
+    #[test]
+    fn a_score_threshold_replaces_the_action_rule() {
+        let c = ScanConfig {
+            spam_score: Some(5.0),
+            ..ScanConfig::default()
+        };
+        let p = policy(
+            ScanAction::Reject,
+            ScanAction::Reject,
+            OnScanError::FailOpen,
+        );
+        assert!(matches!(
+            decide(&c, p, Some(Ok(verdict("no action", 6.0))), None),
+            Decision::Reject { .. }
+        ));
+        assert!(matches!(
+            decide(&c, p, Some(Ok(verdict("reject", 4.0))), None),
+            Decision::Accept { .. }
+        ));
+    }
+}
