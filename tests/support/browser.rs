@@ -48,7 +48,14 @@ pub fn screenshot_dir() -> PathBuf {
     static SHOWN: Once = Once::new();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot folder");
-    SHOWN.call_once(|| eprintln!("console screenshots are written to {}", dir.display()));
+    // Written to stderr directly, past the test harness's capture, so every run shows it.
+    SHOWN.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "console screenshots are written to {}",
+            dir.display()
+        );
+    });
     dir
 }
 
