@@ -24,13 +24,14 @@ use crate::{
         AppState,
         emails::{cancel_message, detail, encode_cursor, list_filter, parse_id},
         error::ApiError,
+        hold::{discard_reason, settle_in},
         paging,
     },
     domain::{
         Scope,
         status::{MessageStatus, RecipientStatus},
     },
-    store::messages,
+    store::messages::{self, Settle},
 };
 
 /// Longest MIME source shown in the page; longer messages are cut, with a note.
@@ -226,6 +227,10 @@ pub async fn show(
             )
         })
     });
+    let held = email
+        .recipients
+        .iter()
+        .any(|r| r.status == RecipientStatus::Held.as_str());
     let recipients: Vec<RecipientView> = email
         .recipients
         .iter()
@@ -290,6 +295,7 @@ pub async fn show(
     context.insert("source_bytes", &source.len());
     context.insert("source_cut", &(source.len() > SOURCE_SHOWN));
     context.insert("can_cancel", &(cancellable && viewer.may(Scope::Send)));
+    context.insert("can_settle", &(held && viewer.may(Scope::Send)));
     let title = format!("Message {}", m.id);
     Ok(view::page(Some(&viewer), "message.html", &title, context))
 }
@@ -354,4 +360,39 @@ mod tests {
         assert_eq!(q["since"], "2026-11-28T10:00:00Z");
         assert_eq!(q["until"], "2026-11-29T00:00:00+01:00");
     }
+}
+
+/// Sends a held message: its recipients are queued as if just accepted.
+pub async fn release(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> ConsoleResult<Response> {
+    let project = viewer.may_change(&form.csrf, Scope::Send)?;
+    let id = parse_id(&id)?;
+    settle_in(&state, Some(project), id, Settle::Release).await?;
+    Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct DiscardForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancels a held message with a reason; nothing is sent.
+pub async fn discard(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<DiscardForm>,
+) -> ConsoleResult<Response> {
+    let project = viewer.may_change(&form.csrf, Scope::Send)?;
+    let id = parse_id(&id)?;
+    let reason = discard_reason(Some(form.reason))?;
+    settle_in(&state, Some(project), id, Settle::Discard(reason)).await?;
+    Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())
 }

@@ -53,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/console/messages/{id}", get(messages::show))
         .route("/console/messages/{id}/html", get(messages::html_part))
         .route("/console/messages/{id}/cancel", post(messages::cancel))
+        .route("/console/messages/{id}/release", post(messages::release))
+        .route("/console/messages/{id}/discard", post(messages::discard))
         .route(
             "/console/suppressions",
             get(suppressions::list).post(suppressions::add),

@@ -172,3 +172,72 @@ async fn the_list_pages_with_the_api_cursor_and_keeps_its_filters() {
         .await;
     assert!(browser.text("[role=alert]").await.contains("status"));
 }
+
+/// Mail the content policy held (here: the scanner cannot be reached and `on_error` holds)
+/// is released or discarded from its page.
+#[tokio::test]
+async fn held_mail_is_released_or_discarded_from_its_page() {
+    use crate::support::app::{TestApp, create_database, test_config};
+    let mut config = test_config(&create_database().await);
+    // Nothing listens on port 9 of loopback: every scan fails, and the policy holds.
+    config.scan.rspamd_url = Some("http://127.0.0.1:9".into());
+    config.scan.on_error = mailgate::config::OnScanError::Hold;
+    let app = TestApp::start(config).await;
+    let keep = app
+        .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
+                         "subject": "Keep me", "text": "x"}))
+        .await;
+    let drop = app
+        .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
+                         "subject": "Drop me", "text": "x"}))
+        .await;
+    assert_eq!(app.get_email(&keep).await["status"], "held");
+    let browser = Browser::start().await;
+    browser.sign_in(&app.base, &app.key).await;
+
+    browser
+        .goto(&app.url(&format!("/console/messages/{keep}")))
+        .await;
+    assert_eq!(browser.text("#message-status").await, "held");
+    browser.click("#release-message button").await;
+    browser
+        .wait_for_text("#message-status", |t| t != "held")
+        .await;
+    app.drain().await;
+    assert_eq!(app.get_email(&keep).await["status"], "delivered");
+
+    browser
+        .goto(&app.url(&format!("/console/messages/{drop}")))
+        .await;
+    browser.fill("#discard-reason", "looks like spam").await;
+    browser.click("#discard-message button").await;
+    browser
+        .wait_for_text("#message-status", |t| t == "cancelled")
+        .await;
+    assert!(browser.text("#timeline").await.contains("looks like spam"));
+    assert!(browser.find_all("#release-message").await.is_empty());
+
+    // The API settles through the same code: a released message comes back with its detail.
+    let third = app
+        .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
+                         "subject": "Over the API", "text": "x"}))
+        .await;
+    let (status, released) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/emails/{third}/release"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    assert_ne!(released["status"], "held");
+    let (status, again) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/emails/{third}/discard"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["code"], "not_held");
+}
