@@ -8,6 +8,8 @@
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
 #   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy, openssl,
 #                           redis-server; exits 1 naming what it could not install
+#   ensure_browser          chromium + chromedriver (Debian's chromium, chromium-driver) for
+#                           the console's browser tests; exits 1 naming them if it cannot
 #   scanners_start / scanners_wait  private rspamd and clamd (installed when missing) for the
 #                           content-scanning tests: MAILGATE_TEST_RSPAMD_URL, MAILGATE_TEST_CLAMD_ADDR
 #   ensure_pypi_tool CMD [PACKAGE]  a command-line tool from PyPI (schemathesis,
@@ -434,6 +436,23 @@ ensure_tools_for_tests() {
 	fi
 	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server present"
 	_mg_ensure_dkimpy
+}
+
+# Headless Chromium and its WebDriver, which the console's tests (tests/console) drive. Only
+# Debian's packages: nothing downloads a browser of its own.
+ensure_browser() {
+	if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+		mg_log "browser: chromium and chromedriver present"
+		return 0
+	fi
+	if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
+		mg_die "browser: chromium or chromedriver missing and cannot install them here (needs root and apt-get): apt-get install chromium chromium-driver"
+	fi
+	_mg_apt_install chromium chromium-driver fonts-dejavu-core ||
+		mg_die "browser: apt-get install chromium chromium-driver failed"
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 ||
+		mg_die "browser: chromium or chromedriver still not on PATH after installing them"
+	mg_log "browser: installed chromium and chromium-driver"
 }
 
 # dkimpy (with PyNaCl for Ed25519) checks mailgate's DKIM signatures independently. It must

@@ -322,7 +322,10 @@ impl Application {
             workers.spawn(runner.run(cancel.child_token()));
         }
         if let Some(listener) = self.listener {
-            let router = api::router(self.state.clone());
+            let mut router = api::router(self.state.clone());
+            if self.state.config.console.enabled {
+                router = router.merge(crate::console::router(self.state.clone()));
+            }
             // Client addresses feed the failed-authentication throttle.
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, service)

@@ -8,13 +8,15 @@
 //!
 //! Modules use each other one way: `domain` at the bottom; `config`, `store`, `templates`,
 //! `ratelimit`, `queue`, `delivery` in the middle; `submission` above them; the transports
-//! (`api`, `smtp`) on top, and `app` (with the shared `AppState`), `cli` and `main` wiring
-//! it all. `scripts/module-graph` prints the graph and fails on a cycle.
+//! (`api`, `smtp`, and `console`, the web pages beside `api`) on top, and `app` (with the
+//! shared `AppState`), `cli` and `main` wiring it all. `scripts/module-graph` prints the
+//! graph and fails on a cycle.
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod doctor;
 pub mod domain;

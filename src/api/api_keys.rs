@@ -133,7 +133,8 @@ fn check_limits(rate: Option<f64>, burst: Option<i64>, quota: Option<i64>) -> Ap
 }
 
 impl UpdateKey {
-    fn change(&self) -> ApiResult<LimitsChange> {
+    /// The change, each limit checked against its bounds (every bad one named).
+    pub fn change(&self) -> ApiResult<LimitsChange> {
         let limits = check_limits(
             self.rate_per_sec.flatten(),
             self.burst.flatten(),
@@ -191,6 +192,19 @@ pub async fn create(
     AppJson(body): AppJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let project_id = target_project(&state, &who, body.project.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_in(&state, project_id, &body).await?),
+    ))
+}
+
+/// Checks a new key's scopes, name and limits and creates it in `project_id` (the console
+/// creates keys through here too); the answer holds the key in clear, once.
+pub async fn create_in(
+    state: &AppState,
+    project_id: Uuid,
+    body: &CreateKey,
+) -> ApiResult<CreatedKey> {
     let scopes = parse_scopes(&body.scopes).map_err(|m| ApiError::validation("scopes", m))?;
     if let Some(name) = &body.name
         && (name.len() > 100 || name.chars().any(char::is_control))
@@ -211,13 +225,10 @@ pub async fn create(
         &limits,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            info,
-            key: secret.expose().to_string(),
-        }),
-    ))
+    Ok(CreatedKey {
+        info,
+        key: secret.expose().to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -263,11 +274,16 @@ pub async fn revoke(
         Principal::Operator => None,
         Principal::Key(_) => Some(target_project(&state, &who, None).await?),
     };
-    let info = api_keys::revoke(&state.pool, id, scope)
+    Ok(Json(revoke_in(&state, id, scope).await?))
+}
+
+/// Revokes a key (of `project` only, when given) and forgets this process's cached copy.
+pub async fn revoke_in(state: &AppState, id: Uuid, project: Option<Uuid>) -> ApiResult<ApiKeyInfo> {
+    let info = api_keys::revoke(&state.pool, id, project)
         .await?
         .ok_or(ApiError::NotFound("api key"))?;
     state.keys.forget(id);
-    Ok(Json(info))
+    Ok(info)
 }
 
 /// Change a key's send limits.
@@ -287,10 +303,20 @@ pub async fn update(
         Principal::Operator => None,
         Principal::Key(_) => Some(target_project(&state, &who, None).await?),
     };
-    let info = api_keys::update_limits(&state.pool, id, scope, &change)
+    Ok(Json(update_in(&state, id, scope, &change).await?))
+}
+
+/// Applies a checked change of limits to a key (of `project` only, when given).
+pub async fn update_in(
+    state: &AppState,
+    id: Uuid,
+    project: Option<Uuid>,
+    change: &LimitsChange,
+) -> ApiResult<ApiKeyInfo> {
+    let info = api_keys::update_limits(&state.pool, id, project, change)
         .await?
         .ok_or(ApiError::NotFound("api key"))?;
     // This process applies the change at once; others when their cached copy expires.
     state.keys.forget(id);
-    Ok(Json(info))
+    Ok(info)
 }

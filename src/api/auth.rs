@@ -80,10 +80,9 @@ pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-pub(super) async fn authenticate_key(
-    state: &AppState,
-    token: &str,
-) -> Result<AuthenticatedKey, ApiError> {
+/// The active key behind `token`, through the per-process cache; the console signs in with it
+/// too.
+pub async fn authenticate_key(state: &AppState, token: &str) -> Result<AuthenticatedKey, ApiError> {
     let secret = ApiKeySecret::parse(token)
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
     let hash = secret.hash();
@@ -150,20 +149,21 @@ pub fn mint_operator_token(secret: &SecretString, ttl: Duration) -> anyhow::Resu
     )?)
 }
 
-pub(super) fn verify_operator(state: &AppState, token: &str) -> Result<(), ApiError> {
+/// The claims of a valid operator token (the console caps its session at their `exp`).
+pub fn verify_operator(state: &AppState, token: &str) -> Result<OperatorClaims, ApiError> {
     let secret = state.config.jwt_secret.as_ref().ok_or_else(|| {
         ApiError::Unauthorized("operator access is disabled: MAILGATE_JWT_SECRET is not set".into())
     })?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.sub = Some(OPERATOR_SUBJECT.into());
-    jsonwebtoken::decode::<OperatorClaims>(
+    let data = jsonwebtoken::decode::<OperatorClaims>(
         token,
         &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
         &validation,
     )
     .map_err(|e| ApiError::Unauthorized(format!("invalid operator token: {e}")))?;
-    Ok(())
+    Ok(data.claims)
 }
 
 /// The operator or a project key: key management accepts either.

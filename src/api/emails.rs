@@ -247,7 +247,7 @@ pub struct EmailList {
 const LIST_DEFAULT: i64 = 20;
 const LIST_MAX: i64 = 100;
 
-fn encode_cursor(id: Uuid) -> String {
+pub fn encode_cursor(id: Uuid) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
@@ -271,6 +271,33 @@ fn parse_time(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Da
     }
 }
 
+/// The filters and page size of a list query (`status`, `tag`, `recipient`, `from`, `since`,
+/// `until`, `cursor`, `limit`), each bad one named; the console's message list reads the same.
+pub fn list_filter(q: &HashMap<String, String>) -> ApiResult<(ListFilter, i64)> {
+    let mut errors = Vec::new();
+    let limit = paging::limit(q, LIST_DEFAULT, LIST_MAX, &mut errors);
+    let statuses = MessageStatus::ALL.map(MessageStatus::as_str);
+    let status = paging::one_of(q, "status", &statuses, &mut errors).map(str::to_string);
+    let before = paging::cursor(q, decode_cursor, &mut errors);
+    let filter = ListFilter {
+        status,
+        tag: q.get("tag").cloned(),
+        recipient: q.get("recipient").cloned(),
+        from: q.get("from").cloned(),
+        since: q
+            .get("since")
+            .and_then(|s| parse_time("since", s, &mut errors)),
+        until: q
+            .get("until")
+            .and_then(|s| parse_time("until", s, &mut errors)),
+        before,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok((filter, limit))
+}
+
 /// List emails, newest first.
 #[utoipa::path(get, path = "/v1/emails", operation_id = "list_emails", tag = "emails",
     params(
@@ -291,27 +318,7 @@ pub async fn list(
     AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<EmailList>> {
     let key = key.require(Scope::Messages)?;
-    let mut errors = Vec::new();
-    let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let statuses = MessageStatus::ALL.map(MessageStatus::as_str);
-    let status = paging::one_of(&q, "status", &statuses, &mut errors).map(str::to_string);
-    let before = paging::cursor(&q, decode_cursor, &mut errors);
-    let filter = ListFilter {
-        status,
-        tag: q.get("tag").cloned(),
-        recipient: q.get("recipient").cloned(),
-        from: q.get("from").cloned(),
-        since: q
-            .get("since")
-            .and_then(|s| parse_time("since", s, &mut errors)),
-        until: q
-            .get("until")
-            .and_then(|s| parse_time("until", s, &mut errors)),
-        before,
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let (filter, limit) = list_filter(&q)?;
     let rows = messages::list(&state.pool, key.project_id, &filter, limit + 1).await?;
     let (data, next_cursor, has_more) = paging::split(rows, limit, |m| encode_cursor(m.id));
     Ok(Json(EmailList {
@@ -329,12 +336,13 @@ pub struct EmailDetail {
     pub events: Vec<EventRow>,
 }
 
-pub(super) fn parse_id(raw: &str) -> ApiResult<Uuid> {
+pub fn parse_id(raw: &str) -> ApiResult<Uuid> {
     // An id that cannot exist is simply not found, like another project's.
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("email"))
 }
 
-pub(super) async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
+/// A message of this project with its recipients and events, read in one snapshot.
+pub async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
     // One snapshot for the message, its recipients and its events. Read on separate
     // connections, a delivery committing in between showed a `delivered` status without its
     // `delivered` event.
@@ -403,7 +411,13 @@ pub async fn cancel(
 ) -> ApiResult<Json<EmailDetail>> {
     let key = key.require(Scope::Send)?;
     let id = parse_id(&id)?;
-    match messages::cancel(&state.pool, key.project_id, id).await? {
+    cancel_message(&state, key.project_id, id).await?;
+    Ok(Json(detail(&state, key.project_id, id).await?))
+}
+
+/// Cancels what is left of a message, or says why nothing was (also the console's cancel).
+pub async fn cancel_message(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<u64> {
+    match messages::cancel(&state.pool, project_id, id).await? {
         Cancelled::NotFound => Err(ApiError::NotFound("email")),
         Cancelled::Nothing(statuses) => Err(ApiError::Conflict {
             code: "not_cancellable",
@@ -412,10 +426,10 @@ pub async fn cancel(
                 summarise(&parse_all(statuses.iter().map(String::as_str)))
             ),
         }),
-        Cancelled::Some(_) => {
+        Cancelled::Some(n) => {
             // The `cancelled` events queued webhooks.
             state.waker.webhooks.wake();
-            Ok(Json(detail(&state, key.project_id, id).await?))
+            Ok(n)
         }
     }
 }

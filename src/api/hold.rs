@@ -64,8 +64,13 @@ pub async fn discard(
     Path(id): Path<String>,
     AppJson(body): AppJson<DiscardRequest>,
 ) -> ApiResult<Json<EmailDetail>> {
-    let reason = body
-        .reason
+    let reason = discard_reason(body.reason)?;
+    settle(&state, who, &id, Settle::Discard(reason)).await
+}
+
+/// A discard's reason, checked; none given reads "no reason given" (the console's too).
+pub fn discard_reason(reason: Option<String>) -> ApiResult<String> {
+    let reason = reason
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "no reason given".into());
@@ -75,7 +80,7 @@ pub async fn discard(
             "at most 500 characters, no control characters",
         ));
     }
-    settle(&state, who, &id, Settle::Discard(reason)).await
+    Ok(reason)
 }
 
 async fn settle(
@@ -94,6 +99,24 @@ async fn settle(
         }
     };
     let id = parse_id(id)?;
+    settle_in(state, project, id, settle).await?;
+    let project = match project {
+        Some(p) => p,
+        None => messages::project_of(&state.pool, id)
+            .await?
+            .ok_or(ApiError::NotFound("email"))?,
+    };
+    Ok(Json(detail(state, project, id).await?))
+}
+
+/// Releases or discards a held message (of `project` only, when given) and wakes what must
+/// act on it; the console's buttons settle through here too.
+pub async fn settle_in(
+    state: &AppState,
+    project: Option<uuid::Uuid>,
+    id: uuid::Uuid,
+    settle: Settle,
+) -> ApiResult<()> {
     match messages::settle_held(&state.pool, project, id, &settle).await? {
         Cancelled::NotFound => Err(ApiError::NotFound("email")),
         Cancelled::Nothing(statuses) => Err(ApiError::Conflict {
@@ -108,13 +131,7 @@ async fn settle(
                 state.waker.mail.wake();
             }
             state.waker.webhooks.wake();
-            let project = match project {
-                Some(p) => p,
-                None => messages::project_of(&state.pool, id)
-                    .await?
-                    .ok_or(ApiError::NotFound("email"))?,
-            };
-            Ok(Json(detail(state, project, id).await?))
+            Ok(())
         }
     }
 }

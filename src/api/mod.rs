@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
 /// An info span (unlike tower-http's default debug one), so the default filter keeps
 /// `request_id` on every line logged while handling the request. The path only: query
 /// strings are not worth logging.
-fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let request_id = request
         .headers()
         .get("x-request-id")

@@ -32,7 +32,16 @@ pub struct RelayList {
     responses((status = 200, description = "Relays", body = RelayList), ProblemResponses),
     security(("operator" = [])))]
 pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<RelayList>> {
-    let data = state
+    Ok(Json(RelayList {
+        data: statuses(&state),
+        instance_local: true,
+    }))
+}
+
+/// Every configured relay with its pools and the health this instance saw (the console's
+/// queue page shows the same).
+pub fn statuses(state: &AppState) -> Vec<RelayStatus> {
+    state
         .relays
         .all()
         .map(|r| RelayStatus {
@@ -41,9 +50,5 @@ pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Jso
             pools: state.relays.pools_of(&r.name),
             health: r.health(),
         })
-        .collect();
-    Ok(Json(RelayList {
-        data,
-        instance_local: true,
-    }))
+        .collect()
 }

@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/suppressions/{email}", get(show).delete(remove))
 }
 
-const REASONS: [&str; 3] = ["bounce", "complaint", "manual"];
+pub const REASONS: [&str; 3] = ["bounce", "complaint", "manual"];
 const DETAIL_MAX: usize = 1000;
 
 /// Why an address is suppressed.
@@ -59,6 +59,40 @@ pub struct AddSuppression {
     pub detail: Option<String>,
 }
 
+/// Checks an entry (each bad field named) and adds it; the entry and whether it is new. The
+/// console's form adds through here too.
+pub async fn add_checked(
+    state: &AppState,
+    project_id: uuid::Uuid,
+    email: &str,
+    reason: Option<&str>,
+    detail: Option<&str>,
+) -> ApiResult<(Suppression, bool)> {
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(email)
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok();
+    let reason = reason.unwrap_or("manual");
+    if !REASONS.contains(&reason) {
+        errors.push(FieldError::new(
+            "reason",
+            format!("must be one of {}", REASONS.join(", ")),
+        ));
+    }
+    if let Some(d) = detail
+        && (d.chars().count() > DETAIL_MAX || d.chars().any(char::is_control))
+    {
+        errors.push(FieldError::new(
+            "detail",
+            format!("at most {DETAIL_MAX} characters, no control characters"),
+        ));
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    Ok(store::add(&state.pool, project_id, email.as_str(), reason, detail).await?)
+}
+
 /// Suppress an address: later sends report it `suppressed` and never relay to it.
 ///
 /// An address already on the list keeps its entry (200); a new one answers 201.
@@ -74,33 +108,11 @@ pub async fn add(
     AppJson(body): AppJson<AddSuppression>,
 ) -> ApiResult<(StatusCode, Json<Suppression>)> {
     let key = key.require(Scope::Suppressions)?;
-    let mut errors = Vec::new();
-    let email = EmailAddress::parse(&body.email)
-        .map_err(|m| errors.push(FieldError::new("email", m)))
-        .ok();
-    let reason = body.reason.as_deref().unwrap_or("manual");
-    if !REASONS.contains(&reason) {
-        errors.push(FieldError::new(
-            "reason",
-            format!("must be one of {}", REASONS.join(", ")),
-        ));
-    }
-    if let Some(d) = &body.detail
-        && (d.chars().count() > DETAIL_MAX || d.chars().any(char::is_control))
-    {
-        errors.push(FieldError::new(
-            "detail",
-            format!("at most {DETAIL_MAX} characters, no control characters"),
-        ));
-    }
-    let Some(email) = email.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
-    let (entry, created) = store::add(
-        &state.pool,
+    let (entry, created) = add_checked(
+        &state,
         key.project_id,
-        email.as_str(),
-        reason,
+        &body.email,
+        body.reason.as_deref(),
         body.detail.as_deref(),
     )
     .await?;
@@ -160,24 +172,33 @@ pub async fn list(
     AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<SuppressionList>> {
     let key = key.require(Scope::Suppressions)?;
+    Ok(Json(list_page(&state, key.project_id, &q).await?))
+}
+
+/// One page of the list for the query's `reason`, `limit` and `cursor` (also the console's).
+pub async fn list_page(
+    state: &AppState,
+    project_id: uuid::Uuid,
+    q: &HashMap<String, String>,
+) -> ApiResult<SuppressionList> {
     let mut errors = Vec::new();
-    let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let reason = paging::one_of(&q, "reason", &REASONS, &mut errors);
-    let before = paging::cursor(&q, decode_cursor, &mut errors);
+    let limit = paging::limit(q, LIST_DEFAULT, LIST_MAX, &mut errors);
+    let reason = paging::one_of(q, "reason", &REASONS, &mut errors);
+    let before = paging::cursor(q, decode_cursor, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let rows = store::list(&state.pool, key.project_id, reason, before, limit + 1).await?;
+    let rows = store::list(&state.pool, project_id, reason, before, limit + 1).await?;
     let (data, next_cursor, has_more) = paging::split(rows, limit, encode_cursor);
-    Ok(Json(SuppressionList {
+    Ok(SuppressionList {
         data,
         next_cursor,
         has_more,
-    }))
+    })
 }
 
 /// An address that cannot be on the list (not storable) is simply not found.
-fn lookup_key(raw: &str) -> ApiResult<&str> {
+pub fn lookup_key(raw: &str) -> ApiResult<&str> {
     let email = raw.trim();
     if email.is_empty() || email.len() > 320 || email.contains('\0') {
         return Err(ApiError::NotFound("suppression"));

@@ -127,10 +127,7 @@ pub async fn create(
         .name
         .clone()
         .ok_or_else(|| ApiError::validation("name", "is required"))?;
-    let checked = save::check(&name, draft).map_err(ApiError::Validation)?;
-    let mut tx = state.pool.begin().await?;
-    let (row, _) = save::save(&mut tx, key.project_id, &checked, SaveMode::Create).await?;
-    tx.commit().await?;
+    let (row, _) = save_draft(&state, key.project_id, &name, draft, SaveMode::Create).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -152,16 +149,28 @@ pub async fn replace(
             "must match the name in the URL; templates are not renamed",
         ));
     }
-    let checked = save::check(&name, draft).map_err(ApiError::Validation)?;
-    let mut tx = state.pool.begin().await?;
-    let (row, saved) = save::save(&mut tx, key.project_id, &checked, SaveMode::Upsert).await?;
-    tx.commit().await?;
+    let (row, saved) = save_draft(&state, key.project_id, &name, draft, SaveMode::Upsert).await?;
     let status = if saved == Saved::Created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(row)))
+}
+
+/// Checks a draft named `name` and saves it (the console's editor saves through here too).
+pub async fn save_draft(
+    state: &AppState,
+    project_id: uuid::Uuid,
+    name: &str,
+    draft: TemplateDraft,
+    mode: SaveMode,
+) -> ApiResult<(TemplateRow, Saved)> {
+    let checked = save::check(name, draft).map_err(ApiError::Validation)?;
+    let mut tx = state.pool.begin().await?;
+    let saved = save::save(&mut tx, project_id, &checked, mode).await?;
+    tx.commit().await?;
+    Ok(saved)
 }
 
 /// A stored template.
@@ -194,7 +203,12 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let key = key.require(Scope::Templates)?;
-    let name = template_name(name)?;
+    remove_named(&state, key.project_id, template_name(name)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a template, unless it is another template's layout (the console's delete too).
+pub async fn remove_named(state: &AppState, project_id: uuid::Uuid, name: String) -> ApiResult<()> {
     let in_use = |users: Vec<String>| ApiError::Conflict {
         code: "template_in_use",
         detail: format!(
@@ -203,16 +217,16 @@ pub async fn remove(
         ),
     };
     let mut conn = state.pool.acquire().await?;
-    let users = store::layout_users(&mut conn, key.project_id, &name).await?;
+    let users = store::layout_users(&mut conn, project_id, &name).await?;
     if !users.is_empty() {
         return Err(in_use(users));
     }
-    match store::delete(&mut conn, key.project_id, &name).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
+    match store::delete(&mut conn, project_id, &name).await {
+        Ok(true) => Ok(()),
         Ok(false) => Err(ApiError::TemplateNotFound(name)),
         // Another request made it a layout in the meantime.
         Err(e) if store::is_layout_reference_error(&e) => {
-            let users = store::layout_users(&mut conn, key.project_id, &name).await?;
+            let users = store::layout_users(&mut conn, project_id, &name).await?;
             Err(in_use(users))
         }
         Err(e) => Err(e.into()),
@@ -336,6 +350,16 @@ pub async fn validate(
     AppJson(body): AppJson<ValidateRequest>,
 ) -> ApiResult<Json<Rendered>> {
     let key = key.require(Scope::Templates)?;
+    Ok(Json(preview(&state, key.project_id, body).await?))
+}
+
+/// What saving and rendering unsaved content would say: the rendered parts, or each error
+/// with its line and column (the console's live preview shows the same).
+pub async fn preview(
+    state: &AppState,
+    project_id: uuid::Uuid,
+    body: ValidateRequest,
+) -> ApiResult<Rendered> {
     let empty_to_none = |v: Option<String>| v.filter(|s| !s.is_empty());
     let draft = TemplateDraft {
         subject: empty_to_none(body.subject),
@@ -347,7 +371,7 @@ pub async fn validate(
     let layout = match empty_to_none(body.layout) {
         Some(name) => {
             let mut conn = state.pool.acquire().await?;
-            Some(save::load_layout(&mut conn, key.project_id, &name).await?)
+            Some(save::load_layout(&mut conn, project_id, &name).await?)
         }
         None => None,
     };
@@ -359,5 +383,5 @@ pub async fn validate(
         state.config.http.max_message_bytes,
     )
     .await?;
-    Ok(Json(rendered))
+    Ok(rendered)
 }

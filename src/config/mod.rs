@@ -7,6 +7,7 @@
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
+mod console;
 mod delivery;
 mod dkim;
 mod env;
@@ -38,6 +39,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
@@ -89,6 +91,8 @@ pub struct Config {
     pub bounce: BounceConfig,
     pub inbound: InboundConfig,
     pub tracking: TrackingConfig,
+    /// The web console at `/console`.
+    pub console: ConsoleConfig,
     pub scan: ScanConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
@@ -131,6 +135,7 @@ impl Default for Config {
             bounce: BounceConfig::default(),
             inbound: InboundConfig::default(),
             tracking: TrackingConfig::default(),
+            console: ConsoleConfig::default(),
             scan: ScanConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
@@ -202,6 +207,7 @@ impl Config {
         self.bounce.validate()?;
         self.inbound.validate()?;
         self.tracking.validate()?;
+        self.console.validate()?;
         self.scan.validate()?;
         dkim::validate(&self.dkim)?;
         Ok(())

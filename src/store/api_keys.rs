@@ -106,32 +106,47 @@ type KeyRow = (
     Option<i64>,
 );
 
+const ACTIVE_KEY: &str =
+    "SELECT id, project_id, scopes, test_mode, rate_per_sec, burst, daily_quota
+                          FROM api_keys WHERE revoked_at IS NULL";
+
 pub async fn find_active(
     pool: &PgPool,
     secret: &ApiKeySecret,
 ) -> sqlx::Result<Option<AuthenticatedKey>> {
-    let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, project_id, scopes, test_mode, rate_per_sec, burst, daily_quota
-         FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(secret.hash())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(id, project_id, scopes, test_mode, rate, burst, quota)| AuthenticatedKey {
-            id,
-            project_id,
-            // Unknown scope names (from a newer version) are ignored rather than fatal.
-            scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
-            test_mode,
-            // The columns' CHECKs keep these positive.
-            limits: KeyLimits {
-                rate_per_sec: rate,
-                burst: burst.and_then(|b| u32::try_from(b).ok()),
-                daily_quota: quota.and_then(|q| u64::try_from(q).ok()),
-            },
+    let row: Option<KeyRow> =
+        sqlx::query_as(AssertSqlSafe(format!("{ACTIVE_KEY} AND key_hash = $1")))
+            .bind(secret.hash())
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(authenticated))
+}
+
+/// The key with this id while it is not revoked (a console session signed in with it).
+pub async fn find_active_by_id(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AuthenticatedKey>> {
+    let row: Option<KeyRow> = sqlx::query_as(AssertSqlSafe(format!("{ACTIVE_KEY} AND id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(authenticated))
+}
+
+fn authenticated(
+    (id, project_id, scopes, test_mode, rate, burst, quota): KeyRow,
+) -> AuthenticatedKey {
+    AuthenticatedKey {
+        id,
+        project_id,
+        // Unknown scope names (from a newer version) are ignored rather than fatal.
+        scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
+        test_mode,
+        // The columns' CHECKs keep these positive.
+        limits: KeyLimits {
+            rate_per_sec: rate,
+            burst: burst.and_then(|b| u32::try_from(b).ok()),
+            daily_quota: quota.and_then(|q| u64::try_from(q).ok()),
         },
-    ))
+    }
 }
 
 /// Changes to a key's limits: `Some(None)` returns a setting to the default, `None` keeps it.

@@ -1,10 +1,12 @@
 //! SQL access, one file per table group. Nothing outside this folder and `queue/` writes SQL.
 
 pub mod api_keys;
+pub mod console_sessions;
 pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;
 pub mod messages;
+pub mod overview;
 pub mod projects;
 pub mod server_keys;
 pub mod suppressions;

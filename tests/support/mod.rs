@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod dkim;
 pub mod postfix;
 pub mod smtp_server;

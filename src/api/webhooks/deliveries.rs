@@ -95,7 +95,13 @@ pub async fn send_test(
 ) -> ApiResult<(StatusCode, Json<WebhookDelivery>)> {
     let key = key.require(Scope::Webhooks)?;
     let endpoint = endpoint(&state, key.project_id, &id).await?;
-    require_enabled(&endpoint)?;
+    let row = queue_test(&state, &endpoint).await?;
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+/// Queues a `webhook.test` event for an enabled endpoint (the console's test button too).
+pub async fn queue_test(state: &AppState, endpoint: &EndpointRow) -> ApiResult<DeliveryRow> {
+    require_enabled(endpoint)?;
     let payload = json!({
         "type": TEST_EVENT,
         "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -106,7 +112,7 @@ pub async fn send_test(
     });
     let row = store::enqueue(&state.pool, endpoint.id, TEST_EVENT, &payload).await?;
     state.waker.webhooks.wake();
-    Ok((StatusCode::ACCEPTED, Json(row.into())))
+    Ok(row)
 }
 
 fn require_enabled(endpoint: &EndpointRow) -> ApiResult<()> {
@@ -225,11 +231,21 @@ pub async fn retry(
     let key = key.require(Scope::Webhooks)?;
     let endpoint = endpoint(&state, key.project_id, &id).await?;
     let delivery_id = Uuid::parse_str(&delivery_id).map_err(|_| ApiError::NotFound("delivery"))?;
-    require_enabled(&endpoint)?;
+    let row = replay(&state, &endpoint, delivery_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+/// Sends a delivery of an enabled endpoint again now (the console's replay too).
+pub async fn replay(
+    state: &AppState,
+    endpoint: &EndpointRow,
+    delivery_id: Uuid,
+) -> ApiResult<DeliveryRow> {
+    require_enabled(endpoint)?;
     match store::replay(&state.pool, endpoint.id, delivery_id).await? {
         Replay::Queued(row) => {
             state.waker.webhooks.wake();
-            Ok((StatusCode::ACCEPTED, Json((*row).into())))
+            Ok(*row)
         }
         Replay::InProgress => Err(ApiError::Conflict {
             code: "delivery_in_progress",

@@ -352,6 +352,23 @@ pub async fn create(
     AppJson(body): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let key = key.require(Scope::Webhooks)?;
+    let (row, secret) = create_in(&state, key.project_id, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            endpoint: row.into(),
+            secret: secret.expose().to_string(),
+        }),
+    ))
+}
+
+/// Checks a new endpoint (each bad field named) and creates it with a new secret, returned
+/// to be shown once (the console creates endpoints through here too).
+pub async fn create_in(
+    state: &AppState,
+    project_id: Uuid,
+    body: &CreateWebhook,
+) -> ApiResult<(EndpointRow, WebhookSecret)> {
     let mut errors = Vec::new();
     let events = parse_events(body.events.as_ref().unwrap_or(&Value::Null))
         .map_err(|e| errors.push(e))
@@ -366,7 +383,7 @@ pub async fn create(
     let mut url = String::new();
     if errors.is_empty() {
         let format = body.format.unwrap_or(WebhookFormat::Standard);
-        match check_url(&state, &body.url, format).await {
+        match check_url(state, &body.url, format).await {
             Ok(checked) => url = checked,
             Err(e) => errors.push(e),
         }
@@ -375,12 +392,12 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     }
     if body.format == Some(WebhookFormat::Sendgrid) {
-        ensure_signing_key(&state, key.project_id).await?;
+        ensure_signing_key(state, project_id).await?;
     }
     let secret = WebhookSecret::generate();
     let row = store::create(
         &state.pool,
-        key.project_id,
+        project_id,
         &NewEndpoint {
             url: &url,
             description: body.description.as_deref(),
@@ -391,13 +408,7 @@ pub async fn create(
         },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WebhookWithSecret {
-            endpoint: row.into(),
-            secret: secret.expose().to_string(),
-        }),
-    ))
+    Ok((row, secret))
 }
 
 /// List the project's endpoints (never their secrets).
@@ -533,21 +544,26 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
     let key = key.require(Scope::Webhooks)?;
-    let secret = WebhookSecret::generate();
-    let overlap = state.config.webhooks.rotation_overlap_secs as f64;
-    let row = store::rotate_secret(
-        &state.pool,
-        key.project_id,
-        parse_id(&id)?,
-        secret.expose(),
-        overlap,
-    )
-    .await?
-    .ok_or(ApiError::NotFound("webhook"))?;
+    let (row, secret) = rotate(&state, key.project_id, parse_id(&id)?).await?;
     Ok(Json(WebhookWithSecret {
         endpoint: row.into(),
         secret: secret.expose().to_string(),
     }))
+}
+
+/// Gives an endpoint a new secret, the old one signing alongside for the overlap (the
+/// console's rotate button too). The secret is returned to be shown once.
+pub async fn rotate(
+    state: &AppState,
+    project_id: Uuid,
+    id: Uuid,
+) -> ApiResult<(EndpointRow, WebhookSecret)> {
+    let secret = WebhookSecret::generate();
+    let overlap = state.config.webhooks.rotation_overlap_secs as f64;
+    let row = store::rotate_secret(&state.pool, project_id, id, secret.expose(), overlap)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok((row, secret))
 }
 
 #[cfg(test)]

@@ -36,12 +36,13 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn parse_id(raw: &str) -> ApiResult<Uuid> {
+pub fn parse_id(raw: &str) -> ApiResult<Uuid> {
     // An id that cannot exist is simply not found, like another project's.
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("webhook"))
 }
 
-async fn endpoint(state: &AppState, project_id: Uuid, raw_id: &str) -> ApiResult<EndpointRow> {
+/// The project's endpoint with this id (another project's reads as absent).
+pub async fn endpoint(state: &AppState, project_id: Uuid, raw_id: &str) -> ApiResult<EndpointRow> {
     store::find(&state.pool, project_id, parse_id(raw_id)?)
         .await?
         .ok_or(ApiError::NotFound("webhook"))

@@ -1,0 +1,92 @@
+//! The keys page: a key created in the page is shown once and works over the API; its
+//! limits change from the page; revoking it there locks it out.
+
+use crate::support::{app::spawn_app, browser::Browser};
+
+#[tokio::test]
+async fn a_key_is_created_shown_once_limited_and_revoked() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.sign_in(&app.base, &app.key).await;
+    browser.click("nav a[href='/console/keys']").await;
+    browser
+        .wait_for_path("the keys", |p| p == "/console/keys")
+        .await;
+
+    browser.fill("#k-name", "reporting").await;
+    browser.click("#scope-messages").await;
+    browser.click("#create-key button[type=submit]").await;
+    let key = browser
+        .wait_for_text("#new-key", |t| t.starts_with("mg_live_"))
+        .await;
+    let (status, _) = app
+        .call_as(&key, reqwest::Method::GET, "/v1/emails", None)
+        .await;
+    assert_eq!(status, 200, "the new key works");
+    let (status, _) = app
+        .call_as(&key, reqwest::Method::GET, "/v1/templates", None)
+        .await;
+    assert_eq!(status, 403, "with only the scopes ticked");
+    browser.screenshot("keys", 1280).await;
+    browser.screenshot("keys", 390).await;
+    // Shown once: the list shows its prefix only.
+    browser.goto(&app.url("/console/keys")).await;
+    assert!(browser.find_all("#new-key").await.is_empty());
+    assert!(!browser.text("table.keys").await.contains(&key));
+
+    let id = app.list_api_keys().await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "reporting")
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .unwrap();
+    browser.fill(&format!("[id='rate-{id}']"), "5").await;
+    browser.fill(&format!("[id='burst-{id}']"), "10").await;
+    browser
+        .click(&format!("form[action='/console/keys/{id}/limits'] button"))
+        .await;
+    browser
+        .wait_for_path("the limits saved", |p| p.contains("done=limits"))
+        .await;
+    let info = app.list_api_keys().await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(info["rate_per_sec"], 5.0);
+    assert_eq!(info["burst"], 10);
+    assert!(info["daily_quota"].is_null());
+
+    browser
+        .click(&format!("form[action='/console/keys/{id}/revoke'] button"))
+        .await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for_path("revoked", |p| p.contains("done=revoked"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = app
+        .call_as(&key, reqwest::Method::GET, "/v1/emails", None)
+        .await;
+    assert_eq!(status, 401, "the revoked key is refused");
+}
+
+#[tokio::test]
+async fn a_key_without_the_keys_scope_has_no_keys_page() {
+    let app = spawn_app().await;
+    let key = app.create_key("acme", "messages", false).await;
+    let browser = Browser::start().await;
+    browser.sign_in(&app.base, &key).await;
+    assert!(
+        browser
+            .find_all("nav a[href='/console/keys']")
+            .await
+            .is_empty()
+    );
+    browser.goto(&app.url("/console/keys")).await;
+    assert!(browser.text("h1").await.starts_with("403"));
+    assert!(browser.text("body").await.contains("`keys` scope"));
+}
