@@ -46,9 +46,10 @@ pub async fn release(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscardRequest {
-    /// Why, recorded in the `cancelled` events (at most 500 characters).
+    /// Why, recorded in the `cancelled` events (at most 500 characters, no control
+    /// characters).
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub reason: Option<String>,
 }
 
