@@ -504,8 +504,18 @@ ensure_pypi_tool() {
 MG_SCANNERS_DIR="${TMPDIR:-/tmp}/mailgate-scanners"
 MG_RSPAMD_PORT=11433
 MG_CLAMD_PORT=3410
+MG_DNS_PORT=11453
 
 _mg_rspamd_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$MG_RSPAMD_PORT/ping" 2>/dev/null | grep -q pong; }
+_mg_udp_dns_ready() {
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01", ("127.0.0.1", int(sys.argv[1])))
+sys.exit(0 if s.recv(512)[:2] == b"\x12\x34" else 1)
+' "$MG_DNS_PORT" 2>/dev/null
+}
 _mg_clamd_ready() {
 	python3 -c '
 import socket, sys
@@ -544,15 +554,35 @@ scanners_start() {
 		clamd -c "$MG_SCANNERS_DIR/clamd.conf" >>"$MG_SCANNERS_DIR/clamd.out" 2>&1 ||
 			mg_die "scanners: clamd did not start; see $MG_SCANNERS_DIR/clamd.log"
 	fi
+	# Offline, rspamd's DNS checks (RBLs, MX lookups) go to the machine's resolver, which
+	# answers them slowly or not at all: every scan then stalls up to its 1 s DNS timeout. A
+	# stand-in for a local caching resolver answers every query NXDOMAIN at once.
+	if ! _mg_udp_dns_ready; then
+		cat >"$MG_SCANNERS_DIR/nxdns.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    data, addr = s.recvfrom(4096)
+    if len(data) >= 12:
+        # Same id and question; a response (QR), recursion available, NXDOMAIN, no records.
+        s.sendto(data[:2] + b"\x81\x83" + data[4:6] + bytes(6) + data[12:], addr)
+PY
+		nohup python3 "$MG_SCANNERS_DIR/nxdns.py" "$MG_DNS_PORT" >/dev/null 2>&1 &
+	fi
 	if ! _mg_rspamd_ready; then
+		mkdir -p "$MG_SCANNERS_DIR/local.d"
+		printf 'dns { nameserver = ["127.0.0.1:%s"]; timeout = 1s; retransmits = 0; }\n' "$MG_DNS_PORT" \
+			>"$MG_SCANNERS_DIR/local.d/options.inc"
 		# shellcheck disable=SC2016 # rspamd expands its own $VARIABLES
 		{
 			echo '.include "$CONFDIR/common.conf"'
-			echo 'options { pidfile = "$RUNDIR/rspamd.pid"; .include "$CONFDIR/options.inc" }'
+			echo 'options { pidfile = "$RUNDIR/rspamd.pid"; .include "$CONFDIR/options.inc"'
+			echo '    .include(try=true; priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc" }'
 			echo 'logging { type = "file"; filename = "$LOGDIR/rspamd.log"; level = "error"; }'
 			echo "worker \"normal\" { bind_socket = \"127.0.0.1:$MG_RSPAMD_PORT\";"
 			echo '    .include "$CONFDIR/worker-normal.inc"'
-			echo '    count = 1; }'
+			echo '}'
 		} >"$MG_SCANNERS_DIR/rspamd.conf"
 		if _mg_is_root; then user_args=(-u root -g root -i); fi
 		mg_log "scanners: starting rspamd on 127.0.0.1:$MG_RSPAMD_PORT (loading its rules takes a while)"
