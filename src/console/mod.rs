@@ -39,8 +39,13 @@ const MAX_FORM_BYTES: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        // With or without the slash people type.
         .route(
             "/console",
+            get(|| async { Redirect::to("/console/overview") }),
+        )
+        .route(
+            "/console/",
             get(|| async { Redirect::to("/console/overview") }),
         )
         .route(

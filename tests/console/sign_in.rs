@@ -93,6 +93,12 @@ async fn the_session_cookie_is_http_only_same_site_strict_and_secure_behind_http
         "{csp}"
     );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
+    // The console's address, with or without the slash, leads to the overview.
+    for root in ["/console", "/console/"] {
+        let page = plain.get(root).await;
+        assert_eq!(page.status(), 303, "{root}");
+        assert_eq!(page.headers()["location"], "/console/overview", "{root}");
+    }
 }
 
 #[tokio::test]
