@@ -13,7 +13,9 @@ ALTER TABLE messages ADD COLUMN scan jsonb;
 -- Held recipients wait for a person: found when they expire, and for the queue depth.
 CREATE INDEX recipients_held ON recipients (message_id) WHERE status = 'held';
 
--- `held` waits like the in-flight states, after them.
+-- The summary of this tranche's statuses. `held` waits like the in-flight states, after them.
+-- A complaint (0008) is about mail that was delivered: mixed with deliveries it still reads as
+-- delivered, alone it reads as complained.
 CREATE OR REPLACE FUNCTION mailgate_message_status(statuses text[]) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
@@ -29,7 +31,9 @@ LANGUAGE sql IMMUTABLE AS $$
     END
 $$;
 
--- As in 0008, with `held` announced as `email.held`.
+-- As in 0005, plus the event types of 0008 (what came back after delivery) and `held`
+-- (`email.held`), and each event's own `data` merged into the webhook's. Opens and clicks of a
+-- message with several recipients name none (one copy of the MIME went to all).
 CREATE OR REPLACE FUNCTION mailgate_enqueue_webhooks() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
