@@ -161,14 +161,14 @@ impl SubmissionCore {
         self
     }
 
-    /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is.
-    async fn screen(
+    /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is. The
+    /// envelope (sender, recipients) is gathered only when a scanner will read it.
+    async fn screen<'a>(
         &self,
         project: Uuid,
         id: Uuid,
         mime: Vec<u8>,
-        from: &str,
-        rcpts: &[&str],
+        envelope: impl FnOnce() -> (&'a str, Vec<&'a str>),
     ) -> Result<Screened, SubmissionError> {
         let Some(scanner) = &self.scanner else {
             return Ok(Screened {
@@ -177,7 +177,8 @@ impl SubmissionCore {
                 scan: None,
             });
         };
-        match scanner.check(project, id, &mime, from, rcpts).await? {
+        let (from, rcpts) = envelope();
+        match scanner.check(project, id, &mime, from, &rcpts).await? {
             Decision::Accept { headers, verdict } => Ok(Screened {
                 mime: scan::prepend_headers(&mime, &headers),
                 hold: None,
@@ -245,14 +246,12 @@ impl SubmissionCore {
                 mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
                 mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
             })?;
-        let from = email.from.email.as_str().to_string();
-        let rcpts: Vec<String> = email
-            .recipients()
-            .into_iter()
-            .map(|(_, a)| a.as_str().to_string())
-            .collect();
-        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
-        let screened = self.screen(key.project_id, id, mime, &from, &rcpts).await?;
+        let screened = self
+            .screen(key.project_id, id, mime, || {
+                let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
+                (email.from.email.as_str(), rcpts.collect())
+            })
+            .await?;
         Ok(Prepared {
             id,
             email,
@@ -372,9 +371,11 @@ impl SubmissionCore {
                 .map_err(anyhow::Error::from)?;
             mime = tracker.mime(&mime, raw.id, choice);
         }
-        let rcpts: Vec<&str> = raw.recipients.iter().map(|(_, a)| a.as_str()).collect();
         let screened = self
-            .screen(project_id, raw.id, mime, raw.from.as_str(), &rcpts)
+            .screen(project_id, raw.id, mime, || {
+                let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
+                (raw.from.as_str(), rcpts.collect())
+            })
             .await?;
         let message = AcceptedMessage {
             id: raw.id,
