@@ -1,23 +1,32 @@
-//! An open-loop HTTP load generator for `bench/latency.sh`: sends POST requests at a fixed
-//! rate, whatever the answers take, and measures each latency from the moment the request
-//! was *due*, so a stall counts against every request it delays (no coordinated omission).
+//! An HTTP load generator for the benches, two ways:
 //!
-//! A closed-loop tool (wrk with a per-connection delay) paces each connection by its own
-//! answers: its connections fall into step and fire in bursts of up to 64 at once, which is
-//! not "half the maximum rate". This one spaces requests evenly.
+//! - open loop (`bench/latency.sh`, `bench/sustained.sh`): POSTs at a fixed rate, whatever the
+//!   answers take, each latency measured from the moment the request was *due*, so a stall
+//!   counts against every request it delays (no coordinated omission). A closed-loop tool
+//!   (wrk with a per-connection delay) paces each connection by its own answers: its
+//!   connections fall into step and fire in bursts, which is not "half the maximum rate".
+//! - closed loop with a count (`--count N`, `bench/sustained.sh`): N POSTs as fast as
+//!   MAX_IN_FLIGHT connections allow, each timed from its own send.
 //!
-//! Usage: open_loop URL RATE SECONDS MAX_IN_FLIGHT BODY_FILE [HEADER: VALUE]...
-//! Prints one line: `sent N ok N rate R p50 X p90 X p99 X max X` (milliseconds).
+//! Every `{seq}` in the body becomes the request's number (from `--seq-from`, default 0), so
+//! each message can be told apart at the far end: nothing lost, nothing twice.
+//!
+//! Usage: open_loop [--count N] [--seq-from K] URL RATE SECONDS MAX_IN_FLIGHT BODY_FILE [HEADER: VALUE]...
+//! (with `--count`, RATE and SECONDS are ignored: pass 0 0). Prints one line:
+//! `sent N ok N failed N rate R p50 X p90 X p99 X max X start T end T` (latencies in
+//! milliseconds; start and end in Unix seconds: the first send and the last answer).
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::Semaphore;
 
 fn usage() -> ! {
-    eprintln!("usage: open_loop URL RATE SECONDS MAX_IN_FLIGHT BODY_FILE [HEADER: VALUE]...");
+    eprintln!(
+        "usage: open_loop [--count N] [--seq-from K] URL RATE SECONDS MAX_IN_FLIGHT BODY_FILE [HEADER: VALUE]..."
+    );
     std::process::exit(2)
 }
 
@@ -35,9 +44,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Latencies of the answered requests and the count of the failed ones.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<f64>,
+    failed: u64,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut count: Option<u64> = None;
+    let mut seq_from = 0u64;
+    while args.len() > 1 && args[1].starts_with("--") {
+        let flag = args.remove(1);
+        let value: u64 = arg(&args, 1);
+        args.remove(1);
+        match flag.as_str() {
+            "--count" => count = Some(value),
+            "--seq-from" => seq_from = value,
+            _ => usage(),
+        }
+    }
     if args.len() < 6 {
         usage();
     }
@@ -45,7 +79,7 @@ async fn main() {
     let rate: f64 = arg(&args, 2);
     let seconds: f64 = arg(&args, 3);
     let in_flight: usize = arg(&args, 4);
-    let body = std::fs::read(&args[5]).unwrap_or_else(|e| {
+    let body = std::fs::read_to_string(&args[5]).unwrap_or_else(|e| {
         eprintln!("open_loop: {}: {e}", args[5]);
         std::process::exit(2)
     });
@@ -68,35 +102,56 @@ async fn main() {
         .build()
         .expect("http client");
 
-    let total = (rate * seconds).round() as u64;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    // Bounds open connections like wrk's -c; a request waiting for a slot is still timed
-    // from its due moment.
+    let total = count.unwrap_or((rate * seconds).round() as u64);
+    // Closed loop: every request is due at once and waits for a connection; each is timed
+    // from when it got one.
+    let interval = match count {
+        Some(_) => Duration::ZERO,
+        None => Duration::from_secs_f64(1.0 / rate),
+    };
+    // Bounds open connections like wrk's -c; in the open loop a request waiting for a slot is
+    // still timed from its due moment.
     let slots = Arc::new(Semaphore::new(in_flight));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
-    let failures = Arc::new(Mutex::new(0u64));
-    let body: Arc<[u8]> = body.into();
+    let tally = Arc::new(Mutex::new(Tally {
+        latencies: Vec::with_capacity(total as usize),
+        failed: 0,
+    }));
+    let body: Arc<str> = body.into();
+    let started_unix = unix_now();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        let (slots, latencies, failures) = (slots.clone(), latencies.clone(), failures.clone());
+        let (client, url, tally) = (client.clone(), url.clone(), tally.clone());
+        let body = body.replace("{seq}", &(seq_from + i).to_string());
+        let slot = if count.is_some() {
+            // Closed loop: wait here, so the tasks spawn no faster than connections free up.
+            Some(slots.clone().acquire_owned().await.expect("never closed"))
+        } else {
+            None
+        };
+        let slots = slots.clone();
+        let closed = count.is_some();
         tasks.push(tokio::spawn(async move {
-            let _slot = slots.acquire_owned().await.expect("never closed");
-            let ok = match client.post(&url).body(body.to_vec()).send().await {
+            let _slot = match slot {
+                Some(s) => s,
+                None => slots.acquire_owned().await.expect("never closed"),
+            };
+            let sent = if closed { Instant::now() } else { due };
+            let ok = match client.post(&url).body(body).send().await {
                 Ok(resp) => {
                     let ok = resp.status().is_success();
                     ok & resp.bytes().await.is_ok()
                 }
                 Err(_) => false,
             };
-            let ms = due.elapsed().as_secs_f64() * 1000.0;
+            let ms = sent.elapsed().as_secs_f64() * 1000.0;
+            let mut t = tally.lock().expect("not poisoned");
             if ok {
-                latencies.lock().expect("not poisoned").push(ms);
+                t.latencies.push(ms);
             } else {
-                *failures.lock().expect("not poisoned") += 1;
+                t.failed += 1;
             }
         }));
     }
@@ -104,16 +159,18 @@ async fn main() {
         let _ = t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let mut lat = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
-    lat.sort_by(f64::total_cmp);
-    let failed = *failures.lock().expect("not poisoned");
+    let mut t = std::mem::take(&mut *tally.lock().expect("not poisoned"));
+    t.latencies.sort_by(f64::total_cmp);
     println!(
-        "sent {total} ok {} failed {failed} rate {:.1} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
-        lat.len(),
+        "sent {total} ok {} failed {} rate {:.1} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} start {:.3} end {:.3}",
+        t.latencies.len(),
+        t.failed,
         total as f64 / elapsed,
-        percentile(&lat, 50.0),
-        percentile(&lat, 90.0),
-        percentile(&lat, 99.0),
-        lat.last().copied().unwrap_or(f64::NAN),
+        percentile(&t.latencies, 50.0),
+        percentile(&t.latencies, 90.0),
+        percentile(&t.latencies, 99.0),
+        t.latencies.last().copied().unwrap_or(f64::NAN),
+        started_unix,
+        started_unix + elapsed,
     );
 }
