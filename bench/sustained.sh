@@ -27,6 +27,9 @@
 # 0.25 s). Every message carries a sequence number in its subject; the sink's files are
 # checked for the full set, once each.
 #
+# The sink writes to tmpfs (/dev/shm): on this machine's ext4, creating a file per message
+# caps smtp-sink itself at about 1,700 msg/s, which would time the sink, not the contenders.
+#
 # Usage: bench/sustained.sh [messages, default 10000] [mailgate rounds, default 1]
 # Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench" picks rows;
 #      OUT=dir keeps the raw output (default /tmp/mailgate-sustained).
@@ -36,6 +39,8 @@ N=${1:-10000}
 ROUNDS=${2:-1}
 ROWS=${ROWS:-direct postfix defaults tuned prefilled openloop pgbench}
 OUT=${OUT:-/tmp/mailgate-sustained}
+SINK_ROOT=$(mktemp -d /dev/shm/mailgate-sustained-sink.XXXXXX)
+chmod 755 "$SINK_ROOT"
 CONNS=64
 SESSIONS=32
 OPEN_SECS=${OPEN_SECS:-10}
@@ -71,7 +76,7 @@ sustained_cleanup() {
 	[ -n "$PF_DIR" ] && postfix -c "$PF_DIR/conf" stop >/dev/null 2>&1
 	bench_cleanup
 	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$PG_DIR" "${PF_DIR:-/nonexistent}"
+	rm -rf "$PG_DIR" "${PF_DIR:-/nonexistent}" "$SINK_ROOT"
 }
 trap sustained_cleanup EXIT
 PG_MASTER=$(head -n1 "$PG_DIR/data/postmaster.pid")
@@ -213,21 +218,17 @@ SELECT relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot_upd, n_
 FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname;
 SQL
 }
-# Samples what active backends of DB wait on, until stopped.
+# Samples what active backends of DB wait on, until stopped: one psql, `\watch`ing.
 start_wait_sampler() {
-	(
-		while :; do
-			psql -X -tA "$PG/postgres" -c "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity
-				WHERE datname = '$1' AND state = 'active' AND pid <> pg_backend_pid()" 2>/dev/null
-			sleep 0.25
-		done
-	) >"$OUT/waits-$1.txt" &
+	printf '%s\n\\watch 0.25\n' "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity
+		WHERE datname = '$1' AND state = 'active' AND pid <> pg_backend_pid()" |
+		psql -X -tA "$PG/postgres" >"$OUT/waits-$1.txt" 2>/dev/null &
 	WAIT_SAMPLER=$!
 }
 stop_wait_sampler() {
 	kill "$WAIT_SAMPLER" 2>/dev/null
 	wait "$WAIT_SAMPLER" 2>/dev/null || true
-	echo "waits (active backends, sampled every 0.25 s): $(sort "$OUT/waits-$1.txt" | uniq -c | sort -rn | awk '{printf "%s %s; ", $2, $1}')"
+	echo "waits (active backends, sampled every 0.25 s): $(grep -v '^$' "$OUT/waits-$1.txt" | sort | uniq -c | sort -rn | awk '{printf "%s %s; ", $2, $1}')"
 }
 
 RESULTS=$OUT/results.txt
@@ -237,7 +238,7 @@ row() { echo "$*" | tee -a "$RESULTS"; }
 # --- direct and Postfix -----------------------------------------------------------------------
 # smtp_row NAME PORT: smtp-source sends N messages to PORT; timed to the last at the sink.
 smtp_row() {
-	local dir=$OUT/sink-$1 t0 last out
+	local dir=$SINK_ROOT/$1 t0 last out
 	start_sink "$dir"
 	mg_log "bench: $1: smtp-source, $SESSIONS sessions, $N messages (load $(loadavg))"
 	t0=$(date +%s.%N)
@@ -328,7 +329,7 @@ mg_row() {
 	local name=$1 round=$2 dir db t0 last out secs
 	shift 2
 	db=mg_${name}_$round
-	dir=$OUT/sink-$db
+	dir=$SINK_ROOT/$db
 	start_sink "$dir"
 	mg_db "$db"
 	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" "$@"
@@ -380,7 +381,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 if has_row prefilled; then
-	dir=$OUT/sink-prefilled
+	dir=$SINK_ROOT/prefilled
 	start_sink "$dir"
 	mg_db mg_prefilled
 	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" MAILGATE_WORKERS_ENABLED=false
