@@ -348,3 +348,38 @@ async fn a_rolling_restart_under_load_loses_nothing() {
         process::stop(child, Duration::from_secs(60)).await;
     }
 }
+
+#[tokio::test]
+async fn a_second_signal_stops_a_drain_at_once() {
+    let db = create_database().await;
+    let http = format!("127.0.0.1:{}", process::free_port());
+    let mut cmd = process::command(&db, &http);
+    cmd.env("MAILGATE_HTTP__DRAIN_SECS", "60");
+    let mut child = process::serve(cmd, &http).await;
+    process::terminate(&child).await;
+    let started = Instant::now();
+    loop {
+        let r = crate::support::app::http_client()
+            .get(format!("http://{http}/readyz"))
+            .send()
+            .await
+            .expect("serving during the drain");
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(body["reason"].as_str().unwrap().contains("60 s"), "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "readyz did not turn 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An operator who does not want to wait out the drain signals again.
+    process::terminate(&child).await;
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("a second signal stops at once")
+        .unwrap();
+    assert_eq!(exit.code(), Some(130));
+}
