@@ -18,6 +18,8 @@
 //! - `limiter`: the [`Limiter`]: Redis first, the local fallback, what `/readyz` reports.
 //! - `health`: whether Redis answers, and when to try it again.
 //! - `redis`, `local`: the two backends. `auth`: the failed-authentication throttle.
+//! - `pace`: the pacing of upstream relays (their rates, connections and back-off), on the
+//!   same Redis.
 
 mod auth;
 mod bucket;
@@ -25,6 +27,7 @@ mod decision;
 mod health;
 mod limiter;
 mod local;
+pub mod pace;
 mod redis;
 
 pub use auth::AuthThrottle;
