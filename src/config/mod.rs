@@ -265,7 +265,7 @@ mod tests {
             "eu".into(),
             RelayConfig {
                 url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
-                pool_size: 2,
+                pool_size: Some(2),
                 tls_insecure: false,
                 max_rate_per_sec: None,
                 burst: None,

@@ -14,8 +14,12 @@ pub const DEFAULT_RELAY: &str = "default";
 pub struct RelayConfig {
     /// `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or `smtps://…`.
     pub url: SecretUrl,
-    #[serde(default = "default_pool_size")]
-    pub pool_size: u32,
+    /// Idle connections kept open to this relay, per process. Unset: `delivery.concurrency`,
+    /// so a delivery that finishes never has to close its connection for want of room while
+    /// the next one opens a new one (at 8 with 32 deliveries in flight, the connection churn
+    /// cost a third of the sustained rate: bench/RESULTS.md, issue 17).
+    #[serde(default)]
+    pub pool_size: Option<u32>,
     /// Accept any certificate from this relay (self-signed test relays only).
     #[serde(default)]
     pub tls_insecure: bool,
@@ -37,7 +41,7 @@ impl RelayConfig {
     pub fn at(url: SecretUrl) -> Self {
         Self {
             url,
-            pool_size: default_pool_size(),
+            pool_size: None,
             tls_insecure: false,
             max_rate_per_sec: None,
             burst: None,
@@ -63,10 +67,6 @@ impl RelayConfig {
     }
 }
 
-fn default_pool_size() -> u32 {
-    8
-}
-
 impl Config {
     /// All upstream relays by name, with `relay_url` as `default`.
     pub fn relay_map(&self) -> BTreeMap<String, RelayConfig> {
@@ -74,6 +74,36 @@ impl Config {
         if let Some(url) = &self.relay_url {
             relays.insert(DEFAULT_RELAY.to_string(), RelayConfig::at(url.clone()));
         }
+        for relay in relays.values_mut() {
+            relay
+                .pool_size
+                .get_or_insert(self.delivery.concurrency.try_into().unwrap_or(u32::MAX));
+        }
         relays
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unset, a relay keeps as many idle connections as deliveries run at once.
+    #[test]
+    fn relay_pool_defaults_to_the_delivery_concurrency() {
+        let mut c = Config {
+            relay_url: Some("smtp://mx.example.com".into()),
+            ..Config::default()
+        };
+        c.delivery.concurrency = 48;
+        c.relays.insert(
+            "eu".into(),
+            RelayConfig {
+                pool_size: Some(2),
+                ..RelayConfig::at("smtp://mx.example.eu".into())
+            },
+        );
+        let map = c.relay_map();
+        assert_eq!(map[DEFAULT_RELAY].pool_size, Some(48));
+        assert_eq!(map["eu"].pool_size, Some(2));
     }
 }

@@ -415,9 +415,14 @@ impl Relay {
         }
     }
 
-    /// Idle connections kept: `pool_size`, and never more than the connection cap.
+    /// Idle connections kept: `pool_size` (`Config::relay_map` fills in the delivery
+    /// concurrency when unset), and never more than the connection cap.
     fn pool_size(&self) -> usize {
-        let size = self.config.pool_size.max(1);
+        let size = self
+            .config
+            .pool_size
+            .unwrap_or(crate::config::DeliveryConfig::default().concurrency as u32)
+            .max(1);
         self.config
             .max_connections
             .map_or(size, |max| size.min(max)) as usize

@@ -195,7 +195,7 @@ async fn relays_over_starttls_with_auth() {
                 smtp.addr.port()
             )
             .into(),
-            pool_size: 2,
+            pool_size: Some(2),
             tls_insecure: true,
             max_rate_per_sec: None,
             burst: None,
@@ -227,7 +227,7 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
                 smtp.addr.port()
             )
             .into(),
-            pool_size: 2,
+            pool_size: Some(2),
             tls_insecure: true,
             max_rate_per_sec: None,
             burst: None,

@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(20);
 fn relay(addr: &str) -> RelayConfig {
     RelayConfig {
         url: format!("smtp://{addr}?tls=none").into(),
-        pool_size: 2,
+        pool_size: Some(2),
         tls_insecure: false,
         max_rate_per_sec: None,
         burst: None,

@@ -209,7 +209,7 @@ async fn two_instances_keep_to_the_relays_connection_cap() {
     relay_to(&mut config, &smtp);
     let relay = config.relays.get_mut("default").unwrap();
     relay.max_connections = Some(2);
-    relay.pool_size = 8;
+    relay.pool_size = Some(8);
     let app = TestApp::start(config.clone()).await;
     // Another instance on the same database and Redis: they share the cap.
     let _other = app.another_instance(config).await;

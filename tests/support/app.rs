@@ -129,7 +129,7 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
         "default".into(),
         RelayConfig {
             url: format!("smtp://{}?tls=none", smtp.addr).into(),
-            pool_size: 4,
+            pool_size: Some(4),
             tls_insecure: false,
             max_rate_per_sec: None,
             burst: None,
