@@ -31,7 +31,8 @@
 # caps smtp-sink itself at about 1,700 msg/s, which would time the sink, not the contenders.
 #
 # Usage: bench/sustained.sh [messages, default 10000] [mailgate rounds, default 1]
-# Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench" picks rows;
+# Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench" picks rows (add
+#      before17 for a row with issue 17's changes undone: bench/issue17_before.sql);
 #      OUT=dir keeps the raw output (default /tmp/mailgate-sustained).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -333,6 +334,7 @@ mg_row() {
 	start_sink "$dir"
 	mg_db "$db"
 	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" "$@"
+	[ -n "${PRE_SQL:-}" ] && psql -X -q "$DB_URL" -f "$PRE_SQL" >/dev/null
 	pg_reset "$db"
 	mg_log "bench: $name (round $round): $N sends over $CONNS connections while relaying (load $(loadavg))"
 	cpu_snap "$OUT/cpu0"
@@ -371,6 +373,11 @@ for round in $(seq 1 "$ROUNDS"); do
 			wait_sink "$LAST_DIR" $((N + sent))
 			row "open loop at 80 % ($rate80 req/s asked, $(field rate "$out") sent) while delivering: accept p50 $(field p50 "$out") ms, p90 $(field p90 "$out") ms, p99 $(field p99 "$out") ms, max $(field max "$out") ms, failed $(field failed "$out"); at the sink: $(check_seqs "$LAST_DIR" "$N" "$sent"); load $(loadavg)"
 		fi
+		mg_stop
+	fi
+	if has_row before17; then
+		# Issue 17's changes undone, side by side: the old relay pool and schema.
+		PRE_SQL=bench/issue17_before.sql mg_row before17 "$round" MAILGATE_RELAYS__DEFAULT__POOL_SIZE=8
 		mg_stop
 	fi
 	if has_row tuned; then
