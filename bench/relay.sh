@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end relay rate: N messages accepted over HTTP (batch endpoint) and relayed to
-# Postfix's smtp-sink, against smtp-source blasting the same count and size straight to the
-# same sink, and against Postfix (configured here on loopback) relaying the same load to the
-# same sink. Also reports mailgate's peak RSS during the run.
+# Relaying a queue filled beforehand: N messages accepted over HTTP (batch endpoint) first,
+# then the time until all are relayed to Postfix's smtp-sink (accepting is not timed),
+# against smtp-source blasting the same count and size straight to the same sink, and against
+# Postfix (configured here on loopback) accepting and relaying the same load. Not like for
+# like: bench/sustained.sh times every contender accepting and relaying at once. Also
+# reports mailgate's peak RSS during the run.
 # Usage: bench/relay.sh [messages, default 20000]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
