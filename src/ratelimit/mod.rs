@@ -18,9 +18,11 @@
 //! - `limiter`: the [`Limiter`]: Redis first, the local fallback, what `/readyz` reports.
 //! - `health`: whether Redis answers, and when to try it again.
 //! - `redis`, `local`: the two backends. `auth`: the failed-authentication throttle.
+//! - `client`: opening the Redis client (`rediss://` with a CA file and client certificate).
 
 mod auth;
 mod bucket;
+mod client;
 mod decision;
 mod health;
 mod limiter;
@@ -29,6 +31,7 @@ mod redis;
 
 pub use auth::AuthThrottle;
 pub use bucket::{Class, Params};
+pub use client::{RedisCheck, check as check_redis, open_client as open_redis_client};
 pub use decision::{Decision, Refusal};
 use decision::{Outcome, Verdict};
 pub use limiter::{Limiter, Status};
