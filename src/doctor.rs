@@ -149,6 +149,18 @@ pub fn offline(config: &Config) -> Vec<Check> {
         )),
     )];
     checks.push(Check::new(
+        "postgres",
+        store::describe_url(config.database_url.expose()).map_err(|e| format!("{e:#}")),
+    ));
+    if let Some(url) = &config.redis_url {
+        checks.push(Check::new(
+            "redis",
+            redis::Client::open(url.expose())
+                .map(|_| url.redacted())
+                .map_err(|e| format!("invalid redis_url {url}: {e}")),
+        ));
+    }
+    checks.push(Check::new(
         "relays",
         Relays::build(
             &config.relay_map(),

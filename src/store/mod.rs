@@ -34,14 +34,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
             crate::config::redact_url(url)
         )
     };
-    let mut options = PgConnectOptions::from_str(url).with_context(at)?;
-    // libpq: "if a root CA file exists, sslmode=require behaves like verify-ca". sqlx's
-    // require checks nothing, so a CA given with require would be silently ignored.
-    if matches!(options.get_ssl_mode(), PgSslMode::Require)
-        && url_setting(url, "sslrootcert", "PGSSLROOTCERT").is_some()
-    {
-        options = options.ssl_mode(PgSslMode::VerifyCa);
-    }
+    let options = connect_options(url).with_context(at)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         // Short acquire timeout: during an outage requests fail fast with 503 instead of piling up.
@@ -52,6 +45,43 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
             Some(why) => anyhow::anyhow!("{}: TLS: {why}{}", at(), tls_settings(url)),
             None => anyhow::Error::new(err).context(at()),
         })
+}
+
+/// `url` parsed as libpq reads it. libpq: "if a root CA file exists, sslmode=require behaves
+/// like verify-ca"; sqlx's `require` checks nothing, so a CA given with it would be ignored.
+fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    Ok(
+        if matches!(options.get_ssl_mode(), PgSslMode::Require)
+            && url_setting(url, "sslrootcert", "PGSSLROOTCERT").is_some()
+        {
+            options.ssl_mode(PgSslMode::VerifyCa)
+        } else {
+            options
+        },
+    )
+}
+
+/// What `url` asks for, checked without connecting (`doctor --offline`): e.g.
+/// `db.example.com:5432, database mailgate, sslmode verify-full`. Errs on a malformed URL or
+/// an unknown `sslmode`.
+pub fn describe_url(url: &str) -> anyhow::Result<String> {
+    let options = connect_options(url)
+        .with_context(|| format!("invalid database_url {}", crate::config::redact_url(url)))?;
+    let mode = match options.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    Ok(format!(
+        "{}:{}, database {}, sslmode {mode}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(the user's)"),
+    ))
 }
 
 /// A connection setting from the URL's query, else from the `PG…` variable sqlx falls back on.
