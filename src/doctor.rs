@@ -11,6 +11,8 @@ use crate::{
     queue, store,
 };
 
+const NO_REDIS: &str = "not configured: rate limits are per process";
+
 #[derive(Debug)]
 pub struct Check {
     pub name: String,
@@ -84,7 +86,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks.push(Check::new(
         "redis",
         match &config.redis_url {
-            None => Ok("not configured: rate limits are per process".into()),
+            None => Ok(NO_REDIS.into()),
             Some(url) => {
                 crate::ratelimit::check_redis(url.expose(), &config.redis, Duration::from_secs(3))
                     .await
@@ -138,28 +140,28 @@ pub fn offline(config: &Config) -> Vec<Check> {
     let mut checks = vec![Check::new(
         "config",
         Ok(format!(
-            "valid · http {} · smtp {} · database {} · redis {}",
+            "valid · http {} · smtp {} · inbound {}",
             config.http_addr,
             config.smtp_listen_addr(),
-            config.database_url,
             config
-                .redis_url
-                .as_ref()
-                .map_or("not configured".to_string(), |u| u.redacted()),
+                .inbound
+                .addr
+                .map_or("off".to_string(), |a| a.to_string()),
         )),
     )];
     checks.push(Check::new(
         "postgres",
         store::describe_url(config.database_url.expose()).map_err(|e| format!("{e:#}")),
     ));
-    if let Some(url) = &config.redis_url {
-        checks.push(Check::new(
-            "redis",
-            redis::Client::open(url.expose())
+    checks.push(Check::new(
+        "redis",
+        match &config.redis_url {
+            None => Ok(NO_REDIS.into()),
+            Some(url) => redis::Client::open(url.expose())
                 .map(|_| url.redacted())
                 .map_err(|e| format!("invalid redis_url {url}: {e}")),
-        ));
-    }
+        },
+    ));
     checks.push(Check::new(
         "relays",
         Relays::build(
