@@ -12,6 +12,8 @@ use crate::config::RedisConfig;
 /// The client for `url`. The TLS files are read here, so a missing or malformed file stops
 /// the start with its name; the server's certificate is checked on the first connection.
 pub fn open_client(url: &str, config: &RedisConfig) -> anyhow::Result<Client> {
+    // redis builds its rustls config from the process's provider.
+    crate::tls::install_provider();
     if !config.has_tls_files() {
         return Client::open(url).context("invalid redis_url");
     }
