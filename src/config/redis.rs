@@ -65,3 +65,34 @@ impl RedisConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_files_need_a_rediss_url_and_a_certificate_needs_its_key() {
+        let tls = RedisConfig {
+            ca_file: Some("/etc/mailgate/redis-ca.pem".into()),
+            ..RedisConfig::default()
+        };
+        assert!(
+            tls.validate(Some("rediss://cache.example.com:6380"))
+                .is_ok()
+        );
+        let err = tls
+            .validate(Some("redis://cache.example.com:6379"))
+            .unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        assert!(tls.validate(None).is_err());
+        let half = RedisConfig {
+            client_cert: Some("/etc/mailgate/redis-client.pem".into()),
+            ..tls
+        };
+        let err = half
+            .validate(Some("rediss://cache.example.com:6380"))
+            .unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        assert!(RedisConfig::default().validate(Some("redis://x")).is_ok());
+    }
+}
