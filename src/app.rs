@@ -43,6 +43,8 @@ pub struct AppState {
     pub submissions: SubmissionCore,
     /// Signs and checks VERP return paths and tracking links.
     pub tokens: TokenKey,
+    /// Set when shutdown begins: `/readyz` answers 503 during `http.drain_secs`.
+    pub drain: api::health::Drain,
 }
 
 pub struct Application {
@@ -65,11 +67,15 @@ impl Application {
         crate::tls::install_provider();
         let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
-        let relays = Arc::new(Relays::build(
-            &config.relay_map(),
-            &config.pools,
-            config.delivery.smtp_timeout(),
-        )?);
+        // Relays with a rate or a connection cap share it with every process through Redis.
+        let relays = Arc::new(
+            Relays::build(
+                &config.relay_map(),
+                &config.pools,
+                config.delivery.smtp_timeout(),
+            )?
+            .with_pacer(Arc::new(crate::ratelimit::pace::RelayPacer::new(&config)?)),
+        );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();
         let tokens = TokenKey::new(
@@ -174,6 +180,7 @@ impl Application {
             auth_throttle,
             submissions,
             tokens,
+            drain: Default::default(),
         };
         let smtp = if state.config.smtp.enabled {
             let mut listener =
@@ -293,10 +300,34 @@ impl Application {
         )
     }
 
-    /// Runs until `cancel` fires, then shuts down gracefully. Dropping the future instead
-    /// stops everything at once, like a killed process (the tests' crash simulation).
+    /// Runs until `cancel` fires, then drains and shuts down gracefully: `/readyz` answers
+    /// 503 for `http.drain_secs` while everything still runs (so a load balancer stops
+    /// routing here first), then the listeners close, requests and SMTP sessions in flight
+    /// finish and the runners hand back what they have not started. Dropping the future
+    /// instead stops everything at once, like a killed process (the tests' crash simulation).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let drain = self.state.drain.clone();
+        let drain_for = std::time::Duration::from_secs(self.state.config.http.drain_secs);
+        let draining = {
+            let stop = stop.clone();
+            async move {
+                cancel.cancelled().await;
+                drain.start();
+                if !drain_for.is_zero() {
+                    tracing::info!(
+                        drain_secs = drain_for.as_secs(),
+                        "shutting down: /readyz answers 503; still serving until the drain ends"
+                    );
+                    tokio::time::sleep(drain_for).await;
+                }
+                stop.cancel();
+            }
+        };
         let mut background = JoinSet::new();
+        background.spawn(draining);
+        // Everything below stops when the drain ends.
+        let cancel = stop;
         background.spawn(
             self.state
                 .waker
@@ -330,6 +361,23 @@ impl Application {
             if self.state.config.console.enabled {
                 router = router.merge(crate::console::router(self.state.clone()));
             }
+            // While draining, every answer closes its connection, so clients holding
+            // keep-alive connections open new ones, which the load balancer sends elsewhere.
+            let drain = self.state.drain.clone();
+            router = router.layer(axum::middleware::map_response(
+                move |mut response: axum::response::Response| {
+                    let drain = drain.clone();
+                    async move {
+                        if drain.is_draining() {
+                            response.headers_mut().insert(
+                                axum::http::header::CONNECTION,
+                                axum::http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        response
+                    }
+                },
+            ));
             // Client addresses feed the failed-authentication throttle.
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, service)

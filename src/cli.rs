@@ -586,24 +586,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM or Ctrl-C: stop taking work, finish what is in flight, exit.
+/// SIGTERM or Ctrl-C: drain, stop taking work, finish what is in flight, exit. A second
+/// signal exits at once: nothing accepted is lost (it is committed), work in flight is
+/// taken again by the next process when its lease runs out.
 async fn shutdown_on_signal(cancel: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(not(unix))]
+    let mut term = None;
+    stop_signal(&mut term).await;
+    tracing::info!(
+        "shutting down: no new work; finishing deliveries in flight (a second signal stops at once)"
+    );
+    cancel.cancel();
+    stop_signal(&mut term).await;
+    tracing::warn!("second signal: stopping now; work in flight is retried after its lease");
+    std::process::exit(130);
+}
+
+#[cfg(unix)]
+type TermSignal = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type TermSignal = ();
+
+/// The next Ctrl-C or SIGTERM.
+async fn stop_signal(term: &mut Option<TermSignal>) {
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+        match term.as_mut() {
+            Some(s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = {
+        let _ = term;
+        std::future::pending::<()>()
+    };
     tokio::select! {
-        _ = ctrl_c => {}
+        _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-    tracing::info!("shutting down: no new work; finishing deliveries in flight");
-    cancel.cancel();
 }

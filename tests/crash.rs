@@ -9,7 +9,6 @@ mod support;
 
 use std::{
     collections::HashMap,
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,6 +16,7 @@ use std::{
 use serde_json::json;
 use support::{
     app::{create_database, message_id_of},
+    process,
     smtp_server::TestSmtpServer,
 };
 use tokio::process::{Child, Command};
@@ -24,45 +24,14 @@ use tokio::process::{Child, Command};
 const MESSAGES: usize = 2000;
 const CLIENTS: usize = 16;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn mailgate(db: &str, http: &str, relay: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
-    cmd.env("MAILGATE_DATABASE_URL", db)
-        .env("MAILGATE_HTTP_ADDR", http)
-        .env("MAILGATE_SMTP_ADDR", "127.0.0.1:0")
-        .env("MAILGATE_RELAY_URL", relay)
-        .env("MAILGATE_LOG", "warn")
-        // This test is about durability; its 16 clients send as fast as they can.
-        .env("MAILGATE_RATELIMIT__SEND__RATE_PER_SEC", "100000")
-        .env("MAILGATE_RATELIMIT__SEND__BURST", "100000")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = process::command(db, http);
+    cmd.env("MAILGATE_RELAY_URL", relay);
     cmd
 }
 
 async fn start(db: &str, http: &str, relay: &str) -> Child {
-    let child = mailgate(db, http, relay)
-        .arg("serve")
-        .spawn()
-        .expect("mailgate binary runs");
-    let client = support::app::http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
-            && r.status() == 200
-        {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "mailgate did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    process::serve(mailgate(db, http, relay), http).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,32 +40,10 @@ async fn sigkill_during_delivery_loses_nothing() {
     // A relay slow enough that delivery is still under way when the process dies.
     smtp.set_data_delay(Duration::from_millis(150));
     let db = create_database().await;
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", process::free_port());
     let relay = format!("smtp://{}?tls=none", smtp.addr);
 
-    let out = mailgate(&db, &http, &relay)
-        .args([
-            "keys",
-            "create",
-            "--project",
-            "crash",
-            "--scopes",
-            "send,messages",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
+    let key = process::create_key(mailgate(&db, &http, &relay), "crash", "send,messages").await;
 
     let mut first = start(&db, &http, &relay).await;
     let client = support::app::http_client();
@@ -152,7 +99,7 @@ async fn sigkill_during_delivery_loses_nothing() {
     );
 
     let restarted = Instant::now();
-    let mut second = start(&db, &http, &relay).await;
+    let second = start(&db, &http, &relay).await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     let deadline = restarted + Duration::from_secs(45);
     loop {
@@ -208,16 +155,5 @@ async fn sigkill_during_delivery_loses_nothing() {
     );
 
     // SIGTERM: a clean exit.
-    let pid = second.id().unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), second.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "mailgate exited with {exit} on SIGTERM");
+    process::stop(second, Duration::from_secs(30)).await;
 }

@@ -29,6 +29,7 @@ use mailgate::Config;
 use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_database, http_client, relay_to, test_config},
+    process,
     smtp_server::TestSmtpServer,
     test_redis::TestRedis,
     webhook_receiver::WebhookReceiver,
@@ -316,42 +317,12 @@ impl Binary {
 
     /// `mailgate keys create`: the key on the last line of stdout.
     async fn create_key(&self) -> String {
-        let out = self
-            .command()
-            .args(["keys", "create", "--project", "faults", "--scopes", "send"])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string()
+        process::create_key(self.command(), "faults", "send").await
     }
 
     /// `mailgate serve`, once it answers /healthz.
     async fn serve(&self) -> Child {
-        let mut child = self.command().arg("serve").spawn().expect("mailgate runs");
-        let client = http_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("{}/healthz", self.base())).send().await
-                && r.status() == 200
-            {
-                return child;
-            }
-            if let Ok(Some(exit)) = child.try_wait() {
-                panic!("mailgate exited at start: {exit}");
-            }
-            assert!(Instant::now() < deadline, "mailgate did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        process::serve(self.command(), &self.http).await
     }
 }
 

@@ -1,6 +1,12 @@
 //! Liveness and readiness probes.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde::Serialize;
@@ -27,11 +33,29 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// Whether this process is draining: shutting down, with `/readyz` saying so while requests
+/// are still served, so a load balancer stops routing here before the listeners close.
+#[derive(Clone, Default)]
+pub struct Drain(Arc<AtomicBool>);
+
+impl Drain {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// `ready` or `unavailable`.
+    /// `ready`, `unavailable` or `draining`.
     pub status: String,
-    /// `ok` or `unreachable`.
+    /// Why it is not ready, when it is draining.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `ok`, `unreachable`, or `not checked` while draining.
     pub database: String,
     /// The delivery mode: relays, or sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,12 +68,29 @@ pub struct Readiness {
     pub rate_limits: Option<crate::ratelimit::Status>,
 }
 
-/// Ready when Postgres answers (and Redis, when rate limits fail closed without it);
-/// reports the queue depth, the delivery mode and the rate-limit backend.
+/// Ready when Postgres answers (and Redis, when rate limits fail closed without it) and the
+/// process is not shutting down; reports the queue depth, the delivery mode and the
+/// rate-limit backend.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready", body = Readiness),
-    (status = 503, description = "A dependency is down", body = Readiness)))]
+    (status = 503, description = "A dependency is down, or the process is draining", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    if state.drain.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "draining".into(),
+                reason: Some(format!(
+                    "shutting down: requests are still served for up to {} s (http.drain_secs), then the listeners close",
+                    state.config.http.drain_secs
+                )),
+                database: "not checked".into(),
+                delivery: None,
+                queue: None,
+                rate_limits: None,
+            }),
+        );
+    }
     let (depth, limits) = tokio::join!(queue::depth(&state.pool), state.limiter.status());
     match depth {
         Ok(depth) => {
@@ -62,6 +103,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 status,
                 Json(Readiness {
                     status: word.into(),
+                    reason: None,
                     database: "ok".into(),
                     delivery: Some(state.relays.describe()),
                     queue: Some(depth.into_iter().collect()),
@@ -75,6 +117,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Readiness {
                     status: "unavailable".into(),
+                    reason: None,
                     database: "unreachable".into(),
                     delivery: None,
                     queue: None,

@@ -70,12 +70,33 @@ pub fn router(state: AppState) -> Router {
             error::json_response(axum::http::StatusCode::METHOD_NOT_ALLOWED, &problem)
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(log_failure),
+        )
         // Outermost: every request gets an `x-request-id` (a client's own is kept), echoed on
         // the response and recorded in the request span, so a reply can be found in the logs.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Server errors are logged as errors, except `503`: mailgate answers it on purpose (a
+/// draining process's `/readyz`, a scanner or Redis that fails closed), each time it is asked.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass::StatusCode;
+    let ms = latency.as_millis() as u64;
+    match class {
+        StatusCode(code) if code == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::debug!(latency_ms = ms, "answered 503")
+        }
+        class => tracing::error!(classification = %class, latency_ms = ms, "response failed"),
+    }
 }
 
 /// An info span (unlike tower-http's default debug one), so the default filter keeps

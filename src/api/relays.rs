@@ -4,7 +4,7 @@ use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 
 use super::{AppState, auth::Operator, error::ApiResult, openapi::ProblemResponses};
-use crate::delivery::relay::RelayHealth;
+use crate::delivery::relay::{Pacing, RelayHealth};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/relays", get(list))
@@ -17,6 +17,8 @@ pub struct RelayStatus {
     /// Pools listing this relay, in which it is tried by priority.
     pub pools: Vec<String>,
     pub health: RelayHealth,
+    /// Its rate and connection caps, and the back-off its throttling replies caused.
+    pub pacing: Pacing,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -49,6 +51,7 @@ pub fn statuses(state: &AppState) -> Vec<RelayStatus> {
             host: r.host.clone(),
             pools: state.relays.pools_of(&r.name),
             health: r.health(),
+            pacing: r.pacing(),
         })
         .collect()
 }

@@ -15,6 +15,9 @@ pub struct HttpConfig {
     pub max_batch: usize,
     /// How far ahead `send_at` may schedule a message.
     pub max_schedule_days: i64,
+    /// On SIGTERM, how long `/readyz` answers 503 while everything still runs, before the
+    /// listeners close: time for a load balancer to stop routing to this process.
+    pub drain_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -25,6 +28,7 @@ impl Default for HttpConfig {
             key_cache_secs: 10,
             max_batch: 500,
             max_schedule_days: 30,
+            drain_secs: 0,
         }
     }
 }

@@ -211,6 +211,9 @@ impl Config {
         self.console.validate()?;
         self.scan.validate()?;
         dkim::validate(&self.dkim)?;
+        for (name, relay) in &self.relays {
+            relay.validate(name)?;
+        }
         Ok(())
     }
 
@@ -265,6 +268,9 @@ mod tests {
                 url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
                 pool_size: 2,
                 tls_insecure: false,
+                max_rate_per_sec: None,
+                burst: None,
+                max_connections: None,
             },
         );
         let printed = [

@@ -19,6 +19,48 @@ pub struct RelayConfig {
     /// Accept any certificate from this relay (self-signed test relays only).
     #[serde(default)]
     pub tls_insecure: bool,
+    /// The most messages per second this relay takes, across every mailgate process (through
+    /// Redis when `redis_url` is set, per process otherwise). Unset: as fast as it answers.
+    #[serde(default)]
+    pub max_rate_per_sec: Option<f64>,
+    /// Messages that may go at once after a quiet spell, with `max_rate_per_sec` (default 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The most connections open to this relay at once, across every mailgate process
+    /// (through Redis when `redis_url` is set, per process otherwise).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+impl RelayConfig {
+    /// A relay at this URL with every other setting at its default.
+    pub fn at(url: SecretUrl) -> Self {
+        Self {
+            url,
+            pool_size: default_pool_size(),
+            tls_insecure: false,
+            max_rate_per_sec: None,
+            burst: None,
+            max_connections: None,
+        }
+    }
+
+    pub(super) fn validate(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(rate) = self.max_rate_per_sec
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            anyhow::bail!("relays.{name}.max_rate_per_sec must be a positive number");
+        }
+        if self.burst == Some(0) || self.max_connections == Some(0) {
+            anyhow::bail!(
+                "relays.{name}.burst and relays.{name}.max_connections must be at least 1"
+            );
+        }
+        if self.burst.is_some() && self.max_rate_per_sec.is_none() {
+            anyhow::bail!("relays.{name}.burst needs relays.{name}.max_rate_per_sec");
+        }
+        Ok(())
+    }
 }
 
 fn default_pool_size() -> u32 {
@@ -30,14 +72,7 @@ impl Config {
     pub fn relay_map(&self) -> BTreeMap<String, RelayConfig> {
         let mut relays = self.relays.clone();
         if let Some(url) = &self.relay_url {
-            relays.insert(
-                DEFAULT_RELAY.to_string(),
-                RelayConfig {
-                    url: url.clone(),
-                    pool_size: default_pool_size(),
-                    tls_insecure: false,
-                },
-            );
+            relays.insert(DEFAULT_RELAY.to_string(), RelayConfig::at(url.clone()));
         }
         relays
     }

@@ -62,6 +62,32 @@ impl Reply {
             smtp_response: self.response,
             relay_host: self.relay_host,
             detail: self.detail,
+            postponed: false,
+        }
+    }
+
+    /// Whether the upstream is asking mailgate to slow down (not refusing this recipient):
+    /// `421`, or `450`/`451`/`454` that say so (SES answers `454 Throttling failure`).
+    pub fn is_throttling(&self) -> bool {
+        let text = self
+            .response
+            .as_deref()
+            .or(self.detail.as_deref())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match self.code {
+            Some(421) => true,
+            Some(450 | 451 | 454) => [
+                "throttl",
+                "rate limit",
+                "ratelimit",
+                "too many",
+                "slow down",
+                "exceeded",
+            ]
+            .iter()
+            .any(|word| text.contains(word)),
+            _ => false,
         }
     }
 }
@@ -85,12 +111,14 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
             format!("timeout: the relay gave no complete answer within {limit:?}"),
             Some(host.to_string()),
         ),
-        Err(err @ (RelayError::Connect(_) | RelayError::Setup(_))) => Reply::transient(
-            None,
-            None,
-            format!("connection: {err}"),
-            Some(host.to_string()),
-        ),
+        Err(err @ (RelayError::Connect(_) | RelayError::Setup(_) | RelayError::Busy(_))) => {
+            Reply::transient(
+                None,
+                None,
+                format!("connection: {err}"),
+                Some(host.to_string()),
+            )
+        }
         Err(RelayError::Smtp(err)) => {
             let code = err.status().and_then(|c| c.to_string().parse::<i32>().ok());
             let text = std::error::Error::source(&err).map(|s| s.to_string());
@@ -174,6 +202,18 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_replies_are_told_apart_from_other_deferrals() {
+        let reply =
+            |code, text: &str| Reply::transient(Some(code), Some(text.into()), "smtp".into(), None);
+        assert!(reply(454, "Throttling failure: Maximum sending rate exceeded.").is_throttling());
+        assert!(reply(421, "4.7.0 Try again later, closing connection").is_throttling());
+        assert!(reply(451, "4.7.1 Too many messages, slow down").is_throttling());
+        assert!(!reply(451, "4.7.1 Greylisted, try again later").is_throttling());
+        assert!(!reply(450, "4.2.0 Mailbox busy").is_throttling());
+        assert!(!reply(454, "4.7.0 Temporary authentication failure").is_throttling());
+    }
 
     #[test]
     fn finds_enhanced_codes() {

@@ -141,16 +141,34 @@ impl Deliverer {
                 "invalid envelope addresses".into(),
             );
         };
-        // Failover: a relay that cannot take the message now (no answer, TLS trouble, a 4xx)
-        // hands it to the next in the pool; only when all have failed is the recipient deferred.
+        // Failover: a relay that cannot take the message now (no answer, TLS trouble, a 4xx,
+        // no room in its rate or connections, a throttling reply) hands it to the next in the
+        // pool; only when all have failed is the recipient deferred. When none failed but
+        // none had room, it is not an attempt: the recipient waits for the soonest room.
         let signed = self.dkim.sign(&job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
         let mut tried = Vec::new();
         let mut last = None;
+        let mut room_in: Option<Duration> = None;
+        let mut soonest = |wait: Duration| {
+            room_in = Some(room_in.map_or(wait, |w| w.min(wait)));
+        };
         for relay in chain {
+            if let Err(retry_after) = relay.admit().await {
+                not_now(relay, "rate");
+                soonest(retry_after);
+                tried.push(format!("{} (no room in its rate)", relay.name));
+                continue;
+            }
             let started = std::time::Instant::now();
             let result = relay.send(&envelope, mime).await;
             let elapsed = started.elapsed();
+            if let Err(err @ relay::RelayError::Busy(_)) = &result {
+                not_now(relay, "connections");
+                soonest(Duration::from_secs(1));
+                tried.push(format!("{} ({err})", relay.name));
+                continue;
+            }
             metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
                 .record(elapsed.as_secs_f64());
             let reply = classify::classify(result, &relay.host);
@@ -168,14 +186,43 @@ impl Deliverer {
             }
             let why = reply.detail.clone().unwrap_or_else(|| "deferred".into());
             relay.record(elapsed, Some(&why));
+            if reply.is_throttling() {
+                let pause = relay.throttled().await;
+                not_now(relay, "throttled");
+                soonest(pause);
+                tried.push(format!(
+                    "{} (throttled, paused {} ms: {why})",
+                    relay.name,
+                    pause.as_millis()
+                ));
+                // Kept in case the recipient is out of time: then it fails with this reply.
+                if last.is_none() {
+                    last = Some(reply);
+                }
+                continue;
+            }
             tried.push(format!("{} ({why})", relay.name));
             last = Some(reply);
         }
-        let mut reply = last.expect("a chain has at least one relay");
+        if let Some(wait) = room_in
+            && last.as_ref().is_none_or(classify::Reply::is_throttling)
+            && !self.too_old(&job)
+        {
+            return postpone(&job, wait, tried.join("; "));
+        }
+        let mut reply = last.unwrap_or_else(|| {
+            classify::Reply::transient(None, None, "no relay had room".into(), None)
+        });
         if tried.len() > 1 {
             reply.detail = Some(format!("every relay failed: {}", tried.join("; ")));
         }
         self.retry_or_fail(&job, reply)
+    }
+
+    /// Whether the recipient has been in the queue for `max_age_secs`: then even a relay
+    /// with no room ends it (waiting for room is not an attempt, so only age counts).
+    fn too_old(&self, job: &Job) -> bool {
+        (Utc::now() - job.accepted_at).num_seconds() >= self.config.max_age_secs as i64
     }
 
     /// A transient failure is retried with exponential backoff and jitter until the
@@ -203,6 +250,37 @@ impl Deliverer {
             Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
         reply.into_outcome(job, Some(next))
     }
+}
+
+/// The relay had no room: the job goes back to the queue until there is, plus up to a
+/// quarter second of jitter so the jobs put back together do not all come back together.
+fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
+    use rand::Rng;
+    let jitter = Duration::from_millis(rand::rng().random_range(0..250));
+    let due = Utc::now() + chrono::Duration::from_std(wait + jitter).unwrap_or_default();
+    tracing::debug!(
+        recipient_id = job.recipient_id,
+        wait_ms = wait.as_millis() as u64,
+        why,
+        "relay has no room: postponed"
+    );
+    Outcome {
+        recipient_id: job.recipient_id,
+        attempt: job.attempts,
+        status: RecipientStatus::Deferred,
+        next_attempt_at: Some(due),
+        smtp_code: None,
+        enhanced_code: None,
+        smtp_response: None,
+        relay_host: None,
+        detail: Some(why),
+        postponed: true,
+    }
+}
+
+fn not_now(relay: &relay::Relay, reason: &'static str) {
+    metrics::counter!("mailgate_relay_postponed_total", "relay" => relay.name.clone(), "reason" => reason)
+        .increment(1);
 }
 
 /// `base · 2^(attempt-1)`, capped, ±20 % jitter so retries from a burst do not align.

@@ -1,31 +1,37 @@
-//! Upstream relays: named, with pooled connections, built from URLs.
+//! Upstream relays: named, with pooled connections, built from URLs, paced.
 //!
-//! Plain and STARTTLS relays use mailgate's own small pool of lettre connections on sockets
-//! with `TCP_NODELAY`: lettre writes the DATA terminator as a separate write, which on a
-//! Nagle socket waits for the peer's delayed ACK (~40 ms a message). Implicit-TLS relays use
-//! lettre's pooled transport.
+//! Each relay keeps its own small pool of lettre connections. Plain and STARTTLS ones are on
+//! sockets with `TCP_NODELAY`: lettre writes the DATA terminator as a separate write, which
+//! on a Nagle socket waits for the peer's delayed ACK (~40 ms a message).
+//!
+//! A relay with `max_rate_per_sec` or `max_connections` is paced through the [`RelayPacer`]
+//! (shared by every process through Redis): a send first asks the schedule for a moment
+//! ([`Relay::admit`]), and a new connection first takes a slot. Both wait at most
+//! [`HORIZON`]; beyond it the relay is "not now" and the job goes back to the queue without
+//! counting an attempt.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
     address::Envelope,
     transport::smtp::{
-        Error as SmtpError, PoolConfig,
+        Error as SmtpError,
         authentication::Credentials,
-        client::{Tls, TlsParameters},
+        client::{AsyncSmtpConnection, TlsParameters},
         response::Response,
     },
 };
 
-use crate::config::RelayConfig;
+use crate::{
+    config::RelayConfig,
+    ratelimit::pace::{Admission, PaceStatus, Rate, RelayPacer, SLOT_TTL, Slot},
+};
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
+/// The longest a send waits for its relay's rate or a connection slot while holding its
+/// job; beyond it the job goes back to the queue. Short against the lease (its heartbeat
+/// keeps it anyway), long enough that a capped relay is not fed by a claim per message.
+pub const HORIZON: Duration = Duration::from_secs(2);
 
 /// One configured upstream.
 pub struct Relay {
@@ -35,10 +41,21 @@ pub struct Relay {
     url: RelayUrl,
     config: RelayConfig,
     timeout: Duration,
-    transport: RwLock<Arc<Transport>>,
     /// Idle connections of the own pool; a connection is returned only after a clean send.
-    idle: std::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
+    idle: std::sync::Mutex<Vec<Pooled>>,
     health: std::sync::Mutex<RelayHealth>,
+    rate: Option<Rate>,
+    pacer: Arc<RelayPacer>,
+    /// Names this process's connection slots in Redis.
+    holder: String,
+    next_holder: std::sync::atomic::AtomicU64,
+}
+
+/// A connection with the slot it holds (when the relay caps connections).
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    slot: Option<Slot>,
+    renewed: std::time::Instant,
 }
 
 /// What this process has seen of a relay lately (per instance, not shared).
@@ -58,6 +75,18 @@ pub struct RelayHealth {
     pub avg_latency_ms: f64,
 }
 
+/// A relay's limits and its back-off, for `/v1/relays`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Pacing {
+    /// `relays.NAME.max_rate_per_sec`, when set.
+    pub max_rate_per_sec: Option<f64>,
+    pub burst: Option<u32>,
+    /// `relays.NAME.max_connections`, when set.
+    pub max_connections: Option<u32>,
+    #[serde(flatten)]
+    pub state: PaceStatus,
+}
+
 /// Why an attempt got no SMTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -69,6 +98,9 @@ pub enum RelayError {
     Connect(#[from] std::io::Error),
     #[error("{0}")]
     Setup(String),
+    /// Every connection slot stayed taken for the whole horizon: not an attempt.
+    #[error("all {0} connections to the relay are in use")]
+    Busy(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,17 +212,61 @@ fn percent_decode(s: &str) -> anyhow::Result<String> {
 impl Relay {
     pub fn build(name: &str, config: &RelayConfig, timeout: Duration) -> anyhow::Result<Self> {
         let url = parse_url(config.url.expose()).with_context(|| format!("relay `{name}`"))?;
-        let transport = Self::transport(&url, config, timeout)?;
+        if url.tls != TlsMode::None {
+            // Fails now, not at the first send, on a TLS set-up that cannot work.
+            tls_parameters(&url, config)?;
+        }
         Ok(Self {
             name: name.to_string(),
             host: format!("{}:{}", url.host, url.port),
             url,
             config: config.clone(),
             timeout,
-            transport: RwLock::new(Arc::new(transport)),
             idle: Default::default(),
             health: Default::default(),
+            rate: config
+                .max_rate_per_sec
+                .map(|r| Rate::per_sec(r, config.burst.unwrap_or(1))),
+            pacer: Arc::new(RelayPacer::local()),
+            holder: uuid::Uuid::now_v7().to_string(),
+            next_holder: Default::default(),
         })
+    }
+
+    /// Whether this relay's pacing is shared by every process (through Redis).
+    fn shared(&self) -> bool {
+        self.rate.is_some() || self.config.max_connections.is_some()
+    }
+
+    /// A moment to send: now, after a wait within [`HORIZON`] (waited out here), or not now.
+    pub async fn admit(&self) -> Result<(), Duration> {
+        match self.pacer.reserve(&self.name, self.rate, HORIZON).await {
+            Admission::Reserved { wait } => {
+                if !wait.is_zero() {
+                    metrics::histogram!("mailgate_relay_pace_wait_seconds", "relay" => self.name.clone())
+                        .record(wait.as_secs_f64());
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+            Admission::Refused { retry_after } => Err(retry_after),
+        }
+    }
+
+    /// The relay answered a throttling reply: pause it (every process, when shared) and
+    /// say for how long.
+    pub async fn throttled(&self) -> Duration {
+        self.pacer.throttled(&self.name, self.shared()).await
+    }
+
+    /// Its rate, connection cap and back-off as this process last saw them.
+    pub fn pacing(&self) -> Pacing {
+        Pacing {
+            max_rate_per_sec: self.config.max_rate_per_sec,
+            burst: self.rate.map(|r| r.burst),
+            max_connections: self.config.max_connections,
+            state: self.pacer.status(&self.name, self.shared()),
+        }
     }
 
     /// Records one attempt's result for health reporting and metrics.
@@ -230,94 +306,146 @@ impl Relay {
         self.health.lock().expect("not poisoned").clone()
     }
 
-    /// Relays one message to one envelope, bounded by the attempt timeout.
+    /// Relays one message to one envelope: connecting and the transaction are each bounded
+    /// by the attempt timeout.
     pub async fn send(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
-        if self.url.tls != TlsMode::Implicit {
-            // On a timeout the future, and with it the connection, is dropped: nothing
-            // half-used goes back to the pool.
-            return match tokio::time::timeout(self.timeout, self.send_pooled(envelope, mime)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(RelayError::Timeout(self.timeout)),
-            };
-        }
-        let transport = self.transport.read().expect("not poisoned").clone();
-        match tokio::time::timeout(self.timeout, transport.send_raw(envelope, mime)).await {
-            Ok(result) => Ok(result?),
+        let mut pooled = self.checkout().await?;
+        match tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await {
+            Ok(Ok(response)) => {
+                self.checkin(pooled).await;
+                Ok(response)
+            }
+            Ok(Err(err)) => {
+                pooled.conn.abort().await;
+                self.give_back(pooled.slot).await;
+                Err(err.into())
+            }
+            // The half-used connection is dropped, never pooled: its late reply would
+            // answer the next command.
             Err(_) => {
-                // lettre would recycle the half-used connection into its pool, where its
-                // late reply would answer the next command. Retire the whole pool instead.
-                {
-                    let mut current = self.transport.write().expect("not poisoned");
-                    if Arc::ptr_eq(&current, &transport)
-                        && let Ok(fresh) = Self::transport(&self.url, &self.config, self.timeout)
-                    {
-                        *current = Arc::new(fresh);
-                    }
-                }
-                transport.shutdown().await;
+                self.give_back(pooled.slot).await;
                 Err(RelayError::Timeout(self.timeout))
             }
         }
     }
 
-    async fn send_pooled(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
-        let mut conn = self.checkout().await?;
-        match conn.send(envelope, mime).await {
-            Ok(response) => {
-                self.checkin(conn);
-                Ok(response)
-            }
-            Err(err) => {
-                conn.abort().await;
-                Err(err.into())
-            }
-        }
-    }
-
-    /// An idle connection that still answers NOOP, or a new one.
-    async fn checkout(
-        &self,
-    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, RelayError> {
+    /// An idle connection that still answers NOOP (and still holds its slot), or a new one.
+    async fn checkout(&self) -> Result<Pooled, RelayError> {
         loop {
             let idle = self.idle.lock().expect("not poisoned").pop();
-            match idle {
-                Some(mut conn) => {
-                    if !conn.has_broken() && conn.test_connected().await {
-                        return Ok(conn);
+            let Some(mut pooled) = idle else {
+                let slot = self.take_slot().await?;
+                return match tokio::time::timeout(self.timeout, self.open()).await {
+                    Ok(Ok(conn)) => Ok(Pooled {
+                        conn,
+                        slot,
+                        renewed: std::time::Instant::now(),
+                    }),
+                    Ok(Err(err)) => {
+                        self.give_back(slot).await;
+                        Err(err)
                     }
-                    conn.abort().await;
-                }
-                None => return self.open().await,
+                    Err(_) => {
+                        self.give_back(slot).await;
+                        Err(RelayError::Timeout(self.timeout))
+                    }
+                };
+            };
+            let mut usable = !pooled.conn.has_broken() && pooled.conn.test_connected().await;
+            if usable
+                && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
+                && pooled.renewed.elapsed() > SLOT_TTL / 3
+            {
+                usable = self.pacer.renew(slot, max).await;
+                pooled.renewed = std::time::Instant::now();
             }
+            if usable {
+                return Ok(pooled);
+            }
+            pooled.conn.abort().await;
+            self.give_back(pooled.slot).await;
         }
     }
 
-    fn checkin(&self, conn: lettre::transport::smtp::client::AsyncSmtpConnection) {
-        if conn.has_broken() {
-            return;
+    /// A connection slot when the relay caps connections, waiting up to [`HORIZON`].
+    async fn take_slot(&self) -> Result<Option<Slot>, RelayError> {
+        let Some(max) = self.config.max_connections else {
+            return Ok(None);
+        };
+        let holder = format!(
+            "{}:{}",
+            self.holder,
+            self.next_holder
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let deadline = tokio::time::Instant::now() + HORIZON;
+        loop {
+            if let Some(slot) = self.pacer.acquire(&self.name, max, &holder).await {
+                return Ok(Some(slot));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RelayError::Busy(max));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let mut idle = self.idle.lock().expect("not poisoned");
-        if idle.len() < self.config.pool_size.max(1) as usize {
-            idle.push(conn);
+    }
+
+    async fn give_back(&self, slot: Option<Slot>) {
+        if let Some(slot) = slot {
+            self.pacer.release(slot).await;
         }
+    }
+
+    async fn checkin(&self, pooled: Pooled) {
+        if pooled.conn.has_broken() {
+            return self.give_back(pooled.slot).await;
+        }
+        let surplus = {
+            let mut idle = self.idle.lock().expect("not poisoned");
+            if idle.len() < self.pool_size() {
+                idle.push(pooled);
+                None
+            } else {
+                Some(pooled)
+            }
+        };
+        if let Some(mut pooled) = surplus {
+            pooled.conn.abort().await;
+            self.give_back(pooled.slot).await;
+        }
+    }
+
+    /// Idle connections kept: `pool_size`, and never more than the connection cap.
+    fn pool_size(&self) -> usize {
+        let size = self.config.pool_size.max(1);
+        self.config
+            .max_connections
+            .map_or(size, |max| size.min(max)) as usize
     }
 
     /// Connect, EHLO, STARTTLS as configured, AUTH when credentials are given.
-    async fn open(
-        &self,
-    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, RelayError> {
-        use lettre::transport::smtp::{
-            authentication::Mechanism, client::AsyncSmtpConnection, extension::ClientId,
-        };
-        let tcp = tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port)).await?;
-        tcp.set_nodelay(true)?;
+    async fn open(&self) -> Result<AsyncSmtpConnection, RelayError> {
+        use lettre::transport::smtp::{authentication::Mechanism, extension::ClientId};
         let hello = ClientId::default();
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?;
         let tls = |relay: &Relay| {
             relay
                 .tls_parameters()
                 .map_err(|e| RelayError::Setup(format!("{e:#}")))
+        };
+        let mut conn = if self.url.tls == TlsMode::Implicit {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.url.host.as_str(), self.url.port),
+                Some(self.timeout),
+                &hello,
+                Some(tls(self)?),
+                None,
+            )
+            .await?
+        } else {
+            let tcp =
+                tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port)).await?;
+            tcp.set_nodelay(true)?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?
         };
         match self.url.tls {
             // lettre refuses when the relay does not offer STARTTLS: never plain text here.
@@ -427,29 +555,6 @@ impl Relay {
         let _ = conn.quit().await;
         steps
     }
-
-    fn transport(
-        url: &RelayUrl,
-        config: &RelayConfig,
-        timeout: Duration,
-    ) -> anyhow::Result<Transport> {
-        let tls_params = || tls_parameters(url, config);
-        let tls = match url.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Opportunistic => Tls::Opportunistic(tls_params()?),
-            TlsMode::Required => Tls::Required(tls_params()?),
-            TlsMode::Implicit => Tls::Wrapper(tls_params()?),
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(url.host.clone())
-            .port(url.port)
-            .tls(tls)
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(config.pool_size.max(1)));
-        if let Some((user, pass)) = url.credentials.clone() {
-            builder = builder.credentials(Credentials::new(user, pass));
-        }
-        Ok(builder.build())
-    }
 }
 
 /// TLS for this relay; `tls_insecure` accepts any certificate (self-signed test relays only).
@@ -489,6 +594,15 @@ impl Relays {
             relays,
             pools: pools.clone(),
         })
+    }
+
+    /// Paces every relay through this pacer (shared through Redis when it has a backend);
+    /// without it each relay paces within this process.
+    pub fn with_pacer(mut self, pacer: Arc<RelayPacer>) -> Self {
+        for relay in self.relays.values_mut() {
+            relay.pacer = pacer.clone();
+        }
+        self
     }
 
     /// The relays to try, in order, for a pool or relay name, or the default: pool

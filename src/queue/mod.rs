@@ -48,7 +48,10 @@ impl LeasedQueue for MailQueue {
         claim(&self.pool, owner, limit, lease.as_secs_f64()).await
     }
     async fn complete(&self, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<()> {
-        if complete(&self.pool, owner, outcomes).await? > 0 {
+        let (later, done): (Vec<Outcome>, Vec<Outcome>) =
+            outcomes.iter().cloned().partition(|o| o.postponed);
+        postpone(&self.pool, owner, &later).await?;
+        if complete(&self.pool, owner, &done).await? > 0 {
             self.webhooks.wake();
         }
         Ok(())
@@ -107,6 +110,10 @@ pub struct Outcome {
     pub smtp_response: Option<String>,
     pub relay_host: Option<String>,
     pub detail: Option<String>,
+    /// Not an attempt: the relay had no room (its rate, its connections, a throttling
+    /// back-off). The recipient goes back to the queue until `next_attempt_at`, its attempt
+    /// uncounted and no event recorded.
+    pub postponed: bool,
 }
 
 pub async fn claim(
@@ -293,6 +300,36 @@ impl LeasedTable {
             Self::InboundMessages => "inbound_messages",
         }
     }
+}
+
+/// Puts back recipients whose relay had no room, due again at their `next_attempt_at`; like
+/// [`release`], no attempt is counted.
+pub async fn postpone(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let due: Vec<DateTime<Utc>> = outcomes
+        .iter()
+        .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
+        .collect();
+    let done = sqlx::query(
+        "UPDATE recipients r
+         SET status = CASE WHEN r.attempts <= 1 THEN 'queued' ELSE 'deferred' END,
+             attempts = r.attempts - 1, lease_owner = NULL, lease_until = NULL,
+             next_attempt_at = i.due, updated_at = now()
+         FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS i(id, attempt, due)
+         WHERE r.id = i.id AND r.attempts = i.attempt AND r.lease_owner = $4
+           AND r.status = 'sending'",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&due)
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Hands back jobs this worker claimed but never tried (shutdown): no attempt is counted.

@@ -78,23 +78,30 @@ impl RedisHealth {
         metrics::gauge!("mailgate_ratelimit_redis_up").set(1.0);
     }
 
+    /// What the rate limits do while Redis is down, for the warning.
+    pub(super) fn fallback(config: &RateLimitConfig) -> &'static str {
+        match config.on_redis_error {
+            RedisFailureMode::FailOpen => "per-process limits decide",
+            RedisFailureMode::FailClosed => "authenticated requests get 503",
+        }
+    }
+
+    /// A call failed: warns (once per `warn_interval`) saying what `fallback` happens
+    /// meanwhile, and skips Redis until `retry` has passed.
     pub(super) fn failed(
         &self,
         error: &dyn std::fmt::Display,
-        config: &RateLimitConfig,
+        fallback: &str,
+        warn_interval: Duration,
         retry: Duration,
     ) {
         metrics::counter!("mailgate_ratelimit_redis_errors_total").increment(1);
         let now = Instant::now();
         let fallbacks = self.fallbacks.load(Ordering::Relaxed);
         let mut down = self.down.lock().expect("not poisoned");
-        let fallback = match config.on_redis_error {
-            RedisFailureMode::FailOpen => "per-process limits decide",
-            RedisFailureMode::FailClosed => "authenticated requests get 503",
-        };
         match down.as_mut() {
             None => {
-                tracing::warn!(error = %error, "redis unreachable for rate limits; {fallback} until it is back");
+                tracing::warn!(error = %error, "redis unreachable; {fallback} until it is back");
                 *down = Some(Outage {
                     since: now,
                     retry_at: now + retry,
@@ -105,14 +112,12 @@ impl RedisHealth {
             }
             Some(outage) => {
                 // One line per interval, however many requests fail meanwhile.
-                if now.duration_since(outage.last_warning)
-                    >= Duration::from_secs(config.warn_interval_secs)
-                {
+                if now.duration_since(outage.last_warning) >= warn_interval {
                     tracing::warn!(
                         error = %error,
                         down_secs = outage.since.elapsed().as_secs(),
                         decided_without_redis = fallbacks - outage.fallbacks_at_warning,
-                        "redis still unreachable for rate limits; {fallback}"
+                        "redis still unreachable; {fallback}"
                     );
                     outage.last_warning = now;
                     outage.fallbacks_at_warning = fallbacks;

@@ -1,7 +1,10 @@
 //! The [`Limiter`]: asks Redis when there is one, falls back on the per-process limiter
 //! (or refuses, failing closed) while Redis is unreachable, and reports its state.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -218,9 +221,12 @@ impl Limiter {
                         true
                     }
                     Err(err) => {
-                        shared
-                            .health
-                            .failed(&err, &inner.config, shared.redis.retry());
+                        shared.health.failed(
+                            &err,
+                            RedisHealth::fallback(&inner.config),
+                            Duration::from_secs(inner.config.warn_interval_secs),
+                            shared.redis.retry(),
+                        );
                         false
                     }
                 }
@@ -256,7 +262,12 @@ impl Shared {
                 Some(outcome)
             }
             Err(err) => {
-                self.health.failed(&err, config, self.redis.retry());
+                self.health.failed(
+                    &err,
+                    RedisHealth::fallback(config),
+                    Duration::from_secs(config.warn_interval_secs),
+                    self.redis.retry(),
+                );
                 None
             }
         }

@@ -19,6 +19,8 @@
 //! - `health`: whether Redis answers, and when to try it again.
 //! - `redis`, `local`: the two backends. `auth`: the failed-authentication throttle.
 //! - `client`: opening the Redis client (`rediss://` with a CA file and client certificate).
+//! - `pace`: the pacing of upstream relays (their rates, connections and back-off), on the
+//!   same Redis.
 
 mod auth;
 mod bucket;
@@ -27,6 +29,7 @@ mod decision;
 mod health;
 mod limiter;
 mod local;
+pub mod pace;
 mod redis;
 
 pub use auth::AuthThrottle;

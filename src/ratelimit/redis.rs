@@ -54,6 +54,22 @@ impl RedisGcra {
         self.retry
     }
 
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs another script (relay pacing) on the same terms: one call, bounded by the timeout.
+    pub(super) async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisTrouble> {
+        let mut conn = self.conn();
+        tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut conn))
+            .await
+            .map_err(|_| RedisTrouble::Timeout(self.timeout))?
+            .map_err(RedisTrouble::from)
+    }
+
     /// Starts over with a new connection (made on first use).
     pub(super) fn reconnect(&self) {
         match connection(&self.client, self.timeout) {

@@ -197,6 +197,9 @@ async fn relays_over_starttls_with_auth() {
             .into(),
             pool_size: 2,
             tls_insecure: true,
+            max_rate_per_sec: None,
+            burst: None,
+            max_connections: None,
         },
     );
     let app = TestApp::start(config).await;
@@ -226,6 +229,9 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
             .into(),
             pool_size: 2,
             tls_insecure: true,
+            max_rate_per_sec: None,
+            burst: None,
+            max_connections: None,
         },
     );
     let app = TestApp::start(config).await;

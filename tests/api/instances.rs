@@ -143,6 +143,7 @@ fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
         smtp_response: Some("ok".into()),
         relay_host: None,
         detail: None,
+        postponed: false,
     }
 }
 

@@ -17,6 +17,9 @@ fn relay(addr: &str) -> RelayConfig {
         url: format!("smtp://{addr}?tls=none").into(),
         pool_size: 2,
         tls_insecure: false,
+        max_rate_per_sec: None,
+        burst: None,
+        max_connections: None,
     }
 }
 

@@ -33,6 +33,9 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
                 url: format!("smtp://127.0.0.1:{postfix_port}?tls=none").into(),
                 pool_size: 2,
                 tls_insecure: false,
+                max_rate_per_sec: None,
+                burst: None,
+                max_connections: None,
             },
         );
     })

@@ -131,6 +131,9 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
             url: format!("smtp://{}?tls=none", smtp.addr).into(),
             pool_size: 4,
             tls_insecure: false,
+            max_rate_per_sec: None,
+            burst: None,
+            max_connections: None,
         },
     );
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod browser;
 pub mod dkim;
 pub mod postfix;
+pub mod process;
 pub mod smtp_server;
 pub mod test_redis;
 pub mod webhook_receiver;

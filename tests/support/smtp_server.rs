@@ -45,6 +45,8 @@ pub struct ReceivedMessage {
     pub tls: bool,
     /// `(username, password)` from a successful AUTH on this connection.
     pub auth: Option<(String, String)>,
+    /// When the server took it (before its reply), for rates measured at the sink.
+    pub received_at: std::time::Instant,
 }
 
 impl ReceivedMessage {
@@ -89,6 +91,9 @@ struct Script {
     connections: usize,
     /// Transactions whose message was read in full, before any delay or reply.
     data_read: usize,
+    /// Connections open now, and the most that were open at once.
+    open: usize,
+    max_open: usize,
 }
 
 struct Shared {
@@ -250,6 +255,11 @@ impl TestSmtpServer {
         self.shared.lock().connections
     }
 
+    /// The most connections that were open at the same time.
+    pub fn max_open_connections(&self) -> usize {
+        self.shared.lock().max_open
+    }
+
     /// Like `stop`, but the server keeps what it received and its script, so
     /// `up` can bring it back on the same port: an upstream relay that flaps.
     pub async fn down(&mut self) {
@@ -320,11 +330,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                shared.lock().connections += 1;
+                {
+                    let mut script = shared.lock();
+                    script.connections += 1;
+                    script.open += 1;
+                    script.max_open = script.max_open.max(script.open);
+                }
                 let shared = shared.clone();
                 conns.spawn(async move {
                     // Errors only mean the client went away; nothing to report.
-                    let _ = serve_connection(stream, shared).await;
+                    let _ = serve_connection(stream, shared.clone()).await;
+                    shared.lock().open -= 1;
                 });
             }
             // Reap finished tasks so the set does not grow for ever.
@@ -611,6 +627,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                                 data,
                                 tls: s.tls,
                                 auth: s.auth.clone(),
+                                received_at: std::time::Instant::now(),
                             });
                         }
                         Some(format!("{code} {text}\r\n"))
