@@ -75,6 +75,8 @@ fn the_example_config_loads_offline_with_its_secrets_redacted() {
         "url = \"smtps://mailgate:***@smtp.backup-provider.example:465\"",
         "jwt_secret = \"***\"",
         "ca_file = \"/etc/mailgate/tls/redis-ca.pem\"",
+        "drain_secs = 10",
+        "max_rate_per_sec = 14.0",
         "ok    postgres                         db.internal.example:5432, database mailgate, sslmode verify-full",
         "ok    redis                            rediss://mailgate:***@redis.internal.example:6380/0",
         "ok    relays",
