@@ -7,7 +7,9 @@
 #   ensure_postgres         a reachable PostgreSQL + MAILGATE_DATABASE_URL + its database
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
 #   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy, openssl,
-#                           redis-server; exits 1 naming what it could not install
+#                           redis-server (with TLS), PostgreSQL's server binaries (tests/tls
+#                           starts private clusters), systemd-analyze (tests/deploy);
+#                           exits 1 naming what it could not install
 #   ensure_browser          chromium + chromedriver (Debian's chromium, chromium-driver) for
 #                           the console's browser tests; exits 1 naming them if it cannot
 #   scanners_start / scanners_wait  private rspamd and clamd (installed when missing) for the
@@ -397,6 +399,12 @@ ensure_redis() {
 # Tools the integration tests and benchmarks drive. A test whose tool is missing fails (it
 # never skips), so this installs what is missing and stops, naming it, when it cannot.
 
+# Whether redis-server was built with TLS (tests/tls needs `--tls-port`): Debian builds it
+# against libssl; a build without TLS does not link it.
+_mg_redis_has_tls() {
+	ldd "$(readlink -f "$(command -v redis-server)")" 2>/dev/null | grep -q 'libssl'
+}
+
 ensure_tools_for_tests() {
 	local pkgs=() missing=() tool want_postfix=0 postfix_was_installed=0
 	# smtp-sink and smtp-source live in /usr/sbin, often not on a non-root PATH.
@@ -410,6 +418,9 @@ ensure_tools_for_tests() {
 	command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 	command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 	command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+	# tests/tls runs initdb and postgres itself, with ssl on.
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
+	command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 	if [ "${#pkgs[@]}" -gt 0 ]; then
 		if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
 			mg_die "tools: missing ${pkgs[*]} and cannot install them here (needs root and apt-get): install them (Debian: apt-get install ${pkgs[*]}) and run again"
@@ -428,13 +439,18 @@ ensure_tools_for_tests() {
 		fi
 		mg_log "tools: installed ${pkgs[*]}"
 	fi
-	for tool in swaks smtp-sink smtp-source python3 openssl redis-server; do
+	for tool in swaks smtp-sink smtp-source python3 openssl redis-server systemd-analyze; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(initdb)
+	# Debian's redis-server is built with TLS; a build without it cannot run tests/tls.
+	if ! _mg_redis_has_tls; then
+		mg_die "tools: this redis-server has no TLS support (tests/tls needs --tls-port): install Debian's redis-server"
+	fi
 	if [ "${#missing[@]}" -gt 0 ]; then
 		mg_die "tools: ${missing[*]} still not on PATH after installing ${pkgs[*]}"
 	fi
-	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server present"
+	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server (TLS), initdb, systemd-analyze present"
 	_mg_ensure_dkimpy
 }
 

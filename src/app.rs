@@ -64,6 +64,7 @@ impl Application {
     /// Connects, migrates, builds the relays and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
+        crate::tls::install_provider();
         let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
         // Relays with a rate or a connection cap share it with every process through Redis.
@@ -193,7 +194,10 @@ impl Application {
         };
         // Asks Redis once, so the start-up log warns when it does not answer; that alone is
         // no reason to stay down.
-        state.limiter.status().await;
+        let limits = state.limiter.status().await;
+        if limits.redis == Some("down") {
+            explain_redis_down(&state.config).await;
+        }
         Ok(Self {
             listener,
             state,
@@ -388,5 +392,34 @@ impl Application {
         }
         while background.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// A Redis that refuses the TLS handshake is a misconfiguration (CA file, certificate), not
+/// an outage: it is logged as an error that names the cause. mailgate still starts, and rate
+/// limits fall back as for an outage (`ratelimit.on_redis_error`), so a certificate rotated on
+/// the Redis side does not take every process down; `mailgate doctor` fails on it.
+async fn explain_redis_down(config: &Config) {
+    let Some(url) = &config.redis_url else {
+        return;
+    };
+    let check = crate::ratelimit::check_redis(
+        url.expose(),
+        &config.redis,
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    if let Err(crate::ratelimit::RedisCheck::Tls(why)) = check {
+        let meanwhile = match config.ratelimit.on_redis_error {
+            crate::config::RedisFailureMode::FailOpen => {
+                "rate limits are per process (on_redis_error = fail_open)"
+            }
+            crate::config::RedisFailureMode::FailClosed => {
+                "authenticated requests get 503 (on_redis_error = fail_closed)"
+            }
+        };
+        tracing::error!(
+            "could not connect to Redis at {url}: {why}; until this is fixed {meanwhile}"
+        );
     }
 }

@@ -50,7 +50,12 @@ enum Command {
     /// Print the OpenAPI document (JSON) of the HTTP API.
     Openapi,
     /// Check Postgres, migrations, Redis and every relay (connect, EHLO, STARTTLS, AUTH).
-    Doctor,
+    Doctor {
+        /// Check the configuration only, with no connection and no file read: print it as
+        /// resolved (file, then environment; secrets redacted) and check relays and pools.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Inspect and act on the delivery queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -219,6 +224,8 @@ fn describe_limits(k: &api_keys::ApiKeyInfo) -> String {
 }
 
 pub async fn main() -> ExitCode {
+    // Before anything builds a TLS client (Postgres, Redis, relays, webhooks).
+    crate::tls::install_provider();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -291,8 +298,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Templates(cmd) => templates(config, cmd).await,
-        Command::Doctor => {
-            let checks = crate::doctor::run(&config).await;
+        Command::Doctor { offline } => {
+            let checks = if offline {
+                print!("{}", crate::doctor::resolved(&config)?);
+                crate::doctor::offline(&config)
+            } else {
+                crate::doctor::run(&config).await
+            };
             print!("{}", crate::doctor::report(&checks));
             if checks.iter().any(|c| !c.ok) {
                 bail!("doctor found problems");

@@ -1,16 +1,17 @@
 //! `mailgate doctor`: the first command to run when mail does not go out. Checks the
 //! configuration, Postgres (reachable, migrations current), Redis, each relay step by step,
-//! and the queue, and prints a plain report.
+//! and the queue, and prints a plain report. `--offline` checks the configuration alone (for
+//! a config file written on one machine and deployed to another, and for CI).
 
 use std::{fmt::Write as _, time::Duration};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     config::Config,
     delivery::{DkimKeys, Relays},
     queue, store,
 };
+
+const NO_REDIS: &str = "not configured: rate limits are per process";
 
 #[derive(Debug)]
 pub struct Check {
@@ -85,10 +86,13 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks.push(Check::new(
         "redis",
         match &config.redis_url {
-            None => Ok("not configured: rate limits are per process".into()),
-            Some(url) => redis_ping(url.expose())
-                .await
-                .map(|()| format!("{url} answers PING")),
+            None => Ok(NO_REDIS.into()),
+            Some(url) => {
+                crate::ratelimit::check_redis(url.expose(), &config.redis, Duration::from_secs(3))
+                    .await
+                    .map(|()| format!("{url} answers PING"))
+                    .map_err(|e| format!("{url}: {e}"))
+            }
         },
     ));
 
@@ -129,6 +133,83 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// `doctor --offline`: what can be checked without a connection or the files a config names
+/// (those exist only on the host it is written for). Loading it already refused unknown keys
+/// and broken rules.
+pub fn offline(config: &Config) -> Vec<Check> {
+    let mut checks = vec![Check::new(
+        "config",
+        Ok(format!(
+            "valid · http {} · smtp {} · inbound {}",
+            config.http_addr,
+            config.smtp_listen_addr(),
+            config
+                .inbound
+                .addr
+                .map_or("off".to_string(), |a| a.to_string()),
+        )),
+    )];
+    checks.push(Check::new(
+        "postgres",
+        store::describe_url(config.database_url.expose()).map_err(|e| format!("{e:#}")),
+    ));
+    checks.push(Check::new(
+        "redis",
+        match &config.redis_url {
+            None => Ok(NO_REDIS.into()),
+            Some(url) => redis::Client::open(url.expose())
+                .map(|_| url.redacted())
+                .map_err(|e| format!("invalid redis_url {url}: {e}")),
+        },
+    ));
+    checks.push(Check::new(
+        "relays",
+        Relays::build(
+            &config.relay_map(),
+            &config.pools,
+            config.delivery.smtp_timeout(),
+        )
+        .map(|relays| relays.describe())
+        .map_err(|e| format!("{e:#}")),
+    ));
+    let files: Vec<String> = [
+        ("smtp.tls_cert", config.smtp.tls_cert.as_ref()),
+        ("smtp.tls_key", config.smtp.tls_key.as_ref()),
+        ("inbound.tls_cert", config.inbound.tls_cert.as_ref()),
+        ("inbound.tls_key", config.inbound.tls_key.as_ref()),
+        ("redis.ca_file", config.redis.ca_file.as_ref()),
+        ("redis.client_cert", config.redis.client_cert.as_ref()),
+        ("redis.client_key", config.redis.client_key.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(key, path)| Some(format!("{key}={}", path?.display())))
+    .chain(
+        config
+            .dkim
+            .iter()
+            .map(|k| format!("dkim {}={}", k.domain, k.private_key_file.display())),
+    )
+    .collect();
+    checks.push(Check::new(
+        "files",
+        Ok(if files.is_empty() {
+            "none named".into()
+        } else {
+            format!("not read offline: {}", files.join(", "))
+        }),
+    ));
+    checks
+}
+
+/// The configuration as loaded (defaults, file, environment), as TOML with every secret
+/// redacted.
+pub fn resolved(config: &Config) -> anyhow::Result<String> {
+    Ok(format!(
+        "# resolved configuration (secrets redacted)\n{}\n",
+        toml::to_string(config)?
+    ))
+}
+
 async fn migrations(pool: &sqlx::PgPool) -> Result<String, String> {
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -147,32 +228,6 @@ async fn migrations(pool: &sqlx::PgPool) -> Result<String, String> {
             "pending: {} (run `mailgate migrate`)",
             pending.join(", ")
         ))
-    }
-}
-
-/// A bare RESP PING, so the check needs no Redis client state.
-async fn redis_ping(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let hostport = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-    let hostport = hostport.split('/').next().unwrap_or(hostport);
-    let addr = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:6379")
-    };
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
-        stream.write_all(b"PING\r\n").await?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).to_string())
-    };
-    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
-        Err(_) => Err(format!("{addr}: no answer within 3 s")),
-        Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        // A password-protected Redis answers NOAUTH: reachable, which is what is checked here.
-        Ok(Ok(reply)) if reply.starts_with("+PONG") || reply.contains("NOAUTH") => Ok(()),
-        Ok(Ok(reply)) => Err(format!("{addr}: unexpected reply {:?}", reply.trim())),
     }
 }
 

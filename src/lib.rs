@@ -31,6 +31,7 @@ pub mod store;
 pub mod submission;
 pub mod telemetry;
 pub mod templates;
+pub mod tls;
 pub mod tokens;
 pub mod tracking;
 pub mod webhooks;

@@ -201,7 +201,8 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.delivery.validate()?;
         self.ratelimit.validate()?;
-        self.redis.validate()?;
+        self.redis
+            .validate(self.redis_url.as_ref().map(SecretUrl::expose))?;
         self.smtp.validate()?;
         self.webhooks.validate()?;
         self.bounce.validate()?;

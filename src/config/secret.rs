@@ -63,7 +63,11 @@ impl Serialize for SecretUrl {
 /// `password=` query parameter (which Postgres URLs accept).
 pub fn redact_url(url: &str) -> String {
     let url = match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
+        // Only a password is hidden; `user@host` (the password elsewhere, e.g. PGPASSWORD)
+        // prints as it is, so the log does not suggest one in the URL.
+        (Some(scheme_end), Some(at))
+            if at > scheme_end && url[scheme_end + 3..at].contains(':') =>
+        {
             let userinfo = &url[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
@@ -97,6 +101,10 @@ mod tests {
             "smtp://bob:***@mx.example.com:587"
         );
         assert_eq!(redact_url("smtp://127.0.0.1:25"), "smtp://127.0.0.1:25");
+        assert_eq!(
+            redact_url("postgres://mailgate@db.example.com/mailgate?sslmode=verify-full"),
+            "postgres://mailgate@db.example.com/mailgate?sslmode=verify-full"
+        );
         assert_eq!(
             redact_url("postgres://db.example.com/mailgate?sslmode=require&password=hunter2"),
             "postgres://db.example.com/mailgate?sslmode=require&password=***"

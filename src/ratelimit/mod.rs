@@ -18,11 +18,13 @@
 //! - `limiter`: the [`Limiter`]: Redis first, the local fallback, what `/readyz` reports.
 //! - `health`: whether Redis answers, and when to try it again.
 //! - `redis`, `local`: the two backends. `auth`: the failed-authentication throttle.
+//! - `client`: opening the Redis client (`rediss://` with a CA file and client certificate).
 //! - `pace`: the pacing of upstream relays (their rates, connections and back-off), on the
 //!   same Redis.
 
 mod auth;
 mod bucket;
+mod client;
 mod decision;
 mod health;
 mod limiter;
@@ -32,6 +34,7 @@ mod redis;
 
 pub use auth::AuthThrottle;
 pub use bucket::{Class, Params};
+pub use client::{RedisCheck, check as check_redis, open_client as open_redis_client};
 pub use decision::{Decision, Refusal};
 use decision::{Outcome, Verdict};
 pub use limiter::{Limiter, Status};

@@ -39,7 +39,7 @@ pub(super) enum RedisTrouble {
 
 impl RedisGcra {
     pub(super) fn new(url: &str, config: &RedisConfig) -> anyhow::Result<Self> {
-        let client = Client::open(url).context("invalid redis_url")?;
+        let client = super::client::open_client(url, config)?;
         let conn = connection(&client, config.timeout())?;
         Ok(Self {
             client,

@@ -38,8 +38,8 @@ impl RspamdVerdict {
 impl Rspamd {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
         // rspamd is plain HTTP, but reqwest (built with `rustls-no-provider`) refuses to build
-        // any client before a TLS provider is installed. An error means one already is.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // any client before a TLS provider is installed.
+        crate::tls::install_provider();
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()

@@ -14,26 +14,103 @@ pub mod templates;
 pub mod tracking;
 pub mod webhooks;
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
+};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A pool on `url`, which carries the TLS settings as libpq reads them (`sslmode`,
+/// `sslrootcert`, `sslcert`, `sslkey`; or the `PGSSL*` variables). Connects once, so a wrong
+/// URL or an untrusted certificate is an error here, at start, rather than on the first send.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let at = || {
+        format!(
+            "could not connect to Postgres at {}",
+            crate::config::redact_url(url)
+        )
+    };
+    let options = connect_options(url).with_context(at)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         // Short acquire timeout: during an outage requests fail fast with 503 instead of piling up.
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await
-        .with_context(|| {
-            format!(
-                "could not connect to Postgres at {}",
-                crate::config::redact_url(url)
-            )
+        .map_err(|err| match crate::tls::explain(&err) {
+            Some(why) => anyhow::anyhow!("{}: TLS: {why}{}", at(), tls_settings(url)),
+            None => anyhow::Error::new(err).context(at()),
         })
+}
+
+/// `url` parsed as libpq reads it. libpq: "if a root CA file exists, sslmode=require behaves
+/// like verify-ca"; sqlx's `require` checks nothing, so a CA given with it would be ignored.
+fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    Ok(
+        if matches!(options.get_ssl_mode(), PgSslMode::Require)
+            && url_setting(url, "sslrootcert", "PGSSLROOTCERT").is_some()
+        {
+            options.ssl_mode(PgSslMode::VerifyCa)
+        } else {
+            options
+        },
+    )
+}
+
+/// What `url` asks for, checked without connecting (`doctor --offline`): e.g.
+/// `db.example.com:5432, database mailgate, sslmode verify-full`. Errs on a malformed URL or
+/// an unknown `sslmode`.
+pub fn describe_url(url: &str) -> anyhow::Result<String> {
+    let options = connect_options(url)
+        .with_context(|| format!("invalid database_url {}", crate::config::redact_url(url)))?;
+    let mode = match options.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    Ok(format!(
+        "{}:{}, database {}, sslmode {mode}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(the user's)"),
+    ))
+}
+
+/// A connection setting from the URL's query, else from the `PG…` variable sqlx falls back on.
+fn url_setting(url: &str, key: &str, var: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        })
+        .or_else(|| std::env::var(var).ok())
+}
+
+/// The TLS settings a failed handshake used, e.g. ` (sslmode=verify-full, sslrootcert=/etc/…)`.
+fn tls_settings(url: &str) -> String {
+    let settings: Vec<String> = [
+        ("sslmode", "PGSSLMODE"),
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+    ]
+    .iter()
+    .filter_map(|(key, var)| Some(format!("{key}={}", url_setting(url, key, var)?)))
+    .collect();
+    if settings.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", settings.join(", "))
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

@@ -44,12 +44,11 @@ impl Handler<WebhookQueue> for Sender {
     }
 }
 
-/// Makes ring the process's rustls provider, as rustls itself would with only ring compiled
-/// in. reqwest is built without a provider of its own (ring is what lettre uses too), so any
+/// Makes ring the process's rustls provider ([`crate::tls::install_provider`]). reqwest is
+/// built without a provider of its own (ring is what lettre uses too), so any
 /// `reqwest::Client` built with default settings, in tests for one, needs this first.
 pub fn install_tls_provider() {
-    // An error only means a provider is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_provider();
 }
 
 /// The HTTP client for every endpoint: HTTP/1.1, rustls (ring, webpki roots), no proxy, no

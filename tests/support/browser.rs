@@ -332,7 +332,21 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
-            let text = self.text(css).await;
+            // While the page is being replaced (a form was just posted), the element found can
+            // go stale before its text is read: that is "not yet", not a failure.
+            let text = match self.find_all(css).await.into_iter().next() {
+                Some(e) => {
+                    let value = self
+                        .call(
+                            reqwest::Method::GET,
+                            &format!("/element/{}/text", e.0),
+                            None,
+                        )
+                        .await;
+                    value.as_str().map(str::to_string).unwrap_or_default()
+                }
+                None => String::new(),
+            };
             if wanted(&text) {
                 return text;
             }

@@ -20,3 +20,12 @@ pub fn missing_tool(program: &str, package: &str, e: &std::io::Error) -> String 
         format!("{program} does not start: {e}")
     }
 }
+
+/// A loopback port free a moment ago, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
