@@ -72,9 +72,10 @@ PG=postgres://postgres@127.0.0.1:$PG_PORT
 psql -X -q "$PG/postgres" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 SINK_PID=""
 PF_DIR=""
+# Every step may fail (already stopped) without skipping the next: errexit is on.
 sustained_cleanup() {
-	[ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null
-	[ -n "$PF_DIR" ] && postfix -c "$PF_DIR/conf" stop >/dev/null 2>&1
+	if [ -n "$SINK_PID" ]; then kill "$SINK_PID" 2>/dev/null || true; fi
+	if [ -n "$PF_DIR" ]; then postfix -c "$PF_DIR/conf" stop >/dev/null 2>&1 || true; fi
 	bench_cleanup
 	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
 	rm -rf "$PG_DIR" "${PF_DIR:-/nonexistent}" "$SINK_ROOT"
@@ -86,7 +87,10 @@ PG_MASTER=$(head -n1 "$PG_DIR/data/postmaster.pid")
 SINK_PORT=$(free_port)
 # start_sink DIR: a fresh smtp-sink writing each message to a file in DIR.
 start_sink() {
-	[ -n "$SINK_PID" ] && { kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null || true; }
+	if [ -n "$SINK_PID" ]; then
+		kill "$SINK_PID" 2>/dev/null || true
+		wait "$SINK_PID" 2>/dev/null || true
+	fi
 	rm -rf "$1"
 	mkdir -p "$1"
 	chown postfix "$1"
@@ -334,7 +338,7 @@ mg_row() {
 	start_sink "$dir"
 	mg_db "$db"
 	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" "$@"
-	[ -n "${PRE_SQL:-}" ] && psql -X -q "$DB_URL" -f "$PRE_SQL" >/dev/null
+	if [ -n "${PRE_SQL:-}" ]; then psql -X -q "$DB_URL" -f "$PRE_SQL" >/dev/null; fi
 	pg_reset "$db"
 	mg_log "bench: $name (round $round): $N sends over $CONNS connections while relaying (load $(loadavg))"
 	cpu_snap "$OUT/cpu0"
