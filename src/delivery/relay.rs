@@ -316,8 +316,7 @@ impl Relay {
                 Ok(response)
             }
             Ok(Err(err)) => {
-                pooled.conn.abort().await;
-                self.give_back(pooled.slot).await;
+                self.close(pooled).await;
                 Err(err.into())
             }
             // The half-used connection is dropped, never pooled: its late reply would
@@ -351,7 +350,12 @@ impl Relay {
                     }
                 };
             };
-            let mut usable = !pooled.conn.has_broken() && pooled.conn.test_connected().await;
+            // A relay that stopped answering must not hold the attempt: NOOP is bounded like
+            // every other step.
+            let mut usable = !pooled.conn.has_broken()
+                && tokio::time::timeout(self.timeout, pooled.conn.test_connected())
+                    .await
+                    .unwrap_or(false);
             if usable
                 && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
                 && pooled.renewed.elapsed() > SLOT_TTL / 3
@@ -362,9 +366,14 @@ impl Relay {
             if usable {
                 return Ok(pooled);
             }
-            pooled.conn.abort().await;
-            self.give_back(pooled.slot).await;
+            self.close(pooled).await;
         }
+    }
+
+    /// Says QUIT (bounded: a relay that stopped answering gets no wait) and frees the slot.
+    async fn close(&self, mut pooled: Pooled) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pooled.conn.abort()).await;
+        self.give_back(pooled.slot).await;
     }
 
     /// A connection slot when the relay caps connections, waiting up to [`HORIZON`].
@@ -409,9 +418,8 @@ impl Relay {
                 Some(pooled)
             }
         };
-        if let Some(mut pooled) = surplus {
-            pooled.conn.abort().await;
-            self.give_back(pooled.slot).await;
+        if let Some(pooled) = surplus {
+            self.close(pooled).await;
         }
     }
 
@@ -540,7 +548,7 @@ impl Relay {
             TlsMode::None => steps.push(("TLS".into(), Ok("disabled by ?tls=none".into()))),
         }
         if steps.iter().any(|(_, r)| r.is_err()) {
-            conn.abort().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.abort()).await;
             return steps;
         }
         if let Some((user, pass)) = &self.url.credentials {
