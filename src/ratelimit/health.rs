@@ -9,9 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::redis::{RedisGcra, RedisTrouble};
 use crate::config::{RateLimitConfig, RedisFailureMode};
 
-pub(super) enum Attempt {
+enum Attempt {
     Normal,
     /// Redis was down; this call finds out whether it is back.
     Probe,
@@ -46,7 +47,41 @@ impl Default for RedisHealth {
 }
 
 impl RedisHealth {
-    pub(super) fn attempt(&self) -> Attempt {
+    /// Whether to ask Redis now: not while it is down, except one probe per `redis.retry_ms`,
+    /// made on a fresh connection (the old one may be stuck on a Redis that hung).
+    pub(super) fn ready(&self, redis: &RedisGcra) -> bool {
+        match self.attempt() {
+            Attempt::Skip => false,
+            Attempt::Probe => {
+                redis.reconnect();
+                true
+            }
+            Attempt::Normal => true,
+        }
+    }
+
+    /// Records how a call to Redis went: its value, or `None` after noting the failure
+    /// (see [`Self::failed`]) so that the caller's fallback decides.
+    pub(super) fn settle<T>(
+        &self,
+        result: Result<T, RedisTrouble>,
+        redis: &RedisGcra,
+        fallback: &str,
+        warn_interval: Duration,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.succeeded();
+                Some(value)
+            }
+            Err(err) => {
+                self.failed(&err, fallback, warn_interval, redis.retry());
+                None
+            }
+        }
+    }
+
+    fn attempt(&self) -> Attempt {
         if self.up.load(Ordering::Acquire) {
             return Attempt::Normal;
         }
@@ -61,7 +96,7 @@ impl RedisHealth {
         }
     }
 
-    pub(super) fn succeeded(&self) {
+    fn succeeded(&self) {
         if self.up.load(Ordering::Acquire) {
             return;
         }
@@ -88,7 +123,7 @@ impl RedisHealth {
 
     /// A call failed: warns (once per `warn_interval`) saying what `fallback` happens
     /// meanwhile, and skips Redis until `retry` has passed.
-    pub(super) fn failed(
+    fn failed(
         &self,
         error: &dyn std::fmt::Display,
         fallback: &str,

@@ -11,9 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    Class, Decision, Outcome, Params, Refusal, Verdict,
-    health::{Attempt, RedisHealth},
-    local, redis,
+    Class, Decision, Outcome, Params, Refusal, Verdict, health::RedisHealth, local, redis,
 };
 use crate::{
     config::{Config, RateLimitConfig, RedisFailureMode},
@@ -209,29 +207,10 @@ impl Limiter {
             };
         };
         // Probes like a request does, so readiness checks alone bring a process back.
-        let up = match shared.health.attempt() {
-            Attempt::Skip => false,
-            attempt => {
-                if let Attempt::Probe = attempt {
-                    shared.redis.reconnect();
-                }
-                match shared.redis.ping().await {
-                    Ok(()) => {
-                        shared.health.succeeded();
-                        true
-                    }
-                    Err(err) => {
-                        shared.health.failed(
-                            &err,
-                            RedisHealth::fallback(&inner.config),
-                            Duration::from_secs(inner.config.warn_interval_secs),
-                            shared.redis.retry(),
-                        );
-                        false
-                    }
-                }
-            }
-        };
+        let up = shared.health.ready(&shared.redis)
+            && shared
+                .settle(shared.redis.ping().await, &inner.config)
+                .is_some();
         Status {
             backend: "redis",
             redis: Some(if up { "up" } else { "down" }),
@@ -250,27 +229,23 @@ impl Shared {
         units: u32,
         config: &RateLimitConfig,
     ) -> Option<Outcome> {
-        match self.health.attempt() {
-            Attempt::Skip => return None,
-            // A fresh connection: the old one may be stuck on a Redis that hung.
-            Attempt::Probe => self.redis.reconnect(),
-            Attempt::Normal => {}
+        if !self.health.ready(&self.redis) {
+            return None;
         }
-        match self.redis.check(subject, params, units).await {
-            Ok(outcome) => {
-                self.health.succeeded();
-                Some(outcome)
-            }
-            Err(err) => {
-                self.health.failed(
-                    &err,
-                    RedisHealth::fallback(config),
-                    Duration::from_secs(config.warn_interval_secs),
-                    self.redis.retry(),
-                );
-                None
-            }
-        }
+        self.settle(self.redis.check(subject, params, units).await, config)
+    }
+
+    fn settle<T>(
+        &self,
+        result: Result<T, redis::RedisTrouble>,
+        config: &RateLimitConfig,
+    ) -> Option<T> {
+        self.health.settle(
+            result,
+            &self.redis,
+            RedisHealth::fallback(config),
+            Duration::from_secs(config.warn_interval_secs),
+        )
     }
 }
 

@@ -347,15 +347,9 @@ impl RelayPacer {
 
     /// The Redis backend, unless it is not wanted or recently failed.
     fn shared(&self, wanted: bool) -> Option<&Shared> {
-        let shared = self.shared.as_ref().filter(|_| wanted)?;
-        match shared.health.attempt() {
-            super::health::Attempt::Skip => None,
-            super::health::Attempt::Probe => {
-                shared.redis.reconnect();
-                Some(shared)
-            }
-            super::health::Attempt::Normal => Some(shared),
-        }
+        self.shared
+            .as_ref()
+            .filter(|shared| wanted && shared.health.ready(&shared.redis))
     }
 
     async fn call_pace(
@@ -410,21 +404,12 @@ impl RelayPacer {
         shared: &Shared,
         result: Result<T, super::redis::RedisTrouble>,
     ) -> Option<T> {
-        match result {
-            Ok(value) => {
-                shared.health.succeeded();
-                Some(value)
-            }
-            Err(err) => {
-                shared.health.failed(
-                    &err,
-                    "each process paces relays on its own",
-                    shared.warn_interval,
-                    shared.redis.retry(),
-                );
-                None
-            }
-        }
+        shared.health.settle(
+            result,
+            &shared.redis,
+            "each process paces relays on its own",
+            shared.warn_interval,
+        )
     }
 }
 

@@ -100,21 +100,15 @@ impl RedisGcra {
             Class::Send => params.quota.unwrap_or(0),
             Class::Api => 0,
         };
-        let mut conn = self.conn();
-        let call = async {
-            GCRA.key(&bucket)
-                .key(&quota_key)
-                .arg(params.interval_us)
-                .arg(params.burst)
-                .arg(units)
-                .arg(quota)
-                .arg(params.quota_period_secs)
-                .invoke_async::<Vec<i64>>(&mut conn)
-                .await
-        };
-        let reply = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| RedisTrouble::Timeout(self.timeout))??;
+        let mut invocation = GCRA.key(&bucket);
+        invocation
+            .key(&quota_key)
+            .arg(params.interval_us)
+            .arg(params.burst)
+            .arg(units)
+            .arg(quota)
+            .arg(params.quota_period_secs);
+        let reply = self.run::<Vec<i64>>(&invocation).await?;
         parse_reply(reply)
     }
 
