@@ -40,7 +40,7 @@ async fn sigkill_during_delivery_loses_nothing() {
     // A relay slow enough that delivery is still under way when the process dies.
     smtp.set_data_delay(Duration::from_millis(150));
     let db = create_database().await;
-    let http = format!("127.0.0.1:{}", process::free_port());
+    let http = format!("127.0.0.1:{}", support::free_port());
     let relay = format!("smtp://{}?tls=none", smtp.addr);
 
     let key = process::create_key(mailgate(&db, &http, &relay), "crash", "send,messages").await;

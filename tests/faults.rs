@@ -29,7 +29,7 @@ use mailgate::Config;
 use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_database, http_client, relay_to, test_config},
-    process,
+    free_port, process,
     smtp_server::TestSmtpServer,
     test_redis::TestRedis,
     webhook_receiver::WebhookReceiver,
@@ -61,14 +61,6 @@ fn report(name: &str, accepted: usize, delivered: usize, lost: usize, duplicated
     println!(
         "fault {name}: accepted {accepted}, delivered {delivered}, lost {lost}, duplicated {duplicated}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn recipient(i: usize) -> String {

@@ -8,9 +8,7 @@ use serde_json::json;
 
 use super::{BOUNCES, WAIT, events_of, hand_in, inbound_log, start};
 use crate::support::{
-    app::recipient_statuses,
-    postfix::{Postfix, free_port},
-    smtp_server::TestSmtpServer,
+    app::recipient_statuses, free_port, postfix::Postfix, smtp_server::TestSmtpServer,
     webhook_receiver::WebhookReceiver,
 };
 use mailgate::config::RelayConfig;

@@ -56,8 +56,8 @@ async fn two_processes_share_one_relay_rate() {
     let redis = require_shared_redis();
     let prefix = unique_redis_prefix();
     let https = [
-        format!("127.0.0.1:{}", process::free_port()),
-        format!("127.0.0.1:{}", process::free_port()),
+        format!("127.0.0.1:{}", crate::support::free_port()),
+        format!("127.0.0.1:{}", crate::support::free_port()),
     ];
     let mailgate = |http: &str| {
         let mut cmd = process::command(&db, http);

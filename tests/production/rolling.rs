@@ -215,8 +215,8 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     let db = create_database().await;
     let instances: Vec<Instance> = (0..2)
         .map(|_| Instance {
-            http: format!("127.0.0.1:{}", process::free_port()),
-            smtp: format!("127.0.0.1:{}", process::free_port()),
+            http: format!("127.0.0.1:{}", crate::support::free_port()),
+            smtp: format!("127.0.0.1:{}", crate::support::free_port()),
             routed: AtomicBool::new(false),
         })
         .collect();
@@ -352,7 +352,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
 #[tokio::test]
 async fn a_second_signal_stops_a_drain_at_once() {
     let db = create_database().await;
-    let http = format!("127.0.0.1:{}", process::free_port());
+    let http = format!("127.0.0.1:{}", crate::support::free_port());
     let mut cmd = process::command(&db, &http);
     cmd.env("MAILGATE_HTTP__DRAIN_SECS", "60");
     let mut child = process::serve(cmd, &http).await;

@@ -6,7 +6,7 @@
 
 use std::{
     io::Write,
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::Stdio,
     sync::Once,
@@ -36,13 +36,6 @@ pub struct Browser {
 #[derive(Clone, Debug)]
 pub struct Element(String);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Where screenshots go; printed once per test binary.
 pub fn screenshot_dir() -> PathBuf {
     static SHOWN: Once = Once::new();
@@ -69,7 +62,7 @@ impl Browser {
             .unwrap_or_else(|| {
                 panic!("chromium is not installed: apt-get install chromium chromium-driver (scripts/test installs them)")
             });
-        let port = free_port();
+        let port = super::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -37,14 +37,6 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 ";
 
-/// A port free now on 127.0.0.1 (for a server that must be configured before it starts).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl Postfix {
     /// Starts Postfix as `hostname` on 127.0.0.1:`port`: mail for each `(domain, server)` of
     /// `routes` goes to that server, everything else to `default_next`.

@@ -8,14 +8,6 @@ use std::{
 
 use tokio::process::{Child, Command};
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `mailgate` with a database, an HTTP address, and send limits no test meets.
 pub fn command(db: &str, http: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
