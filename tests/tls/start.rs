@@ -13,7 +13,7 @@ use tokio::process::Command;
 use super::{pki::s, postgres::PgFixture, servers::TlsRedis};
 use crate::support::{
     app::{create_database, http_client},
-    free_port,
+    eventually, free_port,
 };
 
 /// `mailgate ARGS` with only the `MAILGATE_*` variables given here.
@@ -141,19 +141,17 @@ async fn serve_starts_on_an_untrusted_redis_certificate_and_logs_why() {
     .spawn()
     .expect("mailgate runs");
     let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
+    eventually("mailgate up", Duration::from_secs(30), async || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("mailgate exited ({status})");
         }
-        assert!(Instant::now() < deadline, "mailgate did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        client
+            .get(format!("http://{http}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
