@@ -194,6 +194,7 @@ pub async fn spawn_app_relaying_to(smtp: &TestSmtpServer) -> TestApp {
 }
 
 type ConfigStep<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+type Adjust<'a> = Box<dyn FnOnce(&mut Application) + 'a>;
 
 /// How a test asks for its mailgate: `TestApp::builder()`, then what differs from
 /// `test_config` (a relay, loopback webhooks, no workers, any setting), then `start()`.
@@ -205,7 +206,7 @@ pub struct TestAppBuilder<'a> {
     /// The database of `test_config` when no whole configuration is given; `None`: a fresh one.
     database: Option<String>,
     steps: Vec<ConfigStep<'a>>,
-    adjust: Option<Box<dyn FnOnce(&mut Application) + 'a>>,
+    adjust: Option<Adjust<'a>>,
 }
 
 impl<'a> TestAppBuilder<'a> {
@@ -221,7 +222,8 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
-    /// Changes any setting (applied in order, after the builder's own).
+    /// Changes any setting. Every step (this one, `relaying_to`, …) applies in the order asked,
+    /// over `test_config` or the configuration given.
     pub fn configure(mut self, step: impl FnOnce(&mut Config) + 'a) -> Self {
         self.steps.push(Box::new(step));
         self
@@ -252,24 +254,29 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
-    /// The configuration `start` would run with (creating its database if none was given).
-    pub async fn build_config(&mut self) -> Config {
-        let mut config = match self.config.take() {
+    /// The configuration `start` would run with (creating its database if none was given),
+    /// for a test that starts a second instance with `TestApp::another_instance`.
+    pub async fn build_config(self) -> Config {
+        self.into_parts().await.0
+    }
+
+    pub async fn start(self) -> TestApp {
+        let (config, adjust) = self.into_parts().await;
+        TestApp::launch(config, adjust.unwrap_or_else(|| Box::new(|_| {}))).await
+    }
+
+    async fn into_parts(self) -> (Config, Option<Adjust<'a>>) {
+        let mut config = match self.config {
             Some(config) => config,
-            None => match self.database.take() {
+            None => match self.database {
                 Some(url) => test_config(&url),
                 None => test_config(&create_database().await),
             },
         };
-        for step in self.steps.drain(..) {
+        for step in self.steps {
             step(&mut config);
         }
-        config
-    }
-
-    pub async fn start(mut self) -> TestApp {
-        let config = self.build_config().await;
-        TestApp::launch(config, self.adjust.unwrap_or_else(|| Box::new(|_| {}))).await
+        (config, self.adjust)
     }
 }
 
@@ -284,7 +291,7 @@ impl TestApp {
         }
     }
 
-    async fn launch(config: Config, adjust: Box<dyn FnOnce(&mut Application) + '_>) -> TestApp {
+    async fn launch(config: Config, adjust: Adjust<'_>) -> TestApp {
         LOG.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
                 mailgate::telemetry::init("info,mailgate=debug,sqlx=warn");

@@ -43,6 +43,12 @@ pub async fn create_key(mut cmd: Command, project: &str, scopes: &str) -> String
 /// Runs `mailgate serve` and waits until `/healthz` on `http` answers.
 pub async fn serve(mut cmd: Command, http: &str) -> Child {
     let mut child = cmd.arg("serve").spawn().expect("mailgate binary runs");
+    wait_healthy(&mut child, http).await;
+    child
+}
+
+/// Waits until the started mailgate answers `/healthz` on `http`; panics if it exits first.
+pub async fn wait_healthy(child: &mut Child, http: &str) {
     let client = super::app::http_client();
     eventually("mailgate up", Duration::from_secs(30), async || {
         if let Ok(Some(exit)) = child.try_wait() {
@@ -55,7 +61,6 @@ pub async fn serve(mut cmd: Command, http: &str) -> Child {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    child
 }
 
 /// SIGTERM, as systemd and orchestrators stop a process.

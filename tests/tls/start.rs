@@ -11,10 +11,7 @@ use std::{
 use tokio::process::Command;
 
 use super::{pki::s, postgres::PgFixture, servers::TlsRedis};
-use crate::support::{
-    app::{create_database, http_client},
-    eventually, free_port,
-};
+use crate::support::{app::create_database, free_port, process};
 
 /// `mailgate ARGS` with only the `MAILGATE_*` variables given here.
 fn mailgate(args: &[&str], envs: &[(&str, String)]) -> Command {
@@ -140,18 +137,7 @@ async fn serve_starts_on_an_untrusted_redis_certificate_and_logs_why() {
     .env("MAILGATE_HTTP_ADDR", &http)
     .spawn()
     .expect("mailgate runs");
-    let client = http_client();
-    eventually("mailgate up", Duration::from_secs(30), async || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("mailgate exited ({status})");
-        }
-        client
-            .get(format!("http://{http}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    process::wait_healthy(&mut child, &http).await;
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
