@@ -76,25 +76,34 @@ pub struct Mail {
     pub reply_to: Option<Address>,
     #[serde(default)]
     pub reply_to_list: Option<Vec<Address>>,
+    /// Required without `template_id`, unless every personalization has one; one line.
     #[serde(default)]
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     /// One message each, 1 to 1000.
+    #[schema(min_items = 1, max_items = 1000)]
     pub personalizations: Vec<Personalization>,
-    /// `text/plain` and `text/html` parts.
+    /// One `text/plain` and one `text/html` part; one not empty is required without
+    /// `template_id`.
     #[serde(default)]
+    #[schema(max_items = 2)]
     pub content: Option<Vec<Content>>,
     #[serde(default)]
     pub attachments: Option<Vec<Attachment>>,
     /// A stored mailgate template's name (`d-…` names work).
     #[serde(default)]
     pub template_id: Option<String>,
+    /// Extra headers, as for `/v1/emails`.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
-    /// Tags.
+    /// Tags, up to 10.
     #[serde(default)]
+    #[schema(max_items = 10, value_type = Option<Vec<crate::api::email_request::Tag>>)]
     pub categories: Option<Vec<String>>,
-    /// Metadata.
+    /// Metadata, with each personalization's.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub custom_args: Option<BTreeMap<String, String>>,
     /// Unix time to send at.
     #[serde(default)]
@@ -127,8 +136,11 @@ pub struct Mail {
 #[serde(deny_unknown_fields)]
 #[schema(as = SendGridAddress)]
 pub struct Address {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// At most 200 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
 }
 
@@ -144,14 +156,17 @@ pub struct Personalization {
     #[serde(default)]
     pub from: Option<Address>,
     #[serde(default)]
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
     /// The template's variables.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub dynamic_template_data: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub custom_args: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub send_at: Option<i64>,
@@ -167,6 +182,7 @@ pub struct Personalization {
 pub struct Content {
     /// `text/plain` or `text/html`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[Tt][Ee][Xx][Tt]/([Pp][Ll][Aa][Ii][Nn]|[Hh][Tt][Mm][Ll])$")]
     pub kind: String,
     pub value: String,
 }
