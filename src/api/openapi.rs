@@ -269,7 +269,11 @@ impl Modify for CrossFieldRules {
                 })
                 .into()
         }
-        let one_line = || typed(Type::String).max_length(Some(998)).pattern(Some(r"^[^\r\n]*$"));
+        let one_line = || {
+            typed(Type::String)
+                .max_length(Some(998))
+                .pattern(Some(r"^[^\r\n]*$"))
+        };
         let not_empty = |field: &str| given(field, typed(Type::String).min_length(Some(1)));
         let either_body = |html: &str, text: &str| any_of([not_empty(html), not_empty(text)]);
         let html_or_text = || either_body("html", "text");
@@ -284,9 +288,8 @@ impl Modify for CrossFieldRules {
                 ]),
             )
         };
-        let recipients_in = |make: &dyn Fn(&str) -> Schema, fields: [&str; 3]| {
-            any_of(fields.map(make))
-        };
+        let recipients_in =
+            |make: &dyn Fn(&str) -> Schema, fields: [&str; 3]| any_of(fields.map(make));
         let recipients = || recipients_in(&some_recipient, ["to", "cc", "bcc"]);
         // Content given directly: a subject and html or text, no template variables.
         let direct = all_of([
@@ -346,10 +349,7 @@ impl Modify for CrossFieldRules {
                         ))),
                         ArrayBuilder::new().items(byte()).into(),
                         all_of([
-                            given(
-                                "type",
-                                typed(Type::String).enum_values(Some(["Buffer"])),
-                            ),
+                            given("type", typed(Type::String).enum_values(Some(["Buffer"]))),
                             given("data", ArrayBuilder::new().items(byte())),
                         ])
                         .into(),
@@ -360,9 +360,8 @@ impl Modify for CrossFieldRules {
 
         // Postmark: `/email` sends content, `/email/withTemplate` a stored template; addresses
         // are comma-separated strings.
-        let list = || {
-            typed(Type::String).pattern(Some(format!(r"^({MAILBOX}(, ?{MAILBOX}){{0,49}})?$")))
-        };
+        let list =
+            || typed(Type::String).pattern(Some(format!(r"^({MAILBOX}(, ?{MAILBOX}){{0,49}})?$")));
         let some_in_list = |field: &str| {
             given(
                 field,
@@ -526,7 +525,11 @@ impl Modify for CrossFieldRules {
         }
         for (name, schema, path) in [
             ("PostmarkEmail", postmark_email, "/email"),
-            ("PostmarkTemplateEmail", postmark_template, "/email/withTemplate"),
+            (
+                "PostmarkTemplateEmail",
+                postmark_template,
+                "/email/withTemplate",
+            ),
         ] {
             components.schemas.insert(name.to_string(), schema.into());
             let body = openapi
