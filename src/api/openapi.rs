@@ -399,7 +399,12 @@ impl Modify for CrossFieldRules {
         // SendGrid: each personalization needs a recipient; content or a template.
         let non_empty_list = |field: &str| given(field, ArrayBuilder::new().min_items(Some(1)));
         // Legacy substitutions are refused when given (not empty).
-        let unused = || typed(Type::Object).max_properties(Some(0));
+        let unused = || {
+            any_of([
+                Schema::from(typed(Type::Object).max_properties(Some(0))),
+                ArrayBuilder::new().max_items(Some(0)).into(),
+            ])
+        };
         let personalization = all_of([
             recipients_in(&non_empty_list, ["to", "cc", "bcc"]),
             when("substitutions", unused()),

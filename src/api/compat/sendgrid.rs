@@ -108,13 +108,13 @@ pub struct Mail {
     /// Unix time to send at.
     #[serde(default)]
     pub send_at: Option<i64>,
-    /// Accepted and ignored (named in `X-Mailgate-Ignored`).
+    /// Accepted and ignored, whatever its value (named in `X-Mailgate-Ignored`).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub batch_id: Option<Value>,
-    /// Accepted and ignored: mailgate has no unsubscribe groups.
+    /// Accepted and ignored, whatever its value: mailgate has no unsubscribe groups.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub asm: Option<Value>,
     /// Accepted and ignored: relays are chosen by mailgate's configuration.
     #[serde(default)]
@@ -124,11 +124,11 @@ pub struct Mail {
     /// `open_tracking.enable` and `click_tracking.enable` are the send's `track`; other
     /// settings are ignored (named in `X-Mailgate-Ignored`).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub tracking_settings: Option<Value>,
     /// Legacy substitution sections: refused when given (they would change the content).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub sections: Option<Value>,
 }
 
@@ -172,7 +172,7 @@ pub struct Personalization {
     pub send_at: Option<i64>,
     /// Legacy substitutions: refused when given (they would change the content).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub substitutions: Option<Value>,
 }
 
