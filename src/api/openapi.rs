@@ -216,8 +216,8 @@ impl Modify for Security {
 /// Rules between fields that the derives cannot state, added to the request schemas as
 /// `allOf` clauses: what is required unless something else is given, and the form of fields a
 /// provider's body holds as plain strings. The rules are the server's: a body the spec calls
-/// valid is refused only for what depends on stored state (a template's name and content, a
-/// relay, how far ahead a send may be scheduled).
+/// valid is refused only for what depends on state outside it (a stored template, a relay, how
+/// far ahead a send may be scheduled, DNS); `scripts/fuzz.toml` lists those operations.
 struct CrossFieldRules;
 
 /// A bare address or `Name <address>`, as `NameAddrDoc`'s pattern writes it.
