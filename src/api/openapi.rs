@@ -412,13 +412,21 @@ impl Modify for CrossFieldRules {
         let sendgrid_content = any_of([
             all_of([
                 absent(&["template_id"]),
+                // A personalization's subject overrides the mail's.
                 any_of([
-                    given("subject", typed(Type::String)),
+                    all_of([
+                        given("subject", one_line()),
+                        ObjectBuilder::new()
+                            .property(
+                                "personalizations",
+                                ArrayBuilder::new().items(RefOr::from(when("subject", one_line()))),
+                            )
+                            .into(),
+                    ]),
                     ObjectBuilder::new()
                         .property(
                             "personalizations",
-                            ArrayBuilder::new()
-                                .items(RefOr::from(given("subject", typed(Type::String)))),
+                            ArrayBuilder::new().items(RefOr::from(given("subject", one_line()))),
                         )
                         .into(),
                 ]),

@@ -78,7 +78,6 @@ pub struct Mail {
     pub reply_to_list: Option<Vec<Address>>,
     /// Required without `template_id`, unless every personalization has one; one line.
     #[serde(default)]
-    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     /// One message each, 1 to 1000.
     #[schema(min_items = 1, max_items = 1000)]
@@ -155,8 +154,8 @@ pub struct Personalization {
     pub bcc: Option<Vec<Address>>,
     #[serde(default)]
     pub from: Option<Address>,
+    /// Overrides the mail's; one line.
     #[serde(default)]
-    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
