@@ -498,7 +498,7 @@ impl Modify for CrossFieldRules {
             given("filename", part("filename")),
             given("content", part("content")),
             when("type", part("content_type")),
-            when("content_id", part("content_id")),
+            // `content_id` is only read for an inline part; its rule is left unstated.
         ]);
         // Mailgun takes any `h:` header and `v:` variable beside its named fields.
         let mailgun_names = match components.schemas.get("MailgunMessage") {
