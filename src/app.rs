@@ -120,7 +120,6 @@ impl Application {
             Some(_) => Some(
                 SmtpListener::bind_inbound(
                     &config,
-                    pool.clone(),
                     Inbox::new(pool.clone(), domains, waker.inbound.clone()),
                 )
                 .await?,
@@ -171,9 +170,13 @@ impl Application {
             drain: Default::default(),
         };
         let smtp = if state.config.smtp.enabled {
-            let mut listener =
-                SmtpListener::bind(&state.config, state.pool.clone(), state.submissions.clone())
-                    .await?;
+            let mut listener = SmtpListener::bind(
+                &state.config,
+                state.pool.clone(),
+                state.submissions.clone(),
+                state.gate.clone(),
+            )
+            .await?;
             // SMTP mail counts against the same send buckets as HTTP sends.
             listener.set_limiter(Arc::new(state.gate.clone()));
             Some(listener)
