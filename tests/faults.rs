@@ -809,9 +809,9 @@ async fn webhook_receiver_down_then_up() {
         let mut config: Config = test_config(&db);
         relay_to(&mut config, &smtp);
         config.webhooks.allow_private_targets = true;
-        config.webhooks.poll_interval_ms = 100;
+        config.webhooks.runner.poll_interval_ms = 100;
         config.webhooks.timeout_secs = 2.0;
-        config.webhooks.lease_secs = 10;
+        config.webhooks.runner.lease_secs = 10;
         // About 19 s of retries (±20 %): longer than the receiver is down.
         config.webhooks.retry_schedule_secs =
             vec![0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0];

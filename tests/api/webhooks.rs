@@ -22,10 +22,10 @@ const WAIT: Duration = Duration::from_secs(20);
 fn webhook_config(db: &str) -> Config {
     let mut c = test_config(db);
     c.webhooks.allow_private_targets = true;
-    c.webhooks.poll_interval_ms = 100;
+    c.webhooks.runner.poll_interval_ms = 100;
     c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
     c.webhooks.timeout_secs = 2.0;
-    c.webhooks.lease_secs = 10;
+    c.webhooks.runner.lease_secs = 10;
     c
 }
 
@@ -561,7 +561,7 @@ async fn a_slow_endpoint_holds_up_neither_mail_nor_other_endpoints() {
     let receiver = WebhookReceiver::start().await;
     receiver.reply_always("/slow", Reply::status(200).after(Duration::from_secs(10)));
     let app = start(Some(&smtp), |c| {
-        c.webhooks.concurrency = 4;
+        c.webhooks.runner.concurrency = 4;
         c.webhooks.per_endpoint_concurrency = 2;
     })
     .await;
@@ -817,7 +817,7 @@ async fn instances_share_the_delivery_queue_without_duplicates() {
 
 #[tokio::test]
 async fn retention_deletes_old_finished_deliveries() {
-    let app = start(None, |c| c.webhooks.worker_enabled = false).await;
+    let app = start(None, |c| c.webhooks.workers_enabled = false).await;
     let (webhook, _) = app
         .create_webhook(&json!({"url": "http://127.0.0.1:9/"}))
         .await;

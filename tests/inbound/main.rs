@@ -28,9 +28,9 @@ pub fn inbound_config(db: &str) -> Config {
     let mut c = test_config(db);
     c.bounce.domain = Some(BOUNCES.into());
     c.inbound.addr = Some("127.0.0.1:0".parse().unwrap());
-    c.inbound.poll_interval_ms = 100;
+    c.inbound.runner.poll_interval_ms = 100;
     c.webhooks.allow_private_targets = true;
-    c.webhooks.poll_interval_ms = 100;
+    c.webhooks.runner.poll_interval_ms = 100;
     c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5];
     c
 }

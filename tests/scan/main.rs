@@ -52,7 +52,7 @@ async fn start(smtp: &TestSmtpServer, tweak: impl FnOnce(&mut Config)) -> TestAp
     c.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
     c.smtp.trusted_project = Some("acme".into());
     c.webhooks.allow_private_targets = true;
-    c.webhooks.poll_interval_ms = 100;
+    c.webhooks.runner.poll_interval_ms = 100;
     tweak(&mut c);
     TestApp::start(c).await
 }

@@ -21,7 +21,7 @@ async fn start(smtp: &TestSmtpServer) -> TestApp {
     let mut config = test_config(&db);
     relay_to(&mut config, smtp);
     config.webhooks.allow_private_targets = true;
-    config.webhooks.poll_interval_ms = 100;
+    config.webhooks.runner.poll_interval_ms = 100;
     TestApp::start(config).await
 }
 
