@@ -31,7 +31,7 @@ pub struct LeaseTable {
     pub updated_at: bool,
 }
 
-/// A queue's row id as the lease statements bind it: `bigint` or `uuid`.
+/// A queue's row id as the lease statements bind it and read it back: `bigint` or `uuid`.
 pub trait LeaseId:
     Copy
     + Eq
@@ -39,8 +39,8 @@ pub trait LeaseId:
     + Debug
     + Send
     + Sync
-    + 'static
     + Unpin
+    + 'static
     + for<'q> sqlx::Encode<'q, Postgres>
     + for<'r> sqlx::Decode<'r, Postgres>
     + sqlx::Type<Postgres>
@@ -48,21 +48,8 @@ pub trait LeaseId:
 {
 }
 
-impl<T> LeaseId for T where
-    T: Copy
-        + Eq
-        + Hash
-        + Debug
-        + Send
-        + Sync
-        + 'static
-        + Unpin
-        + for<'q> sqlx::Encode<'q, Postgres>
-        + for<'r> sqlx::Decode<'r, Postgres>
-        + sqlx::Type<Postgres>
-        + PgHasArrayType
-{
-}
+impl LeaseId for i64 {}
+impl LeaseId for Uuid {}
 
 impl LeaseTable {
     fn touch(&self) -> &'static str {
