@@ -10,7 +10,6 @@
 //! recipient job (`tokens`), at the bounce domain of that job's project, and — when the report
 //! names its recipient — about that recipient's address. Anything else is logged and counted,
 //! and changes nothing.
-
 //!
 //! The files: `domains` (which domains the listener takes mail for, and in which role),
 //! `queue` (the listener's [`Inbox`] that commits accepted mail, and the queue the runner

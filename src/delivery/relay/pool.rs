@@ -1,6 +1,7 @@
 //! A relay's own pool of SMTP connections: checkout (an idle connection that still answers,
-//! or a new one), one transaction per send, checkin, and the connection slots a capped relay
-//! takes through the pacer. Every step is bounded by the attempt timeout.
+//! or a new one), one transaction per send, checkin, the connection slots a capped relay
+//! takes through the pacer, and why an attempt got no answer ([`RelayError`]). Every step is
+//! bounded by the attempt timeout.
 
 use std::time::Duration;
 
