@@ -1,10 +1,12 @@
-//! One runner for every queue of leased work (mail delivery, webhook delivery, and whatever
-//! comes next): it claims due jobs in batches, hands each to a `Handler` under a concurrency
-//! limit, records the outcomes in batches, keeps its leases alive with a heartbeat, puts back
-//! the work of dead processes, and shuts down gracefully.
+//! One runner for every queue of leased work (mail delivery, webhook delivery, inbound
+//! processing, and whatever comes next): it claims due jobs in batches, hands each to a
+//! `Handler` under a concurrency limit, records the outcomes in batches, keeps its leases
+//! alive with a heartbeat, puts back the work of dead processes, and shuts down gracefully,
+//! as its `RunnerSettings` (a queue's config section) say.
 //!
-//! A queue says how to claim, complete, extend, release and reclaim (`LeasedQueue`, each one
-//! SQL statement or close); a handler says what one attempt does (`Handler`). Leases are
+//! A queue says how to claim and complete (`LeasedQueue`, each one SQL statement or close);
+//! extending, releasing and reclaiming leases are its table's (`lease::LeaseTable`); a
+//! handler says what one attempt does (`Handler`). Leases are
 //! short and renewed while an attempt runs, so a process that dies loses its work to the
 //! others within one lease, however long a single attempt may take.
 
