@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, auth::KeyCache},
+    api,
     config::Config,
     delivery::{Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
     inbound::{Domains, InboundQueue, InboundRunner, Inbox, Processor},
@@ -18,6 +18,7 @@ use crate::{
     ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
+    service::gate::Gate,
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
     store::{group_commit::GroupCommit, projects::ProjectCache},
@@ -27,25 +28,7 @@ use crate::{
     webhooks,
 };
 
-/// Shared by every HTTP handler; cheap to clone. The SMTP listener takes only the parts it
-/// needs.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub config: Arc<Config>,
-    pub relays: Arc<Relays>,
-    pub waker: Wakers,
-    pub keys: KeyCache,
-    pub templates: TemplateCache,
-    pub limiter: Limiter,
-    pub auth_throttle: AuthThrottle,
-    /// Where every way in submits mail (`submission`).
-    pub submissions: SubmissionCore,
-    /// Signs and checks VERP return paths and tracking links.
-    pub tokens: TokenKey,
-    /// Set when shutdown begins: `/readyz` answers 503 during `http.drain_secs`.
-    pub drain: api::health::Drain,
-}
+pub use crate::service::AppState;
 
 pub struct Application {
     listener: Option<TcpListener>,
@@ -171,15 +154,20 @@ impl Application {
                 projects.clone(),
             ))
         }));
+        let gate = Gate::new(
+            pool.clone(),
+            limiter,
+            auth_throttle,
+            config.http.key_cache_secs,
+            config.jwt_secret.clone(),
+        );
         let state = AppState {
             pool,
             config: Arc::new(config),
             relays,
             waker,
-            keys: KeyCache::default(),
             templates,
-            limiter,
-            auth_throttle,
+            gate,
             submissions,
             tokens,
             drain: Default::default(),
@@ -189,14 +177,14 @@ impl Application {
                 SmtpListener::bind(&state.config, state.pool.clone(), state.submissions.clone())
                     .await?;
             // SMTP mail counts against the same send buckets as HTTP sends.
-            listener.set_limiter(Arc::new(state.limiter.clone()));
+            listener.set_limiter(Arc::new(state.gate.clone()));
             Some(listener)
         } else {
             None
         };
         // Asks Redis once, so the start-up log warns when it does not answer; that alone is
         // no reason to stay down.
-        let limits = state.limiter.status().await;
+        let limits = state.gate.limiter().status().await;
         if limits.redis == Some("down") {
             explain_redis_down(&state.config).await;
         }
@@ -260,7 +248,7 @@ impl Application {
 
     /// The limiter the API uses; the SMTP listener and tests charge the same buckets.
     pub fn limiter(&self) -> &Limiter {
-        &self.state.limiter
+        self.state.gate.limiter()
     }
 
     /// What this process does, in one line for the start-up log.
@@ -290,7 +278,7 @@ impl Application {
                 )),
             self.state.relays.describe(),
             c.database_url,
-            self.state.limiter.describe(),
+            self.state.gate.limiter().describe(),
             if self.dkim.is_empty() {
                 "off".to_string()
             } else {

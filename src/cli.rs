@@ -8,11 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Application, Config,
-    api::{auth::mint_operator_token, projects::check_project_name},
     domain::{
         ApiKeySecret,
         api_key::{KeyLimits, check_burst, check_daily_quota, check_rate, parse_scopes},
     },
+    service::{gate::mint_operator_token, projects::check_project_name},
     store::{self, api_keys, projects, templates as template_rows},
     telemetry,
     templates::{SaveMode, TemplateError, disk, save},

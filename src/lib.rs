@@ -7,9 +7,10 @@
 //! much each key may send, shared through Redis.
 //!
 //! Modules use each other one way: `domain` at the bottom; `config`, `store`, `templates`,
-//! `ratelimit`, `queue`, `delivery` in the middle; `submission` above them; the transports
-//! (`api`, `smtp`, and `console`, the web pages beside `api`) on top, and `app` (with the
-//! shared `AppState`), `cli` and `main` wiring it all. `scripts/module-graph` prints the
+//! `ratelimit`, `queue`, `delivery` in the middle; `submission` above them; `service`, the
+//! application layer (every operation, the gate, the one error type and the shared
+//! `AppState`), above that; the transports (`api` with the providers' routes, `smtp`, and
+//! `console`) on top, none importing another; and `app`, `cli` and `main` wiring it all. `scripts/module-graph` prints the
 //! graph and fails on a cycle.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod retention;
 pub mod scan;
+pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod submission;

@@ -54,3 +54,20 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         handle
     })
 }
+
+/// An info span (unlike tower-http's default debug one), so the default filter keeps
+/// `request_id` on every line logged while handling the request. The path only: query
+/// strings are not worth logging.
+pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}

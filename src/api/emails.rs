@@ -8,31 +8,23 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use uuid::Uuid;
 
 use super::{
     AppState,
     auth::ProjectKey,
     email_request::SendRequest,
-    error::{ApiError, ApiResult, FieldError, Problem},
+    error::ProblemResponses,
+    error::{FieldError, Problem, ServiceError, ServiceResult},
     extract::{AppQuery, RawJson, parse_json, parse_json_object},
     idempotency,
-    openapi::ProblemResponses,
-    paging,
 };
 use crate::{
-    domain::{
-        Scope,
-        status::{MessageStatus, parse_all, summarise},
-    },
-    store::messages::{
-        self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow,
-    },
+    domain::{Scope, status::MessageStatus},
+    service::emails::{self, EmailDetail},
+    store::messages::MessageSummary,
     submission::Accepted,
 };
 
@@ -57,7 +49,7 @@ pub async fn send(
     key: ProjectKey,
     headers: HeaderMap,
     RawJson(body): RawJson,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
     idempotency::answer_once(
@@ -68,7 +60,7 @@ pub async fn send(
         &body,
         || async {
             let request: SendRequest = parse_json_object(&body)?;
-            let accepted = state.submissions.submit(&key, request).await?;
+            let accepted = emails::send(&state, &key, request).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 serde_json::to_value(accepted).map_err(anyhow::Error::from)?,
@@ -149,7 +141,7 @@ pub async fn send_batch(
     key: ProjectKey,
     headers: HeaderMap,
     RawJson(body): RawJson,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
     // A batch costs one send unit per valid message, charged once the items are checked
@@ -165,73 +157,53 @@ pub async fn send_batch(
             let items: Vec<Value> = parse_json(&body)?;
             let max = state.config.http.max_batch;
             if items.is_empty() || items.len() > max {
-                return Err(ApiError::validation(
+                return Err(ServiceError::validation(
                     "body",
                     format!("a batch holds 1 to {max} messages, not {}", items.len()),
                 ));
             }
-            // Check and render every item; one bad item never sinks the others.
-            let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
-            let mut prepared = Vec::new();
-            let mut slots = Vec::new();
-            for (i, item) in items.into_iter().enumerate() {
-                let outcome = if !item.is_object() {
-                    Err(ApiError::validation("body", "must be a JSON object"))
-                } else {
-                    match serde_path_to_error::deserialize::<_, SendRequest>(item) {
-                        Ok(request) => state
-                            .submissions
-                            .prepare(&key, request)
-                            .await
-                            .map_err(ApiError::from),
-                        Err(err) => Err(ApiError::Validation(vec![FieldError::new(
+            // Each item is read on its own; one bad item never sinks the others.
+            let drafts = items
+                .into_iter()
+                .map(|item| {
+                    if !item.is_object() {
+                        return Err(ServiceError::validation("body", "must be a JSON object"));
+                    }
+                    serde_path_to_error::deserialize::<_, SendRequest>(item).map_err(|err| {
+                        ServiceError::Validation(vec![FieldError::new(
                             err.path().to_string(),
                             err.inner().to_string(),
-                        )])),
-                    }
-                };
-                match outcome {
-                    Ok(p) => {
-                        prepared.push(p);
-                        slots.push(i);
-                        results.push(None);
-                    }
-                    Err(err) => results.push(Some(BatchItem {
-                        status: err.status_code().as_u16(),
-                        body: serde_json::to_value(err.to_problem())
-                            .map_err(anyhow::Error::from)?,
-                    })),
-                }
-            }
-            if !prepared.is_empty() {
-                let units = prepared.len().min(u32::MAX as usize) as u32;
-                let charged = state
-                    .limiter
-                    .check(key.id, &key.limits, crate::ratelimit::Class::Send, units)
-                    .await?;
-                *decision.lock().expect("not poisoned") = charged;
-            }
-            // The valid ones are committed together, in one statement.
-            let accepted = state.submissions.commit(&key, prepared).await?;
-            for (slot, answer) in slots.into_iter().zip(accepted) {
-                results[slot] = Some(BatchItem {
-                    status: StatusCode::ACCEPTED.as_u16(),
-                    body: serde_json::to_value(answer).map_err(anyhow::Error::from)?,
-                });
-            }
-            let data = results
-                .into_iter()
-                .map(|r| r.expect("every slot filled"))
+                        )])
+                    })
+                })
                 .collect();
+            let (answers, charged) = emails::submit_batch(&state, &key, drafts).await?;
+            *decision.lock().expect("not poisoned") = charged;
+            let results = answers
+                .into_iter()
+                .map(|answer| {
+                    Ok(match answer {
+                        Ok(accepted) => BatchItem {
+                            status: StatusCode::ACCEPTED.as_u16(),
+                            body: serde_json::to_value(accepted)?,
+                        },
+                        Err(err) => BatchItem {
+                            status: err.status_code().as_u16(),
+                            body: serde_json::to_value(err.to_problem())?,
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, serde_json::Error>>()
+                .map_err(anyhow::Error::from)?;
             Ok((
                 StatusCode::OK,
-                serde_json::to_value(BatchResult { data }).map_err(anyhow::Error::from)?,
+                serde_json::to_value(BatchResult { data: results }).map_err(anyhow::Error::from)?,
             ))
         },
     )
     .await?;
     if let Some(d) = decision.into_inner().expect("not poisoned") {
-        super::limits::write_headers(&d, response.headers_mut());
+        super::headers::write_headers(&d, response.headers_mut());
     }
     Ok(response)
 }
@@ -242,60 +214,6 @@ pub struct EmailList {
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
     pub has_more: bool,
-}
-
-const LIST_DEFAULT: i64 = 20;
-const LIST_MAX: i64 = 100;
-
-pub fn encode_cursor(id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-fn decode_cursor(raw: &str) -> Option<Uuid> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()?;
-    Uuid::from_slice(&bytes).ok()
-}
-
-fn parse_time(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    match DateTime::parse_from_rfc3339(raw) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(e) => {
-            errors.push(FieldError::new(
-                field,
-                format!("is not an RFC 3339 time: {e}"),
-            ));
-            None
-        }
-    }
-}
-
-/// The filters and page size of a list query (`status`, `tag`, `recipient`, `from`, `since`,
-/// `until`, `cursor`, `limit`), each bad one named; the console's message list reads the same.
-pub fn list_filter(q: &HashMap<String, String>) -> ApiResult<(ListFilter, i64)> {
-    let mut errors = Vec::new();
-    let limit = paging::limit(q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let statuses = MessageStatus::ALL.map(MessageStatus::as_str);
-    let status = paging::one_of(q, "status", &statuses, &mut errors).map(str::to_string);
-    let before = paging::cursor(q, decode_cursor, &mut errors);
-    let filter = ListFilter {
-        status,
-        tag: q.get("tag").cloned(),
-        recipient: q.get("recipient").cloned(),
-        from: q.get("from").cloned(),
-        since: q
-            .get("since")
-            .and_then(|s| parse_time("since", s, &mut errors)),
-        until: q
-            .get("until")
-            .and_then(|s| parse_time("until", s, &mut errors)),
-        before,
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    Ok((filter, limit))
 }
 
 /// List emails, newest first.
@@ -316,54 +234,18 @@ pub async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
     AppQuery(q): AppQuery<HashMap<String, String>>,
-) -> ApiResult<Json<EmailList>> {
+) -> ServiceResult<Json<EmailList>> {
     let key = key.require(Scope::Messages)?;
-    let (filter, limit) = list_filter(&q)?;
-    let rows = messages::list(&state.pool, key.project_id, &filter, limit + 1).await?;
-    let (data, next_cursor, has_more) = paging::split(rows, limit, |m| encode_cursor(m.id));
+    let emails::Page {
+        data,
+        next_cursor,
+        has_more,
+    } = emails::list(&state, key.project_id, &q).await?;
     Ok(Json(EmailList {
         data,
         next_cursor,
         has_more,
     }))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EmailDetail {
-    #[serde(flatten)]
-    pub message: MessageRow,
-    pub recipients: Vec<RecipientRow>,
-    pub events: Vec<EventRow>,
-}
-
-pub fn parse_id(raw: &str) -> ApiResult<Uuid> {
-    // An id that cannot exist is simply not found, like another project's.
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("email"))
-}
-
-/// A message of this project with its recipients and events, read in one snapshot.
-pub async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<EmailDetail> {
-    // One snapshot for the message, its recipients and its events. Read on separate
-    // connections, a delivery committing in between showed a `delivered` status without its
-    // `delivered` event.
-    let mut tx = state
-        .pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
-    let mut message = messages::find(&mut tx, project_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("email"))?;
-    let recipients = messages::recipients(&mut tx, id).await?;
-    let events = messages::events(&mut tx, id).await?;
-    tx.commit().await?;
-    // The stored status is refreshed in batches; the recipients are the truth right now.
-    message.status =
-        summarise(&parse_all(recipients.iter().map(|r| r.status.as_str()))).to_string();
-    Ok(EmailDetail {
-        message,
-        recipients,
-        events,
-    })
 }
 
 /// An email with its recipients and event timeline.
@@ -375,10 +257,10 @@ pub async fn show(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
-) -> ApiResult<Json<EmailDetail>> {
+) -> ServiceResult<Json<EmailDetail>> {
     let key = key.require(Scope::Messages)?;
-    let id = parse_id(&id)?;
-    Ok(Json(detail(&state, key.project_id, id).await?))
+    let id = emails::parse_id(&id)?;
+    Ok(Json(emails::detail(&state, key.project_id, id).await?))
 }
 
 /// The exact MIME relayed (or that would be, for sandbox mail).
@@ -390,12 +272,10 @@ pub async fn source(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let key = key.require(Scope::Messages)?;
-    let id = parse_id(&id)?;
-    let mime = messages::source(&state.pool, key.project_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("email"))?;
+    let id = emails::parse_id(&id)?;
+    let mime = emails::source(&state, key.project_id, id).await?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
 }
 
@@ -408,28 +288,9 @@ pub async fn cancel(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
-) -> ApiResult<Json<EmailDetail>> {
+) -> ServiceResult<Json<EmailDetail>> {
     let key = key.require(Scope::Send)?;
-    let id = parse_id(&id)?;
-    cancel_message(&state, key.project_id, id).await?;
-    Ok(Json(detail(&state, key.project_id, id).await?))
-}
-
-/// Cancels what is left of a message, or says why nothing was (also the console's cancel).
-pub async fn cancel_message(state: &AppState, project_id: Uuid, id: Uuid) -> ApiResult<u64> {
-    match messages::cancel(&state.pool, project_id, id).await? {
-        Cancelled::NotFound => Err(ApiError::NotFound("email")),
-        Cancelled::Nothing(statuses) => Err(ApiError::Conflict {
-            code: "not_cancellable",
-            detail: format!(
-                "nothing left to cancel: the message is {}",
-                summarise(&parse_all(statuses.iter().map(String::as_str)))
-            ),
-        }),
-        Cancelled::Some(n) => {
-            // The `cancelled` events queued webhooks.
-            state.waker.webhooks.wake();
-            Ok(n)
-        }
-    }
+    let id = emails::parse_id(&id)?;
+    emails::cancel(&state, key.project_id, id).await?;
+    Ok(Json(emails::detail(&state, key.project_id, id).await?))
 }

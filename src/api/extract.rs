@@ -7,7 +7,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, FieldError};
+use super::error::{FieldError, ServiceError};
 
 /// JSON body: malformed JSON is a 400, a well-formed body of the wrong shape a 422 naming the field.
 pub struct AppJson<T>(pub T);
@@ -17,7 +17,7 @@ pub struct AppJson<T>(pub T);
 pub struct RawJson(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawJson {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
@@ -29,7 +29,7 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 }
 
 /// `Content-Type: application/json` (or any `+json`), else a 415.
-pub(crate) fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ServiceError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -46,7 +46,7 @@ pub(crate) fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(
+        Err(ServiceError::UnsupportedMediaType(
             "expected a JSON body with Content-Type: application/json".into(),
         ))
     }
@@ -57,7 +57,7 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawJson(bytes) = RawJson::from_request(req, state).await?;
@@ -66,11 +66,11 @@ where
 }
 
 /// A body that could not be read: too large (413) or cut short (400).
-pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
+pub(crate) fn body_error(rejection: BytesRejection) -> ServiceError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the request body exceeds the configured limit".into())
+        ServiceError::PayloadTooLarge("the request body exceeds the configured limit".into())
     } else {
-        ApiError::MalformedJson(format!("could not read the request body: {rejection}"))
+        ServiceError::MalformedJson(format!("could not read the request body: {rejection}"))
     }
 }
 
@@ -84,7 +84,7 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -94,7 +94,7 @@ where
         if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
             .find(|(name, value)| name.contains('\0') || value.contains('\0'))
         {
-            return Err(ApiError::validation(
+            return Err(ServiceError::validation(
                 name.replace('\0', "\\0"),
                 "must not contain NUL characters",
             ));
@@ -102,25 +102,25 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| AppQuery(q.0))
-            .map_err(|e| ApiError::validation("query", e.body_text()))
+            .map_err(|e| ServiceError::validation("query", e.body_text()))
     }
 }
 
 /// Like [`parse_json`], for bodies that must be a JSON object: serde would also fill a
 /// struct from an array of its fields' values, which no client means.
-pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
         && !value.is_object()
     {
-        return Err(ApiError::validation("body", "must be a JSON object"));
+        return Err(ServiceError::validation("body", "must be a JSON object"));
     }
     parse_json(bytes)
 }
 
 /// Parses in two steps so syntax errors and shape errors get their own status and message.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::MalformedJson(format!("malformed JSON: {e}")))?;
+        .map_err(|e| ServiceError::MalformedJson(format!("malformed JSON: {e}")))?;
     // Postgres text cannot hold NUL, and no header or body needs it: refuse it up front.
     if let Some(path) = find_nul(&value, String::new()) {
         let field = if path.is_empty() {
@@ -128,7 +128,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        return Err(ApiError::validation(
+        return Err(ServiceError::validation(
             field,
             "must not contain NUL characters",
         ));
@@ -140,7 +140,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        ApiError::Validation(vec![FieldError::new(field, err.inner().to_string())])
+        ServiceError::Validation(vec![FieldError::new(field, err.inner().to_string())])
     })
 }
 
@@ -185,7 +185,7 @@ mod tests {
     fn names_the_field_with_the_wrong_type() {
         let err = parse_json::<Body>(br#"{"subject":"x","tags":[1]}"#).unwrap_err();
         match err {
-            ApiError::Validation(errors) => assert_eq!(errors[0].field, "tags[0]"),
+            ServiceError::Validation(errors) => assert_eq!(errors[0].field, "tags[0]"),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn nul_is_refused_by_path() {
         match parse_json::<Body>(br#"{"subject":"a\u0000b"}"#) {
-            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "subject"),
+            Err(ServiceError::Validation(errors)) => assert_eq!(errors[0].field, "subject"),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn an_object_body_is_not_filled_from_an_array() {
         match parse_json_object::<Body>(br#"["x", null]"#) {
-            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "body"),
+            Err(ServiceError::Validation(errors)) => assert_eq!(errors[0].field, "body"),
             other => panic!("unexpected {other:?}"),
         }
         assert!(parse_json_object::<Body>(br#"{"subject":"x"}"#).is_ok());
@@ -211,7 +211,7 @@ mod tests {
     fn malformed_json_is_not_a_validation_error() {
         assert!(matches!(
             parse_json::<Body>(b"{\"subject\":"),
-            Err(ApiError::MalformedJson(_))
+            Err(ServiceError::MalformedJson(_))
         ));
     }
 }

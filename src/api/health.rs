@@ -1,12 +1,6 @@
 //! Liveness and readiness probes.
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::collections::BTreeMap;
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde::Serialize;
@@ -31,21 +25,6 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
-}
-
-/// Whether this process is draining: shutting down, with `/readyz` saying so while requests
-/// are still served, so a load balancer stops routing here before the listeners close.
-#[derive(Clone, Default)]
-pub struct Drain(Arc<AtomicBool>);
-
-impl Drain {
-    pub fn start(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,7 +70,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             }),
         );
     }
-    let (depth, limits) = tokio::join!(queue::mail::depth(&state.pool), state.limiter.status());
+    let (depth, limits) = tokio::join!(
+        queue::mail::depth(&state.pool),
+        state.gate.limiter().status()
+    );
     match depth {
         Ok(depth) => {
             let (status, word) = if limits.serving {

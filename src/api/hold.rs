@@ -8,20 +8,13 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{
-    AppState,
-    auth::Principal,
-    emails::{EmailDetail, detail, parse_id},
-    error::{ApiError, ApiResult},
-    extract::AppJson,
-    openapi::ProblemResponses,
-};
+use super::{AppState, error::ProblemResponses, error::ServiceResult, extract::AppJson};
 use crate::{
-    domain::{
-        Scope,
-        status::{parse_all, summarise},
+    service::{
+        Caller,
+        emails::{self, EmailDetail},
     },
-    store::messages::{self, Cancelled, Settle},
+    store::messages::Settle,
 };
 
 pub fn router() -> Router<AppState> {
@@ -37,10 +30,12 @@ pub fn router() -> Router<AppState> {
     security(("api_key" = []), ("operator" = [])))]
 pub async fn release(
     State(state): State<AppState>,
-    who: Principal,
+    who: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<EmailDetail>> {
-    settle(&state, who, &id, Settle::Release).await
+) -> ServiceResult<Json<EmailDetail>> {
+    Ok(Json(
+        emails::settle(&state, &who, &id, Settle::Release).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -61,78 +56,12 @@ pub struct DiscardRequest {
     security(("api_key" = []), ("operator" = [])))]
 pub async fn discard(
     State(state): State<AppState>,
-    who: Principal,
+    who: Caller,
     Path(id): Path<String>,
     AppJson(body): AppJson<DiscardRequest>,
-) -> ApiResult<Json<EmailDetail>> {
-    let reason = discard_reason(body.reason)?;
-    settle(&state, who, &id, Settle::Discard(reason)).await
-}
-
-/// A discard's reason, checked; none given reads "no reason given" (the console's too).
-pub fn discard_reason(reason: Option<String>) -> ApiResult<String> {
-    let reason = reason
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "no reason given".into());
-    if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "reason",
-            "at most 500 characters, no control characters",
-        ));
-    }
-    Ok(reason)
-}
-
-async fn settle(
-    state: &AppState,
-    who: Principal,
-    id: &str,
-    settle: Settle,
-) -> ApiResult<Json<EmailDetail>> {
-    let project = match &who {
-        Principal::Operator => None,
-        Principal::Key(key) => {
-            if !key.scopes.contains(&Scope::Send) {
-                return Err(ApiError::ForbiddenScope(Scope::Send.as_str()));
-            }
-            Some(key.project_id)
-        }
-    };
-    let id = parse_id(id)?;
-    settle_in(state, project, id, settle).await?;
-    let project = match project {
-        Some(p) => p,
-        None => messages::project_of(&state.pool, id)
-            .await?
-            .ok_or(ApiError::NotFound("email"))?,
-    };
-    Ok(Json(detail(state, project, id).await?))
-}
-
-/// Releases or discards a held message (of `project` only, when given) and wakes what must
-/// act on it; the console's buttons settle through here too.
-pub async fn settle_in(
-    state: &AppState,
-    project: Option<uuid::Uuid>,
-    id: uuid::Uuid,
-    settle: Settle,
-) -> ApiResult<()> {
-    match messages::settle_held(&state.pool, project, id, &settle).await? {
-        Cancelled::NotFound => Err(ApiError::NotFound("email")),
-        Cancelled::Nothing(statuses) => Err(ApiError::Conflict {
-            code: "not_held",
-            detail: format!(
-                "nothing is held: the message is {}",
-                summarise(&parse_all(statuses.iter().map(String::as_str)))
-            ),
-        }),
-        Cancelled::Some(_) => {
-            if matches!(settle, Settle::Release) {
-                state.waker.mail.wake();
-            }
-            state.waker.webhooks.wake();
-            Ok(())
-        }
-    }
+) -> ServiceResult<Json<EmailDetail>> {
+    let reason = emails::discard_reason(body.reason)?;
+    Ok(Json(
+        emails::settle(&state, &who, &id, Settle::Discard(reason)).await?,
+    ))
 }

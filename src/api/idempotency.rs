@@ -12,14 +12,17 @@ use uuid::Uuid;
 
 use super::{
     AppState,
-    error::{ApiError, json_response},
+    error::{ServiceError, json_response},
 };
-use crate::store::idempotency::{self, Claim};
+use crate::{
+    service::error::Conflict,
+    store::idempotency::{self, Claim},
+};
 
 pub const HEADER: &str = "idempotency-key";
 
 /// The key from the request, checked: 1 to 255 printable ASCII characters.
-pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ServiceError> {
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
     };
@@ -30,7 +33,7 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         })
         .ok_or_else(|| {
-            ApiError::validation(
+            ServiceError::validation(
                 "Idempotency-Key",
                 "must be 1 to 255 printable ASCII characters",
             )
@@ -47,10 +50,10 @@ pub async fn answer_once<F, Fut>(
     route: &str,
     body: &[u8],
     handler: F,
-) -> Result<Response, ApiError>
+) -> Result<Response, ServiceError>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+    Fut: Future<Output = Result<(StatusCode, serde_json::Value), ServiceError>>,
 {
     let Some(key) = key else {
         return Ok(match handler().await {
@@ -74,14 +77,14 @@ where
             return Ok(response);
         }
         Claim::Mismatch => {
-            return Err(ApiError::Conflict {
-                code: "idempotency_conflict",
+            return Err(ServiceError::Conflict {
+                kind: Conflict::IdempotencyMismatch,
                 detail: "this Idempotency-Key was used with a different request".into(),
             });
         }
         Claim::InProgress => {
-            return Err(ApiError::Conflict {
-                code: "idempotency_conflict",
+            return Err(ServiceError::Conflict {
+                kind: Conflict::IdempotencyInProgress,
                 detail:
                     "a request with this Idempotency-Key is still being processed; retry shortly"
                         .into(),

@@ -11,12 +11,14 @@ use uuid::Uuid;
 use super::{
     AppState,
     auth::Operator,
-    error::{ApiError, ApiResult},
+    error::ProblemResponses,
+    error::{ServiceError, ServiceResult},
     extract::AppQuery,
-    openapi::ProblemResponses,
-    paging,
 };
-use crate::store::inbound::{self as store, InboundEntry};
+use crate::{
+    service::paging,
+    store::inbound::{self as store, InboundEntry},
+};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/inbound", get(list))
@@ -54,13 +56,13 @@ pub async fn list(
     State(state): State<AppState>,
     _op: Operator,
     AppQuery(q): AppQuery<HashMap<String, String>>,
-) -> ApiResult<Json<InboundList>> {
+) -> ServiceResult<Json<InboundList>> {
     let mut errors = Vec::new();
     let limit = paging::limit(&q, 50, 500, &mut errors);
     let kind = paging::one_of(&q, "kind", &KINDS, &mut errors);
     let before = paging::cursor(&q, |raw| raw.parse::<Uuid>().ok(), &mut errors);
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(ServiceError::Validation(errors));
     }
     let rows = store::list(&state.pool, kind, before, limit + 1).await?;
     let (data, next_cursor, has_more) = paging::split(rows, limit, |e| e.id.to_string());

@@ -7,14 +7,14 @@ pub mod email_request;
 pub mod emails;
 pub mod error;
 pub mod extract;
+pub mod gate;
+pub mod headers;
 pub mod health;
 pub mod hold;
 pub mod idempotency;
 pub mod inbound;
-pub mod limits;
 pub mod metrics;
 pub mod openapi;
-pub mod paging;
 pub mod projects;
 pub mod relays;
 pub mod suppressions;
@@ -29,7 +29,7 @@ use tower_http::{
 };
 
 /// The process's shared state, which the handlers take (it lives with the wiring, in `app`).
-pub use crate::app::AppState;
+pub use crate::service::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.max_body_bytes;
@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(webhooks::router())
         .merge(suppressions::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), limits::layer));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            gate::layer::<gate::Native>,
+        ));
     Router::new()
         .merge(v1)
         // Provider-compatible routes (Resend, Postmark…), each behind its own auth layer.
@@ -58,7 +61,7 @@ pub fn router(state: AppState) -> Router {
                 openapi::ApiDoc::openapi()
             }),
         )
-        .fallback(|| async { error::ApiError::NotFound("route") })
+        .fallback(|| async { error::ServiceError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             let problem = serde_json::json!({
                 "type": "urn:mailgate:problem:method_not_allowed",
@@ -72,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with(crate::telemetry::request_span)
                 .on_failure(log_failure),
         )
         // Outermost: every request gets an `x-request-id` (a client's own is kept), echoed on
@@ -97,21 +100,4 @@ fn log_failure(
         }
         class => tracing::error!(classification = %class, latency_ms = ms, "response failed"),
     }
-}
-
-/// An info span (unlike tower-http's default debug one), so the default filter keeps
-/// `request_id` on every line logged while handling the request. The path only: query
-/// strings are not worth logging.
-pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-    )
 }

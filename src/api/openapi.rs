@@ -2,80 +2,14 @@
 //! with Swagger UI at `/docs`, and printed by `mailgate openapi`.
 
 use utoipa::{
-    IntoResponses, Modify, OpenApi,
+    Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
 use super::{
-    api_keys, compat, emails, error::Problem, health, hold, inbound, projects, relays,
-    suppressions, templates, tracking, webhooks,
+    api_keys, compat, emails, health, hold, inbound, projects, relays, suppressions, templates,
+    tracking, webhooks,
 };
-
-/// Every error a route may answer, as problem+json with a stable `code`.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum ProblemResponses {
-    #[response(
-        status = 400,
-        description = "Malformed JSON (`malformed_json`)",
-        content_type = "application/problem+json"
-    )]
-    BadRequest(Problem),
-    #[response(
-        status = 401,
-        description = "Missing, invalid or revoked credentials (`unauthorized`)",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(Problem),
-    #[response(
-        status = 403,
-        description = "The key lacks the scope (`forbidden_scope`)",
-        content_type = "application/problem+json"
-    )]
-    Forbidden(Problem),
-    #[response(
-        status = 404,
-        description = "Not found, or another project's (`not_found`)",
-        content_type = "application/problem+json"
-    )]
-    NotFound(Problem),
-    #[response(
-        status = 409,
-        description = "Conflict (`idempotency_conflict`, `not_cancellable`, `project_exists`)",
-        content_type = "application/problem+json"
-    )]
-    Conflict(Problem),
-    #[response(
-        status = 413,
-        description = "Body or message too large (`payload_too_large`)",
-        content_type = "application/problem+json"
-    )]
-    TooLarge(Problem),
-    #[response(
-        status = 415,
-        description = "Not a JSON body (`unsupported_media_type`)",
-        content_type = "application/problem+json"
-    )]
-    UnsupportedMediaType(Problem),
-    #[response(
-        status = 422,
-        description = "Invalid fields, each named in `errors` (`validation_error`)",
-        content_type = "application/problem+json"
-    )]
-    Unprocessable(Problem),
-    #[response(
-        status = 429,
-        description = "Over the key's rate limit (`rate_limited`) or daily quota (`quota_exceeded`); see `Retry-After` and the `RateLimit-*` headers",
-        content_type = "application/problem+json"
-    )]
-    TooManyRequests(Problem),
-    #[response(
-        status = 503,
-        description = "The database is unavailable; retry (`unavailable`)",
-        content_type = "application/problem+json"
-    )]
-    Unavailable(Problem),
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -12,12 +12,13 @@ use super::{
     AppState,
     auth::Operator,
     error::FieldError,
-    error::{ApiError, ApiResult},
+    error::ProblemResponses,
+    error::{ServiceError, ServiceResult},
     extract::AppJson,
-    openapi::ProblemResponses,
 };
 use crate::{
     config::{OnScanError, ScanAction, check_domain},
+    service,
     store::projects::{self, Project, SettingsChange},
 };
 
@@ -38,20 +39,6 @@ pub struct CreateProject {
     pub default_relay: Option<String>,
 }
 
-/// Project names are slugs so they work unquoted in CLIs and URLs.
-pub fn check_project_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err("project names are 1 to 64 letters, digits, `-` or `_`".into())
-    }
-}
-
 /// Create a project.
 #[utoipa::path(post, path = "/v1/projects", operation_id = "create_project", tag = "operator", request_body = CreateProject,
     responses((status = 201, description = "Created", body = Project), ProblemResponses),
@@ -60,29 +47,9 @@ pub async fn create(
     State(state): State<AppState>,
     _op: Operator,
     AppJson(body): AppJson<CreateProject>,
-) -> ApiResult<(StatusCode, Json<Project>)> {
-    check_project_name(&body.name).map_err(|m| ApiError::validation("name", m))?;
-    if let Some(relay) = &body.default_relay
-        && !state.relays.contains(relay)
-    {
-        return Err(ApiError::validation(
-            "default_relay",
-            format!("no relay or pool named `{relay}` is configured"),
-        ));
-    }
-    let (mut project, created) = projects::ensure(&state.pool, &body.name).await?;
-    if !created {
-        return Err(ApiError::Conflict {
-            code: "project_exists",
-            detail: format!("a project named `{}` already exists", body.name),
-        });
-    }
-    if body.default_relay.is_some() {
-        project =
-            projects::set_default_relay(&state.pool, &body.name, body.default_relay.as_deref())
-                .await?
-                .unwrap_or(project);
-    }
+) -> ServiceResult<(StatusCode, Json<Project>)> {
+    let project =
+        service::projects::create(&state, &body.name, body.default_relay.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 
@@ -95,7 +62,10 @@ pub struct ProjectList {
 #[utoipa::path(get, path = "/v1/projects", operation_id = "list_projects", tag = "operator",
     responses((status = 200, description = "Every project", body = ProjectList), ProblemResponses),
     security(("operator" = [])))]
-pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<ProjectList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    _op: Operator,
+) -> ServiceResult<Json<ProjectList>> {
     let data = projects::list(&state.pool).await?;
     Ok(Json(ProjectList { data }))
 }
@@ -178,7 +148,7 @@ pub async fn update(
     _op: Operator,
     Path(name): Path<String>,
     AppJson(body): AppJson<ProjectUpdate>,
-) -> ApiResult<Json<Project>> {
+) -> ServiceResult<Json<Project>> {
     let mut errors = Vec::new();
     if let Some(Some(relay)) = &body.default_relay
         && !state.relays.contains(relay)
@@ -216,7 +186,7 @@ pub async fn update(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(ServiceError::Validation(errors));
     }
     let change = SettingsChange {
         default_relay: body.default_relay,
@@ -232,7 +202,7 @@ pub async fn update(
     };
     let project = projects::update(&state.pool, &name, &change)
         .await?
-        .ok_or(ApiError::NotFound("project"))?;
+        .ok_or(ServiceError::NotFound("project"))?;
     state.submissions.project_settings_changed(project.id);
     Ok(Json(project))
 }

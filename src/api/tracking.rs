@@ -13,7 +13,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{AppState, error::ApiError};
+use super::{AppState, error::ServiceError};
 use crate::store;
 
 pub fn router() -> Router<AppState> {
@@ -41,11 +41,11 @@ pub async fn open(
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let id = state
         .tokens
         .verify_open(&token)
-        .ok_or(ApiError::NotFound("tracking token"))?;
+        .ok_or(ServiceError::NotFound("tracking token"))?;
     let data = client(&state, &headers, peer);
     store::tracking::record(&state.pool, id, "opened", &data).await?;
     metrics::counter!("mailgate_tracking_total", "kind" => "open").increment(1);
@@ -75,17 +75,17 @@ pub async fn click(
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let (id, url) = state
         .tokens
         .verify_click(&token)
-        .ok_or(ApiError::NotFound("tracking token"))?;
+        .ok_or(ServiceError::NotFound("tracking token"))?;
     // Signed by this server, so it was an http(s) link of the message; checked again so a
     // leaked key still cannot make this a redirect to another scheme.
     let location = HeaderValue::from_str(&url)
         .ok()
         .filter(|_| url.starts_with("http://") || url.starts_with("https://"))
-        .ok_or(ApiError::NotFound("tracking token"))?;
+        .ok_or(ServiceError::NotFound("tracking token"))?;
     let mut data = client(&state, &headers, peer);
     data["url"] = json!(url);
     store::tracking::record(&state.pool, id, "clicked", &data).await?;

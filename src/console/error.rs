@@ -1,4 +1,4 @@
-//! The console's one error type: the API's errors shown as a page (same statuses, same
+//! The console's one error type: the application layer's errors shown as a page (same statuses, same
 //! messages, internal ones logged once and shown opaque), plus what only a browser needs:
 //! a redirect to sign in, a refused form, a project to choose.
 
@@ -8,7 +8,7 @@ use axum::{
 };
 
 use super::view;
-use crate::api::error::ApiError;
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -29,18 +29,18 @@ pub enum ConsoleError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Service(#[from] ServiceError),
 }
 
 impl From<sqlx::Error> for ConsoleError {
     fn from(err: sqlx::Error) -> Self {
-        ConsoleError::Api(err.into())
+        ConsoleError::Service(err.into())
     }
 }
 
 impl From<anyhow::Error> for ConsoleError {
     fn from(err: anyhow::Error) -> Self {
-        ConsoleError::Api(ApiError::Internal(err))
+        ConsoleError::Service(ServiceError::Internal(err))
     }
 }
 
@@ -60,16 +60,15 @@ impl IntoResponse for ConsoleError {
                 (StatusCode::FORBIDDEN, self.to_string(), Vec::new())
             }
             ConsoleError::NotFound(_) => (StatusCode::NOT_FOUND, self.to_string(), Vec::new()),
-            ConsoleError::Api(err) => {
-                // `to_problem` logs an internal error once and hides its details.
-                let problem = err.to_problem();
-                let fields = problem
-                    .errors
+            ConsoleError::Service(err) => {
+                // `public_detail` logs an internal error once and hides its details.
+                let fields = err
+                    .field_errors()
                     .unwrap_or_default()
                     .into_iter()
                     .map(|e| (e.field, e.message))
                     .collect();
-                (err.status_code(), problem.detail, fields)
+                (err.status_code(), err.public_detail(), fields)
             }
         };
         view::error_page(status, &detail, &fields)

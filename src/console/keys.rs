@@ -1,6 +1,6 @@
 //! API keys of the project, for a viewer with the `keys` scope (or the operator): list,
 //! create (the key shown once), revoke, change send limits. Each action is the API's own
-//! (`api::api_keys`).
+//! (`service::keys`).
 
 use axum::{
     Form,
@@ -17,12 +17,12 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        api_keys::{CreateKey, UpdateKey, create_in, revoke_in, update_in},
-        error::{ApiError, FieldError},
-    },
     domain::Scope,
+    service::{
+        AppState,
+        error::{FieldError, ServiceError},
+        keys::{self, CreateKey, UpdateKey},
+    },
     store::api_keys,
 };
 
@@ -123,7 +123,7 @@ fn invalid(errors: Vec<FieldError>) -> ConsoleResult<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Validation(errors).into())
+        Err(ServiceError::Validation(errors).into())
     }
 }
 
@@ -146,7 +146,7 @@ pub async fn create(
         daily_quota: form.number("daily_quota", &mut errors),
     };
     invalid(errors)?;
-    let created = create_in(&state, project, &body).await?;
+    let created = keys::create(&state, project, &body).await?;
     page(&state, &viewer, Some("created"), Some(&created.key)).await
 }
 
@@ -161,7 +161,7 @@ pub async fn revoke(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(Fields(pairs).one("csrf"), Scope::Keys)?;
-    revoke_in(&state, key_id(&id)?, Some(project)).await?;
+    keys::revoke(&state, key_id(&id)?, Some(project)).await?;
     Ok(Redirect::to("/console/keys?done=revoked").into_response())
 }
 
@@ -182,6 +182,6 @@ pub async fn limits(
     };
     invalid(errors)?;
     let change = body.change()?;
-    update_in(&state, key_id(&id)?, Some(project), &change).await?;
+    keys::update(&state, key_id(&id)?, Some(project), &change).await?;
     Ok(Redirect::to("/console/keys?done=limits").into_response())
 }

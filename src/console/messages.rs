@@ -20,16 +20,15 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        emails::{cancel_message, detail, encode_cursor, list_filter, parse_id},
-        error::ApiError,
-        hold::{discard_reason, settle_in},
-        paging,
-    },
     domain::{
         Scope,
         status::{MessageStatus, RecipientStatus},
+    },
+    service::{
+        AppState,
+        emails::{self, encode_cursor, list_filter, parse_id},
+        error::ServiceError,
+        paging,
     },
     store::messages::{self, Settle},
 };
@@ -110,7 +109,7 @@ pub async fn list(
     context.insert("statuses", &MessageStatus::ALL.map(MessageStatus::as_str));
     let (filter, limit) = match list_filter(&q) {
         Ok(parsed) => parsed,
-        Err(ApiError::Validation(errors)) => {
+        Err(ServiceError::Validation(errors)) => {
             let errors: Vec<(String, String)> =
                 errors.into_iter().map(|e| (e.field, e.message)).collect();
             context.insert("errors", &errors);
@@ -212,7 +211,7 @@ pub async fn show(
 ) -> ConsoleResult<Response> {
     let project = viewer.project_for(Scope::Messages)?;
     let id = parse_id(&id)?;
-    let email = detail(&state, project, id).await?;
+    let email = emails::detail(&state, project, id).await?;
     let source = stored_source(&state, project, id).await?;
     let parts = mime_view::read(&source);
     let shown = &source[..source.len().min(SOURCE_SHOWN)];
@@ -339,7 +338,7 @@ pub async fn cancel(
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(&form.csrf, Scope::Send)?;
     let id = parse_id(&id)?;
-    cancel_message(&state, project, id).await?;
+    emails::cancel(&state, project, id).await?;
     Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())
 }
 
@@ -371,7 +370,7 @@ pub async fn release(
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(&form.csrf, Scope::Send)?;
     let id = parse_id(&id)?;
-    settle_in(&state, Some(project), id, Settle::Release).await?;
+    emails::settle_in(&state, Some(project), id, Settle::Release).await?;
     Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())
 }
 
@@ -392,7 +391,7 @@ pub async fn discard(
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(&form.csrf, Scope::Send)?;
     let id = parse_id(&id)?;
-    let reason = discard_reason(Some(form.reason))?;
-    settle_in(&state, Some(project), id, Settle::Discard(reason)).await?;
+    let reason = emails::discard_reason(Some(form.reason))?;
+    emails::settle_in(&state, Some(project), id, Settle::Discard(reason)).await?;
     Ok(Redirect::to(&format!("/console/messages/{id}")).into_response())
 }

@@ -30,7 +30,7 @@ use axum::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::api::AppState;
+use crate::service::AppState;
 
 pub use error::ConsoleError;
 
@@ -106,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(TraceLayer::new_for_http().make_span_with(crate::api::request_span))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
         .with_state(state)
 }
 

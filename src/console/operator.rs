@@ -16,8 +16,8 @@ use super::{
     view,
 };
 use crate::{
-    api::{AppState, relays},
     queue,
+    service::{AppState, relays},
     store::{console_sessions, projects},
 };
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tera::Context;
 
 use super::{chart, error::ConsoleResult, session::Viewer, view};
-use crate::{api::AppState, domain::Scope, store::overview};
+use crate::{domain::Scope, service::AppState, store::overview};
 
 #[derive(Serialize)]
 struct Stat {

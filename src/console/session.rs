@@ -1,8 +1,7 @@
 //! Signing in and out, and who a console request comes from.
 //!
 //! Signing in takes an API key (the pages of its project, limited to its scopes) or an
-//! operator JWT (every project), checked by the API's own `authenticate_key` and
-//! `verify_operator`, behind the same failed-authentication throttle. It creates a session
+//! operator JWT (every project), checked by the application's own gate (`service::Gate`), behind the same failed-authentication throttle. It creates a session
 //! row and sets a random token in an `HttpOnly`, `SameSite=Strict` cookie; the key or token
 //! itself is never kept. Each session has a CSRF token that every state-changing form sends
 //! back (`Viewer::check_csrf`). The sign-in form, before any session, uses a cookie of its
@@ -28,14 +27,10 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        auth::{ProjectKey, authenticate_key, verify_operator},
-        error::ApiError,
-    },
     domain::Scope,
+    service::{AppState, Caller, error::ServiceError},
     store::{
-        api_keys::{self, AuthenticatedKey},
+        api_keys,
         console_sessions::{self, SignedIn},
         projects::{self, Project},
     },
@@ -45,28 +40,21 @@ pub const SESSION_COOKIE: &str = "mg_console";
 const SIGN_IN_COOKIE: &str = "mg_console_sign_in";
 const HOME: &str = "/console/overview";
 
-/// Who signed in.
-pub enum Who {
-    Key(AuthenticatedKey),
-    Operator,
-}
-
 /// The signed-in person behind a console request.
 pub struct Viewer {
     pub session_id: Uuid,
     pub csrf: String,
-    pub who: Who,
+    pub who: Caller,
     /// What the pages show: the key's project, or the one the operator chose.
     pub project: Option<Project>,
 }
 
 impl Viewer {
-    /// The project a page needing `scope` shows. A key must have the scope, checked by the
-    /// API's own rule; the operator may see any project, once one is chosen.
+    /// The project a page needing `scope` shows. A key must have the scope; the operator may see any project, once one is chosen.
     pub fn project_for(&self, scope: Scope) -> ConsoleResult<uuid::Uuid> {
-        match &self.who {
-            Who::Key(key) => Ok(ProjectKey(key.clone()).require(scope)?.project_id),
-            Who::Operator => self
+        match self.who.project_with(scope)? {
+            Some(project) => Ok(project),
+            None => self
                 .project
                 .as_ref()
                 .map(|p| p.id)
@@ -76,14 +64,11 @@ impl Viewer {
 
     /// Whether pages needing `scope` are open to this viewer (for the navigation).
     pub fn may(&self, scope: Scope) -> bool {
-        match &self.who {
-            Who::Key(key) => key.scopes.contains(&scope),
-            Who::Operator => true,
-        }
+        self.who.has(scope)
     }
 
     pub fn is_operator(&self) -> bool {
-        matches!(self.who, Who::Operator)
+        matches!(self.who, Caller::Operator)
     }
 
     /// A form that changes something in the project under `scope`: its CSRF token must be
@@ -99,6 +84,32 @@ impl Viewer {
             Ok(())
         } else {
             Err(ConsoleError::Csrf)
+        }
+    }
+}
+
+impl view::Audience for Viewer {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    fn may(&self, scope: Scope) -> bool {
+        Viewer::may(self, scope)
+    }
+
+    fn is_operator(&self) -> bool {
+        Viewer::is_operator(self)
+    }
+
+    fn project_name(&self) -> Option<&str> {
+        self.project.as_ref().map(|p| p.name.as_str())
+    }
+
+    fn signed_in_as(&self) -> &'static str {
+        match &self.who {
+            Caller::Key(key) if key.test_mode => "test key",
+            Caller::Key(_) => "API key",
+            Caller::Operator => "operator",
         }
     }
 }
@@ -122,18 +133,18 @@ impl FromRequestParts<AppState> for Viewer {
             .await?
             .ok_or_else(sign_in)?;
         let who = match session.api_key_id {
-            Some(id) => Who::Key(
+            Some(id) => Caller::Key(
                 api_keys::find_active_by_id(&state.pool, id)
                     .await?
                     .ok_or_else(sign_in)?,
             ),
             // Operator access switched off since: its sessions end too.
             None if state.config.jwt_secret.is_none() => return Err(sign_in()),
-            None => Who::Operator,
+            None => Caller::Operator,
         };
         let project_id = match &who {
-            Who::Key(key) => Some(key.project_id),
-            Who::Operator => session.project_id,
+            Caller::Key(key) => Some(key.project_id),
+            Caller::Operator => session.project_id,
         };
         let project = match project_id {
             Some(id) => projects::find(&state.pool, id).await?,
@@ -207,10 +218,8 @@ pub async fn sign_in(
 ) -> ConsoleResult<Response> {
     let ip = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
     let next = form.next.as_deref();
-    if let Some(ip) = ip
-        && let Err(wait) = state.auth_throttle.check(ip)
-    {
-        let message = ApiError::AuthThrottled(wait).to_string();
+    if let Err(throttled) = state.gate.admit(ip) {
+        let message = throttled.to_string();
         return Ok(sign_in_form(
             &state,
             &headers,
@@ -225,18 +234,21 @@ pub async fn sign_in(
     }
     let token = form.token.trim();
     let signed_in = if token.starts_with("mg_") {
-        authenticate_key(&state, token)
+        state
+            .gate
+            .key(token)
             .await
             .map(|key| (SignedIn::Key(key.id), None))
     } else {
-        verify_operator(&state, token).map(|claims| (SignedIn::Operator, Some(claims.exp)))
+        state
+            .gate
+            .operator(token)
+            .map(|claims| (SignedIn::Operator, Some(claims.exp)))
     };
     let (who, token_expiry) = match signed_in {
         Ok(found) => found,
-        Err(ApiError::Unauthorized(_)) => {
-            if let Some(ip) = ip {
-                state.auth_throttle.failed(ip);
-            }
+        Err(ServiceError::Unauthorized(_)) => {
+            state.gate.failed(ip);
             let message = if token.is_empty() {
                 "Paste an API key or an operator token."
             } else {

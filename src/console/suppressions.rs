@@ -1,5 +1,5 @@
 //! The suppression list: page through it, find an address, add one, remove one. Adding goes
-//! through the API's own checks (`api::suppressions::add_checked`).
+//! through the API's own checks (`service::suppressions::add`).
 
 use std::collections::HashMap;
 
@@ -18,12 +18,12 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        error::ApiError,
-        suppressions::{REASONS, add_checked, list_page, lookup_key},
-    },
     domain::Scope,
+    service::{
+        AppState,
+        error::ServiceError,
+        suppressions::{self, REASONS, lookup_key},
+    },
     store::suppressions::{self as store, Suppression},
 };
 
@@ -71,7 +71,7 @@ pub async fn list(
             };
             (found.into_iter().map(row).collect::<Vec<_>>(), None)
         }
-        None => match list_page(&state, project, &q).await {
+        None => match suppressions::list(&state, project, &q).await {
             Ok(page) => {
                 let next = page.next_cursor.map(|c| {
                     let reason = q
@@ -85,7 +85,7 @@ pub async fn list(
                 });
                 (page.data.into_iter().map(row).collect(), next)
             }
-            Err(ApiError::Validation(errors)) => {
+            Err(ServiceError::Validation(errors)) => {
                 status = StatusCode::BAD_REQUEST;
                 let errors: Vec<(String, String)> =
                     errors.into_iter().map(|e| (e.field, e.message)).collect();
@@ -125,7 +125,7 @@ pub async fn add(
     let project = viewer.may_change(&form.csrf, Scope::Suppressions)?;
     let detail = form.detail.as_deref().filter(|d| !d.trim().is_empty());
     let reason = form.reason.as_deref().filter(|r| !r.is_empty());
-    let (entry, _) = add_checked(&state, project, form.email.trim(), reason, detail).await?;
+    let (entry, _) = suppressions::add(&state, project, form.email.trim(), reason, detail).await?;
     Ok(Redirect::to(&format!(
         "/console/suppressions?email={}&done=added",
         encode_component(&entry.email)

@@ -18,12 +18,12 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        error::ApiError,
-        templates::{ValidateRequest, preview as render_preview, remove_named, save_draft},
-    },
     domain::{Scope, TemplateName},
+    service::{
+        AppState,
+        error::ServiceError,
+        templates::{self as ops, ValidateRequest},
+    },
     store::templates as store,
     templates::{SaveMode, TemplateDraft},
 };
@@ -192,16 +192,16 @@ pub async fn save(
         text: lf(&form.text),
         layout: non_empty(form.layout.trim()),
     };
-    match save_draft(&state, project, &name, draft, mode).await {
+    match ops::save(&state, project, &name, draft, mode).await {
         Ok((row, _)) => {
             Ok(Redirect::to(&format!("/console/templates/{}?saved=1", row.name)).into_response())
         }
-        Err(ApiError::Validation(errors)) => {
+        Err(ServiceError::Validation(errors)) => {
             let errors: Vec<(String, String)> =
                 errors.into_iter().map(|e| (e.field, e.message)).collect();
             Ok(editor(&viewer, &form, &errors, false))
         }
-        Err(ApiError::Conflict { detail, .. }) => {
+        Err(ServiceError::Conflict { detail, .. }) => {
             Ok(editor(&viewer, &form, &[("name".into(), detail)], false))
         }
         Err(other) => Err(other.into()),
@@ -244,18 +244,17 @@ pub async fn preview(
         layout: field("layout"),
         variables,
     };
-    match render_preview(&state, project, request).await {
+    match ops::preview(&state, project, request).await {
         Ok(rendered) => Ok(Json(json!({"rendered": rendered})).into_response()),
         Err(
-            err @ (ApiError::Validation(_)
-            | ApiError::Unprocessable { .. }
-            | ApiError::TemplateNotFound(_)),
+            err @ (ServiceError::Validation(_)
+            | ServiceError::Unprocessable { .. }
+            | ServiceError::TemplateNotFound { .. }),
         ) => {
-            let problem = err.to_problem();
-            let errors = problem.errors.unwrap_or_else(|| {
+            let errors = err.field_errors().unwrap_or_else(|| {
                 vec![crate::domain::FieldError::new(
                     "template",
-                    problem.detail.clone(),
+                    err.public_detail(),
                 )]
             });
             Ok(Json(json!({ "errors": errors })).into_response())
@@ -280,6 +279,6 @@ pub async fn delete(
     if TemplateName::parse(&name).is_err() {
         return Err(ConsoleError::NotFound("template"));
     }
-    remove_named(&state, project, name).await?;
+    ops::remove(&state, project, name).await?;
     Ok(Redirect::to("/console/templates?done=deleted").into_response())
 }

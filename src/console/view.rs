@@ -13,8 +13,21 @@ use axum::{
 use serde::Serialize;
 use tera::{Context, Tera};
 
-use super::session::{Viewer, Who};
 use crate::domain::Scope;
+
+/// Who a page is shown to, as the layout needs it (the session's `Viewer`): a trait, so
+/// rendering depends on no session.
+pub trait Audience {
+    /// This session's CSRF token, for the layout's sign-out form.
+    fn csrf(&self) -> &str;
+    /// Whether pages needing `scope` are open to this viewer.
+    fn may(&self, scope: Scope) -> bool;
+    fn is_operator(&self) -> bool;
+    /// The project the pages show, if one is chosen.
+    fn project_name(&self) -> Option<&str>;
+    /// How the viewer signed in: "API key", "test key" or "operator".
+    fn signed_in_as(&self) -> &'static str;
+}
 
 const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("templates/base.html")),
@@ -52,9 +65,9 @@ struct NavItem {
 }
 
 /// The sections a viewer may open: a key's scopes decide, as they do in the API.
-fn navigation(viewer: &Viewer) -> Vec<NavItem> {
+fn navigation(viewer: &dyn Audience) -> Vec<NavItem> {
     let mut items = Vec::new();
-    let has_project = viewer.project.is_some();
+    let has_project = viewer.project_name().is_some();
     let project_pages: [(&str, &str, &str, Scope); 6] = [
         ("/console/overview", "Overview", "overview", Scope::Messages),
         ("/console/messages", "Messages", "messages", Scope::Messages),
@@ -100,7 +113,7 @@ fn navigation(viewer: &Viewer) -> Vec<NavItem> {
 /// A page in the shared layout. `context` holds the page's own values, and `section` (the
 /// navigation entry to mark) when it has one.
 pub fn page(
-    viewer: Option<&Viewer>,
+    viewer: Option<&dyn Audience>,
     template: &str,
     title: &str,
     mut context: Context,
@@ -112,16 +125,11 @@ pub fn page(
     match viewer {
         Some(viewer) => {
             context.insert("signed_in", &true);
-            context.insert("csrf", &viewer.csrf);
+            context.insert("csrf", viewer.csrf());
             context.insert("nav", &navigation(viewer));
             context.insert("operator", &viewer.is_operator());
-            context.insert("project", &viewer.project.as_ref().map(|p| p.name.as_str()));
-            let who = match &viewer.who {
-                Who::Key(key) if key.test_mode => "test key",
-                Who::Key(_) => "API key",
-                Who::Operator => "operator",
-            };
-            context.insert("who", who);
+            context.insert("project", &viewer.project_name());
+            context.insert("who", viewer.signed_in_as());
         }
         None => {
             context.insert("signed_in", &false);

@@ -1,6 +1,6 @@
 //! Webhooks: the project's endpoints; one endpoint with enable/disable, a new secret (shown
 //! once), a test event, and its delivery log (the body sent, each attempt's answer) with
-//! replay. The actions are the API's own (`api::webhooks`).
+//! replay. The actions are the API's own (`service::webhooks`).
 
 use axum::{
     Form,
@@ -17,13 +17,13 @@ use super::{
     view,
 };
 use crate::{
-    api::{
-        AppState,
-        webhooks::{CreateWebhook, create_in, endpoint, parse_id, queue_test, replay, rotate},
-    },
     domain::Scope,
+    service::{
+        AppState,
+        webhooks::{self as ops, CreateWebhook, endpoint, parse_id, queue_test, replay, rotate},
+    },
     store::webhooks::{self as store, EndpointChanges, EndpointRow},
-    webhooks::EMAIL_EVENTS,
+    webhooks::EventType,
 };
 
 /// Deliveries shown on an endpoint's page, newest first; the API pages through the rest.
@@ -71,7 +71,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> ConsoleResul
     let mut context = Context::new();
     context.insert("section", "webhooks");
     context.insert("endpoints", &endpoints);
-    context.insert("event_types", &EMAIL_EVENTS);
+    context.insert("event_types", &EventType::names().collect::<Vec<_>>());
     Ok(view::page(
         Some(&viewer),
         "webhooks.html",
@@ -111,7 +111,7 @@ pub async fn create(
         enabled: Some(true),
         format: None,
     };
-    let (row, secret) = create_in(&state, project, &body).await?;
+    let (row, secret) = ops::create(&state, project, &body).await?;
     page(
         &state,
         &viewer,

@@ -2,8 +2,8 @@
 //!
 //! The session asks the limiter for one unit per message, after the message is read and
 //! checked and before it is committed; a refusal is answered `451 4.7.1` and nothing is
-//! stored. Mailgate's limiter (Redis GCRA with a local governor fallback) implements this
-//! trait and is handed to `SmtpListener::set_limiter`; with none set, SMTP mail is not
+//! stored. The application's gate (`service::Gate`: Redis GCRA with a local governor
+//! fallback) implements this trait and is handed to `SmtpListener::set_limiter`; with none set, SMTP mail is not
 //! rate-limited.
 
 use std::{future::Future, pin::Pin, time::Duration};
@@ -30,22 +30,27 @@ pub enum Admission {
     },
 }
 
-/// Mailgate's limiter: an SMTP message is one `send` unit of its key (or, for trusted-network
-/// mail, of its project), in the same buckets as HTTP sends.
-impl SubmissionLimiter for crate::ratelimit::Limiter {
+/// The application's gate: an SMTP message is one `send` unit of its key (or, for
+/// trusted-network mail, of its project), charged in the same buckets as HTTP sends.
+impl SubmissionLimiter for crate::service::Gate {
     fn acquire<'a>(&'a self, who: Client) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>> {
-        use crate::ratelimit::{Class, Refusal};
+        use crate::{
+            ratelimit::{Class, Refusal},
+            service::ServiceError,
+        };
         Box::pin(async move {
             let subject = who.api_key_id.unwrap_or(who.project_id);
             let wait = |secs: Option<u64>| Admission::Limited {
                 retry_after: Duration::from_secs(secs.unwrap_or(1).max(1)),
             };
-            match self.check(subject, &who.limits, Class::Send, 1).await {
+            match self.charge_as(subject, &who.limits, Class::Send, 1).await {
                 Ok(_) => Admission::Allowed,
-                Err(Refusal::RateLimited(d)) => wait(d.retry_after_secs()),
-                Err(Refusal::QuotaExceeded { decision, .. }) => wait(decision.retry_after_secs()),
+                Err(ServiceError::Refused(Refusal::RateLimited(d))) => wait(d.retry_after_secs()),
+                Err(ServiceError::Refused(Refusal::QuotaExceeded { decision, .. })) => {
+                    wait(decision.retry_after_secs())
+                }
                 // Fail-closed without Redis, or a burst below one: a temporary 451 either way.
-                Err(Refusal::TooLarge { .. } | Refusal::Unavailable) => wait(None),
+                Err(_) => wait(None),
             }
         })
     }

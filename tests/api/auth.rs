@@ -10,7 +10,8 @@ fn body() -> Value {
 
 fn operator_token() -> String {
     let secret: secrecy::SecretString = JWT_SECRET.to_string().into();
-    mailgate::api::auth::mint_operator_token(&secret, std::time::Duration::from_secs(60)).unwrap()
+    mailgate::service::gate::mint_operator_token(&secret, std::time::Duration::from_secs(60))
+        .unwrap()
 }
 
 #[tokio::test]

@@ -178,7 +178,7 @@ async fn every_authenticated_response_carries_the_headers() {
     }
 
     // The operator is limited (and told) too.
-    let token = mailgate::api::auth::mint_operator_token(
+    let token = mailgate::service::gate::mint_operator_token(
         &JWT_SECRET.to_string().into(),
         Duration::from_secs(60),
     )
@@ -574,7 +574,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
             .status(),
         404
     );
-    let token = mailgate::api::auth::mint_operator_token(
+    let token = mailgate::service::gate::mint_operator_token(
         &JWT_SECRET.to_string().into(),
         Duration::from_secs(60),
     )

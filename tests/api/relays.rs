@@ -68,7 +68,8 @@ async fn a_dead_primary_fails_over_to_the_backup() {
 
     // The operator sees which relay is failing.
     let secret: secrecy::SecretString = JWT_SECRET.to_string().into();
-    let token = mailgate::api::auth::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
+    let token =
+        mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
     let relays: Value = app
         .http
         .get(app.url("/v1/relays"))

@@ -27,7 +27,7 @@ async fn the_operator_picks_a_project_and_retries_deferred_mail_now() {
     assert_eq!(app.get_email(&id).await["status"], "deferred");
     app.create_key("beta", "send", false).await;
 
-    let token = mailgate::api::auth::mint_operator_token(
+    let token = mailgate::service::gate::mint_operator_token(
         &JWT_SECRET.to_string().into(),
         std::time::Duration::from_secs(600),
     )

@@ -127,7 +127,7 @@ async fn revoking_the_key_ends_its_sessions_and_the_operator_signs_in_with_a_tok
     );
 
     // The operator: every project, chosen on the projects page.
-    let token = mailgate::api::auth::mint_operator_token(
+    let token = mailgate::service::gate::mint_operator_token(
         &JWT_SECRET.to_string().into(),
         std::time::Duration::from_secs(600),
     )

@@ -44,7 +44,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 pub fn operator_token() -> String {
     let secret: secrecy::SecretString = JWT_SECRET.to_string().into();
-    mailgate::api::auth::mint_operator_token(&secret, Duration::from_secs(300)).unwrap()
+    mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(300)).unwrap()
 }
 
 /// Hands `raw` to an SMTP server with no TLS and no AUTH, as another MTA would; `from` `None`

@@ -169,7 +169,7 @@ async fn a_throttling_relay_is_paused_and_everything_still_arrives() {
 
     let secret: secrecy::SecretString = JWT_SECRET.to_string().into();
     let operator =
-        mailgate::api::auth::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
+        mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
     let (status, relays) = app
         .call_as(&operator, reqwest::Method::GET, "/v1/relays", None)
         .await;

@@ -310,7 +310,7 @@ async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
     // fail_closed: 503 over HTTP, 451 over SMTP; the client keeps the message.
     let operator = {
         let secret: secrecy::SecretString = support::app::JWT_SECRET.to_string().into();
-        mailgate::api::auth::mint_operator_token(&secret, Duration::from_secs(60)).unwrap()
+        mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(60)).unwrap()
     };
     let (status, body) = app
         .call_as(

@@ -24,9 +24,11 @@ use crate::{
         AppState,
         auth::ProjectKey,
         email_request::{AttachmentRequest, SendRequest},
-        error::{ApiError, FieldError},
+        error::{FieldError, ServiceError},
         extract::body_error,
+        gate::{Admits, Credentials},
     },
+    domain::Scope,
     ratelimit::Refusal,
 };
 
@@ -38,7 +40,9 @@ pub fn router() -> axum::Router<AppState> {
 
 pub struct Mailgun;
 
-impl super::guard::Provider for Mailgun {
+impl Credentials for Mailgun {
+    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+
     /// The password of Basic `api:<key>`, as the SDKs send it, or a bearer key, as every
     /// other mailgate route takes it.
     fn token(headers: &HeaderMap) -> Option<String> {
@@ -62,7 +66,7 @@ impl super::guard::Provider for Mailgun {
         method == Method::POST
     }
 
-    fn error(err: ApiError) -> Response {
+    fn error(err: ServiceError) -> Response {
         error(err)
     }
 }
@@ -98,7 +102,7 @@ struct File {
 }
 
 impl Form {
-    async fn read(request: Request) -> Result<Form, ApiError> {
+    async fn read(request: Request) -> Result<Form, ServiceError> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -109,11 +113,11 @@ impl Form {
         if content_type.starts_with("multipart/form-data") {
             let mut multipart = Multipart::from_request(request, &())
                 .await
-                .map_err(|e| ApiError::MalformedJson(format!("malformed form: {e}")))?;
+                .map_err(|e| ServiceError::MalformedJson(format!("malformed form: {e}")))?;
             while let Some(field) = multipart
                 .next_field()
                 .await
-                .map_err(|e| ApiError::MalformedJson(format!("malformed form: {e}")))?
+                .map_err(|e| ServiceError::MalformedJson(format!("malformed form: {e}")))?
             {
                 let name = field.name().unwrap_or_default().to_string();
                 let filename = field.file_name().map(str::to_string);
@@ -121,7 +125,7 @@ impl Form {
                 let bytes = field
                     .bytes()
                     .await
-                    .map_err(|e| ApiError::MalformedJson(format!("malformed form: {e}")))?;
+                    .map_err(|e| ServiceError::MalformedJson(format!("malformed form: {e}")))?;
                 match filename {
                     Some(filename) if name == "attachment" || name == "inline" => {
                         form.files.push(File {
@@ -134,7 +138,7 @@ impl Form {
                     _ => form.fields.push((
                         name.clone(),
                         String::from_utf8(bytes.to_vec())
-                            .map_err(|_| ApiError::validation(name, "must be UTF-8 text"))?,
+                            .map_err(|_| ServiceError::validation(name, "must be UTF-8 text"))?,
                     )),
                 }
             }
@@ -144,7 +148,7 @@ impl Form {
                 .map_err(body_error)?;
             form.fields = url::form_urlencoded::parse(&bytes).into_owned().collect();
         } else {
-            return Err(ApiError::UnsupportedMediaType(
+            return Err(ServiceError::UnsupportedMediaType(
                 "expected multipart/form-data or application/x-www-form-urlencoded".into(),
             ));
         }
@@ -153,7 +157,7 @@ impl Form {
             .iter()
             .find(|(n, v)| n.contains('\0') || v.contains('\0'))
         {
-            return Err(ApiError::validation(
+            return Err(ServiceError::validation(
                 name.replace('\0', "\\0"),
                 "must not contain NUL characters",
             ));
@@ -209,7 +213,7 @@ impl Form {
     }
 
     /// The native request, or every field that cannot be mapped.
-    fn into_request(self) -> Result<SendRequest, ApiError> {
+    fn into_request(self) -> Result<SendRequest, ServiceError> {
         let mut errors = Vec::new();
         let mut headers = BTreeMap::new();
         let mut metadata = BTreeMap::new();
@@ -293,7 +297,7 @@ impl Form {
             })
             .collect();
         if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
+            return Err(ServiceError::Validation(errors));
         }
         let tags = self.all("o:tag");
         Ok(SendRequest {
@@ -323,8 +327,8 @@ impl Form {
 
 /// An error as Mailgun answers it: `{"message"}`, but a bad key is the plain-text
 /// `Forbidden`.
-pub fn error(err: ApiError) -> Response {
-    if matches!(err, ApiError::Unauthorized(_)) {
+pub fn error(err: ServiceError) -> Response {
+    if matches!(err, ServiceError::Unauthorized(_)) {
         let mut response = (StatusCode::UNAUTHORIZED, "Forbidden").into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -339,23 +343,23 @@ pub fn error(err: ApiError) -> Response {
     )
 }
 
-fn status_of(err: &ApiError) -> StatusCode {
+fn status_of(err: &ServiceError) -> StatusCode {
     match err {
-        ApiError::Validation(_)
-        | ApiError::Unprocessable { .. }
-        | ApiError::TemplateNotFound(_)
-        | ApiError::MalformedJson(_)
-        | ApiError::Conflict { .. }
-        | ApiError::UnsupportedMediaType(_) => StatusCode::BAD_REQUEST,
-        ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        ApiError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
-        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        ApiError::Refused(Refusal::Unavailable) | ApiError::Unavailable(_) => {
+        ServiceError::Validation(_)
+        | ServiceError::Unprocessable { .. }
+        | ServiceError::TemplateNotFound { .. }
+        | ServiceError::MalformedJson(_)
+        | ServiceError::Conflict { .. }
+        | ServiceError::UnsupportedMediaType(_) => StatusCode::BAD_REQUEST,
+        ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        ApiError::Refused(_) | ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::Refused(_) | ServiceError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -454,7 +458,7 @@ pub async fn send(
         } else {
             state.submissions.submit(&key, request).await?.id
         };
-        Ok::<_, ApiError>((id, ignored))
+        Ok::<_, ServiceError>((id, ignored))
     };
     match sent.await {
         Ok((id, ignored)) => {

@@ -7,18 +7,16 @@
 //! its success bodies, and its error bodies and statuses, which the SDKs turn into their own
 //! exception types.
 //!
-//! - `guard`: the provider's credentials, the rate limit and the failed-auth throttle.
-//! - `submit`: preparing and committing one or many drafts, shared by every provider.
+//! Each provider says where its SDKs carry the key ([`Credentials`]), and the one gate
+//! (`api::gate`) authenticates, throttles and charges as for `/v1`.
 //! - `address`: address lists as providers write them (comma-separated strings).
 //! - `resend`, `postmark`, `sendgrid`, `mailgun`: one file per provider.
 
 mod address;
-mod guard;
 pub mod mailgun;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
-mod submit;
 
 use axum::{
     Router,
@@ -31,8 +29,9 @@ use axum::{
 
 use super::{
     AppState,
-    error::{ApiError, Problem},
+    error::{Problem, ServiceError},
     extract::{body_error, check_json_content_type},
+    gate::{Credentials, layer},
 };
 use crate::ratelimit::Refusal;
 
@@ -41,24 +40,17 @@ use crate::ratelimit::Refusal;
 pub const IGNORED_HEADER: HeaderName = HeaderName::from_static("x-mailgate-ignored");
 
 pub fn router(state: AppState) -> Router<AppState> {
+    fn gated<C: Credentials + 'static>(
+        routes: Router<AppState>,
+        state: &AppState,
+    ) -> Router<AppState> {
+        routes.route_layer(middleware::from_fn_with_state(state.clone(), layer::<C>))
+    }
     Router::new()
-        .merge(
-            resend::router()
-                .route_layer(middleware::from_fn_with_state(state.clone(), guard::resend)),
-        )
-        .merge(
-            postmark::router().route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                guard::postmark,
-            )),
-        )
-        .merge(
-            sendgrid::router().route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                guard::sendgrid,
-            )),
-        )
-        .merge(mailgun::router().route_layer(middleware::from_fn_with_state(state, guard::mailgun)))
+        .merge(gated::<resend::Resend>(resend::router(), &state))
+        .merge(gated::<postmark::Postmark>(postmark::router(), &state))
+        .merge(gated::<sendgrid::SendGrid>(sendgrid::router(), &state))
+        .merge(gated::<mailgun::Mailgun>(mailgun::router(), &state))
 }
 
 /// A JSON answer as the providers send it: `application/json` even for errors (resend-python
@@ -86,7 +78,7 @@ pub(crate) fn warn_ignored(response: &mut Response, ignored: &[String]) {
 pub(crate) fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, ServiceError> {
     check_json_content_type(headers)?;
     body.map_err(body_error)
 }
@@ -95,9 +87,9 @@ pub(crate) fn json_body(
 /// message (every bad field, named as the provider names it by `field`); the answer keeps the
 /// native one's `Retry-After` and `RateLimit-*` headers, which the SDKs expose.
 pub(crate) fn reshape(
-    err: ApiError,
+    err: ServiceError,
     field: fn(&str) -> String,
-    shape: impl FnOnce(&ApiError, String) -> (StatusCode, serde_json::Value),
+    shape: impl FnOnce(&ServiceError, String) -> (StatusCode, serde_json::Value),
 ) -> Response {
     let problem = err.to_problem();
     let message = describe(&problem, field);
@@ -108,11 +100,11 @@ pub(crate) fn reshape(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if let ApiError::Refused(
+    if let ServiceError::Refused(
         Refusal::RateLimited(decision) | Refusal::QuotaExceeded { decision, .. },
     ) = &err
     {
-        super::limits::write_headers(decision, response.headers_mut());
+        super::headers::write_headers(decision, response.headers_mut());
     }
     response
 }

@@ -18,18 +18,19 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{
-    address::list_value, describe, ignored_in, json, json_body, reshape, submit, warn_ignored,
-};
+use super::{address::list_value, describe, ignored_in, json, json_body, reshape, warn_ignored};
 use crate::{
     api::{
         AppState,
         auth::ProjectKey,
         email_request::{AttachmentRequest, SendRequest},
-        error::ApiError,
+        error::ServiceError,
         extract::{parse_json, parse_json_object},
+        gate::{Admits, Credentials},
     },
+    domain::Scope,
     ratelimit::Refusal,
+    service::emails,
     submission::Accepted,
 };
 
@@ -53,7 +54,9 @@ pub struct Postmark;
 /// The header the Postmark SDKs send the server token in.
 const TOKEN_HEADER: &str = "x-postmark-server-token";
 
-impl super::guard::Provider for Postmark {
+impl Credentials for Postmark {
+    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+
     fn token(headers: &HeaderMap) -> Option<String> {
         let token = headers.get(TOKEN_HEADER)?.to_str().ok()?.trim();
         (!token.is_empty()).then(|| token.to_string())
@@ -64,7 +67,7 @@ impl super::guard::Provider for Postmark {
         method == Method::POST && (path == "/email" || path == "/email/withTemplate")
     }
 
-    fn error(err: ApiError) -> Response {
+    fn error(err: ServiceError) -> Response {
         error(err)
     }
 }
@@ -186,20 +189,20 @@ enum Kind {
 }
 
 impl Message {
-    fn into_request(self, kind: Kind) -> Result<SendRequest, ApiError> {
+    fn into_request(self, kind: Kind) -> Result<SendRequest, ServiceError> {
         let template = match (self.template_id, self.template_alias) {
             (Some(id), _) => Some(id.to_string()),
             (None, alias) => alias,
         };
         match (kind, &template) {
             (Kind::Content, Some(_)) => {
-                return Err(ApiError::validation(
+                return Err(ServiceError::validation(
                     "template",
                     "send templates through /email/withTemplate",
                 ));
             }
             (Kind::Template, None) => {
-                return Err(ApiError::validation("template", "is required"));
+                return Err(ServiceError::validation("template", "is required"));
             }
             _ => {}
         }
@@ -275,34 +278,33 @@ fn field(native: &str) -> String {
 }
 
 /// Postmark's status and `ErrorCode` for an error.
-fn status_and_code(err: &ApiError) -> (StatusCode, u16) {
+fn status_and_code(err: &ServiceError) -> (StatusCode, u16) {
     match err {
-        ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, 300),
-        ApiError::Unprocessable { code, .. } if *code == "template_not_found" => {
-            (StatusCode::UNPROCESSABLE_ENTITY, 1101)
-        }
-        ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, 300),
-        ApiError::TemplateNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, 1101),
+        ServiceError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, 300),
+        ServiceError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, 300),
+        ServiceError::TemplateNotFound { .. } => (StatusCode::UNPROCESSABLE_ENTITY, 1101),
         // 402: invalid JSON; 409: JSON required.
-        ApiError::MalformedJson(_) => (StatusCode::UNPROCESSABLE_ENTITY, 402),
-        ApiError::UnsupportedMediaType(_) => (StatusCode::UNPROCESSABLE_ENTITY, 409),
-        ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 300),
+        ServiceError::MalformedJson(_) => (StatusCode::UNPROCESSABLE_ENTITY, 402),
+        ServiceError::UnsupportedMediaType(_) => (StatusCode::UNPROCESSABLE_ENTITY, 409),
+        ServiceError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 300),
         // 10: bad or missing server token.
-        ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, 10),
+        ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, 10),
         // 405: not allowed to send.
-        ApiError::ForbiddenScope(_) => (StatusCode::UNPROCESSABLE_ENTITY, 405),
-        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, 0),
-        ApiError::Conflict { .. } => (StatusCode::CONFLICT, 0),
-        ApiError::Refused(Refusal::Unavailable) | ApiError::Unavailable(_) => {
+        ServiceError::ForbiddenScope(_) => (StatusCode::UNPROCESSABLE_ENTITY, 405),
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, 0),
+        ServiceError::Conflict { .. } => (StatusCode::CONFLICT, 0),
+        ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, 0)
         }
-        ApiError::Refused(_) | ApiError::AuthThrottled(_) => (StatusCode::TOO_MANY_REQUESTS, 429),
-        ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 0),
+        ServiceError::Refused(_) | ServiceError::AuthThrottled(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, 429)
+        }
+        ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 0),
     }
 }
 
 /// An error as Postmark answers it.
-pub fn error(err: ApiError) -> Response {
+pub fn error(err: ServiceError) -> Response {
     reshape(err, field, |err, message| {
         let (status, code) = status_and_code(err);
         (status, json!({"ErrorCode": code, "Message": message}))
@@ -335,7 +337,7 @@ impl Sent {
         }
     }
 
-    fn refused(to: String, err: &ApiError) -> Self {
+    fn refused(to: String, err: &ServiceError) -> Self {
         Sent {
             to,
             submitted_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
@@ -382,7 +384,7 @@ async fn send_one(
     key: &crate::store::api_keys::AuthenticatedKey,
     body: &[u8],
     kind: Kind,
-) -> Result<(String, Accepted), ApiError> {
+) -> Result<(String, Accepted), ServiceError> {
     let message: Message = parse_json_object(body)?;
     let to = message.to.clone().unwrap_or_default();
     let request = message.into_request(kind)?;
@@ -423,7 +425,7 @@ async fn batch(
     kind: Kind,
 ) -> Response {
     if items.is_empty() || items.len() > MAX_BATCH {
-        return error(ApiError::validation(
+        return error(ServiceError::validation(
             "body",
             format!(
                 "a batch holds 1 to {MAX_BATCH} messages, not {}",
@@ -448,15 +450,15 @@ async fn batch(
                 }
             }
             if !item.is_object() {
-                return Err(ApiError::validation("body", "must be a JSON object"));
+                return Err(ServiceError::validation("body", "must be a JSON object"));
             }
             serde_path_to_error::deserialize::<_, Message>(item)
-                .map_err(|e| ApiError::validation(e.path().to_string(), e.inner().to_string()))?
+                .map_err(|e| ServiceError::validation(e.path().to_string(), e.inner().to_string()))?
                 .into_request(kind)
         })
         .collect();
-    let prepared = submit::prepare_all(&state, &key, drafts).await;
-    let (answers, decision) = match submit::commit_all(&state, &key, prepared).await {
+    let prepared = emails::prepare_batch(&state, &key, drafts).await;
+    let (answers, decision) = match emails::commit_batch(&state, &key, prepared).await {
         Ok(done) => done,
         Err(err) => return error(err),
     };
@@ -473,7 +475,7 @@ async fn batch(
         &serde_json::to_value(results).unwrap_or_default(),
     );
     if let Some(d) = decision {
-        crate::api::limits::write_headers(&d, response.headers_mut());
+        crate::api::headers::write_headers(&d, response.headers_mut());
     }
     warn_ignored(&mut response, &ignored_fields);
     response

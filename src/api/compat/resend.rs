@@ -19,21 +19,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    describe, guard::MISSING_KEY, ignored_in, json, json_body, reshape, submit, warn_ignored,
-};
+use super::{describe, ignored_in, json, json_body, reshape, warn_ignored};
 use crate::{
     api::{
         AppState,
-        auth::ProjectKey,
+        auth::{ProjectKey, bearer},
         email_request::{AttachmentRequest, SendRequest},
-        emails::{detail, parse_id},
-        error::{ApiError, FieldError},
+        error::{FieldError, ServiceError},
         extract::parse_json,
+        gate::{Admits, Credentials},
         idempotency,
     },
+    domain::Scope,
     ratelimit::Refusal,
-    store::messages::{self, Cancelled},
+    service::{
+        emails::{self, detail, parse_id},
+        error::{AuthFailure, Conflict},
+    },
 };
 
 pub fn router() -> axum::Router<AppState> {
@@ -48,19 +50,18 @@ pub fn router() -> axum::Router<AppState> {
 
 pub struct Resend;
 
-impl super::guard::Provider for Resend {
+impl Credentials for Resend {
+    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+
     fn token(headers: &HeaderMap) -> Option<String> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+        bearer(headers).ok().map(str::to_string)
     }
 
     fn sends_one(method: &Method, path: &str) -> bool {
         method == Method::POST && path.trim_end_matches('/') == "/emails"
     }
 
-    fn error(err: ApiError) -> Response {
+    fn error(err: ServiceError) -> Response {
         error(err)
     }
 }
@@ -159,7 +160,7 @@ pub struct Template {
 
 impl Email {
     /// The native request, or every field that cannot be mapped.
-    pub fn into_request(self, now: DateTime<Utc>) -> Result<SendRequest, ApiError> {
+    pub fn into_request(self, now: DateTime<Utc>) -> Result<SendRequest, ServiceError> {
         let mut errors = Vec::new();
         let attachments = self.attachments.map(|list| {
             list.into_iter()
@@ -186,7 +187,7 @@ impl Email {
             errors.push(FieldError::new("from", "is required"));
         }
         if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
+            return Err(ServiceError::Validation(errors));
         }
         let (template, variables) = match self.template {
             Some(t) => (Some(t.id), t.variables),
@@ -313,7 +314,7 @@ pub struct ErrorBody {
 }
 
 /// An error as Resend answers it.
-pub fn error(err: ApiError) -> Response {
+pub fn error(err: ServiceError) -> Response {
     reshape(
         err,
         |f| f.to_string(),
@@ -327,40 +328,42 @@ pub fn error(err: ApiError) -> Response {
     )
 }
 
-fn status_and_name(err: &ApiError) -> (StatusCode, &'static str) {
+fn status_and_name(err: &ServiceError) -> (StatusCode, &'static str) {
     match err {
-        ApiError::Validation(_)
-        | ApiError::Unprocessable { .. }
-        | ApiError::TemplateNotFound(_)
-        | ApiError::PayloadTooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
-        ApiError::MalformedJson(_) | ApiError::UnsupportedMediaType(_) => {
+        ServiceError::Validation(_)
+        | ServiceError::Unprocessable { .. }
+        | ServiceError::TemplateNotFound { .. }
+        | ServiceError::PayloadTooLarge(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_error")
+        }
+        ServiceError::MalformedJson(_) | ServiceError::UnsupportedMediaType(_) => {
             (StatusCode::BAD_REQUEST, "validation_error")
         }
-        ApiError::Unauthorized(m) if m == MISSING_KEY => {
+        ServiceError::Unauthorized(AuthFailure::Missing { .. }) => {
             (StatusCode::UNAUTHORIZED, "missing_api_key")
         }
-        ApiError::Unauthorized(_) => (StatusCode::FORBIDDEN, "invalid_api_key"),
-        ApiError::ForbiddenScope(_) => (StatusCode::UNAUTHORIZED, "restricted_api_key"),
-        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        ApiError::Conflict { code, detail } if *code == "idempotency_conflict" => (
-            StatusCode::CONFLICT,
-            if detail.contains("still being processed") {
-                "concurrent_idempotent_requests"
-            } else {
-                "invalid_idempotent_request"
-            },
-        ),
-        ApiError::Conflict { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
-        ApiError::Refused(Refusal::QuotaExceeded { .. }) => {
+        ServiceError::Unauthorized(_) => (StatusCode::FORBIDDEN, "invalid_api_key"),
+        ServiceError::ForbiddenScope(_) => (StatusCode::UNAUTHORIZED, "restricted_api_key"),
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::Conflict {
+            kind: Conflict::IdempotencyInProgress,
+            ..
+        } => (StatusCode::CONFLICT, "concurrent_idempotent_requests"),
+        ServiceError::Conflict {
+            kind: Conflict::IdempotencyMismatch,
+            ..
+        } => (StatusCode::CONFLICT, "invalid_idempotent_request"),
+        ServiceError::Conflict { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        ServiceError::Refused(Refusal::QuotaExceeded { .. }) => {
             (StatusCode::TOO_MANY_REQUESTS, "daily_quota_exceeded")
         }
-        ApiError::Refused(Refusal::Unavailable) | ApiError::Unavailable(_) => {
+        ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "application_error")
         }
-        ApiError::Refused(_) | ApiError::AuthThrottled(_) => {
+        ServiceError::Refused(_) | ServiceError::AuthThrottled(_) => {
             (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded")
         }
-        ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "application_error"),
+        ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "application_error"),
     }
 }
 
@@ -403,7 +406,7 @@ pub async fn send(
             let sent = async {
                 let email: Email = parse_object(&body)?;
                 let request = email.into_request(Utc::now())?;
-                Ok::<_, ApiError>(state.submissions.submit(&key, request).await?)
+                emails::send(&state, &key, request).await
             };
             match sent.await {
                 Ok(accepted) => Ok((StatusCode::OK, json!({"id": accepted.id}))),
@@ -418,7 +421,7 @@ pub async fn send(
 }
 
 /// A 4xx kept by the idempotency store in Resend's shape; a 429 or 5xx not kept.
-fn kept_answer(err: ApiError) -> Result<(StatusCode, Value), ApiError> {
+fn kept_answer(err: ServiceError) -> Result<(StatusCode, Value), ServiceError> {
     let (status, name) = status_and_name(&err);
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Err(err);
@@ -431,7 +434,7 @@ fn kept_answer(err: ApiError) -> Result<(StatusCode, Value), ApiError> {
 }
 
 /// The idempotent answer with the content type the SDKs want, or the refusal.
-fn finish(answer: Result<Response, ApiError>) -> Response {
+fn finish(answer: Result<Response, ServiceError>) -> Response {
     match answer {
         Ok(mut response) => {
             response.headers_mut().insert(
@@ -445,7 +448,7 @@ fn finish(answer: Result<Response, ApiError>) -> Response {
     }
 }
 
-fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     crate::api::extract::parse_json_object(body)
 }
 
@@ -497,7 +500,7 @@ pub async fn send_batch(
         None | Some("strict") => false,
         Some("permissive") => true,
         Some(_) => {
-            return error(ApiError::validation(
+            return error(ServiceError::validation(
                 "x-batch-validation",
                 "is `strict` or `permissive`",
             ));
@@ -514,7 +517,7 @@ pub async fn send_batch(
             let sent = async {
                 let items: Vec<Value> = parse_json(&body)?;
                 if items.is_empty() || items.len() > MAX_BATCH {
-                    return Err(ApiError::validation(
+                    return Err(ServiceError::validation(
                         "body",
                         format!("a batch holds 1 to {MAX_BATCH} emails, not {}", items.len()),
                     ));
@@ -525,14 +528,14 @@ pub async fn send_batch(
                     .enumerate()
                     .map(|(i, item)| {
                         if !item.is_object() {
-                            return Err(ApiError::validation(
+                            return Err(ServiceError::validation(
                                 format!("[{i}]"),
                                 "must be a JSON object",
                             ));
                         }
                         serde_path_to_error::deserialize::<_, Email>(item)
                             .map_err(|e| {
-                                ApiError::validation(
+                                ServiceError::validation(
                                     format!("[{i}].{}", e.path()),
                                     e.inner().to_string(),
                                 )
@@ -540,19 +543,19 @@ pub async fn send_batch(
                             .into_request(now)
                     })
                     .collect();
-                let prepared = submit::prepare_all(&state, &key, drafts).await;
+                let prepared = emails::prepare_batch(&state, &key, drafts).await;
                 if !permissive
                     && let Some((i, err)) = prepared
                         .iter()
                         .enumerate()
                         .find_map(|(i, p)| p.as_ref().err().map(|e| (i, e)))
                 {
-                    return Err(ApiError::validation(
+                    return Err(ServiceError::validation(
                         format!("[{i}]"),
                         describe(&err.to_problem(), |f| f.to_string()),
                     ));
                 }
-                let (answers, charged) = submit::commit_all(&state, &key, prepared).await?;
+                let (answers, charged) = emails::commit_batch(&state, &key, prepared).await?;
                 *decision.lock().expect("not poisoned") = charged;
                 let mut data = Vec::new();
                 let mut errors = Vec::new();
@@ -582,7 +585,7 @@ pub async fn send_batch(
     .await;
     let mut response = finish(answer);
     if let Some(d) = decision.into_inner().expect("not poisoned") {
-        crate::api::limits::write_headers(&d, response.headers_mut());
+        crate::api::headers::write_headers(&d, response.headers_mut());
     }
     response
 }
@@ -641,7 +644,7 @@ pub async fn show(
     match email_object(&state, key.project_id, &id).await {
         Ok(object) => match serde_json::to_value(object) {
             Ok(v) => json(StatusCode::OK, &v),
-            Err(e) => error(ApiError::Internal(e.into())),
+            Err(e) => error(ServiceError::Internal(e.into())),
         },
         Err(err) => error(err),
     }
@@ -651,11 +654,11 @@ async fn email_object(
     state: &AppState,
     project_id: Uuid,
     id: &str,
-) -> Result<EmailObject, ApiError> {
+) -> Result<EmailObject, ServiceError> {
     let id = parse_id(id)?;
     let detail = detail(state, project_id, id).await?;
-    let source = messages::source(&state.pool, project_id, id)
-        .await?
+    let source = emails::source(state, project_id, id)
+        .await
         .unwrap_or_default();
     let parsed = mail_parser::MessageParser::default().parse(&source);
     let (html, text, reply_to) = match &parsed {
@@ -730,16 +733,17 @@ pub async fn cancel(
 ) -> Response {
     let cancelled = async {
         let id = parse_id(&id)?;
-        match messages::cancel(&state.pool, key.project_id, id).await? {
-            Cancelled::NotFound => Err(ApiError::NotFound("email")),
-            Cancelled::Nothing(_) => Err(ApiError::Conflict {
-                code: "not_cancellable",
-                detail: "nothing left to cancel: the email was already sent or cancelled".into(),
-            }),
-            Cancelled::Some(_) => {
-                state.waker.webhooks.wake();
-                Ok(id)
-            }
+        match emails::cancel(&state, key.project_id, id).await {
+            Ok(_) => Ok(id),
+            // Resend's words for it.
+            Err(ServiceError::Conflict {
+                kind: Conflict::NotCancellable,
+                ..
+            }) => Err(ServiceError::conflict(
+                Conflict::NotCancellable,
+                "nothing left to cancel: the email was already sent or cancelled",
+            )),
+            Err(err) => Err(err),
         }
     };
     match cancelled.await {

@@ -10,7 +10,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::{State, rejection::BytesRejection},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     response::Response,
     routing::post,
 };
@@ -18,16 +18,19 @@ use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{json_body, reshape, submit, warn_ignored};
+use super::{json_body, reshape, warn_ignored};
 use crate::{
     api::{
         AppState,
-        auth::ProjectKey,
+        auth::{ProjectKey, bearer},
         email_request::{AttachmentRequest, SendRequest},
-        error::{ApiError, FieldError},
+        error::{FieldError, ServiceError},
         extract::parse_json_object,
+        gate::{Admits, Credentials},
     },
+    domain::Scope,
     ratelimit::Refusal,
+    service::emails,
 };
 
 pub fn router() -> axum::Router<AppState> {
@@ -38,15 +41,15 @@ pub fn router() -> axum::Router<AppState> {
 
 pub struct SendGrid;
 
-impl super::guard::Provider for SendGrid {
+impl Credentials for SendGrid {
+    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+
     /// A bearer key; an `SG.` prefix is dropped, so a key can look like SendGrid's (the Node
     /// client warns about keys without it).
     fn token(headers: &HeaderMap) -> Option<String> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        let token = token.trim();
+        let token = bearer(headers).ok()?;
         let token = token.strip_prefix("SG.").unwrap_or(token);
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+        (!token.is_empty()).then(|| token.to_string())
     }
 
     /// A send may hold many personalizations: it charges them itself.
@@ -54,7 +57,7 @@ impl super::guard::Provider for SendGrid {
         false
     }
 
-    fn error(err: ApiError) -> Response {
+    fn error(err: ServiceError) -> Response {
         error(err)
     }
 }
@@ -249,7 +252,7 @@ impl Mail {
     }
 
     /// One native request per personalization, or every problem of the whole mail.
-    fn into_requests(self) -> Result<Vec<SendRequest>, ApiError> {
+    fn into_requests(self) -> Result<Vec<SendRequest>, ServiceError> {
         let mut errors = Vec::new();
         let n = self.personalizations.len();
         if n == 0 || n > MAX_PERSONALIZATIONS {
@@ -362,7 +365,7 @@ impl Mail {
         if errors.is_empty() {
             Ok(requests)
         } else {
-            Err(ApiError::Validation(errors))
+            Err(ServiceError::Validation(errors))
         }
     }
 }
@@ -415,23 +418,23 @@ fn field_in(i: usize, native: &str) -> String {
     }
 }
 
-fn status_of(err: &ApiError) -> StatusCode {
+fn status_of(err: &ServiceError) -> StatusCode {
     match err {
-        ApiError::Validation(_)
-        | ApiError::Unprocessable { .. }
-        | ApiError::TemplateNotFound(_)
-        | ApiError::MalformedJson(_)
-        | ApiError::Conflict { .. } => StatusCode::BAD_REQUEST,
-        ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        ApiError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
-        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        ApiError::Refused(Refusal::Unavailable) | ApiError::Unavailable(_) => {
+        ServiceError::Validation(_)
+        | ServiceError::Unprocessable { .. }
+        | ServiceError::TemplateNotFound { .. }
+        | ServiceError::MalformedJson(_)
+        | ServiceError::Conflict { .. } => StatusCode::BAD_REQUEST,
+        ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        ApiError::Refused(_) | ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::Refused(_) | ServiceError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -453,13 +456,8 @@ pub struct ErrorItem {
 /// An error as SendGrid answers it. With `Some(i)`, its fields are native paths of
 /// personalization `i`'s message and are named as SendGrid names them; otherwise they are
 /// named already.
-fn error_at(at: Option<usize>, err: ApiError) -> Response {
-    let fields: Option<Vec<FieldError>> = match &err {
-        ApiError::Validation(errors) | ApiError::Unprocessable { errors, .. } => {
-            Some(errors.clone())
-        }
-        _ => None,
-    };
+fn error_at(at: Option<usize>, err: ServiceError) -> Response {
+    let fields: Option<Vec<FieldError>> = err.field_errors();
     reshape(
         err,
         |f| f.to_string(),
@@ -478,7 +476,7 @@ fn error_at(at: Option<usize>, err: ApiError) -> Response {
                     .collect(),
                 None => vec![ErrorItem {
                     message: match err {
-                        ApiError::Unauthorized(_) => {
+                        ServiceError::Unauthorized(_) => {
                             "The provided authorization grant is invalid, expired, or revoked"
                                 .into()
                         }
@@ -496,7 +494,7 @@ fn error_at(at: Option<usize>, err: ApiError) -> Response {
     )
 }
 
-pub fn error(err: ApiError) -> Response {
+pub fn error(err: ServiceError) -> Response {
     error_at(None, err)
 }
 
@@ -548,7 +546,8 @@ pub async fn send(
         Ok(requests) => requests,
         Err(err) => return error(err),
     };
-    let prepared = submit::prepare_all(&state, &key, requests.into_iter().map(Ok).collect()).await;
+    let prepared =
+        emails::prepare_batch(&state, &key, requests.into_iter().map(Ok).collect()).await;
     // All or nothing: the first bad personalization refuses the mail.
     if let Some(i) = prepared.iter().position(Result::is_err) {
         let err = prepared.into_iter().nth(i).and_then(Result::err);
@@ -560,7 +559,7 @@ pub async fn send(
             .body(Body::empty())
             .expect("static response")
     } else {
-        let (answers, decision) = match submit::commit_all(&state, &key, prepared).await {
+        let (answers, decision) = match emails::commit_batch(&state, &key, prepared).await {
             Ok(done) => done,
             Err(err) => return error(err),
         };
@@ -582,7 +581,7 @@ pub async fn send(
             response.headers_mut().insert(MESSAGE_IDS, value);
         }
         if let Some(d) = decision {
-            crate::api::limits::write_headers(&d, response.headers_mut());
+            crate::api::headers::write_headers(&d, response.headers_mut());
         }
         response
     };
@@ -633,7 +632,7 @@ mod tests {
             "mail_settings": {"footer": {"enable": true, "text": "bye"}}
         }))
         .unwrap();
-        let Err(ApiError::Validation(errors)) = mail.into_requests() else {
+        let Err(ServiceError::Validation(errors)) = mail.into_requests() else {
             panic!("refused")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();

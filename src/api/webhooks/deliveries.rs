@@ -8,23 +8,21 @@ use axum::{
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::endpoint;
 use crate::{
     api::{
         AppState,
         auth::ProjectKey,
-        error::{ApiError, ApiResult},
+        error::ProblemResponses,
+        error::{ServiceError, ServiceResult},
         extract::AppQuery,
-        openapi::ProblemResponses,
-        paging,
     },
     domain::Scope,
-    store::webhooks::{self as store, DeliveryRow, EndpointRow, Replay},
-    webhooks::TEST_EVENT,
+    service::{paging, webhooks},
+    store::webhooks::{self as store, DeliveryRow},
 };
 
 /// One attempt of a delivery, as kept in its log.
@@ -92,43 +90,11 @@ pub async fn send_test(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<WebhookDelivery>)> {
+) -> ServiceResult<(StatusCode, Json<WebhookDelivery>)> {
     let key = key.require(Scope::Webhooks)?;
-    let endpoint = endpoint(&state, key.project_id, &id).await?;
-    let row = queue_test(&state, &endpoint).await?;
+    let endpoint = webhooks::endpoint(&state, key.project_id, &id).await?;
+    let row = webhooks::queue_test(&state, &endpoint).await?;
     Ok((StatusCode::ACCEPTED, Json(row.into())))
-}
-
-/// Queues a `webhook.test` event for an enabled endpoint (the console's test button too).
-pub async fn queue_test(state: &AppState, endpoint: &EndpointRow) -> ApiResult<DeliveryRow> {
-    require_enabled(endpoint)?;
-    let payload = json!({
-        "type": TEST_EVENT,
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "data": {
-            "webhook_id": endpoint.id,
-            "message": "a test event from mailgate, sent on request",
-        },
-    });
-    let row = store::enqueue(&state.pool, endpoint.id, TEST_EVENT, &payload).await?;
-    state.waker.webhooks.wake();
-    Ok(row)
-}
-
-fn require_enabled(endpoint: &EndpointRow) -> ApiResult<()> {
-    if endpoint.enabled {
-        return Ok(());
-    }
-    Err(ApiError::Conflict {
-        code: "webhook_disabled",
-        detail: format!(
-            "the endpoint is disabled ({}); enable it with PATCH first",
-            endpoint
-                .disabled_reason
-                .as_deref()
-                .unwrap_or("no reason given")
-        ),
-    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -195,15 +161,15 @@ pub async fn deliveries(
     key: ProjectKey,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<HashMap<String, String>>,
-) -> ApiResult<Json<DeliveryList>> {
+) -> ServiceResult<Json<DeliveryList>> {
     let key = key.require(Scope::Webhooks)?;
-    let endpoint = endpoint(&state, key.project_id, &id).await?;
+    let endpoint = webhooks::endpoint(&state, key.project_id, &id).await?;
     let mut errors = Vec::new();
     let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
     let status = paging::one_of(&q, "status", &DELIVERY_STATUSES, &mut errors);
     let before = paging::cursor(&q, decode_cursor, &mut errors);
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(ServiceError::Validation(errors));
     }
     let rows = store::deliveries(&state.pool, endpoint.id, status, before, limit + 1).await?;
     let (rows, next_cursor, has_more) =
@@ -227,32 +193,13 @@ pub async fn retry(
     State(state): State<AppState>,
     key: ProjectKey,
     Path((id, delivery_id)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, Json<WebhookDelivery>)> {
+) -> ServiceResult<(StatusCode, Json<WebhookDelivery>)> {
     let key = key.require(Scope::Webhooks)?;
-    let endpoint = endpoint(&state, key.project_id, &id).await?;
-    let delivery_id = Uuid::parse_str(&delivery_id).map_err(|_| ApiError::NotFound("delivery"))?;
-    let row = replay(&state, &endpoint, delivery_id).await?;
+    let endpoint = webhooks::endpoint(&state, key.project_id, &id).await?;
+    let delivery_id =
+        Uuid::parse_str(&delivery_id).map_err(|_| ServiceError::NotFound("delivery"))?;
+    let row = webhooks::replay(&state, &endpoint, delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(row.into())))
-}
-
-/// Sends a delivery of an enabled endpoint again now (the console's replay too).
-pub async fn replay(
-    state: &AppState,
-    endpoint: &EndpointRow,
-    delivery_id: Uuid,
-) -> ApiResult<DeliveryRow> {
-    require_enabled(endpoint)?;
-    match store::replay(&state.pool, endpoint.id, delivery_id).await? {
-        Replay::Queued(row) => {
-            state.waker.webhooks.wake();
-            Ok(*row)
-        }
-        Replay::InProgress => Err(ApiError::Conflict {
-            code: "delivery_in_progress",
-            detail: "an attempt of this delivery is running; try again when it is done".into(),
-        }),
-        Replay::NotFound => Err(ApiError::NotFound("delivery")),
-    }
 }
 
 #[cfg(test)]

@@ -11,16 +11,11 @@ use axum::{
     Router,
     routing::{get, post},
 };
-use uuid::Uuid;
 
 pub use deliveries::*;
 pub use endpoints::*;
 
-use super::{
-    AppState,
-    error::{ApiError, ApiResult},
-};
-use crate::store::webhooks::{self as store, EndpointRow};
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,16 +29,4 @@ pub fn router() -> Router<AppState> {
             "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
             post(retry),
         )
-}
-
-pub fn parse_id(raw: &str) -> ApiResult<Uuid> {
-    // An id that cannot exist is simply not found, like another project's.
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("webhook"))
-}
-
-/// The project's endpoint with this id (another project's reads as absent).
-pub async fn endpoint(state: &AppState, project_id: Uuid, raw_id: &str) -> ApiResult<EndpointRow> {
-    store::find(&state.pool, project_id, parse_id(raw_id)?)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))
 }

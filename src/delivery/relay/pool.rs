@@ -14,17 +14,10 @@ use lettre::{
 };
 
 use super::{
-    upstream::{HORIZON, Relay},
+    upstream::{HORIZON, Pooled, Relay},
     url::TlsMode,
 };
 use crate::ratelimit::pace::{SLOT_TTL, Slot};
-
-/// A connection with the slot it holds (when the relay caps connections).
-pub(super) struct Pooled {
-    conn: AsyncSmtpConnection,
-    slot: Option<Slot>,
-    renewed: std::time::Instant,
-}
 
 /// Why an attempt got no SMTP answer.
 #[derive(Debug, thiserror::Error)]

@@ -5,15 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use lettre::transport::smtp::client::TlsParameters;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 
-use super::{
-    pool::Pooled,
-    url::{RelayUrl, TlsMode, parse_url, tls_parameters},
-};
+use super::url::{RelayUrl, TlsMode, parse_url, tls_parameters};
 use crate::{
     config::RelayConfig,
-    ratelimit::pace::{PaceStatus, Rate, RelayPacer, Reservation},
+    ratelimit::pace::{PaceStatus, Rate, RelayPacer, Reservation, Slot},
 };
 
 /// The longest a send waits for its relay's rate or a connection slot while holding its
@@ -37,6 +34,14 @@ pub struct Relay {
     /// Names this process's connection slots in Redis.
     pub(super) holder: String,
     pub(super) next_holder: std::sync::atomic::AtomicU64,
+}
+
+/// A connection of the relay's own pool (`pool` works them), with the slot it holds when the
+/// relay caps connections.
+pub(super) struct Pooled {
+    pub(super) conn: AsyncSmtpConnection,
+    pub(super) slot: Option<Slot>,
+    pub(super) renewed: std::time::Instant,
 }
 
 /// What this process has seen of a relay lately (per instance, not shared).

@@ -1,0 +1,27 @@
+//! The application layer: every operation a caller can ask for, below all transports. The
+//! native API, the providers' routes, the console, SMTP submission and the CLI translate
+//! their input into these calls, and a [`ServiceError`]'s kind into their own reply; none of
+//! them imports another.
+//!
+//! - `state`: what the operations work with ([`AppState`]), built by `app`.
+//! - `gate`: who is calling, the failed-authentication throttle, the rate-limit charge.
+//! - `error`: the one error type, with kinds.
+//! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
+//! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
+//!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`.
+
+pub mod emails;
+pub mod error;
+pub mod gate;
+pub mod keys;
+pub mod paging;
+pub mod projects;
+pub mod relays;
+pub mod state;
+pub mod suppressions;
+pub mod templates;
+pub mod webhooks;
+
+pub use error::{ServiceError, ServiceResult};
+pub use gate::{Caller, Gate};
+pub use state::AppState;
