@@ -13,6 +13,8 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::domain::WebhookFormat;
+
 /// An endpoint as stored, without its secrets.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointRow {
@@ -22,7 +24,7 @@ pub struct EndpointRow {
     /// `None`: every event type.
     pub event_types: Option<Vec<String>>,
     /// How deliveries are shaped and signed: `standard`, `resend` or `sendgrid`.
-    pub format: String,
+    pub format: WebhookFormat,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -43,7 +45,7 @@ pub struct NewEndpoint<'a> {
     pub url: &'a str,
     pub description: Option<&'a str>,
     pub event_types: Option<&'a [String]>,
-    pub format: &'a str,
+    pub format: WebhookFormat,
     pub enabled: bool,
     pub secret: &'a str,
 }
@@ -98,7 +100,7 @@ pub struct EndpointChanges<'a> {
     pub description: Option<Option<&'a str>>,
     /// `Some(None)` subscribes to every event type.
     pub event_types: Option<Option<&'a [String]>>,
-    pub format: Option<&'a str>,
+    pub format: Option<WebhookFormat>,
     pub enabled: Option<bool>,
 }
 
@@ -322,8 +324,8 @@ pub struct DeliveryJob {
     /// This attempt's number, starting at 1.
     pub attempts: i32,
     pub url: String,
-    /// The endpoint's delivery format: `standard`, `resend` or `sendgrid`.
-    pub format: String,
+    /// The endpoint's delivery format.
+    pub format: WebhookFormat,
     /// The project's ECDSA key (PKCS#8) that signs `sendgrid` deliveries, once made.
     pub signing_key: Option<Vec<u8>>,
     pub secret: String,

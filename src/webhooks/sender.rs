@@ -180,7 +180,7 @@ impl Sender {
         let id = job.id.to_string();
         let timestamp = Utc::now().timestamp();
         let rendered = formats::render(
-            &job.format,
+            job.format,
             &job.body,
             &id,
             timestamp,

@@ -108,20 +108,24 @@ pub struct Message {
     pub bcc: Option<String>,
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Required with content (`/email`), not given with a template; one line.
     #[serde(default)]
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     #[serde(default)]
     pub html_body: Option<String>,
     #[serde(default)]
     pub text_body: Option<String>,
-    /// Becomes the message's one tag.
+    /// Becomes the message's one tag: letters, digits, `-`, `_`, `.` and `:`.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_.:-]*$")]
     pub tag: Option<String>,
     #[serde(default)]
     pub headers: Option<Vec<Header>>,
     #[serde(default)]
     pub attachments: Option<Vec<Attachment>>,
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// The send's `track.opens`.
     #[serde(default)]
@@ -151,7 +155,9 @@ pub struct Message {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 #[schema(as = PostmarkHeader)]
 pub struct Header {
+    #[schema(value_type = crate::api::email_request::HeaderName)]
     pub name: String,
+    #[schema(value_type = crate::api::email_request::HeaderValue)]
     pub value: String,
 }
 

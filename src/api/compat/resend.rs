@@ -93,18 +93,23 @@ pub struct Email {
     #[serde(default)]
     #[schema(value_type = Option<crate::api::email_request::AddressesDoc>)]
     pub reply_to: Option<Value>,
+    /// Required without `template`; one line.
     #[serde(default)]
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     #[serde(default)]
     pub html: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
+    /// Extra headers, as for `/v1/emails`.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub attachments: Option<Vec<Attachment>>,
-    /// Each becomes a metadata entry `name: value`, and `name` a tag.
+    /// Up to 10; each becomes a metadata entry `name: value`, and `name` a tag.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<Tag>>,
     /// RFC 3339, or `in N minutes` (seconds, minutes, hours, days).
     #[serde(default)]
@@ -124,7 +129,7 @@ pub struct Attachment {
     /// Base64, a list of byte values (resend-python), or a serialised Node Buffer
     /// `{"type": "Buffer", "data": […]}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub content: Option<Value>,
     #[serde(default)]
     pub filename: Option<String>,
@@ -143,7 +148,10 @@ pub struct Attachment {
 #[serde(deny_unknown_fields)]
 #[schema(as = ResendTag)]
 pub struct Tag {
+    /// A tag and a metadata key: letters, digits, `-`, `_`, `.` and `:`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub value: String,
 }
 
