@@ -807,7 +807,7 @@ async fn webhook_receiver_down_then_up() {
             .webhooks_to_loopback()
             .configure(|c| {
                 c.webhooks.timeout_secs = 2.0;
-                c.webhooks.lease_secs = 10;
+                c.webhooks.runner.lease_secs = 10;
                 // About 19 s of retries (±20 %): longer than the receiver is down.
                 c.webhooks.retry_schedule_secs =
                     vec![0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0];

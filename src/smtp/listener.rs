@@ -54,7 +54,7 @@ impl SmtpListener {
             ),
             _ => None,
         };
-        let addr = config.smtp_listen_addr();
+        let addr = config.smtp_addr;
         let starttls = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for SMTP on {addr}"))?;

@@ -58,7 +58,7 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
     let mut config = test_config(&db);
     relay_to(&mut config, &black_hole);
     config.delivery.smtp_timeout_secs = 30;
-    config.delivery.lease_secs = 3;
+    config.delivery.runner.lease_secs = 3;
     let doomed = TestApp::builder().config(config.clone()).start().await;
     let id = doomed
         .send_ok(&json!({"from": "a@example.com", "to": "once@example.com", "subject": "s", "text": "t"}))
@@ -73,7 +73,7 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
     let mut survivor_config = config;
     relay_to(&mut survivor_config, &smtp);
     survivor_config.delivery.smtp_timeout_secs = 2;
-    survivor_config.delivery.lease_secs = 10;
+    survivor_config.delivery.runner.lease_secs = 10;
     let survivor = TestApp::builder().config(survivor_config).start().await;
     let email = survivor.wait_for_status(&id, &["delivered"], WAIT).await;
     let types: Vec<&str> = email.events.iter().map(|e| e.kind.as_str()).collect();
@@ -125,8 +125,8 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
     assert!(delivered >= 1);
 }
 
-fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
-    mailgate::queue::Outcome {
+fn delivered(job: &mailgate::queue::mail::Job) -> mailgate::queue::mail::Outcome {
+    mailgate::queue::mail::Outcome {
         recipient_id: job.recipient_id,
         attempt: job.attempts,
         status: mailgate::domain::RecipientStatus::Delivered,
@@ -145,7 +145,7 @@ fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
 /// still hold their lease go through beside it.
 #[tokio::test]
 async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_kept() {
-    use mailgate::queue;
+    use mailgate::queue::mail as queue;
     let db = create_database().await;
     let mut config = test_config(&db);
     config.workers_enabled = false;

@@ -19,7 +19,7 @@ async fn an_attempt_longer_than_the_lease_keeps_its_job_and_the_mail_goes_once()
     let db = create_database().await;
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
-    config.delivery.lease_secs = 3;
+    config.delivery.runner.lease_secs = 3;
     config.delivery.smtp_timeout_secs = 20;
     let a = TestApp::builder().config(config.clone()).start().await;
     let b = a.another_instance(config).await;

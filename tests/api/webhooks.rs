@@ -24,7 +24,7 @@ fn webhook_app() -> TestAppBuilder<'static> {
     TestApp::builder().webhooks_to_loopback().configure(|c| {
         c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
         c.webhooks.timeout_secs = 2.0;
-        c.webhooks.lease_secs = 10;
+        c.webhooks.runner.lease_secs = 10;
     })
 }
 
@@ -555,7 +555,7 @@ async fn a_slow_endpoint_holds_up_neither_mail_nor_other_endpoints() {
     let app = webhook_app()
         .relaying_to(&smtp)
         .configure(|c| {
-            c.webhooks.concurrency = 4;
+            c.webhooks.runner.concurrency = 4;
             c.webhooks.per_endpoint_concurrency = 2;
         })
         .start()
@@ -818,7 +818,7 @@ async fn instances_share_the_delivery_queue_without_duplicates() {
 #[tokio::test]
 async fn retention_deletes_old_finished_deliveries() {
     let app = webhook_app()
-        .configure(|c| c.webhooks.worker_enabled = false)
+        .configure(|c| c.webhooks.workers_enabled = false)
         .start()
         .await;
     let (webhook, _) = app

@@ -27,7 +27,7 @@ pub fn inbound_app() -> TestAppBuilder<'static> {
     TestApp::builder().webhooks_to_loopback().configure(|c| {
         c.bounce.domain = Some(BOUNCES.into());
         c.inbound.addr = Some("127.0.0.1:0".parse().unwrap());
-        c.inbound.poll_interval_ms = 100;
+        c.inbound.runner.poll_interval_ms = 100;
         c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5];
     })
 }

@@ -116,14 +116,14 @@ pub fn test_config(database_url: &str) -> Config {
         rate_per_sec: 100_000.0,
         burst: 100_000,
     };
-    c.delivery.poll_interval_ms = 100;
+    c.delivery.runner.poll_interval_ms = 100;
     c.delivery.retry_base_secs = 0.2;
     c.delivery.retry_max_secs = 1.0;
     c.delivery.smtp_timeout_secs = 2;
-    c.delivery.lease_secs = 10;
+    c.delivery.runner.lease_secs = 10;
     c.delivery.max_attempts = 5;
-    c.delivery.shutdown_grace_secs = 5;
-    c.delivery.concurrency = 8;
+    c.delivery.runner.shutdown_grace_secs = 5;
+    c.delivery.runner.concurrency = 8;
     c
 }
 
@@ -239,7 +239,7 @@ impl<'a> TestAppBuilder<'a> {
     pub fn webhooks_to_loopback(self) -> Self {
         self.configure(|c| {
             c.webhooks.allow_private_targets = true;
-            c.webhooks.poll_interval_ms = 100;
+            c.webhooks.runner.poll_interval_ms = 100;
         })
     }
 
