@@ -95,37 +95,13 @@ pub struct ProjectUpdate {
     pub track_clicks: Option<bool>,
     /// What a spam verdict does to this project's mail, or `null` for the server's `scan.spam`.
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<ScanActionDoc>)]
     pub scan_spam: Option<Option<ScanAction>>,
     /// What a virus does, or `null` for the server's `scan.virus`.
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<ScanActionDoc>)]
     pub scan_virus: Option<Option<ScanAction>>,
     /// What an unavailable scanner does, or `null` for the server's `scan.on_error`.
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<OnScanErrorDoc>)]
     pub scan_on_error: Option<Option<OnScanError>>,
-}
-
-/// `reject` (nothing stored), `hold` (held until released or discarded) or `tag` (headers
-/// added, then sent).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub enum ScanActionDoc {
-    Reject,
-    Hold,
-    Tag,
-}
-
-/// `fail_open` (accepted unscanned), `fail_closed` (refused for now) or `hold`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub enum OnScanErrorDoc {
-    FailOpen,
-    FailClosed,
-    Hold,
 }
 
 /// A present field, even `null`, is `Some`: so `null` can clear a setting.

@@ -7,7 +7,7 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 
 use super::{
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     domain::Scope,
-    service::suppressions::{self, SuppressionList},
+    service::suppressions::{self, Reason, SuppressionList},
     store::suppressions::Suppression,
 };
 
@@ -27,16 +27,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/suppressions", get(list).post(add))
         .route("/v1/suppressions/{email}", get(show).delete(remove))
-}
-
-/// Why an address is suppressed.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum Reason {
-    Bounce,
-    Complaint,
-    Manual,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

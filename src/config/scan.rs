@@ -43,8 +43,11 @@ impl Default for ScanConfig {
     }
 }
 
-/// What a verdict does to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+/// What a verdict does to the message: `reject` (nothing stored), `hold` (held until released
+/// or discarded) or `tag` (headers added, then sent).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ScanAction {
     /// Stored with headers saying what was found, and sent.
@@ -55,8 +58,9 @@ pub enum ScanAction {
     Reject,
 }
 
-/// What a scanner that cannot answer does to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// What a scanner that cannot answer does to the message: `fail_open` (accepted unscanned),
+/// `fail_closed` (refused for now) or `hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnScanError {
     /// Accepted unscanned (logged and counted).

@@ -22,7 +22,7 @@ use crate::{
     service::{
         AppState,
         error::ServiceError,
-        suppressions::{self, REASONS, lookup_key},
+        suppressions::{self, lookup_key, reasons},
     },
     store::suppressions::{self as store, Suppression},
 };
@@ -57,7 +57,7 @@ pub async fn list(
         .collect();
     let mut context = Context::new();
     context.insert("section", "suppressions");
-    context.insert("reasons", &REASONS);
+    context.insert("reasons", &reasons());
     context.insert("reason", &q.get("reason"));
     context.insert("find", &q.get("email"));
     context.insert("done", &q.get("done"));

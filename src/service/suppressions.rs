@@ -18,7 +18,32 @@ use crate::{
     store::suppressions::{self as store, Suppression},
 };
 
-pub const REASONS: [&str; 3] = ["bounce", "complaint", "manual"];
+// The one list of reasons: checks, filters, the spec and the console read it.
+/// Why an address is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Bounce,
+    Complaint,
+    Manual,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 3] = [Reason::Bounce, Reason::Complaint, Reason::Manual];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Bounce => "bounce",
+            Reason::Complaint => "complaint",
+            Reason::Manual => "manual",
+        }
+    }
+}
+
+/// Every reason's name.
+pub fn reasons() -> [&'static str; 3] {
+    Reason::ALL.map(Reason::as_str)
+}
 
 const DETAIL_MAX: usize = 1000;
 
@@ -35,10 +60,10 @@ pub async fn add(
         .map_err(|m| errors.push(FieldError::new("email", m)))
         .ok();
     let reason = reason.unwrap_or("manual");
-    if !REASONS.contains(&reason) {
+    if !reasons().contains(&reason) {
         errors.push(FieldError::new(
             "reason",
-            format!("must be one of {}", REASONS.join(", ")),
+            format!("must be one of {}", reasons().join(", ")),
         ));
     }
     if let Some(d) = detail
@@ -97,7 +122,7 @@ pub async fn list(
 ) -> ServiceResult<SuppressionList> {
     let mut errors = Vec::new();
     let limit = paging::limit(q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let reason = paging::one_of(q, "reason", &REASONS, &mut errors);
+    let reason = paging::one_of(q, "reason", &reasons(), &mut errors);
     let before = paging::cursor(q, decode_cursor, &mut errors);
     if !errors.is_empty() {
         return Err(ServiceError::Validation(errors));

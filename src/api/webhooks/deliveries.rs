@@ -105,10 +105,10 @@ pub struct DeliveryList {
     pub has_more: bool,
 }
 
+// The one list of delivery statuses: the filter checks with it, the spec shows it.
 /// Where a delivery stands, as the `status` filter takes it.
-#[derive(utoipa::ToSchema)]
+#[derive(Clone, Copy, utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
 pub enum DeliveryStatus {
     Pending,
     Sending,
@@ -116,9 +116,26 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+impl DeliveryStatus {
+    const ALL: [DeliveryStatus; 4] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
 const LIST_DEFAULT: i64 = 20;
 const LIST_MAX: i64 = 100;
-const DELIVERY_STATUSES: [&str; 4] = ["pending", "sending", "succeeded", "failed"];
 
 /// `(created_at, id)` of the last row of a page, opaque to clients.
 fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
@@ -166,7 +183,8 @@ pub async fn deliveries(
     let endpoint = webhooks::endpoint(&state, key.project_id, &id).await?;
     let mut errors = Vec::new();
     let limit = paging::limit(&q, LIST_DEFAULT, LIST_MAX, &mut errors);
-    let status = paging::one_of(&q, "status", &DELIVERY_STATUSES, &mut errors);
+    let statuses = DeliveryStatus::ALL.map(DeliveryStatus::as_str);
+    let status = paging::one_of(&q, "status", &statuses, &mut errors);
     let before = paging::cursor(&q, decode_cursor, &mut errors);
     if !errors.is_empty() {
         return Err(ServiceError::Validation(errors));
