@@ -24,7 +24,7 @@ pub mod mailgun;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
-mod shared;
+pub mod shared;
 
 use axum::{Router, middleware};
 

@@ -6,7 +6,7 @@
 
 use axum::{
     body::Bytes,
-    extract::rejection::BytesRejection,
+    extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -15,12 +15,15 @@ use serde::Serialize;
 
 use crate::{
     api::{
+        AppState,
+        auth::ProjectKey,
         email_request::AttachmentRequest,
         error::{Problem, ServiceError},
         extract::{body_error, check_json_content_type},
         headers::write_headers,
     },
     ratelimit::{Decision, Refusal},
+    store::api_keys::AuthenticatedKey,
 };
 
 /// Names the request fields mailgate accepted but does not act on (`X-Mailgate-Ignored:
@@ -62,8 +65,35 @@ pub(crate) fn charged(response: &mut Response, decision: Option<Decision>) {
     }
 }
 
+/// What a provider's JSON send route takes: the caller's key, the request's headers, and its
+/// body read with the same content-type and size checks as `/v1`; a refused body is left for
+/// the route to answer in its provider's shape.
+pub struct JsonSend {
+    pub key: AuthenticatedKey,
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, ServiceError>,
+}
+
+impl FromRequest<AppState> for JsonSend {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let ProjectKey(key) = ProjectKey::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await;
+        Ok(JsonSend {
+            body: json_body(&headers, body),
+            key,
+            headers,
+        })
+    }
+}
+
 /// The body of a JSON request, with the same content-type and size checks as `/v1`.
-pub(crate) fn json_body(
+fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ServiceError> {

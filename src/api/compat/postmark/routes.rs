@@ -2,18 +2,13 @@
 //! each read, mapped, sent through the service's email operations and answered in Postmark's
 //! shape.
 
-use axum::{
-    body::Bytes,
-    extract::{State, rejection::BytesRejection},
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use serde_json::Value;
 
 use super::{
     super::{
         batch::{check_size, read_item},
-        shared::{answer, charged, json_body, warn_ignored},
+        shared::{JsonSend, answer, charged, warn_ignored},
     },
     errors::{PostmarkErrors, error},
     mapping::{Kind, Sent},
@@ -22,7 +17,6 @@ use super::{
 use crate::{
     api::{
         AppState,
-        auth::ProjectKey,
         error::ServiceError,
         extract::{parse_json, parse_json_object},
     },
@@ -30,15 +24,10 @@ use crate::{
     store::api_keys::AuthenticatedKey,
 };
 
-async fn single(
-    state: AppState,
-    key: AuthenticatedKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    kind: Kind,
-) -> Response {
+async fn single(state: AppState, send: JsonSend, kind: Kind) -> Response {
+    let key = send.key;
     let sent = async {
-        let body = json_body(&headers, body)?;
+        let body = send.body?;
         let message: Message = parse_json_object(&body)?;
         let to = message.to.clone().unwrap_or_default();
         let request = message.into_request(kind)?;
@@ -104,13 +93,8 @@ async fn batch(state: AppState, key: AuthenticatedKey, items: Vec<Value>, kind: 
     request_body = Message,
     responses((status = 200, description = "Accepted and committed", body = Sent), PostmarkErrors),
     security(("postmark_token" = [])))]
-pub async fn send(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    single(state, key, headers, body, Kind::Content).await
+pub async fn send(State(state): State<AppState>, send: JsonSend) -> Response {
+    single(state, send, Kind::Content).await
 }
 
 /// Send an email with a stored template (Postmark).
@@ -121,13 +105,8 @@ pub async fn send(
     request_body = Message,
     responses((status = 200, description = "Accepted and committed", body = Sent), PostmarkErrors),
     security(("postmark_token" = [])))]
-pub async fn send_with_template(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    single(state, key, headers, body, Kind::Template).await
+pub async fn send_with_template(State(state): State<AppState>, send: JsonSend) -> Response {
+    single(state, send, Kind::Template).await
 }
 
 /// Send up to 500 emails (Postmark).
@@ -138,15 +117,10 @@ pub async fn send_with_template(
     request_body = MessageBatch,
     responses((status = 200, description = "One result per message", body = Vec<Sent>), PostmarkErrors),
     security(("postmark_token" = [])))]
-pub async fn send_batch(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let items = json_body(&headers, body).and_then(|body| parse_json::<Vec<Value>>(&body));
+pub async fn send_batch(State(state): State<AppState>, send: JsonSend) -> Response {
+    let items = send.body.and_then(|body| parse_json::<Vec<Value>>(&body));
     match items {
-        Ok(items) => batch(state, key, items, Kind::Content).await,
+        Ok(items) => batch(state, send.key, items, Kind::Content).await,
         Err(err) => error(err),
     }
 }
@@ -156,17 +130,13 @@ pub async fn send_batch(
     request_body = TemplateBatch,
     responses((status = 200, description = "One result per message", body = Vec<Sent>), PostmarkErrors),
     security(("postmark_token" = [])))]
-pub async fn send_batch_with_templates(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let items = json_body(&headers, body)
+pub async fn send_batch_with_templates(State(state): State<AppState>, send: JsonSend) -> Response {
+    let items = send
+        .body
         .and_then(|body| parse_json_object::<TemplateBatch>(&body))
         .map(|b| b.messages);
     match items {
-        Ok(items) => batch(state, key, items, Kind::Template).await,
+        Ok(items) => batch(state, send.key, items, Kind::Template).await,
         Err(err) => error(err),
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use axum::{
     body::Bytes,
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{
     super::{
         batch::{check_size, read_item},
-        shared::{charged, ignored_in, json, json_body, warn_ignored},
+        shared::{JsonSend, charged, ignored_in, json, warn_ignored},
     },
     errors::{ResendErrors, error, kept_answer, message},
     mapping::{BatchError, BatchResult, CancelledEmail, EmailObject, Sent, email_object},
@@ -28,16 +28,16 @@ use crate::{
         emails::{self, parse_id},
         error::Conflict,
     },
+    store::api_keys::AuthenticatedKey,
 };
 
-/// The body and `Idempotency-Key` of a send, or the refusal in Resend's shape.
+/// The key, headers, body and `Idempotency-Key` of a send.
 fn read(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(Bytes, Option<String>), Response> {
-    json_body(headers, body)
-        .and_then(|body| Ok((body, idempotency::key_from(headers)?)))
-        .map_err(error)
+    send: JsonSend,
+) -> Result<(AuthenticatedKey, HeaderMap, Bytes, Option<String>), ServiceError> {
+    let idem = idempotency::key_from(&send.headers);
+    let body = send.body?;
+    Ok((send.key, send.headers, body, idem?))
 }
 
 /// Runs `send` once per `Idempotency-Key` and body: a 4xx is kept in Resend's shape and
@@ -81,15 +81,10 @@ where
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Same key and body within 24 h replay the first answer")),
     responses((status = 200, description = "Accepted and committed", body = Sent), ResendErrors),
     security(("api_key" = [])))]
-pub async fn send(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (body, idem) = match read(&headers, body) {
+pub async fn send(State(state): State<AppState>, send: JsonSend) -> Response {
+    let (key, _, body, idem) = match read(send) {
         Ok(given) => given,
-        Err(refused) => return refused,
+        Err(err) => return error(err),
     };
     let ignored = serde_json::from_slice::<Value>(&body)
         .map(|v| ignored_in(&v, IGNORED))
@@ -119,15 +114,10 @@ pub async fn send(
     ),
     responses((status = 200, description = "Accepted and committed", body = BatchResult), ResendErrors),
     security(("api_key" = [])))]
-pub async fn send_batch(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (body, idem) = match read(&headers, body) {
+pub async fn send_batch(State(state): State<AppState>, send: JsonSend) -> Response {
+    let (key, headers, body, idem) = match read(send) {
         Ok(given) => given,
-        Err(refused) => return refused,
+        Err(err) => return error(err),
     };
     let permissive = match headers
         .get("x-batch-validation")

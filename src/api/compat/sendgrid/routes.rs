@@ -4,19 +4,19 @@
 //! the ids in headers.
 
 use axum::{
-    body::{Body, Bytes},
-    extract::{State, rejection::BytesRejection},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
+    body::Body,
+    extract::State,
+    http::{HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
 
 use super::{
-    super::shared::{charged, json_body, warn_ignored},
+    super::shared::{JsonSend, charged, warn_ignored},
     errors::{SendGridErrors, error, error_at},
     request::Mail,
 };
 use crate::{
-    api::{AppState, auth::ProjectKey, extract::parse_json_object},
+    api::{AppState, extract::parse_json_object},
     service::emails,
 };
 
@@ -44,13 +44,9 @@ fn empty(status: StatusCode) -> Response {
         (status = 200, description = "Sandbox mode: valid, nothing sent"),
         SendGridErrors),
     security(("api_key" = [])))]
-pub async fn send(
-    State(state): State<AppState>,
-    ProjectKey(key): ProjectKey,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let mail: Mail = match json_body(&headers, body).and_then(|b| parse_json_object(&b)) {
+pub async fn send(State(state): State<AppState>, send: JsonSend) -> Response {
+    let key = send.key;
+    let mail: Mail = match send.body.and_then(|b| parse_json_object(&b)) {
         Ok(mail) => mail,
         Err(err) => return error(err),
     };
