@@ -20,8 +20,10 @@ use crate::{
         email_request::AttachmentRequest,
         error::{Problem, ServiceError},
         extract::{body_error, check_json_content_type},
+        gate::Admits,
         headers::write_headers,
     },
+    domain::Scope,
     ratelimit::{Decision, Refusal},
     store::api_keys::AuthenticatedKey,
 };
@@ -29,6 +31,9 @@ use crate::{
 /// Names the request fields mailgate accepted but does not act on (`X-Mailgate-Ignored:
 /// TrackOpens, MessageStream`), so nothing is dropped without a word.
 pub const IGNORED_HEADER: HeaderName = HeaderName::from_static("x-mailgate-ignored");
+
+/// Whom every provider's routes admit: a key holding the `send` scope.
+pub const SENDING_KEY: Admits = Admits::KeyWithScope(Scope::Send);
 
 /// A JSON answer as the providers send it: `application/json` even for errors (resend-python
 /// refuses any other content type, `application/problem+json` included).
@@ -195,5 +200,44 @@ pub(crate) fn attachment_of_bytes(
         content: base64::engine::general_purpose::STANDARD.encode(bytes),
         content_type,
         content_id,
+    }
+}
+
+/// A provider's error body and the statuses its routes answer with it, each with what it
+/// means: the spec's list of a provider's errors.
+pub trait ErrorResponses: utoipa::ToSchema {
+    const STATUSES: &'static [(u16, &'static str)];
+    /// Statuses answered in plain text rather than in the body.
+    const PLAIN_TEXT: &'static [u16] = &[];
+}
+
+/// Every error a provider's routes answer, in its shape (`B`, its error body), for the spec.
+pub struct Errors<B>(std::marker::PhantomData<B>);
+
+impl<B: ErrorResponses> utoipa::IntoResponses for Errors<B> {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, ResponseBuilder,
+            schema::{ObjectBuilder, Type},
+        };
+        B::STATUSES
+            .iter()
+            .map(|&(status, description)| {
+                let (content_type, content) = if B::PLAIN_TEXT.contains(&status) {
+                    let text = ObjectBuilder::new().schema_type(Type::String);
+                    ("text/plain", ContentBuilder::new().schema(Some(text)))
+                } else {
+                    let body = Ref::from_schema_name(B::name());
+                    ("application/json", ContentBuilder::new().schema(Some(body)))
+                };
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content(content_type, content.build());
+                (status.to_string(), response.build().into())
+            })
+            .collect()
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::super::shared::{reshape, same_name, status_of};
+use super::super::shared::{ErrorResponses, Errors, reshape, same_name, status_of};
 use crate::api::error::ServiceError;
 
 /// An error as Mailgun answers it: `{"message"}`, but a bad key is the plain-text
@@ -35,23 +35,20 @@ pub struct ErrorBody {
 }
 
 /// Every error a Mailgun route answers, in Mailgun's shape.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum MailgunErrors {
-    #[response(status = 400, description = "Invalid fields, or not a form")]
-    BadRequest(ErrorBody),
-    #[response(
-        status = 401,
-        description = "Missing, unknown or revoked key (plain text `Forbidden`)",
-        content_type = "text/plain"
-    )]
-    Unauthorized(String),
-    #[response(status = 403, description = "The key lacks the `send` scope")]
-    Forbidden(ErrorBody),
-    #[response(status = 413, description = "Too large")]
-    TooLarge(ErrorBody),
-    #[response(status = 429, description = "Rate limit or quota")]
-    TooManyRequests(ErrorBody),
-    #[response(status = 503, description = "Database or rate limiter unavailable")]
-    Unavailable(ErrorBody),
+pub type MailgunErrors = Errors<ErrorBody>;
+
+impl ErrorResponses for ErrorBody {
+    /// A bad key is the plain-text `Forbidden`.
+    const PLAIN_TEXT: &'static [u16] = &[401];
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        (400, "Invalid fields, or not a form"),
+        (
+            401,
+            "Missing, unknown or revoked key (plain text `Forbidden`)",
+        ),
+        (403, "The key lacks the `send` scope"),
+        (413, "Too large"),
+        (429, "Rate limit or quota"),
+        (503, "Database or rate limiter unavailable"),
+    ];
 }

@@ -20,25 +20,14 @@ use axum::{
 };
 use base64::Engine;
 
-use crate::{
-    api::{
-        AppState,
-        error::ServiceError,
-        gate::{Admits, Credentials},
-    },
-    domain::Scope,
-};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v3/{domain}/messages", post(routes::send))
-        .route("/v3/{domain}/messages/", post(routes::send))
-}
+use super::shared::SENDING_KEY;
+use crate::api::gate::{Admits, Credentials};
+use crate::api::{AppState, error::ServiceError};
 
 pub struct Mailgun;
 
 impl Credentials for Mailgun {
-    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+    const ADMITS: Admits = SENDING_KEY;
 
     /// The password of Basic `api:<key>`, as the SDKs send it, or a bearer key, as every
     /// other mailgate route takes it.
@@ -66,4 +55,10 @@ impl Credentials for Mailgun {
     fn error(err: ServiceError) -> Response {
         errors::error(err)
     }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v3/{domain}/messages", post(routes::send))
+        .route("/v3/{domain}/messages/", post(routes::send))
 }

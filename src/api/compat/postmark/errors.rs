@@ -7,7 +7,7 @@ use axum::{http::StatusCode, response::Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::super::shared::{describe, reshape};
+use super::super::shared::{ErrorResponses, Errors, describe, reshape};
 use crate::{api::error::ServiceError, ratelimit::Refusal};
 
 /// Postmark's name for a native field path (`to[1]` is `To[1]`).
@@ -83,23 +83,17 @@ pub struct ErrorBody {
 }
 
 /// Every error a Postmark route answers, in Postmark's shape.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum PostmarkErrors {
-    #[response(
-        status = 401,
-        description = "Missing or invalid server token (ErrorCode 10)"
-    )]
-    Unauthorized(ErrorBody),
-    #[response(status = 413, description = "Message too large (ErrorCode 300)")]
-    TooLarge(ErrorBody),
-    #[response(
-        status = 422,
-        description = "Invalid request (300), template not found (1101), invalid JSON (402), JSON required (409), key without the `send` scope (405)"
-    )]
-    Unprocessable(ErrorBody),
-    #[response(status = 429, description = "Rate limit or quota (ErrorCode 429)")]
-    TooManyRequests(ErrorBody),
-    #[response(status = 503, description = "Database or rate limiter unavailable")]
-    Unavailable(ErrorBody),
+pub type PostmarkErrors = Errors<ErrorBody>;
+
+impl ErrorResponses for ErrorBody {
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        (401, "Missing or invalid server token (ErrorCode 10)"),
+        (413, "Message too large (ErrorCode 300)"),
+        (
+            422,
+            "Invalid request (300), template not found (1101), invalid JSON (402), JSON required (409), key without the `send` scope (405)",
+        ),
+        (429, "Rate limit or quota (ErrorCode 429)"),
+        (503, "Database or rate limiter unavailable"),
+    ];
 }

@@ -20,14 +20,32 @@ use axum::{
     routing::post,
 };
 
-use crate::{
-    api::{
-        AppState,
-        error::ServiceError,
-        gate::{Admits, Credentials},
-    },
-    domain::Scope,
-};
+use super::shared::SENDING_KEY;
+use crate::api::gate::{Admits, Credentials};
+use crate::api::{AppState, error::ServiceError};
+
+pub struct Postmark;
+
+/// The header the Postmark SDKs send the server token in.
+const TOKEN_HEADER: &str = "x-postmark-server-token";
+
+impl Credentials for Postmark {
+    const ADMITS: Admits = SENDING_KEY;
+
+    fn token(headers: &HeaderMap) -> Option<String> {
+        let token = headers.get(TOKEN_HEADER)?.to_str().ok()?.trim();
+        (!token.is_empty()).then(|| token.to_string())
+    }
+
+    fn sends_one(method: &Method, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        method == Method::POST && (path == "/email" || path == "/email/withTemplate")
+    }
+
+    fn error(err: ServiceError) -> Response {
+        errors::error(err)
+    }
+}
 
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
@@ -45,27 +63,4 @@ pub fn router() -> Router<AppState> {
             .route(&format!("{path}/"), handler);
     }
     router
-}
-
-pub struct Postmark;
-
-/// The header the Postmark SDKs send the server token in.
-const TOKEN_HEADER: &str = "x-postmark-server-token";
-
-impl Credentials for Postmark {
-    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
-
-    fn token(headers: &HeaderMap) -> Option<String> {
-        let token = headers.get(TOKEN_HEADER)?.to_str().ok()?.trim();
-        (!token.is_empty()).then(|| token.to_string())
-    }
-
-    fn sends_one(method: &Method, path: &str) -> bool {
-        let path = path.trim_end_matches('/');
-        method == Method::POST && (path == "/email" || path == "/email/withTemplate")
-    }
-
-    fn error(err: ServiceError) -> Response {
-        errors::error(err)
-    }
 }

@@ -7,7 +7,7 @@ use axum::{http::StatusCode, response::Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::super::shared::{describe, reshape, same_name};
+use super::super::shared::{ErrorResponses, Errors, describe, reshape, same_name};
 use crate::{
     api::error::ServiceError,
     ratelimit::Refusal,
@@ -91,41 +91,29 @@ fn status_and_name(err: &ServiceError) -> (StatusCode, &'static str) {
 }
 
 /// Every error a Resend route answers, in Resend's shape.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum ResendErrors {
-    #[response(
-        status = 400,
-        description = "Malformed JSON or not JSON (`validation_error`)"
-    )]
-    BadRequest(ErrorBody),
-    #[response(
-        status = 401,
-        description = "No key (`missing_api_key`) or no `send` scope (`restricted_api_key`)"
-    )]
-    Unauthorized(ErrorBody),
-    #[response(
-        status = 403,
-        description = "Invalid or revoked key (`invalid_api_key`)"
-    )]
-    Forbidden(ErrorBody),
-    #[response(status = 404, description = "No such email (`not_found`)")]
-    NotFound(ErrorBody),
-    #[response(
-        status = 409,
-        description = "Idempotency-Key reused with another body (`invalid_idempotent_request`) or still running (`concurrent_idempotent_requests`)"
-    )]
-    Conflict(ErrorBody),
-    #[response(status = 422, description = "Invalid fields (`validation_error`)")]
-    Unprocessable(ErrorBody),
-    #[response(
-        status = 429,
-        description = "Rate limit (`rate_limit_exceeded`) or quota (`daily_quota_exceeded`)"
-    )]
-    TooManyRequests(ErrorBody),
-    #[response(
-        status = 503,
-        description = "Database or rate limiter unavailable (`application_error`)"
-    )]
-    Unavailable(ErrorBody),
+pub type ResendErrors = Errors<ErrorBody>;
+
+impl ErrorResponses for ErrorBody {
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        (400, "Malformed JSON or not JSON (`validation_error`)"),
+        (
+            401,
+            "No key (`missing_api_key`) or no `send` scope (`restricted_api_key`)",
+        ),
+        (403, "Invalid or revoked key (`invalid_api_key`)"),
+        (404, "No such email (`not_found`)"),
+        (
+            409,
+            "Idempotency-Key reused with another body (`invalid_idempotent_request`) or still running (`concurrent_idempotent_requests`)",
+        ),
+        (422, "Invalid fields (`validation_error`)"),
+        (
+            429,
+            "Rate limit (`rate_limit_exceeded`) or quota (`daily_quota_exceeded`)",
+        ),
+        (
+            503,
+            "Database or rate limiter unavailable (`application_error`)",
+        ),
+    ];
 }

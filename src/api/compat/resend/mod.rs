@@ -19,30 +19,14 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::{
-    api::{
-        AppState,
-        auth::bearer,
-        error::ServiceError,
-        gate::{Admits, Credentials},
-    },
-    domain::Scope,
-};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/emails", post(routes::send))
-        .route("/emails/", post(routes::send))
-        .route("/emails/batch", post(routes::send_batch))
-        .route("/emails/batch/", post(routes::send_batch))
-        .route("/emails/{id}", get(routes::show))
-        .route("/emails/{id}/cancel", post(routes::cancel))
-}
+use super::shared::SENDING_KEY;
+use crate::api::gate::{Admits, Credentials};
+use crate::api::{AppState, auth::bearer, error::ServiceError};
 
 pub struct Resend;
 
 impl Credentials for Resend {
-    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+    const ADMITS: Admits = SENDING_KEY;
 
     fn token(headers: &HeaderMap) -> Option<String> {
         bearer(headers).ok().map(str::to_string)
@@ -55,4 +39,14 @@ impl Credentials for Resend {
     fn error(err: ServiceError) -> Response {
         errors::error(err)
     }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/emails", post(routes::send))
+        .route("/emails/", post(routes::send))
+        .route("/emails/batch", post(routes::send_batch))
+        .route("/emails/batch/", post(routes::send_batch))
+        .route("/emails/{id}", get(routes::show))
+        .route("/emails/{id}/cancel", post(routes::cancel))
 }

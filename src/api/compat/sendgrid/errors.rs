@@ -6,7 +6,7 @@
 use axum::{http::StatusCode, response::Response};
 use serde::Serialize;
 
-use super::super::shared::{reshape, same_name, status_of};
+use super::super::shared::{ErrorResponses, Errors, reshape, same_name, status_of};
 use crate::api::error::{FieldError, ServiceError};
 
 /// SendGrid's name for a native field path inside personalization `i`.
@@ -90,21 +90,16 @@ pub fn error(err: ServiceError) -> Response {
 }
 
 /// Every error `/v3/mail/send` answers, in SendGrid's shape.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum SendGridErrors {
-    #[response(status = 400, description = "Invalid fields, each named")]
-    BadRequest(ErrorBody),
-    #[response(status = 401, description = "Missing, unknown or revoked key")]
-    Unauthorized(ErrorBody),
-    #[response(status = 403, description = "The key lacks the `send` scope")]
-    Forbidden(ErrorBody),
-    #[response(status = 413, description = "Too large")]
-    TooLarge(ErrorBody),
-    #[response(status = 415, description = "Not JSON")]
-    UnsupportedMediaType(ErrorBody),
-    #[response(status = 429, description = "Rate limit or quota")]
-    TooManyRequests(ErrorBody),
-    #[response(status = 503, description = "Database or rate limiter unavailable")]
-    Unavailable(ErrorBody),
+pub type SendGridErrors = Errors<ErrorBody>;
+
+impl ErrorResponses for ErrorBody {
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        (400, "Invalid fields, each named"),
+        (401, "Missing, unknown or revoked key"),
+        (403, "The key lacks the `send` scope"),
+        (413, "Too large"),
+        (415, "Not JSON"),
+        (429, "Rate limit or quota"),
+        (503, "Database or rate limiter unavailable"),
+    ];
 }

@@ -22,26 +22,14 @@ use axum::{
 
 pub use routes::MESSAGE_IDS;
 
-use crate::{
-    api::{
-        AppState,
-        auth::bearer,
-        error::ServiceError,
-        gate::{Admits, Credentials},
-    },
-    domain::Scope,
-};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v3/mail/send", post(routes::send))
-        .route("/v3/mail/send/", post(routes::send))
-}
+use super::shared::SENDING_KEY;
+use crate::api::gate::{Admits, Credentials};
+use crate::api::{AppState, auth::bearer, error::ServiceError};
 
 pub struct SendGrid;
 
 impl Credentials for SendGrid {
-    const ADMITS: Admits = Admits::KeyWithScope(Scope::Send);
+    const ADMITS: Admits = SENDING_KEY;
 
     /// A bearer key; an `SG.` prefix is dropped, so a key can look like SendGrid's (the Node
     /// client warns about keys without it).
@@ -59,4 +47,10 @@ impl Credentials for SendGrid {
     fn error(err: ServiceError) -> Response {
         errors::error(err)
     }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v3/mail/send", post(routes::send))
+        .route("/v3/mail/send/", post(routes::send))
 }
