@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     config::Config,
-    delivery::{self, Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
-    inbound::{self, Domains, InboundQueue, InboundRunner, Inbox, Processor},
-    queue::{MailQueue, wake::Wakers},
-    ratelimit::{AuthThrottle, Limiter},
+    delivery::{Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
+    inbound::{Domains, InboundQueue, InboundRunner, Inbox, Processor},
+    queue::{mail::MailQueue, wake::Wakers},
+    ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
     service::gate::Gate,
@@ -50,6 +50,8 @@ impl Application {
         crate::tls::install_provider();
         let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
         store::migrate(&pool).await?;
+        // One Redis handle for rate limits and relay pacing: its health is tracked once.
+        let redis = SharedRedis::from_config(&config)?;
         // Relays with a rate or a connection cap share it with every process through Redis.
         let relays = Arc::new(
             Relays::build(
@@ -57,7 +59,7 @@ impl Application {
                 &config.pools,
                 config.delivery.smtp_timeout(),
             )?
-            .with_pacer(Arc::new(crate::ratelimit::pace::RelayPacer::new(&config)?)),
+            .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone()))),
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();
@@ -67,7 +69,7 @@ impl Application {
                 .context("cannot load the server's token key")?,
         );
         let domains = Domains::new(pool.clone(), config.bounce.domain.as_deref());
-        let limiter = Limiter::new(&config)?;
+        let limiter = Limiter::new(&config, redis);
         let auth_throttle = AuthThrottle::per_minute(config.ratelimit.auth_failures_per_minute);
         let listener = if config.api_enabled {
             Some(
@@ -88,16 +90,16 @@ impl Application {
                         key: tokens.clone(),
                     })),
                 waker.mail.clone(),
-                delivery::runner_config(&config.delivery),
+                config.delivery.runner.clone(),
             )
         });
         // Webhooks get their own runner and slots, so endpoints never slow mail down.
-        let webhooks = if config.workers_enabled && config.webhooks.worker_enabled {
+        let webhooks = if config.workers_enabled && config.webhooks.workers_enabled {
             Some(webhooks::WebhookRunner::new(
                 webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
                 webhooks::Sender::new(config.webhooks.clone())?,
                 waker.webhooks.clone(),
-                webhooks::queue::runner_config(&config.webhooks),
+                config.webhooks.runner.clone(),
             ))
         } else {
             None
@@ -113,14 +115,13 @@ impl Application {
                     &config.inbound,
                 ),
                 waker.inbound.clone(),
-                inbound::runner_config(&config.inbound),
+                config.inbound.runner.clone(),
             )
         });
         let inbound = match config.inbound.addr {
             Some(_) => Some(
                 SmtpListener::bind_inbound(
                     &config,
-                    pool.clone(),
                     Inbox::new(pool.clone(), domains, waker.inbound.clone()),
                 )
                 .await?,
@@ -171,9 +172,13 @@ impl Application {
             drain: Default::default(),
         };
         let smtp = if state.config.smtp.enabled {
-            let mut listener =
-                SmtpListener::bind(&state.config, state.pool.clone(), state.submissions.clone())
-                    .await?;
+            let mut listener = SmtpListener::bind(
+                &state.config,
+                state.pool.clone(),
+                state.submissions.clone(),
+                state.gate.clone(),
+            )
+            .await?;
             // SMTP mail counts against the same send buckets as HTTP sends.
             listener.set_limiter(Arc::new(state.gate.clone()));
             Some(listener)
@@ -266,13 +271,13 @@ impl Application {
                 .as_ref()
                 .map_or("off".to_string(), |r| format!(
                     "{} in flight",
-                    r.config().concurrency
+                    r.settings().concurrency
                 )),
             self.webhooks
                 .as_ref()
                 .map_or("off".to_string(), |r| format!(
                     "{} in flight",
-                    r.config().concurrency
+                    r.settings().concurrency
                 )),
             self.state.relays.describe(),
             c.database_url,

@@ -519,7 +519,7 @@ async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> 
     store::migrate(&pool).await?;
     match cmd {
         QueueCommand::Stats => {
-            let stats = crate::queue::stats(&pool).await?;
+            let stats = crate::queue::mail::stats(&pool).await?;
             for (status, count) in &stats.by_status {
                 println!("{status:<12} {count}");
             }
@@ -538,7 +538,7 @@ async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> 
                 ),
                 None => None,
             };
-            let n = crate::queue::retry_now(&pool, &status, project_id)
+            let n = crate::queue::mail::retry_now(&pool, &status, project_id)
                 .await
                 .map_err(anyhow::Error::msg)?;
             println!("{n} recipient(s) due now");

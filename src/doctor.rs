@@ -53,7 +53,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             checks.push(Check::new("migrations", migrations(&pool).await));
             checks.push(Check::new(
                 "queue",
-                match queue::depth(&pool).await {
+                match queue::mail::depth(&pool).await {
                     Ok(d) if d.is_empty() => Ok("empty".into()),
                     Ok(d) => Ok(d
                         .iter()
@@ -142,7 +142,7 @@ pub fn offline(config: &Config) -> Vec<Check> {
         Ok(format!(
             "valid · http {} · smtp {} · inbound {}",
             config.http_addr,
-            config.smtp_listen_addr(),
+            config.smtp_addr,
             config
                 .inbound
                 .addr

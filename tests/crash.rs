@@ -16,7 +16,7 @@ use std::{
 use serde_json::json;
 use support::{
     app::{create_database, message_id_of},
-    process,
+    eventually, process,
     smtp_server::TestSmtpServer,
 };
 use tokio::process::{Child, Command};
@@ -83,14 +83,12 @@ async fn sigkill_during_delivery_loses_nothing() {
     assert_eq!(accepted.len(), MESSAGES);
 
     // Kill -9 while the relay is mid-stream.
-    let wait = Instant::now();
-    while smtp.received().len() < MESSAGES / 4 {
-        assert!(
-            wait.elapsed() < Duration::from_secs(60),
-            "delivery did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "a quarter of the mail delivered",
+        Duration::from_secs(60),
+        async || smtp.received().len() >= MESSAGES / 4,
+    )
+    .await;
     first.kill().await.unwrap();
     let at_kill = smtp.received().len();
     assert!(
@@ -101,23 +99,24 @@ async fn sigkill_during_delivery_loses_nothing() {
     let restarted = Instant::now();
     let second = start(&db, &http, &relay).await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
-    let deadline = restarted + Duration::from_secs(45);
-    loop {
-        let (open,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM recipients WHERE status IN ('queued', 'deferred', 'sending', 'scheduled')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} recipients had not reached a terminal status 45 s after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "every recipient at a terminal status after the restart",
+        Duration::from_secs(45),
+        async || {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM recipients WHERE status IN ('queued', 'deferred', 'sending', 'scheduled')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if open == 0 {
+                Ok(())
+            } else {
+                Err(format!("{open} recipients open"))
+            }
+        },
+    )
+    .await;
     let recovered_secs = restarted.elapsed().as_secs_f64();
     let (delivered,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM recipients WHERE status = 'delivered'")

@@ -25,14 +25,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mailgate::Config;
 use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_database, http_client, relay_to, test_config},
-    free_port, process,
+    eventually, free_port, process,
     smtp_server::TestSmtpServer,
     test_redis::TestRedis,
     webhook_receiver::WebhookReceiver,
+    within,
 };
 use tokio::{
     process::{Child, Command},
@@ -175,15 +175,16 @@ impl Load {
 
     /// Waits until `n` sends in all were accepted.
     async fn wait_accepted(&self, n: usize, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while self.accepted() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: only {} of {n} sends accepted",
-                self.accepted()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            format_args!("{what}: {n} sends accepted"),
+            Duration::from_secs(40),
+            async || {
+                (self.accepted() >= n)
+                    .then_some(())
+                    .ok_or(format!("{} accepted", self.accepted()))
+            },
+        )
+        .await;
     }
 
     async fn finish(self) -> Tally {
@@ -211,24 +212,20 @@ async fn settle(
     smtp: &TestSmtpServer,
     accepted: &HashSet<usize>,
 ) -> (usize, usize, usize) {
-    let deadline = Instant::now() + DRAIN_LIMIT;
-    loop {
+    eventually("every recipient at a terminal status", DRAIN_LIMIT, async || {
         // A query can fail right after a Postgres restart; it is simply asked again.
-        let open: Option<(i64,)> = sqlx::query_as(
+        let open: Result<i64, _> = sqlx::query_scalar(
             "SELECT count(*) FROM recipients WHERE status IN ('queued', 'deferred', 'sending', 'scheduled')",
         )
         .fetch_one(pool)
-        .await
-        .ok();
-        if open == Some((0,)) {
-            break;
+        .await;
+        match open {
+            Ok(0) => Ok(()),
+            Ok(n) => Err(format!("{n} recipients open")),
+            Err(e) => Err(e.to_string()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{open:?} recipients never reached a terminal status"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let mut at_relay: HashMap<String, usize> = HashMap::new();
     for m in smtp.received() {
         for r in m.rcpt_to {
@@ -600,18 +597,19 @@ async fn postgres_restart_under_load() {
 
         // mailgate reconnects by itself: no restart, sends are accepted again.
         let back = Instant::now();
-        loop {
-            let (status, _, body, _) = probe(client.clone(), bin.base(), key.clone()).await;
-            if status == 202 {
-                break;
-            }
-            assert_eq!(status, 503, "a send while Postgres comes back: {body}");
-            assert!(
-                back.elapsed() < Duration::from_secs(20),
-                "mailgate did not recover after Postgres came back"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "a send accepted after Postgres came back",
+            Duration::from_secs(20),
+            async || {
+                let (status, _, body, _) = probe(client.clone(), bin.base(), key.clone()).await;
+                assert!(
+                    status == 202 || status == 503,
+                    "a send while Postgres comes back: {status} {body}"
+                );
+                status == 202
+            },
+        )
+        .await;
         let recovered_secs = back.elapsed().as_secs_f64();
         load.wait_accepted(load.accepted() + 150, "after the outage")
             .await;
@@ -689,13 +687,12 @@ async fn redis_restart_under_load() {
         redis.restart().await;
         // Redis came back empty; mailgate's buckets reappear there once it uses it again.
         let back = Instant::now();
-        while redis_keys(&redis.url()).await == 0 {
-            assert!(
-                back.elapsed() < Duration::from_secs(20),
-                "mailgate never went back to Redis"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "mailgate's buckets in Redis again",
+            Duration::from_secs(20),
+            async || redis_keys(&redis.url()).await > 0,
+        )
+        .await;
         let back_secs = back.elapsed().as_secs_f64();
         load.wait_accepted(load.accepted() + 100, "after the restart")
             .await;
@@ -751,7 +748,7 @@ async fn relay_flapping() {
         config.delivery.retry_max_secs = 1.0;
         // Enough attempts to outlast every down period below.
         config.delivery.max_attempts = 50;
-        let app = TestApp::start(config).await;
+        let app = TestApp::builder().config(config).start().await;
 
         let load = Load::start(&app.base, &app.key, 4, Duration::from_millis(20));
         let flaps = 4;
@@ -805,17 +802,18 @@ async fn webhook_receiver_down_then_up() {
     bounded("webhook_receiver_down_then_up", async {
         let smtp = TestSmtpServer::start().await;
         let mut receiver = WebhookReceiver::start().await;
-        let db = create_database().await;
-        let mut config: Config = test_config(&db);
-        relay_to(&mut config, &smtp);
-        config.webhooks.allow_private_targets = true;
-        config.webhooks.poll_interval_ms = 100;
-        config.webhooks.timeout_secs = 2.0;
-        config.webhooks.lease_secs = 10;
-        // About 19 s of retries (±20 %): longer than the receiver is down.
-        config.webhooks.retry_schedule_secs =
-            vec![0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0];
-        let app = TestApp::start(config).await;
+        let app = TestApp::builder()
+            .relaying_to(&smtp)
+            .webhooks_to_loopback()
+            .configure(|c| {
+                c.webhooks.timeout_secs = 2.0;
+                c.webhooks.runner.lease_secs = 10;
+                // About 19 s of retries (±20 %): longer than the receiver is down.
+                c.webhooks.retry_schedule_secs =
+                    vec![0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0];
+            })
+            .start()
+            .await;
         let created = app
             .http
             .post(app.url("/v1/webhooks"))
@@ -838,13 +836,41 @@ async fn webhook_receiver_down_then_up() {
         // Mail is delivered meanwhile; only its webhooks wait.
         let (relayed, relay_lost, _) = settle(&app.pool, &smtp, &tally.accepted).await;
         assert_eq!(relay_lost, 0);
-        while down.elapsed() < Duration::from_secs(8) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // The app tried every event's delivery while the receiver was down, and recorded
+        // each try as a failure to connect (no HTTP answer), none as a success.
+        eventually(
+            "a failed attempt recorded for every email.delivered webhook",
+            Duration::from_secs(20),
+            async || {
+                let (deliveries, failed, answered): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT count(*),
+                            count(*) FILTER (WHERE error IS NOT NULL),
+                            count(*) FILTER (WHERE response_status IS NOT NULL
+                                             OR status = 'succeeded')
+                     FROM webhook_deliveries WHERE event_type = 'email.delivered'",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                assert_eq!(
+                    answered, 0,
+                    "the receiver was down, yet a delivery was answered"
+                );
+                if deliveries >= relayed as i64 && failed == deliveries {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{deliveries} deliveries for {relayed} relayed, {failed} with a failed attempt"
+                    ))
+                }
+            },
+        )
+        .await;
         assert!(
             receiver.received().is_empty(),
             "the receiver was down, yet got requests"
         );
+        let down_for = down.elapsed();
         receiver.up().await;
 
         // Every accepted message's email.delivered event arrives at least once.
@@ -862,8 +888,7 @@ async fn webhook_receiver_down_then_up() {
                 .map(|i| (by_rcpt[&recipient(*i)].to_string(), *i))
                 .collect()
         };
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        let arrived = loop {
+        let arrivals = || {
             let mut arrived: HashMap<String, usize> = HashMap::new();
             for r in receiver.received_at("/hook") {
                 let event = r.json();
@@ -873,11 +898,15 @@ async fn webhook_receiver_down_then_up() {
                     *arrived.entry(id.to_string()).or_default() += 1;
                 }
             }
-            if ids.keys().all(|id| arrived.contains_key(id)) || Instant::now() > deadline {
-                break arrived;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            arrived
         };
+        // Waited for without failing here: the report below counts what is missing.
+        let _ = within(DRAIN_LIMIT, async || {
+            let arrived = arrivals();
+            ids.keys().all(|id| arrived.contains_key(id))
+        })
+        .await;
+        let arrived = arrivals();
         let delivered = ids.keys().filter(|id| arrived.contains_key(*id)).count();
         let lost = ids.len() - delivered;
         let duplicated: usize = arrived.values().map(|n| n - 1).sum();
@@ -891,7 +920,7 @@ async fn webhook_receiver_down_then_up() {
         let requests = receiver.received_at("/hook");
         println!(
             "  receiver down {:.1} s; {relayed} messages relayed meanwhile; {} webhook requests after it came up",
-            8.0,
+            down_for.as_secs_f64(),
             requests.len()
         );
         for r in &requests {

@@ -167,7 +167,11 @@ pub struct AttachmentRequest {
 /// Content-Transfer-Encoding, Content-Disposition, Return-Path, Received, DKIM-Signature).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-#[schema(min_length = 1, max_length = 76, pattern = "^[A-Za-z0-9-]+$")]
+#[schema(
+    min_length = 1,
+    max_length = 76,
+    pattern = "^(?!([Ff][Rr][Oo][Mm]|[Tt][Oo]|[Cc][Cc]|[Bb][Cc][Cc]|[Ss][Uu][Bb][Jj][Ee][Cc][Tt]|[Mm][Ee][Ss][Ss][Aa][Gg][Ee]-[Ii][Dd]|[Dd][Aa][Tt][Ee]|[Rr][Ee][Pp][Ll][Yy]-[Tt][Oo]|[Ss][Ee][Nn][Dd][Ee][Rr]|[Mm][Ii][Mm][Ee]-[Vv][Ee][Rr][Ss][Ii][Oo][Nn]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Tt][Yy][Pp][Ee]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Tt][Rr][Aa][Nn][Ss][Ff][Ee][Rr]-[Ee][Nn][Cc][Oo][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Dd][Ii][Ss][Pp][Oo][Ss][Ii][Tt][Ii][Oo][Nn]|[Rr][Ee][Tt][Uu][Rr][Nn]-[Pp][Aa][Tt][Hh]|[Rr][Ee][Cc][Ee][Ii][Vv][Ee][Dd]|[Dd][Kk][Ii][Mm]-[Ss][Ii][Gg][Nn][Aa][Tt][Uu][Rr][Ee])$)[A-Za-z0-9-]+$"
+)]
 pub struct HeaderName(String);
 
 /// A header value: one line, no control characters other than tab.

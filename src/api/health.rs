@@ -70,7 +70,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             }),
         );
     }
-    let (depth, limits) = tokio::join!(queue::depth(&state.pool), state.gate.limiter().status());
+    let (depth, limits) = tokio::join!(
+        queue::mail::depth(&state.pool),
+        state.gate.limiter().status()
+    );
     match depth {
         Ok(depth) => {
             let (status, word) = if limits.serving {

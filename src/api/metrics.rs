@@ -11,7 +11,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match queue::stats(&state.pool).await {
+    match queue::mail::stats(&state.pool).await {
         Ok(stats) => {
             for status in RecipientStatus::IN_FLIGHT.map(RecipientStatus::as_str) {
                 let n = stats

@@ -148,22 +148,28 @@ impl Modify for Security {
 }
 
 /// Rules between fields that the derives cannot state, added to the request schemas as
-/// `allOf` clauses: what is required unless something else is given.
+/// `allOf` clauses: what is required unless something else is given, and the form of fields a
+/// provider's body holds as plain strings. The rules are the server's: a body the spec calls
+/// valid is refused only for what depends on state outside it (a stored template, a relay, how
+/// far ahead a send may be scheduled, DNS); `scripts/fuzz.toml` lists those operations.
 struct CrossFieldRules;
+
+/// A bare address or `Name <address>`, as `NameAddrDoc`'s pattern writes it.
+const MAILBOX: &str = r"([A-Za-z0-9_%+-]{1,64}@[A-Za-z0-9]{1,20}(\.[A-Za-z0-9]{1,20}){0,3}\.[A-Za-z]{2,20}|[A-Za-z0-9 ]{0,64}<[A-Za-z0-9_%+-]{1,64}@[A-Za-z0-9]{1,20}(\.[A-Za-z0-9]{1,20}){0,3}\.[A-Za-z]{2,20}>)";
 
 impl Modify for CrossFieldRules {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{
-            RefOr, Schema,
+            Ref, RefOr, Schema,
             schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type},
         };
-        fn any_of(items: impl IntoIterator<Item = Schema>) -> Schema {
+        fn any_of<S: Into<RefOr<Schema>>>(items: impl IntoIterator<Item = S>) -> Schema {
             items
                 .into_iter()
                 .fold(AnyOfBuilder::new(), |b, item| b.item(item))
                 .into()
         }
-        fn all_of(items: impl IntoIterator<Item = RefOr<Schema>>) -> Schema {
+        fn all_of<S: Into<RefOr<Schema>>>(items: impl IntoIterator<Item = S>) -> Schema {
             items
                 .into_iter()
                 .fold(AllOfBuilder::new(), |b, item| b.item(item))
@@ -172,6 +178,9 @@ impl Modify for CrossFieldRules {
         fn typed(t: Type) -> ObjectBuilder {
             ObjectBuilder::new().schema_type(t)
         }
+        fn named(component: &str) -> RefOr<Schema> {
+            Ref::from_schema_name(component).into()
+        }
         /// `field` is present, with this schema.
         fn given(field: &str, schema: impl Into<RefOr<Schema>>) -> Schema {
             ObjectBuilder::new()
@@ -179,57 +188,313 @@ impl Modify for CrossFieldRules {
                 .property(field, schema)
                 .into()
         }
-        let not_empty = |field: &str| given(field, typed(Type::String).min_length(Some(1)));
-        let html_or_text = || any_of([not_empty("html"), not_empty("text")]);
-        let some_recipient = |field: &str| {
-            given(
-                field,
-                any_of([
-                    typed(Type::String).into(),
-                    typed(Type::Object).into(),
-                    ArrayBuilder::new().min_items(Some(1)).into(),
-                ]),
-            )
-        };
-        let absent = |fields: &[&str]| -> Schema {
+        /// `field`, when present and not null, has this schema.
+        fn when(field: &str, schema: impl Into<RefOr<Schema>>) -> Schema {
+            ObjectBuilder::new()
+                .property(field, any_of([schema.into(), typed(Type::Null).into()]))
+                .into()
+        }
+        /// None of `fields` is given (absent or null).
+        fn absent(fields: &[&str]) -> Schema {
             fields
                 .iter()
                 .fold(ObjectBuilder::new(), |b, f| {
                     b.property(*f, typed(Type::Null))
                 })
                 .into()
+        }
+        let one_line = || {
+            typed(Type::String)
+                .max_length(Some(998))
+                .pattern(Some(r"^[^\r\n]*$"))
         };
+        let not_empty = |field: &str| given(field, typed(Type::String).min_length(Some(1)));
+        let either_body = |html: &str, text: &str| any_of([not_empty(html), not_empty(text)]);
+        let html_or_text = || either_body("html", "text");
+        let address = || any_of([named("AddrSpecDoc"), named("NameAddrDoc")]);
+        let some_recipient = |field: &str| {
+            given(
+                field,
+                any_of([
+                    Schema::from(typed(Type::String)),
+                    typed(Type::Object).into(),
+                    ArrayBuilder::new().min_items(Some(1)).into(),
+                ]),
+            )
+        };
+        let recipients_in =
+            |make: &dyn Fn(&str) -> Schema, fields: [&str; 3]| any_of(fields.map(make));
+        let recipients = || recipients_in(&some_recipient, ["to", "cc", "bcc"]);
         // Content given directly: a subject and html or text, no template variables.
         let direct = all_of([
-            given("subject", typed(Type::String)).into(),
-            absent(&["template", "variables"]).into(),
-            html_or_text().into(),
+            given("subject", typed(Type::String)),
+            absent(&["template", "variables"]),
+            html_or_text(),
         ]);
         // From a template, which provides subject, html and text.
         let templated = all_of([
-            given("template", typed(Type::String)).into(),
-            absent(&["subject", "html", "text"]).into(),
+            given("template", typed(Type::String)),
+            absent(&["subject", "html", "text"]),
         ]);
-        let send = all_of([
+        let send = all_of([recipients(), any_of([direct, templated])]);
+
+        // Resend: the same rules; `from` is a string, `template` an object.
+        let resend_email = all_of([
+            given("from", address()),
+            recipients(),
             any_of([
-                some_recipient("to"),
-                some_recipient("cc"),
-                some_recipient("bcc"),
+                all_of([
+                    given("subject", typed(Type::String)),
+                    absent(&["template"]),
+                    html_or_text(),
+                ]),
+                all_of([
+                    given("template", typed(Type::Object)),
+                    absent(&["subject", "html", "text"]),
+                ]),
+            ]),
+            when(
+                "scheduled_at",
+                any_of([
+                    typed(Type::String).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::DateTime,
+                    ))),
+                    typed(Type::String).pattern(Some(
+                        r"^[Ii][Nn] [0-9]{1,5} ([Ss][Ee][Cc]([Oo][Nn][Dd])?|[Mm][Ii][Nn]([Uu][Tt][Ee])?|[Hh]([Oo][Uu])?[Rr]|[Dd][Aa][Yy])[Ss]?$",
+                    )),
+                ]),
+            ),
+        ]);
+        let byte = || typed(Type::Integer).minimum(Some(0)).maximum(Some(255));
+        let resend_attachment = |part: &dyn Fn(&str) -> RefOr<Schema>| {
+            all_of([
+                absent(&["path"]),
+                given("filename", part("filename")),
+                when("content_type", part("content_type")),
+                when("content_id", part("content_id")),
+                when("inline_content_id", part("content_id")),
+                given(
+                    "content",
+                    any_of([
+                        RefOr::from(typed(Type::String).format(Some(
+                            utoipa::openapi::SchemaFormat::KnownFormat(
+                                utoipa::openapi::KnownFormat::Byte,
+                            ),
+                        ))),
+                        ArrayBuilder::new().items(byte()).into(),
+                        all_of([
+                            given("type", typed(Type::String).enum_values(Some(["Buffer"]))),
+                            given("data", ArrayBuilder::new().items(byte())),
+                        ])
+                        .into(),
+                    ]),
+                ),
+            ])
+        };
+
+        // Postmark: `/email` sends content, `/email/withTemplate` a stored template; addresses
+        // are comma-separated strings.
+        let list =
+            || typed(Type::String).pattern(Some(format!(r"^({MAILBOX}(, ?{MAILBOX}){{0,49}})?$")));
+        let some_in_list = |field: &str| {
+            given(
+                field,
+                typed(Type::String).pattern(Some(format!(r"^{MAILBOX}(, ?{MAILBOX}){{0,49}}$"))),
+            )
+        };
+        let postmark_common = || {
+            all_of([
+                given("From", address()),
+                when("To", list()),
+                when("Cc", list()),
+                when("Bcc", list()),
+                when("ReplyTo", list()),
+                recipients_in(&some_in_list, ["To", "Cc", "Bcc"]),
+            ])
+        };
+        let postmark_email = all_of([
+            named("PostmarkMessage"),
+            postmark_common().into(),
+            given("Subject", one_line()).into(),
+            absent(&["TemplateId", "TemplateAlias"]).into(),
+            either_body("HtmlBody", "TextBody").into(),
+        ]);
+        let postmark_template = all_of([
+            named("PostmarkMessage"),
+            postmark_common().into(),
+            any_of([
+                given("TemplateId", typed(Type::Integer)),
+                given("TemplateAlias", typed(Type::String)),
             ])
             .into(),
-            any_of([direct, templated]).into(),
+            absent(&["Subject", "HtmlBody", "TextBody"]).into(),
         ]);
+
+        // SendGrid: each personalization needs a recipient; content or a template.
+        let non_empty_list = |field: &str| given(field, ArrayBuilder::new().min_items(Some(1)));
+        // Legacy substitutions are refused when given (not empty).
+        let unused = || {
+            any_of([
+                Schema::from(typed(Type::Object).max_properties(Some(0))),
+                ArrayBuilder::new().max_items(Some(0)).into(),
+            ])
+        };
+        let personalization = all_of([
+            recipients_in(&non_empty_list, ["to", "cc", "bcc"]),
+            when("substitutions", unused()),
+        ]);
+        let sendgrid_content = any_of([
+            all_of([
+                absent(&["template_id"]),
+                // A personalization's subject overrides the mail's.
+                any_of([
+                    all_of([
+                        given("subject", one_line()),
+                        ObjectBuilder::new()
+                            .property(
+                                "personalizations",
+                                ArrayBuilder::new().items(RefOr::from(when("subject", one_line()))),
+                            )
+                            .into(),
+                    ]),
+                    ObjectBuilder::new()
+                        .property(
+                            "personalizations",
+                            ArrayBuilder::new().items(RefOr::from(given("subject", one_line()))),
+                        )
+                        .into(),
+                ]),
+                given(
+                    "content",
+                    ArrayBuilder::new().min_items(Some(1)).items(
+                        ObjectBuilder::new()
+                            .property("value", typed(Type::String).min_length(Some(1))),
+                    ),
+                ),
+            ]),
+            given("template_id", typed(Type::String)),
+        ]);
+        let sendgrid_mail = all_of([sendgrid_content, when("sections", unused())]);
+
+        // Mailgun: a form; `t:variables` only with a template.
+        let some_in_lists = |field: &str| {
+            given(
+                field,
+                ArrayBuilder::new().min_items(Some(1)).items(
+                    typed(Type::String)
+                        .pattern(Some(format!(r"^{MAILBOX}(, ?{MAILBOX}){{0,49}}$"))),
+                ),
+            )
+        };
+        let lists = || ArrayBuilder::new().items(list());
+        let mailgun_message = all_of([
+            given("from", address()),
+            when("to", lists()),
+            when("cc", lists()),
+            when("bcc", lists()),
+            recipients_in(&some_in_lists, ["to", "cc", "bcc"]),
+            any_of([
+                all_of([
+                    given("subject", typed(Type::String)),
+                    absent(&["template", "t:variables"]),
+                    html_or_text(),
+                ]),
+                all_of([
+                    given("template", typed(Type::String)),
+                    absent(&["subject", "html", "text"]),
+                ]),
+            ]),
+        ]);
+
         let components = openapi.components.get_or_insert_with(Default::default);
+        // The native attachment's fields, which every provider's attachment becomes.
+        let native = match components.schemas.get("AttachmentRequest") {
+            Some(RefOr::T(Schema::Object(o))) => o.properties.clone(),
+            _ => Default::default(),
+        };
+        let part = |field: &str| -> RefOr<Schema> {
+            native
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| typed(Type::String).into())
+        };
+        let postmark_attachment = all_of([
+            given("Name", part("filename")),
+            given("Content", part("content")),
+            when("ContentType", part("content_type")),
+            // `cid:` is dropped.
+            when(
+                "ContentID",
+                typed(Type::String).pattern(Some(r"^(?!cid:$)(cid:)?[!-;=?-~]{1,128}$")),
+            ),
+        ]);
+        let sendgrid_attachment = all_of([
+            given("filename", part("filename")),
+            given("content", part("content")),
+            when("type", part("content_type")),
+            // `content_id` is only read for an inline part; its rule is left unstated.
+        ]);
+        // Mailgun takes any `h:` header and `v:` variable beside its named fields.
+        let mailgun_names = match components.schemas.get("MailgunMessage") {
+            Some(RefOr::T(Schema::Object(o))) => o.properties.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .chain(
+            compat::mailgun::request::IGNORED
+                .iter()
+                .map(|name| name.to_string()),
+        )
+        .collect::<Vec<_>>();
+        let mailgun_message = all_of([
+            mailgun_message,
+            ObjectBuilder::new()
+                .property_names(Some(any_of([
+                    typed(Type::String).enum_values(Some(mailgun_names)),
+                    typed(Type::String).pattern(Some(r"^(h:[A-Za-z0-9-]{1,76}|v:.{1,64})$")),
+                ])))
+                .into(),
+        ]);
         for (name, rule) in [
             ("NewTemplate", html_or_text()),
             ("TemplateParts", html_or_text()),
             ("ValidateRequest", html_or_text()),
             ("SendRequest", send),
+            ("ResendEmail", resend_email),
+            ("ResendAttachment", resend_attachment(&part)),
+            ("PostmarkAttachment", postmark_attachment),
+            ("SendGridAttachment", sendgrid_attachment),
+            ("SendGridPersonalization", personalization),
+            ("SendGridMail", sendgrid_mail),
+            ("MailgunMessage", mailgun_message),
         ] {
             if let Some(schema) = components.schemas.remove(name) {
                 components
                     .schemas
                     .insert(name.to_string(), all_of([schema, rule.into()]).into());
+            }
+        }
+        for (name, schema, path) in [
+            ("PostmarkEmail", postmark_email, "/email"),
+            (
+                "PostmarkTemplateEmail",
+                postmark_template,
+                "/email/withTemplate",
+            ),
+        ] {
+            components.schemas.insert(name.to_string(), schema.into());
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.request_body.as_mut());
+            if let Some(RefOr::T(body)) = body {
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content {
+                        content.schema = Some(named(name));
+                    }
+                }
             }
         }
     }

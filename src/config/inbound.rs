@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::RunnerSettings;
+
 /// VERP return paths: with a domain set, each recipient's envelope sender is
 /// `b-<token>@<domain>`, so a bounce mailed back names the recipient it is about.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -39,11 +41,9 @@ pub struct InboundConfig {
     pub session_timeout_secs: u64,
     /// Messages one IP address may hand in per minute; more get `451 4.7.1`.
     pub per_ip_per_minute: u32,
-    /// Processing: concurrent messages, lease.
-    pub concurrency: usize,
-    pub lease_secs: u64,
-    /// How often an idle processor looks for work another instance accepted.
-    pub poll_interval_ms: u64,
+    /// Processing: messages at once per process, claims, leases and shutdown.
+    #[serde(flatten)]
+    pub runner: RunnerSettings,
     /// Largest attachment put in an `email.received` webhook (base64); larger ones are listed
     /// with their size but without content.
     pub max_attachment_bytes: usize,
@@ -62,9 +62,13 @@ impl Default for InboundConfig {
             idle_timeout_secs: 120,
             session_timeout_secs: 600,
             per_ip_per_minute: 120,
-            concurrency: 4,
-            lease_secs: 30,
-            poll_interval_ms: 1000,
+            runner: RunnerSettings {
+                concurrency: 4,
+                claim_batch: None,
+                poll_interval_ms: 1000,
+                lease_secs: 30,
+                shutdown_grace_secs: 5,
+            },
             max_attachment_bytes: 5 * 1024 * 1024,
         }
     }
@@ -78,15 +82,14 @@ impl InboundConfig {
         if self.max_recipients == 0
             || self.max_sessions == 0
             || self.per_ip_per_minute == 0
-            || self.concurrency == 0
             || self.idle_timeout_secs == 0
             || self.session_timeout_secs == 0
         {
             bail!(
-                "inbound.max_recipients, max_sessions, per_ip_per_minute, concurrency, idle_timeout_secs and session_timeout_secs must be positive"
+                "inbound.max_recipients, max_sessions, per_ip_per_minute, idle_timeout_secs and session_timeout_secs must be positive"
             );
         }
-        super::check_lease("inbound", self.lease_secs)
+        self.runner.validate("inbound")
     }
 }
 

@@ -17,6 +17,7 @@ mod ratelimit;
 mod redis;
 mod relays;
 mod retention;
+mod runner;
 mod scan;
 mod secret;
 mod smtp;
@@ -31,10 +32,7 @@ use std::{
 };
 
 use anyhow::bail;
-use figment::{
-    Figment,
-    providers::{Format, Serialized, Toml},
-};
+use figment::providers::{Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +46,7 @@ pub use self::{
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
+    runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, redact_url},
     smtp::SmtpConfig,
@@ -65,7 +64,7 @@ pub struct Config {
     /// Redis URL for shared rate limits; unset means per-process limits.
     pub redis_url: Option<SecretUrl>,
     pub http_addr: SocketAddr,
-    /// The SMTP submission listener (`MAILGATE_SMTP_ADDR`); `smtp.addr` overrides it.
+    /// Where the SMTP submission listener binds (`MAILGATE_SMTP_ADDR`).
     pub smtp_addr: SocketAddr,
     /// The default upstream relay; unset (and no `[relays]`) means sandbox delivery.
     pub relay_url: Option<SecretUrl>,
@@ -79,7 +78,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Run the HTTP API in `serve`.
     pub api_enabled: bool,
-    /// Run delivery workers in `serve`.
+    /// Run the queue workers in `serve`: delivery, webhooks (see `webhooks.workers_enabled`)
+    /// and inbound processing.
     pub workers_enabled: bool,
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
@@ -169,8 +169,9 @@ impl Config {
         let file = path
             .map(Path::to_path_buf)
             .or_else(|| var("MAILGATE_CONFIG").map(PathBuf::from));
-        // Every section has serde defaults, so the layers carry only what was set.
-        let mut figment = Figment::new();
+        // Every section has serde defaults, so the layers carry only what was set; the runner
+        // settings, flattened into their sections, take theirs from a first layer.
+        let mut figment = runner::defaults();
         if let Some(file) = &file {
             if !file.exists() {
                 bail!("config file {} does not exist", file.display());
@@ -186,7 +187,12 @@ impl Config {
             figment = figment.merge(Serialized::default("redis_url", url));
         }
         let env = env::EnvLayer::new(vars);
-        let config: Config = match figment.merge(&env).extract() {
+        let figment = figment.merge(&env);
+        let extracted = match runner::check(&figment) {
+            Some(e) => Err(e),
+            None => figment.extract(),
+        };
+        let config: Config = match extracted {
             Ok(config) => config,
             Err(e) => match typos::unknown_key(&e, &env, file.as_deref()) {
                 Some(message) => bail!("invalid configuration: {message}"),
@@ -217,28 +223,12 @@ impl Config {
         Ok(())
     }
 
-    /// Where the SMTP submission listener binds.
-    pub fn smtp_listen_addr(&self) -> SocketAddr {
-        self.smtp.addr.unwrap_or(self.smtp_addr)
-    }
-
     /// The largest message the SMTP listener takes.
     pub fn smtp_max_message_bytes(&self) -> usize {
         self.smtp
             .max_message_bytes
             .unwrap_or(self.http.max_message_bytes)
     }
-}
-
-/// Leases are renewed by a heartbeat every third of their length while the work runs; below
-/// 3 s that leaves the heartbeat no room, and a second worker would take live work.
-fn check_lease(section: &str, lease_secs: u64) -> anyhow::Result<()> {
-    if lease_secs < 3 {
-        bail!(
-            "{section}.lease_secs ({lease_secs}) must be at least 3: a heartbeat renews the lease every third of it while the work runs"
-        );
-    }
-    Ok(())
 }
 
 /// Like `SecretUrl`, the secret serializes redacted: serialization is only for showing.
@@ -436,8 +426,8 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.delivery.concurrency, 5);
-        assert_eq!(c.webhooks.lease_secs, 12);
+        assert_eq!(c.delivery.runner.concurrency, 5);
+        assert_eq!(c.webhooks.runner.lease_secs, 12);
         assert_eq!(c.http_addr.port(), 9999);
         assert_eq!(
             c.relays["my-eu-relay"].url.expose(),
@@ -451,8 +441,103 @@ mod tests {
         assert_eq!(c.relay_map().len(), 3);
         // Nothing set: the defaults.
         let c = Config::load_from(None, &[]).unwrap();
-        assert_eq!(c.delivery.lease_secs, 30);
+        assert_eq!(c.delivery.runner.lease_secs, 30);
         assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn old_spellings_are_refused_with_the_one_to_use() {
+        let err = load_err(None, &[("MAILGATE_SMTP__ADDR", "127.0.0.1:2525")]);
+        assert!(
+            err.contains("unknown config key `smtp.addr`")
+                && err.contains("did you mean `smtp_addr` (MAILGATE_SMTP_ADDR)?"),
+            "{err}"
+        );
+        let file = TempToml::new("[smtp]\naddr = \"127.0.0.1:2525\"\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(err.contains("did you mean `smtp_addr`?"), "{err}");
+        let file = TempToml::new("[webhooks]\nworker_enabled = false\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `webhooks.worker_enabled`")
+                && err.contains("did you mean `webhooks.workers_enabled`?"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_WEBHOOKS__WORKER_ENABLED", "false")]);
+        assert!(
+            err.contains(
+                "did you mean `webhooks.workers_enabled` (MAILGATE_WEBHOOKS__WORKERS_ENABLED)?"
+            ),
+            "{err}"
+        );
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_SMTP_ADDR", "127.0.0.1:2600"),
+                ("MAILGATE_WEBHOOKS__WORKERS_ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.smtp_addr.port(), 2600);
+        assert!(!c.webhooks.workers_enabled);
+    }
+
+    /// The runner settings are the same keys in each queue's section, with that section's
+    /// defaults, typos caught as in any section.
+    #[test]
+    fn each_queue_section_has_its_runner_settings_and_defaults() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(
+            (
+                c.delivery.runner.concurrency,
+                c.delivery.runner.claim_batch()
+            ),
+            (32, 64)
+        );
+        assert_eq!(
+            (
+                c.webhooks.runner.concurrency,
+                c.webhooks.runner.claim_batch()
+            ),
+            (32, 32)
+        );
+        assert_eq!(
+            (c.inbound.runner.concurrency, c.inbound.runner.claim_batch()),
+            (4, 4)
+        );
+        assert_eq!(c.inbound.runner.shutdown_grace_secs, 5);
+        assert_eq!(c.webhooks.runner.shutdown_grace_secs, 20);
+        // Setting one key keeps the section's other defaults.
+        let file = TempToml::new("[inbound]\nlease_secs = 9\n[webhooks]\nconcurrency = 3\n");
+        let c = Config::load_from(
+            Some(&file.0),
+            &vars(&[("MAILGATE_INBOUND__SHUTDOWN_GRACE_SECS", "2")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.inbound.runner.concurrency,
+                c.inbound.runner.lease_secs,
+                c.inbound.runner.shutdown_grace_secs
+            ),
+            (4, 9, 2)
+        );
+        assert_eq!(c.webhooks.runner.claim_batch(), 3);
+        assert_eq!(c.delivery.runner.concurrency, 32);
+        let file = TempToml::new("[inbound]\nshutdown_grace_sec = 9\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(
+            err.contains("unknown config key `inbound.shutdown_grace_sec`")
+                && err.contains("did you mean `inbound.shutdown_grace_secs`?"),
+            "{err}"
+        );
+        let err = load_err(None, &[("MAILGATE_INBOUND__LEASE_SECS", "long")]);
+        assert!(err.contains("MAILGATE_INBOUND__LEASE_SECS"), "{err}");
+        let err = load_err(None, &[("MAILGATE_INBOUND__LEASE_SECS", "2")]);
+        assert!(
+            err.contains("inbound.lease_secs (2) must be at least 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -75,9 +75,13 @@ impl Config {
             relays.insert(DEFAULT_RELAY.to_string(), RelayConfig::at(url.clone()));
         }
         for relay in relays.values_mut() {
-            relay
-                .pool_size
-                .get_or_insert(self.delivery.concurrency.try_into().unwrap_or(u32::MAX));
+            relay.pool_size.get_or_insert(
+                self.delivery
+                    .runner
+                    .concurrency
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+            );
         }
         relays
     }
@@ -94,7 +98,7 @@ mod tests {
             relay_url: Some("smtp://mx.example.com".into()),
             ..Config::default()
         };
-        c.delivery.concurrency = 48;
+        c.delivery.runner.concurrency = 48;
         c.relays.insert(
             "eu".into(),
             RelayConfig {

@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 pub struct SmtpConfig {
     /// Run the listener in `serve`.
     pub enabled: bool,
-    /// Overrides the top-level `smtp_addr` when set.
-    pub addr: Option<SocketAddr>,
     /// Name in the greeting and in the generated dev certificate.
     pub hostname: String,
     /// PEM certificate chain and private key for STARTTLS; unset means a self-signed
@@ -46,7 +44,6 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            addr: None,
             hostname: "localhost".into(),
             tls_cert: None,
             tls_key: None,

@@ -1,13 +1,23 @@
 //! Unknown keys are errors: a misspelt key in the file or the environment would otherwise be
 //! ignored and its default used without a word. Every section refuses unknown fields; this
 //! turns serde's refusal into a message that names the key, where it came from and the
-//! nearest key that exists.
+//! nearest key that exists. A key that was renamed is refused with its new name.
 
 use std::path::Path;
 
 use figment::error::Kind;
 
-use super::env::{EnvLayer, var_name};
+use super::{
+    env::{EnvLayer, var_name},
+    runner,
+};
+
+/// Spellings that are no longer settings, with the one that replaced each: refused, with
+/// the new name, rather than read.
+const RENAMED: &[(&str, &str)] = &[
+    ("smtp.addr", "smtp_addr"),
+    ("webhooks.worker_enabled", "webhooks.workers_enabled"),
+];
 
 /// The message for the first unknown key in `err`, if it is about one.
 pub(super) fn unknown_key(
@@ -15,24 +25,30 @@ pub(super) fn unknown_key(
     env: &EnvLayer,
     file: Option<&Path>,
 ) -> Option<String> {
-    let err = err
-        .clone()
-        .into_iter()
-        .find(|e| matches!(e.kind, Kind::UnknownField(..)))?;
-    let Kind::UnknownField(field, expected) = &err.kind else {
-        return None;
-    };
+    let (err, field, expected) = err.clone().into_iter().find_map(|e| {
+        let (field, expected) = match &e.kind {
+            Kind::UnknownField(field, expected) => (
+                field.clone(),
+                expected.iter().map(|k| k.to_string()).collect(),
+            ),
+            // A section with flattened runner settings: serde says only this, so the keys
+            // of the section are looked up.
+            Kind::Message(m) => {
+                let field = m.strip_prefix("unknown field `")?.strip_suffix('`')?;
+                (field.to_string(), runner::section_keys(&e.path.join("."))?)
+            }
+            _ => return None,
+        };
+        Some((e, field, expected))
+    })?;
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let field = &field;
     let mut path = err.path.clone();
     if path.last() != Some(field) {
         path.push(field.clone());
     }
     let parent: Vec<&str> = path[..path.len() - 1].iter().map(String::as_str).collect();
     let key = path.join(".");
-    let with_parent = |name: &'static str| {
-        let mut p = parent.clone();
-        p.push(name);
-        p
-    };
     let path_str: Vec<&str> = path.iter().map(String::as_str).collect();
     // Name the variable to use only where one variable set the key itself (not a table).
     let (mut message, from_env) = match env.var_for(&path) {
@@ -48,9 +64,18 @@ pub(super) fn unknown_key(
             None => (format!("unknown config key `{key}`"), false),
         },
     };
-    match nearest(field, expected) {
-        Some(name) => {
-            let near = with_parent(name);
+    let renamed = RENAMED
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map(|(_, new)| new.split('.').collect::<Vec<_>>());
+    match renamed.or_else(|| {
+        nearest(field, &expected).map(|name| {
+            let mut near = parent.clone();
+            near.push(name);
+            near
+        })
+    }) {
+        Some(near) => {
             message.push_str(&format!(": did you mean `{}`", near.join(".")));
             if from_env {
                 message.push_str(&format!(" ({})", var_name(&near)));

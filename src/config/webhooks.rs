@@ -5,22 +5,21 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::RunnerSettings;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Run the webhook delivery worker in `serve` (only where `workers_enabled` too).
-    pub worker_enabled: bool,
-    /// Webhook requests in flight per process; its own pool, apart from mail delivery.
-    pub concurrency: usize,
+    /// Run the webhook delivery workers in `serve` (only where `workers_enabled` too).
+    pub workers_enabled: bool,
+    /// Webhook requests in flight per process (its own pool, apart from mail delivery),
+    /// claims, leases and shutdown.
+    #[serde(flatten)]
+    pub runner: RunnerSettings,
     /// Requests in flight to one endpoint, so a slow endpoint cannot take every slot.
     pub per_endpoint_concurrency: i64,
-    /// How often an idle worker looks for due deliveries.
-    pub poll_interval_ms: u64,
     /// Longest one request may take: resolve, connect, TLS, send, read the answer.
     pub timeout_secs: f64,
-    /// A claimed delivery is someone else's after this long unless renewed; a heartbeat
-    /// renews it every third of it while the request runs.
-    pub lease_secs: u64,
     /// Delay before each retry (the first entry follows the first failure); its length is
     /// the number of retries. Each delay gets ±`retry_jitter` (a fraction).
     pub retry_schedule_secs: Vec<f64>,
@@ -34,26 +33,28 @@ pub struct WebhooksConfig {
     /// Allow targets on loopback, private, link-local and other non-public addresses
     /// (development and tests only: it opens the door to SSRF).
     pub allow_private_targets: bool,
-    /// How long SIGTERM waits for requests in flight before releasing their deliveries.
-    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
-            worker_enabled: true,
-            concurrency: 32,
+            workers_enabled: true,
+            // Claims stay small: at most the free slots, each endpoint capped.
+            runner: RunnerSettings {
+                concurrency: 32,
+                claim_batch: None,
+                poll_interval_ms: 1000,
+                lease_secs: 30,
+                shutdown_grace_secs: 20,
+            },
             per_endpoint_concurrency: 4,
-            poll_interval_ms: 1000,
             timeout_secs: 15.0,
-            lease_secs: 30,
             retry_schedule_secs: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             retry_jitter: 0.2,
             max_retry_after_secs: 36000.0,
             disable_after_secs: 3 * 24 * 3600,
             rotation_overlap_secs: 24 * 3600,
             allow_private_targets: false,
-            shutdown_grace_secs: 20,
         }
     }
 }
@@ -62,20 +63,14 @@ impl WebhooksConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs)
     }
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
-    }
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
-    }
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
             bail!("webhooks.timeout_secs must be positive");
         }
-        super::check_lease("webhooks", self.lease_secs)?;
-        if self.concurrency == 0 || self.per_endpoint_concurrency <= 0 {
-            bail!("webhooks.concurrency and webhooks.per_endpoint_concurrency must be positive");
+        self.runner.validate("webhooks")?;
+        if self.per_endpoint_concurrency <= 0 {
+            bail!("webhooks.per_endpoint_concurrency must be positive");
         }
         if self
             .retry_schedule_secs

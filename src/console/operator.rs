@@ -97,7 +97,7 @@ pub async fn queue(
     Query(q): Query<QueueQuery>,
 ) -> ConsoleResult<Response> {
     require_operator(&viewer)?;
-    let stats = queue::stats(&state.pool).await?;
+    let stats = queue::mail::stats(&state.pool).await?;
     let mut context = Context::new();
     context.insert("section", "queue");
     context.insert("by_status", &stats.by_status);
@@ -133,7 +133,7 @@ pub async fn retry_deferred(
 ) -> ConsoleResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     require_operator(&viewer)?;
-    let n = queue::retry_now(&state.pool, "deferred", None)
+    let n = queue::mail::retry_now(&state.pool, "deferred", None)
         .await
         .map_err(anyhow::Error::msg)?;
     state.waker.mail.wake();

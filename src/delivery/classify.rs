@@ -7,7 +7,7 @@ use lettre::transport::smtp::response::Response;
 use super::relay::RelayError;
 use crate::{
     domain::RecipientStatus,
-    queue::{Job, Outcome},
+    queue::mail::{Job, Outcome},
 };
 
 #[derive(Debug, Clone)]

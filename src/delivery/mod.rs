@@ -15,7 +15,10 @@ use tracing::Instrument;
 use crate::{
     config::DeliveryConfig,
     domain::RecipientStatus,
-    queue::{Handler, Job, MailQueue, Outcome, Runner, RunnerConfig},
+    queue::{
+        Handler, Runner,
+        mail::{Job, MailQueue, Outcome},
+    },
     tokens::TokenKey,
 };
 pub use dkim::DkimKeys;
@@ -23,17 +26,6 @@ pub use relay::Relays;
 
 /// The mail queue's runner: leased recipients, relayed by a `Deliverer`.
 pub type DeliveryRunner = Runner<MailQueue, Deliverer>;
-
-/// How the runner works the mail queue, from `[delivery]`.
-pub fn runner_config(config: &DeliveryConfig) -> RunnerConfig {
-    RunnerConfig {
-        concurrency: config.concurrency,
-        claim_batch: config.claim_batch,
-        lease: config.lease(),
-        poll_interval: config.poll_interval(),
-        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
-    }
-}
 
 /// One delivery attempt for one recipient: its relay chain, DKIM, and what the reply means.
 pub struct Deliverer {

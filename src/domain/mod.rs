@@ -6,8 +6,10 @@ pub mod email;
 pub mod field_checks;
 pub mod field_error;
 pub mod status;
+mod stored;
 pub mod template_name;
 pub mod track;
+pub mod webhook_format;
 
 pub use address::{EmailAddress, Mailbox};
 pub use api_key::{ApiKeySecret, Scope};
@@ -16,6 +18,7 @@ pub use field_error::FieldError;
 pub use status::RecipientStatus;
 pub use template_name::TemplateName;
 pub use track::Track;
+pub use webhook_format::WebhookFormat;
 
 /// True when a header value would let a caller inject headers or break the message.
 pub fn has_line_break(s: &str) -> bool {

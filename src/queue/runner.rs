@@ -1,22 +1,24 @@
-//! One runner for every queue of leased work (mail delivery, webhook delivery, and whatever
-//! comes next): it claims due jobs in batches, hands each to a `Handler` under a concurrency
-//! limit, records the outcomes in batches, keeps its leases alive with a heartbeat, puts back
-//! the work of dead processes, and shuts down gracefully.
+//! One runner for every queue of leased work (mail delivery, webhook delivery, inbound
+//! processing, and whatever comes next): it claims due jobs in batches, hands each to a
+//! `Handler` under a concurrency limit, records the outcomes in batches, keeps its leases
+//! alive with a heartbeat, puts back the work of dead processes, and shuts down gracefully,
+//! as its `RunnerSettings` (a queue's config section) say.
 //!
-//! A queue says how to claim, complete, extend, release and reclaim (`LeasedQueue`, each one
-//! SQL statement or close); a handler says what one attempt does (`Handler`). Leases are
+//! A queue says how to claim and complete (`LeasedQueue`, each one SQL statement or close);
+//! extending, releasing and reclaiming leases are its table's (`lease::LeaseTable`); a
+//! handler says what one attempt does (`Handler`). Leases are
 //! short and renewed while an attempt runs, so a process that dies loses its work to the
 //! others within one lease, however long a single attempt may take.
 
 use std::{
     collections::HashSet,
-    fmt::Debug,
     future::Future,
     hash::Hash,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use sqlx::PgPool;
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
@@ -24,17 +26,27 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::wake::Waker;
+use super::{
+    lease::{LeaseId, LeaseTable},
+    wake::Waker,
+};
+use crate::config::RunnerSettings;
 
 /// Storage of one queue. Every write is fenced by the owner (and the queue's own attempt
-/// counter), so a runner that lost a lease cannot overwrite the newer attempt.
+/// counter), so a runner that lost a lease cannot overwrite the newer attempt. Claiming and
+/// recording outcomes are the queue's own; the lease work is its table's (`TABLE`), unless
+/// the queue adds to it.
 pub trait LeasedQueue: Send + Sync + 'static {
-    type Id: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    type Id: LeaseId;
     type Job: Send + 'static;
     type Outcome: Send + Sync + 'static;
 
-    /// For logs and metrics: `delivery`, `webhooks`.
+    /// For logs and metrics: `delivery`, `webhooks`, `inbound`.
     const NAME: &'static str;
+    /// The table its jobs are rows of.
+    const TABLE: &'static LeaseTable;
+
+    fn pool(&self) -> &PgPool;
 
     fn job_id(job: &Self::Job) -> Self::Id;
     fn outcome_id(outcome: &Self::Outcome) -> Self::Id;
@@ -58,38 +70,34 @@ pub trait LeasedQueue: Send + Sync + 'static {
         owner: Uuid,
         ids: &[Self::Id],
         lease: Duration,
-    ) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    ) -> impl Future<Output = sqlx::Result<u64>> + Send {
+        Self::TABLE.extend(self.pool(), owner, ids, lease)
+    }
     /// Hands back jobs this owner claimed and will not finish (shutdown): no attempt counted.
     fn release(
         &self,
         owner: Uuid,
         ids: &[Self::Id],
-    ) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    ) -> impl Future<Output = sqlx::Result<u64>> + Send {
+        Self::TABLE.release(self.pool(), owner, ids)
+    }
     /// Puts back jobs whose lease ran out (their process died); returns how many.
-    fn reclaim_expired(&self, limit: i64) -> impl Future<Output = sqlx::Result<u64>> + Send;
+    fn reclaim_expired(&self, limit: i64) -> impl Future<Output = sqlx::Result<u64>> + Send {
+        async move {
+            let mut conn = self.pool().acquire().await?;
+            let ids: Vec<Self::Id> = Self::TABLE.reclaim_expired(&mut conn, limit).await?;
+            Ok(ids.len() as u64)
+        }
+    }
     /// Whether anything is claimed or due: what `Runner::drain` waits out.
-    fn busy(&self) -> impl Future<Output = sqlx::Result<bool>> + Send;
+    fn busy(&self) -> impl Future<Output = sqlx::Result<bool>> + Send {
+        Self::TABLE.busy(self.pool())
+    }
 }
 
 /// What one attempt of one job does. It never fails: every error is an outcome.
 pub trait Handler<Q: LeasedQueue>: Send + Sync + 'static {
     fn handle(&self, job: Q::Job) -> impl Future<Output = Q::Outcome> + Send;
-}
-
-/// How a runner works its queue.
-#[derive(Debug, Clone)]
-pub struct RunnerConfig {
-    /// Jobs in flight at once in this process.
-    pub concurrency: usize,
-    /// Most jobs taken per claim.
-    pub claim_batch: i64,
-    /// How long a claim is ours without a heartbeat; renewed every third of it.
-    pub lease: Duration,
-    /// How often an idle runner looks for due work that no wake-up announced (other
-    /// instances without LISTEN, retries coming due) and for expired leases.
-    pub poll_interval: Duration,
-    /// How long shutdown waits for running attempts before abandoning them.
-    pub shutdown_grace: Duration,
 }
 
 /// Most outcomes recorded in one `complete`.
@@ -103,7 +111,7 @@ pub struct Runner<Q: LeasedQueue, H: Handler<Q>> {
     queue: Arc<Q>,
     handler: Arc<H>,
     waker: Waker,
-    config: RunnerConfig,
+    settings: RunnerSettings,
     /// Fences this runner's leases.
     owner: Uuid,
 }
@@ -114,7 +122,7 @@ impl<Q: LeasedQueue, H: Handler<Q>> Clone for Runner<Q, H> {
             queue: self.queue.clone(),
             handler: self.handler.clone(),
             waker: self.waker.clone(),
-            config: self.config.clone(),
+            settings: self.settings.clone(),
             owner: self.owner,
         }
     }
@@ -144,18 +152,18 @@ impl<Id: Copy + Eq + Hash> InFlight<Id> {
 }
 
 impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
-    pub fn new(queue: Q, handler: H, waker: Waker, config: RunnerConfig) -> Self {
+    pub fn new(queue: Q, handler: H, waker: Waker, settings: RunnerSettings) -> Self {
         Self {
             queue: Arc::new(queue),
             handler: Arc::new(handler),
             waker,
-            config,
+            settings,
             owner: Uuid::now_v7(),
         }
     }
 
-    pub fn config(&self) -> &RunnerConfig {
-        &self.config
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.settings
     }
 
     pub fn handler(&self) -> &H {
@@ -167,7 +175,11 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let jobs = self
             .queue
-            .claim(self.owner, self.config.claim_batch, self.config.lease)
+            .claim(
+                self.owner,
+                self.settings.claim_batch(),
+                self.settings.lease(),
+            )
             .await?;
         let outcomes =
             futures_util::future::join_all(jobs.into_iter().map(|job| self.handler.handle(job)))
@@ -202,7 +214,7 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
     /// Runs until `cancel`, then stops claiming, lets running attempts finish for the grace
     /// period, records what they came to and hands back whatever is left.
     pub async fn run(self, cancel: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let in_flight = Arc::new(InFlight(Mutex::default()));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Q::Outcome>();
         // Helpers live in JoinSets, so dropping this future (a killed worker in tests) aborts
@@ -224,8 +236,12 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
             };
             while tasks.try_join_next().is_some() {}
             // One more than the free permits: the one in hand plus those free now.
-            let want = (permits.available_permits() as i64 + 1).min(self.config.claim_batch);
-            let jobs = match self.queue.claim(self.owner, want, self.config.lease).await {
+            let want = (permits.available_permits() as i64 + 1).min(self.settings.claim_batch());
+            let jobs = match self
+                .queue
+                .claim(self.owner, want, self.settings.lease())
+                .await
+            {
                 Ok(jobs) => {
                     db_backoff = Duration::from_millis(200);
                     jobs
@@ -246,7 +262,7 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = self.waker.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(self.settings.poll_interval()) => {}
                 }
                 continue;
             }
@@ -273,8 +289,8 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
         }
 
         // Shutdown: no new claims; running attempts get the grace period.
-        let all = self.config.concurrency as u32;
-        if tokio::time::timeout(self.config.shutdown_grace, permits.acquire_many(all))
+        let all = self.settings.concurrency as u32;
+        if tokio::time::timeout(self.settings.shutdown_grace(), permits.acquire_many(all))
             .await
             .is_err()
         {
@@ -331,8 +347,8 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
     /// of runners that stopped renewing (looked for at the poll interval, at least every
     /// half second and at most every third of a lease).
     async fn heartbeat(self, in_flight: Arc<InFlight<Q::Id>>, stop: CancellationToken) {
-        let renew_every = self.config.lease / 3;
-        let reclaim_every = self.config.poll_interval.clamp(
+        let renew_every = self.settings.lease() / 3;
+        let reclaim_every = self.settings.poll_interval().clamp(
             Duration::from_millis(500),
             renew_every.max(Duration::from_millis(500)),
         );
@@ -345,7 +361,11 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
             if last_renewal.elapsed() + reclaim_every / 2 >= renew_every {
                 last_renewal = Instant::now();
                 let ids = in_flight.snapshot();
-                if let Err(err) = self.queue.extend(self.owner, &ids, self.config.lease).await {
+                if let Err(err) = self
+                    .queue
+                    .extend(self.owner, &ids, self.settings.lease())
+                    .await
+                {
                     tracing::warn!(queue = Q::NAME, error = %err, "could not renew leases");
                 }
             }

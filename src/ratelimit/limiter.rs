@@ -11,7 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    Class, Decision, Outcome, Params, Refusal, Verdict, health::RedisHealth, local, redis,
+    Class, Decision, Outcome, Params, Refusal, SharedRedis, Verdict, health::RedisHealth, local,
+    redis,
 };
 use crate::{
     config::{Config, RateLimitConfig, RedisFailureMode},
@@ -31,12 +32,10 @@ struct Inner {
     shared: Option<Shared>,
 }
 
-/// The Redis backend and what is known of its health.
+/// The Redis backend (shared with the relay pacer) and what to do while it is down.
 struct Shared {
-    redis: redis::RedisGcra,
-    health: RedisHealth,
+    redis: SharedRedis,
     mode: RedisFailureMode,
-    url: String,
     prefix: String,
 }
 
@@ -56,29 +55,24 @@ pub struct Status {
 }
 
 impl Limiter {
-    /// Builds the limiter; a Redis backend connects lazily, so an unreachable Redis does not
-    /// keep mailgate from starting.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// Builds the limiter, on `redis` when there is one (see [`SharedRedis`]), else per
+    /// process.
+    pub fn new(config: &Config, redis: Option<SharedRedis>) -> Self {
         if !config.ratelimit.enabled {
-            return Ok(Limiter { inner: None });
+            return Limiter { inner: None };
         }
-        let shared = match &config.redis_url {
-            Some(url) => Some(Shared {
-                redis: redis::RedisGcra::new(url.expose(), &config.redis)?,
-                health: RedisHealth::default(),
-                mode: config.ratelimit.on_redis_error,
-                url: url.redacted(),
-                prefix: config.redis.key_prefix.clone(),
-            }),
-            None => None,
-        };
-        Ok(Limiter {
+        let shared = redis.map(|redis| Shared {
+            redis,
+            mode: config.ratelimit.on_redis_error,
+            prefix: config.redis.key_prefix.clone(),
+        });
+        Limiter {
             inner: Some(Arc::new(Inner {
                 config: config.ratelimit.clone(),
                 local: local::LocalLimiter::default(),
                 shared,
             })),
-        })
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -92,7 +86,7 @@ impl Limiter {
             Some(inner) => match &inner.shared {
                 Some(s) => format!(
                     "redis {} (prefix {}, {})",
-                    s.url,
+                    s.redis.url(),
                     s.prefix,
                     match s.mode {
                         RedisFailureMode::FailOpen => "fail_open",
@@ -155,7 +149,7 @@ impl Limiter {
             Some(shared) => match shared.check(subject, &params, units, &inner.config).await {
                 Some(outcome) => outcome,
                 None => {
-                    shared.health.fell_back(shared.mode);
+                    shared.redis.health().fell_back(shared.mode);
                     match shared.mode {
                         RedisFailureMode::FailClosed => return Err(Refusal::Unavailable),
                         RedisFailureMode::FailOpen => inner.local.check(subject, &params, units),
@@ -207,14 +201,14 @@ impl Limiter {
             };
         };
         // Probes like a request does, so readiness checks alone bring a process back.
-        let up = shared.health.ready(&shared.redis)
+        let up = shared.redis.ready()
             && shared
-                .settle(shared.redis.ping().await, &inner.config)
+                .settle(shared.redis.redis().ping().await, &inner.config)
                 .is_some();
         Status {
             backend: "redis",
             redis: Some(if up { "up" } else { "down" }),
-            fallbacks: shared.health.fallbacks.load(Ordering::Relaxed),
+            fallbacks: shared.redis.health().fallbacks.load(Ordering::Relaxed),
             serving: up || shared.mode == RedisFailureMode::FailOpen,
         }
     }
@@ -229,10 +223,13 @@ impl Shared {
         units: u32,
         config: &RateLimitConfig,
     ) -> Option<Outcome> {
-        if !self.health.ready(&self.redis) {
+        if !self.redis.ready() {
             return None;
         }
-        self.settle(self.redis.check(subject, params, units).await, config)
+        self.settle(
+            self.redis.redis().check(subject, params, units).await,
+            config,
+        )
     }
 
     fn settle<T>(
@@ -240,9 +237,8 @@ impl Shared {
         result: Result<T, redis::RedisTrouble>,
         config: &RateLimitConfig,
     ) -> Option<T> {
-        self.health.settle(
+        self.redis.settle(
             result,
-            &self.redis,
             RedisHealth::fallback(config),
             Duration::from_secs(config.warn_interval_secs),
         )
@@ -256,23 +252,23 @@ mod tests {
     #[tokio::test]
     async fn describes_its_backend() {
         let mut config = Config::default();
+        let redis = |config: &Config| SharedRedis::from_config(config).unwrap();
         assert!(
-            Limiter::new(&config)
-                .unwrap()
+            Limiter::new(&config, redis(&config))
                 .describe()
                 .contains("governor")
         );
         config.redis_url = Some("redis://:hunter2@127.0.0.1:6379/0".into());
-        let described = Limiter::new(&config).unwrap().describe();
+        let described = Limiter::new(&config, redis(&config)).describe();
         assert!(described.starts_with("redis redis://:***@127.0.0.1:6379/0"));
         assert!(!described.contains("hunter2"));
         config.ratelimit.enabled = false;
-        assert_eq!(Limiter::new(&config).unwrap().describe(), "off");
+        assert_eq!(Limiter::new(&config, redis(&config)).describe(), "off");
     }
 
     #[tokio::test]
     async fn the_local_limiter_allows_the_burst_then_refuses() {
-        let limiter = Limiter::new(&Config::default()).unwrap();
+        let limiter = Limiter::new(&Config::default(), None);
         let limits = KeyLimits {
             rate_per_sec: Some(1.0),
             burst: Some(3),
@@ -307,7 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_limiter_counts_the_quota() {
-        let limiter = Limiter::new(&Config::default()).unwrap();
+        let limiter = Limiter::new(&Config::default(), None);
         let limits = KeyLimits {
             rate_per_sec: Some(1000.0),
             burst: Some(100),

@@ -21,6 +21,8 @@
 //! - `client`: opening the Redis client (`rediss://` with a CA file and client certificate).
 //! - `pace`: the pacing of upstream relays (their rates, connections and back-off), on the
 //!   same Redis.
+//! - `shared`: the one Redis handle ([`SharedRedis`]) the limiter and the pacer are given,
+//!   so its health is tracked, counted and logged once.
 
 mod auth;
 mod bucket;
@@ -31,6 +33,7 @@ mod limiter;
 mod local;
 pub mod pace;
 mod redis;
+mod shared;
 
 pub use auth::AuthThrottle;
 pub use bucket::{Class, Params};
@@ -38,3 +41,4 @@ pub use client::{RedisCheck, check as check_redis, open_client as open_redis_cli
 pub use decision::{Decision, Refusal};
 use decision::{Outcome, Verdict};
 pub use limiter::{Limiter, Status};
+pub use shared::SharedRedis;

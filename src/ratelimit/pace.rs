@@ -21,7 +21,7 @@ use std::{
 use redis::Script;
 use serde::Serialize;
 
-use super::{health::RedisHealth, redis::RedisGcra};
+use super::SharedRedis;
 use crate::config::Config;
 
 static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pace.lua")));
@@ -56,7 +56,7 @@ impl Rate {
 
 /// What the schedule answered.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Admission {
+pub enum Reservation {
     /// This moment, `wait` from now, is the caller's: wait, then send.
     Reserved { wait: Duration },
     /// Nothing within the horizon: ask again in `retry_after`.
@@ -90,7 +90,7 @@ pub struct PaceState {
 
 impl PaceState {
     /// Asks for a moment to send at `now` (microseconds since the epoch).
-    pub fn reserve(&mut self, now: i64, rate: Option<Rate>, horizon: Duration) -> Admission {
+    pub fn reserve(&mut self, now: i64, rate: Option<Rate>, horizon: Duration) -> Reservation {
         let (mut interval, mut burst) = rate.map_or((0, 1), |r| (r.interval_us as i64, r.burst));
         if now < self.slow {
             interval *= 2;
@@ -103,9 +103,9 @@ impl PaceState {
         let wait = start - now;
         if wait <= horizon.as_micros() as i64 {
             self.tat = self.tat.max(start) + interval;
-            Admission::Reserved { wait: micros(wait) }
+            Reservation::Reserved { wait: micros(wait) }
         } else {
-            Admission::Refused {
+            Reservation::Refused {
                 retry_after: micros(wait - horizon.as_micros() as i64),
             }
         }
@@ -165,8 +165,7 @@ pub struct RelayPacer {
 }
 
 struct Shared {
-    redis: RedisGcra,
-    health: RedisHealth,
+    redis: SharedRedis,
     warn_interval: Duration,
 }
 
@@ -188,19 +187,15 @@ pub struct Slot {
 }
 
 impl RelayPacer {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let shared = match &config.redis_url {
-            Some(url) => Some(Shared {
-                redis: RedisGcra::new(url.expose(), &config.redis)?,
-                health: RedisHealth::default(),
+    /// Shares pacing through `redis` when there is one (see [`SharedRedis`]).
+    pub fn new(config: &Config, redis: Option<SharedRedis>) -> Self {
+        Self {
+            shared: redis.map(|redis| Shared {
+                redis,
                 warn_interval: Duration::from_secs(config.ratelimit.warn_interval_secs),
             }),
-            None => None,
-        };
-        Ok(Self {
-            shared,
             local: Mutex::default(),
-        })
+        }
     }
 
     /// Pacing in this process only (tests, and mailgate without Redis).
@@ -212,7 +207,7 @@ impl RelayPacer {
     }
 
     /// A moment to send to `relay`. Only relays with a rate are shared through Redis.
-    pub async fn reserve(&self, relay: &str, rate: Option<Rate>, horizon: Duration) -> Admission {
+    pub async fn reserve(&self, relay: &str, rate: Option<Rate>, horizon: Duration) -> Reservation {
         if let (Some(rate), Some(shared)) = (rate, self.shared(true)) {
             let args = (
                 rate.interval_us,
@@ -222,9 +217,9 @@ impl RelayPacer {
             if let Some(reply) = self.call_pace(shared, relay, "reserve", args).await {
                 let wait = micros(reply[0]);
                 return if reply[1] == 1 {
-                    Admission::Reserved { wait }
+                    Reservation::Reserved { wait }
                 } else {
-                    Admission::Refused {
+                    Reservation::Refused {
                         retry_after: wait.saturating_sub(horizon),
                     }
                 };
@@ -237,9 +232,9 @@ impl RelayPacer {
             return schedule.reserve(now, rate, horizon);
         }
         let mut schedule = PaceState::default();
-        let admission = schedule.reserve(now, rate, horizon);
+        let reservation = schedule.reserve(now, rate, horizon);
         local.schedules.insert(relay.to_string(), schedule);
-        admission
+        reservation
     }
 
     /// Records a throttling reply from `relay`; answers how long it is paused.
@@ -292,7 +287,7 @@ impl RelayPacer {
     /// A connection slot for `relay`, capped at `max` open connections; `None` while full.
     pub async fn acquire(&self, relay: &str, max: u32, holder: &str) -> Option<Slot> {
         if let Some(shared) = self.shared(true) {
-            let key = format!("{}relayconn:{relay}", shared.redis.prefix());
+            let key = format!("{}relayconn:{relay}", shared.redis.redis().prefix());
             match self.call_slots(shared, &key, "acquire", holder, max).await {
                 Some(true) => {
                     return Some(Slot {
@@ -322,7 +317,7 @@ impl RelayPacer {
         let (Some(holder), Some(shared)) = (&slot.holder, self.shared(true)) else {
             return true;
         };
-        let key = format!("{}relayconn:{}", shared.redis.prefix(), slot.relay);
+        let key = format!("{}relayconn:{}", shared.redis.redis().prefix(), slot.relay);
         // Redis not answering: keep the connection; its slot renews once Redis is back.
         self.call_slots(shared, &key, "renew", holder, max)
             .await
@@ -332,7 +327,7 @@ impl RelayPacer {
     pub async fn release(&self, slot: Slot) {
         match (&slot.holder, &self.shared) {
             (Some(holder), Some(shared)) => {
-                let key = format!("{}relayconn:{}", shared.redis.prefix(), slot.relay);
+                let key = format!("{}relayconn:{}", shared.redis.redis().prefix(), slot.relay);
                 // Not answering: the slot frees itself after SLOT_TTL.
                 self.call_slots(shared, &key, "release", holder, 0).await;
             }
@@ -349,7 +344,7 @@ impl RelayPacer {
     fn shared(&self, wanted: bool) -> Option<&Shared> {
         self.shared
             .as_ref()
-            .filter(|shared| wanted && shared.health.ready(&shared.redis))
+            .filter(|shared| wanted && shared.redis.ready())
     }
 
     async fn call_pace(
@@ -359,11 +354,11 @@ impl RelayPacer {
         op: &str,
         (a, b, c): (u64, u64, u64),
     ) -> Option<Vec<i64>> {
-        let key = format!("{}relay:{relay}", shared.redis.prefix());
+        let key = format!("{}relay:{relay}", shared.redis.redis().prefix());
         let mut invocation = PACE.key(&key);
         invocation.arg(op).arg(a).arg(b).arg(c);
         let reply: Vec<i64> = self
-            .settle(shared, shared.redis.run(&invocation).await)
+            .settle(shared, shared.redis.redis().run(&invocation).await)
             .filter(|r: &Vec<i64>| r.len() == 6)?;
         let seen = PaceState {
             tat: 0,
@@ -394,7 +389,7 @@ impl RelayPacer {
             .arg(holder)
             .arg(max)
             .arg(SLOT_TTL.as_millis() as u64);
-        let reply: i64 = self.settle(shared, shared.redis.run(&invocation).await)?;
+        let reply: i64 = self.settle(shared, shared.redis.redis().run(&invocation).await)?;
         Some(reply == 1)
     }
 
@@ -404,9 +399,8 @@ impl RelayPacer {
         shared: &Shared,
         result: Result<T, super::redis::RedisTrouble>,
     ) -> Option<T> {
-        shared.health.settle(
+        shared.redis.settle(
             result,
-            &shared.redis,
             "each process paces relays on its own",
             shared.warn_interval,
         )
@@ -428,7 +422,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(
                 s.reserve(now, rate, horizon),
-                Admission::Reserved {
+                Reservation::Reserved {
                     wait: Duration::ZERO
                 }
             );
@@ -437,14 +431,14 @@ mod tests {
         for n in 1..=10 {
             assert_eq!(
                 s.reserve(now, rate, horizon),
-                Admission::Reserved {
+                Reservation::Reserved {
                     wait: Duration::from_millis(100 * n)
                 }
             );
         }
         assert_eq!(
             s.reserve(now, rate, horizon),
-            Admission::Refused {
+            Reservation::Refused {
                 retry_after: Duration::from_millis(100)
             }
         );
@@ -463,19 +457,19 @@ mod tests {
         assert_eq!((s.pause, s.throttles), (now + SEC, 2));
         assert!(matches!(
             s.reserve(now, rate, horizon),
-            Admission::Refused { .. }
+            Reservation::Refused { .. }
         ));
         // After the pause: half the rate, no burst.
         let after = now + SEC;
         assert_eq!(
             s.reserve(after, rate, horizon),
-            Admission::Reserved {
+            Reservation::Reserved {
                 wait: Duration::ZERO
             }
         );
         assert_eq!(
             s.reserve(after, rate, horizon),
-            Admission::Reserved {
+            Reservation::Reserved {
                 wait: Duration::from_millis(200)
             }
         );
@@ -495,7 +489,7 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(
                 s.reserve(now, None, Duration::ZERO),
-                Admission::Reserved {
+                Reservation::Reserved {
                     wait: Duration::ZERO
                 }
             );
@@ -503,7 +497,7 @@ mod tests {
         s.throttle(now);
         assert_eq!(
             s.reserve(now, None, Duration::from_secs(2)),
-            Admission::Reserved {
+            Reservation::Reserved {
                 wait: Duration::from_secs(1)
             }
         );

@@ -36,7 +36,7 @@ pub struct Scanner {
 
 /// What the policy makes of a message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum Ruling {
     /// Store and send; `headers` (from `tag`) go on top of the stored MIME.
     Accept {
         headers: Vec<(String, String)>,
@@ -134,12 +134,12 @@ impl Scanner {
         mime: &[u8],
         from: &str,
         rcpts: &[&str],
-    ) -> sqlx::Result<Decision> {
+    ) -> sqlx::Result<Ruling> {
         let policy = self.policy(self.projects.get(&self.pool, project).await?.as_ref());
         if mime.len() > self.config.max_bytes {
             metrics::counter!("mailgate_scan_total", "scanner" => "all", "verdict" => "skipped")
                 .increment(1);
-            return Ok(Decision::Accept {
+            return Ok(Ruling::Accept {
                 headers: Vec::new(),
                 verdict: json!({"skipped": format!("larger than scan.max_bytes ({} bytes)", self.config.max_bytes)}),
             });
@@ -168,7 +168,7 @@ fn decide(
     policy: Policy,
     spam: Option<Result<RspamdVerdict, String>>,
     virus: Option<Result<ClamdVerdict, String>>,
-) -> Decision {
+) -> Ruling {
     let mut verdict = serde_json::Map::new();
     let mut headers = Vec::new();
     // The strictest action wins; each finding is counted.
@@ -254,7 +254,7 @@ fn decide(
     }
     let verdict = Value::Object(verdict);
     if let Some((ScanAction::Reject, detail, scanner, is_virus)) = &worst {
-        return Decision::Reject {
+        return Ruling::Reject {
             scanner,
             detail: detail.clone(),
             virus: *is_virus,
@@ -265,11 +265,11 @@ fn decide(
         match policy.on_error {
             OnScanError::FailClosed => {
                 tracing::warn!(error = %why, "content scan failed; refusing (scan.on_error = fail_closed)");
-                return Decision::Unavailable(why);
+                return Ruling::Unavailable(why);
             }
             OnScanError::Hold => {
                 tracing::warn!(error = %why, "content scan failed; holding the message");
-                return Decision::Hold {
+                return Ruling::Hold {
                     reason: format!("not scanned: {why}"),
                     headers,
                     verdict,
@@ -281,12 +281,12 @@ fn decide(
         }
     }
     match worst {
-        Some((ScanAction::Hold, reason, ..)) => Decision::Hold {
+        Some((ScanAction::Hold, reason, ..)) => Ruling::Hold {
             reason,
             headers,
             verdict,
         },
-        _ => Decision::Accept { headers, verdict },
+        _ => Ruling::Accept { headers, verdict },
     }
 }
 
@@ -336,14 +336,14 @@ mod tests {
             Some(Ok(verdict("reject", 15.0))),
             Some(Ok(ClamdVerdict::Virus("Eicar".into()))),
         );
-        assert!(matches!(d, Decision::Reject { virus: true, .. }), "{d:?}");
+        assert!(matches!(d, Ruling::Reject { virus: true, .. }), "{d:?}");
         let d = decide(
             &c,
             p,
             Some(Ok(verdict("reject", 15.0))),
             Some(Ok(ClamdVerdict::Clean)),
         );
-        assert!(matches!(d, Decision::Hold { .. }), "{d:?}");
+        assert!(matches!(d, Ruling::Hold { .. }), "{d:?}");
         let d = decide(
             &c,
             p,
@@ -351,7 +351,7 @@ mod tests {
             Some(Ok(ClamdVerdict::Clean)),
         );
         assert!(
-            matches!(&d, Decision::Accept { headers, .. } if headers.is_empty()),
+            matches!(&d, Ruling::Accept { headers, .. } if headers.is_empty()),
             "{d:?}"
         );
     }
@@ -360,7 +360,7 @@ mod tests {
     fn tag_adds_headers_and_errors_follow_on_error() {
         let c = ScanConfig::default();
         let tag = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::FailOpen);
-        let Decision::Accept { headers, .. } = decide(
+        let Ruling::Accept { headers, .. } = decide(
             &c,
             tag,
             Some(Ok(verdict("add header", 7.0))),
@@ -373,17 +373,17 @@ mod tests {
         let down = || Some(Err("cannot connect to rspamd".to_string()));
         assert!(matches!(
             decide(&c, tag, down(), None),
-            Decision::Accept { .. }
+            Ruling::Accept { .. }
         ));
         let closed = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::FailClosed);
         assert!(matches!(
             decide(&c, closed, down(), None),
-            Decision::Unavailable(_)
+            Ruling::Unavailable(_)
         ));
         let hold = policy(ScanAction::Tag, ScanAction::Tag, OnScanError::Hold);
         assert!(matches!(
             decide(&c, hold, down(), None),
-            Decision::Hold { .. }
+            Ruling::Hold { .. }
         ));
         // A virus found while the other scanner is down is still rejected.
         let reject = policy(
@@ -398,7 +398,7 @@ mod tests {
                 down(),
                 Some(Ok(ClamdVerdict::Virus("x".into())))
             ),
-            Decision::Reject { .. }
+            Ruling::Reject { .. }
         ));
     }
 
@@ -415,11 +415,11 @@ mod tests {
         );
         assert!(matches!(
             decide(&c, p, Some(Ok(verdict("no action", 6.0))), None),
-            Decision::Reject { .. }
+            Ruling::Reject { .. }
         ));
         assert!(matches!(
             decide(&c, p, Some(Ok(verdict("reject", 4.0))), None),
-            Decision::Accept { .. }
+            Ruling::Accept { .. }
         ));
     }
 }

@@ -11,37 +11,12 @@ use super::{
     error::{Conflict, FieldError, ServiceError, ServiceResult},
 };
 use crate::{
+    domain::WebhookFormat,
     store::webhooks::{
         self as store, DeliveryRow, EndpointChanges, EndpointRow, NewEndpoint, Replay,
     },
     webhooks::{EventType, TEST_EVENT, WebhookSecret, guard},
 };
-
-/// How an endpoint's deliveries are shaped and signed: `standard` (mailgate's body,
-/// `webhook-*` Standard Webhooks headers), `resend` (Resend's event body, `svix-*` headers,
-/// the same signature), `postmark` (Postmark's records) or `sendgrid` (SendGrid's event array, signed with the project's ECDSA
-/// key: see `GET /v1/webhooks/signing-key`), for a handler written for that provider.
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    Standard,
-    Resend,
-    /// One Postmark `RecordType` object per POST, unsigned: authenticate with Basic
-    /// credentials in the URL (`https://user:pass@host/…`), allowed for this format only.
-    Postmark,
-    Sendgrid,
-}
-
-impl WebhookFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Standard => "standard",
-            WebhookFormat::Resend => "resend",
-            WebhookFormat::Postmark => "postmark",
-            WebhookFormat::Sendgrid => "sendgrid",
-        }
-    }
-}
 
 /// The project's public key for `sendgrid` deliveries, made on first use.
 async fn ensure_signing_key(state: &AppState, project_id: Uuid) -> ServiceResult<String> {
@@ -251,7 +226,7 @@ pub async fn create(
             url: &url,
             description: body.description.as_deref(),
             event_types: events.as_deref(),
-            format: body.format.unwrap_or(WebhookFormat::Standard).as_str(),
+            format: body.format.unwrap_or(WebhookFormat::Standard),
             enabled: body.enabled.unwrap_or(true),
             secret: secret.expose(),
         },
@@ -356,8 +331,7 @@ pub async fn update(
     // The format the endpoint will have: it decides whether its URL may hold credentials.
     let format = match body.format {
         Some(format) => format,
-        None if current.format == "postmark" => WebhookFormat::Postmark,
-        None => WebhookFormat::Standard,
+        None => current.format,
     };
     if body.url.is_none()
         && format != WebhookFormat::Postmark
@@ -402,7 +376,7 @@ pub async fn update(
         url: url.as_deref(),
         description: body.description.as_ref().map(|d| d.as_deref()),
         event_types: events.as_ref().map(|t| t.as_deref()),
-        format: body.format.map(WebhookFormat::as_str),
+        format: body.format,
         enabled: body.enabled,
     };
     store::update(&state.pool, project_id, id, &changes)

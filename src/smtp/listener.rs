@@ -20,7 +20,7 @@ use super::{
     tls::{self, CertSource},
 };
 use crate::{
-    config::Config, inbound::Inbox, ratelimit::AuthThrottle, store::projects,
+    config::Config, inbound::Inbox, ratelimit::AuthThrottle, service::Gate, store::projects,
     submission::SubmissionCore,
 };
 
@@ -39,6 +39,7 @@ impl SmtpListener {
         config: &Config,
         pool: PgPool,
         submissions: SubmissionCore,
+        gate: Gate,
     ) -> anyhow::Result<Self> {
         let smtp = &config.smtp;
         let (tls, cert) = tls::acceptor(smtp)?;
@@ -53,7 +54,7 @@ impl SmtpListener {
             ),
             _ => None,
         };
-        let addr = config.smtp_listen_addr();
+        let addr = config.smtp_addr;
         let starttls = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for SMTP on {addr}"))?;
@@ -86,11 +87,11 @@ impl SmtpListener {
                     Duration::from_secs(smtp.auth_lockout_secs),
                     Some(Duration::from_secs(smtp.auth_lockout_secs)),
                 ),
-                pool,
                 settings,
                 tls,
                 role: Role::Submission {
                     submissions,
+                    gate,
                     limiter: None,
                 },
             },
@@ -99,7 +100,7 @@ impl SmtpListener {
 
     /// The inbound listener (`inbound.addr`): MX-facing, no AUTH, mail only for the bounce
     /// and inbound domains, handed to `inbox`.
-    pub async fn bind_inbound(config: &Config, pool: PgPool, inbox: Inbox) -> anyhow::Result<Self> {
+    pub async fn bind_inbound(config: &Config, inbox: Inbox) -> anyhow::Result<Self> {
         let inbound = &config.inbound;
         let addr = inbound
             .addr
@@ -126,7 +127,6 @@ impl SmtpListener {
             max_sessions: inbound.max_sessions,
             shared: Shared {
                 throttle: AuthThrottle::new(0, Duration::ZERO, None),
-                pool,
                 settings: Settings {
                     hostname: tls_config.hostname,
                     max_message_bytes: inbound.max_message_bytes,

@@ -1,4 +1,5 @@
-//! Mail the inbound listener accepted (`inbound_messages`): the queue it waits in, what it
+//! Mail the inbound listener accepted (`inbound_messages`): the queue it waits in (claimed
+//! rows are `processing`; the lease work is `inbound::queue::INBOUND_MESSAGES`), what it
 //! changed once processed, and the log operators read.
 //!
 //! A processed message's effects (a recipient bounced or complained, an event, a suppression,
@@ -59,7 +60,7 @@ pub async fn claim(
             FOR UPDATE SKIP LOCKED
         )
         UPDATE inbound_messages i
-        SET status = 'sending', attempts = i.attempts + 1, lease_owner = $2,
+        SET status = 'processing', attempts = i.attempts + 1, lease_owner = $2,
             lease_until = now() + make_interval(secs => $3)
         FROM due WHERE i.id = due.id
         RETURNING i.id, i.attempts, i.mail_from, i.rcpt_to, i.raw, i.received_at
@@ -69,42 +70,6 @@ pub async fn claim(
     .bind(owner)
     .bind(lease_secs)
     .fetch_all(pool)
-    .await
-}
-
-pub async fn release(pool: &PgPool, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE inbound_messages SET status = 'pending', attempts = attempts - 1, lease_owner = NULL,
-                lease_until = NULL, next_attempt_at = now()
-         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
-    )
-    .bind(ids)
-    .bind(owner)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Processing changes nothing outside its own transaction, so a dead processor's message is
-/// simply processed again.
-pub async fn reclaim_expired(pool: &PgPool, limit: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE inbound_messages SET status = 'pending', lease_until = NULL, next_attempt_at = now()
-         WHERE id IN (SELECT id FROM inbound_messages WHERE status = 'sending' AND lease_until < now()
-                      ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-pub async fn busy(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM inbound_messages WHERE status = 'sending'
-             OR (status = 'pending' AND next_attempt_at <= now()))",
-    )
-    .fetch_one(pool)
     .await
 }
 
@@ -163,7 +128,7 @@ pub struct RecipientReport {
 
 /// The outcome of processing one inbound message.
 #[derive(Debug, Clone)]
-pub struct Processed {
+pub struct Outcome {
     pub id: Uuid,
     pub attempt: i32,
     /// Try again then (a report about a recipient still being delivered); nothing applied.
@@ -178,7 +143,7 @@ pub struct Processed {
 
 /// Records one outcome and applies its effects, in one transaction fenced by the lease.
 /// Returns whether the lease still held (otherwise nothing was written).
-pub async fn complete(pool: &PgPool, owner: Uuid, p: &Processed) -> sqlx::Result<bool> {
+pub async fn complete(pool: &PgPool, owner: Uuid, p: &Outcome) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let held = sqlx::query(
         "UPDATE inbound_messages
@@ -187,7 +152,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, p: &Processed) -> sqlx::Result
              processed_at = CASE WHEN $4::timestamptz IS NULL THEN now() END,
              lease_owner = NULL, lease_until = NULL,
              kind = $5, project_id = $6, message_id = $7, detail = $8
-         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND status = 'sending'",
+         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND status = 'processing'",
     )
     .bind(p.id)
     .bind(p.attempt)
@@ -280,7 +245,7 @@ async fn apply(tx: &mut sqlx::PgConnection, effect: &Effect) -> sqlx::Result<()>
         .await?;
     }
     if to.is_some() {
-        crate::queue::refresh_message_status(tx, &[report.message_id]).await?;
+        super::messages::refresh_status(tx, &[report.message_id]).await?;
     }
     Ok(())
 }
@@ -321,7 +286,7 @@ pub struct InboundEntry {
     /// The envelope sender; empty for the null return path of a bounce.
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
-    /// `pending`, `sending` or `processed`.
+    /// `pending`, `processing` or `processed`.
     pub status: String,
     /// What it came to: `bounce`, `delay`, `complaint`, `received`, `unmatched`, `forged`,
     /// `not_a_report`.

@@ -447,7 +447,7 @@ async fn transition(
                 .await?;
         return Ok(Cancelled::Nothing(statuses));
     }
-    crate::queue::refresh_message_status(&mut tx, &[id]).await?;
+    refresh_status(&mut tx, &[id]).await?;
     tx.commit().await?;
     Ok(Cancelled::Some(changed as u64))
 }
@@ -478,7 +478,7 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    crate::queue::refresh_message_status(&mut tx, &messages).await?;
+    refresh_status(&mut tx, &messages).await?;
     tx.commit().await?;
     Ok(messages.len() as u64)
 }
@@ -511,4 +511,21 @@ pub async fn purge_finished(pool: &PgPool, older_than_secs: f64, batch: i64) -> 
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Brings the stored status of these messages in line with their recipients'.
+pub async fn refresh_status(tx: &mut PgConnection, message_ids: &[Uuid]) -> sqlx::Result<()> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE messages m SET status = s.status, updated_at = now()
+         FROM (SELECT message_id, mailgate_message_status(array_agg(status)) AS status
+               FROM recipients WHERE message_id = ANY($1) GROUP BY message_id) s
+         WHERE m.id = s.message_id AND m.status IS DISTINCT FROM s.status",
+    )
+    .bind(message_ids)
+    .execute(tx)
+    .await?;
+    Ok(())
 }

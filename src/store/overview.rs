@@ -62,7 +62,7 @@ pub async fn recipients_since(
 }
 
 /// The project's recipients waiting for a relay or in its hands, by status: its share of the
-/// queue depth (`queue::depth` counts every project's).
+/// queue depth (`queue::mail::depth` counts every project's).
 pub async fn queue_depth(pool: &PgPool, project_id: Uuid) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
         "SELECT r.status, count(*) FROM recipients r JOIN messages m ON m.id = r.message_id

@@ -1,5 +1,5 @@
 //! The suppression list: addresses of a project that are never mailed again. Bounces add
-//! to it in `queue::complete`; sends check it in `messages::insert`. Addresses are stored
+//! to it in `queue::mail::complete`; sends check it in `messages::insert`. Addresses are stored
 //! lower-cased by Postgres's `lower()`, as both of those compare them.
 
 use chrono::{DateTime, Utc};

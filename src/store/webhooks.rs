@@ -3,7 +3,8 @@
 //! Deliveries for email events are enqueued by the `events_enqueue_webhooks` trigger (see
 //! `migrations/0005_webhooks.sql`), in the transaction that records the event. The worker
 //! `claim`s due deliveries with `FOR UPDATE SKIP LOCKED` and a lease, fairly across endpoints
-//! and never more than a few per endpoint at once, then `record`s each attempt. As with mail,
+//! and never more than a few per endpoint at once, then `record`s each attempt; the lease
+//! work shared by every queue is `webhooks::queue::DELIVERIES`. As with mail,
 //! `(id, attempts, lease_owner)` fences every write of an outcome.
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,8 @@ use serde::Serialize;
 // Only the constant column lists are formatted into these statements; values are bound.
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
+
+use crate::domain::WebhookFormat;
 
 /// An endpoint as stored, without its secrets.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -21,7 +24,7 @@ pub struct EndpointRow {
     /// `None`: every event type.
     pub event_types: Option<Vec<String>>,
     /// How deliveries are shaped and signed: `standard`, `resend` or `sendgrid`.
-    pub format: String,
+    pub format: WebhookFormat,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -42,7 +45,7 @@ pub struct NewEndpoint<'a> {
     pub url: &'a str,
     pub description: Option<&'a str>,
     pub event_types: Option<&'a [String]>,
-    pub format: &'a str,
+    pub format: WebhookFormat,
     pub enabled: bool,
     pub secret: &'a str,
 }
@@ -97,7 +100,7 @@ pub struct EndpointChanges<'a> {
     pub description: Option<Option<&'a str>>,
     /// `Some(None)` subscribes to every event type.
     pub event_types: Option<Option<&'a [String]>>,
-    pub format: Option<&'a str>,
+    pub format: Option<WebhookFormat>,
     pub enabled: Option<bool>,
 }
 
@@ -321,8 +324,8 @@ pub struct DeliveryJob {
     /// This attempt's number, starting at 1.
     pub attempts: i32,
     pub url: String,
-    /// The endpoint's delivery format: `standard`, `resend` or `sendgrid`.
-    pub format: String,
+    /// The endpoint's delivery format.
+    pub format: WebhookFormat,
     /// The project's ECDSA key (PKCS#8) that signs `sendgrid` deliveries, once made.
     pub signing_key: Option<Vec<u8>>,
     pub secret: String,
@@ -388,9 +391,9 @@ pub async fn claim(
     .await
 }
 
-/// What became of one attempt.
+/// What became of one attempt: the webhook queue's outcome.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub struct Outcome {
     pub delivery_id: Uuid,
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
@@ -419,7 +422,7 @@ const LOG_KEEP: i32 = 20;
 pub async fn record(
     pool: &PgPool,
     owner: Uuid,
-    a: &Attempt,
+    a: &Outcome,
     disable_after_secs: f64,
 ) -> sqlx::Result<bool> {
     let (status, next_at) = match &a.next {
@@ -509,51 +512,6 @@ fn human_duration(secs: f64) -> String {
         s if s >= 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
         s => format!("{s} s"),
     }
-}
-
-/// Hands back claimed deliveries this worker never tried (shutdown): no attempt is counted.
-pub async fn release(pool: &PgPool, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u64> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1, lease_owner = NULL,
-             lease_until = NULL, next_attempt_at = now(), updated_at = now()
-         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'sending'",
-    )
-    .bind(ids)
-    .bind(owner)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Whether any delivery is being sent, or due to an enabled endpoint.
-pub async fn busy(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.status = 'sending'
-             OR (d.status = 'pending' AND d.next_attempt_at <= now()
-                 AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)))",
-    )
-    .fetch_one(pool)
-    .await
-}
-
-/// Puts back deliveries whose worker died mid-request: the receiver may or may not have
-/// them, so they go again at once (at least once). The lease owner is kept so that a late
-/// outcome from a merely slow worker still lands.
-pub async fn reclaim_expired(pool: &PgPool, limit: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = now(),
-             error = 'lease expired: the worker stopped during the request; retrying', updated_at = now()
-         WHERE id IN (SELECT id FROM webhook_deliveries
-                      WHERE status = 'sending' AND lease_until < now()
-                      LIMIT $1 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// Deletes up to `batch` finished deliveries older than `days`.

@@ -56,7 +56,7 @@ use crate::{
     },
     mime,
     queue::wake::Waker,
-    scan::{self, Decision, Scanner},
+    scan::{self, Ruling, Scanner},
     store::projects::ProjectCache,
     store::{
         api_keys::AuthenticatedKey,
@@ -179,12 +179,12 @@ impl SubmissionCore {
         };
         let (from, rcpts) = envelope();
         match scanner.check(project, id, &mime, from, &rcpts).await? {
-            Decision::Accept { headers, verdict } => Ok(Screened {
+            Ruling::Accept { headers, verdict } => Ok(Screened {
                 mime: scan::prepend_headers(&mime, &headers),
                 hold: None,
                 scan: Some(verdict),
             }),
-            Decision::Hold {
+            Ruling::Hold {
                 reason,
                 headers,
                 verdict,
@@ -193,7 +193,7 @@ impl SubmissionCore {
                 hold: Some(reason),
                 scan: Some(verdict),
             }),
-            Decision::Reject {
+            Ruling::Reject {
                 scanner,
                 detail,
                 virus,
@@ -203,7 +203,7 @@ impl SubmissionCore {
                 tracing::info!(%project, %detail, "content policy: message rejected");
                 Err(SubmissionError::ContentRejected { detail, virus })
             }
-            Decision::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
+            Ruling::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
         }
     }
 

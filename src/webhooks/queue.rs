@@ -1,5 +1,6 @@
 //! The webhook delivery queue (`webhook_deliveries`, written by `store::webhooks`) as the
-//! queue runner works it.
+//! queue runner works it: its claims (fair across endpoints, each endpoint capped), its
+//! outcomes, and how its rows lease.
 
 use std::time::Duration;
 
@@ -8,8 +9,22 @@ use uuid::Uuid;
 
 use crate::{
     config::WebhooksConfig,
-    queue::{self, LeasedQueue, RunnerConfig},
-    store::webhooks::{self as store, Attempt, DeliveryJob},
+    queue::{LeaseTable, LeasedQueue},
+    store::webhooks::{self as store, DeliveryJob, Outcome},
+};
+
+/// `webhook_deliveries` as a lease table. A delivery whose runner died goes again at once
+/// (the receiver may or may not have it: at least once), and its error says why; only
+/// deliveries to enabled endpoints are due.
+pub const DELIVERIES: LeaseTable = LeaseTable {
+    name: "webhook_deliveries",
+    claimed: "sending",
+    released: "'pending'",
+    reclaimed: "pending",
+    reclaim_note: ", error = 'lease expired: the worker stopped during the request; retrying'",
+    due: "t.status = 'pending' AND t.next_attempt_at <= now()
+          AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = t.endpoint_id AND w.enabled)",
+    updated_at: true,
 };
 
 pub struct WebhookQueue {
@@ -30,28 +45,20 @@ impl WebhookQueue {
     }
 }
 
-/// How the runner works the webhook queue, from `[webhooks]`.
-pub fn runner_config(config: &WebhooksConfig) -> RunnerConfig {
-    RunnerConfig {
-        concurrency: config.concurrency,
-        // Claims stay small: at most the free slots, each endpoint capped.
-        claim_batch: config.concurrency as i64,
-        lease: Duration::from_secs(config.lease_secs),
-        poll_interval: config.poll_interval(),
-        shutdown_grace: config.shutdown_grace(),
-    }
-}
-
 impl LeasedQueue for WebhookQueue {
     type Id = Uuid;
     type Job = DeliveryJob;
-    type Outcome = Attempt;
+    type Outcome = Outcome;
     const NAME: &'static str = "webhooks";
+    const TABLE: &'static LeaseTable = &DELIVERIES;
 
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
     fn job_id(job: &DeliveryJob) -> Uuid {
         job.id
     }
-    fn outcome_id(outcome: &Attempt) -> Uuid {
+    fn outcome_id(outcome: &Outcome) -> Uuid {
         outcome.delivery_id
     }
     async fn claim(
@@ -71,31 +78,12 @@ impl LeasedQueue for WebhookQueue {
     }
     /// One transaction per attempt: each may change its endpoint's health. Recording again
     /// after a partial failure is harmless, as the fence refuses what was already recorded.
-    async fn complete(&self, owner: Uuid, outcomes: &[Attempt]) -> sqlx::Result<()> {
-        for attempt in outcomes {
-            if !store::record(&self.pool, owner, attempt, self.disable_after_secs).await? {
-                tracing::debug!(delivery = %attempt.delivery_id, "lease lost; outcome dropped");
+    async fn complete(&self, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<()> {
+        for outcome in outcomes {
+            if !store::record(&self.pool, owner, outcome, self.disable_after_secs).await? {
+                tracing::debug!(delivery = %outcome.delivery_id, "lease lost; outcome dropped");
             }
         }
         Ok(())
-    }
-    async fn extend(&self, owner: Uuid, ids: &[Uuid], lease: Duration) -> sqlx::Result<u64> {
-        queue::extend_leases(
-            &self.pool,
-            queue::LeasedTable::WebhookDeliveries,
-            owner,
-            ids,
-            lease,
-        )
-        .await
-    }
-    async fn release(&self, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<u64> {
-        store::release(&self.pool, owner, ids).await
-    }
-    async fn reclaim_expired(&self, limit: i64) -> sqlx::Result<u64> {
-        store::reclaim_expired(&self.pool, limit).await
-    }
-    async fn busy(&self) -> sqlx::Result<bool> {
-        store::busy(&self.pool).await
     }
 }

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     config::WebhooksConfig,
     queue::Handler,
-    store::webhooks::{Attempt, DeliveryJob, Next},
+    store::webhooks::{DeliveryJob, Next, Outcome},
 };
 
 /// How much of a response body is kept for the delivery log.
@@ -39,7 +39,7 @@ pub struct Sender {
 }
 
 impl Handler<WebhookQueue> for Sender {
-    async fn handle(&self, job: DeliveryJob) -> Attempt {
+    async fn handle(&self, job: DeliveryJob) -> Outcome {
         self.attempt(job).await
     }
 }
@@ -95,7 +95,7 @@ impl Sender {
     }
 
     /// One attempt of one delivery, and what follows from it.
-    pub async fn attempt(&self, job: DeliveryJob) -> Attempt {
+    pub async fn attempt(&self, job: DeliveryJob) -> Outcome {
         let span = tracing::debug_span!("webhook", delivery = %job.id, attempt = job.attempts, event = %job.event_type);
         let attempt = self.attempt_inner(job).instrument(span).await;
         let outcome = match &attempt.next {
@@ -109,7 +109,7 @@ impl Sender {
         attempt
     }
 
-    async fn attempt_inner(&self, job: DeliveryJob) -> Attempt {
+    async fn attempt_inner(&self, job: DeliveryJob) -> Outcome {
         let started_at = Utc::now();
         let clock = Instant::now();
         // The client's own timeout bounds the request; this also bounds anything around it.
@@ -138,7 +138,7 @@ impl Sender {
             },
         };
         tracing::debug!(status = ?response.status, error = ?response.error, ?next, "webhook attempt");
-        Attempt {
+        Outcome {
             delivery_id: job.id,
             attempt: job.attempts,
             started_at,
@@ -180,7 +180,7 @@ impl Sender {
         let id = job.id.to_string();
         let timestamp = Utc::now().timestamp();
         let rendered = formats::render(
-            &job.format,
+            job.format,
             &job.body,
             &id,
             timestamp,

@@ -5,10 +5,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{
-    app::{
-        TestApp, create_database, event_types, recipient_statuses, relay_to, spawn_app_relaying_to,
-        test_config,
-    },
+    api::Accepted,
+    app::{TestApp, create_database, relay_to, spawn_app_relaying_to, test_config},
+    eventually,
     smtp_server::{SmtpServerOptions, TestSmtpServer},
 };
 
@@ -30,18 +29,19 @@ async fn a_5xx_bounces_one_recipient_and_the_others_still_go() {
         .wait_for_status(&id, &["partially_delivered"], WAIT)
         .await;
     assert_eq!(
-        recipient_statuses(&email),
+        email.recipient_statuses(),
         [
             ("ok@example.com".into(), "delivered".into()),
             ("gone@example.com".into(), "bounced".into())
         ]
     );
-    let bounced = &email["recipients"][1];
-    assert_eq!(bounced["smtp_code"], 550);
-    assert_eq!(bounced["enhanced_code"], "5.1.1");
+    let bounced = &email.recipients[1];
+    assert_eq!(bounced.smtp_code, Some(550));
+    assert_eq!(bounced.enhanced_code.as_deref(), Some("5.1.1"));
     assert!(
-        bounced["smtp_response"]
-            .as_str()
+        bounced
+            .smtp_response
+            .as_deref()
             .unwrap()
             .contains("no such user")
     );
@@ -49,21 +49,21 @@ async fn a_5xx_bounces_one_recipient_and_the_others_still_go() {
 
     // The bounced address is now suppressed: a new send reports it without relaying.
     let response = app
-        .post_email(
+        .post_email_raw(
             &app.key,
             &msg(json!(["Gone@Example.com", "ok@example.com"])),
         )
         .await;
     assert_eq!(response.status(), 202);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["recipients"][0]["status"], "suppressed");
-    assert_eq!(body["recipients"][1]["status"], "queued");
+    let body: Accepted = response.json().await.unwrap();
+    assert_eq!(body.recipients[0].status, "suppressed");
+    assert_eq!(body.recipients[1].status, "queued");
     let all_suppressed = app
-        .post_email(&app.key, &msg(json!("gone@example.com")))
+        .post_email_raw(&app.key, &msg(json!("gone@example.com")))
         .await;
     assert_eq!(all_suppressed.status(), 202);
     assert_eq!(
-        all_suppressed.json::<serde_json::Value>().await.unwrap()["status"],
+        all_suppressed.json::<Accepted>().await.unwrap().status,
         "suppressed"
     );
 }
@@ -75,9 +75,9 @@ async fn a_4xx_is_deferred_then_delivered_on_retry() {
     let app = spawn_app_relaying_to(&smtp).await;
     let id = app.send_ok(&msg(json!("busy@example.com"))).await;
     let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
-    assert_eq!(email["recipients"][0]["attempts"], 3);
+    assert_eq!(email.recipients[0].attempts, 3);
     assert_eq!(
-        event_types(&email),
+        email.event_types(),
         [
             "queued:busy@example.com",
             "deferred:busy@example.com",
@@ -85,10 +85,10 @@ async fn a_4xx_is_deferred_then_delivered_on_retry() {
             "delivered:busy@example.com"
         ]
     );
-    let deferred = &email["events"][1];
-    assert_eq!(deferred["smtp_code"], 451);
-    assert_eq!(deferred["enhanced_code"], "4.3.0");
-    assert_eq!(deferred["attempt"], 1);
+    let deferred = &email.events[1];
+    assert_eq!(deferred.smtp_code, Some(451));
+    assert_eq!(deferred.enhanced_code.as_deref(), Some("4.3.0"));
+    assert_eq!(deferred.attempt, Some(1));
     assert_eq!(smtp.received().len(), 1);
 }
 
@@ -99,10 +99,10 @@ async fn a_connection_dropped_mid_data_is_retried_and_delivered_once() {
     let app = spawn_app_relaying_to(&smtp).await;
     let id = app.send_ok(&msg(json!("x@example.com"))).await;
     let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
-    let events = email["events"].as_array().unwrap();
-    assert_eq!(events[1]["type"], "deferred");
+    let events = &email.events;
+    assert_eq!(events[1].kind, "deferred");
     assert!(
-        events[1]["detail"].as_str().unwrap().len() > 3,
+        events[1].detail.as_deref().unwrap().len() > 3,
         "the deferral says why: {}",
         events[1]
     );
@@ -117,17 +117,17 @@ async fn persistent_4xx_fails_after_max_attempts() {
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
     config.delivery.max_attempts = 3;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let id = app.send_ok(&msg(json!("full@example.com"))).await;
     let email = app.wait_for_status(&id, &["failed"], WAIT).await;
-    let r = &email["recipients"][0];
-    assert_eq!(r["attempts"], 3);
-    assert_eq!(r["smtp_code"], 452);
-    let last = email["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["type"], "failed");
+    let r = &email.recipients[0];
+    assert_eq!(r.attempts, 3);
+    assert_eq!(r.smtp_code, Some(452));
+    let last = email.events.last().unwrap().clone();
+    assert_eq!(last.kind, "failed");
     assert!(
-        last["detail"]
-            .as_str()
+        last.detail
+            .as_deref()
             .unwrap()
             .contains("gave up after 3 attempts"),
         "{last}"
@@ -142,28 +142,17 @@ async fn a_slow_relay_times_out_and_the_message_goes_later() {
     let first = app.send_ok(&msg(json!("slow@example.com"))).await;
     // The attempt timeout (2 s in tests) defers it. Polled, not drained: a drain would go on
     // to the retries that come due meanwhile, each another timeout.
-    let start = std::time::Instant::now();
-    loop {
+    let email = eventually("a deferral for the timeout", WAIT, async || {
         let email = app.get_email(&first).await;
-        if email["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["type"] == "deferred")
-        {
-            let e = email["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["type"] == "deferred")
-                .unwrap()
-                .clone();
-            assert!(e["detail"].as_str().unwrap().contains("timeout"), "{e}");
-            break;
+        if email.events_of("deferred").is_empty() {
+            Err(format!("{email:#}"))
+        } else {
+            Ok(email)
         }
-        assert!(start.elapsed() < WAIT, "never deferred: {email:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    let e = email.events_of("deferred")[0];
+    assert!(e.detail.as_deref().unwrap().contains("timeout"), "{e}");
     smtp.set_data_delay(Duration::ZERO);
     // After the relay recovers, mail flows and every reply belongs to its own message.
     let second = app.send_ok(&msg(json!("next@example.com"))).await;
@@ -202,7 +191,7 @@ async fn relays_over_starttls_with_auth() {
             max_connections: None,
         },
     );
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let id = app.send_ok(&msg(json!("secure@example.com"))).await;
     app.wait_for_status(&id, &["delivered"], WAIT).await;
     let received = smtp.received();
@@ -234,25 +223,25 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
             max_connections: None,
         },
     );
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let id = app.send_ok(&msg(json!("someone@example.com"))).await;
     // Polled: the deferral is retried 0.2 s later, so a read after a drain could catch the
     // retry in flight.
-    let start = std::time::Instant::now();
-    loop {
+    let r = eventually("the recipient deferred", WAIT, async || {
         let email = app.get_email(&id).await;
-        let r = &email["recipients"][0];
-        if r["status"] == "deferred" {
-            assert_eq!(r["smtp_code"], 535);
-            break;
-        }
+        let r = email.recipients[0].clone();
         assert_ne!(
-            r["status"], "bounced",
+            r.status, "bounced",
             "an auth failure must not bounce the recipient"
         );
-        assert!(start.elapsed() < WAIT, "never deferred: {email:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if r.status == "deferred" {
+            Ok(r)
+        } else {
+            Err(format!("{email:#}"))
+        }
+    })
+    .await;
+    assert_eq!(r.smtp_code, Some(535));
     // Nothing was put on the suppression list.
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM suppressions")
         .fetch_one(&app.pool)
@@ -279,14 +268,12 @@ async fn an_email_read_during_delivery_never_shows_a_status_without_its_event() 
             .await,
         );
     }
-    let start = std::time::Instant::now();
     let mut done = std::collections::HashSet::new();
-    while done.len() < ids.len() {
-        assert!(start.elapsed() < WAIT, "not all delivered in {WAIT:?}");
+    eventually("every email delivered", WAIT, async || {
         let reads = futures_util::future::join_all(ids.iter().map(|id| app.get_email(id))).await;
         for (id, email) in ids.iter().zip(reads) {
-            let events = event_types(&email);
-            for (rcpt, status) in recipient_statuses(&email) {
+            let events = email.event_types();
+            for (rcpt, status) in email.recipient_statuses() {
                 if status == "delivered" {
                     assert!(
                         events.contains(&format!("delivered:{rcpt}")),
@@ -294,9 +281,11 @@ async fn an_email_read_during_delivery_never_shows_a_status_without_its_event() 
                     );
                 }
             }
-            if email["status"] == "delivered" {
+            if email.status == "delivered" {
                 done.insert(id.clone());
             }
         }
-    }
+        done.len() == ids.len()
+    })
+    .await;
 }

@@ -7,7 +7,7 @@ use mailgate::{Application, config::DkimAlgorithm};
 use serde_json::json;
 
 use crate::support::{
-    app::{TestApp, create_database, relay_to, test_config},
+    app::{TestApp, create_database, test_config},
     dkim::{TestKey, generate, signature_header, tag, verifies},
     smtp_server::TestSmtpServer,
 };
@@ -15,11 +15,11 @@ use crate::support::{
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn app_signing_with(smtp: &TestSmtpServer, keys: &[&TestKey]) -> TestApp {
-    let db = create_database().await;
-    let mut config = test_config(&db);
-    relay_to(&mut config, smtp);
-    config.dkim = keys.iter().map(|k| k.config.clone()).collect();
-    TestApp::start(config).await
+    TestApp::builder()
+        .relaying_to(smtp)
+        .configure(|c| c.dkim = keys.iter().map(|k| k.config.clone()).collect())
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn rsa_signed_mail_verifies_independently_and_tampering_breaks_it() {
 
     // `source` keeps returning the bytes as accepted: the signature is made per relay attempt.
     let source = app
-        .get_source_as(&app.key, &id)
+        .get_source_raw(&app.key, &id)
         .await
         .bytes()
         .await

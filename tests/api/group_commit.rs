@@ -11,15 +11,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::app::{TestApp, create_database, test_config};
-
-/// A mailgate that accepts but never delivers: delivery would update the messages' rows,
-/// and so their `xmin`, which is what these tests count transactions by.
-async fn spawn_app() -> TestApp {
-    let mut config = test_config(&create_database().await);
-    config.workers_enabled = false;
-    TestApp::start(config).await
-}
+use crate::support::{api::Accepted, app::TestApp};
 
 fn message(project_id: Uuid, to: &str, subject: &str) -> AcceptedMessage {
     let id = Uuid::now_v7();
@@ -59,7 +51,9 @@ async fn project(app: &TestApp, name: &str) -> Uuid {
 
 #[tokio::test]
 async fn sends_waiting_together_commit_in_one_transaction_with_their_own_answers() {
-    let app = spawn_app().await;
+    // Accepts but never delivers: delivery would update the messages' rows, and so their
+    // `xmin`, which is what these tests count transactions by.
+    let app = TestApp::builder().without_workers().start().await;
     let (a, b) = (project(&app, "acme").await, project(&app, "globex").await);
     // One committer: while it is busy, everything else queues and forms the next group.
     let commits = GroupCommit::start(app.pool.clone(), 1);
@@ -96,7 +90,9 @@ async fn sends_waiting_together_commit_in_one_transaction_with_their_own_answers
 
 #[tokio::test]
 async fn a_send_the_database_refuses_fails_alone() {
-    let app = spawn_app().await;
+    // Accepts but never delivers: delivery would update the messages' rows, and so their
+    // `xmin`, which is what these tests count transactions by.
+    let app = TestApp::builder().without_workers().start().await;
     let p = project(&app, "acme").await;
     let commits = GroupCommit::start(app.pool.clone(), 1);
     let good1 = message(p, "one@example.com", "fine");
@@ -120,7 +116,9 @@ async fn a_send_the_database_refuses_fails_alone() {
 
 #[tokio::test]
 async fn a_group_stops_at_its_cap_and_a_batch_is_never_split() {
-    let app = spawn_app().await;
+    // Accepts but never delivers: delivery would update the messages' rows, and so their
+    // `xmin`, which is what these tests count transactions by.
+    let app = TestApp::builder().without_workers().start().await;
     let p = project(&app, "acme").await;
     let commits = GroupCommit::start(app.pool.clone(), 1);
     // Three batches of 200: no two fit one group of 256, and none may be cut in two.
@@ -152,7 +150,9 @@ async fn a_group_stops_at_its_cap_and_a_batch_is_never_split() {
 
 #[tokio::test]
 async fn concurrent_http_sends_of_two_projects_each_see_only_their_own() {
-    let app = spawn_app().await;
+    // Accepts but never delivers: delivery would update the messages' rows, and so their
+    // `xmin`, which is what these tests count transactions by.
+    let app = TestApp::builder().without_workers().start().await;
     let other = app.create_key("globex", "send,messages", false).await;
     let sends = (0..40).map(|i| {
         let (key, to) = if i % 2 == 0 {
@@ -164,18 +164,18 @@ async fn concurrent_http_sends_of_two_projects_each_see_only_their_own() {
         async move {
             let body =
                 json!({"from": "app@example.com", "to": to, "subject": "hi", "text": "hello"});
-            let resp = app.post_email(&key, &body).await;
+            let resp = app.post_email_raw(&key, &body).await;
             assert_eq!(resp.status(), 202);
-            let answer: serde_json::Value = resp.json().await.unwrap();
-            assert_eq!(answer["recipients"][0]["email"], to.as_str());
-            (key, answer["id"].as_str().unwrap().to_string())
+            let answer: Accepted = resp.json().await.unwrap();
+            assert_eq!(answer.recipients[0].email, to.as_str());
+            (key, answer.id)
         }
     });
     let sent = join_all(sends).await;
     for (key, id) in &sent {
-        let mine = app.get_email_as(key, id).await;
+        let mine = app.get_email_raw(key, id).await;
         assert_eq!(mine.status(), 200);
         let theirs = if *key == app.key { &other } else { &app.key };
-        assert_eq!(app.get_email_as(theirs, id).await.status(), 404);
+        assert_eq!(app.get_email_raw(theirs, id).await.status(), 404);
     }
 }

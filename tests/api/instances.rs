@@ -17,7 +17,7 @@ async fn two_instances_relay_each_message_once() {
     let db = create_database().await;
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
-    let a = TestApp::start(config.clone()).await;
+    let a = TestApp::builder().config(config.clone()).start().await;
     let b = a.another_instance(config).await;
     let mut ids = Vec::new();
     for i in 0..120 {
@@ -58,17 +58,14 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
     let mut config = test_config(&db);
     relay_to(&mut config, &black_hole);
     config.delivery.smtp_timeout_secs = 30;
-    config.delivery.lease_secs = 3;
-    let doomed = TestApp::start(config.clone()).await;
+    config.delivery.runner.lease_secs = 3;
+    let doomed = TestApp::builder().config(config.clone()).start().await;
     let id = doomed
         .send_ok(&json!({"from": "a@example.com", "to": "once@example.com", "subject": "s", "text": "t"}))
         .await;
     // The message is out, and the worker is waiting for the reply to DATA.
     black_hole.wait_for_data(1, WAIT).await;
-    assert_eq!(
-        doomed.get_email(&id).await["recipients"][0]["status"],
-        "sending"
-    );
+    assert_eq!(doomed.get_email(&id).await.recipients[0].status, "sending");
     doomed.kill().await;
     black_hole.stop().await;
 
@@ -76,23 +73,19 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
     let mut survivor_config = config;
     relay_to(&mut survivor_config, &smtp);
     survivor_config.delivery.smtp_timeout_secs = 2;
-    survivor_config.delivery.lease_secs = 10;
-    let survivor = TestApp::start(survivor_config).await;
+    survivor_config.delivery.runner.lease_secs = 10;
+    let survivor = TestApp::builder().config(survivor_config).start().await;
     let email = survivor.wait_for_status(&id, &["delivered"], WAIT).await;
-    let types: Vec<&str> = email["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> = email.events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(types, ["queued", "deferred", "delivered"], "{email:#}");
     assert!(
-        email["events"][1]["detail"]
-            .as_str()
+        email.events[1]
+            .detail
+            .as_deref()
             .unwrap()
             .contains("lease expired")
     );
-    assert_eq!(email["recipients"][0]["attempts"], 2);
+    assert_eq!(email.recipients[0].attempts, 2);
     survivor.drain().await;
     assert_eq!(smtp.received().len(), 1);
 }
@@ -104,7 +97,7 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
     let db = create_database().await;
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     for i in 0..4 {
         app.send_ok(&json!({"from": "a@example.com", "to": format!("g{i}@example.com"), "subject": "s", "text": "t"}))
             .await;
@@ -132,8 +125,8 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
     assert!(delivered >= 1);
 }
 
-fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
-    mailgate::queue::Outcome {
+fn delivered(job: &mailgate::queue::mail::Job) -> mailgate::queue::mail::Outcome {
+    mailgate::queue::mail::Outcome {
         recipient_id: job.recipient_id,
         attempt: job.attempts,
         status: mailgate::domain::RecipientStatus::Delivered,
@@ -152,11 +145,11 @@ fn delivered(job: &mailgate::queue::Job) -> mailgate::queue::Outcome {
 /// still hold their lease go through beside it.
 #[tokio::test]
 async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_kept() {
-    use mailgate::queue;
+    use mailgate::queue::mail as queue;
     let db = create_database().await;
     let mut config = test_config(&db);
     config.workers_enabled = false;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let stale_id = app
         .send_ok(&json!({"from": "a@example.com", "to": "stale@example.com", "subject": "s", "text": "t"}))
         .await;
@@ -193,13 +186,10 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
         .unwrap();
     assert_eq!(done, 1, "one message changed");
     let kept_now = app.get_email(&kept_id).await;
-    assert_eq!(
-        kept_now["recipients"][0]["status"], "delivered",
-        "{kept_now}"
-    );
+    assert_eq!(kept_now.recipients[0].status, "delivered", "{kept_now}");
     let stale_now = app.get_email(&stale_id).await;
     assert_eq!(
-        stale_now["recipients"][0]["status"], "sending",
+        stale_now.recipients[0].status, "sending",
         "b's attempt is still in flight: {stale_now}"
     );
 
@@ -208,6 +198,6 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
         .await
         .unwrap();
     let stale_now = app.get_email(&stale_id).await;
-    assert_eq!(stale_now["recipients"][0]["status"], "delivered");
-    assert_eq!(stale_now["recipients"][0]["attempts"], 2);
+    assert_eq!(stale_now.recipients[0].status, "delivered");
+    assert_eq!(stale_now.recipients[0].attempts, 2);
 }

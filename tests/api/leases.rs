@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{
-    app::{TestApp, create_database, event_types, relay_to, test_config},
+    app::{TestApp, create_database, relay_to, test_config},
     smtp_server::TestSmtpServer,
 };
 
@@ -19,9 +19,9 @@ async fn an_attempt_longer_than_the_lease_keeps_its_job_and_the_mail_goes_once()
     let db = create_database().await;
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
-    config.delivery.lease_secs = 3;
+    config.delivery.runner.lease_secs = 3;
     config.delivery.smtp_timeout_secs = 20;
-    let a = TestApp::start(config.clone()).await;
+    let a = TestApp::builder().config(config.clone()).start().await;
     let b = a.another_instance(config).await;
 
     let id = a
@@ -36,7 +36,7 @@ async fn an_attempt_longer_than_the_lease_keeps_its_job_and_the_mail_goes_once()
 
     assert_eq!(smtp.received().len(), 1, "relayed more than once");
     assert_eq!(
-        event_types(&email),
+        email.event_types(),
         ["queued:slow@example.com", "delivered:slow@example.com"],
         "the lease must never have expired"
     );

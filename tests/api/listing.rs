@@ -2,28 +2,17 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use reqwest::Method;
+use serde_json::json;
 
-use crate::support::app::{TestApp, spawn_app};
+use crate::support::{
+    api::{EmailSummary, Page},
+    app::{expect, spawn_app, typed},
+    eventually,
+};
 
-async fn list(app: &TestApp, query: &str) -> (u16, Value) {
-    let r = app
-        .http
-        .get(app.url(&format!("/v1/emails?{query}")))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
-fn subjects(page: &Value) -> Vec<String> {
-    page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["subject"].as_str().unwrap().to_string())
-        .collect()
+fn subjects(page: &Page<EmailSummary>) -> Vec<&str> {
+    page.data.iter().map(|m| m.subject.as_str()).collect()
 }
 
 #[tokio::test]
@@ -34,50 +23,52 @@ async fn pages_are_newest_first_and_stable_while_mail_arrives() {
                             "text": "t", "tags": if i % 2 == 0 { json!(["even"]) } else { json!(["odd"]) }}))
             .await;
     }
-    let (status, page1) = list(&app, "limit=2").await;
-    assert_eq!(status, 200);
+    let page1 = app.list_emails("limit=2").await;
     assert_eq!(subjects(&page1), ["m4", "m3"]);
-    assert_eq!(page1["has_more"], true);
+    assert!(page1.has_more);
     // New mail arriving between pages does not shift the next page.
     app.send_ok(
         &json!({"from": "a@example.com", "to": "late@example.com", "subject": "late", "text": "t"}),
     )
     .await;
-    let cursor = page1["next_cursor"].as_str().unwrap();
-    let (_, page2) = list(&app, &format!("limit=2&cursor={cursor}")).await;
+    let cursor = page1.next_cursor.as_deref().unwrap();
+    let page2 = app.list_emails(&format!("limit=2&cursor={cursor}")).await;
     assert_eq!(subjects(&page2), ["m2", "m1"]);
-    let (_, page3) = list(
-        &app,
-        &format!("limit=2&cursor={}", page2["next_cursor"].as_str().unwrap()),
-    )
-    .await;
+    let page3 = app
+        .list_emails(&format!(
+            "limit=2&cursor={}",
+            page2.next_cursor.as_deref().unwrap()
+        ))
+        .await;
     assert_eq!(subjects(&page3), ["m0"]);
-    assert_eq!(page3["has_more"], false);
-    assert!(page3["next_cursor"].is_null());
+    assert!(!page3.has_more);
+    assert!(page3.next_cursor.is_none());
 
-    let (_, even) = list(&app, "tag=even").await;
+    let even = app.list_emails("tag=even").await;
     assert_eq!(subjects(&even), ["m4", "m2", "m0"]);
-    let (_, to) = list(&app, "recipient=R3@example.com").await;
+    let to = app.list_emails("recipient=R3@example.com").await;
     assert_eq!(subjects(&to), ["m3"]);
-    let (_, from) = list(&app, "from=nobody@example.com").await;
+    let from = app.list_emails("from=nobody@example.com").await;
     assert!(subjects(&from).is_empty());
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let (_, since) = list(&app, &format!("since={}", urlencode(&future))).await;
+    let since = app
+        .list_emails(&format!("since={}", urlencode(&future)))
+        .await;
     assert!(subjects(&since).is_empty());
 
     // Another project sees none of it.
     let other = app.create_key("globex", "messages", false).await;
-    let r: Value = app
-        .http
-        .get(app.url("/v1/emails"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(r["data"].as_array().unwrap().is_empty());
+    let r: Page<EmailSummary> = typed(
+        expect(
+            200,
+            app.request_as(&other, Method::GET, "/v1/emails")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    assert!(r.data.is_empty());
 }
 
 fn urlencode(s: &str) -> String {
@@ -94,8 +85,7 @@ async fn bad_filters_are_named() {
         ("cursor=%%%", "cursor"),
         ("since=yesterday", "since"),
     ] {
-        let (status, p) = list(&app, query).await;
-        assert_eq!(status, 422, "{query}: {p}");
+        let p = expect(422, app.get(&format!("/v1/emails?{query}")).await).await;
         assert_eq!(p["errors"][0]["field"], field, "{query}");
     }
 }
@@ -133,24 +123,21 @@ async fn retention_deletes_old_finished_messages_only() {
     };
     let status_of = |id: String| {
         let app = &app;
-        async move { app.get_email_as(&app.key, &id).await.status().as_u16() }
+        async move { app.get_email_raw(&app.key, &id).await.status().as_u16() }
     };
     // The app's own retention pass may be working on the same rows (SKIP LOCKED), so the
     // count of one pass proves nothing; the old message must be gone soon after.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        mailgate::retention::purge_once(&app.pool, &config)
-            .await
-            .unwrap();
-        if status_of(old.clone()).await == 404 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old message was never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the old message deleted",
+        Duration::from_secs(10),
+        async || {
+            mailgate::retention::purge_once(&app.pool, &config)
+                .await
+                .unwrap();
+            status_of(old.clone()).await == 404
+        },
+    )
+    .await;
     assert_eq!(
         status_of(queued).await,
         200,

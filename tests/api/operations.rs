@@ -124,7 +124,7 @@ async fn queue_retry_sends_deferred_mail_now() {
     relay_to(&mut config, &smtp);
     config.delivery.retry_base_secs = 600.0;
     config.delivery.retry_max_secs = 600.0;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let id = app
         .send_ok(&json!({"from": "a@example.com", "to": "later@example.com", "subject": "s", "text": "t"}))
         .await;

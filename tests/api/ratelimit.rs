@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     app::{JWT_SECRET, TestApp, create_database, require_shared_redis, test_config},
+    eventually,
     test_redis::{TestRedis, redis_exists},
 };
 
@@ -50,7 +51,10 @@ fn number(response: &Response, name: &str) -> u64 {
 async fn shared_redis_app() -> (TestApp, Config) {
     require_shared_redis();
     let config = test_config(&create_database().await);
-    (TestApp::start(config.clone()).await, config)
+    (
+        TestApp::builder().config(config.clone()).start().await,
+        config,
+    )
 }
 
 /// A mailgate on a private Redis that comes back quickly after an outage.
@@ -60,7 +64,10 @@ async fn private_redis_app(redis: &TestRedis, mode: RedisFailureMode) -> (TestAp
     config.redis.timeout_ms = 100;
     config.redis.retry_ms = 200;
     config.ratelimit.on_redis_error = mode;
-    (TestApp::start(config.clone()).await, config)
+    (
+        TestApp::builder().config(config.clone()).start().await,
+        config,
+    )
 }
 
 async fn readyz(app: &TestApp) -> (StatusCode, Value) {
@@ -75,12 +82,12 @@ async fn a_burst_then_a_steady_rate() {
 
     let start = Instant::now();
     for _ in 0..8 {
-        assert_eq!(app.post_email(&key, &body()).await.status(), 202);
+        assert_eq!(app.post_email_raw(&key, &body()).await.status(), 202);
     }
     // The burst is spent; only what refilled meanwhile (4 per second) still fits.
     let mut extra = 0;
     let refused = loop {
-        let response = app.post_email(&key, &body()).await;
+        let response = app.post_email_raw(&key, &body()).await;
         if response.status() == 429 {
             break response;
         }
@@ -100,7 +107,7 @@ async fn a_burst_then_a_steady_rate() {
     let start = Instant::now();
     let mut accepted = 0;
     while start.elapsed() < Duration::from_secs(2) {
-        match app.post_email(&key, &body()).await.status().as_u16() {
+        match app.post_email_raw(&key, &body()).await.status().as_u16() {
             202 => accepted += 1,
             429 => {}
             other => panic!("unexpected status {other}"),
@@ -124,7 +131,7 @@ async fn two_instances_share_one_limit() {
     let mut accepted = [0, 0];
     for i in 0..30 {
         let app = if i % 2 == 0 { &a } else { &b };
-        match app.post_email(&key, &body()).await.status().as_u16() {
+        match app.post_email_raw(&key, &body()).await.status().as_u16() {
             202 => accepted[i % 2] += 1,
             429 => {}
             other => panic!("unexpected status {other}"),
@@ -149,7 +156,7 @@ async fn every_authenticated_response_carries_the_headers() {
         })
         .await;
 
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(response.status(), 202);
     assert_eq!(number(&response, "ratelimit-limit"), 5);
     assert_eq!(number(&response, "ratelimit-remaining"), 4);
@@ -194,12 +201,12 @@ async fn every_authenticated_response_carries_the_headers() {
     assert_eq!(number(&response, "ratelimit-limit"), 100_000);
 
     // Unauthenticated answers have no bucket to speak of.
-    let response = app.post_email("mg_live_nope", &body()).await;
+    let response = app.post_email_raw("mg_live_nope", &body()).await;
     assert_eq!(response.status(), 401);
     assert!(header(&response, "ratelimit-limit").is_none());
 
     let refused = loop {
-        let response = app.post_email(&key, &body()).await;
+        let response = app.post_email_raw(&key, &body()).await;
         if response.status() == 429 {
             break response;
         }
@@ -226,7 +233,7 @@ async fn an_exhausted_quota_answers_quota_exceeded_until_the_period_ends() {
     let mut config = test_config(&create_database().await);
     // A 4-second "day", so the test can see it end.
     config.ratelimit.quota_period_secs = 4;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let (key, _) = app
         .create_limited_key(KeyLimits {
             daily_quota: Some(2),
@@ -240,14 +247,14 @@ async fn an_exhausted_quota_answers_quota_exceeded_until_the_period_ends() {
         tokio::time::sleep(Duration::from_secs_f64(4.05 - into_period)).await;
     }
 
-    let first = app.post_email(&key, &body()).await;
+    let first = app.post_email_raw(&key, &body()).await;
     assert_eq!(first.status(), 202);
     // The quota is closer to running out than the burst, so the headers speak of it.
     assert_eq!(number(&first, "ratelimit-limit"), 2);
     assert_eq!(number(&first, "ratelimit-remaining"), 1);
-    assert_eq!(app.post_email(&key, &body()).await.status(), 202);
+    assert_eq!(app.post_email_raw(&key, &body()).await.status(), 202);
 
-    let refused = app.post_email(&key, &body()).await;
+    let refused = app.post_email_raw(&key, &body()).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(number(&refused, "ratelimit-remaining"), 0);
     let retry_after = number(&refused, "retry-after");
@@ -269,7 +276,7 @@ async fn an_exhausted_quota_answers_quota_exceeded_until_the_period_ends() {
 
     // The period has to end on the clock: wait out the Retry-After it announced.
     tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(100)).await;
-    let again = app.post_email(&key, &body()).await;
+    let again = app.post_email_raw(&key, &body()).await;
     assert_eq!(again.status(), 202, "the quota resets with the period");
     assert_eq!(number(&again, "ratelimit-remaining"), 1);
 }
@@ -282,20 +289,20 @@ async fn redis_stopped_mid_test_fails_open_then_mailgate_returns_to_it() {
     let bucket = format!("{}rl:send:{id}", config.redis.key_prefix);
 
     for _ in 0..3 {
-        assert_eq!(app.post_email(&key, &body()).await.status(), 202);
+        assert_eq!(app.post_email_raw(&key, &body()).await.status(), 202);
     }
-    assert_eq!(app.post_email(&key, &body()).await.status(), 429);
+    assert_eq!(app.post_email_raw(&key, &body()).await.status(), 429);
     assert!(redis_exists(&redis.url(), &bucket).await);
 
     redis.stop().await;
     // The local limiter takes over, with its own (full) bucket, and still limits.
     let start = Instant::now();
     for _ in 0..3 {
-        let response = app.post_email(&key, &body()).await;
+        let response = app.post_email_raw(&key, &body()).await;
         assert_eq!(response.status(), 202);
         assert_eq!(number(&response, "ratelimit-limit"), 3);
     }
-    assert_eq!(app.post_email(&key, &body()).await.status(), 429);
+    assert_eq!(app.post_email_raw(&key, &body()).await.status(), 429);
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "an unreachable Redis slowed requests down: {:?}",
@@ -308,18 +315,15 @@ async fn redis_stopped_mid_test_fails_open_then_mailgate_returns_to_it() {
 
     redis.restart().await;
     // Back on Redis by itself: the next probe finds it (empty, so the bucket is full again).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = app.post_email(&key, &body()).await.status();
-        if status == 202 && redis_exists(&redis.url(), &bucket).await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mailgate never went back to Redis"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "a send charged in Redis again",
+        Duration::from_secs(10),
+        async || {
+            app.post_email_raw(&key, &body()).await.status() == 202
+                && redis_exists(&redis.url(), &bucket).await
+        },
+    )
+    .await;
     assert_eq!(readyz(&app).await.1["rate_limits"]["redis"], "up");
 }
 
@@ -327,12 +331,12 @@ async fn redis_stopped_mid_test_fails_open_then_mailgate_returns_to_it() {
 async fn a_hung_redis_costs_at_most_the_timeout() {
     let redis = TestRedis::start().await;
     let (app, _) = private_redis_app(&redis, RedisFailureMode::FailOpen).await;
-    assert_eq!(app.post_email(&app.key, &body()).await.status(), 202);
+    assert_eq!(app.post_email_raw(&app.key, &body()).await.status(), 202);
 
     redis.freeze(true).await;
     for _ in 0..5 {
         let start = Instant::now();
-        let response = app.post_email(&app.key, &body()).await;
+        let response = app.post_email_raw(&app.key, &body()).await;
         assert_eq!(response.status(), 202);
         assert!(
             start.elapsed() < Duration::from_millis(1000),
@@ -341,23 +345,24 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
         );
     }
     redis.freeze(false).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while readyz(&app).await.1["rate_limits"]["redis"] != "up" {
-        assert!(Instant::now() < deadline, "Redis never counted as back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(app.post_email(&app.key, &body()).await.status(), 202);
+    eventually(
+        "Redis counted as back",
+        Duration::from_secs(10),
+        async || readyz(&app).await.1["rate_limits"]["redis"] == "up",
+    )
+    .await;
+    assert_eq!(app.post_email_raw(&app.key, &body()).await.status(), 202);
 }
 
 #[tokio::test]
 async fn fail_closed_answers_503_until_redis_is_back() {
     let mut redis = TestRedis::start().await;
     let (app, _) = private_redis_app(&redis, RedisFailureMode::FailClosed).await;
-    assert_eq!(app.post_email(&app.key, &body()).await.status(), 202);
+    assert_eq!(app.post_email_raw(&app.key, &body()).await.status(), 202);
 
     redis.stop().await;
     for _ in 0..3 {
-        let response = app.post_email(&app.key, &body()).await;
+        let response = app.post_email_raw(&app.key, &body()).await;
         assert_eq!(response.status(), 503);
         assert!(header(&response, "retry-after").is_some());
         let problem: Value = response.json().await.unwrap();
@@ -385,30 +390,28 @@ async fn fail_closed_answers_503_until_redis_is_back() {
 
     redis.restart().await;
     // A process out of the load balancer sees only readiness checks: they must bring it back.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while readyz(&app).await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "still not ready after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(app.post_email(&app.key, &body()).await.status(), 202);
+    eventually(
+        "ready after Redis came back",
+        Duration::from_secs(10),
+        async || readyz(&app).await.0 == 200,
+    )
+    .await;
+    assert_eq!(app.post_email_raw(&app.key, &body()).await.status(), 202);
 }
 
 #[tokio::test]
 async fn without_redis_each_process_limits_on_its_own() {
     let mut config = test_config(&create_database().await);
     config.redis_url = None;
-    let a = TestApp::start(config.clone()).await;
+    let a = TestApp::builder().config(config.clone()).start().await;
     let b = a.another_instance(config).await;
     let (key, _) = a.create_limited_key(limits(0.1, 2)).await;
     for app in [&a, &b] {
-        assert_eq!(app.post_email(&key, &body()).await.status(), 202);
-        let response = app.post_email(&key, &body()).await;
+        assert_eq!(app.post_email_raw(&key, &body()).await.status(), 202);
+        let response = app.post_email_raw(&key, &body()).await;
         assert_eq!(response.status(), 202);
         assert_eq!(number(&response, "ratelimit-remaining"), 0);
-        assert_eq!(app.post_email(&key, &body()).await.status(), 429);
+        assert_eq!(app.post_email_raw(&key, &body()).await.status(), 429);
     }
     assert_eq!(readyz(&a).await.1["rate_limits"]["backend"], "local");
 }
@@ -417,10 +420,10 @@ async fn without_redis_each_process_limits_on_its_own() {
 async fn limits_can_be_switched_off() {
     let mut config = test_config(&create_database().await);
     config.ratelimit.enabled = false;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let (key, _) = app.create_limited_key(limits(0.1, 1)).await;
     for _ in 0..3 {
-        let response = app.post_email(&key, &body()).await;
+        let response = app.post_email_raw(&key, &body()).await;
         assert_eq!(response.status(), 202);
         assert!(header(&response, "ratelimit-limit").is_none());
     }
@@ -428,18 +431,18 @@ async fn limits_can_be_switched_off() {
 
 #[tokio::test]
 async fn failed_authentication_is_throttled_per_address() {
-    let app = TestApp::start(test_config(&create_database().await)).await;
+    let app = TestApp::builder().start().await;
     let wrong = "mg_live_0000000000000000000000000000000000000000";
     for i in 0..10 {
         let response = if i % 2 == 0 {
-            app.post_email(wrong, &body()).await
+            app.post_email_raw(wrong, &body()).await
         } else {
             // A missing header is a failure too.
             app.http.get(app.url("/v1/emails/x")).send().await.unwrap()
         };
         assert_eq!(response.status(), 401, "attempt {i}");
     }
-    let response = app.post_email(wrong, &body()).await;
+    let response = app.post_email_raw(wrong, &body()).await;
     assert_eq!(response.status(), 429);
     let retry_after = number(&response, "retry-after");
     assert!((1..=6).contains(&retry_after), "{retry_after}");
@@ -448,7 +451,7 @@ async fn failed_authentication_is_throttled_per_address() {
         "rate_limited"
     );
     // The address is refused before any key is looked at, a right one included.
-    assert_eq!(app.post_email(&app.key, &body()).await.status(), 429);
+    assert_eq!(app.post_email_raw(&app.key, &body()).await.status(), 429);
     // Probes stay outside.
     assert_eq!(
         app.http
@@ -474,11 +477,11 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
         created["key"].as_str().unwrap().to_string(),
         created["id"].as_str().unwrap().to_string(),
     );
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(number(&response, "ratelimit-limit"), 2);
 
     let response = app
-        .patch_key_limits_as(&app.key, &id, &json!({"burst": 1}))
+        .patch_key_limits_raw(&app.key, &id, &json!({"burst": 1}))
         .await;
     assert_eq!(response.status(), 200);
     let updated: Value = response.json().await.unwrap();
@@ -487,13 +490,13 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
         (json!(1), json!(0.1))
     );
     // At once on this instance: one message already counts, and the bucket now holds one.
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(response.status(), 429);
     assert_eq!(number(&response, "ratelimit-limit"), 1);
 
     // null returns a setting to the configured default.
     let response = app
-        .patch_key_limits_as(
+        .patch_key_limits_raw(
             &app.key,
             &id,
             &json!({"burst": null, "rate_per_sec": null, "daily_quota": 5}),
@@ -503,7 +506,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["burst"], Value::Null);
     assert_eq!(updated["daily_quota"], 5);
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(response.status(), 202);
     assert_eq!(
         number(&response, "ratelimit-limit"),
@@ -522,7 +525,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
         (json!({"rate_per_sec": 1e308}), vec!["rate_per_sec"]),
         (json!({"scopes": ["send"]}), vec!["scopes"]),
     ] {
-        let response = app.patch_key_limits_as(&app.key, &id, &body).await;
+        let response = app.patch_key_limits_raw(&app.key, &id, &body).await;
         assert_eq!(response.status(), 422, "{body}");
         let problem: Value = response.json().await.unwrap();
         let named: Vec<&str> = problem["errors"]
@@ -546,20 +549,20 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
     // Only the operator or a `keys` key of the same project.
     let unscoped = app.create_key("acme", "send", false).await;
     assert_eq!(
-        app.patch_key_limits_as(&unscoped, &id, &json!({"burst": 3}))
+        app.patch_key_limits_raw(&unscoped, &id, &json!({"burst": 3}))
             .await
             .status(),
         403
     );
     let other = app.create_key("globex", "keys", false).await;
     assert_eq!(
-        app.patch_key_limits_as(&other, &id, &json!({"burst": 3}))
+        app.patch_key_limits_raw(&other, &id, &json!({"burst": 3}))
             .await
             .status(),
         404
     );
     assert_eq!(
-        app.patch_key_limits_as(
+        app.patch_key_limits_raw(
             &app.key,
             &uuid::Uuid::now_v7().to_string(),
             &json!({"burst": 3})
@@ -569,7 +572,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
         404
     );
     assert_eq!(
-        app.patch_key_limits_as(&app.key, "not-a-uuid", &json!({"burst": 3}))
+        app.patch_key_limits_raw(&app.key, "not-a-uuid", &json!({"burst": 3}))
             .await
             .status(),
         404
@@ -580,7 +583,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
     )
     .unwrap();
     let response = app
-        .patch_key_limits_as(&token, &id, &json!({"burst": 7}))
+        .patch_key_limits_raw(&token, &id, &json!({"burst": 7}))
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["burst"], 7);
@@ -588,7 +591,7 @@ async fn key_limits_are_set_at_creation_and_changed_with_patch() {
 
 #[tokio::test]
 async fn the_cli_sets_and_updates_key_limits() {
-    let app = TestApp::start(test_config(&create_database().await)).await;
+    let app = TestApp::builder().start().await;
     let mailgate = |args: &[&str]| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailgate"));
         command
@@ -620,7 +623,7 @@ async fn the_cli_sets_and_updates_key_limits() {
         .last()
         .unwrap()
         .to_string();
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(response.status(), 202);
     assert_eq!(number(&response, "ratelimit-limit"), 20);
 
@@ -677,7 +680,7 @@ async fn messages_charged_outside_http_share_the_send_bucket() {
         .unwrap();
     assert_eq!(decision.remaining, 7);
 
-    let response = app.post_email(&key, &body()).await;
+    let response = app.post_email_raw(&key, &body()).await;
     assert_eq!(number(&response, "ratelimit-remaining"), 6);
 
     // A batch of 7 no longer fits; 11 never will.

@@ -6,7 +6,7 @@ use mailgate::config::RelayConfig;
 use serde_json::{Value, json};
 
 use crate::support::{
-    app::{JWT_SECRET, TestApp, create_database, test_config},
+    app::{JWT_SECRET, TestApp},
     smtp_server::TestSmtpServer,
 };
 
@@ -25,17 +25,17 @@ fn relay(addr: &str) -> RelayConfig {
 
 /// primary → backup as the default pool, and an `eu` pool with backup only.
 async fn app_with(primary: &str, backup: &TestSmtpServer) -> TestApp {
-    let db = create_database().await;
-    let mut config = test_config(&db);
-    config.relays.insert("primary".into(), relay(primary));
-    config
-        .relays
-        .insert("backup".into(), relay(&backup.addr.to_string()));
-    config
-        .pools
-        .insert("default".into(), vec!["primary".into(), "backup".into()]);
-    config.pools.insert("eu".into(), vec!["backup".into()]);
-    TestApp::start(config).await
+    let backup = backup.addr.to_string();
+    TestApp::builder()
+        .configure(|c| {
+            c.relays.insert("primary".into(), relay(primary));
+            c.relays.insert("backup".into(), relay(&backup));
+            c.pools
+                .insert("default".into(), vec!["primary".into(), "backup".into()]);
+            c.pools.insert("eu".into(), vec!["backup".into()]);
+        })
+        .start()
+        .await
 }
 
 fn msg(to: &str) -> Value {
@@ -53,13 +53,14 @@ async fn a_dead_primary_fails_over_to_the_backup() {
     let app = app_with(&dead, &backup).await;
     let id = app.send_ok(&msg("x@example.com")).await;
     let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
-    let r = &email["recipients"][0];
-    assert_eq!(r["relay_host"], backup.addr.to_string());
-    assert_eq!(r["attempts"], 1, "failover happens within one attempt");
-    let delivered = email["events"].as_array().unwrap().last().unwrap().clone();
+    let r = &email.recipients[0];
+    assert_eq!(r.relay_host, Some(backup.addr.to_string()));
+    assert_eq!(r.attempts, 1, "failover happens within one attempt");
+    let delivered = email.events.last().unwrap().clone();
     assert!(
-        delivered["detail"]
-            .as_str()
+        delivered
+            .detail
+            .as_deref()
             .unwrap()
             .contains("failover from primary"),
         "{delivered}"
@@ -124,7 +125,7 @@ async fn a_4xx_fails_over_but_a_5xx_bounces() {
 
     let gone = app.send_ok(&msg("gone@example.com")).await;
     app.drain().await;
-    assert_eq!(app.get_email(&gone).await["status"], "bounced");
+    assert_eq!(app.get_email(&gone).await.status, "bounced");
     assert_eq!(
         backup.received().len(),
         1,
@@ -156,5 +157,5 @@ async fn pools_are_chosen_per_send_and_per_project() {
 
     let mut unknown = msg("x@example.com");
     unknown["relay"] = json!("mars");
-    assert_eq!(app.post_email(&app.key, &unknown).await.status(), 422);
+    assert_eq!(app.post_email_raw(&app.key, &unknown).await.status(), 422);
 }

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::support::{
-    app::{event_types, message_id_of, recipient_statuses, spawn_app, spawn_app_relaying_to},
+    app::{message_id_of, spawn_app, spawn_app_relaying_to},
     smtp_server::TestSmtpServer,
 };
 
@@ -49,7 +49,7 @@ async fn a_message_is_relayed_once_per_recipient_with_the_exact_mime() {
     );
 
     // Every copy is byte-identical to the stored source, so receivers can de-duplicate.
-    let source = app.get_source_as(&app.key, &id).await;
+    let source = app.get_source_raw(&app.key, &id).await;
     assert_eq!(source.headers()["content-type"], "message/rfc822");
     let source = source.bytes().await.unwrap();
     for m in &received {
@@ -63,7 +63,7 @@ async fn a_message_is_relayed_once_per_recipient_with_the_exact_mime() {
     let mime = received[0].text();
     assert_eq!(
         message_id_of(&received[0].data),
-        email["message_id"].as_str().map(String::from)
+        Some(email.message_id.clone())
     );
     for needle in [
         "From: \"Shop Billing\" <billing@shop.example>",
@@ -86,15 +86,15 @@ async fn a_message_is_relayed_once_per_recipient_with_the_exact_mime() {
         "Bcc leaked into the headers:\n{mime}"
     );
 
-    assert_eq!(email["tags"], json!(["receipt"]));
-    assert_eq!(email["metadata"], json!({"order": "1234"}));
-    for r in email["recipients"].as_array().unwrap() {
-        assert_eq!(r["status"], "delivered");
-        assert_eq!(r["smtp_code"], 250);
-        assert_eq!(r["relay_host"], smtp.addr.to_string());
-        assert_eq!(r["attempts"], 1);
+    assert_eq!(email.tags, ["receipt"]);
+    assert_eq!(email.metadata, json!({"order": "1234"}));
+    for r in &email.recipients {
+        assert_eq!(r.status, "delivered");
+        assert_eq!(r.smtp_code, Some(250));
+        assert_eq!(r.relay_host, Some(smtp.addr.to_string()));
+        assert_eq!(r.attempts, 1);
     }
-    let events = event_types(&email);
+    let events = email.event_types();
     assert_eq!(
         events.iter().filter(|e| e.starts_with("queued:")).count(),
         3
@@ -112,7 +112,7 @@ async fn a_message_is_relayed_once_per_recipient_with_the_exact_mime() {
 async fn accepted_means_committed() {
     let app = spawn_app().await;
     let response = app
-        .post_email(
+        .post_email_raw(
             &app.key,
             &json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "text": "t"}),
         )
@@ -141,7 +141,7 @@ async fn test_keys_are_processed_but_never_relayed() {
     let test_key = app.create_key("acme", "send,messages", true).await;
     assert!(test_key.starts_with("mg_test_"));
     let response = app
-        .post_email(
+        .post_email_raw(
             &test_key,
             &json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "text": "t"}),
         )
@@ -152,8 +152,8 @@ async fn test_keys_are_processed_but_never_relayed() {
         .unwrap()
         .to_string();
     let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
-    assert_eq!(email["sandbox"], true);
-    assert_eq!(email["recipients"][0]["relay_host"], "sandbox");
+    assert!(email.sandbox);
+    assert_eq!(email.recipients[0].relay_host.as_deref(), Some("sandbox"));
     // A live message sent afterwards arrives; the sandboxed one never does.
     app.send_ok(
         &json!({"from": "a@example.com", "to": "live@example.com", "subject": "s", "text": "t"}),
@@ -173,11 +173,11 @@ async fn without_a_relay_everything_is_sandboxed() {
         .await;
     let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
     assert_eq!(
-        recipient_statuses(&email),
+        email.recipient_statuses(),
         [
             ("b@example.com".into(), "delivered".into()),
             ("c@example.com".into(), "delivered".into())
         ]
     );
-    assert_eq!(email["sandbox"], true);
+    assert!(email.sandbox);
 }

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{
-    app::{recipient_statuses, spawn_app, spawn_app_relaying_to},
+    api::Accepted,
+    app::{expect, spawn_app, spawn_app_relaying_to},
     smtp_server::TestSmtpServer,
 };
 
@@ -26,7 +27,7 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
     let id = app.send_ok(&mail(json!("Gone@Example.com"))).await;
     app.wait_for_status(&id, &["bounced"], WAIT).await;
     let list = app.list_suppressions("").await;
-    let entry = &list["data"][0];
+    let entry = &list.data[0];
     assert_eq!(entry["email"], "gone@example.com");
     assert_eq!(entry["reason"], "bounce");
     assert!(entry["detail"].as_str().unwrap().contains("no such user"));
@@ -36,21 +37,20 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
 
     // That recipient is suppressed; the others still go.
     let response = app
-        .post_email(
+        .post_email_raw(
             &app.key,
             &mail(json!(["gone@example.com", "ok@example.com"])),
         )
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["recipients"][0]["status"], "suppressed");
-    assert_eq!(body["recipients"][1]["status"], "queued");
-    let mixed = body["id"].as_str().unwrap();
+    let body: Accepted = response.json().await.unwrap();
+    assert_eq!(body.recipients[0].status, "suppressed");
+    assert_eq!(body.recipients[1].status, "queued");
     let email = app
-        .wait_for_status(mixed, &["partially_delivered"], WAIT)
+        .wait_for_status(&body.id, &["partially_delivered"], WAIT)
         .await;
     assert_eq!(
-        recipient_statuses(&email),
+        email.recipient_statuses(),
         [
             ("gone@example.com".into(), "suppressed".into()),
             ("ok@example.com".into(), "delivered".into())
@@ -60,12 +60,12 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
     // Every recipient suppressed: still 202, with per-recipient statuses, and nothing relayed.
     let relayed = smtp.received().len();
     let response = app
-        .post_email(&app.key, &mail(json!("gone@example.com")))
+        .post_email_raw(&app.key, &mail(json!("gone@example.com")))
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "suppressed");
-    assert_eq!(body["recipients"][0]["status"], "suppressed");
+    let body: Accepted = response.json().await.unwrap();
+    assert_eq!(body.status, "suppressed");
+    assert_eq!(body.recipients[0].status, "suppressed");
     app.drain().await;
     assert_eq!(smtp.received().len(), relayed);
 
@@ -87,42 +87,42 @@ async fn a_bounce_is_listed_suppresses_later_sends_and_can_be_removed() {
 #[tokio::test]
 async fn suppressions_are_managed_per_project() {
     let app = spawn_app().await;
-    let (status, entry) = app
+    let entry = app
         .add_suppression(
             &json!({"email": "Angry@Example.com", "reason": "complaint", "detail": "marked as spam"}),
         )
         .await;
-    assert_eq!(status, 201, "{entry}");
     assert_eq!(entry["email"], "angry@example.com");
     assert_eq!(entry["reason"], "complaint");
     // Adding it again keeps the first entry.
-    let (status, again) = app
-        .add_suppression(&json!({"email": "angry@example.com"}))
-        .await;
-    assert_eq!(status, 200);
+    let again = expect(
+        200,
+        app.add_suppression_raw(&json!({"email": "angry@example.com"}))
+            .await,
+    )
+    .await;
     assert_eq!(again["reason"], "complaint");
-    let (status, manual) = app
+    let manual = app
         .add_suppression(&json!({"email": "quiet@example.com"}))
         .await;
-    assert_eq!(status, 201);
     assert_eq!(manual["reason"], "manual");
 
     // Listing: filter by reason, pages newest first.
     let complaints = app.list_suppressions("reason=complaint").await;
-    assert_eq!(complaints["data"].as_array().unwrap().len(), 1);
+    assert_eq!(complaints.data.len(), 1);
     let page = app.list_suppressions("limit=1").await;
-    assert_eq!(page["data"][0]["email"], "quiet@example.com");
-    assert_eq!(page["has_more"], true);
-    let cursor = page["next_cursor"].as_str().unwrap();
+    assert_eq!(page.data[0]["email"], "quiet@example.com");
+    assert!(page.has_more);
+    let cursor = page.next_cursor.as_deref().unwrap();
     let rest = app
         .list_suppressions(&format!("limit=1&cursor={cursor}"))
         .await;
-    assert_eq!(rest["data"][0]["email"], "angry@example.com");
-    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest.data[0]["email"], "angry@example.com");
+    assert!(!rest.has_more);
 
     // A suppressed address is reported as such at send time.
     let response = app
-        .post_email(&app.key, &mail(json!("quiet@example.com")))
+        .post_email_raw(&app.key, &mail(json!("quiet@example.com")))
         .await;
     assert_eq!(
         response.json::<Value>().await.unwrap()["recipients"][0]["status"],
@@ -189,7 +189,7 @@ async fn suppressions_are_managed_per_project() {
         .await;
     assert_eq!(status, 404);
     let response = app
-        .post_email(&other, &mail(json!("quiet@example.com")))
+        .post_email_raw(&other, &mail(json!("quiet@example.com")))
         .await;
     assert_eq!(
         response.json::<Value>().await.unwrap()["recipients"][0]["status"],

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{
-    app::{TestApp, create_database, spawn_app, spawn_app_relaying_to, test_config},
+    app::{TestApp, create_database, expect, spawn_app, spawn_app_relaying_to, test_config},
     smtp_server::TestSmtpServer,
 };
 
@@ -90,20 +90,19 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
 
     // Pages by name, without the sources.
     let page = app.list_templates("limit=2").await;
-    let names: Vec<&str> = page["data"]
-        .as_array()
-        .unwrap()
+    let names: Vec<&str> = page
+        .data
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["alpha", "receipt"]);
-    assert!(page["data"][0].get("html").is_none());
-    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    assert!(page.data[0].get("html").is_none());
+    let cursor = page.next_cursor.clone().unwrap();
     let page = app
         .list_templates(&format!("limit=2&cursor={cursor}"))
         .await;
-    assert_eq!(page["data"][0]["name"], "welcome");
-    assert_eq!(page["next_cursor"], Value::Null);
+    assert_eq!(page.data[0]["name"], "welcome");
+    assert_eq!(page.next_cursor, None);
     let (status, problem) = app.call(Method::GET, "/v1/templates?limit=0", None).await;
     assert_eq!((status, first_error(&problem).0.as_str()), (422, "limit"));
 
@@ -224,7 +223,7 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
             "text": "Hi {{ name }}\n{% for i in items %}- {{ i.name | title }} x{{ i.qty }}\n{% endfor %}{{ items | length }} item{{ items | length | pluralize }}",
         }))
     .await;
-    let (status, out) = app
+    let out = app
         .render_template(
             "order",
             json!({
@@ -234,7 +233,6 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
             }),
         )
         .await;
-    assert_eq!(status, 200, "{out}");
     assert_eq!(
         out["subject"],
         "Order A-1 for <script>alert(1)</script> & co"
@@ -249,10 +247,12 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
     );
 
     // A missing variable is an error naming the part, the position and the variable.
-    let (status, problem) = app
-        .render_template("order", json!({"name": "Ada", "items": [], "order": {}}))
-        .await;
-    assert_eq!(status, 422, "{problem}");
+    let problem = expect(
+        422,
+        app.render_template_raw("order", json!({"name": "Ada", "items": [], "order": {}}))
+            .await,
+    )
+    .await;
     assert_eq!(problem["code"], "template_render_error");
     let (field, message) = first_error(&problem);
     assert_eq!(field, "subject");
@@ -260,29 +260,25 @@ async fn rendering_escapes_html_only_and_reports_missing_variables() {
     assert!(message.contains("number"), "{message}");
 
     // So is a value of the wrong type, and variables that are not an object.
-    let (status, problem) = app
-        .render_template(
+    let problem = expect(
+        422,
+        app.render_template_raw(
             "order",
             json!({"name": "Ada", "order": {"number": 1}, "items": 7}),
         )
-        .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (422, Some("template_render_error"))
-    );
+        .await,
+    )
+    .await;
+    assert_eq!(problem["code"], "template_render_error");
     assert!(
         first_error(&problem).1.contains("Iteration not possible"),
         "{problem}"
     );
-    let (status, problem) = app.render_template("order", json!([1, 2])).await;
-    assert_eq!(status, 422);
+    let problem = expect(422, app.render_template_raw("order", json!([1, 2])).await).await;
     assert_eq!(first_error(&problem).0, "variables");
 
-    let (status, problem) = app.render_template("nope", json!({})).await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (404, Some("template_not_found"))
-    );
+    let problem = expect(404, app.render_template_raw("nope", json!({})).await).await;
+    assert_eq!(problem["code"], "template_not_found");
 }
 
 #[tokio::test]
@@ -301,10 +297,9 @@ async fn layouts_wrap_each_part_and_stay_one_level_deep() {
         &json!({"subject": "Note", "html": "<p>{{ body }}</p>", "layout": "frame"}),
     )
     .await;
-    let (status, out) = app
+    let out = app
         .render_template("note", json!({"body": "1 < 2", "company": "Acme"}))
         .await;
-    assert_eq!(status, 200, "{out}");
     assert_eq!(
         out["html"],
         "<div class=\"frame\"><p>1 &lt; 2</p></div><footer>Acme</footer>"
@@ -314,8 +309,11 @@ async fn layouts_wrap_each_part_and_stay_one_level_deep() {
     assert!(text.contains("1 < 2") && text.contains("Acme"), "{text}");
 
     // A missing variable of the layout is reported as the layout's.
-    let (status, problem) = app.render_template("note", json!({"body": "x"})).await;
-    assert_eq!(status, 422);
+    let problem = expect(
+        422,
+        app.render_template_raw("note", json!({"body": "x"})).await,
+    )
+    .await;
     let (field, message) = first_error(&problem);
     assert_eq!(field, "layout");
     assert!(message.contains("company"), "{message}");
@@ -399,7 +397,7 @@ async fn another_projects_template_is_not_found() {
         .await;
     assert_eq!(page["data"], json!([]));
     let response = app
-        .post_email(
+        .post_email_raw(
             &other,
             &json!({"from": "a@example.com", "to": "b@example.com", "template": "secret"}),
         )
@@ -419,7 +417,7 @@ async fn another_projects_template_is_not_found() {
         )
         .await;
     assert_eq!(status, 201);
-    let (_, out) = app.render_template("secret", json!({})).await;
+    let out = app.render_template("secret", json!({})).await;
     assert_eq!(out["text"], "acme only");
 }
 
@@ -517,7 +515,7 @@ async fn a_send_that_cannot_render_is_refused_and_nothing_is_queued() {
         ),
     ];
     for (body, code, field) in cases {
-        let response = app.post_email(&app.key, &body).await;
+        let response = app.post_email_raw(&app.key, &body).await;
         assert_eq!(response.status(), 422, "{body}");
         assert_eq!(
             response.headers()["content-type"],
@@ -541,16 +539,18 @@ async fn rendered_output_is_bounded_by_the_message_size_limit() {
     let db = create_database().await;
     let mut config = test_config(&db);
     config.http.max_message_bytes = 20_000;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     app.put_template(
         "big",
         &json!({"subject": "s", "text": "{% for i in range(end=n) %}0123456789{% endfor %}"}),
     )
     .await;
-    let (status, _) = app.render_template("big", json!({"n": 100})).await;
-    assert_eq!(status, 200);
-    let (status, problem) = app.render_template("big", json!({"n": 5000})).await;
-    assert_eq!(status, 422);
+    let _ = app.render_template("big", json!({"n": 100})).await;
+    let problem = expect(
+        422,
+        app.render_template_raw("big", json!({"n": 5000})).await,
+    )
+    .await;
     assert_eq!(problem["code"], "template_render_error");
     assert!(first_error(&problem).1.contains("size limit"), "{problem}");
 }
@@ -561,23 +561,26 @@ async fn a_change_saved_through_one_instance_is_rendered_by_another() {
     let other = app.another_instance(test_config(&app.database_url)).await;
     app.put_template("promo", &json!({"subject": "s", "text": "v1 {{ x }}"}))
         .await;
-    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
+    let out = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v1 1", "cached on the other instance now");
 
     app.put_template("promo", &json!({"subject": "s", "text": "v2 {{ x }}"}))
         .await;
-    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
+    let out = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v2 1");
 
     // Deleted and created again: version 1 again, and still not the stale copy.
     app.delete_template("promo").await;
-    let (status, _) = other.render_template("promo", json!({"x": 1})).await;
-    assert_eq!(status, 404);
+    let _ = expect(
+        404,
+        other.render_template_raw("promo", json!({"x": 1})).await,
+    )
+    .await;
     let created = app
         .put_template("promo", &json!({"subject": "s", "text": "v3 {{ x }}"}))
         .await;
     assert_eq!(created["version"], 1);
-    let (_, out) = other.render_template("promo", json!({"x": 1})).await;
+    let out = other.render_template("promo", json!({"x": 1})).await;
     assert_eq!(out["text"], "v3 1");
 
     // A layout change reaches templates that use it.
@@ -588,11 +591,11 @@ async fn a_change_saved_through_one_instance_is_rendered_by_another() {
         &json!({"subject": "s", "text": "v4", "layout": "frame"}),
     )
     .await;
-    let (_, out) = other.render_template("promo", json!({})).await;
+    let out = other.render_template("promo", json!({})).await;
     assert_eq!(out["text"], "[v4]");
     app.put_template("frame", &json!({"text": "<{{ content }}>"}))
         .await;
-    let (_, out) = other.render_template("promo", json!({})).await;
+    let out = other.render_template("promo", json!({})).await;
     assert_eq!(out["text"], "<v4>");
 }
 
@@ -641,7 +644,7 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
     );
 
     // The examples render with the variables the README lists.
-    let (status, receipt) = app.render_template("receipt", json!({
+    let receipt = app.render_template("receipt", json!({
             "customer": {"name": "Ada"},
             "order_number": "A-1001",
             "items": [
@@ -649,9 +652,7 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
                 {"name": "Cake <large>", "quantity": 1, "unit_price": "$12.50", "amount": "$12.50"},
             ],
             "total": "$18.50",
-        }))
-    .await;
-    assert_eq!(status, 200, "{receipt}");
+        })).await;
     assert_eq!(receipt["subject"], "Your receipt for order A-1001");
     let html = receipt["html"].as_str().unwrap();
     assert!(html.contains("<td>Cake &lt;large&gt;</td>"), "{html}");
@@ -663,16 +664,12 @@ async fn the_example_templates_push_render_and_pull_back_unchanged() {
     );
     assert!(text.contains("Paid with card."), "{text}");
 
-    let (status, welcome) = app.render_template("welcome", json!({"name": "Ada", "product_name": "Acme", "login_url": "https://acme.example/login"}))
-    .await;
-    assert_eq!(status, 200, "{welcome}");
+    let welcome = app.render_template("welcome", json!({"name": "Ada", "product_name": "Acme", "login_url": "https://acme.example/login"})).await;
     let text = welcome["text"].as_str().unwrap();
     assert!(text.contains("Welcome, Ada!"), "{text}");
     assert!(text.contains("https://acme.example/login"), "{text}");
     assert!(text.contains("account with Acme"), "{text}");
-    let (status, reset) = app.render_template("password-reset", json!({"name": "Ada", "product_name": "Acme", "reset_url": "https://acme.example/r/1", "expires_in_minutes": 30}))
-    .await;
-    assert_eq!(status, 200, "{reset}");
+    let reset = app.render_template("password-reset", json!({"name": "Ada", "product_name": "Acme", "reset_url": "https://acme.example/r/1", "expires_in_minutes": 30})).await;
     assert!(
         reset["text"]
             .as_str()
@@ -765,7 +762,7 @@ async fn push_checks_every_folder_first_and_writes_nothing_when_one_is_invalid()
     assert!(stderr.contains("notes: no template.toml"), "{stderr}");
     assert!(stderr.contains("nothing was pushed"), "{stderr}");
     let page = app.list_templates("").await;
-    assert_eq!(page["data"], json!([]));
+    assert!(page.data.is_empty());
 
     let output = cli(
         &app,

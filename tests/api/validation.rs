@@ -15,7 +15,7 @@ fn with(field: &str, value: Value) -> Value {
 }
 
 async fn problem(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app.post_email(&app.key, &body).await;
+    let response = app.post_email_raw(&app.key, &body).await;
     let status = response.status().as_u16();
     assert_eq!(
         response.headers()["content-type"],
@@ -117,7 +117,7 @@ async fn malformed_json_media_type_and_size() {
     let db = create_database().await;
     let mut config = test_config(&db);
     config.http.max_body_bytes = 64 * 1024;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
 
     let response = app
         .http
@@ -153,7 +153,7 @@ async fn a_message_over_the_mime_limit_is_refused() {
     let db = create_database().await;
     let mut config = test_config(&db);
     config.http.max_message_bytes = 4096;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let (status, p) = problem(&app, with("text", json!("y".repeat(8000)))).await;
     assert_eq!(status, 413, "{p}");
     assert_eq!(p["code"], "payload_too_large");

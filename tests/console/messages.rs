@@ -132,7 +132,7 @@ async fn the_list_pages_with_the_api_cursor_and_keeps_its_filters() {
                         "subject": format!("Message {i}"), "text": "x", "tags": ["paged"]})
         })
         .collect();
-    let response = app.post_batch(&app.key, &json!(batch)).await;
+    let response = app.post_batch_raw(&app.key, &json!(batch)).await;
     assert_eq!(response.status(), 200);
     let browser = Browser::start().await;
     browser.sign_in(&app.base, &app.key).await;
@@ -182,7 +182,7 @@ async fn held_mail_is_released_or_discarded_from_its_page() {
     // Nothing listens on port 9 of loopback: every scan fails, and the policy holds.
     config.scan.rspamd_url = Some("http://127.0.0.1:9".into());
     config.scan.on_error = mailgate::config::OnScanError::Hold;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let keep = app
         .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
                          "subject": "Keep me", "text": "x"}))
@@ -191,7 +191,7 @@ async fn held_mail_is_released_or_discarded_from_its_page() {
         .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
                          "subject": "Drop me", "text": "x"}))
         .await;
-    assert_eq!(app.get_email(&keep).await["status"], "held");
+    assert_eq!(app.get_email(&keep).await.status, "held");
     let browser = Browser::start().await;
     browser.sign_in(&app.base, &app.key).await;
 
@@ -204,7 +204,7 @@ async fn held_mail_is_released_or_discarded_from_its_page() {
         .wait_for_text("#message-status", |t| t != "held")
         .await;
     app.drain().await;
-    assert_eq!(app.get_email(&keep).await["status"], "delivered");
+    assert_eq!(app.get_email(&keep).await.status, "delivered");
 
     browser
         .goto(&app.url(&format!("/console/messages/{drop}")))

@@ -18,13 +18,13 @@ async fn the_operator_picks_a_project_and_retries_deferred_mail_now() {
     // Deferred mail waits an hour: only the button brings it back sooner.
     config.delivery.retry_base_secs = 3600.0;
     config.delivery.retry_max_secs = 3600.0;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     let id = app
         .send_ok(&json!({"from": "a@example.com", "to": "busy@example.com",
                          "subject": "Try me", "text": "x"}))
         .await;
     app.drain().await;
-    assert_eq!(app.get_email(&id).await["status"], "deferred");
+    assert_eq!(app.get_email(&id).await.status, "deferred");
     app.create_key("beta", "send", false).await;
 
     let token = mailgate::service::gate::mint_operator_token(
@@ -88,5 +88,5 @@ async fn the_operator_picks_a_project_and_retries_deferred_mail_now() {
         .wait_for_text("[role=status]", |t| t.starts_with("1 deferred"))
         .await;
     app.drain().await;
-    assert_eq!(app.get_email(&id).await["status"], "delivered");
+    assert_eq!(app.get_email(&id).await.status, "delivered");
 }

@@ -97,13 +97,27 @@ async fn script_in_a_subject_or_html_renders_as_text_and_never_runs() {
             .await
             .contains("<b onmouseover=alert(1)>bold</b>")
     );
-    // Give the preview frame time to load (and its script the chance it must not get).
     let frame = browser.find("iframe.preview").await;
     assert_eq!(
         browser.attribute(&frame, "sandbox").await.as_deref(),
         Some("")
     );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Load the preview frame once more, watching for its `load` event: by then the HTML part
+    // is parsed and its scripts had the chance they must not get.
+    browser
+        .execute(
+            "const f = document.querySelector('iframe.preview'); window.previewLoaded = false; \
+             f.addEventListener('load', () => { window.previewLoaded = true; }, {once: true}); \
+             f.src = f.src;",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the preview frame loaded",
+            "return window.previewLoaded === true;",
+        )
+        .await;
     assert_eq!(
         browser.dialog().await,
         None,
@@ -160,7 +174,7 @@ async fn a_form_posted_without_its_csrf_token_changes_nothing() {
         .await;
     browser.wait_for_text("h1", |t| t.starts_with("403")).await;
     assert!(browser.text("body").await.contains("security token"));
-    assert_eq!(app.get_email(&id).await["status"], "scheduled");
+    assert_eq!(app.get_email(&id).await.status, "scheduled");
     // A wrong token is no better.
     let mut visitor = Visitor::new(&app);
     visitor.sign_in(&app.key).await;
@@ -172,7 +186,7 @@ async fn a_form_posted_without_its_csrf_token_changes_nothing() {
         .await;
     assert_eq!(forged.status(), 403);
     assert_eq!(visitor.post("/console/sign-out", &[]).await.status(), 403);
-    assert_eq!(app.get_email(&id).await["status"], "scheduled");
+    assert_eq!(app.get_email(&id).await.status, "scheduled");
 
     // With the token, the same form cancels (after its confirmation).
     browser
@@ -190,5 +204,5 @@ async fn a_form_posted_without_its_csrf_token_changes_nothing() {
     browser
         .wait_for_text("#message-status", |t| t == "cancelled")
         .await;
-    assert_eq!(app.get_email(&id).await["status"], "cancelled");
+    assert_eq!(app.get_email(&id).await.status, "cancelled");
 }

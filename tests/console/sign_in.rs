@@ -109,9 +109,8 @@ async fn revoking_the_key_ends_its_sessions_and_the_operator_signs_in_with_a_tok
     assert_eq!(visitor.sign_in(&key).await.status(), 303);
     assert_eq!(visitor.get("/console/overview").await.status(), 200);
     let keys = app.list_api_keys().await;
-    let id = keys["data"]
-        .as_array()
-        .unwrap()
+    let id = keys
+        .data
         .iter()
         .find(|k| key.starts_with(k["prefix"].as_str().unwrap()))
         .map(|k| k["id"].as_str().unwrap().to_string())

@@ -3,17 +3,11 @@
 
 use serde_json::json;
 
-use crate::support::{
-    app::{TestApp, create_database, test_config},
-    browser::Browser,
-    webhook_receiver::WebhookReceiver,
-};
+use crate::support::{app::TestApp, browser::Browser, webhook_receiver::WebhookReceiver};
 
 #[tokio::test]
 async fn a_delivery_is_replayed_from_the_log() {
-    let mut config = test_config(&create_database().await);
-    config.webhooks.allow_private_targets = true;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().webhooks_to_loopback().start().await;
     let receiver = WebhookReceiver::start().await;
     let (webhook, secret) = app
         .create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.delivered"]}))
@@ -92,7 +86,7 @@ async fn a_delivery_is_replayed_from_the_log() {
             .await
             .starts_with("disabled")
     );
-    assert_eq!(app.get_webhook(&webhook).await["enabled"], false);
+    assert!(!app.get_webhook(&webhook).await.enabled);
     browser.click("#toggle-endpoint").await;
     browser
         .wait_for_path("enabled", |p| p.contains("done=enabled"))
@@ -120,9 +114,7 @@ async fn a_delivery_is_replayed_from_the_log() {
 
 #[tokio::test]
 async fn an_endpoint_added_in_the_page_receives_signed_events() {
-    let mut config = test_config(&create_database().await);
-    config.webhooks.allow_private_targets = true;
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().webhooks_to_loopback().start().await;
     let receiver = WebhookReceiver::start().await;
     let browser = Browser::start().await;
     browser.sign_in(&app.base, &app.key).await;
@@ -142,8 +134,8 @@ async fn an_endpoint_added_in_the_page_receives_signed_events() {
         .await;
     let endpoints = app.list_webhooks().await;
     assert_eq!(endpoints.len(), 1);
-    assert_eq!(endpoints[0]["events"], json!(["email.delivered"]));
-    assert_eq!(endpoints[0]["description"], "billing app");
+    assert_eq!(endpoints[0].events, json!(["email.delivered"]));
+    assert_eq!(endpoints[0].description.as_deref(), Some("billing app"));
 
     app.send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
                         "subject": "Hi", "text": "x"}))
@@ -155,7 +147,7 @@ async fn an_endpoint_added_in_the_page_receives_signed_events() {
     received[0].verify(&secret).unwrap();
 
     // A private address is refused when the operator has not allowed it, named as the API names it.
-    let strict = TestApp::start(test_config(&create_database().await)).await;
+    let strict = TestApp::builder().start().await;
     browser.sign_in(&strict.base, &strict.key).await;
     browser.goto(&strict.url("/console/webhooks")).await;
     browser.fill("#w-url", "http://127.0.0.1:9/hook").await;

@@ -2,14 +2,12 @@
 //! destination refuses the recipient and Postfix itself mails an RFC 3464 DSN to the VERP
 //! return path, through mailgate's inbound listener.
 
-use std::time::Instant;
-
 use serde_json::json;
 
-use super::{BOUNCES, WAIT, events_of, hand_in, inbound_log, start};
+use super::{BOUNCES, WAIT, hand_in, inbound_app, inbound_log};
 use crate::support::{
-    app::recipient_statuses, free_port, postfix::Postfix, smtp_server::TestSmtpServer,
-    webhook_receiver::WebhookReceiver,
+    free_port, postfix::Postfix, smtp_server::TestSmtpServer, webhook_receiver::WebhookReceiver,
+    within,
 };
 use mailgate::config::RelayConfig;
 
@@ -24,20 +22,22 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
         None,
     );
     let postfix_port = free_port();
-    let app = start(|c| {
-        c.relays.insert(
-            "default".into(),
-            RelayConfig {
-                url: format!("smtp://127.0.0.1:{postfix_port}?tls=none").into(),
-                pool_size: Some(2),
-                tls_insecure: false,
-                max_rate_per_sec: None,
-                burst: None,
-                max_connections: None,
-            },
-        );
-    })
-    .await;
+    let app = inbound_app()
+        .configure(|c| {
+            c.relays.insert(
+                "default".into(),
+                RelayConfig {
+                    url: format!("smtp://127.0.0.1:{postfix_port}?tls=none").into(),
+                    pool_size: Some(2),
+                    tls_insecure: false,
+                    max_rate_per_sec: None,
+                    burst: None,
+                    max_connections: None,
+                },
+            );
+        })
+        .start()
+        .await;
     let inbound = app.inbound_addr.expect("inbound listener on");
     // mailgate's upstream; its bounces for the bounce domain go to the inbound listener.
     let postfix = Postfix::start(
@@ -62,47 +62,47 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
     // Postfix said 250: delivered, as far as the upstream's answer goes.
     app.wait_for_status(&id, &["delivered"], WAIT).await;
 
-    let start = Instant::now();
-    let email = loop {
+    let email = match within(WAIT, async || {
         let email = app.get_email(&id).await;
-        if email["status"] == "bounced" {
-            break email;
+        if email.status == "bounced" {
+            Ok(email)
+        } else {
+            Err(format!("{email:#}"))
         }
-        assert!(
-            start.elapsed() < WAIT,
-            "no bounce came back: {email:#}\ninbound log: {:#?}\npostfix log:\n{}",
+    })
+    .await
+    {
+        Ok(email) => email,
+        Err(last) => panic!(
+            "no bounce came back: {}\ninbound log: {:#?}\npostfix log:\n{}",
+            last.unwrap_or_default(),
             inbound_log(&app).await,
             postfix.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        ),
     };
     assert_eq!(
-        recipient_statuses(&email),
+        email.recipient_statuses(),
         [("dead@example.org".to_string(), "bounced".to_string())]
     );
-    let bounced = events_of(&email, "bounced");
+    let bounced = email.events_of("bounced");
     assert_eq!(bounced.len(), 1, "{email:#}");
     let event = bounced[0];
-    assert_eq!(event["data"]["async"], true, "{event:#}");
-    assert_eq!(event["data"]["dsn"]["status"], "5.1.1");
-    assert_eq!(event["data"]["dsn"]["action"], "failed");
-    assert_eq!(event["data"]["dsn"]["reporting_mta"], "mta.example.net");
+    assert_eq!(event.data["async"], true, "{event:#}");
+    assert_eq!(event.data["dsn"]["status"], "5.1.1");
+    assert_eq!(event.data["dsn"]["action"], "failed");
+    assert_eq!(event.data["dsn"]["reporting_mta"], "mta.example.net");
     assert!(
-        event["smtp_response"]
-            .as_str()
+        event
+            .smtp_response
+            .as_deref()
             .unwrap()
             .contains("550 5.1.1 <dead@example.org>: Recipient address rejected: User unknown"),
         "Postfix's diagnostic is kept: {event:#}"
     );
-    assert_eq!(event["smtp_code"], 550);
-    assert_eq!(event["enhanced_code"], "5.1.1");
+    assert_eq!(event.smtp_code, Some(550));
+    assert_eq!(event.enhanced_code.as_deref(), Some("5.1.1"));
     // It was delivered first, then bounced.
-    let kinds: Vec<&str> = email["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = email.events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["queued", "delivered", "bounced"]);
 
     // The address is suppressed, so the next send to it is not relayed.
@@ -152,7 +152,7 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
 #[tokio::test]
 async fn the_return_path_names_the_recipient_and_keeps_the_from_header() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(|c| crate::support::app::relay_to(c, &smtp)).await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
     let id = app
         .send_ok(&json!({
             "from": "Billing <billing@example.com>", "to": ["a@example.org", "b@example.org"],
@@ -181,11 +181,13 @@ async fn the_return_path_names_the_recipient_and_keeps_the_from_header() {
     }
     // Without a bounce domain, the sender's own address stays the return path.
     let smtp2 = TestSmtpServer::start().await;
-    let plain = start(|c| {
-        c.bounce.domain = None;
-        crate::support::app::relay_to(c, &smtp2);
-    })
-    .await;
+    let plain = inbound_app()
+        .configure(|c| {
+            c.bounce.domain = None;
+            crate::support::app::relay_to(c, &smtp2);
+        })
+        .start()
+        .await;
     plain
         .send_ok(&json!({"from": "billing@example.com", "to": "a@example.org", "subject": "Hi", "text": "Hi"}))
         .await;
@@ -195,7 +197,7 @@ async fn the_return_path_names_the_recipient_and_keeps_the_from_header() {
 
 #[tokio::test]
 async fn the_inbound_listener_is_never_a_relay() {
-    let app = start(|_| {}).await;
+    let app = inbound_app().start().await;
     let inbound = app.inbound_addr.unwrap();
     let raw = b"From: a@example.net\r\nTo: b@example.org\r\nSubject: relay?\r\n\r\nHi\r\n";
     let err = hand_in(inbound, Some("a@example.net"), "b@example.org", raw)

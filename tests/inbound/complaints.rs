@@ -3,11 +3,9 @@
 
 use serde_json::json;
 
-use super::{BOUNCES, events_of, hand_in, inbound_log, operator_token, start};
+use super::{BOUNCES, hand_in, inbound_app, inbound_log, operator_token};
 use crate::support::{
-    app::{TestApp, recipient_statuses, relay_to},
-    smtp_server::TestSmtpServer,
-    webhook_receiver::WebhookReceiver,
+    app::TestApp, smtp_server::TestSmtpServer, webhook_receiver::WebhookReceiver,
 };
 
 /// Sends one message to `to` through `smtp`, drains, and returns its id and return path.
@@ -17,7 +15,7 @@ async fn delivered(app: &TestApp, smtp: &TestSmtpServer, to: &str) -> (String, S
         .send_ok(&json!({"from": "news@example.com", "to": to, "subject": "News", "text": "Hi"}))
         .await;
     app.drain().await;
-    assert_eq!(app.get_email(&id).await["status"], "delivered");
+    assert_eq!(app.get_email(&id).await.status, "delivered");
     let return_path = smtp.received()[before].mail_from.clone();
     (id, return_path)
 }
@@ -86,7 +84,7 @@ Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\
 async fn a_feedback_report_is_a_complaint_and_suppresses_the_address() {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(|c| relay_to(c, &smtp)).await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
     let (_, secret) = app
         .create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.complained"]}))
         .await;
@@ -104,15 +102,15 @@ async fn a_feedback_report_is_a_complaint_and_suppresses_the_address() {
     app.drain().await;
 
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "complained", "{email:#}");
+    assert_eq!(email.status, "complained", "{email:#}");
     assert_eq!(
-        recipient_statuses(&email),
+        email.recipient_statuses(),
         [("ada@example.org".to_string(), "complained".to_string())]
     );
-    let complained = events_of(&email, "complained");
-    assert_eq!(complained[0]["data"]["feedback"]["type"], "abuse");
+    let complained = email.events_of("complained");
+    assert_eq!(complained[0].data["feedback"]["type"], "abuse");
     assert_eq!(
-        complained[0]["data"]["feedback"]["user_agent"],
+        complained[0].data["feedback"]["user_agent"],
         "ExampleFBL/1.0"
     );
     assert_eq!(
@@ -139,13 +137,13 @@ async fn a_feedback_report_is_a_complaint_and_suppresses_the_address() {
     .await
     .unwrap();
     app.drain().await;
-    assert_eq!(app.get_email(&id2).await["status"], "complained");
+    assert_eq!(app.get_email(&id2).await.status, "complained");
 }
 
 #[tokio::test]
 async fn forged_foreign_and_non_reports_change_nothing() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(|c| relay_to(c, &smtp)).await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
     let inbound = app.inbound_addr.unwrap();
     let (id, return_path) = delivered(&app, &smtp, "ada@example.org").await;
 
@@ -217,8 +215,8 @@ async fn forged_foreign_and_non_reports_change_nothing() {
     app.drain().await;
 
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "delivered", "{email:#}");
-    assert!(events_of(&email, "bounced").is_empty());
+    assert_eq!(email.status, "delivered", "{email:#}");
+    assert!(email.events_of("bounced").is_empty());
     let (status, _) = app
         .call(
             reqwest::Method::GET,
@@ -283,7 +281,7 @@ async fn forged_foreign_and_non_reports_change_nothing() {
 async fn a_delay_notice_is_an_event_and_changes_no_status() {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(|c| relay_to(c, &smtp)).await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
     app.create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.delayed"]}))
         .await;
     let (id, return_path) = delivered(&app, &smtp, "ada@example.org").await;
@@ -301,10 +299,10 @@ async fn a_delay_notice_is_an_event_and_changes_no_status() {
     .unwrap();
     app.drain().await;
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "delivered");
-    let events = events_of(&email, "delayed");
+    assert_eq!(email.status, "delivered");
+    let events = email.events_of("delayed");
     assert_eq!(events.len(), 1, "{email:#}");
-    assert_eq!(events[0]["enhanced_code"], "4.4.7");
+    assert_eq!(events[0].enhanced_code.as_deref(), Some("4.4.7"));
     let got = receiver
         .wait_until(super::WAIT, |got| !got.is_empty())
         .await;

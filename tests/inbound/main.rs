@@ -13,33 +13,23 @@ mod tracking;
 use std::{net::SocketAddr, time::Duration};
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
-use mailgate::Config;
 use serde_json::Value;
 
-use support::app::{JWT_SECRET, TestApp, create_database, test_config};
+use support::app::{JWT_SECRET, TestApp, TestAppBuilder};
 
 /// The server's bounce domain in these tests.
 pub const BOUNCES: &str = "bounces.example.test";
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Test settings with the inbound listener on a free port and VERP at `BOUNCES`; loopback
+/// A mailgate with the inbound listener on a free port and VERP at `BOUNCES`; loopback
 /// webhook receivers allowed, fast polling.
-pub fn inbound_config(db: &str) -> Config {
-    let mut c = test_config(db);
-    c.bounce.domain = Some(BOUNCES.into());
-    c.inbound.addr = Some("127.0.0.1:0".parse().unwrap());
-    c.inbound.poll_interval_ms = 100;
-    c.webhooks.allow_private_targets = true;
-    c.webhooks.poll_interval_ms = 100;
-    c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5];
-    c
-}
-
-pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let db = create_database().await;
-    let mut config = inbound_config(&db);
-    tweak(&mut config);
-    TestApp::start(config).await
+pub fn inbound_app() -> TestAppBuilder<'static> {
+    TestApp::builder().webhooks_to_loopback().configure(|c| {
+        c.bounce.domain = Some(BOUNCES.into());
+        c.inbound.addr = Some("127.0.0.1:0".parse().unwrap());
+        c.inbound.runner.poll_interval_ms = 100;
+        c.webhooks.retry_schedule_secs = vec![0.3, 0.5, 0.5];
+    })
 }
 
 pub fn operator_token() -> String {
@@ -62,16 +52,6 @@ pub async fn hand_in(
     let envelope =
         Envelope::new(from.map(|f| f.parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
     transport.send_raw(&envelope, raw).await.map(|_| ())
-}
-
-/// The email's events of `kind`.
-pub fn events_of<'a>(email: &'a Value, kind: &str) -> Vec<&'a Value> {
-    email["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .collect()
 }
 
 /// The inbound log as the operator reads it.

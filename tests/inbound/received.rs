@@ -3,13 +3,13 @@
 use base64::Engine;
 use serde_json::json;
 
-use super::{hand_in, inbound_log, operator_token, start};
+use super::{hand_in, inbound_app, inbound_log, operator_token};
 use crate::support::webhook_receiver::WebhookReceiver;
 
 #[tokio::test]
 async fn mail_to_an_inbound_domain_reaches_the_webhook_parsed() {
     let receiver = WebhookReceiver::start().await;
-    let app = start(|_| {}).await;
+    let app = inbound_app().start().await;
     let (status, body) = app
         .call_as(
             &operator_token(),

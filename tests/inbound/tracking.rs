@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{events_of, start};
+use super::inbound_app;
 use crate::support::{
     app::relay_to, smtp_server::TestSmtpServer, webhook_receiver::WebhookReceiver,
 };
@@ -25,15 +25,27 @@ fn links(html_source: &str, kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// The HTML part of relayed MIME, parsed as a mail client would.
+fn html_part(mime: &str) -> String {
+    mail_parser::MessageParser::new()
+        .parse(mime.as_bytes())
+        .unwrap()
+        .body_html(0)
+        .unwrap()
+        .into_owned()
+}
+
 #[tokio::test]
 async fn opens_and_clicks_are_recorded_and_redirect_only_to_the_original() {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(|c| {
-        relay_to(c, &smtp);
-        c.tracking.base_url = Some(BASE.into());
-    })
-    .await;
+    let app = inbound_app()
+        .configure(|c| {
+            relay_to(c, &smtp);
+            c.tracking.base_url = Some(BASE.into());
+        })
+        .start()
+        .await;
     let (_, secret) = app
         .create_webhook(
             &json!({"url": receiver.url("/hook"), "events": ["email.opened", "email.clicked"]}),
@@ -113,20 +125,20 @@ async fn opens_and_clicks_are_recorded_and_redirect_only_to_the_original() {
     assert_eq!(r.status(), 404);
 
     let email = app.get_email(&id).await;
-    let opened = events_of(&email, "opened");
+    let opened = email.events_of("opened");
     assert_eq!(opened.len(), 2, "{email:#}");
-    assert_eq!(opened[0]["data"]["first_open"], true);
-    assert_eq!(opened[1]["data"]["first_open"], false);
-    assert_eq!(opened[0]["data"]["user_agent"], ua);
-    assert_eq!(opened[0]["data"]["ip"], "127.0.0.1");
-    assert_eq!(opened[0]["recipient"], "ada@example.org");
-    let clicked = events_of(&email, "clicked");
+    assert_eq!(opened[0].data["first_open"], true);
+    assert_eq!(opened[1].data["first_open"], false);
+    assert_eq!(opened[0].data["user_agent"], ua);
+    assert_eq!(opened[0].data["ip"], "127.0.0.1");
+    assert_eq!(opened[0].recipient, "ada@example.org");
+    let clicked = email.events_of("clicked");
     assert_eq!(
-        clicked[0]["data"]["url"],
+        clicked[0].data["url"],
         "https://shop.example/orders/1042?ref=mail&x=1"
     );
     assert_eq!(
-        email["status"], "delivered",
+        email.status, "delivered",
         "opens and clicks change no status"
     );
 
@@ -152,12 +164,14 @@ async fn opens_and_clicks_are_recorded_and_redirect_only_to_the_original() {
 #[tokio::test]
 async fn tracking_is_off_unless_asked_and_the_project_default_applies() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(|c| {
-        relay_to(c, &smtp);
-        c.tracking.base_url = Some(BASE.into());
-        c.tracking.record_ip = false;
-    })
-    .await;
+    let app = inbound_app()
+        .configure(|c| {
+            relay_to(c, &smtp);
+            c.tracking.base_url = Some(BASE.into());
+            c.tracking.record_ip = false;
+        })
+        .start()
+        .await;
     let html = "<p><a href=\"https://shop.example/\">shop</a></p>";
     app.send_ok(
         &json!({"from": "shop@example.com", "to": "ada@example.org", "subject": "a", "html": html}),
@@ -165,6 +179,16 @@ async fn tracking_is_off_unless_asked_and_the_project_default_applies() {
     .await;
     app.drain().await;
     assert!(!smtp.received()[0].text().contains(BASE), "off by default");
+    // The same mail asking for tracking is tracked: the off above is the default at work.
+    app.send_ok(
+        &json!({"from": "shop@example.com", "to": "ada@example.org", "subject": "a",
+                        "html": html, "track": {"opens": true, "clicks": true}}),
+    )
+    .await;
+    app.drain().await;
+    let asked = html_part(&smtp.received()[1].text());
+    assert_eq!(links(&asked, "o").len(), 1, "asked for opens: {asked}");
+    assert_eq!(links(&asked, "c").len(), 1, "asked for clicks: {asked}");
 
     let (status, body) = app
         .call_as(
@@ -179,11 +203,7 @@ async fn tracking_is_off_unless_asked_and_the_project_default_applies() {
         .send_ok(&json!({"from": "shop@example.com", "to": "ada@example.org", "subject": "b", "html": html}))
         .await;
     app.drain().await;
-    let relayed = smtp.received()[1].text();
-    let parsed = mail_parser::MessageParser::new()
-        .parse(relayed.as_bytes())
-        .unwrap();
-    let body = parsed.body_html(0).unwrap().into_owned();
+    let body = html_part(&smtp.received()[2].text());
     assert_eq!(links(&body, "o").len(), 1, "the project's default: opens");
     assert!(links(&body, "c").is_empty(), "clicks stay off");
     let r = app
@@ -195,7 +215,7 @@ async fn tracking_is_off_unless_asked_and_the_project_default_applies() {
     assert_eq!(r.status(), 200);
     let email = app.get_email(&id).await;
     assert_eq!(
-        events_of(&email, "opened")[0]["data"]["ip"],
+        email.events_of("opened")[0].data["ip"],
         serde_json::Value::Null
     );
 }

@@ -135,7 +135,7 @@ async fn a_throttling_relay_is_paused_and_everything_still_arrives() {
     let db = create_database().await;
     let mut config = test_config(&db);
     relay_to(&mut config, &smtp);
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
 
     let started = Instant::now();
     let ids: Vec<String> = {
@@ -210,12 +210,12 @@ async fn two_instances_keep_to_the_relays_connection_cap() {
     let relay = config.relays.get_mut("default").unwrap();
     relay.max_connections = Some(2);
     relay.pool_size = Some(8);
-    let app = TestApp::start(config.clone()).await;
+    let app = TestApp::builder().config(config.clone()).start().await;
     // Another instance on the same database and Redis: they share the cap.
     let _other = app.another_instance(config).await;
 
     let items: Vec<Value> = (0..MESSAGES).map(message).collect();
-    let r = app.post_batch(&app.key, &json!(items)).await;
+    let r = app.post_batch_raw(&app.key, &json!(items)).await;
     assert_eq!(r.status(), 200);
     smtp.wait_for(MESSAGES, WAIT).await;
     assert_eq!(smtp.received().len(), MESSAGES);

@@ -25,7 +25,7 @@ use lettre::{
 use serde_json::json;
 use tokio::process::Child;
 
-use crate::support::{app::create_database, process, smtp_server::TestSmtpServer};
+use crate::support::{app::create_database, eventually, process, smtp_server::TestSmtpServer};
 
 const DRAIN_SECS: u64 = 2;
 const HTTP_CLIENTS: usize = 4;
@@ -257,21 +257,19 @@ async fn a_rolling_restart_under_load_loses_nothing() {
         process::terminate(&child).await;
         // During the drain the process still answers, but `/readyz` says 503 (once the
         // signal has arrived).
-        let body = loop {
+        let body = eventually("readyz 503", Duration::from_secs(1), async || {
             let ready = crate::support::app::http_client()
                 .get(format!("http://{}/readyz", load.instances[n].http))
                 .send()
                 .await
                 .expect("still serving during the drain");
             if ready.status() == 503 {
-                break ready.json::<serde_json::Value>().await.unwrap();
+                Some(ready.json::<serde_json::Value>().await.unwrap())
+            } else {
+                None
             }
-            assert!(
-                stopping.elapsed() < Duration::from_secs(1),
-                "readyz did not turn 503"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        })
+        .await;
         assert_eq!(body["status"], "draining", "{body}");
         process::wait_exit(child, Duration::from_secs(60)).await;
         drains.push(stopping.elapsed());
@@ -294,29 +292,29 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     );
     let accepted = seen.accepted.len();
     assert!(accepted > 100, "the load ran ({accepted} accepted)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut at_sink: HashMap<String, usize>;
-    loop {
-        at_sink = HashMap::new();
-        for m in smtp.received() {
-            *at_sink
-                .entry(subject_of(&m.data).unwrap_or_default())
-                .or_default() += 1;
-        }
-        let missing = seen
-            .accepted
-            .iter()
-            .filter(|s| !at_sink.contains_key(*s))
-            .count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {accepted} accepted messages never reached the relay"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let at_sink = eventually(
+        "every accepted message at the relay",
+        Duration::from_secs(60),
+        async || {
+            let mut at_sink: HashMap<String, usize> = HashMap::new();
+            for m in smtp.received() {
+                *at_sink
+                    .entry(subject_of(&m.data).unwrap_or_default())
+                    .or_default() += 1;
+            }
+            let missing = seen
+                .accepted
+                .iter()
+                .filter(|s| !at_sink.contains_key(*s))
+                .count();
+            if missing == 0 {
+                Ok(at_sink)
+            } else {
+                Err(format!("{missing} of {accepted} missing"))
+            }
+        },
+    )
+    .await;
     let duplicated: usize = at_sink.values().map(|n| n - 1).sum();
     let unannounced = at_sink
         .keys()
@@ -357,24 +355,20 @@ async fn a_second_signal_stops_a_drain_at_once() {
     cmd.env("MAILGATE_HTTP__DRAIN_SECS", "60");
     let mut child = process::serve(cmd, &http).await;
     process::terminate(&child).await;
-    let started = Instant::now();
-    loop {
+    let body = eventually("readyz 503", Duration::from_secs(1), async || {
         let r = crate::support::app::http_client()
             .get(format!("http://{http}/readyz"))
             .send()
             .await
             .expect("serving during the drain");
         if r.status() == 503 {
-            let body: serde_json::Value = r.json().await.unwrap();
-            assert!(body["reason"].as_str().unwrap().contains("60 s"), "{body}");
-            break;
+            Some(r.json::<serde_json::Value>().await.unwrap())
+        } else {
+            None
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "readyz did not turn 503"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(body["reason"].as_str().unwrap().contains("60 s"), "{body}");
     // An operator who does not want to wait out the drain signals again.
     process::terminate(&child).await;
     let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())

@@ -13,7 +13,7 @@ use mailgate::Config;
 use serde_json::{Value, json};
 
 use support::{
-    app::{TestApp, create_database, relay_to, test_config},
+    app::{TestApp, TestAppBuilder},
     smtp_server::TestSmtpServer,
     webhook_receiver::WebhookReceiver,
 };
@@ -41,20 +41,18 @@ fn scanners() -> (String, String) {
 }
 
 /// Scanning on with both daemons, relaying to `smtp`; SMTP from loopback without AUTH.
-async fn start(smtp: &TestSmtpServer, tweak: impl FnOnce(&mut Config)) -> TestApp {
+fn scanning_app(smtp: &TestSmtpServer) -> TestAppBuilder<'static> {
     let (rspamd, clamd) = scanners();
-    let db = create_database().await;
-    let mut c = test_config(&db);
-    relay_to(&mut c, smtp);
-    c.scan.rspamd_url = Some(rspamd);
-    c.scan.clamd_addr = Some(clamd);
-    c.scan.timeout_ms = 3000;
-    c.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
-    c.smtp.trusted_project = Some("acme".into());
-    c.webhooks.allow_private_targets = true;
-    c.webhooks.poll_interval_ms = 100;
-    tweak(&mut c);
-    TestApp::start(c).await
+    TestApp::builder()
+        .relaying_to(smtp)
+        .webhooks_to_loopback()
+        .configure(|c| {
+            c.scan.rspamd_url = Some(rspamd);
+            c.scan.clamd_addr = Some(clamd);
+            c.scan.timeout_ms = 3000;
+            c.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
+            c.smtp.trusted_project = Some("acme".into());
+        })
 }
 
 fn mail(text: &str) -> Value {
@@ -88,23 +86,17 @@ async fn smtp_send(app: &TestApp, raw: &str) -> Result<String, lettre::transport
         .map(|r| r.message().collect::<Vec<_>>().join(" "))
 }
 
-async fn list_count(app: &TestApp) -> usize {
-    let (status, body) = app.call(reqwest::Method::GET, "/v1/emails", None).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].as_array().unwrap().len()
-}
-
 #[tokio::test]
 async fn clean_mail_passes_with_its_verdict_kept() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(&smtp, |_| {}).await;
+    let app = scanning_app(&smtp).start().await;
     let id = app.send_ok(&mail("Thanks for your order #1042.")).await;
     app.drain().await;
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "delivered", "{email:#}");
-    assert!(email["scan"]["rspamd"]["action"].is_string(), "{email:#}");
-    assert_eq!(email["scan"]["rspamd"]["spam"], false);
-    assert_eq!(email["scan"]["clamd"]["virus"], Value::Null);
+    assert_eq!(email.status, "delivered", "{email:#}");
+    assert!(email.scan["rspamd"]["action"].is_string(), "{email:#}");
+    assert_eq!(email.scan["rspamd"]["spam"], false);
+    assert_eq!(email.scan["clamd"]["virus"], Value::Null);
     assert_eq!(smtp.received().len(), 1);
     assert!(!smtp.received()[0].text().contains("X-Spam-Status"));
 }
@@ -112,7 +104,7 @@ async fn clean_mail_passes_with_its_verdict_kept() {
 #[tokio::test]
 async fn spam_and_viruses_are_rejected_over_http_and_smtp_and_nothing_is_stored() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(&smtp, |_| {}).await;
+    let app = scanning_app(&smtp).start().await;
     let (status, problem) = app
         .call(reqwest::Method::POST, "/v1/emails", Some(mail(GTUBE)))
         .await;
@@ -155,7 +147,11 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--X--\r\n"
         "{err}"
     );
 
-    assert_eq!(list_count(&app).await, 0, "nothing rejected is stored");
+    assert_eq!(
+        app.list_emails("").await.data.len(),
+        0,
+        "nothing rejected is stored"
+    );
     app.drain().await;
     assert!(smtp.received().is_empty());
 }
@@ -164,7 +160,10 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--X--\r\n"
 async fn held_mail_waits_and_is_released_or_discarded() {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(&smtp, |c| c.scan.spam = mailgate::config::ScanAction::Hold).await;
+    let app = scanning_app(&smtp)
+        .configure(|c| c.scan.spam = mailgate::config::ScanAction::Hold)
+        .start()
+        .await;
     app.create_webhook(&json!({"url": receiver.url("/h"), "events": ["email.held", "email.delivered", "email.cancelled"]}))
         .await;
     let first = app.send_ok(&mail(GTUBE)).await;
@@ -172,18 +171,14 @@ async fn held_mail_waits_and_is_released_or_discarded() {
     app.drain().await;
     for id in [&first, &second] {
         let email = app.get_email(id).await;
-        assert_eq!(email["status"], "held", "{email:#}");
-        assert_eq!(email["recipients"][0]["status"], "held");
-        let held = &email["events"][0];
-        assert_eq!(held["type"], "held");
-        assert!(held["detail"].as_str().unwrap().contains("GTUBE"), "{held}");
+        assert_eq!(email.status, "held", "{email:#}");
+        assert_eq!(email.recipients[0].status, "held");
+        let held = &email.events[0];
+        assert_eq!(held.kind, "held");
+        assert!(held.detail.as_deref().unwrap().contains("GTUBE"), "{held}");
     }
     assert!(smtp.received().is_empty(), "held mail is not relayed");
-    let (status, body) = app
-        .call(reqwest::Method::GET, "/v1/emails?status=held", None)
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(app.list_emails("status=held").await.data.len(), 2);
 
     // Release one: it goes out. Discard the other: it never does.
     let (status, body) = app
@@ -204,18 +199,13 @@ async fn held_mail_waits_and_is_released_or_discarded() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "cancelled");
     app.drain().await;
-    assert_eq!(app.get_email(&first).await["status"], "delivered");
+    assert_eq!(app.get_email(&first).await.status, "delivered");
     let discarded = app.get_email(&second).await;
-    assert_eq!(discarded["status"], "cancelled");
-    let last = discarded["events"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    assert_eq!(discarded.status, "cancelled");
+    let last = discarded.events.last().unwrap().clone();
     assert!(
-        last["detail"]
-            .as_str()
+        last.detail
+            .as_deref()
             .unwrap()
             .contains("compromised account"),
         "{last}"
@@ -254,22 +244,29 @@ async fn held_mail_waits_and_is_released_or_discarded() {
 #[tokio::test]
 async fn tag_adds_headers_to_the_stored_mime() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(&smtp, |c| {
-        c.scan.spam = mailgate::config::ScanAction::Tag;
-        c.scan.virus = mailgate::config::ScanAction::Tag;
-    })
-    .await;
+    let app = scanning_app(&smtp)
+        .configure(|c| {
+            c.scan.spam = mailgate::config::ScanAction::Tag;
+            c.scan.virus = mailgate::config::ScanAction::Tag;
+        })
+        .start()
+        .await;
     let id = app.send_ok(&mail(GTUBE)).await;
     let virus = app.send_ok(&with_eicar()).await;
     app.drain().await;
-    let source = app.get_source_as(&app.key, &id).await.text().await.unwrap();
+    let source = app
+        .get_source_raw(&app.key, &id)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(source.starts_with("X-Spam-Status: Yes, score="), "{source}");
     assert!(
         source.contains("tests=GTUBE") && source.contains("\r\nX-Spam-Score: "),
         "{source}"
     );
     let source = app
-        .get_source_as(&app.key, &virus)
+        .get_source_raw(&app.key, &virus)
         .await
         .text()
         .await
@@ -277,9 +274,9 @@ async fn tag_adds_headers_to_the_stored_mime() {
     assert!(
         source.contains("X-Virus-Status: Infected ("),
         "{source}\n{:#}",
-        app.get_email(&virus).await["scan"]
+        app.get_email(&virus).await.scan
     );
-    assert_eq!(app.get_email(&id).await["status"], "delivered");
+    assert_eq!(app.get_email(&id).await.status, "delivered");
     assert!(
         smtp.received()
             .iter()
@@ -296,13 +293,13 @@ async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
         c.scan.timeout_ms = 1000;
     };
     // fail_open (the default): accepted unscanned, and delivered.
-    let app = start(&smtp, down).await;
+    let app = scanning_app(&smtp).configure(down).start().await;
     let id = app.send_ok(&mail("hello")).await;
     app.drain().await;
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "delivered");
+    assert_eq!(email.status, "delivered");
     assert_eq!(
-        email["scan"]["errors"].as_array().unwrap().len(),
+        email.scan["errors"].as_array().unwrap().len(),
         2,
         "{email:#}"
     );
@@ -344,10 +341,11 @@ async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
     assert_eq!(status, 200);
     let id = app.send_ok(&mail("hello")).await;
     let email = app.get_email(&id).await;
-    assert_eq!(email["status"], "held");
+    assert_eq!(email.status, "held");
     assert!(
-        email["events"][0]["detail"]
-            .as_str()
+        email.events[0]
+            .detail
+            .as_deref()
             .unwrap()
             .contains("not scanned"),
         "{email:#}"
@@ -363,14 +361,17 @@ async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
         .await;
     assert_eq!(status, 200, "{body}");
     app.drain().await;
-    assert_eq!(app.get_email(&id).await["status"], "delivered");
+    assert_eq!(app.get_email(&id).await.status, "delivered");
     assert_eq!(smtp.received().len(), 2, "both accepted messages arrived");
 }
 
 #[tokio::test]
 async fn held_mail_expires_after_hold_hours() {
     let smtp = TestSmtpServer::start().await;
-    let app = start(&smtp, |c| c.scan.spam = mailgate::config::ScanAction::Hold).await;
+    let app = scanning_app(&smtp)
+        .configure(|c| c.scan.spam = mailgate::config::ScanAction::Hold)
+        .start()
+        .await;
     let old = app.send_ok(&mail(GTUBE)).await;
     let fresh = app.send_ok(&mail(GTUBE)).await;
     sqlx::query("UPDATE messages SET created_at = now() - interval '73 hours' WHERE id = $1::uuid")
@@ -383,14 +384,14 @@ async fn held_mail_expires_after_hold_hours() {
         .unwrap();
     assert_eq!(expired, 1);
     let email = app.get_email(&old).await;
-    assert_eq!(email["status"], "cancelled");
-    let last = email["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(email.status, "cancelled");
+    let last = email.events.last().unwrap().clone();
     assert!(
-        last["detail"]
-            .as_str()
+        last.detail
+            .as_deref()
             .unwrap()
             .contains("hold expired after 72 h"),
         "{last}"
     );
-    assert_eq!(app.get_email(&fresh).await["status"], "held");
+    assert_eq!(app.get_email(&fresh).await.status, "held");
 }

@@ -34,13 +34,13 @@ async fn scenario_set(
     for scenario in ["plain", "attachment", "extras", "template"] {
         let queued = id(&out[scenario]).unwrap_or_else(|| panic!("{scenario}: {out}"));
         let email = app.get_email(mailgate_id(&queued)).await;
-        assert_eq!(email["id"], mailgate_id(&queued), "{scenario}");
+        assert_eq!(email.id, mailgate_id(&queued), "{scenario}");
     }
     let extras = app
         .get_email(mailgate_id(&id(&out["extras"]).unwrap()))
         .await;
-    assert_eq!(extras["tags"], json!(["welcome"]));
-    assert_eq!(extras["metadata"], json!({"user_id": "42"}));
+    assert_eq!(extras.tags, ["welcome"]);
+    assert_eq!(extras.metadata, json!({"user_id": "42"}));
     // Test mode: an id, nothing stored or sent.
     let test = id(&out["test_mode"]).expect("test mode answers an id");
     let (status, _) = app

@@ -19,7 +19,7 @@ async fn scenario_set(runtime: Runtime, script: &str) -> Value {
     // `MessageID` is mailgate's id.
     for scenario in ["plain", "attachment", "extras", "template"] {
         let id = out[scenario].as_str().unwrap();
-        assert_eq!(app.get_email(id).await["id"], id, "{scenario}");
+        assert_eq!(app.get_email(id).await.id, id, "{scenario}");
     }
     // A batch answers per message: the bad one has ErrorCode 300 and no id.
     let codes: Vec<_> = out["batch"]
@@ -31,8 +31,8 @@ async fn scenario_set(runtime: Runtime, script: &str) -> Value {
     assert_eq!(codes, [json!(0), json!(0), json!(300)], "{out}");
     assert_eq!(out["batch"][2]["id"], "");
     let extras = app.get_email(out["extras"].as_str().unwrap()).await;
-    assert_eq!(extras["tags"], json!(["welcome"]));
-    assert_eq!(extras["metadata"], json!({"user_id": "42"}));
+    assert_eq!(extras.tags, ["welcome"]);
+    assert_eq!(extras.metadata, json!({"user_id": "42"}));
 
     // plain, attachment, extras ×3, template, batch ×2, limited.
     mail::check(&smtp, Expected { deliveries: 9 }).await;

@@ -20,15 +20,15 @@ async fn scenario_set(runtime: Runtime, script: &str, extra: usize) -> Value {
     // The ids are mailgate's own.
     for scenario in ["plain", "attachment", "extras", "template"] {
         let id = out[scenario].as_str().unwrap();
-        assert_eq!(app.get_email(id).await["id"], id, "{scenario}");
+        assert_eq!(app.get_email(id).await.id, id, "{scenario}");
     }
     assert_eq!(out["batch"].as_array().unwrap().len(), 2);
     // The same Idempotency-Key and body: one message, the first answer replayed.
     assert_eq!(out["idempotent"][0], out["idempotent"][1]);
     // Resend tags are metadata entries, and their names tags.
     let extras = app.get_email(out["extras"].as_str().unwrap()).await;
-    assert_eq!(extras["tags"], serde_json::json!(["category"]));
-    assert_eq!(extras["metadata"]["category"], "welcome");
+    assert_eq!(extras.tags, ["category"]);
+    assert_eq!(extras.metadata["category"], "welcome");
     // Resend's email object.
     let got = &out["get"];
     assert_eq!(got["object"], "email");
@@ -44,8 +44,8 @@ async fn scenario_set(runtime: Runtime, script: &str, extra: usize) -> Value {
     assert_eq!(out["cancel"]["object"], "email", "{out}");
     assert_eq!(out["cancel"]["id"], scheduled);
     let email = app.get_email(scheduled).await;
-    assert_eq!(email["status"], "cancelled", "{email}");
-    assert!(email["send_at"].as_str().is_some(), "{email}");
+    assert_eq!(email.status, "cancelled", "{email}");
+    assert!(email.send_at.is_some(), "{email}");
 
     // plain, attachment, extras ×3, template, batch ×2, idempotent, limited.
     mail::check(

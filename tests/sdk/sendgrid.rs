@@ -23,7 +23,7 @@ async fn scenario_set(runtime: Runtime, script: &str) -> Value {
     for scenario in ["plain", "attachment", "extras", "template"] {
         assert_eq!(out[scenario]["status"], 202, "{scenario}: {out}");
         let id = out[scenario]["id"].as_str().unwrap();
-        assert_eq!(app.get_email(id).await["id"], id, "{scenario}");
+        assert_eq!(app.get_email(id).await.id, id, "{scenario}");
     }
     // Two personalizations are two messages, listed in X-Mailgate-Message-Ids.
     assert_eq!(out["batch"]["status"], 202);
@@ -33,8 +33,8 @@ async fn scenario_set(runtime: Runtime, script: &str) -> Value {
     assert_eq!(out["sandbox"]["status"], 200, "{out}");
     assert_eq!(out["sandbox"]["id"], Value::Null);
     let extras = app.get_email(out["extras"]["id"].as_str().unwrap()).await;
-    assert_eq!(extras["tags"], json!(["welcome"]));
-    assert_eq!(extras["metadata"], json!({"user_id": "42"}));
+    assert_eq!(extras.tags, ["welcome"]);
+    assert_eq!(extras.metadata, json!({"user_id": "42"}));
     // SendGrid's error body names the field.
     assert_eq!(out["invalid"]["status"], 400, "{out}");
     assert_eq!(

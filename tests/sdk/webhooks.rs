@@ -9,21 +9,11 @@ use serde_json::{Value, json};
 use crate::{
     clients::{Runtime, run_with},
     support::{
-        app::{TestApp, create_database, relay_to, test_config},
+        app::TestApp,
         smtp_server::TestSmtpServer,
         webhook_receiver::{Received, WebhookReceiver},
     },
 };
-
-/// A mailgate that relays to `smtp` and may call a loopback receiver.
-async fn start(smtp: &TestSmtpServer) -> TestApp {
-    let db = create_database().await;
-    let mut config = test_config(&db);
-    relay_to(&mut config, smtp);
-    config.webhooks.allow_private_targets = true;
-    config.webhooks.poll_interval_ms = 100;
-    TestApp::start(config).await
-}
 
 /// An endpoint in `format`, one send with tags and metadata, delivered: returns the delivery
 /// webhook as received (`is_delivery` finds it), the endpoint's secret and the email's id.
@@ -66,7 +56,11 @@ fn headers(r: &Received, names: &[&str]) -> String {
 async fn resend_verified_by(runtime: Runtime, script: &str) {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(&smtp).await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .webhooks_to_loopback()
+        .start()
+        .await;
     let (delivered, secret, id) = delivered_webhook(&app, &receiver, "resend", |b| {
         b["type"] == "email.delivered"
     })
@@ -111,7 +105,11 @@ async fn resend_node_verifier_accepts_resend_format_webhooks() {
 async fn sendgrid_verified_by(runtime: Runtime, script: &str) {
     let smtp = TestSmtpServer::start().await;
     let receiver = WebhookReceiver::start().await;
-    let app = start(&smtp).await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .webhooks_to_loopback()
+        .start()
+        .await;
     let (delivered, _, id) = delivered_webhook(&app, &receiver, "sendgrid", |b| {
         b[0]["event"] == "delivered"
     })
@@ -167,7 +165,11 @@ async fn postmark_format_sends_records_with_the_urls_basic_credentials() {
     let smtp = TestSmtpServer::start().await;
     smtp.rcpt_reply("gone@acme-mail.io", 550, "5.1.1 no such user", None);
     let receiver = WebhookReceiver::start().await;
-    let app = start(&smtp).await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .webhooks_to_loopback()
+        .start()
+        .await;
     let url = receiver
         .url("/postmark")
         .replacen("http://", "http://hook:s3cret@", 1);
@@ -184,11 +186,8 @@ async fn postmark_format_sends_records_with_the_urls_basic_credentials() {
         .create_webhook(&json!({"url": url, "format": "postmark"}))
         .await;
     let shown = app.get_webhook(&webhook).await;
-    assert_eq!(shown["format"], "postmark");
-    assert!(
-        !shown["url"].as_str().unwrap().contains("s3cret"),
-        "{shown}"
-    );
+    assert_eq!(shown.format, "postmark");
+    assert!(!shown.url.contains("s3cret"), "{shown}");
 
     let id = app
         .send_ok(

@@ -6,8 +6,11 @@ use serde_json::json;
 
 use crate::{
     client::{Connect, Mail, RawClient, smtplib_send},
-    submission::{app_with, trust_loopback},
-    support::{app::spawn_app_relaying_to, smtp_server::TestSmtpServer},
+    submission::trust_loopback,
+    support::{
+        app::{TestApp, spawn_app_relaying_to},
+        smtp_server::TestSmtpServer,
+    },
 };
 
 fn hello() -> Mail<'static> {
@@ -58,7 +61,10 @@ async fn open_relay_attempts_are_refused() {
 #[tokio::test]
 async fn wrong_keys_get_535_and_repeated_failures_lock_the_address_out() {
     // smtplib's login() tries PLAIN and then LOGIN: two attempts per wrong key.
-    let app = app_with(None, |c| c.smtp.auth_max_failures = 4).await;
+    let app = TestApp::builder()
+        .configure(|c| c.smtp.auth_max_failures = 4)
+        .start()
+        .await;
     let addr = app.smtp_addr.unwrap();
     let login = |key: String| async move {
         let out = smtplib_send(addr, Connect::StartTls, Some(&key), &[]).await;
@@ -94,7 +100,7 @@ async fn wrong_keys_get_535_and_repeated_failures_lock_the_address_out() {
 
 #[tokio::test]
 async fn the_right_key_logs_in_and_sends() {
-    let app = app_with(None, |_| {}).await;
+    let app = TestApp::builder().start().await;
     let out = smtplib_send(
         app.smtp_addr.unwrap(),
         Connect::StartTls,
@@ -112,7 +118,7 @@ async fn the_right_key_logs_in_and_sends() {
 #[tokio::test]
 async fn auth_exchanges_step_by_step() {
     // A trusted network may authenticate without TLS, which lets this test speak raw SMTP.
-    let app = app_with(None, trust_loopback).await;
+    let app = TestApp::builder().configure(trust_loopback).start().await;
     let addr = app.smtp_addr.unwrap();
 
     // PLAIN without an initial response: an empty 334 challenge first.

@@ -6,8 +6,8 @@ use mailgate::config::DkimAlgorithm;
 
 use crate::{
     client::{Connect, Mail, queued_id, smtplib_send},
-    submission::app_with,
     support::{
+        app::TestApp,
         dkim::{generate, signature_header, tag, verifies},
         smtp_server::TestSmtpServer,
     },
@@ -19,7 +19,11 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn smtp_mail_is_signed_for_the_from_header_domain_not_the_envelope() {
     let key = generate("example.com", DkimAlgorithm::Ed25519Sha256);
     let upstream = TestSmtpServer::start().await;
-    let app = app_with(Some(&upstream), |c| c.dkim = vec![key.config.clone()]).await;
+    let app = TestApp::builder()
+        .relaying_to(&upstream)
+        .configure(|c| c.dkim = vec![key.config.clone()])
+        .start()
+        .await;
     let message: &[u8] = b"Date: Thu, 02 Jan 2025 03:04:05 +0000\r\n\
 Message-ID: <signed-1@example.com>\r\n\
 From: Shop <shop@example.com>\r\n\

@@ -3,15 +3,12 @@
 use std::time::Duration;
 
 use mailgate::Config;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     client::{Connect, Mail, RawClient, queued_id, smtplib_send, swaks},
     support::{
-        app::{
-            TestApp, create_database, event_types, recipient_statuses, relay_to,
-            spawn_app_relaying_to, test_config,
-        },
+        app::{TestApp, spawn_app_relaying_to},
         smtp_server::TestSmtpServer,
     },
 };
@@ -25,21 +22,8 @@ pub fn trust_loopback(config: &mut Config) {
     config.smtp.trusted_project = Some("internal".into());
 }
 
-pub async fn app_with(
-    upstream: Option<&TestSmtpServer>,
-    adjust: impl FnOnce(&mut Config),
-) -> TestApp {
-    let db = create_database().await;
-    let mut config = test_config(&db);
-    if let Some(upstream) = upstream {
-        relay_to(&mut config, upstream);
-    }
-    adjust(&mut config);
-    TestApp::start(config).await
-}
-
 async fn source(app: &TestApp, key: &str, id: &str) -> Vec<u8> {
-    let response = app.get_source_as(key, id).await;
+    let response = app.get_source_raw(key, id).await;
     assert_eq!(response.status(), 200);
     response.bytes().await.unwrap().to_vec()
 }
@@ -101,15 +85,14 @@ X-Mailgate-Tag: body text is never touched\r\n";
     let id = queued_id(reply);
 
     let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
-    assert_eq!(email["from_addr"], "bounces@example.com");
-    assert_eq!(email["subject"], "Your order");
-    assert_eq!(email["tags"], json!(["orders", "receipts"]));
-    assert_eq!(email["metadata"], json!({"Order-Id": "1234"}));
-    let kinds: Vec<(&str, &str)> = email["recipients"]
-        .as_array()
-        .unwrap()
+    assert_eq!(email.from_addr, "bounces@example.com");
+    assert_eq!(email.subject, "Your order");
+    assert_eq!(email.tags, ["orders", "receipts"]);
+    assert_eq!(email.metadata, json!({"Order-Id": "1234"}));
+    let kinds: Vec<(&str, &str)> = email
+        .recipients
         .iter()
-        .map(|r| (r["email"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+        .map(|r| (r.email.as_str(), r.kind.as_str()))
         .collect();
     assert_eq!(
         kinds,
@@ -119,7 +102,7 @@ X-Mailgate-Tag: body text is never touched\r\n";
             ("carol@example.net", "bcc")
         ]
     );
-    let events = event_types(&email);
+    let events = email.event_types();
     for rcpt in ["ada@example.net", "bob@example.net", "carol@example.net"] {
         assert!(events.contains(&format!("queued:{rcpt}")), "{events:?}");
         assert!(events.contains(&format!("delivered:{rcpt}")), "{events:?}");
@@ -141,7 +124,7 @@ X-Mailgate-Tag: body text is never touched\r\n";
 
     // The relayed bytes: the client's, with Message-ID and Date prepended and the
     // X-Mailgate header lines taken out; nothing else changed.
-    let message_id = email["message_id"].as_str().unwrap();
+    let message_id = email.message_id.as_str();
     let data = &received[0].data;
     let head = format!("Message-ID: {message_id}\r\nDate: ");
     assert!(data.starts_with(head.as_bytes()), "{}", received[0].text());
@@ -182,7 +165,7 @@ line two\r\n";
     .await;
     let id = queued_id(out[1]["reply"].as_str().unwrap());
     let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
-    assert_eq!(email["message_id"], "<own-id-1@example.com>");
+    assert_eq!(email.message_id, "<own-id-1@example.com>");
     let received = upstream.wait_for(1, WAIT).await;
     assert_eq!(received[0].data, message[..message.len() - 2].to_vec());
 }
@@ -219,17 +202,19 @@ async fn swaks_pipelining_starttls_and_auth_login() {
         .unwrap_or_else(|| panic!("no queued reply:\n{output}"));
     let id = queued_id(line);
     let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
-    assert_eq!(email["tags"], json!(["swaks"]));
+    assert_eq!(email.tags, ["swaks"]);
     let received = upstream.wait_for(1, WAIT).await;
     assert!(!received[0].text().contains("X-Mailgate-Tag"));
 }
 
 #[tokio::test]
 async fn implicit_tls_port_takes_submission_too() {
-    let app = app_with(None, |c| {
-        c.smtp.implicit_tls_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.smtp.implicit_tls_addr = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .start()
+        .await;
     let out = smtplib_send(
         app.smtp_tls_addr.unwrap(),
         Connect::ImplicitTls,
@@ -271,8 +256,8 @@ async fn test_keys_are_sandboxed_over_smtp() {
             .unwrap_or_else(|| panic!("{out:?}")),
     );
     let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
-    assert_eq!(email["sandbox"], true);
-    assert_eq!(email["recipients"][0]["relay_host"], "sandbox");
+    assert!(email.sandbox);
+    assert_eq!(email.recipients[0].relay_host.as_deref(), Some("sandbox"));
     app.drain().await;
     assert!(upstream.received().is_empty());
 }
@@ -280,7 +265,11 @@ async fn test_keys_are_sandboxed_over_smtp() {
 #[tokio::test]
 async fn trusted_network_sends_without_auth_into_its_project() {
     let upstream = TestSmtpServer::start().await;
-    let app = app_with(Some(&upstream), trust_loopback).await;
+    let app = TestApp::builder()
+        .relaying_to(&upstream)
+        .configure(trust_loopback)
+        .start()
+        .await;
     let (mut c, ehlo) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
     // Trusted clients may authenticate without TLS, so AUTH is offered before STARTTLS.
     assert!(
@@ -299,10 +288,10 @@ async fn trusted_network_sends_without_auth_into_its_project() {
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 bye");
 
     let internal = app.create_key("internal", "messages", false).await;
-    let email: Value = app.get_email_as(&internal, &id).await.json().await.unwrap();
-    assert_eq!(email["subject"], "nightly");
+    let email = app.get_email_as(&internal, &id).await;
+    assert_eq!(email.subject, "nightly");
     // Another project's key cannot see it.
-    assert_eq!(app.get_email_as(&app.key, &id).await.status(), 404);
+    assert_eq!(app.get_email_raw(&app.key, &id).await.status(), 404);
     upstream.wait_for(1, WAIT).await;
 
     // Counted like HTTP mail, for its project.
@@ -329,7 +318,7 @@ async fn trusted_network_sends_without_auth_into_its_project() {
 
 #[tokio::test]
 async fn pipelined_commands_get_their_replies_in_order() {
-    let app = app_with(None, trust_loopback).await;
+    let app = TestApp::builder().configure(trust_loopback).start().await;
     let (mut c, ehlo) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
     assert!(ehlo.contains("250-PIPELINING"), "{ehlo}");
     c.write(
@@ -361,10 +350,10 @@ DATA\r\n",
 
     let internal = app.create_key("internal", "messages", false).await;
     let email = app.get_email_as(&internal, &queued_id(&queued)).await;
-    let email: Value = email.json().await.unwrap();
     // B@ and b@ are one mailbox: recorded once.
     assert_eq!(
-        recipient_statuses(&email)
+        email
+            .recipient_statuses()
             .into_iter()
             .map(|(e, _)| e)
             .collect::<Vec<_>>(),
@@ -375,11 +364,14 @@ DATA\r\n",
 #[tokio::test]
 async fn x_mailgate_track_instruments_the_html_part_of_submitted_mime() {
     let upstream = TestSmtpServer::start().await;
-    let app = app_with(Some(&upstream), |c| {
-        trust_loopback(c);
-        c.tracking.base_url = Some("https://t.example.test".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .relaying_to(&upstream)
+        .configure(|c| {
+            trust_loopback(c);
+            c.tracking.base_url = Some("https://t.example.test".into());
+        })
+        .start()
+        .await;
     let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
     let message = b"From: shop@internal.example.com\r\n\
 To: ada@example.net\r\n\

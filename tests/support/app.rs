@@ -3,9 +3,13 @@
 use std::{
     net::{SocketAddr, TcpStream, ToSocketAddrs},
     sync::{Once, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use super::{
+    api::{Accepted, Email, EmailSummary, Page, RotatedSecret, Webhook, WebhookDelivery},
+    eventually,
+};
 use mailgate::{
     Application, Config,
     config::{ApiLimits, RelayConfig, SendLimits},
@@ -112,23 +116,31 @@ pub fn test_config(database_url: &str) -> Config {
         rate_per_sec: 100_000.0,
         burst: 100_000,
     };
-    c.delivery.poll_interval_ms = 100;
+    c.delivery.runner.poll_interval_ms = 100;
     c.delivery.retry_base_secs = 0.2;
     c.delivery.retry_max_secs = 1.0;
     c.delivery.smtp_timeout_secs = 2;
-    c.delivery.lease_secs = 10;
+    c.delivery.runner.lease_secs = 10;
     c.delivery.max_attempts = 5;
-    c.delivery.shutdown_grace_secs = 5;
-    c.delivery.concurrency = 8;
+    c.delivery.runner.shutdown_grace_secs = 5;
+    c.delivery.runner.concurrency = 8;
     c
 }
 
 /// Points the default relay at a test SMTP server (plain SMTP on loopback).
 pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
+    set_default_relay(config, relay_url(smtp));
+}
+
+fn relay_url(smtp: &TestSmtpServer) -> String {
+    format!("smtp://{}?tls=none", smtp.addr)
+}
+
+fn set_default_relay(config: &mut Config, url: String) {
     config.relays.insert(
         "default".into(),
         RelayConfig {
-            url: format!("smtp://{}?tls=none", smtp.addr).into(),
+            url: url.into(),
             pool_size: Some(4),
             tls_insecure: false,
             max_rate_per_sec: None,
@@ -171,27 +183,115 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A sandboxed mailgate (no relay).
+/// A sandboxed mailgate (no relay): `TestApp::builder().start()`.
 pub async fn spawn_app() -> TestApp {
-    let db = create_database().await;
-    TestApp::start(test_config(&db)).await
+    TestApp::builder().start().await
 }
 
-/// A mailgate relaying to `smtp`.
+/// A mailgate relaying to `smtp`: `TestApp::builder().relaying_to(smtp).start()`.
 pub async fn spawn_app_relaying_to(smtp: &TestSmtpServer) -> TestApp {
-    let db = create_database().await;
-    let mut config = test_config(&db);
-    relay_to(&mut config, smtp);
-    TestApp::start(config).await
+    TestApp::builder().relaying_to(smtp).start().await
+}
+
+type ConfigStep<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+type Adjust<'a> = Box<dyn FnOnce(&mut Application) + 'a>;
+
+/// How a test asks for its mailgate: `TestApp::builder()`, then what differs from
+/// `test_config` (a relay, loopback webhooks, no workers, any setting), then `start()`.
+#[must_use = "start() runs the app"]
+pub struct TestAppBuilder<'a> {
+    /// A whole configuration given by the test (its database included); `None`: a fresh
+    /// database with `test_config`.
+    config: Option<Config>,
+    /// The database of `test_config` when no whole configuration is given; `None`: a fresh one.
+    database: Option<String>,
+    steps: Vec<ConfigStep<'a>>,
+    adjust: Option<Adjust<'a>>,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// Starts from this configuration instead of `test_config` on a fresh database.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// `test_config` on this database (another instance's) instead of a fresh one.
+    pub fn on_database(mut self, url: &str) -> Self {
+        self.database = Some(url.to_string());
+        self
+    }
+
+    /// Changes any setting. Every step (this one, `relaying_to`, …) applies in the order asked,
+    /// over `test_config` or the configuration given.
+    pub fn configure(mut self, step: impl FnOnce(&mut Config) + 'a) -> Self {
+        self.steps.push(Box::new(step));
+        self
+    }
+
+    /// The default relay is `smtp` (plain SMTP on loopback).
+    pub fn relaying_to(self, smtp: &TestSmtpServer) -> Self {
+        let url = relay_url(smtp);
+        self.configure(move |c| set_default_relay(c, url))
+    }
+
+    /// Webhook endpoints on loopback are allowed (test receivers), and polled every 100 ms.
+    pub fn webhooks_to_loopback(self) -> Self {
+        self.configure(|c| {
+            c.webhooks.allow_private_targets = true;
+            c.webhooks.runner.poll_interval_ms = 100;
+        })
+    }
+
+    /// Accepts but never works the queues (the API and listeners only).
+    pub fn without_workers(self) -> Self {
+        self.configure(|c| c.workers_enabled = false)
+    }
+
+    /// A chance to change the built application before it runs.
+    pub fn adjust(mut self, adjust: impl FnOnce(&mut Application) + 'a) -> Self {
+        self.adjust = Some(Box::new(adjust));
+        self
+    }
+
+    /// The configuration `start` would run with (creating its database if none was given),
+    /// for a test that starts a second instance with `TestApp::another_instance`.
+    pub async fn build_config(self) -> Config {
+        self.into_parts().await.0
+    }
+
+    pub async fn start(self) -> TestApp {
+        let (config, adjust) = self.into_parts().await;
+        TestApp::launch(config, adjust.unwrap_or_else(|| Box::new(|_| {}))).await
+    }
+
+    async fn into_parts(self) -> (Config, Option<Adjust<'a>>) {
+        let mut config = match self.config {
+            Some(config) => config,
+            None => match self.database {
+                Some(url) => test_config(&url),
+                None => test_config(&create_database().await),
+            },
+        };
+        for step in self.steps {
+            step(&mut config);
+        }
+        (config, self.adjust)
+    }
 }
 
 impl TestApp {
-    pub async fn start(config: Config) -> TestApp {
-        Self::start_with(config, |_| {}).await
+    /// The one way to start a test's mailgate; see `TestAppBuilder`.
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            config: None,
+            database: None,
+            steps: Vec::new(),
+            adjust: None,
+        }
     }
 
-    /// Like `start`, with a chance to adjust the application before it runs.
-    pub async fn start_with(config: Config, adjust: impl FnOnce(&mut Application)) -> TestApp {
+    async fn launch(config: Config, adjust: Adjust<'_>) -> TestApp {
         LOG.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
                 mailgate::telemetry::init("info,mailgate=debug,sqlx=warn");
@@ -240,7 +340,7 @@ impl TestApp {
     /// Another mailgate process on the same database (and the same relays).
     pub async fn another_instance(&self, mut config: Config) -> TestApp {
         config.database_url = self.database_url.as_str().into();
-        let mut other = TestApp::start(config).await;
+        let mut other = TestApp::builder().config(config).start().await;
         other.key = self.key.clone();
         other
     }
@@ -271,7 +371,13 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    // The API as a client sees it. The base: requests with the app's key (or another's).
+    // The API as a client sees it, in one convention:
+    // - a helper named for an operation (`get_email`, `list_webhooks`, …) asserts its success
+    //   status and returns the answer's body, typed (`support::api`);
+    // - its `_raw` twin returns the response itself, for a test about statuses, headers or
+    //   refusals (`expect(422, response)` then asserts the status and gives the body);
+    // - under both, requests to any path: `get`, `post_json`, … (the response) and `call`
+    //   (status and JSON body, for refusals of paths with no helper).
 
     /// A request to `path` with `key`, ready to send.
     pub fn request_as(&self, key: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -304,7 +410,7 @@ impl TestApp {
     }
 
     /// One call with the app's key, answered as (status, JSON body, `null` when empty): for
-    /// tests about refusals and edge cases. The typed helpers below expect success.
+    /// tests about refusals and edge cases of paths without a helper.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_as(&self.key, method, path, body).await
     }
@@ -326,31 +432,42 @@ impl TestApp {
 
     // Emails.
 
-    pub async fn post_email(&self, key: &str, body: &Value) -> reqwest::Response {
+    /// `POST /v1/emails` with `key`.
+    pub async fn post_email_raw(&self, key: &str, body: &Value) -> reqwest::Response {
         send(self.request_as(key, Method::POST, "/v1/emails").json(body)).await
+    }
+
+    /// Sends and expects 202.
+    pub async fn send_email(&self, body: &Value) -> Accepted {
+        typed(expect(202, self.post_email_raw(&self.key, body).await).await)
     }
 
     /// Sends and expects 202; returns the new email's id.
     pub async fn send_ok(&self, body: &Value) -> String {
-        let response = self.post_email(&self.key, body).await;
-        let status = response.status();
-        let json: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "send refused: {json}");
-        json["id"].as_str().unwrap().to_string()
+        self.send_email(body).await.id
     }
 
-    pub async fn get_email_as(&self, key: &str, id: &str) -> reqwest::Response {
+    /// `GET /v1/emails/{id}` with `key`.
+    pub async fn get_email_raw(&self, key: &str, id: &str) -> reqwest::Response {
         send(self.request_as(key, Method::GET, &format!("/v1/emails/{id}"))).await
     }
 
-    pub async fn get_email(&self, id: &str) -> Value {
-        let response = self.get_email_as(&self.key, id).await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+    pub async fn get_email(&self, id: &str) -> Email {
+        self.get_email_as(&self.key, id).await
+    }
+
+    /// `get_email` with another key.
+    pub async fn get_email_as(&self, key: &str, id: &str) -> Email {
+        typed(expect(200, self.get_email_raw(key, id).await).await)
+    }
+
+    /// One page of `GET /v1/emails`; `query` as in `status=delivered&limit=2`, or empty.
+    pub async fn list_emails(&self, query: &str) -> Page<EmailSummary> {
+        typed(expect(200, self.get(&format!("/v1/emails?{query}")).await).await)
     }
 
     /// `POST /v1/emails/batch` with `key`.
-    pub async fn post_batch(&self, key: &str, items: &Value) -> reqwest::Response {
+    pub async fn post_batch_raw(&self, key: &str, items: &Value) -> reqwest::Response {
         send(
             self.request_as(key, Method::POST, "/v1/emails/batch")
                 .json(items),
@@ -359,27 +476,37 @@ impl TestApp {
     }
 
     /// `GET /v1/emails/{id}/source` with `key`: the stored MIME.
-    pub async fn get_source_as(&self, key: &str, id: &str) -> reqwest::Response {
+    pub async fn get_source_raw(&self, key: &str, id: &str) -> reqwest::Response {
         send(self.request_as(key, Method::GET, &format!("/v1/emails/{id}/source"))).await
     }
 
-    pub async fn cancel_email(&self, id: &str) -> reqwest::Response {
+    /// The stored MIME of an email.
+    pub async fn get_source(&self, id: &str) -> String {
+        let response = self.get_source_raw(&self.key, id).await;
+        assert_eq!(response.status(), 200, "source of {id}");
+        response.text().await.expect("body read")
+    }
+
+    pub async fn cancel_email_raw(&self, id: &str) -> reqwest::Response {
         self.post_empty(&format!("/v1/emails/{id}/cancel")).await
     }
 
+    /// Cancels what is left of the email; returns it.
+    pub async fn cancel_email(&self, id: &str) -> Email {
+        typed(expect(200, self.cancel_email_raw(id).await).await)
+    }
+
     /// Polls until the email's status is one of `wanted`; panics with the last state after `timeout`.
-    pub async fn wait_for_status(&self, id: &str, wanted: &[&str], timeout: Duration) -> Value {
-        let start = Instant::now();
-        loop {
+    pub async fn wait_for_status(&self, id: &str, wanted: &[&str], timeout: Duration) -> Email {
+        eventually(format_args!("email {id} {wanted:?}"), timeout, async || {
             let email = self.get_email(id).await;
-            if wanted.iter().any(|w| email["status"] == *w) {
-                return email;
+            if wanted.contains(&email.status.as_str()) {
+                Ok(email)
+            } else {
+                Err(format!("{email:#}"))
             }
-            if start.elapsed() > timeout {
-                panic!("email {id} did not reach {wanted:?} in {timeout:?}: {email:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     // Webhooks.
@@ -391,29 +518,29 @@ impl TestApp {
     }
 
     /// The project's endpoints (`data` of the first page).
-    pub async fn list_webhooks(&self) -> Vec<Value> {
-        let page = expect(200, self.get("/v1/webhooks").await).await;
-        page["data"].as_array().expect("a page").clone()
+    pub async fn list_webhooks(&self) -> Vec<Webhook> {
+        let page: Page<Webhook> = typed(expect(200, self.get("/v1/webhooks").await).await);
+        page.data
     }
 
-    pub async fn get_webhook(&self, id: &str) -> Value {
-        expect(200, self.get(&format!("/v1/webhooks/{id}")).await).await
+    pub async fn get_webhook(&self, id: &str) -> Webhook {
+        typed(expect(200, self.get(&format!("/v1/webhooks/{id}")).await).await)
     }
 
     /// PATCH: changes what `body` names; returns the endpoint.
-    pub async fn update_webhook(&self, id: &str, body: &Value) -> Value {
-        expect(
-            200,
-            self.patch_json(&format!("/v1/webhooks/{id}"), body).await,
-        )
-        .await
+    pub async fn update_webhook(&self, id: &str, body: &Value) -> Webhook {
+        typed(expect(200, self.update_webhook_raw(id, body).await).await)
     }
 
-    pub async fn enable_webhook(&self, id: &str) -> Value {
+    pub async fn update_webhook_raw(&self, id: &str, body: &Value) -> reqwest::Response {
+        self.patch_json(&format!("/v1/webhooks/{id}"), body).await
+    }
+
+    pub async fn enable_webhook(&self, id: &str) -> Webhook {
         self.update_webhook(id, &json!({"enabled": true})).await
     }
 
-    pub async fn disable_webhook(&self, id: &str) -> Value {
+    pub async fn disable_webhook(&self, id: &str) -> Webhook {
         self.update_webhook(id, &json!({"enabled": false})).await
     }
 
@@ -422,13 +549,15 @@ impl TestApp {
     }
 
     /// Returns the answer: the new `secret` and `previous_secret_expires_at`.
-    pub async fn rotate_webhook_secret(&self, id: &str) -> Value {
-        expect(
-            200,
-            self.post_empty(&format!("/v1/webhooks/{id}/rotate-secret"))
-                .await,
+    pub async fn rotate_webhook_secret(&self, id: &str) -> RotatedSecret {
+        typed(
+            expect(
+                200,
+                self.post_empty(&format!("/v1/webhooks/{id}/rotate-secret"))
+                    .await,
+            )
+            .await,
         )
-        .await
     }
 
     /// Queues a `webhook.test` event for the endpoint.
@@ -441,29 +570,45 @@ impl TestApp {
     }
 
     /// The endpoint's delivery log, newest first (up to 100).
-    pub async fn webhook_deliveries(&self, id: &str) -> Vec<Value> {
-        let page = expect(
-            200,
-            self.get(&format!("/v1/webhooks/{id}/deliveries?limit=100"))
-                .await,
+    pub async fn webhook_deliveries(&self, id: &str) -> Vec<WebhookDelivery> {
+        self.webhook_deliveries_page(id, "limit=100").await.data
+    }
+
+    /// One page of the endpoint's delivery log; `query` as in `limit=1&cursor=…`.
+    pub async fn webhook_deliveries_page(&self, id: &str, query: &str) -> Page<WebhookDelivery> {
+        typed(
+            expect(
+                200,
+                self.get(&format!("/v1/webhooks/{id}/deliveries?{query}"))
+                    .await,
+            )
+            .await,
         )
-        .await;
-        page["data"].as_array().expect("a page").clone()
     }
 
     /// Sends a delivery again; returns it (pending).
-    pub async fn replay_webhook_delivery(&self, webhook: &str, delivery: &str) -> Value {
-        expect(
-            202,
-            self.post_empty(&format!(
-                "/v1/webhooks/{webhook}/deliveries/{delivery}/retry"
-            ))
+    pub async fn replay_webhook_delivery(&self, webhook: &str, delivery: &str) -> WebhookDelivery {
+        typed(
+            expect(
+                202,
+                self.replay_webhook_delivery_raw(webhook, delivery).await,
+            )
             .await,
         )
+    }
+
+    pub async fn replay_webhook_delivery_raw(
+        &self,
+        webhook: &str,
+        delivery: &str,
+    ) -> reqwest::Response {
+        self.post_empty(&format!(
+            "/v1/webhooks/{webhook}/deliveries/{delivery}/retry"
+        ))
         .await
     }
 
-    // Templates.
+    // Templates: bodies as JSON (`name`, `subject`, `html`, `text`, `layout`, `version`, …).
 
     /// POST: creates a template (`name` in the body).
     pub async fn create_template(&self, body: &Value) -> Value {
@@ -483,37 +628,43 @@ impl TestApp {
     }
 
     /// One page of templates; `query` as in `limit=2&cursor=…`, or empty.
-    pub async fn list_templates(&self, query: &str) -> Value {
-        expect(200, self.get(&format!("/v1/templates?{query}")).await).await
+    pub async fn list_templates(&self, query: &str) -> Page<Value> {
+        typed(expect(200, self.get(&format!("/v1/templates?{query}")).await).await)
     }
 
     pub async fn delete_template(&self, name: &str) {
         expect(204, self.delete(&format!("/v1/templates/{name}")).await).await;
     }
 
-    /// Renders the template with `variables`; (status, body), as refusals are tested too.
-    pub async fn render_template(&self, name: &str, variables: Value) -> (u16, Value) {
-        self.call(
-            Method::POST,
+    /// Renders the template with `variables` and expects 200: `subject`, `html`, `text`.
+    pub async fn render_template(&self, name: &str, variables: Value) -> Value {
+        expect(200, self.render_template_raw(name, variables).await).await
+    }
+
+    pub async fn render_template_raw(&self, name: &str, variables: Value) -> reqwest::Response {
+        self.post_json(
             &format!("/v1/templates/{name}/render"),
-            Some(json!({ "variables": variables })),
+            &json!({ "variables": variables }),
         )
         .await
     }
 
     // Suppressions.
 
-    /// Adds an address (`{"email": …}` and optionally `reason`, `detail`); the status says
-    /// whether it was new (201) or already listed (200).
-    pub async fn add_suppression(&self, body: &Value) -> (u16, Value) {
-        let (status, json) = status_and_json(self.post_json("/v1/suppressions", body).await).await;
-        assert!(status == 200 || status == 201, "{status}: {json}");
-        (status, json)
+    /// Adds an address (`{"email": …}` and optionally `reason`, `detail`) that was not
+    /// listed: 201 and the new entry.
+    pub async fn add_suppression(&self, body: &Value) -> Value {
+        expect(201, self.add_suppression_raw(body).await).await
+    }
+
+    /// An address already listed is answered 200 with the entry as it was.
+    pub async fn add_suppression_raw(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/suppressions", body).await
     }
 
     /// One page of the list; `query` as in `reason=bounce&limit=1`, or empty.
-    pub async fn list_suppressions(&self, query: &str) -> Value {
-        expect(200, self.get(&format!("/v1/suppressions?{query}")).await).await
+    pub async fn list_suppressions(&self, query: &str) -> Page<Value> {
+        typed(expect(200, self.get(&format!("/v1/suppressions?{query}")).await).await)
     }
 
     pub async fn get_suppression(&self, email: &str) -> Value {
@@ -531,8 +682,8 @@ impl TestApp {
         expect(201, self.post_json("/v1/api-keys", body).await).await
     }
 
-    pub async fn list_api_keys(&self) -> Value {
-        expect(200, self.get("/v1/api-keys").await).await
+    pub async fn list_api_keys(&self) -> Page<Value> {
+        typed(expect(200, self.get("/v1/api-keys").await).await)
     }
 
     pub async fn revoke_api_key(&self, id: &str) {
@@ -540,7 +691,7 @@ impl TestApp {
     }
 
     /// PATCHes a key's limits as `who` (a key or an operator token).
-    pub async fn patch_key_limits_as(
+    pub async fn patch_key_limits_raw(
         &self,
         who: &str,
         id: &str,
@@ -644,35 +795,10 @@ fn string(v: &Value) -> String {
         .to_string()
 }
 
-/// Recipient rows of an email as (email, status) pairs.
-pub fn recipient_statuses(email: &Value) -> Vec<(String, String)> {
-    email["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["email"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// The event types of an email, in order.
-pub fn event_types(email: &Value) -> Vec<String> {
-    email["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["type"].as_str().unwrap(),
-                e["recipient"].as_str().unwrap()
-            )
-        })
-        .collect()
+/// The body as `T`, naming what did not fit.
+pub fn typed<T: serde::de::DeserializeOwned>(body: Value) -> T {
+    serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}\n{body:#}", std::any::type_name::<T>()))
 }
 
 /// The Message-ID header of raw MIME.

@@ -4,20 +4,13 @@
 //!
 //! Each `Browser` owns its chromedriver and its Chromium; dropping it ends both.
 
-use std::{
-    io::Write,
-    net::TcpStream,
-    path::PathBuf,
-    process::Stdio,
-    sync::Once,
-    time::{Duration, Instant},
-};
+use std::{io::Write, net::TcpStream, path::PathBuf, process::Stdio, sync::Once, time::Duration};
 
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::missing_tool;
+use super::{eventually, missing_tool, within};
 
 /// The W3C name of an element reference in JSON.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -72,19 +65,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}", missing_tool("chromedriver", "chromium-driver", &e)));
         let http = super::app::http_client();
         let base = format!("http://127.0.0.1:{port}");
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "chromedriver did not start on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            format_args!("chromedriver on port {port}"),
+            WAIT,
+            async || {
+                http.get(format!("{base}/status"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -190,19 +181,13 @@ impl Browser {
 
     /// The first element matching `css`, waiting for it to appear.
     pub async fn find(&self, css: &str) -> Element {
-        let start = Instant::now();
-        loop {
-            if let Some(e) = self.find_all(css).await.into_iter().next() {
-                return e;
-            }
-            if start.elapsed() > WAIT {
-                panic!(
-                    "no element `{css}` on {} after {WAIT:?}:\n{}",
-                    self.url().await,
-                    self.text("body").await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match within(WAIT, async || self.find_all(css).await.into_iter().next()).await {
+            Ok(e) => e,
+            Err(_) => panic!(
+                "no element `{css}` on {} after {WAIT:?}:\n{}",
+                self.url().await,
+                self.text("body").await
+            ),
         }
     }
 
@@ -299,32 +284,24 @@ impl Browser {
 
     /// Waits until the page's path (with query) satisfies `wanted`; returns it.
     pub async fn wait_for_path(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
+        eventually(format_args!("the page at {what}"), WAIT, async || {
             let path = self.path().await;
-            if wanted(&path) {
-                return path;
-            }
-            if start.elapsed() > WAIT {
-                panic!("expected {what}, still on {path} after {WAIT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if wanted(&path) { Ok(path) } else { Err(path) }
+        })
+        .await
     }
 
     /// Waits until `script` (a function body) returns `true` in the page.
     pub async fn wait_until(&self, what: &str, script: &str) {
-        let start = Instant::now();
-        while self.execute(script, json!([])).await != Value::Bool(true) {
-            assert!(start.elapsed() < WAIT, "{what} did not happen in {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(what, WAIT, async || {
+            self.execute(script, json!([])).await == Value::Bool(true)
+        })
+        .await;
     }
 
     /// Waits until the text of `css` satisfies `wanted`; returns it.
     pub async fn wait_for_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
+        eventually(format_args!("the text of `{css}`"), WAIT, async || {
             // While the page is being replaced (a form was just posted), the element found can
             // go stale before its text is read: that is "not yet", not a failure.
             let text = match self.find_all(css).await.into_iter().next() {
@@ -341,13 +318,12 @@ impl Browser {
                 None => String::new(),
             };
             if wanted(&text) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!("{text:?}"))
             }
-            if start.elapsed() > WAIT {
-                panic!("`{css}` still reads {text:?} after {WAIT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// The whole page at `width` CSS pixels, as `<name>-<width>.png` in `screenshot_dir()`:

@@ -2,14 +2,18 @@
 //! and a private Redis to stop and restart.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod app;
 pub mod browser;
 pub mod dkim;
+pub mod eventually;
 pub mod postfix;
 pub mod process;
 pub mod smtp_server;
 pub mod test_redis;
 pub mod webhook_receiver;
+
+pub use eventually::{eventually, within};
 
 /// Why a tool the tests drive could not be started, naming what to install. Tests that need
 /// one fail with this rather than skip: a skipped test would pass in CI without testing.

@@ -1,11 +1,9 @@
 //! mailgate as a separate process (the built binary), for tests about what only whole
 //! processes show: crashes, restarts, and limits shared between processes.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
+use super::eventually;
 use tokio::process::{Child, Command};
 
 /// `mailgate` with a database, an HTTP address, and send limits no test meets.
@@ -45,20 +43,24 @@ pub async fn create_key(mut cmd: Command, project: &str, scopes: &str) -> String
 /// Runs `mailgate serve` and waits until `/healthz` on `http` answers.
 pub async fn serve(mut cmd: Command, http: &str) -> Child {
     let mut child = cmd.arg("serve").spawn().expect("mailgate binary runs");
+    wait_healthy(&mut child, http).await;
+    child
+}
+
+/// Waits until the started mailgate answers `/healthz` on `http`; panics if it exits first.
+pub async fn wait_healthy(child: &mut Child, http: &str) {
     let client = super::app::http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
-            && r.status() == 200
-        {
-            return child;
-        }
+    eventually("mailgate up", Duration::from_secs(30), async || {
         if let Ok(Some(exit)) = child.try_wait() {
             panic!("mailgate exited at start: {exit}");
         }
-        assert!(Instant::now() < deadline, "mailgate did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        client
+            .get(format!("http://{http}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 /// SIGTERM, as systemd and orchestrators stop a process.

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::eventually;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -217,37 +218,36 @@ impl TestSmtpServer {
 
     /// Polls until at least `n` messages were received; panics after `timeout`.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMessage> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "test SMTP server: expected at least {n} message(s) within {timeout:?}, \
-                     but {} arrived: {:?}",
-                    got.len(),
-                    got.iter()
-                        .map(|m| (&m.mail_from, &m.rcpt_to))
-                        .collect::<Vec<_>>()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            format_args!("test SMTP server: at least {n} message(s)"),
+            timeout,
+            async || {
+                let got = self.received();
+                if got.len() >= n {
+                    Ok(got)
+                } else {
+                    Err(format!(
+                        "{} arrived: {:?}",
+                        got.len(),
+                        got.iter()
+                            .map(|m| (&m.mail_from, &m.rcpt_to))
+                            .collect::<Vec<_>>()
+                    ))
+                }
+            },
+        )
+        .await
     }
 
     /// Polls until at least `n` messages were read in full (whatever was answered, if
     /// anything yet): with `set_data_delay`, the client is then waiting for the reply.
     pub async fn wait_for_data(&self, n: usize, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.shared.lock().data_read < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "test SMTP server: fewer than {n} message(s) sent within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            format_args!("test SMTP server: {n} message(s) read"),
+            timeout,
+            async || self.shared.lock().data_read >= n,
+        )
+        .await;
     }
 
     /// Total number of TCP connections accepted so far.

@@ -1,11 +1,9 @@
 //! A private `redis-server` on a free loopback port, for tests that stop, hang or restart
 //! Redis without disturbing the tests sharing the machine's Redis.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
+use super::eventually;
 use tokio::process::{Child, Command};
 
 pub struct TestRedis {
@@ -41,11 +39,10 @@ impl TestRedis {
             .spawn()
             .expect("redis-server must be installed for these tests (scripts/test installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis_ping(&self.url()).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("redis-server up", Duration::from_secs(10), async || {
+            redis_ping(&self.url()).await.is_ok()
+        })
+        .await;
     }
 
     /// Kills it, as a crash or a network cut would look to mailgate.

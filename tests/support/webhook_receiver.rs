@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::eventually;
 use axum::{
     Router,
     body::Bytes,
@@ -227,21 +228,22 @@ impl WebhookReceiver {
         timeout: Duration,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
-            let got = self.received();
-            if done(&got) {
-                return got;
-            }
-            if start.elapsed() > timeout {
+        eventually(
+            "the webhook receiver got what was expected",
+            timeout,
+            async || {
+                let got = self.received();
+                if done(&got) {
+                    return Ok(got);
+                }
                 let types: Vec<String> = got
                     .iter()
                     .map(|r| format!("{} {}", r.path, String::from_utf8_lossy(&r.body)))
                     .collect();
-                panic!("the receiver did not get what was expected in {timeout:?}; got {types:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                Err(format!("{types:#?}"))
+            },
+        )
+        .await
     }
 
     /// Stops listening and closes every connection: requests now fail to connect.

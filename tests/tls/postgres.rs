@@ -65,7 +65,7 @@ async fn a_send_over_verify_full_is_accepted_stored_and_relayed() {
     let smtp = TestSmtpServer::start().await;
     let mut config = test_config(&f.verified_url());
     relay_to(&mut config, &smtp);
-    let app = TestApp::start(config).await;
+    let app = TestApp::builder().config(config).start().await;
     assert!(uses_tls(&app.pool).await, "mailgate's pool is not on TLS");
 
     let id = app
@@ -187,7 +187,7 @@ async fn client_certificates_come_from_sslcert_and_sslkey() {
     assert_eq!(user, CLIENT_CN);
 
     // mailgate itself, on that URL: migrations, a send, its workers.
-    let app = TestApp::start(test_config(&url)).await;
+    let app = TestApp::builder().config(test_config(&url)).start().await;
     let id = app
         .send_ok(&json!({
             "from": "a@example.com", "to": "b@example.com", "subject": "mTLS", "text": "hi"

@@ -31,7 +31,10 @@ async fn app_on(redis: &TlsRedis, tls: RedisConfig) -> (TestApp, Config) {
         timeout_ms: 2000,
         ..tls
     };
-    (TestApp::start(config.clone()).await, config)
+    (
+        TestApp::builder().config(config.clone()).start().await,
+        config,
+    )
 }
 
 #[tokio::test]
@@ -56,7 +59,7 @@ async fn a_key_limit_is_shared_by_two_processes_over_rediss() {
     let body = json!({"from": "a@example.com", "to": "b@example.com", "subject": "s", "text": "t"});
     let mut statuses = Vec::new();
     for app in [&a, &b, &a, &b, &a] {
-        statuses.push(app.post_email(&key, &body).await.status().as_u16());
+        statuses.push(app.post_email_raw(&key, &body).await.status().as_u16());
     }
     assert_eq!(statuses, [202, 202, 202, 429, 429]);
     // Decided by Redis, not by each process's fallback.

@@ -11,7 +11,7 @@ use std::{
 use sqlx::{Connection, PgConnection};
 
 use super::pki::{CLIENT_CN, Pki, s};
-use crate::support::{free_port, missing_tool};
+use crate::support::{eventually, free_port, missing_tool, within};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -137,19 +137,21 @@ impl PrivatePostgres {
     /// Waits until it takes TLS connections, then adds the client-certificate role.
     pub async fn ready(mut self) -> PrivatePostgres {
         let url = self.url("postgres", "sslmode=require");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut conn = loop {
+        let connected = within(Duration::from_secs(30), async || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("postgres exited ({status}):\n{}", self.log());
+                let log = std::fs::read_to_string(self.dir.join("postgres.log"));
+                panic!("postgres exited ({status}):\n{}", log.unwrap_or_default());
             }
-            match PgConnection::connect(&url).await {
-                Ok(conn) => break conn,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("postgres did not come up: {e}\n{}", self.log())
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+            PgConnection::connect(&url).await.map_err(|e| e.to_string())
+        })
+        .await;
+        let mut conn = connected.unwrap_or_else(|e| {
+            panic!(
+                "postgres did not come up: {}\n{}",
+                e.unwrap_or_default(),
+                self.log()
+            )
+        });
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE ROLE {CLIENT_CN} LOGIN SUPERUSER"
         )))
@@ -234,20 +236,18 @@ impl TlsRedis {
             .spawn()
             .unwrap_or_else(|e| panic!("{}", missing_tool("redis-server", "redis-server", &e)));
         let mut redis = TlsRedis { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        eventually("redis-server up", Duration::from_secs(10), async || {
             if let Ok(Some(status)) = redis.child.try_wait() {
                 let out = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!(
                     "redis-server exited ({status}); does this build support TLS (`redis-server --tls-port`)?\n{out}"
                 );
             }
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
         redis
     }
 

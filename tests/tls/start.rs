@@ -11,10 +11,7 @@ use std::{
 use tokio::process::Command;
 
 use super::{pki::s, postgres::PgFixture, servers::TlsRedis};
-use crate::support::{
-    app::{create_database, http_client},
-    free_port,
-};
+use crate::support::{app::create_database, free_port, process};
 
 /// `mailgate ARGS` with only the `MAILGATE_*` variables given here.
 fn mailgate(args: &[&str], envs: &[(&str, String)]) -> Command {
@@ -140,20 +137,7 @@ async fn serve_starts_on_an_untrusted_redis_certificate_and_logs_why() {
     .env("MAILGATE_HTTP_ADDR", &http)
     .spawn()
     .expect("mailgate runs");
-    let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("mailgate exited ({status})");
-        }
-        assert!(Instant::now() < deadline, "mailgate did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    process::wait_healthy(&mut child, &http).await;
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -15,7 +15,8 @@ use crate::{
         AppState, auth::ProjectKey, error::ProblemResponses, error::ServiceResult, extract::AppJson,
     },
     domain::Scope,
-    service::webhooks::{self, CreateWebhook, Events, UpdateWebhook, WebhookFormat},
+    domain::WebhookFormat,
+    service::webhooks::{self, CreateWebhook, Events, UpdateWebhook},
     store::webhooks::{self as store, EndpointRow},
 };
 
@@ -51,8 +52,7 @@ pub struct WebhookEndpoint {
     pub description: Option<String>,
     #[schema(value_type = Events)]
     pub events: Value,
-    #[schema(value_type = WebhookFormat)]
-    pub format: String,
+    pub format: WebhookFormat,
     pub enabled: bool,
     /// Why the endpoint is disabled (by its owner, a 410, or failing for too long).
     pub disabled_reason: Option<String>,

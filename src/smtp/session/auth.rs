@@ -5,13 +5,10 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
 use super::{
-    Session, Step,
+    Role, Session, Step,
     framing::{End, Io},
 };
-use crate::{
-    domain::{ApiKeySecret, Scope},
-    store::api_keys,
-};
+use crate::{domain::Scope, service::ServiceError};
 
 /// What an AUTH exchange gave.
 enum Sasl {
@@ -70,9 +67,15 @@ impl Session<'_> {
                 return Ok(Step::Error);
             }
         };
-        let found = match ApiKeySecret::parse(password.trim()) {
-            Some(secret) => api_keys::find_active(&self.shared.pool, &secret).await,
-            None => Ok(None),
+        let Role::Submission { gate, .. } = &self.shared.role else {
+            io.reply(503, [5, 5, 1], "AUTH is not offered here");
+            return Ok(Step::Error);
+        };
+        // The same gate as every other way in: the key cache, then the key table.
+        let found = match gate.key(password.trim()).await {
+            Ok(key) => Ok(Some(key)),
+            Err(ServiceError::Unauthorized(_)) => Ok(None),
+            Err(e) => Err(e),
         };
         match found {
             Ok(Some(key)) if key.scopes.contains(&Scope::Send) => {

@@ -23,7 +23,6 @@ use smtp_proto::{
     EXT_SIZE, EXT_START_TLS, EhloResponse, Error as ParseError, MAIL_BODY_BINARYMIME,
     MAIL_SMTPUTF8, Request,
 };
-use sqlx::PgPool;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +37,7 @@ use crate::{
     domain::{EmailAddress, status::MessageStatus},
     inbound::Inbox,
     ratelimit::AuthThrottle,
+    service::Gate,
     store::api_keys::AuthenticatedKey,
     submission::{SubmissionCore, SubmissionError},
 };
@@ -65,8 +65,6 @@ impl Settings {
 
 /// What every session of this listener shares.
 pub(super) struct Shared {
-    /// Where API keys are looked up.
-    pub pool: PgPool,
     pub settings: Settings,
     pub tls: TlsAcceptor,
     pub throttle: AuthThrottle,
@@ -78,6 +76,8 @@ pub(super) struct Shared {
 pub(super) enum Role {
     Submission {
         submissions: SubmissionCore,
+        /// Authenticates AUTH's API keys (the application's one gate).
+        gate: Gate,
         limiter: Option<Arc<dyn SubmissionLimiter>>,
     },
     Inbound {
@@ -444,6 +444,7 @@ impl Session<'_> {
             Role::Submission {
                 submissions,
                 limiter,
+                ..
             } => {
                 self.submit(io, tx, data, submissions, limiter.as_deref())
                     .await

@@ -17,6 +17,7 @@ mod resend;
 pub mod sendgrid;
 
 use super::signing::{WebhookSecret, signature_header};
+use crate::domain::WebhookFormat;
 
 /// What one attempt sends: the body and the headers that sign it. `None` from `render`: the
 /// format has nothing for this event, and nothing is sent.
@@ -30,40 +31,40 @@ pub struct Outgoing {
 /// be shaped (a body mailgate did not queue, a `sendgrid` endpoint without its project's key).
 /// `signing_key` is the project's ECDSA key (PKCS#8), for `sendgrid`.
 pub fn render(
-    format: &str,
+    format: WebhookFormat,
     body: &str,
     id: &str,
     timestamp: i64,
     secrets: &[&WebhookSecret],
     signing_key: Option<&[u8]>,
 ) -> Result<Option<Outgoing>, String> {
-    if format == "postmark" {
-        return Ok(postmark::body(body, id)?.map(|body| Outgoing {
-            body,
-            headers: Vec::new(),
-        }));
-    }
-    if format == "sendgrid" {
-        let body = sendgrid::body(body, id)?;
-        let key = signing_key.ok_or("the project has no event signing key")?;
-        let signature = sendgrid::sign(key, timestamp, &body)?;
-        return Ok(Some(Outgoing {
-            headers: vec![
-                ("x-twilio-email-event-webhook-signature", signature),
-                (
-                    "x-twilio-email-event-webhook-timestamp",
-                    timestamp.to_string(),
-                ),
-            ],
-            body,
-        }));
-    }
     let (body, names) = match format {
-        "resend" => (
+        WebhookFormat::Postmark => {
+            return Ok(postmark::body(body, id)?.map(|body| Outgoing {
+                body,
+                headers: Vec::new(),
+            }));
+        }
+        WebhookFormat::Sendgrid => {
+            let body = sendgrid::body(body, id)?;
+            let key = signing_key.ok_or("the project has no event signing key")?;
+            let signature = sendgrid::sign(key, timestamp, &body)?;
+            return Ok(Some(Outgoing {
+                headers: vec![
+                    ("x-twilio-email-event-webhook-signature", signature),
+                    (
+                        "x-twilio-email-event-webhook-timestamp",
+                        timestamp.to_string(),
+                    ),
+                ],
+                body,
+            }));
+        }
+        WebhookFormat::Resend => (
             resend::body(body)?,
             ["svix-id", "svix-timestamp", "svix-signature"],
         ),
-        _ => (
+        WebhookFormat::Standard => (
             body.to_string(),
             ["webhook-id", "webhook-timestamp", "webhook-signature"],
         ),

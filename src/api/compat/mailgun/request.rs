@@ -164,6 +164,8 @@ pub struct MessageForm {
     to: Option<Vec<String>>,
     cc: Option<Vec<String>>,
     bcc: Option<Vec<String>>,
+    /// Required without `template`; one line.
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
@@ -174,16 +176,28 @@ pub struct MessageForm {
     inline: Option<Vec<String>>,
     /// A stored mailgate template's name.
     template: Option<String>,
-    /// The template's variables, a JSON object.
-    #[schema(rename = "t:variables")]
+    /// The template's variables, a JSON object; only with `template`.
+    #[schema(rename = "t:variables", pattern = r"^\s*\{[\s\S]*\}\s*$")]
     t_variables: Option<String>,
-    /// Tags.
-    #[schema(rename = "o:tag")]
+    /// Tags, up to 10.
+    #[schema(rename = "o:tag", max_items = 10, value_type = Option<Vec<crate::api::email_request::Tag>>)]
     o_tag: Option<Vec<String>>,
     /// `yes`: checked and not sent.
     #[schema(rename = "o:testmode")]
     o_testmode: Option<String>,
-    /// RFC 2822 time to send at.
-    #[schema(rename = "o:deliverytime")]
+    /// `yes`/`no` (or `true`/`false`): track opens and clicks.
+    #[schema(rename = "o:tracking")]
+    o_tracking: Option<String>,
+    /// `yes`/`no`: track opens.
+    #[schema(rename = "o:tracking-opens")]
+    o_tracking_opens: Option<String>,
+    /// `yes`/`no`/`htmlonly`: track clicks.
+    #[schema(rename = "o:tracking-clicks")]
+    o_tracking_clicks: Option<String>,
+    /// RFC 2822 time to send at; a weekday, if given, must be the date's.
+    #[schema(
+        rename = "o:deliverytime",
+        pattern = r"^((Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(0?[1-9]|[12][0-9]|3[01]) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} ([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])? ([+-]([01][0-9]|2[0-3])[0-5][0-9]|GMT|UT)$"
+    )]
     o_deliverytime: Option<String>,
 }

@@ -24,13 +24,17 @@ pub struct Message {
     pub cc: Option<String>,
     pub bcc: Option<String>,
     pub reply_to: Option<String>,
+    /// Required with content (`/email`), not given with a template; one line.
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     pub html_body: Option<String>,
     pub text_body: Option<String>,
-    /// Becomes the message's one tag.
+    /// Becomes the message's one tag: letters, digits, `-`, `_`, `.` and `:`.
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_.:-]*$")]
     pub tag: Option<String>,
     pub headers: Option<Vec<Header>>,
     pub attachments: Option<Vec<Attachment>>,
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// The send's `track.opens`.
     pub track_opens: Option<bool>,
@@ -53,7 +57,9 @@ pub struct Message {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 #[schema(as = PostmarkHeader)]
 pub struct Header {
+    #[schema(value_type = crate::api::email_request::HeaderName)]
     pub name: String,
+    #[schema(value_type = crate::api::email_request::HeaderValue)]
     pub value: String,
 }
 

@@ -28,12 +28,17 @@ pub struct Email {
     pub bcc: Option<Value>,
     #[schema(value_type = Option<crate::api::email_request::AddressesDoc>)]
     pub reply_to: Option<Value>,
+    /// Required without `template`; one line.
+    #[schema(max_length = 998, pattern = r"^[^\r\n]*$")]
     pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<String>,
+    /// Extra headers, as for `/v1/emails`.
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
     pub attachments: Option<Vec<Attachment>>,
-    /// Each becomes a metadata entry `name: value`, and `name` a tag.
+    /// Up to 10; each becomes a metadata entry `name: value`, and `name` a tag.
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<Tag>>,
     /// RFC 3339, or `in N minutes` (seconds, minutes, hours, days).
     pub scheduled_at: Option<String>,
@@ -49,7 +54,7 @@ pub struct Email {
 pub struct Attachment {
     /// Base64, a list of byte values (resend-python), or a serialised Node Buffer
     /// `{"type": "Buffer", "data": […]}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub content: Option<Value>,
     pub filename: Option<String>,
     /// A remote file: refused, mailgate does not fetch URLs.
@@ -63,7 +68,10 @@ pub struct Attachment {
 #[serde(deny_unknown_fields)]
 #[schema(as = ResendTag)]
 pub struct Tag {
+    /// A tag and a metadata key: letters, digits, `-`, `_`, `.` and `:`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub value: String,
 }
 

@@ -17,36 +17,44 @@ pub struct Mail {
     pub from: Address,
     pub reply_to: Option<Address>,
     pub reply_to_list: Option<Vec<Address>>,
+    /// Required without `template_id`, unless every personalization has one; one line.
     pub subject: Option<String>,
     /// One message each, 1 to 1000.
+    #[schema(min_items = 1, max_items = 1000)]
     pub personalizations: Vec<Personalization>,
-    /// `text/plain` and `text/html` parts.
+    /// One `text/plain` and one `text/html` part; one not empty is required without
+    /// `template_id`.
+    #[schema(max_items = 2)]
     pub content: Option<Vec<Content>>,
     pub attachments: Option<Vec<Attachment>>,
     /// A stored mailgate template's name (`d-…` names work).
     pub template_id: Option<String>,
+    /// Extra headers, as for `/v1/emails`.
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
-    /// Tags.
+    /// Tags, up to 10.
+    #[schema(max_items = 10, value_type = Option<Vec<crate::api::email_request::Tag>>)]
     pub categories: Option<Vec<String>>,
-    /// Metadata.
+    /// Metadata, with each personalization's.
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub custom_args: Option<BTreeMap<String, String>>,
     /// Unix time to send at.
     pub send_at: Option<i64>,
-    /// Accepted and ignored (named in `X-Mailgate-Ignored`).
-    #[schema(value_type = Option<String>)]
+    /// Accepted and ignored, whatever its value (named in `X-Mailgate-Ignored`).
+    #[schema(value_type = Option<Value>)]
     pub batch_id: Option<Value>,
-    /// Accepted and ignored: mailgate has no unsubscribe groups.
-    #[schema(value_type = Option<Object>)]
+    /// Accepted and ignored, whatever its value: mailgate has no unsubscribe groups.
+    #[schema(value_type = Option<Value>)]
     pub asm: Option<Value>,
     /// Accepted and ignored: relays are chosen by mailgate's configuration.
     pub ip_pool_name: Option<String>,
     pub mail_settings: Option<MailSettings>,
     /// `open_tracking.enable` and `click_tracking.enable` are the send's `track`; other
     /// settings are ignored (named in `X-Mailgate-Ignored`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub tracking_settings: Option<Value>,
     /// Legacy substitution sections: refused when given (they would change the content).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub sections: Option<Value>,
 }
 
@@ -54,8 +62,11 @@ pub struct Mail {
 #[serde(deny_unknown_fields)]
 #[schema(as = SendGridAddress)]
 pub struct Address {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// At most 200 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: Option<String>,
 }
 
@@ -67,15 +78,18 @@ pub struct Personalization {
     pub cc: Option<Vec<Address>>,
     pub bcc: Option<Vec<Address>>,
     pub from: Option<Address>,
+    /// Overrides the mail's; one line.
     pub subject: Option<String>,
+    #[schema(value_type = Option<HashMap<crate::api::email_request::HeaderName, crate::api::email_request::HeaderValue>>)]
     pub headers: Option<BTreeMap<String, String>>,
     /// The template's variables.
     #[schema(value_type = Option<Object>)]
     pub dynamic_template_data: Option<Value>,
+    #[schema(value_type = Option<HashMap<crate::api::email_request::MetadataKey, crate::api::email_request::MetadataValue>>)]
     pub custom_args: Option<BTreeMap<String, String>>,
     pub send_at: Option<i64>,
     /// Legacy substitutions: refused when given (they would change the content).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub substitutions: Option<Value>,
 }
 
@@ -85,6 +99,7 @@ pub struct Personalization {
 pub struct Content {
     /// `text/plain` or `text/html`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[Tt][Ee][Xx][Tt]/([Pp][Ll][Aa][Ii][Nn]|[Hh][Tt][Mm][Ll])$")]
     pub kind: String,
     pub value: String,
 }

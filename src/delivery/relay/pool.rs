@@ -1,0 +1,208 @@
+//! A relay's own pool of SMTP connections: checkout (an idle connection that still answers,
+//! or a new one), one transaction per send, checkin, the connection slots a capped relay
+//! takes through the pacer, and why an attempt got no answer ([`RelayError`]). Every step is
+//! bounded by the attempt timeout.
+
+use std::time::Duration;
+
+use lettre::{
+    address::Envelope,
+    transport::smtp::{
+        Error as SmtpError, authentication::Credentials, client::AsyncSmtpConnection,
+        response::Response,
+    },
+};
+
+use super::{
+    upstream::{HORIZON, Pooled, Relay},
+    url::TlsMode,
+};
+use crate::ratelimit::pace::{SLOT_TTL, Slot};
+
+/// Why an attempt got no SMTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Smtp(#[from] SmtpError),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+    /// Every connection slot stayed taken for the whole horizon: not an attempt.
+    #[error("all {0} connections to the relay are in use")]
+    Busy(u32),
+}
+
+impl Relay {
+    /// Relays one message to one envelope: connecting and the transaction are each bounded
+    /// by the attempt timeout.
+    pub async fn send(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
+        let mut pooled = self.checkout().await?;
+        match tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await {
+            Ok(Ok(response)) => {
+                self.checkin(pooled).await;
+                Ok(response)
+            }
+            Ok(Err(err)) => {
+                self.close(pooled).await;
+                Err(err.into())
+            }
+            // The half-used connection is dropped, never pooled: its late reply would
+            // answer the next command.
+            Err(_) => {
+                self.give_back(pooled.slot).await;
+                Err(RelayError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    /// An idle connection that still answers NOOP (and still holds its slot), or a new one.
+    async fn checkout(&self) -> Result<Pooled, RelayError> {
+        loop {
+            let idle = self.idle.lock().expect("not poisoned").pop();
+            let Some(mut pooled) = idle else {
+                let slot = self.take_slot().await?;
+                return match tokio::time::timeout(self.timeout, self.open()).await {
+                    Ok(Ok(conn)) => Ok(Pooled {
+                        conn,
+                        slot,
+                        renewed: std::time::Instant::now(),
+                    }),
+                    Ok(Err(err)) => {
+                        self.give_back(slot).await;
+                        Err(err)
+                    }
+                    Err(_) => {
+                        self.give_back(slot).await;
+                        Err(RelayError::Timeout(self.timeout))
+                    }
+                };
+            };
+            // A relay that stopped answering must not hold the attempt: NOOP is bounded like
+            // every other step.
+            let mut usable = !pooled.conn.has_broken()
+                && tokio::time::timeout(self.timeout, pooled.conn.test_connected())
+                    .await
+                    .unwrap_or(false);
+            if usable
+                && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
+                && pooled.renewed.elapsed() > SLOT_TTL / 3
+            {
+                usable = self.pacer.renew(slot, max).await;
+                pooled.renewed = std::time::Instant::now();
+            }
+            if usable {
+                return Ok(pooled);
+            }
+            self.close(pooled).await;
+        }
+    }
+
+    /// Says QUIT (bounded: a relay that stopped answering gets no wait) and frees the slot.
+    async fn close(&self, mut pooled: Pooled) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pooled.conn.abort()).await;
+        self.give_back(pooled.slot).await;
+    }
+
+    /// A connection slot when the relay caps connections, waiting up to [`HORIZON`].
+    async fn take_slot(&self) -> Result<Option<Slot>, RelayError> {
+        let Some(max) = self.config.max_connections else {
+            return Ok(None);
+        };
+        let holder = format!(
+            "{}:{}",
+            self.holder,
+            self.next_holder
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let deadline = tokio::time::Instant::now() + HORIZON;
+        loop {
+            if let Some(slot) = self.pacer.acquire(&self.name, max, &holder).await {
+                return Ok(Some(slot));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RelayError::Busy(max));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn give_back(&self, slot: Option<Slot>) {
+        if let Some(slot) = slot {
+            self.pacer.release(slot).await;
+        }
+    }
+
+    async fn checkin(&self, pooled: Pooled) {
+        if pooled.conn.has_broken() {
+            return self.give_back(pooled.slot).await;
+        }
+        let surplus = {
+            let mut idle = self.idle.lock().expect("not poisoned");
+            if idle.len() < self.pool_size() {
+                idle.push(pooled);
+                None
+            } else {
+                Some(pooled)
+            }
+        };
+        if let Some(pooled) = surplus {
+            self.close(pooled).await;
+        }
+    }
+
+    /// Idle connections kept: `pool_size` (`Config::relay_map` fills in the delivery
+    /// concurrency when unset), and never more than the connection cap.
+    fn pool_size(&self) -> usize {
+        let size = self
+            .config
+            .pool_size
+            .unwrap_or(crate::config::DeliveryConfig::default().runner.concurrency as u32)
+            .max(1);
+        self.config
+            .max_connections
+            .map_or(size, |max| size.min(max)) as usize
+    }
+
+    /// Connect, EHLO, STARTTLS as configured, AUTH when credentials are given.
+    async fn open(&self) -> Result<AsyncSmtpConnection, RelayError> {
+        use lettre::transport::smtp::{authentication::Mechanism, extension::ClientId};
+        let hello = ClientId::default();
+        let tls = |relay: &Relay| {
+            relay
+                .tls_parameters()
+                .map_err(|e| RelayError::Setup(format!("{e:#}")))
+        };
+        let mut conn = if self.url.tls == TlsMode::Implicit {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.url.host.as_str(), self.url.port),
+                Some(self.timeout),
+                &hello,
+                Some(tls(self)?),
+                None,
+            )
+            .await?
+        } else {
+            let tcp =
+                tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port)).await?;
+            tcp.set_nodelay(true)?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?
+        };
+        match self.url.tls {
+            // lettre refuses when the relay does not offer STARTTLS: never plain text here.
+            TlsMode::Required => conn.starttls(tls(self)?, &hello).await?,
+            TlsMode::Opportunistic if conn.can_starttls() => {
+                conn.starttls(tls(self)?, &hello).await?
+            }
+            _ => {}
+        }
+        if let Some((user, pass)) = &self.url.credentials {
+            let credentials = Credentials::new(user.clone(), pass.clone());
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await?;
+        }
+        Ok(conn)
+    }
+}

@@ -1,0 +1,149 @@
+//! The lease store every queue table shares: renewing (`extend`), handing back (`release`),
+//! taking back from dead processes (`reclaim_expired`) and the `busy` check, written once
+//! over a [`LeaseTable`] that says how one table spells its statuses.
+//!
+//! Each queue table has `id`, `status`, `attempts`, `next_attempt_at`, `lease_owner` and
+//! `lease_until`. A claim sets the table's `claimed` status, counts the attempt and leases the
+//! row; every write here is fenced by the lease owner and that status. Claims and the
+//! recording of outcomes differ per queue and stay with each queue.
+
+use std::{fmt::Debug, hash::Hash, time::Duration};
+
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, postgres::PgHasArrayType};
+use uuid::Uuid;
+
+/// How one queue table leases its rows. Only constants are formatted into the statements,
+/// so a table name or a status never comes from input.
+#[derive(Debug)]
+pub struct LeaseTable {
+    pub name: &'static str,
+    /// The status of a row a runner holds.
+    pub claimed: &'static str,
+    /// SQL: the status of a row handed back untried (its attempt uncounted).
+    pub released: &'static str,
+    /// The status of a row whose runner died: the attempt happened, its outcome is unknown.
+    pub reclaimed: &'static str,
+    /// SQL: more assignments when a row is reclaimed (`, error = '…'`), or empty.
+    pub reclaim_note: &'static str,
+    /// SQL over the row (aliased `t`): it waits and is due now.
+    pub due: &'static str,
+    /// Whether the table keeps an `updated_at`.
+    pub updated_at: bool,
+}
+
+/// A queue's row id as the lease statements bind it and read it back: `bigint` or `uuid`.
+pub trait LeaseId:
+    Copy
+    + Eq
+    + Hash
+    + Debug
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+    + for<'q> sqlx::Encode<'q, Postgres>
+    + for<'r> sqlx::Decode<'r, Postgres>
+    + sqlx::Type<Postgres>
+    + PgHasArrayType
+{
+}
+
+impl LeaseId for i64 {}
+impl LeaseId for Uuid {}
+
+impl LeaseTable {
+    fn touch(&self) -> &'static str {
+        if self.updated_at {
+            ", updated_at = now()"
+        } else {
+            ""
+        }
+    }
+
+    /// The heartbeat: keeps the rows this owner is still working on ours for another lease.
+    pub async fn extend<Id: LeaseId>(
+        &self,
+        pool: &PgPool,
+        owner: Uuid,
+        ids: &[Id],
+        lease: Duration,
+    ) -> sqlx::Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE {} SET lease_until = now() + make_interval(secs => $3)
+             WHERE id = ANY($1) AND lease_owner = $2 AND status = '{}'",
+            self.name, self.claimed
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(owner)
+            .bind(lease.as_secs_f64())
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Hands back rows this owner claimed but never tried (shutdown): due again now, no
+    /// attempt counted.
+    pub async fn release<Id: LeaseId>(
+        &self,
+        pool: &PgPool,
+        owner: Uuid,
+        ids: &[Id],
+    ) -> sqlx::Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE {} SET status = {}, attempts = attempts - 1, lease_owner = NULL,
+                 lease_until = NULL, next_attempt_at = now(){}
+             WHERE id = ANY($1) AND lease_owner = $2 AND status = '{}'",
+            self.name,
+            self.released,
+            self.touch(),
+            self.claimed
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(owner)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Puts back up to `limit` rows whose lease ran out (their process died), oldest lease
+    /// first, due again now; returns their ids. The lease owner is kept, so a late outcome
+    /// from a runner that was merely slow still lands.
+    pub async fn reclaim_expired<Id: LeaseId>(
+        &self,
+        conn: &mut PgConnection,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Id>> {
+        let sql = format!(
+            "UPDATE {name} SET status = '{reclaimed}', lease_until = NULL, next_attempt_at = now(){note}{touch}
+             WHERE id IN (SELECT id FROM {name} WHERE status = '{claimed}' AND lease_until < now()
+                          ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            name = self.name,
+            reclaimed = self.reclaimed,
+            note = self.reclaim_note,
+            touch = self.touch(),
+            claimed = self.claimed,
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+    }
+
+    /// Whether any row is claimed, or due: what `Runner::drain` waits out.
+    pub async fn busy(&self, pool: &PgPool) -> sqlx::Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} t WHERE t.status = '{}' OR ({}))",
+            self.name, self.claimed, self.due
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(pool).await
+    }
+}

@@ -1,0 +1,366 @@
+//! The mail queue: one row per recipient in `recipients`, claimed by the delivery runner.
+//! Owns the mail-only job and outcome types (`Job`, `Outcome`), claiming due recipients,
+//! recording a batch of outcomes (recipient rows, events, suppressions, message statuses) in
+//! one transaction, and the operator's views of the queue (`stats`, `depth`, `retry_now`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{LeaseTable, LeasedQueue, wake::Waker};
+use crate::{domain::RecipientStatus, store::messages::refresh_status};
+
+/// The mail queue as the runner works it. Recording outcomes records events, which enqueue
+/// webhook deliveries, so it wakes the webhook runner.
+pub struct MailQueue {
+    pool: PgPool,
+    webhooks: Waker,
+}
+
+impl MailQueue {
+    pub fn new(pool: PgPool, webhooks: Waker) -> Self {
+        Self { pool, webhooks }
+    }
+}
+
+/// `recipients` as a lease table: a recipient handed back untried waits as it did before
+/// its claim; one whose runner died was tried, so it is deferred.
+pub const RECIPIENTS: LeaseTable = LeaseTable {
+    name: "recipients",
+    claimed: "sending",
+    released: "CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END",
+    reclaimed: "deferred",
+    reclaim_note: "",
+    due: "t.status IN ('queued', 'deferred', 'scheduled') AND t.next_attempt_at <= now()",
+    updated_at: true,
+};
+
+impl LeasedQueue for MailQueue {
+    type Id = i64;
+    type Job = Job;
+    type Outcome = Outcome;
+    const NAME: &'static str = "delivery";
+    const TABLE: &'static LeaseTable = &RECIPIENTS;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn job_id(job: &Job) -> i64 {
+        job.recipient_id
+    }
+    fn outcome_id(outcome: &Outcome) -> i64 {
+        outcome.recipient_id
+    }
+    async fn claim(&self, owner: Uuid, limit: i64, lease: Duration) -> sqlx::Result<Vec<Job>> {
+        claim(&self.pool, owner, limit, lease.as_secs_f64()).await
+    }
+    async fn complete(&self, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<()> {
+        let (later, done): (Vec<Outcome>, Vec<Outcome>) =
+            outcomes.iter().cloned().partition(|o| o.postponed);
+        postpone(&self.pool, owner, &later).await?;
+        if complete(&self.pool, owner, &done).await? > 0 {
+            self.webhooks.wake();
+        }
+        Ok(())
+    }
+    async fn reclaim_expired(&self, limit: i64) -> sqlx::Result<u64> {
+        let messages = reclaim_expired(&self.pool, limit).await?;
+        if !messages.is_empty() {
+            // Each put-back recipient got a `deferred` event.
+            self.webhooks.wake();
+        }
+        Ok(messages.len() as u64)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub recipient_id: i64,
+    pub message_id: Uuid,
+    pub project_id: Uuid,
+    pub email: String,
+    /// This attempt's number, starting at 1.
+    pub attempts: i32,
+    pub from_addr: String,
+    pub mime: Vec<u8>,
+    pub relay: Option<String>,
+    pub sandbox: bool,
+    pub accepted_at: DateTime<Utc>,
+    /// The project's own bounce domain for VERP return paths, if it has one.
+    pub bounce_domain: Option<String>,
+}
+
+/// What one attempt came to, for one recipient.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub recipient_id: i64,
+    pub attempt: i32,
+    pub status: RecipientStatus,
+    /// When to try again, for `Deferred`.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub smtp_code: Option<i32>,
+    pub enhanced_code: Option<String>,
+    pub smtp_response: Option<String>,
+    pub relay_host: Option<String>,
+    pub detail: Option<String>,
+    /// Not an attempt: the relay had no room (its rate, its connections, a throttling
+    /// back-off). The recipient goes back to the queue until `next_attempt_at`, its attempt
+    /// uncounted and no event recorded.
+    pub postponed: bool,
+}
+
+pub async fn claim(
+    pool: &PgPool,
+    owner: Uuid,
+    limit: i64,
+    lease_secs: f64,
+) -> sqlx::Result<Vec<Job>> {
+    sqlx::query_as(
+        r#"
+        WITH due AS (
+            SELECT id FROM recipients
+            WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
+            ORDER BY next_attempt_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE recipients r
+            SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
+                lease_until = now() + make_interval(secs => $3), updated_at = now()
+            FROM due WHERE r.id = due.id
+            RETURNING r.id, r.message_id, r.email, r.attempts
+        )
+        SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
+               m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
+               m.created_at AS accepted_at, p.bounce_domain
+        FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
+        "#,
+    )
+    .bind(limit)
+    .bind(owner)
+    .bind(lease_secs)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a batch of outcomes: recipient rows, events, suppressions for bounces and the
+/// messages' summary status, in one transaction.
+pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
+    let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.smtp_code).collect();
+    let enhanced: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.enhanced_code.as_deref())
+        .collect();
+    let responses: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.smtp_response.as_deref())
+        .collect();
+    let hosts: Vec<Option<&str>> = outcomes.iter().map(|o| o.relay_host.as_deref()).collect();
+    let details: Vec<Option<&str>> = outcomes.iter().map(|o| o.detail.as_deref()).collect();
+
+    let mut tx = pool.begin().await?;
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH input AS (
+            SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[])
+                AS t(id, attempt, status, next_at, code, enhanced, response, host, detail)
+        ), fenced AS MATERIALIZED (
+            -- One primary-key probe per outcome, locking the rows this lease still holds. The
+            -- fence is checked here, not in the UPDATE below: there the planner would estimate
+            -- it from statistics taken while the rows were still queued (about one row) and
+            -- scan the whole table once per outcome, quadratic on a large backlog.
+            SELECT i.* FROM input i
+            CROSS JOIN LATERAL (
+                SELECT 1 FROM recipients r0
+                WHERE r0.id = i.id AND r0.attempts = i.attempt AND r0.lease_owner = $1
+                  AND r0.status IN ('sending', 'deferred')
+                FOR UPDATE OF r0
+            ) held
+        ), upd AS (
+            -- The rows are locked by this transaction, so they still pass the fence.
+            UPDATE recipients r
+            SET status = i.status, next_attempt_at = coalesce(i.next_at, r.next_attempt_at),
+                lease_owner = NULL, lease_until = NULL, smtp_code = i.code, enhanced_code = i.enhanced,
+                smtp_response = i.response, relay_host = i.host, updated_at = now()
+            FROM fenced i
+            WHERE r.id = i.id
+            RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
+                      i.host, i.detail
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, attempt, smtp_code,
+                                enhanced_code, smtp_response, relay_host, detail)
+            SELECT message_id, id, email, status, attempt, code, enhanced, response, host, detail FROM upd
+        ), sup AS (
+            INSERT INTO suppressions (project_id, email, reason, detail)
+            SELECT m.project_id, lower(u.email), 'bounce', u.response
+            FROM upd u JOIN messages m ON m.id = u.message_id
+            WHERE u.status = 'bounced'
+            ON CONFLICT DO NOTHING
+        )
+        SELECT DISTINCT message_id FROM upd
+        "#,
+    )
+    .bind(owner)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&next)
+    .bind(&codes)
+    .bind(&enhanced)
+    .bind(&responses)
+    .bind(&hosts)
+    .bind(&details)
+    .fetch_all(&mut *tx)
+    .await?;
+    refresh_status(&mut tx, &message_ids).await?;
+    tx.commit().await?;
+    Ok(message_ids.len() as u64)
+}
+
+/// Puts back recipients whose relay had no room, due again at their `next_attempt_at`; like
+/// a release, no attempt is counted.
+pub async fn postpone(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let due: Vec<DateTime<Utc>> = outcomes
+        .iter()
+        .map(|o| o.next_attempt_at.unwrap_or_else(Utc::now))
+        .collect();
+    let done = sqlx::query(
+        "UPDATE recipients r
+         SET status = CASE WHEN r.attempts <= 1 THEN 'queued' ELSE 'deferred' END,
+             attempts = r.attempts - 1, lease_owner = NULL, lease_until = NULL,
+             next_attempt_at = i.due, updated_at = now()
+         FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS i(id, attempt, due)
+         WHERE r.id = i.id AND r.attempts = i.attempt AND r.lease_owner = $4
+           AND r.status = 'sending'",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&due)
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Puts back jobs whose worker died mid-delivery. The outcome of that attempt is unknown,
+/// so the recipient is deferred for an immediate retry and the event says why. Returns the
+/// messages whose recipients were put back.
+pub async fn reclaim_expired(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> = RECIPIENTS.reclaim_expired(&mut tx, limit).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, attempt, detail)
+            SELECT message_id, id, email, 'deferred', attempts,
+                   'lease expired: the worker stopped during delivery; retrying'
+            FROM recipients WHERE id = ANY($1)
+            RETURNING message_id
+        )
+        SELECT DISTINCT message_id FROM ev
+        "#,
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    refresh_status(&mut tx, &message_ids).await?;
+    tx.commit().await?;
+    Ok(message_ids)
+}
+
+pub struct Stats {
+    pub by_status: Vec<(String, i64)>,
+    pub oldest_waiting_secs: Option<f64>,
+}
+
+/// Every recipient status with its count, and how long the oldest due one has waited.
+pub async fn stats(pool: &PgPool) -> sqlx::Result<Stats> {
+    let by_status =
+        sqlx::query_as("SELECT status, count(*) FROM recipients GROUP BY status ORDER BY status")
+            .fetch_all(pool)
+            .await?;
+    let oldest_waiting_secs = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM recipients
+         WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Stats {
+        by_status,
+        oldest_waiting_secs,
+    })
+}
+
+/// Makes deferred recipients due now, or puts failed ones back in the queue with a fresh
+/// attempt budget; each gets an event saying an operator did it.
+pub async fn retry_now(
+    pool: &PgPool,
+    status: &str,
+    project_id: Option<Uuid>,
+) -> Result<u64, String> {
+    if status != "deferred" && status != "failed" {
+        return Err(format!(
+            "can retry deferred or failed recipients, not `{status}`"
+        ));
+    }
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        WITH upd AS (
+            UPDATE recipients r
+            SET status = CASE WHEN r.status = 'failed' THEN 'queued' ELSE r.status END,
+                attempts = CASE WHEN r.status = 'failed' THEN 0 ELSE r.attempts END,
+                next_attempt_at = now(), updated_at = now()
+            FROM messages m
+            WHERE m.id = r.message_id AND r.status = $1 AND ($2::uuid IS NULL OR m.project_id = $2)
+            RETURNING r.id, r.message_id, r.email, r.status
+        ), ev AS (
+            INSERT INTO events (message_id, recipient_id, recipient, type, detail)
+            SELECT message_id, id, email, status, 'retry requested by an operator' FROM upd
+        )
+        SELECT message_id FROM upd
+        "#,
+    )
+    .bind(status)
+    .bind(project_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut distinct = message_ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    refresh_status(&mut tx, &distinct)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(message_ids.len() as u64)
+}
+
+/// Queue depth by status, for readiness output and operators.
+pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT status, count(*) FROM recipients
+         WHERE status IN ('queued', 'deferred', 'sending', 'scheduled', 'held') GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await
+}
