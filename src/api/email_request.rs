@@ -137,7 +137,7 @@ pub struct SendRequest {
     pub track: Option<Track>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRequest {
     /// No slashes or control characters.

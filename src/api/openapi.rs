@@ -60,25 +60,25 @@ use super::{
         suppressions::remove,
         tracking::open,
         tracking::click,
-        compat::resend::send,
-        compat::resend::send_batch,
-        compat::resend::show,
-        compat::resend::cancel,
-        compat::postmark::send,
-        compat::postmark::send_batch,
-        compat::postmark::send_with_template,
-        compat::postmark::send_batch_with_templates,
-        compat::sendgrid::send,
-        compat::mailgun::send,
+        compat::resend::routes::send,
+        compat::resend::routes::send_batch,
+        compat::resend::routes::show,
+        compat::resend::routes::cancel,
+        compat::postmark::routes::send,
+        compat::postmark::routes::send_batch,
+        compat::postmark::routes::send_with_template,
+        compat::postmark::routes::send_batch_with_templates,
+        compat::sendgrid::routes::send,
+        compat::mailgun::routes::send,
     ),
     components(schemas(
         crate::domain::status::MessageStatus,
         webhooks::DeliveryStatus,
-        compat::resend::ErrorBody,
-        compat::postmark::ErrorBody,
-        compat::sendgrid::ErrorBody,
-        compat::sendgrid::ErrorItem,
-        compat::mailgun::ErrorBody,
+        compat::resend::errors::ErrorBody,
+        compat::postmark::errors::ErrorBody,
+        compat::sendgrid::errors::ErrorBody,
+        compat::sendgrid::errors::ErrorItem,
+        compat::mailgun::errors::ErrorBody,
     )),
     modifiers(&Security, &CrossFieldRules),
     tags(
@@ -440,7 +440,11 @@ impl Modify for CrossFieldRules {
             _ => Vec::new(),
         }
         .into_iter()
-        .chain(compat::mailgun::IGNORED.iter().map(|name| name.to_string()))
+        .chain(
+            compat::mailgun::request::IGNORED
+                .iter()
+                .map(|name| name.to_string()),
+        )
         .collect::<Vec<_>>();
         let mailgun_message = all_of([
             mailgun_message,
