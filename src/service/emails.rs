@@ -191,6 +191,16 @@ pub async fn send(
     Ok(state.submissions.submit(key, draft).await?)
 }
 
+/// Checks, renders and scans one message as a send would, and commits nothing (a provider's
+/// test mode): the id it would have had.
+pub async fn check(
+    state: &AppState,
+    key: &AuthenticatedKey,
+    draft: impl Draft,
+) -> ServiceResult<Uuid> {
+    Ok(state.submissions.prepare(key, draft).await?.id)
+}
+
 /// Checks and renders every draft of a batch on its own (a bad one never sinks the others);
 /// a slot holds the draft's refusal when its transport could not read it. In input order.
 pub async fn prepare_batch<D: Draft>(

@@ -38,7 +38,7 @@ pub async fn send(
         let (test_mode, ignored) = (form.test_mode(), form.ignored());
         let request = form.into_request()?;
         let id = if test_mode {
-            state.submissions.prepare(&key, request).await?.id
+            emails::check(&state, &key, request).await?
         } else {
             emails::send(&state, &key, request).await?.id
         };
