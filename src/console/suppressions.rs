@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use super::{
-    error::{ConsoleError, ConsoleResult, encode_component},
+    error::{ConsoleResult, encode_component},
     session::Viewer,
     view,
 };
@@ -22,9 +22,9 @@ use crate::{
     service::{
         AppState,
         error::ServiceError,
-        suppressions::{self, lookup_key, reasons},
+        suppressions::{self, reasons},
     },
-    store::suppressions::{self as store, Suppression},
+    store::suppressions::Suppression,
 };
 
 #[derive(Serialize)]
@@ -65,9 +65,10 @@ pub async fn list(
     let (rows, next) = match q.get("email") {
         // Finding one address: the list is that entry or nothing.
         Some(email) => {
-            let found = match lookup_key(email) {
-                Ok(email) => store::find(&state.pool, project, email).await?,
-                Err(_) => None,
+            let found = match suppressions::find(&state, project, email).await {
+                Ok(entry) => Some(entry),
+                Err(ServiceError::NotFound(_)) => None,
+                Err(err) => return Err(err.into()),
             };
             (found.into_iter().map(row).collect::<Vec<_>>(), None)
         }
@@ -147,9 +148,6 @@ pub async fn remove(
     Form(form): Form<RemoveForm>,
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(&form.csrf, Scope::Suppressions)?;
-    let email = lookup_key(&form.email).map_err(|_| ConsoleError::NotFound("suppression"))?;
-    if !store::remove(&state.pool, project, email).await? {
-        return Err(ConsoleError::NotFound("suppression"));
-    }
+    suppressions::remove(&state, project, &form.email).await?;
     Ok(Redirect::to("/console/suppressions?done=removed").into_response())
 }

@@ -22,7 +22,7 @@ use crate::{
         AppState,
         webhooks::{self as ops, CreateWebhook, endpoint, parse_id, queue_test, replay, rotate},
     },
-    store::webhooks::{self as store, EndpointChanges, EndpointRow},
+    store::webhooks::EndpointRow,
     webhooks::EventType,
 };
 
@@ -63,7 +63,7 @@ fn endpoint_view(e: &EndpointRow) -> EndpointView {
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> ConsoleResult<Response> {
     let project = viewer.project_for(Scope::Webhooks)?;
-    let endpoints: Vec<EndpointView> = store::list(&state.pool, project)
+    let endpoints: Vec<EndpointView> = ops::list(&state, project)
         .await?
         .iter()
         .map(endpoint_view)
@@ -170,7 +170,7 @@ async fn page(
     let project = viewer.project_for(Scope::Webhooks)?;
     let endpoint = endpoint(state, project, raw_id).await?;
     let deliveries: Vec<DeliveryView> =
-        store::deliveries(&state.pool, endpoint.id, None, None, DELIVERIES_SHOWN)
+        ops::deliveries(state, &endpoint, None, None, DELIVERIES_SHOWN)
             .await?
             .into_iter()
             .map(|d| DeliveryView {
@@ -238,16 +238,7 @@ pub async fn set_enabled(
     let project = viewer.may_change(&form.csrf, Scope::Webhooks)?;
     let id = parse_id(&id)?;
     let enabled = form.enabled == "true";
-    let changes = EndpointChanges {
-        url: None,
-        description: None,
-        event_types: None,
-        format: None,
-        enabled: Some(enabled),
-    };
-    store::update(&state.pool, project, id, &changes)
-        .await?
-        .ok_or(ConsoleError::NotFound("webhook"))?;
+    ops::set_enabled(&state, project, id, enabled).await?;
     let done = if enabled { "enabled" } else { "disabled" };
     Ok(Redirect::to(&format!("/console/webhooks/{id}?done={done}")).into_response())
 }

@@ -398,6 +398,42 @@ pub async fn signing_key(state: &AppState, project_id: Uuid) -> ServiceResult<St
     ensure_signing_key(state, project_id).await
 }
 
+/// The project's endpoints, oldest first (never their secrets).
+pub async fn list(state: &AppState, project_id: Uuid) -> ServiceResult<Vec<EndpointRow>> {
+    Ok(store::list(&state.pool, project_id).await?)
+}
+
+/// An endpoint's deliveries, newest first: those with `status` if given, before the cursor's
+/// `(created_at, id)` if given, at most `limit`.
+pub async fn deliveries(
+    state: &AppState,
+    endpoint: &EndpointRow,
+    status: Option<&str>,
+    before: Option<(chrono::DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> ServiceResult<Vec<DeliveryRow>> {
+    Ok(store::deliveries(&state.pool, endpoint.id, status, before, limit).await?)
+}
+
+/// Enables or disables an endpoint; disabling fails the deliveries still waiting for it.
+pub async fn set_enabled(
+    state: &AppState,
+    project_id: Uuid,
+    id: Uuid,
+    enabled: bool,
+) -> ServiceResult<EndpointRow> {
+    let changes = EndpointChanges {
+        url: None,
+        description: None,
+        event_types: None,
+        format: None,
+        enabled: Some(enabled),
+    };
+    store::update(&state.pool, project_id, id, &changes)
+        .await?
+        .ok_or(ServiceError::NotFound("webhook"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use crate::{
     },
     domain::Scope,
     service::{paging, webhooks},
-    store::webhooks::{self as store, DeliveryRow},
+    store::webhooks::DeliveryRow,
 };
 
 /// One attempt of a delivery, as kept in its log.
@@ -189,7 +189,7 @@ pub async fn deliveries(
     if !errors.is_empty() {
         return Err(ServiceError::Validation(errors));
     }
-    let rows = store::deliveries(&state.pool, endpoint.id, status, before, limit + 1).await?;
+    let rows = webhooks::deliveries(&state, &endpoint, status, before, limit + 1).await?;
     let (rows, next_cursor, has_more) =
         paging::split(rows, limit, |r| encode_cursor(r.created_at, r.id));
     Ok(Json(DeliveryList {

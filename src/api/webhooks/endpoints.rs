@@ -17,7 +17,7 @@ use crate::{
     domain::Scope,
     domain::WebhookFormat,
     service::webhooks::{self, CreateWebhook, Events, UpdateWebhook},
-    store::webhooks::{self as store, EndpointRow},
+    store::webhooks::EndpointRow,
 };
 
 /// The project's event signing key.
@@ -143,7 +143,7 @@ pub async fn list(
     key: ProjectKey,
 ) -> ServiceResult<Json<WebhookList>> {
     let key = key.require(Scope::Webhooks)?;
-    let rows = store::list(&state.pool, key.project_id).await?;
+    let rows = webhooks::list(&state, key.project_id).await?;
     Ok(Json(WebhookList {
         data: rows.into_iter().map(Into::into).collect(),
     }))
