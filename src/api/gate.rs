@@ -52,6 +52,11 @@ pub trait Credentials {
     fn sends_one(method: &Method, path: &str) -> bool;
     /// A refusal in the family's shape.
     fn error(err: ServiceError) -> Response;
+    /// The scope a route needs when it is not the family's own (`ADMITS`): a route that reads
+    /// mail needs what its native twin needs (`messages`), not `send`.
+    fn scope_of(_method: &Method, _path: &str) -> Option<Scope> {
+        None
+    }
 }
 
 /// The native API: `Authorization: Bearer <api key or operator JWT>`.
@@ -82,7 +87,8 @@ pub async fn layer<C: Credentials>(
     if let Err(err) = state.gate.admit(ip) {
         return C::error(err);
     }
-    let caller = match identify::<C>(&state, request.headers()).await {
+    let route_scope = C::scope_of(request.method(), request.uri().path());
+    let caller = match identify::<C>(&state, request.headers(), route_scope).await {
         Ok(caller) => caller,
         Err(err) => {
             if matches!(err, ServiceError::Unauthorized(_)) {
@@ -121,6 +127,7 @@ pub async fn layer<C: Credentials>(
 async fn identify<C: Credentials>(
     state: &AppState,
     headers: &HeaderMap,
+    route_scope: Option<Scope>,
 ) -> Result<Option<Caller>, ServiceError> {
     let token = C::token(headers);
     match C::ADMITS {
@@ -140,7 +147,7 @@ async fn identify<C: Credentials>(
                 expected: "API key",
             }))?;
             let key = state.gate.key(&token).await?;
-            crate::service::gate::require(&key, scope)?;
+            crate::service::gate::require(&key, route_scope.unwrap_or(scope))?;
             Ok(Some(Caller::Key(key)))
         }
     }

@@ -226,3 +226,73 @@ async fn the_cli_prints_a_working_key_on_its_last_line() {
     );
     assert_eq!(app.post_email_raw(&key, &body()).await.status(), 202);
 }
+
+/// A provider route needs the scope of its native twin: reading a message through Resend's
+/// `GET /emails/{id}` (HTML, Bcc list) needs `messages`, as `GET /v1/emails/{id}` does, not
+/// `send`; and a key with `messages` alone still cannot send through Resend's routes.
+#[tokio::test]
+async fn provider_routes_need_their_native_twins_scope() {
+    let app = spawn_app().await;
+    let id = app
+        .send_ok(&json!({"from": "a@example.com", "to": "b@example.com",
+            "bcc": "hidden@example.com", "subject": "s", "html": "<p>secret</p>"}))
+        .await;
+    let send_only = app.create_key("acme", "send", false).await;
+    let read_only = app.create_key("acme", "messages", false).await;
+
+    let native = app.get_email_raw(&send_only, &id).await;
+    assert_eq!(native.status(), 403);
+    let resend = app
+        .http
+        .get(app.url(&format!("/emails/{id}")))
+        .bearer_auth(&send_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resend.status(),
+        401,
+        "Resend answers a missing scope with 401"
+    );
+    let body: Value = resend.json().await.unwrap();
+    assert_eq!(body["name"], "restricted_api_key");
+    assert!(body.get("bcc").is_none(), "no message in a refusal: {body}");
+
+    let resend = app
+        .http
+        .get(app.url(&format!("/emails/{id}")))
+        .bearer_auth(&read_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resend.status(), 200);
+    let body: Value = resend.json().await.unwrap();
+    assert_eq!(body["bcc"], json!(["hidden@example.com"]));
+
+    let sent = app
+        .http
+        .post(app.url("/emails"))
+        .bearer_auth(&read_only)
+        .json(&body_for_resend())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.status(),
+        401,
+        "a read-only key cannot send through Resend"
+    );
+    let sent = app
+        .http
+        .post(app.url("/emails"))
+        .bearer_auth(&send_only)
+        .json(&body_for_resend())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+}
+
+fn body_for_resend() -> Value {
+    json!({"from": "a@example.com", "to": ["b@example.com"], "subject": "s", "text": "t"})
+}

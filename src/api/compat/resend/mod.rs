@@ -22,6 +22,7 @@ use axum::{
 use super::shared::SENDING_KEY;
 use crate::api::gate::{Admits, Credentials};
 use crate::api::{AppState, auth::bearer, error::ServiceError};
+use crate::domain::Scope;
 
 pub struct Resend;
 
@@ -38,6 +39,12 @@ impl Credentials for Resend {
 
     fn error(err: ServiceError) -> Response {
         errors::error(err)
+    }
+
+    /// Reading an email (its HTML, its Bcc list) needs `messages`, as `GET /v1/emails/{id}`
+    /// does; sending and cancelling need `send`.
+    fn scope_of(method: &Method, path: &str) -> Option<Scope> {
+        (method == Method::GET && path.starts_with("/emails/")).then_some(Scope::Messages)
     }
 }
 
