@@ -29,8 +29,8 @@ pub(super) struct RedisHealth {
 
 struct Outage {
     since: Instant,
+    /// When the next probe may go (also when an unanswered one is given up on).
     retry_at: Instant,
-    probing: bool,
     last_warning: Instant,
     fallbacks_at_warning: u64,
 }
@@ -50,7 +50,7 @@ impl RedisHealth {
     /// Whether to ask Redis now: not while it is down, except one probe per `redis.retry_ms`,
     /// made on a fresh connection (the old one may be stuck on a Redis that hung).
     pub(super) fn ready(&self, redis: &RedisGcra) -> bool {
-        match self.attempt() {
+        match self.attempt(redis.retry()) {
             Attempt::Skip => false,
             Attempt::Probe => {
                 redis.reconnect();
@@ -81,15 +81,19 @@ impl RedisHealth {
         }
     }
 
-    fn attempt(&self) -> Attempt {
+    /// A probe whose caller never reports back (it asked, then had nothing to send) expires
+    /// after `retry`, so one unsettled probe cannot keep Redis skipped for ever: the limiter
+    /// and the relay pacer share this health.
+    fn attempt(&self, retry: Duration) -> Attempt {
         if self.up.load(Ordering::Acquire) {
             return Attempt::Normal;
         }
         let mut down = self.down.lock().expect("not poisoned");
+        let now = Instant::now();
         match down.as_mut() {
             None => Attempt::Normal,
-            Some(outage) if !outage.probing && Instant::now() >= outage.retry_at => {
-                outage.probing = true;
+            Some(outage) if now >= outage.retry_at => {
+                outage.retry_at = now + retry;
                 Attempt::Probe
             }
             Some(_) => Attempt::Skip,
@@ -140,7 +144,6 @@ impl RedisHealth {
                 *down = Some(Outage {
                     since: now,
                     retry_at: now + retry,
-                    probing: false,
                     last_warning: now,
                     fallbacks_at_warning: fallbacks,
                 });
@@ -158,7 +161,6 @@ impl RedisHealth {
                     outage.fallbacks_at_warning = fallbacks;
                 }
                 outage.retry_at = now + retry;
-                outage.probing = false;
             }
         }
         self.up.store(false, Ordering::Release);

@@ -208,7 +208,10 @@ impl RelayPacer {
 
     /// A moment to send to `relay`. Only relays with a rate are shared through Redis.
     pub async fn reserve(&self, relay: &str, rate: Option<Rate>, horizon: Duration) -> Reservation {
-        if let (Some(rate), Some(shared)) = (rate, self.shared(true)) {
+        // Redis is asked (and its health probed) only for a relay with a rate.
+        if let Some(rate) = rate
+            && let Some(shared) = self.shared(true)
+        {
             let args = (
                 rate.interval_us,
                 u64::from(rate.burst),
@@ -314,7 +317,10 @@ impl RelayPacer {
     /// Keeps a slot held for another [`SLOT_TTL`]; false when it was lost (it ran out and
     /// others took the room), and the connection must close.
     pub async fn renew(&self, slot: &Slot, max: u32) -> bool {
-        let (Some(holder), Some(shared)) = (&slot.holder, self.shared(true)) else {
+        let Some(holder) = &slot.holder else {
+            return true;
+        };
+        let Some(shared) = self.shared(true) else {
             return true;
         };
         let key = format!("{}relayconn:{}", shared.redis.redis().prefix(), slot.relay);
