@@ -105,8 +105,9 @@ async fn a_burst_then_a_steady_rate() {
 
     // Then the sustained rate: a client trying every 50 ms gets 4 a second through.
     let start = Instant::now();
-    let mut accepted = 0;
+    let (mut accepted, mut attempts) = (0, 0);
     while start.elapsed() < Duration::from_secs(2) {
+        attempts += 1;
         match app.post_email_raw(&key, &body()).await.status().as_u16() {
             202 => accepted += 1,
             429 => {}
@@ -115,9 +116,12 @@ async fn a_burst_then_a_steady_rate() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let expected = 4.0 * start.elapsed().as_secs_f64();
+    // A client slowed down (a loaded machine answering in hundreds of ms) tries less often
+    // than the rate refills: then nearly every try must get through.
+    let floor = (expected - 2.0).min(f64::from(attempts) - 1.0);
     assert!(
-        (expected - 2.0..=expected + 1.0).contains(&f64::from(accepted)),
-        "{accepted} accepted in {:?}, expected about {expected:.1}",
+        (floor..=expected + 1.0).contains(&f64::from(accepted)),
+        "{accepted} accepted of {attempts} tries in {:?}, expected about {expected:.1}",
         start.elapsed()
     );
 }
