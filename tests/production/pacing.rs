@@ -210,6 +210,10 @@ async fn two_instances_keep_to_the_relays_connection_cap() {
     let relay = config.relays.get_mut("default").unwrap();
     relay.max_connections = Some(2);
     relay.pool_size = Some(8);
+    // The cap is shared while Redis answers; a call slower than `redis.timeout_ms` (100 ms)
+    // on a loaded machine makes each process fall back to its own cap, by design. This test
+    // is about the shared cap, so Redis is given time to answer.
+    config.redis.timeout_ms = 2_000;
     let app = TestApp::builder().config(config.clone()).start().await;
     // Another instance on the same database and Redis: they share the cap.
     let _other = app.another_instance(config).await;
