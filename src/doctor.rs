@@ -53,7 +53,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             checks.push(Check::new("migrations", migrations(&pool).await));
             checks.push(Check::new(
                 "queue",
-                match queue::mail::depth(&pool).await {
+                match queue::mail::depth(&pool).await.map(|d| d.by_status) {
                     Ok(d) if d.is_empty() => Ok("empty".into()),
                     Ok(d) => Ok(d
                         .iter()
@@ -69,7 +69,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     // Each configured content scanner answers its ping.
     let timeout = Duration::from_millis(config.scan.timeout_ms);
     if let Some(url) = &config.scan.rspamd_url {
-        let result = match crate::scan::rspamd::Rspamd::new(url, timeout) {
+        let result = match crate::scan::rspamd::Rspamd::new(url.expose(), timeout) {
             Ok(r) => r.ping().await.map(|()| format!("{url} answers /ping")),
             Err(e) => Err(e.to_string()),
         };
@@ -140,8 +140,13 @@ pub fn offline(config: &Config) -> Vec<Check> {
     let mut checks = vec![Check::new(
         "config",
         Ok(format!(
-            "valid · http {} · smtp {} · inbound {}",
+            "valid · http {} · metrics {} · smtp {} · inbound {}",
             config.http_addr,
+            if config.metrics.enabled {
+                config.metrics.addr.to_string()
+            } else {
+                "off".to_string()
+            },
             config.smtp_addr,
             config
                 .inbound

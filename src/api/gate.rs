@@ -83,7 +83,7 @@ pub async fn layer<C: Credentials>(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let ip = client_ip(&request);
+    let ip = client_ip(&state, &request);
     if let Err(err) = state.gate.admit(ip) {
         return C::error(err);
     }
@@ -153,11 +153,14 @@ async fn identify<C: Credentials>(
     }
 }
 
-/// The client's address as the listener saw it (absent when the router is driven without a
-/// socket, in oneshot tests).
-pub fn client_ip(request: &Request) -> Option<IpAddr> {
-    request
+/// The client's address: the listener's peer, or the client a trusted proxy names
+/// (`http.trusted_proxies`). Absent when the router is driven without a socket, in oneshot
+/// tests.
+pub fn client_ip(state: &AppState, request: &Request) -> Option<IpAddr> {
+    let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
+    Some(state.gate.client_addr(peer, request.headers()))
 }

@@ -39,7 +39,7 @@ pub struct Readiness {
     /// The delivery mode: relays, or sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
-    /// Recipients waiting or in flight, by status.
+    /// Recipients waiting or in flight, by status, each counted up to 100000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<BTreeMap<String, i64>>,
     /// The rate-limit backend and whether it can serve.
@@ -88,7 +88,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                     reason: None,
                     database: "ok".into(),
                     delivery: Some(state.relays.describe()),
-                    queue: Some(depth.into_iter().collect()),
+                    queue: Some(depth.by_status.into_iter().collect()),
                     rate_limits: Some(limits),
                 }),
             )

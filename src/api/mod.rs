@@ -54,7 +54,6 @@ pub fn router(state: AppState) -> Router {
         .merge(compat::router(state.clone()))
         .merge(health::router())
         .merge(tracking::router())
-        .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

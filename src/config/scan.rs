@@ -3,11 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SecretUrl;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
-    /// rspamd's normal worker, e.g. `http://127.0.0.1:11333`; unset means no spam scan.
-    pub rspamd_url: Option<String>,
+    /// rspamd's normal worker, e.g. `http://127.0.0.1:11333`; unset means no spam scan. A
+    /// password in it (`http://user:password@…`, for a proxy in front of rspamd) never prints.
+    pub rspamd_url: Option<SecretUrl>,
     /// clamd: `host:port` or a unix socket path; unset means no virus scan.
     pub clamd_addr: Option<String>,
     /// Longest wait for a scanner on one message; past it, `on_error` decides.
@@ -110,7 +113,8 @@ impl ScanConfig {
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.rspamd_url {
-            let ok = url::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && u.host().is_some());
+            let ok = url::Url::parse(url.expose())
+                .is_ok_and(|u| u.scheme() == "http" && u.host().is_some());
             anyhow::ensure!(
                 ok,
                 "scan.rspamd_url: `{url}` is not an http URL like http://127.0.0.1:11333"

@@ -81,8 +81,8 @@ impl Scanner {
         Ok(Some(Self {
             rspamd: config
                 .rspamd_url
-                .as_deref()
-                .map(|url| Rspamd::new(url, timeout))
+                .as_ref()
+                .map(|url| Rspamd::new(url.expose(), timeout))
                 .transpose()?,
             clamd: config.clamd_addr.as_deref().map(|a| Clamd::new(a, timeout)),
             config: config.clone(),

@@ -47,7 +47,7 @@ fn scanning_app(smtp: &TestSmtpServer) -> TestAppBuilder<'static> {
         .relaying_to(smtp)
         .webhooks_to_loopback()
         .configure(|c| {
-            c.scan.rspamd_url = Some(rspamd);
+            c.scan.rspamd_url = Some(rspamd.into());
             c.scan.clamd_addr = Some(clamd);
             c.scan.timeout_ms = 3000;
             c.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
@@ -288,7 +288,7 @@ async fn tag_adds_headers_to_the_stored_mime() {
 async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
     let smtp = TestSmtpServer::start().await;
     let down = |c: &mut Config| {
-        c.scan.rspamd_url = Some(format!("http://{DOWN}"));
+        c.scan.rspamd_url = Some(format!("http://{DOWN}").into());
         c.scan.clamd_addr = Some(DOWN.into());
         c.scan.timeout_ms = 1000;
     };

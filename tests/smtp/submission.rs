@@ -299,15 +299,7 @@ async fn trusted_network_sends_without_auth_into_its_project() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.scrape_metrics().await;
     let counted = metrics.lines().any(|l| {
         l.starts_with("mailgate_messages_accepted_total{")
             && l.contains(&format!("project=\"{}\"", project.0))
