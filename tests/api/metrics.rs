@@ -138,3 +138,54 @@ async fn a_scrape_reads_the_waiting_queue_not_the_delivered_history() {
         "a scrape read {rows} rows of recipients: the delivered history ({HISTORY} rows) was scanned"
     );
 }
+
+/// `/readyz` is anonymous (load balancers probe it without credentials), so its anonymous
+/// answer says only whether the instance is ready: no relay hosts, no queue counts (which cost
+/// index scans). The operator's token gets the detail.
+#[tokio::test]
+async fn readiness_details_are_for_the_operator() {
+    let app = TestApp::builder().without_workers().start().await;
+    app.send_ok(
+        &json!({"from": "x@example.com", "to": "a@example.com", "subject": "s", "text": "t"}),
+    )
+    .await;
+
+    let anonymous = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 200);
+    let body: serde_json::Value = anonymous.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+    assert!(body.get("queue").is_none(), "{body}");
+    assert!(body.get("delivery").is_none(), "{body}");
+
+    // A project key is not the operator either.
+    let keyed: serde_json::Value = app
+        .http
+        .get(app.url("/readyz"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(keyed.get("queue").is_none(), "{keyed}");
+
+    let token = mailgate::service::gate::mint_operator_token(
+        &secrecy::SecretString::from(crate::support::app::JWT_SECRET.to_string()),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let operator: serde_json::Value = app
+        .http
+        .get(app.url("/readyz"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(operator["queue"]["queued"], 1, "{operator}");
+    assert!(operator["delivery"].is_string(), "{operator}");
+}
