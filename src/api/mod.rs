@@ -1,5 +1,6 @@
 //! The HTTP surface: one file per resource, merged here.
 
+pub mod access;
 pub mod api_keys;
 pub mod auth;
 pub mod compat;

@@ -10,11 +10,13 @@
 //! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
 //! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
 //!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`.
+//! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
 pub mod client_addr;
 pub mod emails;
 pub mod error;
 pub mod gate;
+pub mod grant;
 pub mod keys;
 pub mod paging;
 pub mod projects;
