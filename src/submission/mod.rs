@@ -255,9 +255,20 @@ impl SubmissionCore {
             }
             _ => None,
         };
-        // Scanned as the sender wrote it, links and all: tracking comes after.
-        let mut scanned = None;
+        // The bytes stored: with tracking, built from the instrumented HTML, so the size
+        // limit applies to them. Checked before anything is scanned.
+        let tracked = match tracked {
+            Some(html) => {
+                let written = email.html.replace(html);
+                let tracked = render(&email)?;
+                email.html = written;
+                Some(tracked)
+            }
+            None => None,
+        };
+        // Scanned as the sender wrote it, links and all.
         let mut screened = Screened::default();
+        let mut untracked = None;
         if self.scanner.is_some() {
             let mime = render(&email)?;
             screened = self
@@ -266,16 +277,10 @@ impl SubmissionCore {
                     (email.from.email.as_str(), rcpts.collect())
                 })
                 .await?;
-            scanned = Some(mime);
+            untracked = Some(mime);
         }
-        // With tracking, the MIME is built again from the instrumented HTML: the size limit
-        // applies to these bytes, the ones stored.
-        let mime = match (tracked, scanned) {
-            (Some(html), _) => {
-                email.html = Some(html);
-                render(&email)?
-            }
-            (None, Some(mime)) => mime,
+        let mime = match (tracked, untracked) {
+            (Some(mime), _) | (None, Some(mime)) => mime,
             (None, None) => render(&email)?,
         };
         Ok(Prepared {
@@ -396,27 +401,33 @@ impl SubmissionCore {
             // Only the scanners say what they found.
             mime = scan::strip_headers(&mime).into_owned();
         }
-        // Scanned as the client sent it, links and all; tracking comes after.
+        // The bytes stored: with tracking, the HTML parts instrumented, so the size limit
+        // applies to them. Checked before anything is scanned.
+        let mut tracked = None;
+        if let Some(tracker) = &self.tracker {
+            let choice = tracker
+                .choice(project_id, raw.track.unwrap_or_default())
+                .await
+                .map_err(anyhow::Error::from)?;
+            if choice != (false, false) {
+                let bytes = tracker.mime(&mime, raw.id, choice);
+                if bytes.len() > limit {
+                    return Err(SubmissionError::TooLarge(format!(
+                        "the message is {} bytes once click and open tracking rewrote it, over the limit of {limit}",
+                        bytes.len()
+                    )));
+                }
+                tracked = Some(bytes);
+            }
+        }
+        // Scanned as the client sent it, links and all.
         let screened = self
             .screen(project_id, raw.id, &mime, || {
                 let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
                 (raw.from.as_str(), rcpts.collect())
             })
             .await?;
-        if let Some(tracker) = &self.tracker {
-            let choice = tracker
-                .choice(project_id, raw.track.unwrap_or_default())
-                .await
-                .map_err(anyhow::Error::from)?;
-            mime = tracker.mime(&mime, raw.id, choice);
-            if mime.len() > limit {
-                return Err(SubmissionError::TooLarge(format!(
-                    "the message is {} bytes once click and open tracking rewrote it, over the limit of {limit}",
-                    mime.len()
-                )));
-            }
-        }
-        let mime = scan::prepend_headers(&mime, &screened.headers);
+        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
