@@ -15,8 +15,12 @@ pub struct ScanConfig {
     pub clamd_addr: Option<String>,
     /// Longest wait for a scanner on one message; past it, `on_error` decides.
     pub timeout_ms: u64,
-    /// Larger messages are not scanned (counted as `skipped`).
+    /// Larger messages are not scanned; `oversize` says what happens to them.
     pub max_bytes: usize,
+    /// A message larger than `max_bytes`: `fail_open` (accepted unscanned), `fail_closed`
+    /// (refused: `413` over HTTP, `552` over SMTP) or `hold`. Unset means as `on_error` (the
+    /// project's, if it has its own).
+    pub oversize: Option<OnScanError>,
     /// rspamd's verdict counts as spam at this score or above; unset means when rspamd's
     /// action is `reject`, `rewrite subject` or `add header`.
     pub spam_score: Option<f64>,
@@ -37,6 +41,7 @@ impl Default for ScanConfig {
             clamd_addr: None,
             timeout_ms: 5000,
             max_bytes: 10 * 1024 * 1024,
+            oversize: None,
             spam_score: None,
             spam: ScanAction::Reject,
             virus: ScanAction::Reject,

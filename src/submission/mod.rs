@@ -117,10 +117,11 @@ pub struct Prepared {
     pub scan: Option<serde_json::Value>,
 }
 
-/// What the content policy lets through: the MIME to store (tagged, perhaps), whether it is
-/// held, and the scanners' verdict.
+/// What the content policy lets through: headers to put on the stored MIME (from `tag`),
+/// whether it is held, and the scanners' verdict.
+#[derive(Default)]
 struct Screened {
-    mime: Vec<u8>,
+    headers: Vec<(String, String)>,
     hold: Option<String>,
     scan: Option<serde_json::Value>,
 }
@@ -162,25 +163,22 @@ impl SubmissionCore {
     }
 
     /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is. The
-    /// envelope (sender, recipients) is gathered only when a scanner will read it.
+    /// envelope (sender, recipients) is gathered only when a scanner will read it. Called
+    /// before tracking rewrites the links, so the scanners see where they really lead.
     async fn screen<'a>(
         &self,
         project: Uuid,
         id: Uuid,
-        mime: Vec<u8>,
+        mime: &[u8],
         envelope: impl FnOnce() -> (&'a str, Vec<&'a str>),
     ) -> Result<Screened, SubmissionError> {
         let Some(scanner) = &self.scanner else {
-            return Ok(Screened {
-                mime,
-                hold: None,
-                scan: None,
-            });
+            return Ok(Screened::default());
         };
         let (from, rcpts) = envelope();
-        match scanner.check(project, id, &mime, from, &rcpts).await? {
+        match scanner.check(project, id, mime, from, &rcpts).await? {
             Ruling::Accept { headers, verdict } => Ok(Screened {
-                mime: scan::prepend_headers(&mime, &headers),
+                headers,
                 hold: None,
                 scan: Some(verdict),
             }),
@@ -189,7 +187,7 @@ impl SubmissionCore {
                 headers,
                 verdict,
             } => Ok(Screened {
-                mime: scan::prepend_headers(&mime, &headers),
+                headers,
                 hold: Some(reason),
                 scan: Some(verdict),
             }),
@@ -204,6 +202,7 @@ impl SubmissionCore {
                 Err(SubmissionError::ContentRejected { detail, virus })
             }
             Ruling::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
+            Ruling::TooLarge(why) => Err(SubmissionError::TooLarge(why)),
         }
     }
 
@@ -231,32 +230,64 @@ impl SubmissionCore {
         let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
-        let id = Uuid::now_v7();
-        // The HTML is instrumented before the MIME is built, once for every recipient.
-        if let (Some(tracker), Some(html)) = (&self.tracker, &email.html) {
-            let choice = tracker
-                .choice(key.project_id, track)
-                .await
-                .map_err(anyhow::Error::from)?;
-            email.html = Some(tracker.html(html, id, choice));
+        if self.scanner.is_some() {
+            // Only the scanners say what they found.
+            email
+                .headers
+                .retain(|(name, _)| !scan::is_scanner_header(name));
         }
+        let id = Uuid::now_v7();
         let message_id = mime::message_id(id, &email);
-        let mime =
-            mime::render(&email, &message_id, self.max_message_bytes).map_err(|e| match e {
+        let render = |email: &NewEmail| {
+            mime::render(email, &message_id, self.max_message_bytes).map_err(|e| match e {
                 mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
                 mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
-            })?;
-        let screened = self
-            .screen(key.project_id, id, mime, || {
-                let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
-                (email.from.email.as_str(), rcpts.collect())
             })
-            .await?;
+        };
+        // The HTML is instrumented once for every recipient.
+        let tracked = match (&self.tracker, &email.html) {
+            (Some(tracker), Some(html)) => {
+                let choice = tracker
+                    .choice(key.project_id, track)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                (choice != (false, false)).then(|| tracker.html(html, id, choice))
+            }
+            _ => None,
+        };
+        // The bytes stored: with tracking, built from the instrumented HTML, so the size
+        // limit applies to them. Checked before anything is scanned.
+        let tracked = match tracked {
+            Some(html) => {
+                let written = email.html.replace(html);
+                let tracked = render(&email)?;
+                email.html = written;
+                Some(tracked)
+            }
+            None => None,
+        };
+        // Scanned as the sender wrote it, links and all.
+        let mut screened = Screened::default();
+        let mut untracked = None;
+        if self.scanner.is_some() {
+            let mime = render(&email)?;
+            screened = self
+                .screen(key.project_id, id, &mime, || {
+                    let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
+                    (email.from.email.as_str(), rcpts.collect())
+                })
+                .await?;
+            untracked = Some(mime);
+        }
+        let mime = match (tracked, untracked) {
+            (Some(mime), _) | (None, Some(mime)) => mime,
+            (None, None) => render(&email)?,
+        };
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime: screened.mime,
+            mime: scan::prepend_headers(&mime, &screened.headers),
             hold: screened.hold,
             scan: screened.scan,
         })
@@ -356,27 +387,47 @@ impl SubmissionCore {
     }
 
     /// Commits one submitted message of `project_id` (sent with `key`, unless it came from a
-    /// trusted network) in the same statement as HTTP sends, and wakes the workers.
+    /// trusted network) in the same statement as HTTP sends, and wakes the workers. `limit` is
+    /// the transport's size limit: it applies to the message as stored, after tracking.
     pub async fn commit_raw(
         &self,
         project_id: Uuid,
         key: Option<&AuthenticatedKey>,
         raw: RawMessage,
+        limit: usize,
     ) -> Result<Accepted, SubmissionError> {
         let mut mime = raw.mime;
+        if self.scanner.is_some() {
+            // Only the scanners say what they found.
+            mime = scan::strip_headers(&mime).into_owned();
+        }
+        // The bytes stored: with tracking, the HTML parts instrumented, so the size limit
+        // applies to them. Checked before anything is scanned.
+        let mut tracked = None;
         if let Some(tracker) = &self.tracker {
             let choice = tracker
                 .choice(project_id, raw.track.unwrap_or_default())
                 .await
                 .map_err(anyhow::Error::from)?;
-            mime = tracker.mime(&mime, raw.id, choice);
+            if choice != (false, false) {
+                let bytes = tracker.mime(&mime, raw.id, choice);
+                if bytes.len() > limit {
+                    return Err(SubmissionError::TooLarge(format!(
+                        "the message is {} bytes once click and open tracking rewrote it, over the limit of {limit}",
+                        bytes.len()
+                    )));
+                }
+                tracked = Some(bytes);
+            }
         }
+        // Scanned as the client sent it, links and all.
         let screened = self
-            .screen(project_id, raw.id, mime, || {
+            .screen(project_id, raw.id, &mime, || {
                 let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
                 (raw.from.as_str(), rcpts.collect())
             })
             .await?;
+        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -384,7 +435,7 @@ impl SubmissionCore {
             from: raw.from.as_str().to_string(),
             subject: raw.subject,
             message_id: raw.message_id,
-            mime: screened.mime,
+            mime,
             tags: raw.tags,
             relay: None,
             send_at: None,
