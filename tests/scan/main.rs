@@ -642,7 +642,7 @@ async fn links_are_scanned_as_written_before_tracking_rewrites_them() {
     let smtp = TestSmtpServer::start().await;
     let app = scanning_app(&smtp)
         .configure(|c| {
-            c.scan.rspamd_url = Some(tap.url.clone());
+            c.scan.rspamd_url = Some(tap.url.clone().into());
             c.tracking.base_url = Some("https://t.example.test".into());
         })
         .start()
