@@ -153,3 +153,21 @@ pub fn check_domain(what: &str, domain: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn the_payload_bound_and_bounce_mailboxes_are_checked() {
+        assert!(Config::default().validate().is_ok());
+        let mut c = Config::default();
+        c.inbound.max_payload_bytes = 1000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("inbound.max_payload_bytes"), "{err}");
+        let mut c = Config::default();
+        c.inbound.bounce_mailboxes = vec!["fbl@bounces.example.com".into()];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("inbound.bounce_mailboxes"), "{err}");
+    }
+}

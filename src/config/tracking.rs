@@ -71,3 +71,18 @@ impl TrackingConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn the_open_window_is_at_most_a_year() {
+        let mut c = Config::default();
+        c.tracking.open_window_secs = 0;
+        assert!(c.validate().is_ok(), "0: every open is an event");
+        c.tracking.open_window_secs = 400 * 86_400;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tracking.open_window_secs"), "{err}");
+    }
+}

@@ -343,6 +343,12 @@ impl Session<'_> {
                     match inbox.recipient(local, domain).await {
                         Ok(Rcpt::Accepted) => {}
                         Ok(refused) => {
+                            let (reason, esc, text) = match refused {
+                                Rcpt::Foreign => ("relay", [5, 7, 1], "relay denied"),
+                                _ => ("return_path", [5, 1, 1], "no such return path"),
+                            };
+                            metrics::counter!("mailgate_inbound_refused_total", "reason" => reason)
+                                .increment(1);
                             // A refused recipient costs the client a unit of its allowance,
                             // as a message does: probing for return paths is bounded too.
                             if !per_ip.check(self.ip) {
@@ -353,14 +359,11 @@ impl Session<'_> {
                                 );
                                 return Ok(Step::Quit);
                             }
-                            match refused {
-                                Rcpt::Foreign => io.reply(550, [5, 7, 1], "relay denied"),
-                                _ => io.reply(550, [5, 1, 1], "no such return path"),
-                            }
+                            io.reply(550, esc, text);
                             return Ok(Step::Error);
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "inbound SMTP: could not look up a recipient domain");
+                            tracing::error!(error = %e, "inbound SMTP: could not check a recipient");
                             io.reply(451, [4, 3, 0], "temporary failure; try again later");
                             return Ok(Step::Continue);
                         }
