@@ -499,3 +499,62 @@ async fn record_query_off_records_clicked_urls_without_their_query() {
     assert_eq!(got[0].json()["data"]["url"], "https://shop.example/reset");
     assert!(!String::from_utf8_lossy(&got[0].body).contains("s3cr3t"));
 }
+
+/// Behind a proxy listed in `http.trusted_proxies`, each client it names has its own
+/// allowance, and an IPv6 client is its /64: a reader cannot get more by rotating addresses
+/// within its own network.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_and_each_64_has_its_own_allowance() {
+    let smtp = TestSmtpServer::start().await;
+    let app = inbound_app()
+        .configure(|c| {
+            relay_to(c, &smtp);
+            c.tracking.base_url = Some(BASE.into());
+            c.http.trusted_proxies = vec!["127.0.0.1".into()];
+            c.tracking.per_ip_per_minute = 2;
+            c.tracking.per_token_per_minute = 0;
+        })
+        .start()
+        .await;
+    let (id, _, clicks) = tracked(
+        &app,
+        &smtp,
+        "<p><a href=\"https://shop.example/a\">a</a></p>",
+    )
+    .await;
+    let http = no_redirects();
+    for client in [
+        "198.51.100.7",
+        "198.51.100.7",
+        "198.51.100.7",
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:ffff::9",
+        "198.51.100.8",
+    ] {
+        let r = http
+            .get(app.url(&clicks[0]))
+            .header("x-forwarded-for", client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let email = app.get_email(&id).await;
+    let ips: Vec<&str> = email
+        .events_of("clicked")
+        .iter()
+        .map(|e| e.data["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            "198.51.100.7",
+            "198.51.100.7",
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::2",
+            "198.51.100.8"
+        ],
+        "{email:#}"
+    );
+}
