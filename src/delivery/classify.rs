@@ -105,6 +105,8 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
                 detail: None,
             }
         }
+        // Decided before MAIL: the hop can never take this envelope.
+        Err(RelayError::NoSmtputf8(intl)) => intl.refusal(host),
         Err(RelayError::Timeout(limit)) => Reply::transient(
             None,
             None,
