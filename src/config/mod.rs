@@ -205,6 +205,7 @@ impl Config {
 
     /// Each section checks itself; checks that span sections live here.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.http.validate()?;
         self.delivery.validate()?;
         self.ratelimit.validate()?;
         self.redis
