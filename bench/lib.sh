@@ -48,7 +48,7 @@ start_mailgate() {
 	shift 2
 	# Rate limits off: these benches measure the raw path (bench/ratelimit.sh measures the
 	# limiter); the SMTP listener on a free port so runs never clash.
-	env MAILGATE_DATABASE_URL="$db" MAILGATE_HTTP_ADDR="127.0.0.1:$port" MAILGATE_SMTP_ADDR=127.0.0.1:0 \
+	env MAILGATE_DATABASE_URL="$db" MAILGATE_HTTP_ADDR="127.0.0.1:$port" MAILGATE_SMTP_ADDR=127.0.0.1:0 MAILGATE_METRICS__ADDR=127.0.0.1:0 \
 		MAILGATE_LOG=warn MAILGATE_RATELIMIT__ENABLED=false "$@" \
 		"$BIN" serve >>"${TMPDIR:-/tmp}/mailgate-bench.log" 2>&1 &
 	BENCH_PIDS+=($!)

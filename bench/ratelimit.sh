@@ -93,7 +93,7 @@ SEND_BODY='{"from":"bench@example.com","to":"sink@example.com","subject":"bench"
 start_server() {
 	local label=$1
 	shift
-	env MAILGATE_HTTP_ADDR="127.0.0.1:$PORT" MAILGATE_WORKERS_ENABLED=false MAILGATE_LOG=warn \
+	env MAILGATE_HTTP_ADDR="127.0.0.1:$PORT" MAILGATE_METRICS__ADDR=127.0.0.1:0 MAILGATE_WORKERS_ENABLED=false MAILGATE_LOG=warn \
 		MAILGATE_REDIS__KEY_PREFIX="$PREFIX" \
 		MAILGATE_RATELIMIT__API__RATE_PER_SEC=1000000 MAILGATE_RATELIMIT__API__BURST=1000000 \
 		"$@" "$BIN" serve 2>"$WORK/$label.log" &

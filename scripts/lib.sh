@@ -34,7 +34,7 @@ mg_die() {
 	exit 1
 }
 
-# URL without its user:password (for printing).
+# URL without its user:password or password query parameters (for printing).
 mg_redact_url() {
 	local url=$1 scheme rest userinfo
 	if [[ $url == *://*@* ]]; then
@@ -45,7 +45,8 @@ mg_redact_url() {
 		if [[ $userinfo == *:* ]]; then userinfo="${userinfo%%:*}:***"; fi
 		url="$scheme://$userinfo@$rest"
 	fi
-	printf '%s\n' "$url"
+	# A password in the query too: libpq's password= and sslpassword= (as mailgate redacts them).
+	printf '%s\n' "$url" | sed -E 's/([?&][A-Za-z_]*[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]=)[^&]*/\1***/g'
 }
 
 _mg_is_root() { [ "$(id -u)" = 0 ]; }

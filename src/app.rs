@@ -1,6 +1,6 @@
-//! The application: API, SMTP listener, delivery workers and the queue waker of one process,
-//! built from config and run until a cancellation token fires (SIGTERM in `serve`, the end of
-//! a test).
+//! The application: API, metrics listener, SMTP listener, delivery workers and the queue
+//! waker of one process, built from config and run until a cancellation token fires (SIGTERM
+//! in `serve`, the end of a test).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -18,7 +18,7 @@ use crate::{
     ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
-    service::gate::Gate,
+    service::{client_addr::TrustedProxies, gate::Gate},
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
     store::{group_commit::GroupCommit, projects::ProjectCache},
@@ -32,6 +32,8 @@ pub use crate::service::AppState;
 
 pub struct Application {
     listener: Option<TcpListener>,
+    /// The Prometheus listener (`metrics.addr`), apart from the API's.
+    metrics: Option<TcpListener>,
     state: AppState,
     delivery: Option<DeliveryRunner>,
     smtp: Option<SmtpListener>,
@@ -76,6 +78,21 @@ impl Application {
                 TcpListener::bind(config.http_addr)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.http_addr))?,
+            )
+        } else {
+            None
+        };
+        // Every process has metrics, API or not (a workers-only process too).
+        let metrics = if config.metrics.enabled {
+            Some(
+                TcpListener::bind(config.metrics.addr)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen for metrics on {} (metrics.addr; another process on this host may have it: give each its own, or set metrics.enabled = false)",
+                            config.metrics.addr
+                        )
+                    })?,
             )
         } else {
             None
@@ -160,7 +177,8 @@ impl Application {
             auth_throttle,
             config.http.key_cache_secs,
             config.jwt_secret.clone(),
-        );
+        )
+        .with_trusted_proxies(TrustedProxies::new(config.http.trusted_proxies()?));
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -194,6 +212,7 @@ impl Application {
         }
         Ok(Self {
             listener,
+            metrics,
             state,
             delivery,
             smtp,
@@ -207,6 +226,11 @@ impl Application {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where `/metrics` is served, when `metrics.enabled`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The SMTP submission listener's STARTTLS port.
@@ -259,8 +283,10 @@ impl Application {
     pub fn describe(&self) -> String {
         let c = &self.state.config;
         format!(
-            "http={} smtp={} inbound={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={} scan={}",
+            "http={} metrics={} smtp={} inbound={} workers={} webhooks={} relay={} database={} rate_limits={} dkim={} scan={}",
             self.http_addr()
+                .map_or("off".to_string(), |a| a.to_string()),
+            self.metrics_addr()
                 .map_or("off".to_string(), |a| a.to_string()),
             self.smtp
                 .as_ref()
@@ -336,6 +362,18 @@ impl Application {
         ));
         if let Some(smtp) = self.smtp {
             background.spawn(smtp.run(cancel.child_token()));
+        }
+        if let Some(listener) = self.metrics {
+            let router = api::metrics::router(self.state.pool.clone());
+            let stop = cancel.child_token();
+            background.spawn(async move {
+                if let Err(err) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            });
         }
         if let Some(inbound) = self.inbound {
             background.spawn(inbound.run(cancel.child_token()));

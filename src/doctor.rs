@@ -17,6 +17,8 @@ const NO_REDIS: &str = "not configured: rate limits are per process";
 pub struct Check {
     pub name: String,
     pub ok: bool,
+    /// Works, but likely not as the operator means it to: reported, never a failure.
+    pub warning: bool,
     pub detail: String,
 }
 
@@ -29,9 +31,55 @@ impl Check {
         Self {
             name: name.into(),
             ok,
+            warning: false,
             detail,
         }
     }
+
+    fn warning(name: impl Into<String>, detail: String) -> Self {
+        Self {
+            warning: true,
+            ..Self::new(name, Ok(detail))
+        }
+    }
+}
+
+/// With scanning on, whether every message the listeners accept fits `scan.max_bytes`: a
+/// larger one is not scanned, and `scan.oversize` decides what becomes of it.
+fn scan_limits(config: &Config) -> Option<Check> {
+    if !config.scan.enabled() {
+        return None;
+    }
+    let max = config.scan.max_bytes;
+    let oversize = config
+        .scan
+        .oversize
+        .unwrap_or(config.scan.on_error)
+        .as_str();
+    let larger: Vec<String> = [
+        ("http.max_message_bytes", config.http.max_message_bytes),
+        ("smtp.max_message_bytes", config.smtp_max_message_bytes()),
+    ]
+    .into_iter()
+    .filter(|(_, limit)| *limit > max)
+    .map(|(key, limit)| format!("{key} ({limit})"))
+    .collect();
+    Some(if larger.is_empty() {
+        Check::new(
+            "scan limits",
+            Ok(format!(
+                "every accepted message fits scan.max_bytes ({max})"
+            )),
+        )
+    } else {
+        Check::warning(
+            "scan limits",
+            format!(
+                "scan.max_bytes ({max}) is below {}: larger messages are not scanned (scan.oversize: {oversize})",
+                larger.join(" and ")
+            ),
+        )
+    })
 }
 
 pub async fn run(config: &Config) -> Vec<Check> {
@@ -53,7 +101,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             checks.push(Check::new("migrations", migrations(&pool).await));
             checks.push(Check::new(
                 "queue",
-                match queue::mail::depth(&pool).await {
+                match queue::mail::depth(&pool).await.map(|d| d.by_status) {
                     Ok(d) if d.is_empty() => Ok("empty".into()),
                     Ok(d) => Ok(d
                         .iter()
@@ -69,7 +117,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     // Each configured content scanner answers its ping.
     let timeout = Duration::from_millis(config.scan.timeout_ms);
     if let Some(url) = &config.scan.rspamd_url {
-        let result = match crate::scan::rspamd::Rspamd::new(url, timeout) {
+        let result = match crate::scan::rspamd::Rspamd::new(url.expose(), timeout) {
             Ok(r) => r.ping().await.map(|()| format!("{url} answers /ping")),
             Err(e) => Err(e.to_string()),
         };
@@ -82,6 +130,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
             .map(|()| format!("{addr} answers PING"));
         checks.push(Check::new("clamd", result));
     }
+    checks.extend(scan_limits(config));
 
     checks.push(Check::new(
         "redis",
@@ -140,8 +189,13 @@ pub fn offline(config: &Config) -> Vec<Check> {
     let mut checks = vec![Check::new(
         "config",
         Ok(format!(
-            "valid · http {} · smtp {} · inbound {}",
+            "valid · http {} · metrics {} · smtp {} · inbound {}",
             config.http_addr,
+            if config.metrics.enabled {
+                config.metrics.addr.to_string()
+            } else {
+                "off".to_string()
+            },
             config.smtp_addr,
             config
                 .inbound
@@ -172,6 +226,7 @@ pub fn offline(config: &Config) -> Vec<Check> {
         .map(|relays| relays.describe())
         .map_err(|e| format!("{e:#}")),
     ));
+    checks.extend(scan_limits(config));
     let files: Vec<String> = [
         ("smtp.tls_cert", config.smtp.tls_cert.as_ref()),
         ("smtp.tls_key", config.smtp.tls_key.as_ref()),
@@ -238,16 +293,25 @@ pub fn report(checks: &[Check]) -> String {
         let _ = writeln!(
             out,
             "{:4}  {:<32} {}",
-            if c.ok { "ok" } else { "FAIL" },
+            match (c.ok, c.warning) {
+                (false, _) => "FAIL",
+                (true, true) => "WARN",
+                (true, false) => "ok",
+            },
             c.name,
             c.detail
         );
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
+    let warned = checks.iter().filter(|c| c.ok && c.warning).count();
+    let warnings = match warned {
+        0 => String::new(),
+        n => format!(" ({n} warning(s))"),
+    };
     if failed == 0 {
-        out.push_str("\nall checks passed\n");
+        let _ = writeln!(out, "\nall checks passed{warnings}");
     } else {
-        let _ = writeln!(out, "\n{failed} check(s) failed");
+        let _ = writeln!(out, "\n{failed} check(s) failed{warnings}");
     }
     out
 }

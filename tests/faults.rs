@@ -257,6 +257,7 @@ impl Binary {
             ("MAILGATE_DATABASE_URL", database_url.to_string()),
             ("MAILGATE_HTTP_ADDR", http.clone()),
             ("MAILGATE_SMTP_ADDR", "127.0.0.1:0".into()),
+            ("MAILGATE_METRICS__ADDR", "127.0.0.1:0".into()),
             (
                 "MAILGATE_RELAY_URL",
                 format!("smtp://{}?tls=none", relay.addr),

@@ -43,7 +43,7 @@ pub async fn create(
     let project_id = keys::target_project(&state, &who, body.project.as_deref()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(keys::create(&state, project_id, &body).await?),
+        Json(keys::create(&state, &who, project_id, &body).await?),
     ))
 }
 
@@ -83,7 +83,7 @@ pub async fn revoke(
 ) -> ServiceResult<Json<ApiKeyInfo>> {
     let id = Uuid::parse_str(&id).map_err(|_| ServiceError::NotFound("api key"))?;
     let project = keys::confine(&state, &who).await?;
-    Ok(Json(keys::revoke(&state, id, project).await?))
+    Ok(Json(keys::revoke(&state, &who, id, project).await?))
 }
 
 /// Change a key's send limits.
@@ -100,5 +100,7 @@ pub async fn update(
     let id = Uuid::parse_str(&id).map_err(|_| ServiceError::NotFound("api key"))?;
     let change = body.change()?;
     let project = keys::confine(&state, &who).await?;
-    Ok(Json(keys::update(&state, id, project, &change).await?))
+    Ok(Json(
+        keys::update(&state, &who, id, project, &change).await?,
+    ))
 }

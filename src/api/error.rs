@@ -117,7 +117,7 @@ pub enum ProblemResponses {
     Unauthorized(Problem),
     #[response(
         status = 403,
-        description = "The key lacks the scope (`forbidden_scope`)",
+        description = "The key lacks the route's scope (`forbidden_scope`), the route is the operator's (`operator_only`) or a project key's (`key_only`), or a key would grant more than it holds (`exceeds_own_scopes`, `exceeds_own_limits`, `test_key_only`)",
         content_type = "application/problem+json"
     )]
     Forbidden(Problem),

@@ -3,7 +3,8 @@
 //! routes are one provider of it (a bearer key or the operator's JWT); each provider's routes
 //! (Resend, Postmark, SendGrid, Mailgun) another. The layer refuses client addresses with too
 //! many failed authentications, authenticates the caller once (the extractors in `auth`
-//! reuse the result), charges the route's unit and writes the `RateLimit-*` headers.
+//! reuse the result), lets it through only as the route's rule in [`access::ROUTES`] says,
+//! charges the route's unit and writes the `RateLimit-*` headers.
 //!
 //! Sending one message costs one unit of the key's `send` bucket; every other request one
 //! unit of its `api` bucket. A route that accepts several messages (a batch) has them charged
@@ -13,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, MatchedPath, Request, State},
     http::{HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -21,52 +22,48 @@ use axum::{
 
 use super::{
     AppState,
+    access::{self, Access},
     auth::bearer,
     error::ServiceError,
     headers::{RATELIMIT_LIMIT, write_headers},
 };
 use crate::{
-    domain::Scope,
     ratelimit::Class,
     service::{Caller, error::AuthFailure},
 };
 
-/// Who a route family admits.
-pub enum Admits {
-    /// A project key or the operator. A request without either goes on unauthenticated, so
-    /// the route's extractor gives the precise 401 (a key route says "invalid API key", an
-    /// operator route "invalid operator token").
-    KeyOrOperator,
-    /// Only a project key holding this scope; anything else is refused here.
-    KeyWithScope(Scope),
-}
-
-/// What the gate needs to know of a route family.
+/// What the gate needs to know of a route family. Who may call each route is not the
+/// family's to say: it is the one table, [`access::ROUTES`].
 pub trait Credentials {
-    /// Who the routes admit.
-    const ADMITS: Admits;
     /// The token as the family's clients send it, or `None` when the request carries none.
     fn token(headers: &HeaderMap) -> Option<String>;
+    /// Why a request without a token is not authenticated (where the family wants it).
+    fn no_token(_headers: &HeaderMap) -> AuthFailure {
+        AuthFailure::Missing {
+            expected: "API key",
+        }
+    }
     /// Whether the request sends exactly one message: it costs one unit of the `send`
     /// bucket. Any other request costs one `api` unit.
     fn sends_one(method: &Method, path: &str) -> bool;
     /// A refusal in the family's shape.
     fn error(err: ServiceError) -> Response;
-    /// The scope a route needs when it is not the family's own (`ADMITS`): a route that reads
-    /// mail needs what its native twin needs (`messages`), not `send`.
-    fn scope_of(_method: &Method, _path: &str) -> Option<Scope> {
-        None
-    }
 }
 
 /// The native API: `Authorization: Bearer <api key or operator JWT>`.
 pub struct Native;
 
 impl Credentials for Native {
-    const ADMITS: Admits = Admits::KeyOrOperator;
-
     fn token(headers: &HeaderMap) -> Option<String> {
         bearer(headers).ok().map(str::to_string)
+    }
+
+    /// The header's own fault: missing, not text, not `Bearer`.
+    fn no_token(headers: &HeaderMap) -> AuthFailure {
+        match bearer(headers) {
+            Err(ServiceError::Unauthorized(why)) => why,
+            _ => AuthFailure::NotBearer,
+        }
     }
 
     fn sends_one(method: &Method, path: &str) -> bool {
@@ -83,12 +80,26 @@ pub async fn layer<C: Credentials>(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let ip = client_ip(&request);
+    let ip = client_ip(&state, &request);
     if let Err(err) = state.gate.admit(ip) {
         return C::error(err);
     }
-    let route_scope = C::scope_of(request.method(), request.uri().path());
-    let caller = match identify::<C>(&state, request.headers(), route_scope).await {
+    let Some(access) = route_access(&request) else {
+        let path = matched(&request).unwrap_or_default().to_string();
+        if access::knows_path(&path) {
+            // Another method of a known route: the router answers 405.
+            return next.run(request).await;
+        }
+        // Fails closed: a route nobody wrote a rule for is refused, loudly.
+        return C::error(ServiceError::Internal(anyhow::anyhow!(
+            "no access rule for {} {path} in api::access::ROUTES",
+            request.method()
+        )));
+    };
+    if access == Access::Open {
+        return next.run(request).await;
+    }
+    let caller = match identify::<C>(&state, request.headers(), access).await {
         Ok(caller) => caller,
         Err(err) => {
             if matches!(err, ServiceError::Unauthorized(_)) {
@@ -97,21 +108,21 @@ pub async fn layer<C: Credentials>(
             return C::error(err);
         }
     };
-    let mut decision = None;
-    if let Some(caller) = caller {
-        let class = if C::sends_one(request.method(), request.uri().path()) {
-            Class::Send
-        } else {
-            Class::Api
-        };
-        match state.gate.charge(&caller, class, 1).await {
-            Ok(d) => decision = d,
-            Err(err) => return C::error(err),
-        }
-        request.extensions_mut().insert(caller);
+    if let Err(err) = access::authorize(&caller, access) {
+        return C::error(err);
     }
+    let class = if C::sends_one(request.method(), request.uri().path()) {
+        Class::Send
+    } else {
+        Class::Api
+    };
+    let decision = match state.gate.charge(&caller, class, 1).await {
+        Ok(d) => d,
+        Err(err) => return C::error(err),
+    };
+    request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
-    // Failures the handlers found (no header, a bad operator token) count too.
+    // Failures the handlers found count too.
     if response.status() == StatusCode::UNAUTHORIZED {
         state.gate.failed(ip);
     }
@@ -124,40 +135,47 @@ pub async fn layer<C: Credentials>(
     response
 }
 
+/// The route the router matched (the gate is a route layer, so there is one).
+fn matched(request: &Request) -> Option<&str> {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+}
+
+fn route_access(request: &Request) -> Option<Access> {
+    access::access(request.method(), matched(request)?)
+}
+
+/// The caller behind the request's token: a key (`mg_…`), or the operator's JWT. On a route
+/// for keys only, a token that is neither is refused as a key.
 async fn identify<C: Credentials>(
     state: &AppState,
     headers: &HeaderMap,
-    route_scope: Option<Scope>,
-) -> Result<Option<Caller>, ServiceError> {
-    let token = C::token(headers);
-    match C::ADMITS {
-        Admits::KeyOrOperator => {
-            let Some(token) = token else { return Ok(None) };
-            if token.starts_with("mg_") {
-                return state.gate.key(&token).await.map(|k| Some(Caller::Key(k)));
-            }
-            Ok(state
-                .gate
-                .operator(&token)
-                .is_ok()
-                .then_some(Caller::Operator))
+    access: Access,
+) -> Result<Caller, ServiceError> {
+    let token =
+        C::token(headers).ok_or_else(|| ServiceError::Unauthorized(C::no_token(headers)))?;
+    if token.starts_with("mg_") {
+        return Ok(Caller::Key(state.gate.key(&token).await?));
+    }
+    match state.gate.operator(&token) {
+        Ok(_) => Ok(Caller::Operator),
+        Err(_) if matches!(access, Access::Key(_)) => {
+            Err(ServiceError::Unauthorized(AuthFailure::InvalidKey))
         }
-        Admits::KeyWithScope(scope) => {
-            let token = token.ok_or(ServiceError::Unauthorized(AuthFailure::Missing {
-                expected: "API key",
-            }))?;
-            let key = state.gate.key(&token).await?;
-            crate::service::gate::require(&key, route_scope.unwrap_or(scope))?;
-            Ok(Some(Caller::Key(key)))
-        }
+        Err(err) => Err(err),
     }
 }
 
-/// The client's address as the listener saw it (absent when the router is driven without a
-/// socket, in oneshot tests).
-pub fn client_ip(request: &Request) -> Option<IpAddr> {
-    request
+/// The client's address: the listener's peer, or the client a trusted proxy names
+/// (`http.trusted_proxies`). Absent when the router is driven without a socket, in oneshot
+/// tests.
+pub fn client_ip(state: &AppState, request: &Request) -> Option<IpAddr> {
+    let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
+    Some(state.gate.client_addr(peer, request.headers()))
 }

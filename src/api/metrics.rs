@@ -1,20 +1,30 @@
-//! `GET /metrics`: Prometheus text. Queue gauges are read from Postgres at scrape time, so
-//! every instance reports the shared queue, not only its own share.
+//! `GET /metrics`: Prometheus text, served by its own listener (`metrics.addr`, loopback by
+//! default), never by the API's. The API listener faces clients, and with open and click
+//! tracking on it faces the internet; the metrics name every project with its volumes, so
+//! they are for the operator's scraper only. On the API listener `/metrics` is an unknown
+//! route (404).
+//!
+//! Queue gauges are read from Postgres at scrape time, so every instance reports the shared
+//! queue, not only its own share; the read is bounded (`queue::mail::depth`), so a scrape
+//! costs the same however much history `recipients` keeps.
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use sqlx::PgPool;
 
-use super::AppState;
-use crate::{domain::RecipientStatus, queue};
+use crate::queue;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+/// The metrics listener's whole router: `/metrics`, and nothing else.
+pub fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(pool)
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match queue::mail::stats(&state.pool).await {
-        Ok(stats) => {
-            for status in RecipientStatus::IN_FLIGHT.map(RecipientStatus::as_str) {
-                let n = stats
+async fn metrics(State(pool): State<PgPool>) -> impl IntoResponse {
+    match queue::mail::depth(&pool).await {
+        Ok(depth) => {
+            for status in queue::mail::WAITING.map(|s| s.as_str()) {
+                let n = depth
                     .by_status
                     .iter()
                     .find(|(s, _)| s == status)
@@ -22,11 +32,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 metrics::gauge!("mailgate_queue_depth", "status" => status).set(n as f64);
             }
             metrics::gauge!("mailgate_queue_oldest_waiting_seconds")
-                .set(stats.oldest_waiting_secs.unwrap_or(0.0));
+                .set(depth.oldest_waiting_secs.unwrap_or(0.0));
             metrics::gauge!("mailgate_database_up").set(1.0);
         }
         Err(err) => {
-            tracing::warn!(error = %err, "metrics: queue stats unavailable");
+            tracing::warn!(error = %err, "metrics: queue depth unavailable");
             metrics::gauge!("mailgate_database_up").set(0.0);
         }
     }

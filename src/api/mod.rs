@@ -1,5 +1,6 @@
 //! The HTTP surface: one file per resource, merged here.
 
+pub mod access;
 pub mod api_keys;
 pub mod auth;
 pub mod compat;
@@ -54,7 +55,6 @@ pub fn router(state: AppState) -> Router {
         .merge(compat::router(state.clone()))
         .merge(health::router())
         .merge(tracking::router())
-        .merge(metrics::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

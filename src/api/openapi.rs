@@ -1,15 +1,18 @@
 //! The OpenAPI document, generated from the handlers' annotations; served at `/openapi.json`
 //! with Swagger UI at `/docs`, and printed by `mailgate openapi`.
 
+use axum::http::Method;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
 use super::{
+    access::{self, Access},
     api_keys, compat, emails, health, hold, inbound, projects, relays, suppressions, templates,
     tracking, webhooks,
 };
+use crate::domain::Scope;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,7 +83,7 @@ use super::{
         compat::sendgrid::errors::ErrorItem,
         compat::mailgun::errors::ErrorBody,
     )),
-    modifiers(&Security, &CrossFieldRules),
+    modifiers(&Security, &RouteAccess, &CrossFieldRules),
     tags(
         (name = "emails", description = "Send mail and follow what happened to it"),
         (name = "templates", description = "Stored templates, rendered with tera"),
@@ -144,6 +147,67 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// Each operation's `security` from the one table of who may call what (`access::ROUTES`):
+/// the scheme the route's clients use (`api_key`, `postmark_token`, …) lists the scope a key
+/// needs as its role (OpenAPI 3.1 allows role names for any scheme), and `operator` is there
+/// exactly when the operator may call it. An open route has none.
+struct RouteAccess;
+
+impl Modify for RouteAccess {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+            ] {
+                let Some(operation) = operation else { continue };
+                // A route missing from the table keeps its annotation; a test finds it.
+                let Some(access) = access::access(&method, path) else {
+                    continue;
+                };
+                // The schemes the annotation names, their roles dropped.
+                let annotated: Vec<String> = operation
+                    .security
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| serde_json::to_value(r).ok())
+                    .filter_map(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+                    .flatten()
+                    .collect();
+                let mut key_schemes: Vec<&str> = annotated
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| *s != "operator")
+                    .collect();
+                if key_schemes.is_empty() {
+                    key_schemes.push("api_key");
+                }
+                let keys = |scope: Scope| {
+                    key_schemes
+                        .iter()
+                        .map(|s| SecurityRequirement::new(*s, [scope.as_str()]))
+                        .collect::<Vec<_>>()
+                };
+                let operator = || SecurityRequirement::new("operator", Vec::<String>::new());
+                operation.security = match access {
+                    Access::Open => None,
+                    Access::Key(scope) => Some(keys(scope)),
+                    Access::KeyOrOperator(scope) => {
+                        let mut all = keys(scope);
+                        all.push(operator());
+                        Some(all)
+                    }
+                    Access::Operator => Some(vec![operator()]),
+                };
+            }
+        }
     }
 }
 

@@ -104,8 +104,8 @@ pub async fn click(
         .into_response())
 }
 
-/// What is recorded about the client: its user agent, and its address unless
-/// `tracking.record_ip` is off.
+/// What is recorded about the client: its user agent, and its address (behind the trusted
+/// proxies, `http.trusted_proxies`) unless `tracking.record_ip` is off.
 fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
     let user_agent = headers
         .get(header::USER_AGENT)
@@ -115,6 +115,6 @@ fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> serde_json
         .config
         .tracking
         .record_ip
-        .then(|| peer.ip().to_canonical().to_string());
+        .then(|| state.gate.client_addr(peer.ip(), headers).to_string());
     json!({"user_agent": user_agent, "ip": ip})
 }

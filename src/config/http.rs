@@ -1,5 +1,7 @@
-//! `[http]`: limits of the HTTP API.
+//! `[http]`: limits of the HTTP API, and the proxies whose word on the client's address it
+//! takes.
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -22,6 +24,10 @@ pub struct HttpConfig {
     /// On SIGTERM, how long `/readyz` answers 503 while everything still runs, before the
     /// listeners close: time for a load balancer to stop routing to this process.
     pub drain_secs: u64,
+    /// Proxies in front of the HTTP listener (addresses or CIDRs). A request from one of them
+    /// is taken to come from the address it names in `X-Forwarded-For`; from anywhere else,
+    /// that header is ignored. The failed-authentication throttle counts per client address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -34,12 +40,31 @@ impl Default for HttpConfig {
             max_batch: 500,
             max_schedule_days: 30,
             drain_secs: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl HttpConfig {
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Parses `trusted_proxies`; a bare address counts as a single host.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|raw| {
+                let s = raw.trim();
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!(
+                            "http.trusted_proxies: `{s}` is not an address or a CIDR like 10.0.0.0/8"
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub(super) fn validate(&self) -> anyhow::Result<()> {
+        self.trusted_proxies()?;
         if self.max_request_bytes_rendered < self.max_message_bytes {
             anyhow::bail!(
                 "http.max_request_bytes_rendered ({}) is less than http.max_message_bytes ({}): \

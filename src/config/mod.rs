@@ -13,6 +13,7 @@ mod dkim;
 mod env;
 mod http;
 mod inbound;
+mod metrics;
 mod ratelimit;
 mod redis;
 mod relays;
@@ -42,13 +43,14 @@ pub use self::{
     dkim::{DkimAlgorithm, DkimKeyConfig},
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
+    metrics::MetricsConfig,
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
     relays::{DEFAULT_RELAY, RelayConfig},
     retention::RetentionConfig,
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
-    secret::{SecretUrl, redact_url},
+    secret::{SecretUrl, is_password_param, redact_url},
     smtp::SmtpConfig,
     tracking::TrackingConfig,
     webhooks::WebhooksConfig,
@@ -82,6 +84,8 @@ pub struct Config {
     /// and inbound processing.
     pub workers_enabled: bool,
     pub http: HttpConfig,
+    /// The Prometheus listener (`/metrics`), apart from the API.
+    pub metrics: MetricsConfig,
     pub delivery: DeliveryConfig,
     pub redis: RedisConfig,
     pub ratelimit: RateLimitConfig,
@@ -126,6 +130,7 @@ impl Default for Config {
             api_enabled: true,
             workers_enabled: true,
             http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
             delivery: DeliveryConfig::default(),
             redis: RedisConfig::default(),
             ratelimit: RateLimitConfig::default(),

@@ -3,17 +3,24 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SecretUrl;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
-    /// rspamd's normal worker, e.g. `http://127.0.0.1:11333`; unset means no spam scan.
-    pub rspamd_url: Option<String>,
+    /// rspamd's normal worker, e.g. `http://127.0.0.1:11333`; unset means no spam scan. A
+    /// password in it (`http://user:password@…`, for a proxy in front of rspamd) never prints.
+    pub rspamd_url: Option<SecretUrl>,
     /// clamd: `host:port` or a unix socket path; unset means no virus scan.
     pub clamd_addr: Option<String>,
     /// Longest wait for a scanner on one message; past it, `on_error` decides.
     pub timeout_ms: u64,
-    /// Larger messages are not scanned (counted as `skipped`).
+    /// Larger messages are not scanned; `oversize` says what happens to them.
     pub max_bytes: usize,
+    /// A message larger than `max_bytes`: `fail_open` (accepted unscanned), `fail_closed`
+    /// (refused: `413` over HTTP, `552` over SMTP) or `hold`. Unset means as `on_error` (the
+    /// project's, if it has its own).
+    pub oversize: Option<OnScanError>,
     /// rspamd's verdict counts as spam at this score or above; unset means when rspamd's
     /// action is `reject`, `rewrite subject` or `add header`.
     pub spam_score: Option<f64>,
@@ -34,6 +41,7 @@ impl Default for ScanConfig {
             clamd_addr: None,
             timeout_ms: 5000,
             max_bytes: 10 * 1024 * 1024,
+            oversize: None,
             spam_score: None,
             spam: ScanAction::Reject,
             virus: ScanAction::Reject,
@@ -110,7 +118,8 @@ impl ScanConfig {
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.rspamd_url {
-            let ok = url::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && u.host().is_some());
+            let ok = url::Url::parse(url.expose())
+                .is_ok_and(|u| u.scheme() == "http" && u.host().is_some());
             anyhow::ensure!(
                 ok,
                 "scan.rspamd_url: `{url}` is not an http URL like http://127.0.0.1:11333"

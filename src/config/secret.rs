@@ -59,8 +59,9 @@ impl Serialize for SecretUrl {
     }
 }
 
-/// A URL with its password replaced, for logs: in the user info (`user:***@`) and in a
-/// `password=` query parameter (which Postgres URLs accept).
+/// A URL with its password replaced, for logs: in the user info (`user:***@`) and in any
+/// query parameter named for a password: `password=` and libpq's `sslpassword=` (the client
+/// key's passphrase) in Postgres URLs.
 pub fn redact_url(url: &str) -> String {
     let url = match (url.find("://"), url.rfind('@')) {
         // Only a password is hidden; `user@host` (the password elsewhere, e.g. PGPASSWORD)
@@ -79,7 +80,7 @@ pub fn redact_url(url: &str) -> String {
             let query = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    Some((k, _)) if is_password_param(k) => format!("{k}=***"),
                     _ => pair.to_string(),
                 })
                 .collect::<Vec<_>>()
@@ -88,6 +89,11 @@ pub fn redact_url(url: &str) -> String {
         }
         None => url,
     }
+}
+
+/// Whether a URL query parameter carries a password (`password`, `sslpassword`, …).
+pub fn is_password_param(key: &str) -> bool {
+    key.to_ascii_lowercase().ends_with("password")
 }
 
 #[cfg(test)]
@@ -108,6 +114,12 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db.example.com/mailgate?sslmode=require&password=hunter2"),
             "postgres://db.example.com/mailgate?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url(
+                "postgres://db.example.com/mailgate?sslkey=/k.pem&sslpassword=hunter2&sslmode=verify-full"
+            ),
+            "postgres://db.example.com/mailgate?sslkey=/k.pem&sslpassword=***&sslmode=verify-full"
         );
     }
 

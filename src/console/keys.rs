@@ -1,6 +1,6 @@
 //! API keys of the project, for a viewer with the `keys` scope (or the operator): list,
 //! create (the key shown once), revoke, change send limits. Each action is the API's own
-//! (`service::keys`).
+//! (`service::keys`), so a viewer signed in with a key gives no more than the key holds.
 
 use axum::{
     Form,
@@ -19,7 +19,7 @@ use super::{
 use crate::{
     domain::Scope,
     service::{
-        AppState,
+        AppState, Caller,
         error::{FieldError, ServiceError},
         keys::{self, CreateKey, UpdateKey},
     },
@@ -74,7 +74,20 @@ async fn page(
     let mut context = Context::new();
     context.insert("section", "keys");
     context.insert("keys", &keys);
-    context.insert("scopes", &Scope::ALL.map(Scope::as_str));
+    // A key offers only what it may give: its own scopes, and test keys when it is one.
+    let (scopes, test_only): (Vec<&str>, bool) = match &viewer.who {
+        Caller::Key(key) => (
+            Scope::ALL
+                .into_iter()
+                .filter(|s| key.scopes.contains(s))
+                .map(Scope::as_str)
+                .collect(),
+            key.test_mode,
+        ),
+        Caller::Operator => (Scope::ALL.map(Scope::as_str).to_vec(), false),
+    };
+    context.insert("scopes", &scopes);
+    context.insert("test_only", &test_only);
     context.insert("done", &done);
     context.insert("created", &created);
     Ok(view::page(Some(viewer), "keys.html", "API keys", context))
@@ -146,7 +159,7 @@ pub async fn create(
         daily_quota: form.number("daily_quota", &mut errors),
     };
     invalid(errors)?;
-    let created = keys::create(&state, project, &body).await?;
+    let created = keys::create(&state, &viewer.who, project, &body).await?;
     page(&state, &viewer, Some("created"), Some(&created.key)).await
 }
 
@@ -161,7 +174,7 @@ pub async fn revoke(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> ConsoleResult<Response> {
     let project = viewer.may_change(Fields(pairs).one("csrf"), Scope::Keys)?;
-    keys::revoke(&state, key_id(&id)?, Some(project)).await?;
+    keys::revoke(&state, &viewer.who, key_id(&id)?, Some(project)).await?;
     Ok(Redirect::to("/console/keys?done=revoked").into_response())
 }
 
@@ -182,6 +195,6 @@ pub async fn limits(
     };
     invalid(errors)?;
     let change = body.change()?;
-    keys::update(&state, key_id(&id)?, Some(project), &change).await?;
+    keys::update(&state, &viewer.who, key_id(&id)?, Some(project), &change).await?;
     Ok(Redirect::to("/console/keys?done=limits").into_response())
 }

@@ -5,7 +5,10 @@
 //! row and sets a random token in an `HttpOnly`, `SameSite=Strict` cookie; the key or token
 //! itself is never kept. Each session has a CSRF token that every state-changing form sends
 //! back (`Viewer::check_csrf`). The sign-in form, before any session, uses a cookie of its
-//! own as its CSRF token (double submit).
+//! own as its CSRF token (double submit). An operator session keeps the fingerprint of the
+//! JWT secret it signed in under (`Gate::operator_fingerprint`) and ends when the secret
+//! changes. Failed sign-ins count against the client's address, behind the trusted proxies
+//! (`Gate::client_addr`).
 
 use std::net::SocketAddr;
 
@@ -138,9 +141,14 @@ impl FromRequestParts<AppState> for Viewer {
                     .await?
                     .ok_or_else(sign_in)?,
             ),
-            // Operator access switched off since: its sessions end too.
-            None if state.config.jwt_secret.is_none() => return Err(sign_in()),
-            None => Caller::Operator,
+            // Operator access switched off since, or the secret changed: the session was
+            // signed in under a secret that no longer holds, and ends with it.
+            None => match (state.gate.operator_fingerprint(), &session.operator_secret) {
+                (Some(current), Some(signed_in_under)) if current == *signed_in_under => {
+                    Caller::Operator
+                }
+                _ => return Err(sign_in()),
+            },
         };
         let project_id = match &who {
             Caller::Key(key) => Some(key.project_id),
@@ -216,7 +224,8 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> ConsoleResult<Response> {
-    let ip = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let ip =
+        connect.map(|Extension(ConnectInfo(addr))| state.gate.client_addr(addr.ip(), &headers));
     let next = form.next.as_deref();
     if let Err(throttled) = state.gate.admit(ip) {
         let message = throttled.to_string();
@@ -240,10 +249,13 @@ pub async fn sign_in(
             .await
             .map(|key| (SignedIn::Key(key.id), None))
     } else {
-        state
-            .gate
-            .operator(token)
-            .map(|claims| (SignedIn::Operator, Some(claims.exp)))
+        state.gate.operator(token).map(|claims| {
+            let secret = state
+                .gate
+                .operator_fingerprint()
+                .expect("a token was checked, so there is a secret");
+            (SignedIn::Operator { secret }, Some(claims.exp))
+        })
     };
     let (who, token_expiry) = match signed_in {
         Ok(found) => found,
@@ -332,7 +344,11 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// `Secure` when configured, or when the proxy in front says the browser used HTTPS.
+/// `Secure` whenever the listener is not on loopback: reachable from other machines, the
+/// console must be served over HTTPS (a TLS-terminating proxy in front), and a cookie that a
+/// plain-HTTP request would carry could be read on the wire. On loopback (a browser on the
+/// same host, or a proxy on it), `Secure` when configured or when the proxy says the browser
+/// used HTTPS.
 fn cookie_header(
     state: &AppState,
     headers: &HeaderMap,
@@ -345,7 +361,8 @@ fn cookie_header(
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let secure = if state.config.console.secure_cookies || https {
+    let exposed = !state.config.http_addr.ip().is_loopback();
+    let secure = if state.config.console.secure_cookies || https || exposed {
         "; Secure"
     } else {
         ""

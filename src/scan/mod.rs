@@ -2,7 +2,11 @@
 //! and clamd (viruses) at once, and the project's policy says what each verdict does:
 //! `reject` (nothing stored), `hold` (stored as `held` until released or discarded) or `tag`
 //! (headers added to the stored MIME). A scanner that fails or is slow is handled by
-//! `on_error`; a timeout bounds every accept.
+//! `on_error`; a timeout bounds every accept. A message larger than `max_bytes` is not sent
+//! to the scanners, and `oversize` decides (by default as `on_error` does).
+//!
+//! The scanners see the message as the client wrote it: before tracking rewrites its links,
+//! and without the `X-Spam-*` and `X-Virus-*` headers only they may set (`strip_headers`).
 //!
 //! - `rspamd`: the `/checkv2` HTTP protocol.
 //! - `clamd`: the `INSTREAM` protocol, over TCP or a unix socket.
@@ -57,6 +61,8 @@ pub enum Ruling {
     },
     /// A scanner could not answer and the policy is `fail_closed`.
     Unavailable(String),
+    /// Larger than `scan.max_bytes`, and the policy refuses what it cannot scan.
+    TooLarge(String),
 }
 
 /// The policy in force for one project.
@@ -65,6 +71,8 @@ struct Policy {
     spam: ScanAction,
     virus: ScanAction,
     on_error: OnScanError,
+    /// For messages larger than `scan.max_bytes`.
+    oversize: OnScanError,
 }
 
 impl Scanner {
@@ -81,8 +89,8 @@ impl Scanner {
         Ok(Some(Self {
             rspamd: config
                 .rspamd_url
-                .as_deref()
-                .map(|url| Rspamd::new(url, timeout))
+                .as_ref()
+                .map(|url| Rspamd::new(url.expose(), timeout))
                 .transpose()?,
             clamd: config.clamd_addr.as_deref().map(|a| Clamd::new(a, timeout)),
             config: config.clone(),
@@ -110,6 +118,10 @@ impl Scanner {
     }
 
     fn policy(&self, project: Option<&Project>) -> Policy {
+        let on_error = project
+            .and_then(|p| p.scan_on_error.as_deref())
+            .and_then(OnScanError::parse)
+            .unwrap_or(self.config.on_error);
         Policy {
             spam: project
                 .and_then(|p| p.scan_spam.as_deref())
@@ -119,10 +131,8 @@ impl Scanner {
                 .and_then(|p| p.scan_virus.as_deref())
                 .and_then(ScanAction::parse)
                 .unwrap_or(self.config.virus),
-            on_error: project
-                .and_then(|p| p.scan_on_error.as_deref())
-                .and_then(OnScanError::parse)
-                .unwrap_or(self.config.on_error),
+            on_error,
+            oversize: self.config.oversize.unwrap_or(on_error),
         }
     }
 
@@ -137,12 +147,15 @@ impl Scanner {
     ) -> sqlx::Result<Ruling> {
         let policy = self.policy(self.projects.get(&self.pool, project).await?.as_ref());
         if mime.len() > self.config.max_bytes {
+            let (size, limit) = (mime.len(), self.config.max_bytes);
             metrics::counter!("mailgate_scan_total", "scanner" => "all", "verdict" => "skipped")
                 .increment(1);
-            return Ok(Ruling::Accept {
-                headers: Vec::new(),
-                verdict: json!({"skipped": format!("larger than scan.max_bytes ({} bytes)", self.config.max_bytes)}),
-            });
+            // Never passed silently: an operator reading the log sees every unscanned message.
+            tracing::warn!(
+                %project, id = %message, size, limit, policy = policy.oversize.as_str(),
+                "content scan skipped: the message is larger than scan.max_bytes (scan.oversize decides)"
+            );
+            return Ok(oversize(policy.oversize, size, limit));
         }
         let queue_id = message.to_string();
         let spam = async {
@@ -160,6 +173,80 @@ impl Scanner {
         let (spam, virus) = tokio::join!(spam, virus);
         Ok(decide(&self.config, policy, spam, virus))
     }
+}
+
+/// What `scan.oversize` makes of a message of `size` bytes, over `scan.max_bytes` (`limit`).
+fn oversize(action: OnScanError, size: usize, limit: usize) -> Ruling {
+    let why = format!(
+        "the message is {size} bytes, larger than scan.max_bytes ({limit} bytes), so it was not scanned"
+    );
+    match action {
+        OnScanError::FailOpen => Ruling::Accept {
+            headers: Vec::new(),
+            verdict: json!({"skipped": why}),
+        },
+        OnScanError::Hold => Ruling::Hold {
+            reason: format!("not scanned: {why}"),
+            headers: Vec::new(),
+            verdict: json!({"skipped": why}),
+        },
+        OnScanError::FailClosed => {
+            Ruling::TooLarge(format!("{why}; the content policy refuses unscanned mail"))
+        }
+    }
+}
+
+/// Whether a header of this name is one only the scanners may set (`X-Spam-*`, `X-Virus-*`):
+/// a client that sets them could pass its mail off as scanned and clean.
+pub fn is_scanner_header(name: &str) -> bool {
+    let lower = name.trim().to_ascii_lowercase();
+    lower.starts_with("x-spam-") || lower.starts_with("x-virus-")
+}
+
+/// `mime` without the scanner's header fields (and their folded lines) in its top-level
+/// header section; the body and every other byte stay as they are. Borrowed when there are
+/// none.
+pub fn strip_headers(mime: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut dropping = false;
+    let mut dropped = false;
+    let mut at = 0;
+    while at < mime.len() {
+        let end = mime[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(mime.len(), |i| at + i + 1);
+        let line = &mime[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            // The blank line ending the header section, and the body after it, stay.
+            kept.push(at..mime.len());
+            break;
+        }
+        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !folded {
+            dropping = line
+                .iter()
+                .position(|&b| b == b':')
+                .is_some_and(|colon| is_scanner_header(&String::from_utf8_lossy(&line[..colon])));
+        }
+        if dropping {
+            dropped = true;
+        } else {
+            match kept.last_mut() {
+                Some(last) if last.end == at => last.end = end,
+                _ => kept.push(at..end),
+            }
+        }
+        at = end;
+    }
+    if !dropped {
+        return std::borrow::Cow::Borrowed(mime);
+    }
+    let mut out = Vec::with_capacity(mime.len());
+    for range in kept {
+        out.extend_from_slice(&mime[range]);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The policy applied to what the scanners said (`None`: not configured).
@@ -323,7 +410,38 @@ mod tests {
             spam,
             virus,
             on_error,
+            oversize: on_error,
         }
+    }
+
+    #[test]
+    fn oversize_mail_follows_its_policy() {
+        assert!(matches!(
+            oversize(OnScanError::FailOpen, 11, 10),
+            Ruling::Accept { verdict, .. } if verdict["skipped"].as_str().unwrap().contains("11 bytes")
+        ));
+        assert!(matches!(
+            oversize(OnScanError::Hold, 11, 10),
+            Ruling::Hold { reason, .. } if reason.starts_with("not scanned: ")
+        ));
+        assert!(matches!(
+            oversize(OnScanError::FailClosed, 11, 10),
+            Ruling::TooLarge(why) if why.contains("scan.max_bytes (10 bytes)")
+        ));
+    }
+
+    #[test]
+    fn only_the_scanners_headers_are_stripped_and_only_from_the_header_section() {
+        let mime = b"X-Spam-Status: No,\r\n tests=NONE\r\nFrom: a@example.com\r\nx-virus-status: Clean\r\nX-Spamish: kept\r\nSubject: s\r\n\r\nX-Spam-Status: in the body stays\r\n";
+        assert_eq!(
+            String::from_utf8(strip_headers(mime).into_owned()).unwrap(),
+            "From: a@example.com\r\nX-Spamish: kept\r\nSubject: s\r\n\r\nX-Spam-Status: in the body stays\r\n"
+        );
+        let clean = b"From: a@example.com\r\n\r\nbody\r\n";
+        assert!(matches!(
+            strip_headers(clean),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub enum ServiceError {
     Unauthorized(AuthFailure),
     #[error("this API key lacks the `{}` scope", .0.as_str())]
     ForbiddenScope(Scope),
+    /// A caller who is who it says, asking for more than it may: a route of the operator's
+    /// with a key, a key that would grant more than it holds. `errors` names each field
+    /// that asks too much, when the refusal is about fields.
+    #[error("{detail}")]
+    Forbidden {
+        kind: Forbidden,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// A stored template that does not exist: a missing resource on the template routes, a
@@ -99,6 +108,33 @@ impl Unprocessable {
         match self {
             Unprocessable::TemplateRender => "template_render_error",
             Unprocessable::ContentRejected => "content_rejected",
+        }
+    }
+}
+
+/// The kinds of 403 beyond a missing scope: what the caller may not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbidden {
+    /// A route only the operator may call, asked with a project key.
+    OperatorOnly,
+    /// A route that acts in one project, asked with the operator's token.
+    KeyOnly,
+    /// A key granting scopes it does not hold, or managing a key that holds them.
+    ExceedsOwnScopes,
+    /// A key granting send limits above its own or the configured defaults.
+    ExceedsOwnLimits,
+    /// A test key creating a live key, or managing one.
+    TestKeyOnly,
+}
+
+impl Forbidden {
+    pub fn code(self) -> &'static str {
+        match self {
+            Forbidden::OperatorOnly => "operator_only",
+            Forbidden::KeyOnly => "key_only",
+            Forbidden::ExceedsOwnScopes => "exceeds_own_scopes",
+            Forbidden::ExceedsOwnLimits => "exceeds_own_limits",
+            Forbidden::TestKeyOnly => "test_key_only",
         }
     }
 }
@@ -215,6 +251,14 @@ impl ServiceError {
         ServiceError::Unprocessable { kind, errors }
     }
 
+    pub fn forbidden(kind: Forbidden, detail: impl Into<String>) -> Self {
+        ServiceError::Forbidden {
+            kind,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
     pub fn conflict(kind: Conflict, detail: impl Into<String>) -> Self {
         ServiceError::Conflict {
             kind,
@@ -228,6 +272,7 @@ impl ServiceError {
             ServiceError::Validation(errors) | ServiceError::Unprocessable { errors, .. } => {
                 Some(errors.clone())
             }
+            ServiceError::Forbidden { errors, .. } if !errors.is_empty() => Some(errors.clone()),
             ServiceError::TemplateNotFound {
                 name,
                 in_request: true,
@@ -247,6 +292,7 @@ impl ServiceError {
             ServiceError::UnsupportedMediaType(_) => "unsupported_media_type",
             ServiceError::Unauthorized(_) => "unauthorized",
             ServiceError::ForbiddenScope(_) => "forbidden_scope",
+            ServiceError::Forbidden { kind, .. } => kind.code(),
             ServiceError::NotFound(_) => "not_found",
             ServiceError::TemplateNotFound { .. } => "template_not_found",
             ServiceError::Unprocessable { kind, .. } => kind.code(),
@@ -310,7 +356,9 @@ impl ServiceError {
             ServiceError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
+            ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TemplateNotFound { in_request, .. } => {
                 if *in_request {

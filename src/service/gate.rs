@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::error::{AuthFailure, ServiceError, ServiceResult};
+use super::{
+    client_addr::TrustedProxies,
+    error::{AuthFailure, ServiceError, ServiceResult},
+};
 use crate::{
     domain::{ApiKeySecret, Scope, api_key::KeyLimits},
     ratelimit::{AuthThrottle, Class, Decision, Limiter},
@@ -90,6 +93,7 @@ pub struct Gate {
     limiter: Limiter,
     throttle: AuthThrottle,
     jwt_secret: Option<SecretString>,
+    proxies: TrustedProxies,
 }
 
 impl Gate {
@@ -107,7 +111,24 @@ impl Gate {
             limiter,
             throttle,
             jwt_secret,
+            proxies: TrustedProxies::default(),
         }
+    }
+
+    /// Believes these proxies' `X-Forwarded-For` (`http.trusted_proxies`).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The client behind an HTTP request from `peer` with these headers: what the
+    /// failed-authentication throttle counts against (see `client_addr`).
+    pub fn client_addr(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let forwarded_for = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        self.proxies.client(peer, forwarded_for)
     }
 
     /// The limiter, for its status (readiness, the start-up line).
@@ -166,6 +187,18 @@ impl Gate {
             ServiceError::Unauthorized(AuthFailure::InvalidOperatorToken(e.to_string()))
         })?;
         Ok(data.claims)
+    }
+
+    /// A fingerprint of the operator secret: an HMAC keyed by it, so that what is stored
+    /// (with each operator console session) reveals nothing of it. A session whose
+    /// fingerprint is not the current one was signed in under another secret, and is over.
+    pub fn operator_fingerprint(&self) -> Option<Vec<u8>> {
+        use hmac::{Hmac, Mac};
+        let secret = self.jwt_secret.as_ref()?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"mailgate console operator session");
+        Some(mac.finalize().into_bytes().to_vec())
     }
 
     /// A key (`mg_…`) or the operator's token.

@@ -1,5 +1,6 @@
 //! API keys: the operator manages any project's keys; a key with the `keys` scope manages
-//! its own project's. A key is shown in clear once, when it is created.
+//! its own project's, within what it holds itself (`grant`). A key is shown in clear once,
+//! when it is created.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -7,6 +8,7 @@ use uuid::Uuid;
 use super::{
     AppState, Caller,
     error::{FieldError, ServiceError, ServiceResult},
+    grant::Grantor,
 };
 use crate::{
     domain::{
@@ -14,7 +16,7 @@ use crate::{
         api_key::{KeyLimits, check_burst, check_daily_quota, check_rate, parse_scopes},
     },
     store::{
-        api_keys::{self, ApiKeyInfo, LimitsChange},
+        api_keys::{self, ApiKeyInfo, AuthenticatedKey, LimitsChange},
         projects,
     },
 };
@@ -174,9 +176,11 @@ pub async fn target_project(
     }
 }
 
-/// Checks a new key's scopes, name and limits and creates it in `project_id`; the answer holds the key in clear, once.
+/// Checks a new key's scopes, name and limits and creates it in `project_id`; the answer
+/// holds the key in clear, once. A key creating one gives no more than it holds.
 pub async fn create(
     state: &AppState,
+    who: &Caller,
     project_id: Uuid,
     body: &CreateKey,
 ) -> ServiceResult<CreatedKey> {
@@ -189,7 +193,13 @@ pub async fn create(
             "at most 100 characters, no control characters",
         ));
     }
-    let limits = check_limits(body.rate_per_sec, body.burst, body.daily_quota)?;
+    let mut limits = check_limits(body.rate_per_sec, body.burst, body.daily_quota)?;
+    if let Caller::Key(key) = who {
+        let grantor = Grantor::new(key, &state.config.ratelimit.send);
+        grantor.scopes(&scopes)?;
+        grantor.test_mode(body.test)?;
+        limits = grantor.new_limits(&limits)?;
+    }
     let secret = ApiKeySecret::generate(body.test);
     let info = api_keys::create_with_limits(
         &state.pool,
@@ -209,9 +219,14 @@ pub async fn create(
 /// Revokes a key (of `project` only, when given) and forgets this process's cached copy.
 pub async fn revoke(
     state: &AppState,
+    who: &Caller,
     id: Uuid,
     project: Option<Uuid>,
 ) -> ServiceResult<ApiKeyInfo> {
+    if let Caller::Key(key) = who {
+        let target = managed(state, id, project).await?;
+        Grantor::new(key, &state.config.ratelimit.send).manages(&target)?;
+    }
     let info = api_keys::revoke(&state.pool, id, project)
         .await?
         .ok_or(ServiceError::NotFound("api key"))?;
@@ -219,19 +234,39 @@ pub async fn revoke(
     Ok(info)
 }
 
-/// Applies a checked change of limits to a key (of `project` only, when given).
+/// Applies a checked change of limits to a key (of `project` only, when given). A key
+/// changes only keys within its scopes, and no limit beyond what it may give.
 pub async fn update(
     state: &AppState,
+    who: &Caller,
     id: Uuid,
     project: Option<Uuid>,
     change: &LimitsChange,
 ) -> ServiceResult<ApiKeyInfo> {
+    if let Caller::Key(key) = who {
+        let target = managed(state, id, project).await?;
+        let grantor = Grantor::new(key, &state.config.ratelimit.send);
+        grantor.manages(&target)?;
+        grantor.change(&target, change)?;
+    }
     let info = api_keys::update_limits(&state.pool, id, project, change)
         .await?
         .ok_or(ServiceError::NotFound("api key"))?;
     // This process applies the change at once; others when their cached copy expires.
     state.gate.forget(id);
     Ok(info)
+}
+
+/// The key a caller wants to change or revoke, revoked or not (of `project` only, when
+/// given).
+async fn managed(
+    state: &AppState,
+    id: Uuid,
+    project: Option<Uuid>,
+) -> ServiceResult<AuthenticatedKey> {
+    api_keys::find(&state.pool, id, project)
+        .await?
+        .ok_or(ServiceError::NotFound("api key"))
 }
 
 /// The keys of one project, or of every project (the operator without a project named).

@@ -5,14 +5,18 @@
 //!
 //! - `state`: what the operations work with ([`AppState`]), built by `app`.
 //! - `gate`: who is calling, the failed-authentication throttle, the rate-limit charge.
+//! - `client_addr`: the client's address behind the proxies the operator trusts.
 //! - `error`: the one error type, with kinds.
 //! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
 //! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
 //!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`.
+//! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
+pub mod client_addr;
 pub mod emails;
 pub mod error;
 pub mod gate;
+pub mod grant;
 pub mod keys;
 pub mod paging;
 pub mod projects;

@@ -98,9 +98,8 @@ pub fn prepare(
     })
 }
 
-/// Reads `data` (the DATA content without its final CRLF: lettre's `send_raw` appends
-/// `CRLF.CRLF`, which gives the last line its CRLF back). `new_message_id` is used only when
-/// the message has no Message-ID.
+/// Reads `data` (the DATA content, the CRLF that ends its last line included).
+/// `new_message_id` is used only when the message has no Message-ID.
 pub fn read(
     data: &[u8],
     new_message_id: &str,

@@ -131,6 +131,24 @@ pub async fn find_active_by_id(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<A
     Ok(row.map(authenticated))
 }
 
+/// The key with this id, revoked or not (of `project_id` only, when given): what it holds,
+/// for a key that would change it.
+pub async fn find(
+    pool: &PgPool,
+    id: Uuid,
+    project_id: Option<Uuid>,
+) -> sqlx::Result<Option<AuthenticatedKey>> {
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT id, project_id, scopes, test_mode, rate_per_sec, burst, daily_quota
+         FROM api_keys WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2)",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(authenticated))
+}
+
 fn authenticated(
     (id, project_id, scopes, test_mode, rate, burst, quota): KeyRow,
 ) -> AuthenticatedKey {

@@ -16,12 +16,17 @@ pub struct Session {
     /// The project an operator chose to look at.
     pub project_id: Option<Uuid>,
     pub expires_at: DateTime<Utc>,
+    /// An operator session's fingerprint of the JWT secret it signed in under.
+    pub operator_secret: Option<Vec<u8>>,
 }
 
 /// Who a new session is for.
 pub enum SignedIn {
     Key(Uuid),
-    Operator,
+    /// The operator, with the fingerprint of the JWT secret its token was checked with.
+    Operator {
+        secret: Vec<u8>,
+    },
 }
 
 pub async fn create(
@@ -36,13 +41,14 @@ pub async fn create(
     sqlx::query("DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'")
         .execute(pool)
         .await?;
-    let (key, operator) = match who {
-        SignedIn::Key(id) => (Some(id), false),
-        SignedIn::Operator => (None, true),
+    let (key, operator, secret) = match who {
+        SignedIn::Key(id) => (Some(id), false, None),
+        SignedIn::Operator { secret } => (None, true, Some(secret)),
     };
     sqlx::query_scalar(
-        "INSERT INTO console_sessions (id, token_hash, csrf_token, api_key_id, operator, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO console_sessions
+             (id, token_hash, csrf_token, api_key_id, operator, expires_at, operator_secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(token_hash)
@@ -50,14 +56,17 @@ pub async fn create(
     .bind(key)
     .bind(operator)
     .bind(expires_at)
+    .bind(secret)
     .fetch_one(pool)
     .await
 }
 
 /// The session with this token, unless it expired, was signed out, or its key was revoked.
+/// An operator session's secret is the caller's to compare (`Session::operator_secret`).
 pub async fn find_live(pool: &PgPool, token_hash: &[u8]) -> sqlx::Result<Option<Session>> {
     sqlx::query_as(
-        "SELECT s.id, s.csrf_token, s.api_key_id, s.operator, s.project_id, s.expires_at
+        "SELECT s.id, s.csrf_token, s.api_key_id, s.operator, s.project_id, s.expires_at,
+                s.operator_secret
          FROM console_sessions s LEFT JOIN api_keys k ON k.id = s.api_key_id
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
            AND (s.operator OR k.revoked_at IS NULL)",

@@ -50,7 +50,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 /// `url` parsed as libpq reads it. libpq: "if a root CA file exists, sslmode=require behaves
 /// like verify-ca"; sqlx's `require` checks nothing, so a CA given with it would be ignored.
 fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?;
+    let options = PgConnectOptions::from_str(&for_sqlx(url))?;
     Ok(
         if matches!(options.get_ssl_mode(), PgSslMode::Require)
             && url_setting(url, "sslrootcert", "PGSSLROOTCERT").is_some()
@@ -60,6 +60,40 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
             options
         },
     )
+}
+
+/// `url` without the password parameters sqlx does not read: it ignores an unknown
+/// parameter with a warning that prints its value, so libpq's `sslpassword` (the passphrase
+/// of an encrypted `sslkey`, which sqlx cannot use) would be logged in clear. Each one dropped
+/// is named in a warning of ours, without its value. `password` itself sqlx reads.
+fn for_sqlx(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.into();
+    };
+    let key_of = |pair: &str| {
+        url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(k, _)| k.into_owned())
+            .unwrap_or_default()
+    };
+    let (kept, dropped): (Vec<&str>, Vec<&str>) = query.split('&').partition(|pair| {
+        let key = key_of(pair);
+        key == "password" || !crate::config::is_password_param(&key)
+    });
+    if dropped.is_empty() {
+        return url.into();
+    }
+    for pair in dropped {
+        tracing::warn!(
+            "database_url: `{}` is ignored: mailgate's Postgres client cannot read an encrypted client key (sslkey); give it a key without a passphrase, readable only by mailgate",
+            key_of(pair)
+        );
+    }
+    if kept.is_empty() {
+        base.into()
+    } else {
+        format!("{base}?{}", kept.join("&")).into()
+    }
 }
 
 /// What `url` asks for, checked without connecting (`doctor --offline`): e.g.

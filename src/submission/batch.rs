@@ -10,8 +10,8 @@
 //! mail's personalizations, a batch of the same notice). Their MIME differs only in the
 //! fields that name the message and its recipients (To, Cc, Message-ID, Date, the part
 //! boundaries), so the first one's verdict is kept for the others, by a digest of everything
-//! else: the sender, Reply-To, subject, extra headers, text, HTML (after tracking, which makes
-//! it differ per message when links or opens are tracked) and attachments.
+//! else: the sender, Reply-To, subject, extra headers, text, HTML (as the sender wrote it:
+//! messages are scanned before tracking) and attachments.
 
 use std::{collections::HashMap, sync::Arc};
 

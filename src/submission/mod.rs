@@ -123,10 +123,11 @@ pub struct Prepared {
     pub scan: Option<serde_json::Value>,
 }
 
-/// What the content policy lets through: the MIME to store (tagged, perhaps), whether it is
-/// held, and the scanners' verdict.
+/// What the content policy lets through: headers to put on the stored MIME (from `tag`),
+/// whether it is held, and the scanners' verdict.
+#[derive(Default)]
 struct Screened {
-    mime: Vec<u8>,
+    headers: Vec<(String, String)>,
     hold: Option<String>,
     scan: Option<serde_json::Value>,
 }
@@ -180,29 +181,26 @@ impl SubmissionCore {
     }
 
     /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is. The
-    /// envelope (sender, recipients) is gathered only when a scanner will read it. With
+    /// envelope (sender, recipients) is gathered only when a scanner will read it. Called
+    /// before tracking rewrites the links, so the scanners see where they really lead. With
     /// `shared`, a verdict the request already has for the same content is used again.
     async fn screen<'a>(
         &self,
         project: Uuid,
         id: Uuid,
-        mime: Vec<u8>,
+        mime: &[u8],
         envelope: impl FnOnce() -> (&'a str, Vec<&'a str>),
         shared: Option<(&mut Batch, batch::ContentKey)>,
     ) -> Result<Screened, SubmissionError> {
         let Some(scanner) = &self.scanner else {
-            return Ok(Screened {
-                mime,
-                hold: None,
-                scan: None,
-            });
+            return Ok(Screened::default());
         };
         let known = shared.as_ref().and_then(|(batch, key)| batch.verdict(key));
         let ruling = match known {
             Some(ruling) => ruling,
             None => {
                 let (from, rcpts) = envelope();
-                let ruling = scanner.check(project, id, &mime, from, &rcpts).await?;
+                let ruling = scanner.check(project, id, mime, from, &rcpts).await?;
                 if let Some((batch, key)) = shared {
                     batch.remember(key, &ruling);
                 }
@@ -211,7 +209,7 @@ impl SubmissionCore {
         };
         match ruling {
             Ruling::Accept { headers, verdict } => Ok(Screened {
-                mime: scan::prepend_headers(&mime, &headers),
+                headers,
                 hold: None,
                 scan: Some(verdict),
             }),
@@ -220,7 +218,7 @@ impl SubmissionCore {
                 headers,
                 verdict,
             } => Ok(Screened {
-                mime: scan::prepend_headers(&mime, &headers),
+                headers,
                 hold: Some(reason),
                 scan: Some(verdict),
             }),
@@ -235,6 +233,7 @@ impl SubmissionCore {
                 Err(SubmissionError::ContentRejected { detail, virus })
             }
             Ruling::Unavailable(why) => Err(SubmissionError::ScanUnavailable(why)),
+            Ruling::TooLarge(why) => Err(SubmissionError::TooLarge(why)),
         }
     }
 
@@ -274,47 +273,78 @@ impl SubmissionCore {
         let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
-        let id = Uuid::now_v7();
-        // The HTML is instrumented before the MIME is built, once for every recipient.
-        if let (Some(tracker), Some(html)) = (&self.tracker, &email.html) {
-            let choice = tracker
-                .choice(key.project_id, track)
-                .await
-                .map_err(anyhow::Error::from)?;
-            email.html = Some(tracker.html(html, id, choice));
+        if self.scanner.is_some() {
+            // Only the scanners say what they found.
+            email
+                .headers
+                .retain(|(name, _)| !scan::is_scanner_header(name));
         }
+        let id = Uuid::now_v7();
         let message_id = mime::message_id(id, &email);
-        let rendered = mime::render(&email, &message_id, self.max_message_bytes);
-        batch.count(match &rendered {
-            Ok(bytes) => bytes.len(),
-            Err(mime::MimeError::TooLarge { size, .. }) => *size,
-            Err(_) => 0,
-        })?;
-        let mime = rendered.map_err(|e| match e {
-            mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
-            mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
-        })?;
-        let content = match &self.scanner {
-            Some(_) => batch.key(&email),
+        // Every rendering counts against the request's bound, one refused for its size too.
+        let render = |email: &NewEmail, batch: &mut Batch| {
+            let rendered = mime::render(email, &message_id, self.max_message_bytes);
+            batch.count(match &rendered {
+                Ok(bytes) => bytes.len(),
+                Err(mime::MimeError::TooLarge { size, .. }) => *size,
+                Err(_) => 0,
+            })?;
+            rendered.map_err(|e| match e {
+                mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
+                mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
+            })
+        };
+        // The HTML is instrumented once for every recipient.
+        let tracked = match (&self.tracker, &email.html) {
+            (Some(tracker), Some(html)) => {
+                let choice = tracker
+                    .choice(key.project_id, track)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                (choice != (false, false)).then(|| tracker.html(html, id, choice))
+            }
+            _ => None,
+        };
+        // The bytes stored: with tracking, built from the instrumented HTML, so the size
+        // limit applies to them. Checked before anything is scanned.
+        let tracked = match tracked {
+            Some(html) => {
+                let written = email.html.replace(html);
+                let tracked = render(&email, batch)?;
+                email.html = written;
+                Some(tracked)
+            }
             None => None,
         };
-        let screened = self
-            .screen(
-                key.project_id,
-                id,
-                mime,
-                || {
-                    let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
-                    (email.from.email.as_str(), rcpts.collect())
-                },
-                content.map(|key| (batch, key)),
-            )
-            .await?;
+        // Scanned as the sender wrote it, links and all.
+        let mut screened = Screened::default();
+        let mut untracked = None;
+        if self.scanner.is_some() {
+            let mime = render(&email, batch)?;
+            let content = batch.key(&email);
+            screened = self
+                .screen(
+                    key.project_id,
+                    id,
+                    &mime,
+                    || {
+                        let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
+                        (email.from.email.as_str(), rcpts.collect())
+                    },
+                    content.map(|content| (&mut *batch, content)),
+                )
+                .await?;
+            untracked = Some(mime);
+        }
+        let mime = match (tracked, untracked) {
+            (Some(mime), _) | (None, Some(mime)) => mime,
+            (None, None) => render(&email, batch)?,
+        };
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime: screened.mime,
+            mime: scan::prepend_headers(&mime, &screened.headers),
             hold: screened.hold,
             scan: screened.scan,
         })
@@ -414,26 +444,45 @@ impl SubmissionCore {
     }
 
     /// Commits one submitted message of `project_id` (sent with `key`, unless it came from a
-    /// trusted network) in the same statement as HTTP sends, and wakes the workers.
+    /// trusted network) in the same statement as HTTP sends, and wakes the workers. `limit` is
+    /// the transport's size limit: it applies to the message as stored, after tracking.
     pub async fn commit_raw(
         &self,
         project_id: Uuid,
         key: Option<&AuthenticatedKey>,
         raw: RawMessage,
+        limit: usize,
     ) -> Result<Accepted, SubmissionError> {
         let mut mime = raw.mime;
+        if self.scanner.is_some() {
+            // Only the scanners say what they found.
+            mime = scan::strip_headers(&mime).into_owned();
+        }
+        // The bytes stored: with tracking, the HTML parts instrumented, so the size limit
+        // applies to them. Checked before anything is scanned.
+        let mut tracked = None;
         if let Some(tracker) = &self.tracker {
             let choice = tracker
                 .choice(project_id, raw.track.unwrap_or_default())
                 .await
                 .map_err(anyhow::Error::from)?;
-            mime = tracker.mime(&mime, raw.id, choice);
+            if choice != (false, false) {
+                let bytes = tracker.mime(&mime, raw.id, choice);
+                if bytes.len() > limit {
+                    return Err(SubmissionError::TooLarge(format!(
+                        "the message is {} bytes once click and open tracking rewrote it, over the limit of {limit}",
+                        bytes.len()
+                    )));
+                }
+                tracked = Some(bytes);
+            }
         }
+        // Scanned as the client sent it, links and all.
         let screened = self
             .screen(
                 project_id,
                 raw.id,
-                mime,
+                &mime,
                 || {
                     let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
                     (raw.from.as_str(), rcpts.collect())
@@ -441,6 +490,7 @@ impl SubmissionCore {
                 None,
             )
             .await?;
+        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -448,7 +498,7 @@ impl SubmissionCore {
             from: raw.from.as_str().to_string(),
             subject: raw.subject,
             message_id: raw.message_id,
-            mime: screened.mime,
+            mime,
             tags: raw.tags,
             relay: None,
             send_at: None,

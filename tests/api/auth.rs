@@ -123,8 +123,12 @@ async fn the_operator_manages_projects_and_keys_with_a_jwt() {
         .unwrap();
     assert_eq!(
         response.status(),
-        401,
+        403,
         "a project key is not an operator token"
+    );
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "operator_only"
     );
     let response = app
         .http

@@ -56,15 +56,7 @@ async fn metrics_count_accepted_and_delivered_mail_and_show_the_queue() {
         )
         .await;
     }
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.scrape_metrics().await;
     assert_eq!(
         metric(&text, "mailgate_messages_accepted_total", &[&project]),
         2.0,

@@ -32,6 +32,7 @@ async fn json_log_format_writes_one_json_object_per_line_with_span_fields() {
         .arg("serve")
         .env("MAILGATE_DATABASE_URL", &db)
         .env("MAILGATE_HTTP_ADDR", "127.0.0.1:0")
+        .env("MAILGATE_METRICS__ADDR", "127.0.0.1:0")
         .env("MAILGATE_SMTP__ENABLED", "false")
         .env("MAILGATE_LOG_FORMAT", "json")
         .env("MAILGATE_LOG", "info,sqlx=warn,tower_http=debug")

@@ -115,6 +115,47 @@ async fn doctor_reports_a_dead_relay() {
     assert!(line(&report, "relays").contains("sandbox"));
 }
 
+/// With scanning on, a `scan.max_bytes` below what the listeners accept means some mail goes
+/// unscanned: doctor says so (a warning, not a failure), naming both limits and the policy.
+#[tokio::test]
+async fn doctor_warns_when_scan_max_bytes_is_below_the_message_size_limits() {
+    let db = "postgres://postgres@127.0.0.1:5432/not-connected-offline";
+    let scanning = |max: &str| {
+        vec![
+            (
+                "MAILGATE_SCAN__RSPAMD_URL",
+                "http://127.0.0.1:11333".to_string(),
+            ),
+            ("MAILGATE_SCAN__MAX_BYTES", max.to_string()),
+            ("MAILGATE_SMTP__MAX_MESSAGE_BYTES", "20971520".to_string()),
+        ]
+    };
+    for args in [&["doctor", "--offline"][..], &["doctor"]] {
+        let (_, report) = mailgate(db, &scanning("1048576"), args).await;
+        let warning = line(&report, "scan limits");
+        assert!(warning.starts_with("WARN"), "{report}");
+        assert!(
+            warning.contains(
+                "scan.max_bytes (1048576) is below http.max_message_bytes (10485760) and smtp.max_message_bytes (20971520)"
+            ) && warning.contains("scan.oversize: fail_open"),
+            "{report}"
+        );
+    }
+    let (ok, report) = mailgate(db, &scanning("1048576"), &["doctor", "--offline"]).await;
+    assert!(ok, "a warning is not a failure: {report}");
+    assert!(
+        report.contains("all checks passed (1 warning(s))"),
+        "{report}"
+    );
+    // Large enough for both: nothing to warn about.
+    let (ok, report) = mailgate(db, &scanning("20971520"), &["doctor", "--offline"]).await;
+    assert!(ok, "{report}");
+    assert!(line(&report, "scan limits").starts_with("ok"), "{report}");
+    // Scanning off: no such check.
+    let (_, report) = mailgate(db, &[], &["doctor", "--offline"]).await;
+    assert!(!report.contains("scan limits"), "{report}");
+}
+
 #[tokio::test]
 async fn queue_retry_sends_deferred_mail_now() {
     let smtp = TestSmtpServer::start().await;

@@ -107,7 +107,7 @@ async fn a_dead_primary_fails_over_to_the_backup() {
             .await
             .unwrap()
             .status(),
-        401
+        403
     );
 }
 

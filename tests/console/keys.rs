@@ -1,6 +1,7 @@
 //! The keys page: a key created in the page is shown once and works over the API; its
 //! limits change from the page; revoking it there locks it out.
 
+use super::forms::Visitor;
 use crate::support::{
     app::{TestApp, spawn_app},
     browser::Browser,
@@ -100,4 +101,76 @@ async fn a_key_without_the_keys_scope_has_no_keys_page() {
     browser.goto(&app.url("/console/keys")).await;
     assert!(browser.text("h1").await.starts_with("403"));
     assert!(browser.text("body").await.contains("`keys` scope"));
+}
+
+/// Signed in with a key, the page acts with the key's power and no more, as the API does:
+/// it offers only the key's own scopes, and a form asking for another scope or for limits
+/// above the key's own is refused with a 403 page naming them.
+#[tokio::test]
+async fn a_key_signed_in_gives_no_more_than_it_holds() {
+    let app = spawn_app().await;
+    let key = app.create_key("acme", "keys,messages", false).await;
+    let id = app
+        .list_api_keys()
+        .await
+        .data
+        .into_iter()
+        .find(|k| k["scopes"] == serde_json::json!(["keys", "messages"]))
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let mut visitor = Visitor::new(&app);
+    assert_eq!(visitor.sign_in(&key).await.status(), 303);
+    let page = visitor.get("/console/keys").await.text().await.unwrap();
+    assert!(page.contains("id=\"scope-messages\""), "{page}");
+    assert!(
+        !page.contains("id=\"scope-send\""),
+        "only the key's own scopes are offered"
+    );
+
+    let csrf = visitor.csrf().await;
+    let response = visitor
+        .post(
+            "/console/keys",
+            &[("csrf", &csrf), ("scopes", "send"), ("scopes", "messages")],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("`send`"),
+        "the refusal names the scope: {page}"
+    );
+    assert_eq!(app.list_api_keys().await.data.len(), 2, "no key was made");
+
+    // Its own limits are the defaults (100000 per second in the tests): not above.
+    let limits = format!("/console/keys/{id}/limits");
+    let response = visitor
+        .post(
+            &limits,
+            &[
+                ("csrf", &csrf),
+                ("rate_per_sec", "1000000"),
+                ("burst", ""),
+                ("daily_quota", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("rate_per_sec"), "{page}");
+    assert!(listed_key(&app, &id).await["rate_per_sec"].is_null());
+    // Lowering is the key's to do.
+    let response = visitor
+        .post(
+            &limits,
+            &[
+                ("csrf", &csrf),
+                ("rate_per_sec", "5"),
+                ("burst", ""),
+                ("daily_quota", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(listed_key(&app, &id).await["rate_per_sec"], 5.0);
 }

@@ -1,10 +1,11 @@
-//! Signing in and out: keys and operator tokens, the session cookie, expiry by sign-out and
-//! by revoking the key, and the failed-authentication throttle.
+//! Signing in and out: keys and operator tokens, the session cookie (`Secure` off loopback),
+//! expiry by sign-out, by revoking the key and by a new operator secret, and the
+//! failed-authentication throttle (per client, behind trusted proxies).
 
 use crate::{
     forms::Visitor,
     support::{
-        app::{JWT_SECRET, spawn_app},
+        app::{JWT_SECRET, TestApp, spawn_app},
         browser::Browser,
     },
 };
@@ -174,4 +175,153 @@ async fn wrong_keys_are_refused_then_throttled_like_the_api() {
     // It is the API's throttle: the API refuses this address too.
     let (status, _) = app.call(reqwest::Method::GET, "/v1/emails", None).await;
     assert_eq!(status, 429);
+}
+
+/// The `Set-Cookie` for `name` in `response`.
+fn cookie_set(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+#[tokio::test]
+async fn cookies_are_secure_whenever_the_console_is_not_on_loopback() {
+    // Reachable from other machines, as in deploy/mailgate.toml: the console is meant to be
+    // reached through a TLS proxy, so its cookies never travel over plain HTTP, whatever the
+    // proxy says or forgets to say.
+    let app = TestApp::builder()
+        .configure(|c| c.http_addr = "0.0.0.0:0".parse().unwrap())
+        .start()
+        .await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor.get("/console/sign-in").await;
+    let cookie = cookie_set(&page, "mg_console_sign_in");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let signed_in = visitor.sign_in(&app.key).await;
+    assert_eq!(signed_in.status(), 303);
+    let cookie = cookie_set(&signed_in, "mg_console");
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert_eq!(visitor.get("/console/overview").await.status(), 200);
+}
+
+/// Signs in with `token` through a proxy that says the request came from `client`.
+async fn sign_in_from(visitor: &mut Visitor<'_>, client: &str, token: &str) -> reqwest::Response {
+    let csrf = visitor.sign_in_token().await;
+    visitor
+        .post_with(
+            "/console/sign-in",
+            &[
+                ("token", token),
+                ("csrf", &csrf),
+                ("next", "/console/overview"),
+            ],
+            &[("x-forwarded-for", client)],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_throttle_counts_each_client_not_the_proxy() {
+    // Every request reaches mailgate from the proxy on 127.0.0.1, which names the client.
+    let app = TestApp::builder()
+        .configure(|c| c.http.trusted_proxies = vec!["127.0.0.1".into()])
+        .start()
+        .await;
+    let mut guesser = Visitor::new(&app);
+    for _ in 0..10 {
+        let refused = sign_in_from(&mut guesser, "198.51.100.7", "mg_live_not-a-real-key").await;
+        assert_eq!(refused.status(), 401);
+    }
+    let throttled = sign_in_from(&mut guesser, "198.51.100.7", &app.key).await;
+    assert_eq!(throttled.status(), 429);
+    // The guesser's own entries to the left of what the proxy appended change nothing.
+    let spoofed = sign_in_from(&mut guesser, "203.0.113.9, 198.51.100.7", &app.key).await;
+    assert_eq!(spoofed.status(), 429);
+    // The API counts against the same client.
+    let api = |client: &'static str| {
+        app.http
+            .get(app.url("/v1/emails"))
+            .bearer_auth(&app.key)
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    assert_eq!(api("198.51.100.7").await.unwrap().status(), 429);
+
+    // Another person behind the same proxy signs in and uses the API as usual.
+    let mut colleague = Visitor::new(&app);
+    let signed_in = sign_in_from(&mut colleague, "198.51.100.8", &app.key).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(api("198.51.100.8").await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_forwarded_for_header_from_an_untrusted_peer_changes_nothing() {
+    // No trusted proxies (the default): a client naming itself anew each time is still one
+    // address to the throttle.
+    let app = spawn_app().await;
+    let mut guesser = Visitor::new(&app);
+    for i in 0..10 {
+        let client = format!("198.51.100.{i}");
+        let refused = sign_in_from(&mut guesser, &client, "mg_live_not-a-real-key").await;
+        assert_eq!(refused.status(), 401);
+    }
+    let throttled = sign_in_from(&mut guesser, "198.51.100.200", &app.key).await;
+    assert_eq!(throttled.status(), 429);
+}
+
+#[tokio::test]
+async fn operator_sessions_end_when_the_jwt_secret_changes() {
+    let app = spawn_app().await;
+    let token = mailgate::service::gate::mint_operator_token(
+        &JWT_SECRET.to_string().into(),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    let mut operator = Visitor::new(&app);
+    assert_eq!(operator.sign_in(&token).await.status(), 303);
+    let mut member = Visitor::new(&app);
+    assert_eq!(member.sign_in(&app.key).await.status(), 303);
+    assert_eq!(operator.get("/console/projects").await.status(), 200);
+    let (operator_cookies, member_cookies) = (operator.cookies, member.cookies);
+
+    // The secret is rotated (say it leaked): mailgate restarts with a new one.
+    let db = app.database_url.clone();
+    app.stop().await;
+    let rotated = TestApp::builder()
+        .on_database(&db)
+        .configure(|c| c.jwt_secret = Some("a-new-operator-secret".to_string().into()))
+        .start()
+        .await;
+    // The operator's browser comes back with its cookie: sent to sign in again.
+    let mut same_browser = Visitor::new(&rotated);
+    same_browser.cookies = operator_cookies;
+    let page = same_browser.get("/console/projects").await;
+    assert_eq!(page.status(), 303);
+    assert!(
+        page.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/console/sign-in"),
+        "{:?}",
+        page.headers()
+    );
+    // A session signed in with an API key has nothing to do with the secret.
+    let mut member_again = Visitor::new(&rotated);
+    member_again.cookies = member_cookies;
+    assert_eq!(member_again.get("/console/overview").await.status(), 200);
+    // A token of the new secret signs in.
+    let token = mailgate::service::gate::mint_operator_token(
+        &"a-new-operator-secret".to_string().into(),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    let mut operator = Visitor::new(&rotated);
+    assert_eq!(operator.sign_in(&token).await.status(), 303);
+    assert_eq!(operator.get("/console/projects").await.status(), 200);
 }

@@ -237,11 +237,11 @@ async fn forged_foreign_and_non_reports_change_nothing() {
         ["forged", "forged", "forged", "forged", "not_a_report"],
         "each one logged for operators"
     );
-    // The log is the operator's: a project key gets 401.
+    // The log is the operator's: a project key gets 403.
     let (status, _) = app
         .call_as(&other_key, reqwest::Method::GET, "/v1/inbound", None)
         .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
 
     // A real bounce to project B's domain for B's own mail works there.
     let smtp_b = &smtp;

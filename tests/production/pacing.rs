@@ -29,10 +29,10 @@ fn rate_at_sink(times: &mut [Instant], skip: usize) -> f64 {
     (steady.len() - 1) as f64 / (steady[steady.len() - 1] - steady[0]).as_secs_f64()
 }
 
-/// What `/metrics` of one process counts as delivered.
-async fn delivered_by(http: &str) -> f64 {
+/// What `/metrics` of one process (its metrics listener at `metrics`) counts as delivered.
+async fn delivered_by(metrics: &str) -> f64 {
     let text = crate::support::app::http_client()
-        .get(format!("http://{http}/metrics"))
+        .get(format!("http://{metrics}/metrics"))
         .send()
         .await
         .unwrap()
@@ -59,9 +59,14 @@ async fn two_processes_share_one_relay_rate() {
         format!("127.0.0.1:{}", crate::support::free_port()),
         format!("127.0.0.1:{}", crate::support::free_port()),
     ];
-    let mailgate = |http: &str| {
-        let mut cmd = process::command(&db, http);
-        cmd.env("MAILGATE_REDIS_URL", &redis)
+    let metrics = [
+        format!("127.0.0.1:{}", crate::support::free_port()),
+        format!("127.0.0.1:{}", crate::support::free_port()),
+    ];
+    let mailgate = |i: usize| {
+        let mut cmd = process::command(&db, &https[i]);
+        cmd.env("MAILGATE_METRICS__ADDR", &metrics[i])
+            .env("MAILGATE_REDIS_URL", &redis)
             .env("MAILGATE_REDIS__KEY_PREFIX", &prefix)
             .env(
                 "MAILGATE_RELAYS__DEFAULT__URL",
@@ -74,11 +79,11 @@ async fn two_processes_share_one_relay_rate() {
             .env("MAILGATE_DELIVERY__POLL_INTERVAL_MS", "100");
         cmd
     };
-    let key = process::create_key(mailgate(&https[0]), "paced", "send,messages").await;
+    let key = process::create_key(mailgate(0), "paced", "send,messages").await;
     // The first process must not drain the queue alone before the second is up: both are
     // running before anything is sent.
-    let first = process::serve(mailgate(&https[0]), &https[0]).await;
-    let second = process::serve(mailgate(&https[1]), &https[1]).await;
+    let first = process::serve(mailgate(0), &https[0]).await;
+    let second = process::serve(mailgate(1), &https[1]).await;
 
     let client = crate::support::app::http_client();
     let items: Vec<Value> = (0..MESSAGES).map(message).collect();
@@ -95,7 +100,10 @@ async fn two_processes_share_one_relay_rate() {
 
     let mut times: Vec<Instant> = received.iter().map(|m| m.received_at).collect();
     let rate = rate_at_sink(&mut times, 10);
-    let (a, b) = (delivered_by(&https[0]).await, delivered_by(&https[1]).await);
+    let (a, b) = (
+        delivered_by(&metrics[0]).await,
+        delivered_by(&metrics[1]).await,
+    );
     println!(
         "shared relay rate: {rate:.1} msg/s at the sink with two processes (cap {RATE}/s); delivered by each: {a} + {b}"
     );
@@ -190,7 +198,7 @@ async fn a_throttling_relay_is_paused_and_everything_still_arrives() {
         .await
         .unwrap();
     assert_eq!(over, 0, "a throttling reply is not counted as an attempt");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.scrape_metrics().await;
     assert!(
         metrics.contains("mailgate_relay_throttled_total{relay=\"default\"}"),
         "throttling is counted in the metrics"

@@ -7,15 +7,20 @@ mod support;
 
 mod once;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use axum::{body::Bytes, http::HeaderMap};
 use base64::Engine;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
-use mailgate::Config;
+use mailgate::{Config, config::OnScanError};
 use serde_json::{Value, json};
 
 use support::{
-    app::{TestApp, TestAppBuilder},
+    app::{TestApp, TestAppBuilder, create_database},
+    eventually, process,
     smtp_server::TestSmtpServer,
     webhook_receiver::WebhookReceiver,
 };
@@ -49,7 +54,7 @@ fn scanning_app(smtp: &TestSmtpServer) -> TestAppBuilder<'static> {
         .relaying_to(smtp)
         .webhooks_to_loopback()
         .configure(|c| {
-            c.scan.rspamd_url = Some(rspamd);
+            c.scan.rspamd_url = Some(rspamd.into());
             c.scan.clamd_addr = Some(clamd);
             c.scan.timeout_ms = 3000;
             c.smtp.trusted_networks = vec!["127.0.0.0/8".into()];
@@ -290,7 +295,7 @@ async fn tag_adds_headers_to_the_stored_mime() {
 async fn a_scanner_down_follows_on_error_and_nothing_accepted_is_lost() {
     let smtp = TestSmtpServer::start().await;
     let down = |c: &mut Config| {
-        c.scan.rspamd_url = Some(format!("http://{DOWN}"));
+        c.scan.rspamd_url = Some(format!("http://{DOWN}").into());
         c.scan.clamd_addr = Some(DOWN.into());
         c.scan.timeout_ms = 1000;
     };
@@ -396,4 +401,339 @@ async fn held_mail_expires_after_hold_hours() {
         "{last}"
     );
     assert_eq!(app.get_email(&fresh).await.status, "held");
+}
+
+/// A message whose whole body is GTUBE on one line: on the wire `…CRLF CRLF GTUBE CRLF . CRLF`
+/// (lettre's `send_raw` ends the data with CRLF.CRLF, whose first CRLF ends the line). The
+/// CRLF belongs to the message, so rspamd sees the line as sent and refuses it, as it refuses
+/// the same text over HTTP.
+#[tokio::test]
+async fn gtube_alone_on_one_line_is_refused_over_smtp_as_over_http() {
+    let smtp = TestSmtpServer::start().await;
+    let app = scanning_app(&smtp).start().await;
+    let (status, problem) = app
+        .call(reqwest::Method::POST, "/v1/emails", Some(mail(GTUBE)))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+
+    let one_line =
+        format!("From: app@example.com\r\nTo: ada@example.org\r\nSubject: hi\r\n\r\n{GTUBE}");
+    let err = smtp_send(&app, &one_line)
+        .await
+        .expect_err("refused as spam");
+    assert!(
+        err.status().is_some_and(|c| c.to_string() == "554"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("GTUBE"), "{err}");
+    assert!(app.list_emails("").await.data.is_empty());
+}
+
+/// `n` bytes of plain text, in lines.
+fn text_of(n: usize) -> String {
+    "All the news of the month, at length.\n"
+        .repeat(n / 38 + 1)
+        .chars()
+        .take(n)
+        .collect()
+}
+
+/// A message larger than `scan.max_bytes` is never passed silently: `scan.oversize` refuses
+/// it (fail_closed: 413 over HTTP, 552 over SMTP), holds it, or accepts it unscanned
+/// (fail_open), and the verdict says why. Unset, it follows the project's `on_error`.
+#[tokio::test]
+async fn mail_over_scan_max_bytes_follows_scan_oversize() {
+    let smtp = TestSmtpServer::start().await;
+    let limit = |c: &mut Config| c.scan.max_bytes = 4096;
+    let app = scanning_app(&smtp)
+        .configure(limit)
+        .configure(|c| c.scan.oversize = Some(OnScanError::FailClosed))
+        .start()
+        .await;
+    // Small mail is scanned as ever.
+    app.send_ok(&mail("A short note.")).await;
+    let (status, problem) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/emails",
+            Some(mail(&text_of(6000))),
+        )
+        .await;
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["code"], "payload_too_large");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("larger than scan.max_bytes (4096 bytes)") && detail.contains("refuses"),
+        "{detail}"
+    );
+    let big = format!(
+        "From: app@example.com\r\nTo: ada@example.org\r\nSubject: news\r\n\r\n{}",
+        text_of(6000).replace('\n', "\r\n")
+    );
+    let err = smtp_send(&app, &big).await.expect_err("refused");
+    assert!(
+        err.status().is_some_and(|c| c.to_string() == "552"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("scan.max_bytes"), "{err}");
+    assert_eq!(
+        app.list_emails("").await.data.len(),
+        1,
+        "only the small one"
+    );
+
+    // Unset, it follows on_error: `hold` holds it, saying why.
+    let app = scanning_app(&smtp)
+        .configure(limit)
+        .configure(|c| c.scan.on_error = OnScanError::Hold)
+        .start()
+        .await;
+    let id = app.send_ok(&mail(&text_of(6000))).await;
+    let email = app.get_email(&id).await;
+    assert_eq!(email.status, "held", "{email:#}");
+    let reason = email.events[0].detail.as_deref().unwrap();
+    assert!(
+        reason.contains("not scanned: the message is")
+            && reason.contains("larger than scan.max_bytes (4096 bytes)"),
+        "{reason}"
+    );
+    let reply = smtp_send(&app, &big).await.expect("accepted, held");
+    assert!(reply.contains("held by the content policy"), "{reply}");
+
+    // fail_open: accepted unscanned and sent, with the verdict saying so.
+    let app = scanning_app(&smtp)
+        .configure(limit)
+        .configure(|c| c.scan.oversize = Some(OnScanError::FailOpen))
+        .start()
+        .await;
+    let id = app.send_ok(&mail(&text_of(6000))).await;
+    app.drain().await;
+    let email = app.get_email(&id).await;
+    assert_eq!(email.status, "delivered", "{email:#}");
+    assert!(
+        email.scan["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("larger than scan.max_bytes")),
+        "{email:#}"
+    );
+}
+
+/// fail_open still tells the operator: each unscanned message is a warning in the log, with
+/// its id and sizes. Read from a `mailgate serve` process's own output (JSON lines, as a log
+/// shipper reads them).
+#[tokio::test]
+async fn oversize_mail_accepted_unscanned_is_logged() {
+    let (rspamd, _) = scanners();
+    let db = create_database().await;
+    let http = format!("127.0.0.1:{}", support::free_port());
+    let dir = std::env::temp_dir().join(format!("mailgate-oversize-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("mailgate.log");
+    let mailgate = || {
+        let mut cmd = process::command(&db, &http);
+        cmd.env("MAILGATE_SCAN__RSPAMD_URL", &rspamd)
+            .env("MAILGATE_SCAN__MAX_BYTES", "4096")
+            .env("MAILGATE_SCAN__OVERSIZE", "fail_open")
+            .env("MAILGATE_LOG_FORMAT", "json");
+        cmd
+    };
+    let mut serve = mailgate();
+    let log = std::fs::File::create(&log_path).unwrap();
+    serve.stderr(log.try_clone().unwrap()).stdout(log);
+    let child = process::serve(serve, &http).await;
+    let key = process::create_key(mailgate(), "acme", "send,messages").await;
+
+    let response = support::app::http_client()
+        .post(format!("http://{http}/v1/emails"))
+        .bearer_auth(&key)
+        .json(&mail(&text_of(6000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let warned = || {
+        read_log().lines().any(|l| {
+            let Ok(line) = serde_json::from_str::<Value>(l) else {
+                return false;
+            };
+            line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("larger than scan.max_bytes"))
+                && line["id"] == id.as_str()
+                && line["size"].as_u64().is_some_and(|s| s > 4096)
+                && line["limit"] == 4096
+                && line["policy"] == "fail_open"
+        })
+    };
+    eventually(format!("a warning naming {id}"), WAIT, async || {
+        if warned() { Ok(()) } else { Err(read_log()) }
+    })
+    .await;
+    process::stop(child, Duration::from_secs(10)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stand-in at `scan.rspamd_url` that records each message it is given and hands it on to
+/// the real rspamd, answering with rspamd's own verdict.
+struct ScannerTap {
+    url: String,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl ScannerTap {
+    async fn start(rspamd: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let client = reqwest::Client::new();
+        let recorded = seen.clone();
+        let forward = move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let (client, recorded, rspamd) = (client.clone(), recorded.clone(), rspamd.clone());
+            async move {
+                if uri.path() == "/checkv2" {
+                    recorded.lock().unwrap().push(body.to_vec());
+                }
+                let mut request = client
+                    .post(format!("{rspamd}{}", uri.path()))
+                    .body(body.to_vec());
+                for name in ["From", "Rcpt", "Queue-Id"] {
+                    for value in headers.get_all(name) {
+                        request = request.header(name, value.as_bytes());
+                    }
+                }
+                let answer = request.send().await.unwrap();
+                (
+                    axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap(),
+                    answer.bytes().await.unwrap().to_vec(),
+                )
+            }
+        };
+        let router = axum::Router::new().fallback(forward);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect()
+    }
+}
+
+/// The HTML's text, decoded from whatever transfer encoding it travels in.
+fn html_of(mime: &str) -> String {
+    mail_parser::MessageParser::new()
+        .parse(mime.as_bytes())
+        .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
+        .unwrap_or_else(|| panic!("no HTML part in {mime}"))
+}
+
+/// With click tracking on, rspamd still sees each link as the sender wrote it: the message is
+/// scanned before tracking points the links at `/t/c/…`. Over HTTP and over SMTP.
+#[tokio::test]
+async fn links_are_scanned_as_written_before_tracking_rewrites_them() {
+    let (rspamd, _) = scanners();
+    let tap = ScannerTap::start(rspamd).await;
+    let smtp = TestSmtpServer::start().await;
+    let app = scanning_app(&smtp)
+        .configure(|c| {
+            c.scan.rspamd_url = Some(tap.url.clone().into());
+            c.tracking.base_url = Some("https://t.example.test".into());
+        })
+        .start()
+        .await;
+    let link = "https://shop.example/orders/1042";
+    let id = app
+        .send_ok(&json!({"from": "app@example.com", "to": "ada@example.org",
+            "subject": "Your order", "text": format!("See {link}"),
+            "html": format!("<p>See <a href=\"{link}\">your order</a></p>"),
+            "track": {"opens": true, "clicks": true}}))
+        .await;
+    let raw = format!(
+        "From: app@example.com\r\nTo: ada@example.org\r\nSubject: Your order\r\n\
+X-Mailgate-Track: clicks\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p>See <a href=\"{link}\">your order</a></p>"
+    );
+    let reply = smtp_send(&app, &raw).await.expect("accepted");
+    let smtp_id = reply
+        .rsplit_once("queued as ")
+        .map(|(_, id)| id.trim().to_string())
+        .unwrap();
+
+    let seen = tap.seen();
+    assert_eq!(seen.len(), 2, "one scan per message");
+    for mime in &seen {
+        let html = html_of(mime);
+        assert!(html.contains(link), "rspamd saw {html}");
+        assert!(!html.contains("t.example.test"), "rspamd saw {html}");
+    }
+    // What is stored and sent is tracked; the scan's verdict is kept with it.
+    for id in [&id, &smtp_id] {
+        let stored = html_of(&app.get_source(id).await);
+        assert!(stored.contains("https://t.example.test/t/c/"), "{stored}");
+        assert!(!stored.contains(link), "{stored}");
+        assert!(app.get_email(id).await.scan["rspamd"]["action"].is_string());
+    }
+}
+
+/// `X-Spam-*` and `X-Virus-*` say what the scanners found, so a client may not set them: with
+/// scanning on they are taken out at accept, over HTTP and SMTP. With scanning off there is
+/// no verdict to forge, and they stay.
+#[tokio::test]
+async fn client_set_scanner_headers_are_removed_when_scanning_is_on() {
+    let smtp = TestSmtpServer::start().await;
+    let app = scanning_app(&smtp).start().await;
+    let mut forged = mail("Hello");
+    forged["headers"] = json!({"X-Spam-Status": "No, score=-50.0", "X-Virus-Scanned": "clean",
+        "X-Campaign": "spring"});
+    let id = app.send_ok(&forged).await;
+    let source = app.get_source(&id).await;
+    let head = source.split("\r\n\r\n").next().unwrap();
+    assert!(!head.contains("X-Spam-Status"), "{head}");
+    assert!(!head.contains("X-Virus-Scanned"), "{head}");
+    assert!(head.contains("X-Campaign: spring"), "{head}");
+
+    let raw = "X-Spam-Flag: NO\r\nFrom: app@example.com\r\nTo: ada@example.org\r\n\
+X-Spam-Status: No, score=-50.0\r\n tests=ALL_TRUSTED\r\nSubject: hi\r\nx-virus-status: Clean\r\n\
+X-Campaign: spring\r\n\r\nX-Spam-Status: body text stays\r\n";
+    let reply = smtp_send(&app, raw).await.expect("accepted");
+    let smtp_id = reply
+        .rsplit_once("queued as ")
+        .unwrap()
+        .1
+        .trim()
+        .to_string();
+    let source = app.get_source(&smtp_id).await;
+    let (head, body) = source.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("x-spam")
+            && !head.to_ascii_lowercase().contains("x-virus"),
+        "{head}"
+    );
+    assert!(
+        !source.contains("ALL_TRUSTED"),
+        "the folded line goes too: {source}"
+    );
+    assert!(
+        head.ends_with("Subject: hi\r\nX-Campaign: spring"),
+        "{head}"
+    );
+    assert!(body.starts_with("X-Spam-Status: body text stays"), "{body}");
+
+    // Scanning off: nothing to forge, nothing taken out.
+    let plain = TestApp::builder().relaying_to(&smtp).start().await;
+    let id = plain.send_ok(&forged).await;
+    assert!(
+        plain
+            .get_source(&id)
+            .await
+            .contains("X-Spam-Status: No, score=-50.0")
+    );
 }

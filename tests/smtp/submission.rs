@@ -131,10 +131,9 @@ X-Mailgate-Tag: body text is never touched\r\n";
     let after_date = data.iter().position(|&b| b == b'\n').unwrap() + 1;
     let after_date = after_date + data[after_date..].iter().position(|&b| b == b'\n').unwrap() + 1;
     let expected = without_header(message, "X-Mailgate-");
-    // The CRLF ending the last line travels as part of the DATA terminator.
     assert_eq!(
         String::from_utf8_lossy(&data[after_date..]),
-        String::from_utf8_lossy(&expected[..expected.len() - 2])
+        String::from_utf8_lossy(&expected)
     );
     assert!(received.iter().all(|m| m.data == *data));
     assert_eq!(source(&app, &app.key, &id).await, *data);
@@ -167,7 +166,8 @@ line two\r\n";
     let email = app.wait_for_status(&id, DELIVERED, WAIT).await;
     assert_eq!(email.message_id, "<own-id-1@example.com>");
     let received = upstream.wait_for(1, WAIT).await;
-    assert_eq!(received[0].data, message[..message.len() - 2].to_vec());
+    assert_eq!(received[0].data, message.to_vec());
+    assert_eq!(source(&app, &app.key, &id).await, message.to_vec());
 }
 
 #[tokio::test]
@@ -299,15 +299,7 @@ async fn trusted_network_sends_without_auth_into_its_project() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.scrape_metrics().await;
     let counted = metrics.lines().any(|l| {
         l.starts_with("mailgate_messages_accepted_total{")
             && l.contains(&format!("project=\"{}\"", project.0))
@@ -421,4 +413,169 @@ Content-Transfer-Encoding: quoted-printable\r\n\
         "the text part is byte for byte the client's"
     );
     assert!(relayed.contains("\r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee https://shop.example/o/1\r\n--B\r\n"));
+}
+
+/// The CRLF before the final "." ends the last line and belongs to the message (RFC 5321
+/// §4.1.1.4): a one-line body submitted with smtplib comes back from GET /source, and reaches
+/// the upstream, byte for byte. Mailgate adds only the Message-ID and Date a message lacks.
+#[tokio::test]
+async fn a_one_line_body_is_stored_and_relayed_byte_for_byte() {
+    let upstream = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&upstream).await;
+    let complete: &[u8] = b"Date: Thu, 02 Jan 2025 03:04:05 +0000\r\n\
+Message-ID: <one-line@example.com>\r\n\
+From: a@example.com\r\n\
+To: b@example.net\r\n\
+Subject: One line\r\n\
+\r\n\
+Just this line.\r\n";
+    let bare: &[u8] = b"From: a@example.com\r\n\
+To: b@example.net\r\n\
+Subject: One line\r\n\
+\r\n\
+Just this line.\r\n";
+    let mail = |data| Mail {
+        from: "a@example.com",
+        to: &["b@example.net"],
+        data,
+    };
+    let out = smtplib_send(
+        app.smtp_addr.unwrap(),
+        Connect::StartTls,
+        Some(&app.key),
+        &[mail(complete), mail(bare)],
+    )
+    .await;
+    let complete_id = queued_id(
+        out[1]["reply"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{out:?}")),
+    );
+    let bare_id = queued_id(
+        out[2]["reply"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{out:?}")),
+    );
+
+    let stored = source(&app, &app.key, &complete_id).await;
+    assert_eq!(
+        String::from_utf8_lossy(&stored),
+        String::from_utf8_lossy(complete)
+    );
+    // Only the two lines it lacked go on top of the bare one; every submitted byte follows.
+    let email = app.get_email(&bare_id).await;
+    let stored_bare = source(&app, &app.key, &bare_id).await;
+    let head = format!("Message-ID: {}\r\nDate: ", email.message_id);
+    assert!(
+        stored_bare.starts_with(head.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&stored_bare)
+    );
+    let date_end = head.len()
+        + stored_bare[head.len()..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap()
+        + 2;
+    assert_eq!(
+        String::from_utf8_lossy(&stored_bare[date_end..]),
+        String::from_utf8_lossy(bare)
+    );
+
+    // The upstream receives those same bytes: no line lost, none added.
+    let received = upstream.wait_for(2, WAIT).await;
+    let mut got: Vec<&[u8]> = received.iter().map(|m| m.data.as_slice()).collect();
+    let mut want = vec![stored.as_slice(), stored_bare.as_slice()];
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// The size limit applies to the message as stored: one that fits `smtp.max_message_bytes`
+/// as sent, but not once click tracking has rewritten its links, is refused with 552 (and
+/// the same over HTTP with 413); without tracking the same message is accepted.
+#[tokio::test]
+async fn the_size_limit_applies_after_tracking_rewrites_the_links() {
+    const LIMIT: usize = 4000;
+    let upstream = TestSmtpServer::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&upstream)
+        .configure(|c| {
+            trust_loopback(c);
+            c.tracking.base_url = Some("https://t.example.test".into());
+            c.smtp.max_message_bytes = Some(LIMIT);
+            c.http.max_message_bytes = LIMIT;
+        })
+        .start()
+        .await;
+    let links: String = (0..20)
+        .map(|i| format!("<p><a href=\"https://shop.example/p/{i}\">item {i}</a></p>\r\n"))
+        .collect();
+    let message = |track: &str| {
+        let head = format!(
+            "From: shop@internal.example.com\r\nTo: ada@example.net\r\nSubject: catalogue\r\n\
+X-Mailgate-Track: {track}\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{links}--B\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        );
+        let tail = "\r\n--B--\r\n";
+        // Filled up to 100 bytes under the limit with plain text.
+        let filler = "Our catalogue.\r\n".repeat(1000);
+        let room = LIMIT - 100 - head.len() - tail.len();
+        let text = &filler[..room - room % 16];
+        format!("{head}{text}{tail}").into_bytes()
+    };
+    let tracked = message("clicks, opens");
+    assert!(
+        tracked.len() < LIMIT && tracked.len() > LIMIT - 120,
+        "{}",
+        tracked.len()
+    );
+
+    let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    let reply = c
+        .send("shop@internal.example.com", &["ada@example.net"], &tracked)
+        .await;
+    assert!(reply.starts_with("552 5.3.4 "), "{reply}");
+    assert!(
+        reply.contains("tracking") && reply.contains(&format!("limit of {LIMIT}")),
+        "{reply}"
+    );
+    let reply = c
+        .send(
+            "shop@internal.example.com",
+            &["ada@example.net"],
+            &message("none"),
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 queued as "), "{reply}");
+    let id = queued_id(&reply);
+    let internal = app.create_key("internal", "messages", false).await;
+    assert_eq!(app.get_email_as(&internal, &id).await.subject, "catalogue");
+
+    // Over HTTP the limit has always applied to the rendered, tracked message.
+    let html: String = links.replace("\r\n", "\n");
+    let text = "Our catalogue.\n".repeat(140);
+    let mut body = json!({"from": "shop@example.com", "to": "ada@example.net",
+        "subject": "catalogue", "html": html, "text": text});
+    let (status, answer) = app
+        .call(reqwest::Method::POST, "/v1/emails", Some(body.clone()))
+        .await;
+    assert_eq!(status, 202, "fits untracked: {answer}");
+    let size = app.get_source(answer["id"].as_str().unwrap()).await.len();
+    assert!(size > LIMIT - 300, "just under the limit: {size}");
+    body["track"] = json!({"opens": true, "clicks": true});
+    let (status, problem) = app
+        .call(reqwest::Method::POST, "/v1/emails", Some(body))
+        .await;
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["code"], "payload_too_large");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("over the limit of {LIMIT}")),
+        "{problem}"
+    );
 }

@@ -107,6 +107,8 @@ pub fn test_config(database_url: &str) -> Config {
         ..Config::default()
     };
     c.redis.key_prefix = unique_redis_prefix();
+    // Tests run side by side: each metrics listener on a port of its own.
+    c.metrics.addr = "127.0.0.1:0".parse().unwrap();
     c.ratelimit.send = SendLimits {
         rate_per_sec: 100_000.0,
         burst: 100_000,
@@ -167,6 +169,8 @@ pub struct TestApp {
     pub smtp_tls_addr: Option<SocketAddr>,
     /// The inbound listener (bounces, complaints, inbound mail), when `inbound.addr` is set.
     pub inbound_addr: Option<SocketAddr>,
+    /// The metrics listener (`/metrics`), when `metrics.enabled`.
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub pool: PgPool,
     pub database_url: String,
@@ -308,6 +312,7 @@ impl TestApp {
         let webhooks = app.webhook_runner().cloned();
         let inbound = app.inbound_runner().cloned();
         let inbound_addr = app.inbound_addr();
+        let metrics_addr = app.metrics_addr();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(app.run(cancel.clone()));
         let mut me = TestApp {
@@ -315,6 +320,7 @@ impl TestApp {
             smtp_addr,
             smtp_tls_addr,
             inbound_addr,
+            metrics_addr,
             base: format!("http://{addr}"),
             pool,
             database_url,
@@ -369,6 +375,19 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `GET /metrics` from the metrics listener, as Prometheus scrapes it: the text.
+    pub async fn scrape_metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("metrics enabled");
+        let response = self
+            .http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     // The API as a client sees it, in one convention:

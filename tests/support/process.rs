@@ -6,12 +6,14 @@ use std::{process::Stdio, time::Duration};
 use super::eventually;
 use tokio::process::{Child, Command};
 
-/// `mailgate` with a database, an HTTP address, and send limits no test meets.
+/// `mailgate` with a database, an HTTP address, a metrics listener on a free port, and send
+/// limits no test meets.
 pub fn command(db: &str, http: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
     cmd.env("MAILGATE_DATABASE_URL", db)
         .env("MAILGATE_HTTP_ADDR", http)
         .env("MAILGATE_SMTP_ADDR", "127.0.0.1:0")
+        .env("MAILGATE_METRICS__ADDR", "127.0.0.1:0")
         .env("MAILGATE_LOG", "warn")
         .env("MAILGATE_RATELIMIT__SEND__RATE_PER_SEC", "100000")
         .env("MAILGATE_RATELIMIT__SEND__BURST", "100000")

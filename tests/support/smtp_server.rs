@@ -683,8 +683,8 @@ fn next_data_reply(script: &mut Script) -> (u16, String) {
 }
 
 /// Reads DATA up to the `.` line, undoing dot-stuffing. Returns `None` if the
-/// client disconnects first. The CRLF that precedes the `.` line belongs to
-/// the terminator, so it is not part of the returned bytes.
+/// client disconnects first. The CRLF that precedes the `.` line ends the last
+/// line and belongs to the message (RFC 5321 §4.1.1.4), so it is kept.
 async fn read_data<S: AsyncRead + Unpin>(
     reader: &mut BufReader<S>,
 ) -> std::io::Result<Option<Vec<u8>>> {
@@ -710,11 +710,6 @@ async fn read_data<S: AsyncRead + Unpin>(
                 "message larger than advertised SIZE",
             ));
         }
-    }
-    if data.ends_with(b"\r\n") {
-        data.truncate(data.len() - 2);
-    } else if data.ends_with(b"\n") {
-        data.truncate(data.len() - 1);
     }
     Ok(Some(data))
 }

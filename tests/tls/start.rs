@@ -29,6 +29,7 @@ fn mailgate(args: &[&str], envs: &[(&str, String)]) -> Command {
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("MAILGATE_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("MAILGATE_SMTP_ADDR", "127.0.0.1:0")
+        .env("MAILGATE_METRICS__ADDR", "127.0.0.1:0")
         .env("MAILGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -19,10 +19,8 @@ use crate::{
         email_request::{AttachmentRequest, Base64Content},
         error::{Problem, ServiceError},
         extract::{body_error, check_json_content_type},
-        gate::Admits,
         headers::write_headers,
     },
-    domain::Scope,
     ratelimit::{Decision, Refusal},
     store::api_keys::AuthenticatedKey,
 };
@@ -30,9 +28,6 @@ use crate::{
 /// Names the request fields mailgate accepted but does not act on (`X-Mailgate-Ignored:
 /// TrackOpens, MessageStream`), so nothing is dropped without a word.
 pub const IGNORED_HEADER: HeaderName = HeaderName::from_static("x-mailgate-ignored");
-
-/// Whom every provider's routes admit: a key holding the `send` scope.
-pub const SENDING_KEY: Admits = Admits::KeyWithScope(Scope::Send);
 
 /// A JSON answer as the providers send it: `application/json` even for errors (resend-python
 /// refuses any other content type, `application/problem+json` included).
@@ -160,7 +155,7 @@ pub(crate) fn status_of(err: &ServiceError) -> StatusCode {
         | ServiceError::Conflict { .. }
         | ServiceError::UnsupportedMediaType(_) => StatusCode::BAD_REQUEST,
         ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        ServiceError::ForbiddenScope(_) => StatusCode::FORBIDDEN,
+        ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {

@@ -39,6 +39,10 @@ impl Relay {
     /// Relays one message to one envelope: connecting and the transaction are each bounded
     /// by the attempt timeout.
     pub async fn send(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
+        // lettre ends the data with CRLF.CRLF, whose first CRLF ends the last line: the
+        // message's own final CRLF is left to it, so the upstream receives the stored bytes
+        // exactly, not with an empty line added.
+        let mime = mime.strip_suffix(b"\r\n").unwrap_or(mime);
         let mut pooled = self.checkout().await?;
         match tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await {
             Ok(Ok(response)) => {

@@ -41,6 +41,11 @@ pub(super) fn parse_url(url: &str) -> anyhow::Result<RelayUrl> {
         .split_once("://")
         .context("relay URL needs a scheme (smtp:// or smtps://)")?;
     let (authority, query) = match rest.split_once('?') {
+        // A `?` in the user name or password cut the URL short: what follows would be
+        // read, and quoted back, as parameters.
+        Some((_, q)) if q.contains('@') => bail!(
+            "relay URL: a `?` in the user name or password must be percent-encoded as %3F (the password is not shown)"
+        ),
         Some((a, q)) => (a.trim_end_matches('/'), Some(q)),
         None => (rest.trim_end_matches('/'), None),
     };
@@ -48,10 +53,17 @@ pub(super) fn parse_url(url: &str) -> anyhow::Result<RelayUrl> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
+    // The errors name what is wrong, never the characters: they are the password's.
     let credentials = userinfo
         .map(|u| {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            Ok::<_, anyhow::Error>((percent_decode(user)?, percent_decode(pass)?))
+            let user = percent_decode(user).context(
+                "relay URL: the user name is not valid percent-encoding (each % must start a %XX escape of UTF-8)",
+            )?;
+            let pass = percent_decode(pass).context(
+                "relay URL: the password is not valid percent-encoding (each % must start a %XX escape of UTF-8, e.g. %25 for % itself); the password is not shown",
+            )?;
+            Ok::<_, anyhow::Error>((user, pass))
         })
         .transpose()?;
     let mut tls = match scheme {
@@ -95,21 +107,24 @@ pub(super) fn parse_url(url: &str) -> anyhow::Result<RelayUrl> {
     })
 }
 
-fn percent_decode(s: &str) -> anyhow::Result<String> {
+/// `%XX` escapes decoded; `None` for a bad escape or bytes that are not UTF-8. No error
+/// detail: the text may be a password.
+fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])?;
-            out.push(u8::from_str_radix(hex, 16).with_context(|| format!("bad escape %{hex}"))?);
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (high, low) = (hex(bytes[i + 1])?, hex(bytes[i + 2])?);
+            out.push((high * 16 + low) as u8);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    Ok(String::from_utf8(out)?)
+    String::from_utf8(out).ok()
 }
 
 /// TLS for this relay; `tls_insecure` accepts any certificate (self-signed test relays only).
@@ -144,5 +159,24 @@ mod tests {
         );
         assert!(parse_url("http://x").is_err());
         assert!(parse_url("smtp://x?tls=maybe").is_err());
+    }
+
+    /// A malformed password is refused without a character of it in the message.
+    #[test]
+    fn errors_never_quote_the_password() {
+        for url in [
+            "smtp://bob:s3cr%ZZet@mx.example.com:587",
+            "smtp://bob:s3cr%e9et@mx.example.com:587",
+            "smtp://bob:s3cr?ZZet@mx.example.com:587",
+        ] {
+            let err = format!("{:#}", parse_url(url).unwrap_err());
+            for part in ["s3cr", "ZZ", "et@", "e9"] {
+                assert!(!err.contains(part), "{err}");
+            }
+            assert!(
+                err.contains("password") || err.contains("user name"),
+                "{err}"
+            );
+        }
     }
 }

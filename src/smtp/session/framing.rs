@@ -283,8 +283,9 @@ impl DataReader {
     fn feed(&mut self, input: &[u8]) -> (usize, bool) {
         let mut bytes = input.iter();
         let done = self.receiver.ingest(&mut bytes, &mut self.message);
-        // +2 for the CRLF that ends the last line, which is not part of the size.
-        if self.message.len() > self.max + 2 {
+        // The CRLF that ends the last line is part of the message (RFC 5321 §4.1.1.4), and
+        // of its size.
+        if self.message.len() > self.max {
             self.too_large = true;
             self.message = Vec::new();
         }
@@ -343,7 +344,9 @@ mod tests {
         let (message, rest) = read_all(&[b"a: b\r\n\r\n", &big, b"\r\n.\r\nNOOP\r\n"], 20);
         assert!(message.is_none());
         assert_eq!(rest, b"NOOP\r\n");
-        let (message, _) = read_all(&[b"0123456789\r\n.\r\n"], 10);
-        assert_eq!(message.unwrap().len(), 12);
+        let (message, _) = read_all(&[b"01234567\r\n.\r\n"], 10);
+        assert_eq!(message.unwrap(), b"01234567\r\n");
+        let (message, _) = read_all(&[b"012345678\r\n.\r\n"], 10);
+        assert!(message.is_none());
     }
 }

@@ -420,7 +420,9 @@ impl Session<'_> {
         let max = self.shared.settings.max_message_bytes;
         // If the session ends while the data arrives, the transaction is simply dropped:
         // nothing was committed and the client was never told otherwise.
-        let Some(mut data) = io.data(max).await? else {
+        // The CRLF before the final "." ends the last line and belongs to the message
+        // (RFC 5321 §4.1.1.4): it is scanned and stored with the rest.
+        let Some(data) = io.data(max).await? else {
             io.reply(
                 552,
                 [5, 3, 4],
@@ -428,12 +430,6 @@ impl Session<'_> {
             );
             return Ok(Step::Continue);
         };
-        // The CRLF before the final "." ends the last line. It is not stored: relaying
-        // (lettre's send_raw) appends CRLF.CRLF, which gives it back, so the upstream
-        // receives exactly the lines the client sent.
-        if data.ends_with(b"\r\n") {
-            data.truncate(data.len() - 2);
-        }
         self.accept(io, tx, data).await;
         Ok(Step::Continue)
     }
@@ -528,7 +524,11 @@ impl Session<'_> {
                 return;
             }
         }
-        match submissions.commit_raw(project_id, key, prepared).await {
+        let limit = shared.settings.max_message_bytes;
+        match submissions
+            .commit_raw(project_id, key, prepared, limit)
+            .await
+        {
             Ok(accepted) => {
                 tracing::info!(
                     id = %accepted.id,
@@ -555,6 +555,11 @@ impl Session<'_> {
                     [5, 7, 1],
                     format_args!("rejected by content policy: {detail}"),
                 );
+            }
+            Err(SubmissionError::TooLarge(detail)) => {
+                // Too large once tracked, or too large to scan: the same bytes will not fit
+                // next time either.
+                io.reply(552, [5, 3, 4], format_args!("message too large: {detail}"));
             }
             Err(SubmissionError::ScanUnavailable(_)) => {
                 io.reply(

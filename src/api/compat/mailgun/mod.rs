@@ -20,15 +20,12 @@ use axum::{
 };
 use base64::Engine;
 
-use super::shared::SENDING_KEY;
-use crate::api::gate::{Admits, Credentials};
+use crate::api::gate::Credentials;
 use crate::api::{AppState, error::ServiceError};
 
 pub struct Mailgun;
 
 impl Credentials for Mailgun {
-    const ADMITS: Admits = SENDING_KEY;
-
     /// The password of Basic `api:<key>`, as the SDKs send it, or a bearer key, as every
     /// other mailgate route takes it.
     fn token(headers: &HeaderMap) -> Option<String> {

@@ -52,7 +52,9 @@ pub fn status_and_code(err: &ServiceError) -> (StatusCode, u16) {
         // 10: bad or missing server token.
         ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, 10),
         // 405: not allowed to send.
-        ServiceError::ForbiddenScope(_) => (StatusCode::UNPROCESSABLE_ENTITY, 405),
+        ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, 405)
+        }
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, 0),
         ServiceError::Conflict { .. } => (StatusCode::CONFLICT, 0),
         ServiceError::Refused(Refusal::Unavailable) | ServiceError::Unavailable(_) => {

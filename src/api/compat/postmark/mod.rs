@@ -20,8 +20,7 @@ use axum::{
     routing::post,
 };
 
-use super::shared::SENDING_KEY;
-use crate::api::gate::{Admits, Credentials};
+use crate::api::gate::Credentials;
 use crate::api::{AppState, error::ServiceError};
 
 pub struct Postmark;
@@ -30,8 +29,6 @@ pub struct Postmark;
 const TOKEN_HEADER: &str = "x-postmark-server-token";
 
 impl Credentials for Postmark {
-    const ADMITS: Admits = SENDING_KEY;
-
     fn token(headers: &HeaderMap) -> Option<String> {
         let token = headers.get(TOKEN_HEADER)?.to_str().ok()?.trim();
         (!token.is_empty()).then(|| token.to_string())

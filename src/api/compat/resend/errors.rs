@@ -66,7 +66,9 @@ fn status_and_name(err: &ServiceError) -> (StatusCode, &'static str) {
             (StatusCode::UNAUTHORIZED, "missing_api_key")
         }
         ServiceError::Unauthorized(_) => (StatusCode::FORBIDDEN, "invalid_api_key"),
-        ServiceError::ForbiddenScope(_) => (StatusCode::UNAUTHORIZED, "restricted_api_key"),
+        ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => {
+            (StatusCode::UNAUTHORIZED, "restricted_api_key")
+        }
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         ServiceError::Conflict {
             kind: Conflict::IdempotencyInProgress,

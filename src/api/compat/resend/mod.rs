@@ -19,16 +19,12 @@ use axum::{
     routing::{get, post},
 };
 
-use super::shared::SENDING_KEY;
-use crate::api::gate::{Admits, Credentials};
+use crate::api::gate::Credentials;
 use crate::api::{AppState, auth::bearer, error::ServiceError};
-use crate::domain::Scope;
 
 pub struct Resend;
 
 impl Credentials for Resend {
-    const ADMITS: Admits = SENDING_KEY;
-
     fn token(headers: &HeaderMap) -> Option<String> {
         bearer(headers).ok().map(str::to_string)
     }
@@ -39,12 +35,6 @@ impl Credentials for Resend {
 
     fn error(err: ServiceError) -> Response {
         errors::error(err)
-    }
-
-    /// Reading an email (its HTML, its Bcc list) needs `messages`, as `GET /v1/emails/{id}`
-    /// does; sending and cancelling need `send`.
-    fn scope_of(method: &Method, path: &str) -> Option<Scope> {
-        (method == Method::GET && path.starts_with("/emails/")).then_some(Scope::Messages)
     }
 }
 

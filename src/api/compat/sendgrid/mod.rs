@@ -22,15 +22,12 @@ use axum::{
 
 pub use routes::MESSAGE_IDS;
 
-use super::shared::SENDING_KEY;
-use crate::api::gate::{Admits, Credentials};
+use crate::api::gate::Credentials;
 use crate::api::{AppState, auth::bearer, error::ServiceError};
 
 pub struct SendGrid;
 
 impl Credentials for SendGrid {
-    const ADMITS: Admits = SENDING_KEY;
-
     /// A bearer key; an `SG.` prefix is dropped, so a key can look like SendGrid's (the Node
     /// client warns about keys without it).
     fn token(headers: &HeaderMap) -> Option<String> {
