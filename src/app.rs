@@ -139,7 +139,13 @@ impl Application {
             Some(_) => Some(
                 SmtpListener::bind_inbound(
                     &config,
-                    Inbox::new(pool.clone(), domains, waker.inbound.clone()),
+                    Inbox::new(
+                        pool.clone(),
+                        domains,
+                        tokens.clone(),
+                        &config.inbound,
+                        waker.inbound.clone(),
+                    ),
                 )
                 .await?,
             ),

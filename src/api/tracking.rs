@@ -1,6 +1,8 @@
 //! `/t/o/{token}` and `/t/c/{token}`: the open pixel and the click redirect of tracked mail.
 //! No key: the signed token is the credential, and it names one message (and, for a click,
-//! one URL that was in it). A bad token is a 404; nothing here ever redirects elsewhere.
+//! one URL that was in it). A bad token, or one of a message retention deleted, is a 404;
+//! nothing here ever redirects elsewhere. What is recorded, and how much, is
+//! `service::tracking`'s.
 
 use std::net::SocketAddr;
 
@@ -11,10 +13,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde_json::json;
 
 use super::{AppState, error::ServiceError};
-use crate::store;
+use crate::service::tracking::{self, Hit};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,8 +34,8 @@ const PIXEL: &[u8] = &[
 #[utoipa::path(get, path = "/t/o/{token}", operation_id = "track_open", tag = "tracking",
     params(("token" = String, Path, description = "The signed token in the message's pixel")),
     responses(
-        (status = 200, description = "A transparent 1×1 GIF; the open is recorded", content_type = "image/gif"),
-        (status = 404, description = "Not a token of this server (`not_found`)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A transparent 1×1 GIF. The open is counted, and recorded as an `opened` event when it is the first in `tracking.open_window_secs`; beyond `tracking.per_ip_per_minute` or `per_token_per_minute` the pixel is served and nothing is recorded", content_type = "image/gif"),
+        (status = 404, description = "Not a token of this server, or its message was deleted by retention (`not_found`)", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn open(
     State(state): State<AppState>,
@@ -42,14 +43,7 @@ pub async fn open(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
-    let id = state
-        .tokens
-        .verify_open(&token)
-        .ok_or(ServiceError::NotFound("tracking token"))?;
-    let data = client(&state, &headers, peer);
-    store::tracking::record(&state.pool, id, "opened", &data).await?;
-    metrics::counter!("mailgate_tracking_total", "kind" => "open").increment(1);
-    state.waker.webhooks.wake();
+    tracking::open(&state, &token, &hit(&state, &headers, peer)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),
@@ -67,8 +61,8 @@ pub async fn open(
 #[utoipa::path(get, path = "/t/c/{token}", operation_id = "track_click", tag = "tracking",
     params(("token" = String, Path, description = "The signed token of one link of one message")),
     responses(
-        (status = 302, description = "To the link's original URL; the click is recorded"),
-        (status = 404, description = "Not a token of this server (`not_found`)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 302, description = "To the link's original URL. The click is recorded, unless beyond `tracking.per_ip_per_minute` or `per_token_per_minute`: then it redirects all the same and records nothing"),
+        (status = 404, description = "Not a token of this server, or its message was deleted by retention (`not_found`)", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn click(
     State(state): State<AppState>,
@@ -76,21 +70,9 @@ pub async fn click(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
-    let (id, url) = state
-        .tokens
-        .verify_click(&token)
-        .ok_or(ServiceError::NotFound("tracking token"))?;
-    // Signed by this server, so it was an http(s) link of the message; checked again so a
-    // leaked key still cannot make this a redirect to another scheme.
-    let location = HeaderValue::from_str(&url)
-        .ok()
-        .filter(|_| url.starts_with("http://") || url.starts_with("https://"))
-        .ok_or(ServiceError::NotFound("tracking token"))?;
-    let mut data = client(&state, &headers, peer);
-    data["url"] = json!(url);
-    store::tracking::record(&state.pool, id, "clicked", &data).await?;
-    metrics::counter!("mailgate_tracking_total", "kind" => "click").increment(1);
-    state.waker.webhooks.wake();
+    let url = tracking::click(&state, &token, &hit(&state, &headers, peer)).await?;
+    let location =
+        HeaderValue::from_str(&url).map_err(|_| ServiceError::NotFound("tracking token"))?;
     Ok((
         StatusCode::FOUND,
         [
@@ -104,17 +86,14 @@ pub async fn click(
         .into_response())
 }
 
-/// What is recorded about the client: its user agent, and its address (behind the trusted
-/// proxies, `http.trusted_proxies`) unless `tracking.record_ip` is off.
-fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(512).collect::<String>());
-    let ip = state
-        .config
-        .tracking
-        .record_ip
-        .then(|| state.gate.client_addr(peer.ip(), headers).to_string());
-    json!({"user_agent": user_agent, "ip": ip})
+/// The client as the request shows it: its address behind the trusted proxies
+/// (`http.trusted_proxies`), and its user agent.
+fn hit(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Hit {
+    Hit {
+        ip: state.gate.client_addr(peer.ip(), headers),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
 }

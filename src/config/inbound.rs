@@ -39,15 +39,29 @@ pub struct InboundConfig {
     pub max_sessions: usize,
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
-    /// Messages one IP address may hand in per minute; more get `451 4.7.1`.
+    /// Messages one client may hand in per minute; more get `451 4.7.1`. A client is an
+    /// IPv4 address or an IPv6 /64. Each refused recipient costs a unit too; a client out of
+    /// units at a refused recipient is disconnected with `421 4.7.1`.
     pub per_ip_per_minute: u32,
+    /// Mailboxes at a bounce domain that take mail without a VERP token, e.g. the address a
+    /// feedback loop is registered with; `postmaster` always does. Any other address at a
+    /// bounce domain that is not a return path mailgate gave out is refused at `RCPT`
+    /// (`550 5.1.1`).
+    pub bounce_mailboxes: Vec<String>,
     /// Processing: messages at once per process, claims, leases and shutdown.
     #[serde(flatten)]
     pub runner: RunnerSettings,
     /// Largest attachment put in an `email.received` webhook (base64); larger ones are listed
     /// with their size but without content.
     pub max_attachment_bytes: usize,
+    /// Largest `data` of an `email.received` webhook, as JSON. What does not fit is left out
+    /// (attachment contents last to first, then headers, then the HTML and text cut), and
+    /// the payload says `"truncated": true`.
+    pub max_payload_bytes: usize,
 }
+
+/// The smallest `inbound.max_payload_bytes` accepted.
+const MIN_PAYLOAD_BYTES: usize = 16 * 1024;
 
 impl Default for InboundConfig {
     fn default() -> Self {
@@ -62,6 +76,7 @@ impl Default for InboundConfig {
             idle_timeout_secs: 120,
             session_timeout_secs: 600,
             per_ip_per_minute: 120,
+            bounce_mailboxes: vec!["abuse".into(), "fbl".into()],
             runner: RunnerSettings {
                 concurrency: 4,
                 claim_batch: None,
@@ -70,6 +85,7 @@ impl Default for InboundConfig {
                 shutdown_grace_secs: 5,
             },
             max_attachment_bytes: 5 * 1024 * 1024,
+            max_payload_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -88,6 +104,23 @@ impl InboundConfig {
             bail!(
                 "inbound.max_recipients, max_sessions, per_ip_per_minute, idle_timeout_secs and session_timeout_secs must be positive"
             );
+        }
+        if self.max_payload_bytes < MIN_PAYLOAD_BYTES {
+            bail!(
+                "inbound.max_payload_bytes must be at least {MIN_PAYLOAD_BYTES} (an email.received payload needs room for its envelope and headers)"
+            );
+        }
+        for mailbox in &self.bounce_mailboxes {
+            let ok = !mailbox.is_empty()
+                && mailbox.len() <= 64
+                && mailbox
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+            if !ok {
+                bail!(
+                    "inbound.bounce_mailboxes: `{mailbox}` is not a local part like fbl (the part before @)"
+                );
+            }
         }
         self.runner.validate("inbound")
     }
@@ -119,4 +152,22 @@ pub fn check_domain(what: &str, domain: &str) -> anyhow::Result<()> {
         bail!("{what}: `{domain}` is not a domain name like bounces.example.com");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn the_payload_bound_and_bounce_mailboxes_are_checked() {
+        assert!(Config::default().validate().is_ok());
+        let mut c = Config::default();
+        c.inbound.max_payload_bytes = 1000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("inbound.max_payload_bytes"), "{err}");
+        let mut c = Config::default();
+        c.inbound.bounce_mailboxes = vec!["fbl@bounces.example.com".into()];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("inbound.bounce_mailboxes"), "{err}");
+    }
 }

@@ -24,4 +24,4 @@ pub mod report;
 
 pub use domains::{DomainRole, Domains};
 pub use process::Processor;
-pub use queue::{InboundQueue, InboundRunner, Inbox};
+pub use queue::{InboundQueue, InboundRunner, Inbox, Rcpt};

@@ -28,6 +28,7 @@ pub struct Processor {
     domains: Domains,
     key: TokenKey,
     max_attachment_bytes: usize,
+    max_payload_bytes: usize,
 }
 
 /// What one envelope recipient of an inbound message came to.
@@ -95,6 +96,7 @@ impl Processor {
             domains,
             key,
             max_attachment_bytes: config.max_attachment_bytes,
+            max_payload_bytes: config.max_payload_bytes,
         }
     }
 
@@ -150,6 +152,7 @@ impl Processor {
             &job.mail_from,
             &job.rcpt_to,
             self.max_attachment_bytes,
+            self.max_payload_bytes,
         ) {
             Some(payload) => Finding {
                 kind: "received",
@@ -235,6 +238,21 @@ impl Processor {
                 format!("mail to the return path of {} that is not a report", target.email),
             ),
         };
+        // A delay notice about a recipient whose delay is already recorded (MTAs repeat them
+        // while they retry) changes nothing; `store::inbound` checks again as it writes.
+        if matches!(finding.effect, Some(Effect::Delay(_)))
+            && store::delay_recorded(
+                &mut *self.pool.acquire().await?,
+                target.message_id,
+                target.recipient_id,
+            )
+            .await?
+        {
+            finding.effect = None;
+            finding
+                .detail
+                .push_str(" (already reported: not recorded again)");
+        }
         if finding.effect.is_some() {
             finding.retry = still_sending;
         }

@@ -9,8 +9,10 @@ use uuid::Uuid;
 
 use super::{DomainRole, Domains, Processor};
 use crate::{
+    config::InboundConfig,
     queue::{LeaseTable, LeasedQueue, Runner, wake::Waker},
     store::inbound::{self as store, InboundJob, Outcome},
+    tokens::TokenKey,
 };
 
 /// The listener's side: which recipients it takes, and committing what it accepted.
@@ -18,21 +20,79 @@ use crate::{
 pub struct Inbox {
     pool: PgPool,
     domains: Domains,
+    key: TokenKey,
+    /// `inbound.bounce_mailboxes`, lower case, with `postmaster`.
+    mailboxes: Vec<String>,
     waker: Waker,
 }
 
+/// What the listener answers to one `RCPT TO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcpt {
+    Accepted,
+    /// Not one of mailgate's domains: taking it would be relaying.
+    Foreign,
+    /// At a bounce domain, but no return path mailgate gave out: a made-up or edited token,
+    /// a recipient job retention deleted, another project's bounce domain, or a mailbox not
+    /// in `inbound.bounce_mailboxes`.
+    NoSuchReturnPath,
+}
+
 impl Inbox {
-    pub fn new(pool: PgPool, domains: Domains, waker: Waker) -> Self {
+    pub fn new(
+        pool: PgPool,
+        domains: Domains,
+        key: TokenKey,
+        config: &InboundConfig,
+        waker: Waker,
+    ) -> Self {
+        let mut mailboxes: Vec<String> = config
+            .bounce_mailboxes
+            .iter()
+            .map(|m| m.to_ascii_lowercase())
+            .collect();
+        // RFC 5321 4.5.1: every domain that takes mail takes it for postmaster.
+        mailboxes.push("postmaster".into());
         Self {
             pool,
             domains,
+            key,
+            mailboxes,
             waker,
         }
     }
 
-    /// Whether mail to `domain` is ours to take.
-    pub async fn accepts(&self, domain: &str) -> sqlx::Result<bool> {
-        Ok(self.domains.role(domain).await? != DomainRole::Foreign)
+    /// Whether mail to `local@domain` is ours to take. At a bounce domain only a return path
+    /// mailgate gave out is (a valid token of a recipient job that still exists, at that
+    /// job's bounce domain), or one of the configured mailboxes, so nothing else is stored.
+    pub async fn recipient(&self, local: &str, domain: &str) -> sqlx::Result<Rcpt> {
+        match self.domains.role(domain).await? {
+            DomainRole::Foreign => Ok(Rcpt::Foreign),
+            DomainRole::Inbound(_) => Ok(Rcpt::Accepted),
+            DomainRole::Bounce => {
+                let local = local.to_ascii_lowercase();
+                if self.mailboxes.contains(&local) {
+                    return Ok(Rcpt::Accepted);
+                }
+                let Some(id) = self.key.verp_recipient(&local) else {
+                    return Ok(Rcpt::NoSuchReturnPath);
+                };
+                let Some(target) = store::verp_target(&self.pool, id).await? else {
+                    return Ok(Rcpt::NoSuchReturnPath);
+                };
+                let expected = target
+                    .bounce_domain
+                    .as_deref()
+                    .or(self.domains.bounce.as_deref());
+                Ok(
+                    if expected.is_some_and(|d| d.eq_ignore_ascii_case(domain)) {
+                        Rcpt::Accepted
+                    } else {
+                        Rcpt::NoSuchReturnPath
+                    },
+                )
+            }
+        }
     }
 
     /// Commits one message; the listener answers 250 only after this returns.

@@ -3,6 +3,10 @@
 //! (`check(ip)` before looking at credentials, `failed(ip)` after refusing them), each with
 //! its own allowance from config.
 //!
+//! A client is an IPv4 address or the /64 an IPv6 address is in ([`client_prefix`]): one
+//! host commonly holds a whole /64, and counting each address apart would give a guesser
+//! 2^64 allowances.
+//!
 //! Per process on purpose: it must keep working when Redis does not, and a guesser spread
 //! over N processes still gets at most N times the allowance, against keys of 40 random
 //! alphanumerics.
@@ -15,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::address::client_prefix;
 use governor::{
     Quota, RateLimiter, clock::DefaultClock, middleware::StateInformationMiddleware,
     state::keyed::DefaultKeyedStateStore,
@@ -78,6 +83,7 @@ impl AuthThrottle {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
+        let ip = client_prefix(ip);
         let blocked = inner.blocked.lock().expect("not poisoned");
         match blocked.get(&ip) {
             Some(until) => {
@@ -93,6 +99,7 @@ impl AuthThrottle {
         let Some(inner) = &self.inner else {
             return;
         };
+        let ip = client_prefix(ip);
         metrics::counter!("mailgate_auth_failures_total").increment(1);
         let now = Instant::now();
         // The limiter counts; `blocked` remembers the result, since the limiter cannot be
@@ -158,6 +165,19 @@ mod tests {
         throttle.failed(ip);
         let wait = throttle.check(ip).unwrap_err();
         assert!(wait > Duration::from_secs(299) && wait <= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_ipv6_host_is_its_64() {
+        let throttle = AuthThrottle::new(2, Duration::from_secs(60), None);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        throttle.failed(a);
+        throttle.failed(same_64);
+        assert!(throttle.check(a).is_err());
+        assert!(throttle.check(same_64).is_err());
+        assert!(throttle.check(next_64).is_ok());
     }
 
     #[test]

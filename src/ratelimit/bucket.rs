@@ -1,4 +1,5 @@
-//! The two buckets every key has, and the parameters a check is made with.
+//! The two buckets every key has, the anonymous tracking buckets, and the parameters a check
+//! is made with.
 
 /// Which bucket a unit is charged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -7,6 +8,9 @@ pub enum Class {
     Send,
     /// Every other authenticated request.
     Api,
+    /// Anonymous opens and clicks of tracked mail, per client address and per token; the
+    /// rate and burst are the caller's (`tracking.per_ip_per_minute`, `per_token_per_minute`).
+    Tracking,
 }
 
 impl Class {
@@ -14,6 +18,7 @@ impl Class {
         match self {
             Class::Send => "send",
             Class::Api => "api",
+            Class::Tracking => "track",
         }
     }
 }

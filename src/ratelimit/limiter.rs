@@ -108,6 +108,12 @@ impl Limiter {
                 limits.daily_quota.or(config.send.daily_quota),
             ),
             Class::Api => (config.api.rate_per_sec, config.api.burst, None),
+            // The caller says: these buckets are not a key's, and their config is tracking's.
+            Class::Tracking => (
+                limits.rate_per_sec.unwrap_or(1.0),
+                limits.burst.unwrap_or(60),
+                None,
+            ),
         };
         Some(Params {
             class,

@@ -18,12 +18,15 @@
 //! - `limiter`: the [`Limiter`]: Redis first, the local fallback, what `/readyz` reports.
 //! - `health`: whether Redis answers, and when to try it again.
 //! - `redis`, `local`: the two backends. `auth`: the failed-authentication throttle.
+//! - `address`: what counts as one client address (an IPv6 /64), and a per-process limit
+//!   per address that forgets idle ones (the inbound SMTP listener's).
 //! - `client`: opening the Redis client (`rediss://` with a CA file and client certificate).
 //! - `pace`: the pacing of upstream relays (their rates, connections and back-off), on the
 //!   same Redis.
 //! - `shared`: the one Redis handle ([`SharedRedis`]) the limiter and the pacer are given,
 //!   so its health is tracked, counted and logged once.
 
+mod address;
 mod auth;
 mod bucket;
 mod client;
@@ -35,6 +38,7 @@ pub mod pace;
 mod redis;
 mod shared;
 
+pub use address::{PerAddress, client_prefix};
 pub use auth::AuthThrottle;
 pub use bucket::{Class, Params};
 pub use client::{RedisCheck, check as check_redis, open_client as open_redis_client};

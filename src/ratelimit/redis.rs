@@ -95,10 +95,10 @@ impl RedisGcra {
         };
         let bucket = format!("{}rl:{}:{}", self.prefix, params.class.as_str(), subject);
         let quota_key = format!("{}quota:{}", self.prefix, subject);
-        // Only sends have a quota; the api bucket never touches the quota key.
+        // Only sends have a quota; the other buckets never touch the quota key.
         let quota = match params.class {
             Class::Send => params.quota.unwrap_or(0),
-            Class::Api => 0,
+            Class::Api | Class::Tracking => 0,
         };
         let mut invocation = GCRA.key(&bucket);
         invocation

@@ -89,6 +89,10 @@ pub struct EmailDetail {
     pub message: MessageRow,
     pub recipients: Vec<RecipientRow>,
     pub events: Vec<EventRow>,
+    /// How often the tracking pixel was loaded (`null` until it first is). Only the first
+    /// open, and then one per `tracking.open_window_secs`, is an `opened` event; the count
+    /// has them all.
+    pub opens: Option<crate::store::tracking::Opens>,
 }
 
 pub fn parse_id(raw: &str) -> ServiceResult<Uuid> {
@@ -110,6 +114,7 @@ pub async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResu
         .ok_or(ServiceError::NotFound("email"))?;
     let recipients = messages::recipients(&mut tx, id).await?;
     let events = messages::events(&mut tx, id).await?;
+    let opens = crate::store::tracking::opens(&mut tx, id).await?;
     tx.commit().await?;
     // The stored status is refreshed in batches; the recipients are the truth right now.
     message.status =
@@ -118,6 +123,7 @@ pub async fn detail(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResu
         message,
         recipients,
         events,
+        opens,
     })
 }
 

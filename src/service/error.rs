@@ -395,7 +395,7 @@ fn refusal_detail(refusal: &Refusal) -> String {
             d.limit,
             match d.params.class {
                 crate::ratelimit::Class::Send => "messages",
-                crate::ratelimit::Class::Api => "requests",
+                crate::ratelimit::Class::Api | crate::ratelimit::Class::Tracking => "requests",
             },
             per_second(d.params.interval_us),
             d.retry_after_secs().unwrap_or(1)

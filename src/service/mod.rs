@@ -9,7 +9,8 @@
 //! - `error`: the one error type, with kinds.
 //! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
 //! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
-//!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`.
+//!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`; `tracking`, the
+//!   anonymous opens and clicks of tracked mail and what they may cost.
 //! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
 pub mod client_addr;
@@ -24,6 +25,7 @@ pub mod relays;
 pub mod state;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod webhooks;
 
 pub use error::{ServiceError, ServiceResult};

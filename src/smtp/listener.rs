@@ -139,7 +139,7 @@ impl SmtpListener {
                 tls,
                 role: Role::Inbound {
                     inbox,
-                    per_ip: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+                    per_ip: crate::ratelimit::PerAddress::per_minute(per_minute),
                 },
             },
         })

@@ -96,6 +96,22 @@ pub async fn verp_target(pool: &PgPool, recipient_id: i64) -> sqlx::Result<Optio
     .await
 }
 
+/// Whether recipient job `recipient_id` of message `message_id` already has its `delayed` event.
+pub async fn delay_recorded(
+    conn: &mut sqlx::PgConnection,
+    message_id: Uuid,
+    recipient_id: i64,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events
+                        WHERE message_id = $1 AND recipient_id = $2 AND type = 'delayed')",
+    )
+    .bind(message_id)
+    .bind(recipient_id)
+    .fetch_one(conn)
+    .await
+}
+
 /// What processing one message changes.
 #[derive(Debug, Clone)]
 pub enum Effect {
@@ -189,6 +205,18 @@ async fn apply(tx: &mut sqlx::PgConnection, effect: &Effect) -> sqlx::Result<()>
         } => return enqueue_received(tx, *project_id, payload).await,
     };
     let event_type = to.unwrap_or("delayed");
+    // MTAs send a delay notice again and again while they retry (and a copy may come twice):
+    // one `delayed` event per recipient says it all. The row lock makes two copies processed
+    // at once agree on which one records it.
+    if to.is_none() {
+        sqlx::query("SELECT 1 FROM recipients WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(report.recipient_id)
+            .execute(&mut *tx)
+            .await?;
+        if delay_recorded(&mut *tx, report.message_id, report.recipient_id).await? {
+            return Ok(());
+        }
+    }
     // A status change only from `delivered` (or a complaint about a recipient who bounced
     // later, never the reverse): a second report about the same recipient changes nothing.
     let changed = match to {

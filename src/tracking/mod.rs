@@ -17,6 +17,20 @@ use uuid::Uuid;
 
 use crate::{domain::Track, store::projects::ProjectCache, tokens::TokenKey};
 
+/// `url` without its query string and fragment, as recorded with `tracking.record_query`
+/// off: magic links and password reset tokens live there.
+pub fn without_query(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.into()
+        }
+        // Links are signed as written; one the URL parser refuses is cut by hand.
+        Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_string(),
+    }
+}
+
 pub struct Tracker {
     base: String,
     key: TokenKey,
@@ -70,5 +84,26 @@ impl Tracker {
             return raw.to_vec();
         }
         mime::instrument(raw, |html| self.html(html, id, choice))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_query;
+
+    #[test]
+    fn without_query_keeps_scheme_host_and_path() {
+        assert_eq!(
+            without_query("https://shop.example/reset?token=s3cret&u=1#frag"),
+            "https://shop.example/reset"
+        );
+        assert_eq!(
+            without_query("https://shop.example/a/b"),
+            "https://shop.example/a/b"
+        );
+        assert_eq!(
+            without_query("http://[bad/login?code=1"),
+            "http://[bad/login"
+        );
     }
 }

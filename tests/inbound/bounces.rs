@@ -208,3 +208,169 @@ async fn the_inbound_listener_is_never_a_relay() {
     // Nothing was stored.
     assert!(inbound_log(&app).await.is_empty());
 }
+
+/// Issue 25: any `b-…` address at the bounce domain was accepted and stored, to be found
+/// forged later. A return path mailgate did not give out is now refused at RCPT (550), so
+/// nothing is stored; `postmaster` and the configured mailboxes still take mail.
+#[tokio::test]
+async fn a_bad_or_unknown_return_path_is_refused_at_rcpt_and_never_stored() {
+    let smtp = TestSmtpServer::start().await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
+    let inbound = app.inbound_addr.unwrap();
+    app.send_ok(
+        &json!({"from": "news@example.com", "to": "ada@example.org", "subject": "s", "text": "t"}),
+    )
+    .await;
+    app.drain().await;
+    let return_path = smtp.received()[0].mail_from.clone();
+    let (local, _) = return_path.split_once('@').unwrap();
+    let (_, rest) = local.split_once('-').unwrap();
+    let (id, mac) = rest.split_once('-').unwrap();
+    let id: i64 = id.parse().unwrap();
+    // A token this server's key signs, for a recipient job that does not exist (as after
+    // retention deleted it).
+    let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM server_keys WHERE name = 'tokens'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let unknown = mailgate::tokens::TokenKey::new(&key).verp_local(id + 1000);
+
+    // Another project with its own bounce domain: this project's token is not good there.
+    app.create_key("other", "send", false).await;
+    let (status, body) = app
+        .call_as(
+            &super::operator_token(),
+            reqwest::Method::PATCH,
+            "/v1/projects/other",
+            Some(json!({"bounce_domain": "bounces.other.test"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let dsn =
+        b"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered\r\n\r\nNo such user.\r\n";
+    for refused in [
+        format!("b-1-0123456789abcdef@{BOUNCES}"),
+        format!("b-{}-{mac}@{BOUNCES}", id + 1),
+        format!("{unknown}@{BOUNCES}"),
+        format!("{local}@bounces.other.test"),
+        format!("anything@{BOUNCES}"),
+    ] {
+        let err = hand_in(inbound, None, &refused, dsn)
+            .await
+            .expect_err(&refused);
+        assert!(err.is_permanent(), "{refused}: {err}");
+        assert!(
+            err.to_string().contains("no such return path"),
+            "{refused}: {err}"
+        );
+    }
+    assert!(
+        inbound_log(&app).await.is_empty(),
+        "nothing refused was stored"
+    );
+
+    // The real return path, postmaster and the feedback-loop mailbox take mail.
+    for accepted in [
+        return_path.clone(),
+        format!("postmaster@{BOUNCES}"),
+        format!("fbl@{BOUNCES}"),
+    ] {
+        hand_in(inbound, None, &accepted, dsn)
+            .await
+            .unwrap_or_else(|e| panic!("{accepted}: {e}"));
+    }
+    assert_eq!(inbound_log(&app).await.len(), 3);
+}
+
+/// A refused recipient costs its client a unit of `inbound.per_ip_per_minute`, like a
+/// message: once they are used up, the session is closed with 421 and the next MAIL waits.
+#[tokio::test]
+async fn refused_recipients_count_against_the_client() {
+    let app = inbound_app()
+        .configure(|c| c.inbound.per_ip_per_minute = 4)
+        .start()
+        .await;
+    let (mut client, greeting) = Line::connect(app.inbound_addr.unwrap()).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    assert!(client.cmd("EHLO mx.example.net").await.starts_with("250"));
+    // One unit for the message.
+    assert!(client.cmd("MAIL FROM:<>").await.starts_with("250"));
+    // Three for three refused recipients: a made-up token, a foreign domain, junk.
+    for rcpt in [
+        format!("b-1-0123456789abcdef@{BOUNCES}"),
+        "someone@example.org".to_string(),
+        format!("junk@{BOUNCES}"),
+    ] {
+        let reply = client.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(reply.starts_with("550 "), "{rcpt}: {reply}");
+    }
+    // The fifth unit is not there: the session ends.
+    let reply = client
+        .cmd(&format!("RCPT TO:<b-2-0123456789abcdef@{BOUNCES}>"))
+        .await;
+    assert!(reply.starts_with("421 4.7.1"), "{reply}");
+    assert!(client.closed().await, "the connection is closed");
+    // A new session from the same address is told to wait at MAIL.
+    let (mut client, _) = Line::connect(app.inbound_addr.unwrap()).await;
+    assert!(client.cmd("EHLO mx.example.net").await.starts_with("250"));
+    let reply = client.cmd("MAIL FROM:<>").await;
+    assert!(reply.starts_with("451 4.7.1"), "{reply}");
+    assert!(inbound_log(&app).await.is_empty());
+}
+
+/// Plain SMTP over TCP, one command and its whole reply at a time.
+struct Line {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl Line {
+    async fn connect(addr: std::net::SocketAddr) -> (Self, String) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut me = Line {
+            stream: tokio::io::BufReader::new(tcp),
+        };
+        let greeting = me.reply().await;
+        (me, greeting)
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+
+    /// Every line of one reply, joined with `\n`; empty once the server hung up.
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(WAIT, self.stream.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return lines.join("\n");
+            }
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.trim_end().to_string());
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    async fn closed(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        matches!(
+            tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest)).await,
+            Ok(Ok(_))
+        )
+    }
+}

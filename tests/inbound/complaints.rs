@@ -1,5 +1,6 @@
 //! Complaints (ARF feedback reports) and what must change nothing: a report with a forged or
-//! edited token, one for another project's message, mail that is not a report.
+//! edited token, one for another project's message, mail that is not a report; delay notices,
+//! recorded once per recipient.
 
 use serde_json::json;
 
@@ -147,29 +148,19 @@ async fn forged_foreign_and_non_reports_change_nothing() {
     let inbound = app.inbound_addr.unwrap();
     let (id, return_path) = delivered(&app, &smtp, "ada@example.org").await;
 
-    // 1. The token edited: another recipient id with this MAC.
+    // 1. The token edited (another recipient id with this MAC) and 2. a made-up token: both
+    // refused at RCPT (`a_bad_or_unknown_return_path_is_refused_at_rcpt_and_never_stored`).
     let (local, _) = return_path.split_once('@').unwrap();
     let parts: Vec<&str> = local.splitn(3, '-').collect();
     let other_id: i64 = parts[1].parse::<i64>().unwrap() + 1;
     let edited = format!("b-{other_id}-{}@{BOUNCES}", parts[2]);
-    hand_in(
-        inbound,
-        None,
-        &edited,
-        dsn(&edited, "ada@example.org").as_bytes(),
-    )
-    .await
-    .unwrap();
-    // 2. A made-up token.
     let made_up = format!("b-1-0123456789abcdef@{BOUNCES}");
-    hand_in(
-        inbound,
-        None,
-        &made_up,
-        dsn(&made_up, "ada@example.org").as_bytes(),
-    )
-    .await
-    .unwrap();
+    for bad in [&edited, &made_up] {
+        let err = hand_in(inbound, None, bad, dsn(bad, "ada@example.org").as_bytes())
+            .await
+            .expect_err(bad);
+        assert!(err.is_permanent(), "{err}");
+    }
     // 3. The right token, but the DSN is about someone else.
     hand_in(
         inbound,
@@ -204,11 +195,22 @@ async fn forged_foreign_and_non_reports_change_nothing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["bounce_domain"], "bounces.other.test");
     let at_b = format!("{local}@bounces.other.test");
-    hand_in(
+    let err = hand_in(
         inbound,
         None,
         &at_b,
         dsn(&at_b, "ada@example.org").as_bytes(),
+    )
+    .await
+    .expect_err("refused at RCPT: not this token's bounce domain");
+    assert!(err.is_permanent(), "{err}");
+    // 6. A feedback report to a bounce mailbox whose enclosed return path is edited.
+    let report = arf(&format!("fbl@{BOUNCES}"), "ada@example.org", &edited);
+    hand_in(
+        inbound,
+        Some("fbl@isp.example"),
+        &format!("fbl@{BOUNCES}"),
+        report.as_bytes(),
     )
     .await
     .unwrap();
@@ -234,8 +236,8 @@ async fn forged_foreign_and_non_reports_change_nothing() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["forged", "forged", "forged", "forged", "not_a_report"],
-        "each one logged for operators"
+        ["forged", "forged", "not_a_report"],
+        "each one accepted is logged for operators"
     );
     // The log is the operator's: a project key gets 403.
     let (status, _) = app
@@ -309,4 +311,61 @@ async fn a_delay_notice_is_an_event_and_changes_no_status() {
     assert_eq!(got[0].event_type(), "email.delayed");
     assert_eq!(got[0].json()["data"]["dsn"]["action"], "delayed");
     assert_eq!(inbound_log(&app).await[0]["kind"], "delay");
+}
+
+/// Issue 25: MTAs repeat a delay notice while they retry, and each copy was a new `delayed`
+/// event and webhook. Now the first is recorded and the copies are only logged.
+#[tokio::test]
+async fn a_repeated_delay_notice_is_one_event() {
+    let smtp = TestSmtpServer::start().await;
+    let receiver = WebhookReceiver::start().await;
+    let app = inbound_app().relaying_to(&smtp).start().await;
+    let (hook, _) = app
+        .create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.delayed"]}))
+        .await;
+    let (id, return_path) = delivered(&app, &smtp, "ada@example.org").await;
+    let delayed = dsn(&return_path, "ada@example.org")
+        .replace("Action: failed", "Action: delayed")
+        .replace("Status: 5.1.1", "Status: 4.4.7")
+        .replace("550 5.1.1 no such user", "450 4.4.7 still trying");
+    // Three copies: two handed in together (processed at once), then one more later.
+    for _ in 0..2 {
+        hand_in(
+            app.inbound_addr.unwrap(),
+            None,
+            &return_path,
+            delayed.as_bytes(),
+        )
+        .await
+        .unwrap();
+    }
+    app.drain().await;
+    hand_in(
+        app.inbound_addr.unwrap(),
+        None,
+        &return_path,
+        delayed.as_bytes(),
+    )
+    .await
+    .unwrap();
+    app.drain().await;
+
+    let email = app.get_email(&id).await;
+    assert_eq!(email.events_of("delayed").len(), 1, "{email:#}");
+    assert_eq!(email.status, "delivered");
+    let deliveries = app.webhook_deliveries(&hook).await;
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    let log = inbound_log(&app).await;
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|e| e["kind"] == "delay"), "{log:#?}");
+    let repeats = log
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already reported")
+        })
+        .count();
+    assert!(repeats >= 1, "{log:#?}");
 }

@@ -59,6 +59,17 @@ pub struct Email {
     pub updated_at: DateTime<Utc>,
     pub recipients: Vec<Recipient>,
     pub events: Vec<Event>,
+    /// How often the tracking pixel was loaded; `null` until it first is.
+    #[serde(default)]
+    pub opens: Option<Opens>,
+}
+
+/// `opens` of an email: every counted load of its pixel, recorded as an event or not.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Opens {
+    pub count: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -35,8 +35,8 @@ use super::{
 };
 use crate::{
     domain::{EmailAddress, status::MessageStatus},
-    inbound::Inbox,
-    ratelimit::AuthThrottle,
+    inbound::{Inbox, Rcpt},
+    ratelimit::{AuthThrottle, PerAddress},
     service::Gate,
     store::api_keys::AuthenticatedKey,
     submission::{SubmissionCore, SubmissionError},
@@ -82,12 +82,10 @@ pub(super) enum Role {
     },
     Inbound {
         inbox: Inbox,
-        /// Messages per client address and minute.
-        per_ip: PerIp,
+        /// Messages and refused recipients per client (an IPv6 /64) and minute.
+        per_ip: PerAddress,
     },
 }
-
-pub(super) type PerIp = governor::DefaultKeyedRateLimiter<IpAddr>;
 
 /// Runs one session on an accepted connection until the client quits or a limit ends it.
 pub(super) async fn run(
@@ -290,7 +288,7 @@ impl Session<'_> {
                     return Ok(Step::Continue);
                 }
                 if let Role::Inbound { per_ip, .. } = &shared.role
-                    && per_ip.check_key(&self.ip).is_err()
+                    && !per_ip.check(self.ip)
                 {
                     io.reply(
                         451,
@@ -337,17 +335,35 @@ impl Session<'_> {
                     io.reply(553, [5, 1, 3], "recipient address is not valid");
                     return Ok(Step::Continue);
                 };
-                // Inbound: only mailgate's own domains. Anything else would be relaying.
-                if let Role::Inbound { inbox, .. } = &shared.role {
-                    let domain = address.as_str().rsplit('@').next().unwrap_or_default();
-                    match inbox.accepts(domain).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            io.reply(550, [5, 7, 1], "relay denied");
+                // Inbound: only mailgate's own domains (anything else would be relaying), and
+                // at a bounce domain only the return paths it gave out, so junk is refused
+                // here and never stored.
+                if let Role::Inbound { inbox, per_ip } = &shared.role {
+                    let (local, domain) = address.as_str().rsplit_once('@').unwrap_or_default();
+                    match inbox.recipient(local, domain).await {
+                        Ok(Rcpt::Accepted) => {}
+                        Ok(refused) => {
+                            let (reason, esc, text) = match refused {
+                                Rcpt::Foreign => ("relay", [5, 7, 1], "relay denied"),
+                                _ => ("return_path", [5, 1, 1], "no such return path"),
+                            };
+                            metrics::counter!("mailgate_inbound_refused_total", "reason" => reason)
+                                .increment(1);
+                            // A refused recipient costs the client a unit of its allowance,
+                            // as a message does: probing for return paths is bounded too.
+                            if !per_ip.check(self.ip) {
+                                io.reply(
+                                    421,
+                                    [4, 7, 1],
+                                    "too many refused recipients from your address; try again later",
+                                );
+                                return Ok(Step::Quit);
+                            }
+                            io.reply(550, esc, text);
                             return Ok(Step::Error);
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "inbound SMTP: could not look up a recipient domain");
+                            tracing::error!(error = %e, "inbound SMTP: could not check a recipient");
                             io.reply(451, [4, 3, 0], "temporary failure; try again later");
                             return Ok(Step::Continue);
                         }
