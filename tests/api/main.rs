@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod batch;
+mod charging;
 mod delivery;
 mod dkim;
 mod docs;
