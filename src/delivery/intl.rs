@@ -12,9 +12,7 @@
 //!
 //! Kept apart from the relay pool so that any client that speaks SMTP for mailgate can ask.
 
-use crate::domain::{EnvelopeAddress, RecipientStatus};
-
-use super::classify::Reply;
+use crate::domain::EnvelopeAddress;
 
 /// What a message's envelope and headers ask of the next hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,24 +58,16 @@ impl Intl {
         }
     }
 
-    /// The bounce for a hop that cannot take the message: `5.6.7`, decided here (no SMTP code,
-    /// as the hop was never asked), naming the address and the hop.
-    pub fn refusal(&self, host: &str) -> Reply {
+    /// Why a hop without `SMTPUTF8` cannot take the message (the detail of its `5.6.7`).
+    pub fn refusal(&self, host: &str) -> String {
         let whose = if self.recipient {
             "the recipient's address"
         } else {
             "the sender's address"
         };
-        Reply {
-            status: RecipientStatus::Bounced,
-            code: None,
-            enhanced: Some("5.6.7".into()),
-            response: None,
-            relay_host: Some(host.to_string()),
-            detail: Some(format!(
-                "5.6.7 {whose} has a UTF-8 local part and needs SMTPUTF8, which {host} does not offer (RFC 6531)"
-            )),
-        }
+        format!(
+            "5.6.7 {whose} has a UTF-8 local part and needs SMTPUTF8, which {host} does not offer (RFC 6531)"
+        )
     }
 }
 

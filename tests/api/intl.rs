@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use mailgate::config::RelayConfig;
+
 use crate::support::{
     api::{Accepted, Email},
-    app::spawn_app_relaying_to,
+    app::{TestApp, spawn_app_relaying_to},
     smtp_server::{ReceivedMessage, SmtpServerOptions, TestSmtpServer},
 };
 
@@ -107,6 +109,55 @@ async fn utf8_local_parts_go_with_smtputf8_when_the_relay_offers_it() {
         "{german:?}"
     );
     assert_eq!(header(&german.text(), "To"), GERMAN);
+
+    // A copy for an ASCII recipient whose headers hold UTF-8 (RFC 6532) goes with SMTPUTF8
+    // too, since this relay offers it.
+    let id = app
+        .send_ok(&json!({"from": "app@example.com", "to": [CHINESE, "bob@example.com"], "subject": "Hi", "text": "x"}))
+        .await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let bob = received_for(&smtp, "bob@example.com");
+    assert_eq!(bob.mail_from, "app@example.com");
+    assert!(bob.mail_params.contains(&"SMTPUTF8".into()), "{bob:?}");
+    assert!(
+        header(&bob.text(), "To").contains(CHINESE),
+        "{}",
+        bob.text()
+    );
+}
+
+#[tokio::test]
+async fn a_relay_without_smtputf8_hands_a_utf8_address_to_the_next_in_the_pool() {
+    let plain = relay(false).await;
+    let utf8 = relay(true).await;
+    let config = |addr: &TestSmtpServer| RelayConfig {
+        url: format!("smtp://{}?tls=none", addr.addr).into(),
+        pool_size: Some(2),
+        tls_insecure: false,
+        max_rate_per_sec: None,
+        burst: None,
+        max_connections: None,
+    };
+    let (first, second) = (config(&plain), config(&utf8));
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.relays.insert("plain".into(), first);
+            c.relays.insert("utf8".into(), second);
+            c.pools
+                .insert("default".into(), vec!["plain".into(), "utf8".into()]);
+        })
+        .start()
+        .await;
+    let id = app
+        .send_ok(&json!({"from": "app@example.com", "to": GERMAN, "subject": "Hi", "text": "x"}))
+        .await;
+    let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let r = &email.recipients[0];
+    assert_eq!(r.relay_host, Some(utf8.addr.to_string()));
+    assert_eq!(r.attempts, 1);
+    assert!(plain.received().is_empty());
+    let got = received_for(&utf8, "josé@xn--bcher-kva.example");
+    assert!(got.mail_params.contains(&"SMTPUTF8".into()), "{got:?}");
 }
 
 #[tokio::test]
@@ -155,6 +206,8 @@ async fn utf8_local_parts_bounce_at_once_with_5_6_7_when_the_relay_lacks_smtputf
     let all = smtp.received();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0].rcpt_to, ["ada@xn--bcher-kva.example"]);
+    // Its headers hold the UTF-8 addresses; without SMTPUTF8 they go as 8-bit data.
+    assert!(!all[0].mail_params.contains(&"SMTPUTF8".into()), "{all:?}");
     // The relay's lack says nothing about the mailbox: the address is not suppressed.
     let again: Accepted = app
         .send_email(&json!({"from": "app@example.com", "to": GERMAN, "subject": "Hi", "text": "x"}))
