@@ -18,9 +18,10 @@ pub enum MimeError {
     Build(String),
 }
 
-/// `<id@domain>`: unique per message, using the sender's domain as RFC 5322 suggests.
+/// `<id@domain>`: unique per message, using the sender's domain (in A-labels, so the
+/// header stays ASCII) as RFC 5322 suggests.
 pub fn message_id(id: uuid::Uuid, email: &NewEmail) -> String {
-    format!("<{}@{}>", id.simple(), email.from.email.domain())
+    format!("<{}@{}>", id.simple(), email.from.email.ascii_domain())
 }
 
 pub fn render(email: &NewEmail, message_id: &str, limit: usize) -> Result<Vec<u8>, MimeError> {

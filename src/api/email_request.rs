@@ -20,7 +20,12 @@ use crate::domain::{
 };
 use crate::submission::Draft;
 
-/// A bare address, `user@example.com`.
+/// A bare address, `user@example.com`. Internationalized addresses (RFC 6531) are accepted
+/// too: a Unicode domain (`ada@bücher.example`) is valid IDNA (UTS 46) and travels in
+/// A-labels (`ada@xn--bcher-kva.example`), needing nothing of the relay; a UTF-8 local part
+/// (`josé@bücher.example`, `用户@例子.中国`) is relayed with SMTPUTF8, and bounces with
+/// `5.6.7` when the relay does not offer it. A domain that is not valid IDNA is a 422 naming
+/// the field.
 #[derive(utoipa::ToSchema, Deserialize)]
 #[allow(dead_code)]
 #[schema(format = Email, max_length = 254)]
@@ -35,7 +40,8 @@ pub struct AddrSpecDoc(String);
 )]
 pub struct NameAddrDoc(String);
 
-/// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`.
+/// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`; the
+/// address may be internationalized (see `AddrSpecDoc`).
 #[derive(utoipa::ToSchema, Deserialize)]
 #[allow(dead_code)]
 #[serde(untagged)]
@@ -50,6 +56,7 @@ pub enum AddressDoc {
 #[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxDoc {
+    /// `user@example.com`, or internationalized (`josé@bücher.example`; see `AddrSpecDoc`).
     #[schema(format = Email, max_length = 254)]
     email: String,
     /// At most 200 characters, no control characters.

@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod dkim;
+pub mod intl;
 pub mod relay;
 
 use std::{sync::Arc, time::Duration};
@@ -14,7 +15,7 @@ use tracing::Instrument;
 
 use crate::{
     config::DeliveryConfig,
-    domain::RecipientStatus,
+    domain::{EmailAddress, RecipientStatus},
     queue::{
         Handler, Runner,
         mail::{Job, MailQueue, Outcome},
@@ -122,7 +123,20 @@ impl Deliverer {
             .as_ref()
             .and_then(|r| r.for_job(&job))
             .unwrap_or_else(|| job.from_addr.clone());
-        let envelope = match (sender.parse(), job.email.parse()) {
+        // Domains go in A-labels (`ada@bücher.example` as `ada@xn--bcher-kva.example`);
+        // only a UTF-8 local part needs SMTPUTF8 of the relay (see `intl`).
+        let (Ok(from), Ok(to)) = (
+            EmailAddress::parse(&sender),
+            EmailAddress::parse(&job.email),
+        ) else {
+            return classify::terminal(
+                &job,
+                RecipientStatus::Failed,
+                "invalid envelope addresses".into(),
+            );
+        };
+        let (from, to) = (from.to_envelope(), to.to_envelope());
+        let envelope = match (from.address.parse(), to.address.parse()) {
             (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
             _ => None,
         };
@@ -139,6 +153,10 @@ impl Deliverer {
         // none had room, it is not an attempt: the recipient waits for the soonest room.
         let signed = self.dkim.sign(&job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
+        let intl = intl::Intl::of(&from, &to, mime);
+        // A relay that can never take this envelope (no SMTPUTF8) hands it on too; when no
+        // relay could, it bounces at once instead of being deferred until too old.
+        let mut refused: Option<classify::Reply> = None;
         let mut tried = Vec::new();
         let mut last = None;
         let mut room_in: Option<Duration> = None;
@@ -153,12 +171,17 @@ impl Deliverer {
                 continue;
             }
             let started = std::time::Instant::now();
-            let result = relay.send(&envelope, mime).await;
+            let result = relay.send(&envelope, intl, mime).await;
             let elapsed = started.elapsed();
             if let Err(err @ relay::RelayError::Busy(_)) = &result {
                 not_now(relay, "connections");
                 soonest(Duration::from_secs(1));
                 tried.push(format!("{} ({err})", relay.name));
+                continue;
+            }
+            if let Err(err @ relay::RelayError::NoSmtputf8(_)) = &result {
+                tried.push(format!("{} ({err})", relay.name));
+                refused.get_or_insert(classify::classify(result, &relay.host));
                 continue;
             }
             metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
@@ -201,6 +224,17 @@ impl Deliverer {
             && !self.too_old(&job)
         {
             return postpone(&job, wait, tried.join("; "));
+        }
+        if let (None, Some(refusal)) = (&last, refused) {
+            let mut refusal = refusal;
+            if tried.len() > 1 {
+                refusal.detail = Some(format!(
+                    "{}; no relay could take it: {}",
+                    refusal.detail.unwrap_or_default(),
+                    tried.join("; ")
+                ));
+            }
+            return refusal.into_outcome(&job, None);
         }
         let mut reply = last.unwrap_or_else(|| {
             classify::Reply::transient(None, None, "no relay had room".into(), None)

@@ -13,6 +13,7 @@ mod grants;
 mod group_commit;
 mod idempotency;
 mod instances;
+mod intl;
 mod leases;
 mod listing;
 mod logging;

@@ -36,6 +36,8 @@ const MAX_COMMAND_LINE: u64 = 64 * 1024;
 pub struct ReceivedMessage {
     /// Reverse path without the angle brackets (empty for the null sender `<>`).
     pub mail_from: String,
+    /// The parameters after the reverse path, upper-cased (`SMTPUTF8`, `BODY=8BITMIME`).
+    pub mail_params: Vec<String>,
     /// Only the recipients that were answered with a 2xx, in order.
     pub rcpt_to: Vec<String>,
     /// Message bytes exactly as the client gave them: dot-stuffing undone, and
@@ -63,6 +65,9 @@ pub struct SmtpServerOptions {
     /// server: STARTTLS first, then AUTH with exactly these credentials, and
     /// only then MAIL.
     pub require_tls_and_auth: Option<(String, String)>,
+    /// Offer `SMTPUTF8` (RFC 6531) in the EHLO reply. Without it, a UTF-8 address in MAIL
+    /// or RCPT is refused with `553 5.6.7`, as RFC 6531 servers do.
+    pub smtputf8: bool,
 }
 
 /// Scripted reply to RCPT TO for one address.
@@ -391,6 +396,7 @@ struct Session<'a> {
 
 struct Transaction {
     mail_from: String,
+    mail_params: Vec<String>,
     rcpt_to: Vec<String>,
 }
 
@@ -445,6 +451,17 @@ fn parse_path(args: &str, keyword: &str) -> Option<String> {
     }
 }
 
+/// The parameters after the path in `FROM:<addr> SMTPUTF8 BODY=8BITMIME`, upper-cased.
+fn path_params(args: &str) -> Vec<String> {
+    let rest = match args.find('>') {
+        Some(end) => &args[end + 1..],
+        None => args.split_once(' ').map_or("", |(_, r)| r),
+    };
+    rest.split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     reader: &mut BufReader<S>,
     shared: &Shared,
@@ -482,6 +499,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     "ENHANCEDSTATUSCODES".to_string(),
                     format!("SIZE {MAX_SIZE}"),
                 ];
+                if s.shared.opts.smtputf8 {
+                    lines.push("SMTPUTF8".to_string());
+                }
                 if !s.tls {
                     lines.push("STARTTLS".to_string());
                 }
@@ -558,11 +578,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if s.tx.is_some() {
                     "503 5.5.1 Nested MAIL command\r\n"
                 } else if let Some(from) = parse_path(args, "FROM:") {
-                    s.tx = Some(Transaction {
-                        mail_from: from,
-                        rcpt_to: Vec::new(),
-                    });
-                    "250 2.1.0 OK\r\n"
+                    let mail_params = path_params(args);
+                    if !from.is_ascii() && !mail_params.iter().any(|p| p == "SMTPUTF8") {
+                        "553 5.6.7 UTF-8 address without SMTPUTF8\r\n"
+                    } else {
+                        s.tx = Some(Transaction {
+                            mail_from: from,
+                            mail_params,
+                            rcpt_to: Vec::new(),
+                        });
+                        "250 2.1.0 OK\r\n"
+                    }
                 } else {
                     "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
                 };
@@ -572,6 +598,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 let reply = match (&mut s.tx, parse_path(args, "TO:")) {
                     (None, _) => "503 5.5.1 Need MAIL before RCPT\r\n".to_string(),
                     (Some(_), None) => "501 5.5.4 Syntax: RCPT TO:<address>\r\n".to_string(),
+                    (Some(tx), Some(to))
+                        if !to.is_ascii() && !tx.mail_params.iter().any(|p| p == "SMTPUTF8") =>
+                    {
+                        "553 5.6.7 UTF-8 address without SMTPUTF8\r\n".to_string()
+                    }
                     (Some(tx), Some(to)) => {
                         let (code, text) = rcpt_decision(s.shared, &to);
                         if (200..300).contains(&code) {
@@ -623,6 +654,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             // that saw the 250 always finds the message here.
                             script.received.push(ReceivedMessage {
                                 mail_from: tx.mail_from,
+                                mail_params: tx.mail_params,
                                 rcpt_to: tx.rcpt_to,
                                 data,
                                 tls: s.tls,
