@@ -16,8 +16,10 @@ use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
 use crate::config::{DkimAlgorithm, DkimKeyConfig};
 
-/// The headers signed when present: those a receiver shows or that change what the body means.
-const SIGNED_HEADERS: [&str; 9] = [
+/// The headers signed: those a receiver shows or that change what the body means, and the
+/// one-click unsubscribe pair (RFC 8058 §4 asks for both to be signed). mail-auth lists an
+/// absent one in `h=` too, so it cannot be added to the message after signing.
+const SIGNED_HEADERS: [&str; 11] = [
     "From",
     "To",
     "Cc",
@@ -27,6 +29,8 @@ const SIGNED_HEADERS: [&str; 9] = [
     "Reply-To",
     "MIME-Version",
     "Content-Type",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
 
 enum Signer {

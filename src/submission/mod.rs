@@ -50,6 +50,10 @@ pub trait Draft: Send {
     fn track(&self) -> Track {
         Track::default()
     }
+    /// Whether this send asks for one-click unsubscribe headers (RFC 8058).
+    fn unsubscribe(&self) -> bool {
+        false
+    }
 }
 
 use crate::{
@@ -270,6 +274,7 @@ impl SubmissionCore {
     ) -> Result<Prepared, SubmissionError> {
         template::expand(self, key.project_id, &mut request).await?;
         let track = request.track();
+        let unsubscribe = request.unsubscribe();
         let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
@@ -340,11 +345,23 @@ impl SubmissionCore {
             (Some(mime), _) | (None, Some(mime)) => mime,
             (None, None) => render(&email, batch)?,
         };
+        let unsubscribe = if unsubscribe {
+            let recipients = email.recipients();
+            let [(_, to)] = recipients.as_slice() else {
+                // The request checked this already; a draft that did not is refused here.
+                return Err(SubmissionError::validation("unsubscribe", ONE_RECIPIENT));
+            };
+            self.unsubscribe_headers(key.project_id, id, to.as_str())?
+        } else {
+            Vec::new()
+        };
+        let mut headers = screened.headers;
+        headers.extend(unsubscribe);
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime: scan::prepend_headers(&mime, &screened.headers),
+            mime: scan::prepend_headers(&mime, &headers),
             hold: screened.hold,
             scan: screened.scan,
         })
@@ -433,6 +450,23 @@ impl SubmissionCore {
             .collect())
     }
 
+    /// `List-Unsubscribe` and `List-Unsubscribe-Post` for the one recipient of message `id`;
+    /// refused when the server has no `tracking.base_url` to put in the link.
+    fn unsubscribe_headers(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        to: &str,
+    ) -> Result<Vec<(String, String)>, SubmissionError> {
+        let tracker = self.tracker.as_ref().ok_or_else(|| {
+            SubmissionError::validation(
+                "unsubscribe",
+                "one-click unsubscribe needs the server's tracking.base_url, which is not set",
+            )
+        })?;
+        Ok(tracker.unsubscribe_headers(project, id, to))
+    }
+
     /// Validate, render and commit one message.
     pub async fn submit(
         &self,
@@ -490,7 +524,17 @@ impl SubmissionCore {
                 None,
             )
             .await?;
-        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
+        let mut headers = screened.headers;
+        if raw.unsubscribe {
+            let [(_, to)] = raw.recipients.as_slice() else {
+                return Err(SubmissionError::validation(
+                    "X-Mailgate-Unsubscribe",
+                    ONE_RECIPIENT,
+                ));
+            };
+            headers.extend(self.unsubscribe_headers(project_id, raw.id, to.as_str())?);
+        }
+        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &headers);
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -530,7 +574,13 @@ pub struct RawMessage {
     pub metadata: BTreeMap<String, String>,
     /// `X-Mailgate-Track`, if the message had one; otherwise the project's defaults.
     pub track: Option<Track>,
+    /// `X-Mailgate-Unsubscribe: one-click`: add RFC 8058 headers for its one recipient.
+    pub unsubscribe: bool,
 }
+
+/// Why `unsubscribe` needs a message of one recipient: its link names the address it
+/// unsubscribes, and one copy of the MIME goes to every recipient of a message.
+pub const ONE_RECIPIENT: &str = "one-click unsubscribe needs exactly one recipient in to, cc and bcc together (the link names the address it unsubscribes); send one message per recipient, e.g. with POST /v1/emails/batch";
 
 /// The answer to a commit of one message.
 fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, SubmissionError> {

@@ -28,5 +28,6 @@ mod send;
 mod status;
 mod suppressions;
 mod templates;
+mod unsubscribe;
 mod validation;
 mod webhooks;

@@ -1,0 +1,285 @@
+//! One-click unsubscribe (RFC 8058): a send with `unsubscribe` carries `List-Unsubscribe` and
+//! `List-Unsubscribe-Post`, both inside the DKIM signature; a real HTTP client POSTing the
+//! RFC 8058 body to the link suppresses the recipient and sends `email.unsubscribed`, a GET
+//! changes nothing, and an edited token is a 404.
+
+use std::time::Duration;
+
+use mailgate::config::DkimAlgorithm;
+use serde_json::{Value, json};
+
+use crate::support::{
+    app::TestApp,
+    dkim::{generate, signature_header, tag, verifies},
+    smtp_server::TestSmtpServer,
+    webhook_receiver::WebhookReceiver,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// Where the links point; the tests call the same paths on the app itself.
+const BASE: &str = "https://mail.example.test";
+/// What a mailbox provider POSTs (RFC 8058 §3.1), as `application/x-www-form-urlencoded`.
+const RFC_8058_BODY: &str = "List-Unsubscribe=One-Click";
+
+/// The unfolded value of header `name` in relayed MIME.
+fn header(mime: &str, name: &str) -> Option<String> {
+    let head = mime.split("\r\n\r\n").next().unwrap();
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        if n.eq_ignore_ascii_case(name) {
+            let mut value = v.trim().to_string();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                value.push(' ');
+                value.push_str(next.trim());
+                lines.next();
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The path of the `List-Unsubscribe` link, `/u/<token>`.
+fn unsubscribe_path(mime: &str) -> String {
+    let value = header(mime, "List-Unsubscribe").expect("a List-Unsubscribe header");
+    let url = value
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("not <url>: {value}"));
+    let path = url
+        .strip_prefix(BASE)
+        .unwrap_or_else(|| panic!("not under {BASE}: {url}"));
+    assert!(path.starts_with("/u/"), "{path}");
+    path.to_string()
+}
+
+async fn suppression(app: &TestApp, email: &str) -> Option<Value> {
+    let r = app.get(&format!("/v1/suppressions/{email}")).await;
+    match r.status().as_u16() {
+        200 => Some(r.json().await.unwrap()),
+        404 => None,
+        other => panic!("GET /v1/suppressions/{email}: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn one_click_post_suppresses_the_recipient_and_the_headers_are_dkim_signed() {
+    let key = generate("example.com", DkimAlgorithm::RsaSha256);
+    let smtp = TestSmtpServer::start().await;
+    let receiver = WebhookReceiver::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .webhooks_to_loopback()
+        .configure(|c| {
+            c.dkim = vec![key.config.clone()];
+            c.tracking.base_url = Some(format!("{BASE}/"));
+        })
+        .start()
+        .await;
+    let (_, secret) = app
+        .create_webhook(&json!({"url": receiver.url("/hook"), "events": ["email.unsubscribed"]}))
+        .await;
+    let id = app
+        .send_ok(&json!({
+            "from": "News <news@example.com>", "to": "Ada <ada@example.org>",
+            "subject": "This week", "text": "Hello", "unsubscribe": true,
+        }))
+        .await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let relayed = smtp.wait_for(1, WAIT).await[0].clone();
+    let mime = relayed.text();
+
+    // The two headers, and both inside a signature an independent verifier accepts.
+    assert_eq!(
+        header(&mime, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click"),
+        "{mime}"
+    );
+    let path = unsubscribe_path(&mime);
+    let sig = signature_header(&relayed.data).expect("signed");
+    let signed = tag(&sig, "h").unwrap().to_ascii_lowercase();
+    for h in ["list-unsubscribe", "list-unsubscribe-post"] {
+        assert!(signed.split(':').any(|s| s == h), "{h} not in h={signed}");
+    }
+    assert!(verifies(&relayed.data, &key), "dkimpy rejects:\n{mime}");
+    let other_link = mime.replacen("/u/", "/u/x", 1);
+    assert!(
+        !verifies(other_link.as_bytes(), &key),
+        "an edited link must break the signature"
+    );
+
+    // A GET (a mail scanner, a link preview) shows a page and changes nothing.
+    let r = app.http.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("List-Unsubscribe") && page.contains("One-Click"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("ada"),
+        "the page shows nothing of the recipient: {page}"
+    );
+    assert!(suppression(&app, "ada@example.org").await.is_none());
+
+    // A POST without the RFC 8058 body is refused, and changes nothing either.
+    let r = app.http.post(app.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(suppression(&app, "ada@example.org").await.is_none());
+
+    // An edited token is a 404, whatever the method.
+    let mut tampered = path.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let r = app
+            .http
+            .request(method.clone(), app.url(&tampered))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(RFC_8058_BODY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {tampered}");
+    }
+    assert!(suppression(&app, "ada@example.org").await.is_none());
+
+    // The one-click POST, as a mailbox provider sends it.
+    let r = app
+        .http
+        .post(app.url(&path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(RFC_8058_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let entry = suppression(&app, "ada@example.org")
+        .await
+        .expect("suppressed");
+    assert_eq!(entry["reason"], "unsubscribe", "{entry}");
+    // A second POST (a provider retrying) is fine and records nothing new.
+    let r = app
+        .http
+        .post(app.url(&path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(RFC_8058_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let got = receiver.wait_until(WAIT, |got| !got.is_empty()).await;
+    got[0].verify(&secret).unwrap();
+    let hook = got[0].json();
+    assert_eq!(hook["type"], "email.unsubscribed", "{hook}");
+    assert_eq!(hook["data"]["email_id"], id.as_str(), "{hook}");
+    assert_eq!(hook["data"]["recipient"], "ada@example.org", "{hook}");
+    let email = app.get_email(&id).await;
+    assert_eq!(email.events_of("unsubscribed").len(), 1, "{email:#}");
+
+    // The address is now suppressed: the next send to it is not relayed.
+    let next = app
+        .send_ok(&json!({"from": "news@example.com", "to": "ada@example.org", "subject": "x", "text": "x"}))
+        .await;
+    app.wait_for_status(&next, &["suppressed"], WAIT).await;
+}
+
+#[tokio::test]
+async fn unsubscribe_needs_one_recipient_and_a_base_url() {
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .configure(|c| c.tracking.base_url = Some(BASE.into()))
+        .start()
+        .await;
+    let field_errors = |body: &Value| -> Vec<String> {
+        body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Several recipients share one MIME copy, so one link cannot name each: refused, pointing
+    // at a batch.
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/emails",
+            Some(
+                json!({"from": "news@example.com", "to": ["a@example.org"], "bcc": "b@example.org",
+                        "subject": "x", "text": "x", "unsubscribe": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(field_errors(&body), ["unsubscribe"], "{body}");
+    assert!(body.to_string().contains("batch"), "{body}");
+    // mailgate writes the headers itself.
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/emails",
+            Some(json!({"from": "news@example.com", "to": "a@example.org", "subject": "x", "text": "x",
+                        "unsubscribe": true, "headers": {"List-Unsubscribe": "<mailto:u@example.com>"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(field_errors(&body), ["headers.List-Unsubscribe"], "{body}");
+
+    // A batch makes one message per recipient, each with its own link.
+    let r = app
+        .post_batch_raw(
+            &app.key,
+            &json!([
+                {"from": "news@example.com", "to": "a@example.org", "subject": "x", "text": "x", "unsubscribe": true},
+                {"from": "news@example.com", "to": "b@example.org", "subject": "x", "text": "x", "unsubscribe": true},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let statuses: Vec<u64> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 202], "{body}");
+    app.drain().await;
+    let got = smtp.wait_for(2, WAIT).await;
+    let links: Vec<String> = got.iter().map(|m| unsubscribe_path(&m.text())).collect();
+    assert_ne!(links[0], links[1]);
+    // Without unsubscribe, no header.
+    app.send_ok(
+        &json!({"from": "news@example.com", "to": "c@example.org", "subject": "x", "text": "x"}),
+    )
+    .await;
+    app.drain().await;
+    let plain = smtp.wait_for(3, WAIT).await[2].text();
+    assert!(header(&plain, "List-Unsubscribe").is_none(), "{plain}");
+
+    // Without a base URL there is nowhere to point the link: refused, not sent without one.
+    let bare = TestApp::builder().relaying_to(&smtp).start().await;
+    let (status, body) = bare
+        .call(
+            reqwest::Method::POST,
+            "/v1/emails",
+            Some(json!({"from": "news@example.com", "to": "a@example.org", "subject": "x", "text": "x",
+                        "unsubscribe": true})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("tracking.base_url"), "{body}");
+}
