@@ -355,8 +355,17 @@ impl SubmissionCore {
         } else {
             Vec::new()
         };
+        let grown = header_bytes(&unsubscribe);
         let mut headers = screened.headers;
         headers.extend(unsubscribe);
+        // The size limit applies to the message as stored, unsubscribe headers and all.
+        if mime.len() + grown > self.max_message_bytes {
+            return Err(SubmissionError::TooLarge(format!(
+                "the message is {} bytes with its unsubscribe headers, over the limit of {}",
+                mime.len() + grown,
+                self.max_message_bytes
+            )));
+        }
         Ok(Prepared {
             id,
             email,
@@ -532,7 +541,19 @@ impl SubmissionCore {
                     ONE_RECIPIENT,
                 ));
             };
-            headers.extend(self.unsubscribe_headers(project_id, raw.id, to.as_str())?);
+            let added = self.unsubscribe_headers(project_id, raw.id, to.as_str())?;
+            let stored = tracked.as_ref().unwrap_or(&mime).len();
+            let size = stored
+                + added
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + 4)
+                    .sum::<usize>();
+            if size > limit {
+                return Err(SubmissionError::TooLarge(format!(
+                    "the message is {size} bytes with its unsubscribe headers, over the limit of {limit}"
+                )));
+            }
+            headers.extend(added);
         }
         let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &headers);
         let message = AcceptedMessage {
@@ -581,6 +602,11 @@ pub struct RawMessage {
 /// Why `unsubscribe` needs a message of one recipient: its link names the address it
 /// unsubscribes, and one copy of the MIME goes to every recipient of a message.
 pub const ONE_RECIPIENT: &str = "one-click unsubscribe needs exactly one recipient in to, cc and bcc together (the link names the address it unsubscribes); send one message per recipient, e.g. with POST /v1/emails/batch";
+
+/// The bytes `scan::prepend_headers` adds for `headers` (`Name: value` and CRLF each).
+fn header_bytes(headers: &[(String, String)]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+}
 
 /// The answer to a commit of one message.
 fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, SubmissionError> {

@@ -283,3 +283,41 @@ async fn unsubscribe_needs_one_recipient_and_a_base_url() {
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("tracking.base_url"), "{body}");
 }
+
+/// The size limit applies to the message as stored: one that fits without the unsubscribe
+/// headers but not with them is a 413, not relayed over the limit.
+#[tokio::test]
+async fn the_size_limit_counts_the_unsubscribe_headers() {
+    const MAX: usize = 4096;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.tracking.base_url = Some(BASE.into());
+            c.http.max_message_bytes = MAX;
+        })
+        .start()
+        .await;
+    let body = |lines: usize, unsubscribe: bool| {
+        json!({"from": "news@example.com", "to": "ada@example.org", "subject": "x",
+               "text": "xxxxxxxxx\n".repeat(lines), "unsubscribe": unsubscribe})
+    };
+    // Each line is 11 bytes of MIME: measure one message, then fill to just under the limit.
+    let probe = app.send_ok(&body(10, false)).await;
+    let size = app.get_source(&probe).await.len();
+    let lines = 10 + (MAX - size - 40) / 11;
+    let near = app.send_ok(&body(lines, false)).await;
+    let near_size = app.get_source(&near).await.len();
+    assert!(
+        (MAX - 60..=MAX).contains(&near_size),
+        "{near_size} should be just under {MAX}"
+    );
+    let r = app.post_email_raw(&app.key, &body(lines, true)).await;
+    assert_eq!(r.status(), 413);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unsubscribe headers"),
+        "{problem}"
+    );
+}
