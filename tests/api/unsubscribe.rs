@@ -321,3 +321,52 @@ async fn the_size_limit_counts_the_unsubscribe_headers() {
         "{problem}"
     );
 }
+
+/// Anonymous POSTs are bounded like tracking hits: `tracking.per_token_per_minute` per link and
+/// `per_ip_per_minute` per client. Beyond them the answer is a 429 and nothing is written.
+#[tokio::test]
+async fn posts_beyond_the_tracking_limits_are_refused_and_write_nothing() {
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.tracking.base_url = Some(BASE.into());
+            // One unit back every 20 s (the client) and 30 s (a link): none within this test.
+            c.tracking.per_ip_per_minute = 3;
+            c.tracking.per_token_per_minute = 2;
+        })
+        .start()
+        .await;
+    let mut links = Vec::new();
+    for to in ["a@example.org", "b@example.org"] {
+        let id = app
+            .send_ok(
+                &json!({"from": "news@example.com", "to": to, "subject": "x", "text": "x",
+                             "unsubscribe": true}),
+            )
+            .await;
+        links.push(unsubscribe_path(&app.get_source(&id).await));
+    }
+    let post = async |path: &str| {
+        app.http
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(RFC_8058_BODY)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Link a: its 2, then refused (the client has spent 3).
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(post(&links[0]).await);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert!(suppression(&app, "a@example.org").await.is_some());
+    // Link b, from the same client: refused before anything is written.
+    assert_eq!(post(&links[1]).await, 429);
+    assert!(suppression(&app, "b@example.org").await.is_none());
+    // A GET still shows its page: it writes nothing and costs no unit.
+    let r = app.http.get(app.url(&links[1])).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
