@@ -1,5 +1,9 @@
--- One-click unsubscribe (RFC 8058): an `unsubscribed` event on the message whose link was
--- used sends `email.unsubscribed`. As in 0009, with that type added to the list.
+-- One-click unsubscribe (RFC 8058). A project's default for sends that do not say; it applies
+-- to sends with one recipient (a link names the address it unsubscribes).
+ALTER TABLE projects ADD COLUMN unsubscribe_default boolean NOT NULL DEFAULT false;
+
+-- An `unsubscribed` event on the message whose link was used sends `email.unsubscribed`. As in
+-- 0009, with that type added to the list.
 CREATE OR REPLACE FUNCTION mailgate_enqueue_webhooks() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -150,8 +150,9 @@ pub struct SendRequest {
     /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`; a POST to that link suppresses the
     /// recipient for this project (reason `unsubscribe`) and sends `email.unsubscribed`. Needs
     /// the server's `tracking.base_url` and exactly one recipient (use a batch for several).
+    /// Absent: the project's default (`unsubscribe_default`), for sends with one recipient.
     #[serde(default)]
-    pub unsubscribe: bool,
+    pub unsubscribe: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -317,7 +318,7 @@ impl Draft for SendRequest {
     fn track(&self) -> Track {
         self.track.unwrap_or_default()
     }
-    fn unsubscribe(&self) -> bool {
+    fn unsubscribe(&self) -> Option<bool> {
         self.unsubscribe
     }
 }
@@ -383,7 +384,7 @@ impl SendRequest {
             errors.push(FieldError::new("text", "text or html is required"));
         }
 
-        if self.unsubscribe {
+        if self.unsubscribe == Some(true) {
             if total > 1 {
                 errors.push(FieldError::new(
                     "unsubscribe",

@@ -104,7 +104,7 @@ pub fn prepare(
         tags: message.tags,
         metadata: message.metadata,
         track: message.track,
-        unsubscribe: message.unsubscribe,
+        unsubscribe: message.unsubscribe.then_some(true),
     })
 }
 

@@ -50,9 +50,10 @@ pub trait Draft: Send {
     fn track(&self) -> Track {
         Track::default()
     }
-    /// Whether this send asks for one-click unsubscribe headers (RFC 8058).
-    fn unsubscribe(&self) -> bool {
-        false
+    /// Whether this send asks for one-click unsubscribe headers (RFC 8058); `None` takes the
+    /// project's default.
+    fn unsubscribe(&self) -> Option<bool> {
+        None
     }
 }
 
@@ -345,15 +346,20 @@ impl SubmissionCore {
             (Some(mime), _) | (None, Some(mime)) => mime,
             (None, None) => render(&email, batch)?,
         };
-        let unsubscribe = if unsubscribe {
-            let recipients = email.recipients();
-            let [(_, to)] = recipients.as_slice() else {
-                // The request checked this already; a draft that did not is refused here.
+        let recipients = email.recipients();
+        let one = match recipients.as_slice() {
+            [(_, to)] => Some(to.as_str()),
+            _ => None,
+        };
+        // A message with its own List-Unsubscribe keeps it: the project's default yields.
+        let asked = unsubscribe.or(has_list_unsubscribe(&mime).then_some(false));
+        let unsubscribe = match (self.unsubscribe(key.project_id, asked, one).await?, one) {
+            (true, Some(to)) => self.unsubscribe_headers(key.project_id, id, to)?,
+            // The request checked this already; a draft that did not is refused here.
+            (true, None) => {
                 return Err(SubmissionError::validation("unsubscribe", ONE_RECIPIENT));
-            };
-            self.unsubscribe_headers(key.project_id, id, to.as_str())?
-        } else {
-            Vec::new()
+            }
+            (false, _) => Vec::new(),
         };
         let grown = header_bytes(&unsubscribe);
         let mut headers = screened.headers;
@@ -459,6 +465,30 @@ impl SubmissionCore {
             .collect())
     }
 
+    /// Whether a send gets unsubscribe headers: as it asks, else as its project's default,
+    /// which applies to sends with one recipient (`one`) on a server with
+    /// `tracking.base_url` (a PATCH refuses it otherwise; a later config change just turns it
+    /// off).
+    async fn unsubscribe(
+        &self,
+        project: Uuid,
+        asked: Option<bool>,
+        one: Option<&str>,
+    ) -> Result<bool, SubmissionError> {
+        if let Some(asked) = asked {
+            return Ok(asked);
+        }
+        if one.is_none() || self.tracker.is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .projects
+            .get(&self.pool, project)
+            .await
+            .map_err(anyhow::Error::from)?
+            .is_some_and(|p| p.unsubscribe_default))
+    }
+
     /// `List-Unsubscribe` and `List-Unsubscribe-Post` for the one recipient of message `id`;
     /// refused when the server has no `tracking.base_url` to put in the link.
     fn unsubscribe_headers(
@@ -534,14 +564,21 @@ impl SubmissionCore {
             )
             .await?;
         let mut headers = screened.headers;
-        if raw.unsubscribe {
-            let [(_, to)] = raw.recipients.as_slice() else {
+        let one = match raw.recipients.as_slice() {
+            [(_, to)] => Some(to.as_str()),
+            _ => None,
+        };
+        let asked = raw
+            .unsubscribe
+            .or(has_list_unsubscribe(&mime).then_some(false));
+        if self.unsubscribe(project_id, asked, one).await? {
+            let Some(to) = one else {
                 return Err(SubmissionError::validation(
                     "X-Mailgate-Unsubscribe",
                     ONE_RECIPIENT,
                 ));
             };
-            let added = self.unsubscribe_headers(project_id, raw.id, to.as_str())?;
+            let added = self.unsubscribe_headers(project_id, raw.id, to)?;
             let stored = tracked.as_ref().unwrap_or(&mime).len();
             let size = stored
                 + added
@@ -595,13 +632,33 @@ pub struct RawMessage {
     pub metadata: BTreeMap<String, String>,
     /// `X-Mailgate-Track`, if the message had one; otherwise the project's defaults.
     pub track: Option<Track>,
-    /// `X-Mailgate-Unsubscribe: one-click`: add RFC 8058 headers for its one recipient.
-    pub unsubscribe: bool,
+    /// `X-Mailgate-Unsubscribe: one-click`: add RFC 8058 headers for its one recipient;
+    /// `None` (no such header) takes the project's default.
+    pub unsubscribe: Option<bool>,
 }
 
 /// Why `unsubscribe` needs a message of one recipient: its link names the address it
 /// unsubscribes, and one copy of the MIME goes to every recipient of a message.
 pub const ONE_RECIPIENT: &str = "one-click unsubscribe needs exactly one recipient in to, cc and bcc together (the link names the address it unsubscribes); send one message per recipient, e.g. with POST /v1/emails/batch";
+
+/// Whether the header section of `mime` has a `List-Unsubscribe` or `List-Unsubscribe-Post`
+/// field of the sender's own.
+fn has_list_unsubscribe(mime: &[u8]) -> bool {
+    let end = mime
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(mime.len());
+    mime[..end].split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some((name, _)) =
+            line.split_at_checked(line.iter().position(|b| *b == b':').unwrap_or(0))
+        else {
+            return false;
+        };
+        name.eq_ignore_ascii_case(b"list-unsubscribe")
+            || name.eq_ignore_ascii_case(b"list-unsubscribe-post")
+    })
+}
 
 /// The bytes `scan::prepend_headers` adds for `headers` (`Name: value` and CRLF each).
 fn header_bytes(headers: &[(String, String)]) -> usize {
@@ -613,4 +670,25 @@ fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, SubmissionError> {
     accepted
         .pop()
         .ok_or_else(|| SubmissionError::Internal(anyhow::anyhow!("commit returned no answer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_list_unsubscribe;
+
+    #[test]
+    fn finds_a_list_unsubscribe_header_only_in_the_header_section() {
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nlist-unsubscribe: <mailto:u@x.test>\r\n\r\nbody"
+        ));
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx"
+        ));
+        assert!(!has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Id: x\r\n\r\nList-Unsubscribe: in the body\r\n"
+        ));
+        assert!(!has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribed: no\r\n\r\nx"
+        ));
+    }
 }

@@ -370,3 +370,82 @@ async fn posts_beyond_the_tracking_limits_are_refused_and_write_nothing() {
     let r = app.http.get(app.url(&links[1])).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A project's `unsubscribe_default` gives sends that do not say the headers, when they have
+/// one recipient; a send with several, one that says `false`, or one with its own
+/// `List-Unsubscribe` goes without. Without `tracking.base_url` the default is refused.
+#[tokio::test]
+async fn the_project_default_applies_to_sends_with_one_recipient() {
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .configure(|c| c.tracking.base_url = Some(BASE.into()))
+        .start()
+        .await;
+    let operator = mailgate::service::gate::mint_operator_token(
+        &crate::support::app::JWT_SECRET.to_string().into(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let (status, project) = app
+        .call_as(
+            &operator,
+            reqwest::Method::PATCH,
+            "/v1/projects/acme",
+            Some(json!({"unsubscribe_default": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{project}");
+    assert_eq!(project["unsubscribe_default"], true, "{project}");
+
+    let send = |extra: Value| {
+        let mut body =
+            json!({"from": "news@example.com", "to": "a@example.org", "subject": "x", "text": "x"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for body in [
+        send(json!({})),
+        send(json!({"cc": "b@example.org"})),
+        send(json!({"unsubscribe": false})),
+        send(json!({"headers": {"List-Unsubscribe": "<mailto:u@example.com>"}})),
+    ] {
+        app.send_ok(&body).await;
+        app.drain().await;
+    }
+    let got = smtp.wait_for(5, WAIT).await;
+    // One transaction per recipient: the cc'd message arrives twice.
+    let links: Vec<Option<String>> = got
+        .iter()
+        .map(|m| header(&m.text(), "List-Unsubscribe"))
+        .collect();
+    assert!(
+        links[0]
+            .as_deref()
+            .is_some_and(|v| v.starts_with(&format!("<{BASE}/u/"))),
+        "the default: {links:?}"
+    );
+    assert_eq!(links[1], None, "two recipients: none");
+    assert_eq!(links[2], None, "two recipients: none");
+    assert_eq!(links[3], None, "asked not to");
+    assert_eq!(
+        links[4].as_deref(),
+        Some("<mailto:u@example.com>"),
+        "the sender's own header stays, alone"
+    );
+
+    // Without a base URL there is nowhere to point the link.
+    let bare = TestApp::builder().start().await;
+    let (status, body) = bare
+        .call_as(
+            &operator,
+            reqwest::Method::PATCH,
+            "/v1/projects/acme",
+            Some(json!({"unsubscribe_default": true})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "unsubscribe_default", "{body}");
+}
