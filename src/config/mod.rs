@@ -7,6 +7,7 @@
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
+mod compat;
 mod console;
 mod delivery;
 mod dkim;
@@ -38,6 +39,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    compat::CompatConfig,
     console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
@@ -98,6 +100,8 @@ pub struct Config {
     /// The web console at `/console`.
     pub console: ConsoleConfig,
     pub scan: ScanConfig,
+    /// The provider-compatible routes.
+    pub compat: CompatConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -142,6 +146,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
             scan: ScanConfig::default(),
+            compat: CompatConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
