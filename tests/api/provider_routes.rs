@@ -116,3 +116,101 @@ async fn postmark_test_token_refuses_what_a_send_refuses() {
     assert_eq!(body[1]["ErrorCode"], 300, "{body}");
     assert_eq!(messages_stored(&app).await, 0);
 }
+
+async fn mailgun(app: &TestApp, fields: &[(&str, &str)]) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url("/v3/acme.test/messages"))
+        .basic_auth("api", Some(&app.key))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(fields)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    status_and_json(r).await
+}
+
+/// Batch sending with a stored template: each message renders the recipient's own values
+/// (`recipient.KEY`), in test mode too (checked, nothing stored).
+#[tokio::test]
+async fn mailgun_batch_renders_each_recipients_values() {
+    let app = TestApp::builder().start().await;
+    app.put_template(
+        "greet",
+        &json!({"subject": "Hi {{ recipient.name }}", "text": "{{ greeting }} {{ recipient.name }}"}),
+    )
+    .await;
+    let values = r#"{"a@x.test": {"name": "Ada"}, "b@x.test": {"name": "Bo"}}"#;
+    let fields = [
+        ("from", "s@acme.test"),
+        ("to", "a@x.test, b@x.test"),
+        ("template", "greet"),
+        ("t:variables", r#"{"greeting": "Hello"}"#),
+        ("recipient-variables", values),
+    ];
+    let mut test = fields.to_vec();
+    test.push(("o:testmode", "yes"));
+    let (status, body) = mailgun(&app, &test).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages_stored(&app).await, 0);
+    let (status, body) = mailgun(&app, &fields).await;
+    assert_eq!(status, 200, "{body}");
+    let page = app.list_emails("").await;
+    let mut subjects: Vec<_> = page.data.iter().map(|e| e.subject.clone()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Hi Ada", "Hi Bo"]);
+    for email in &page.data {
+        let source = app.get_source(&email.id).await;
+        assert!(source.contains("Hello"), "{source}");
+        // Each message is addressed to its recipient alone.
+        assert_eq!(source.matches("@x.test").count(), 1, "{source}");
+    }
+}
+
+/// Mailgun's bounds on a batch: at most 1000 recipients, and values that are an object of
+/// objects; either is a 400 naming the field, and nothing is sent.
+#[tokio::test]
+async fn mailgun_batch_bounds_are_refused_by_name() {
+    let app = TestApp::builder().start().await;
+    let to: String = (0..1001)
+        .map(|i| format!("r{i}@x.test"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (status, body) = mailgun(
+        &app,
+        &[
+            ("from", "s@acme.test"),
+            ("to", &to),
+            ("subject", "s"),
+            ("text", "t"),
+            ("recipient-variables", "{}"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("1000"), "{body}");
+    let (status, body) = mailgun(
+        &app,
+        &[
+            ("from", "s@acme.test"),
+            ("to", "a@x.test"),
+            ("subject", "s"),
+            ("text", "t"),
+            ("recipient-variables", r#"{"a@x.test": "Ada"}"#),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("recipient-variables"),
+        "{body}"
+    );
+    assert_eq!(messages_stored(&app).await, 0);
+}
