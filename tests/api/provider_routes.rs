@@ -214,3 +214,80 @@ async fn mailgun_batch_bounds_are_refused_by_name() {
     );
     assert_eq!(messages_stored(&app).await, 0);
 }
+
+async fn resend(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(&app.key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    status_and_json(request.send().await.unwrap()).await
+}
+
+/// Resend's list refuses what it cannot honour by name (`before`, unknown parameters), and
+/// its reschedule refuses a time it cannot read and a message that is not scheduled, each in
+/// Resend's error shape.
+#[tokio::test]
+async fn resend_list_and_reschedule_refuse_by_name() {
+    use reqwest::Method;
+    let app = TestApp::builder().start().await;
+    let (status, body) = resend(&app, Method::GET, "/emails?before=x", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("before"),
+        "{body}"
+    );
+    let (status, body) = resend(&app, Method::GET, "/emails?limit=0", None).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = resend(&app, Method::GET, "/emails", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"object": "list", "has_more": false, "data": []})
+        )
+    );
+
+    let id = app
+        .send_ok(&json!({"from": "a@acme.test", "to": "b@x.test", "subject": "s", "text": "t",
+                         "send_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}))
+        .await;
+    let path = format!("/emails/{id}");
+    let (status, body) = resend(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"scheduled_at": "next week"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("scheduled_at"),
+        "{body}"
+    );
+    let (status, body) = resend(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"scheduled_at": "in 2 hours"})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"object": "email", "id": id})));
+    app.cancel_email(&id).await;
+    let (status, body) = resend(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"scheduled_at": "in 2 hours"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["name"], "validation_error");
+}
