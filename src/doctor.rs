@@ -148,6 +148,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     match Relays::build(
         &config.relay_map(),
         &config.pools,
+        &config.dns,
         config.delivery.smtp_timeout(),
     ) {
         Err(e) => checks.push(Check::new("relays", Err(format!("{e:#}")))),
@@ -221,6 +222,7 @@ pub fn offline(config: &Config) -> Vec<Check> {
         Relays::build(
             &config.relay_map(),
             &config.pools,
+            &config.dns,
             config.delivery.smtp_timeout(),
         )
         .map(|relays| relays.describe())

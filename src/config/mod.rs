@@ -10,6 +10,7 @@
 mod console;
 mod delivery;
 mod dkim;
+mod dns;
 mod env;
 mod http;
 mod inbound;
@@ -41,12 +42,13 @@ pub use self::{
     console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
+    dns::DnsConfig,
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
     metrics::MetricsConfig,
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
-    relays::{DEFAULT_RELAY, RelayConfig},
+    relays::{DEFAULT_RELAY, EgressConfig, RelayConfig},
     retention::RetentionConfig,
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
@@ -98,6 +100,8 @@ pub struct Config {
     /// The web console at `/console`.
     pub console: ConsoleConfig,
     pub scan: ScanConfig,
+    /// The resolver direct delivery uses (`relays.NAME.mx = true`).
+    pub dns: DnsConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -142,6 +146,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
             scan: ScanConfig::default(),
+            dns: DnsConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -222,10 +227,12 @@ impl Config {
         self.tracking.validate()?;
         self.console.validate()?;
         self.scan.validate()?;
+        self.dns.validate()?;
         dkim::validate(&self.dkim)?;
         for (name, relay) in &self.relays {
             relay.validate(name)?;
         }
+        self.validate_direct_pools()?;
         Ok(())
     }
 
@@ -261,12 +268,15 @@ mod tests {
         c.relays.insert(
             "eu".into(),
             RelayConfig {
-                url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
+                url: Some("smtps://alice:eu-hunter2@mx.example.eu".into()),
                 pool_size: Some(2),
                 tls_insecure: false,
                 max_rate_per_sec: None,
                 burst: None,
                 max_connections: None,
+                mx: false,
+                egress: Vec::new(),
+                allow_private_mx: false,
             },
         );
         let printed = [
@@ -283,7 +293,14 @@ mod tests {
         assert!(printed[2].contains("smtp://bob:***@mx.example.com:587"));
         // The code that connects still gets the real URLs.
         assert!(c.database_url.expose().contains("pg-hunter2"));
-        assert!(c.relay_map()["eu"].url.expose().contains("eu-hunter2"));
+        assert!(
+            c.relay_map()["eu"]
+                .url
+                .as_ref()
+                .unwrap()
+                .expose()
+                .contains("eu-hunter2")
+        );
         assert!(
             c.relay_map()["default"]
                 .url
@@ -436,10 +453,13 @@ mod tests {
         assert_eq!(c.webhooks.runner.lease_secs, 12);
         assert_eq!(c.http_addr.port(), 9999);
         assert_eq!(
-            c.relays["my-eu-relay"].url.expose(),
+            c.relays["my-eu-relay"].url.as_ref().unwrap().expose(),
             "smtp://eu.example.com"
         );
-        assert_eq!(c.relays["other"].url.expose(), "smtp://other.example.com");
+        assert_eq!(
+            c.relays["other"].url.as_ref().unwrap().expose(),
+            "smtp://other.example.com"
+        );
         assert_eq!(c.pools["any-name"], ["my-eu-relay", "default"]);
         assert_eq!(c.dkim[0].selector, "mg1");
         assert_eq!(c.database_url.expose(), "postgres://fallback/db");

@@ -3,7 +3,9 @@
 //! per recipient keeps every outcome exact.
 
 pub mod classify;
+pub mod direct;
 pub mod dkim;
+pub mod dns;
 pub mod relay;
 
 use std::{sync::Arc, time::Duration};
@@ -92,7 +94,9 @@ impl Deliverer {
             (false, None) => self
                 .relays
                 .pick(None)
-                .map_or("none".into(), |r| r.name.clone()),
+                .map(|r| r.name.clone())
+                .or_else(|| self.relays.direct(None).map(|d| d.name.clone()))
+                .unwrap_or_else(|| "none".into()),
         };
         let project = job.project_id.to_string();
         // Every log line of this attempt carries the message id (an info span, so the default
@@ -109,6 +113,9 @@ impl Deliverer {
     async fn attempt(&self, job: Job) -> Outcome {
         if job.sandbox || self.relays.is_sandbox() {
             return classify::sandbox(&job, self.relays.is_sandbox());
+        }
+        if let Some(direct) = self.relays.direct(job.relay.as_deref()) {
+            return self.attempt_direct(direct, &job).await;
         }
         let Some(chain) = self.relays.chain(job.relay.as_deref()) else {
             let detail = format!(
@@ -209,6 +216,38 @@ impl Deliverer {
             reply.detail = Some(format!("every relay failed: {}", tried.join("; ")));
         }
         self.retry_or_fail(&job, reply)
+    }
+
+    /// One attempt straight to the recipient domain's MX, in one transaction with the
+    /// message's other recipients there (see [`direct`]).
+    async fn attempt_direct(&self, direct: &direct::Direct, job: &Job) -> Outcome {
+        let sender = self
+            .return_path
+            .as_ref()
+            .and_then(|r| r.for_job(job))
+            .unwrap_or_else(|| job.from_addr.clone());
+        let valid = |addr: &str| {
+            addr.parse::<lettre::Address>().is_ok() && !addr.contains(['<', '>', '\r', '\n', ' '])
+        };
+        if !valid(&job.email) || !(sender.is_empty() || valid(&sender)) {
+            return classify::terminal(
+                job,
+                RecipientStatus::Failed,
+                "invalid envelope addresses".into(),
+            );
+        }
+        let envelope = direct::Envelope {
+            from: &sender,
+            // Non-ASCII in either address needs SMTPUTF8 end to end (RFC 6531).
+            smtputf8: !sender.is_ascii() || !job.email.is_ascii(),
+        };
+        let signed = self.dkim.sign(&job.mime);
+        let mime = signed.as_deref().unwrap_or(&job.mime);
+        let reply = direct.deliver(job, &envelope, mime).await;
+        match reply.status {
+            RecipientStatus::Deferred => self.retry_or_fail(job, reply),
+            _ => reply.into_outcome(job, None),
+        }
     }
 
     /// Whether the recipient has been in the queue for `max_age_secs`: then even a relay

@@ -75,7 +75,11 @@ pub struct Pacing {
 
 impl Relay {
     pub fn build(name: &str, config: &RelayConfig, timeout: Duration) -> anyhow::Result<Self> {
-        let url = parse_url(config.url.expose()).with_context(|| format!("relay `{name}`"))?;
+        let url = config
+            .url
+            .as_ref()
+            .with_context(|| format!("relay `{name}` needs `url` (or `mx = true`)"))?;
+        let url = parse_url(url.expose()).with_context(|| format!("relay `{name}`"))?;
         if url.tls != TlsMode::None {
             // Fails now, not at the first send, on a TLS set-up that cannot work.
             tls_parameters(&url, config)?;
