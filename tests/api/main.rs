@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod batch;
 mod delivery;
+mod direct;
 mod dkim;
 mod docs;
 mod grants;

@@ -48,6 +48,12 @@ pub struct ReceivedMessage {
     pub auth: Option<(String, String)>,
     /// When the server took it (before its reply), for rates measured at the sink.
     pub received_at: std::time::Instant,
+    /// The client's address (its source address and port).
+    pub peer: SocketAddr,
+    /// The name the client gave in EHLO (or HELO) on this connection.
+    pub ehlo: Option<String>,
+    /// Whether the client sent RCPT or DATA before the reply to MAIL (RFC 2920).
+    pub pipelined: bool,
 }
 
 impl ReceivedMessage {
@@ -95,6 +101,8 @@ struct Script {
     /// Connections open now, and the most that were open at once.
     open: usize,
     max_open: usize,
+    /// Leave PIPELINING out of the EHLO reply.
+    no_pipelining: bool,
 }
 
 struct Shared {
@@ -148,6 +156,33 @@ impl TestSmtpServer {
             shared,
             task: Some(task),
         }
+    }
+
+    /// Listens on exactly `addr` (e.g. `127.0.0.2:25`, as an MX host; root binds port 25),
+    /// accepting everything.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let (acceptor, cert_pem, cert_der) = make_tls();
+        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
+            panic!("bind test SMTP server on {addr} (needs root for port 25): {e}")
+        });
+        let shared = Arc::new(Shared {
+            opts: SmtpServerOptions::default(),
+            acceptor,
+            cert_pem,
+            cert_der,
+            script: Mutex::new(Script::default()),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        TestSmtpServer {
+            addr,
+            shared,
+            task: Some(task),
+        }
+    }
+
+    /// Offer PIPELINING in EHLO (the default) or not.
+    pub fn set_pipelining(&self, offered: bool) {
+        self.shared.lock().no_pipelining = !offered;
     }
 
     /// Port the server listens on (convenience for config building).
@@ -325,7 +360,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else {
+                let Ok((stream, peer)) = accepted else {
                     // Transient accept errors (e.g. out of fds) must not kill the server.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -339,7 +374,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 conns.spawn(async move {
                     // Errors only mean the client went away; nothing to report.
-                    let _ = serve_connection(stream, shared.clone()).await;
+                    let _ = serve_connection(stream, peer, shared.clone()).await;
                     shared.lock().open -= 1;
                 });
             }
@@ -357,14 +392,19 @@ enum SessionEnd {
     StartTls,
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     send(
         &mut reader,
         &format!("220 {SERVER_NAME} ESMTP mailgate-test-smtp\r\n"),
     )
     .await?;
-    match session(&mut reader, &shared, false).await? {
+    let mut ehlo = None;
+    match session(&mut reader, &shared, false, peer, &mut ehlo).await? {
         SessionEnd::Close => return Ok(()),
         SessionEnd::StartTls => {}
     }
@@ -372,7 +412,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
     // handshake; RFC 3207 says to discard them, so into_inner() drops them.
     let tls = shared.acceptor.accept(reader.into_inner()).await?;
     let mut reader = BufReader::new(tls);
-    match session(&mut reader, &shared, true).await? {
+    match session(&mut reader, &shared, true, peer, &mut ehlo).await? {
         SessionEnd::Close | SessionEnd::StartTls => {}
     }
     // Best-effort close_notify so the client sees a clean TLS EOF.
@@ -392,6 +432,7 @@ struct Session<'a> {
 struct Transaction {
     mail_from: String,
     rcpt_to: Vec<String>,
+    pipelined: bool,
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, reply: &str) -> std::io::Result<()> {
@@ -449,6 +490,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     reader: &mut BufReader<S>,
     shared: &Shared,
     tls: bool,
+    peer: SocketAddr,
+    ehlo: &mut Option<String>,
 ) -> std::io::Result<SessionEnd> {
     let mut s = Session {
         shared,
@@ -475,13 +518,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 s.greeted = true;
                 s.tx = None;
-                let mut lines = vec![
-                    format!("{SERVER_NAME} greets {args}"),
-                    "PIPELINING".to_string(),
+                *ehlo = Some(args.to_string());
+                let mut lines = vec![format!("{SERVER_NAME} greets {args}")];
+                if !s.shared.lock().no_pipelining {
+                    lines.push("PIPELINING".to_string());
+                }
+                lines.extend([
                     "8BITMIME".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
                     format!("SIZE {MAX_SIZE}"),
-                ];
+                ]);
                 if !s.tls {
                     lines.push("STARTTLS".to_string());
                 }
@@ -505,6 +551,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 s.greeted = true;
                 s.tx = None;
+                *ehlo = Some(args.to_string());
                 send(reader, &format!("250 {SERVER_NAME}\r\n")).await?;
             }
             "STARTTLS" => {
@@ -561,6 +608,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     s.tx = Some(Transaction {
                         mail_from: from,
                         rcpt_to: Vec::new(),
+                        // More commands already waiting: the client did not wait for
+                        // this reply.
+                        pipelined: !reader.buffer().is_empty(),
                     });
                     "250 2.1.0 OK\r\n"
                 } else {
@@ -628,6 +678,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                                 tls: s.tls,
                                 auth: s.auth.clone(),
                                 received_at: std::time::Instant::now(),
+                                peer,
+                                ehlo: ehlo.clone(),
+                                pipelined: tx.pipelined,
                             });
                         }
                         Some(format!("{code} {text}\r\n"))
