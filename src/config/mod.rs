@@ -304,6 +304,8 @@ mod tests {
         assert!(
             c.relay_map()["default"]
                 .url
+                .as_ref()
+                .unwrap()
                 .expose()
                 .contains("relay-hunter2")
         );
@@ -409,6 +411,67 @@ mod tests {
                 && err.ends_with("did you mean `dkim.0.selector`?"),
             "{err}"
         );
+    }
+
+    /// Issue 26's example loads; each direct-relay mistake is refused naming the key.
+    #[test]
+    fn direct_relays_load_and_their_mistakes_are_refused() {
+        let load = |toml: &str| {
+            let file = TempToml::new(toml);
+            Config::load_from(
+                None,
+                &vars(&[("MAILGATE_CONFIG", file.0.to_str().unwrap())]),
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        let c = load(
+            r#"
+            [dns]
+            nameservers = ["127.0.0.1:5353"]
+            timeout_ms = 5000
+            [relays.direct]
+            mx = true
+            egress = [ { addr = "203.0.113.10", helo = "mta1.example.com", weight = 100 }, { addr = "203.0.113.11", helo = "mta2.example.com", weight = 10 } ]
+            allow_private_mx = false
+            [pools]
+            default = ["direct"]
+            "#,
+        )
+        .unwrap();
+        let direct = &c.relays["direct"];
+        assert!(direct.mx && direct.url.is_none());
+        assert_eq!(direct.egress[1].helo, "mta2.example.com");
+        assert_eq!(direct.egress[0].weight, 100);
+        assert_eq!(c.dns.nameserver_addrs().unwrap()[0].port(), 5353);
+        for (toml, says) in [
+            ("[relays.d]\nmx = true\nurl = \"smtp://x\"", "either `url`"),
+            ("[relays.d]\npool_size = 2", "needs `url`"),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a b\" }]",
+                "egress[0].helo",
+            ),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a.example\", weight = 0 }]",
+                "egress[0].weight",
+            ),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a.example\", wieght = 1 }]",
+                "wieght",
+            ),
+            (
+                "[relays.d]\nmx = true\nallow_privat_mx = true",
+                "allow_privat_mx",
+            ),
+            (
+                "[relays.d]\nmx = true\n[relays.u]\nurl = \"smtp://x\"\n[pools]\ndefault = [\"d\", \"u\"]",
+                "mixes direct",
+            ),
+            ("[dns]\nnameservers = [\"dns.example\"]", "dns.nameservers"),
+            ("[dns]\ntimeout = 5", "timeout"),
+        ] {
+            let err = load(toml).unwrap_err();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
     }
 
     #[test]
