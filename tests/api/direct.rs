@@ -70,8 +70,9 @@ fn detail_of(email: &Email, kind: &str, addr: &str) -> String {
 }
 
 /// Three recipients at one domain: one connection, one transaction (pipelined, over
-/// STARTTLS), one RCPT each, and each RCPT reply recorded for its own recipient. The next
-/// message to the domain reuses the connection.
+/// STARTTLS), one RCPT each, and each RCPT reply recorded for its own recipient: delivered,
+/// bounced (5xx), deferred (4xx) and delivered on its retry. The next message to the domain
+/// reuses the connection.
 #[tokio::test]
 async fn a_messages_recipients_at_one_domain_go_in_one_transaction() {
     let dns = TestDns::start().await;
@@ -79,6 +80,7 @@ async fn a_messages_recipients_at_one_domain_go_in_one_transaction() {
         .addr("mx.one.test", &["127.26.1.1"]);
     let mx = TestSmtpServer::start_on("127.26.1.1:25".parse().unwrap()).await;
     mx.rcpt_reply("b@one.test", 550, "5.1.1 no such user", None);
+    mx.rcpt_reply("c@one.test", 451, "4.2.1 mailbox busy", Some(1));
     let app = app(&dns).await;
 
     let id = app
@@ -86,11 +88,18 @@ async fn a_messages_recipients_at_one_domain_go_in_one_transaction() {
         .await;
     let email = settled(&app, &id).await;
     let got = mx.received();
-    assert_eq!(got.len(), 1, "one transaction: {got:?}");
-    assert_eq!(got[0].rcpt_to, ["a@one.test", "c@one.test"]);
+    assert_eq!(got.len(), 2, "one transaction, then c's retry: {got:?}");
+    assert_eq!(got[0].rcpt_to, ["a@one.test"], "b refused, c deferred");
+    assert_eq!(got[1].rcpt_to, ["c@one.test"]);
     assert!(got[0].pipelined, "the server offered PIPELINING");
     assert!(got[0].tls, "the server offered STARTTLS");
     assert_eq!(mx.connections(), 1);
+    let c = recipient(&email, "c@one.test");
+    assert_eq!(c.attempts, 2, "{email:#}");
+    let deferred = email.events_of("deferred");
+    assert_eq!(deferred.len(), 1, "{email:#}");
+    assert_eq!(deferred[0].recipient, "c@one.test");
+    assert_eq!(deferred[0].smtp_code, Some(451));
     for addr in ["a@one.test", "c@one.test"] {
         let r = recipient(&email, addr);
         assert_eq!(r.status, "delivered", "{email:#}");
@@ -114,7 +123,7 @@ async fn a_messages_recipients_at_one_domain_go_in_one_transaction() {
     // The next message to the same MX goes over the same connection.
     let id = app.send_ok(&msg(json!("d@one.test"))).await;
     settled(&app, &id).await;
-    assert_eq!(mx.received().len(), 2);
+    assert_eq!(mx.received().len(), 3);
     assert_eq!(mx.connections(), 1, "the session was pooled and reused");
 }
 
@@ -317,4 +326,51 @@ async fn egress_addresses_are_used_by_weight_with_their_ehlo_names() {
     }
     assert!(from[1] > 0, "both addresses are used: {from:?}");
     assert!(from[0] > from[1], "4:1 by weight: {from:?}");
+}
+
+/// A message larger than the MX's `SIZE` bounces without being sent (no DATA).
+#[tokio::test]
+async fn a_message_over_the_mx_size_bounces_without_data() {
+    let dns = TestDns::start().await;
+    dns.mx("small.test", &[(10, "mx.small.test")])
+        .addr("mx.small.test", &["127.26.8.1"]);
+    let mx = TestSmtpServer::start_on("127.26.8.1:25".parse().unwrap()).await;
+    mx.set_size(100);
+    let app = app(&dns).await;
+
+    let id = app.send_ok(&msg(json!("x@small.test"))).await;
+    let email = settled(&app, &id).await;
+    let r = recipient(&email, "x@small.test");
+    assert_eq!(r.status, "bounced", "{email:#}");
+    assert_eq!(r.enhanced_code.as_deref(), Some("5.3.4"));
+    assert!(detail_of(&email, "bounced", "x@small.test").contains("SIZE 100"));
+    assert_eq!(mx.messages_read(), 0, "no DATA was sent");
+}
+
+/// `egress` applies to upstream (`url`) relays too: the connection comes from the egress
+/// address and greets with its name.
+#[tokio::test]
+async fn an_upstream_relay_is_reached_from_its_egress_address() {
+    let upstream = TestSmtpServer::start_on("127.26.9.1:2525".parse().unwrap()).await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.relays.insert(
+                "default".into(),
+                RelayConfig {
+                    egress: vec![EgressConfig {
+                        addr: "127.26.9.10".parse().unwrap(),
+                        helo: "out.mailgate.test".into(),
+                        weight: 1,
+                    }],
+                    ..RelayConfig::at("smtp://127.26.9.1:2525?tls=none".into())
+                },
+            );
+        })
+        .start()
+        .await;
+    let id = app.send_ok(&msg(json!("x@example.com"))).await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let got = upstream.received();
+    assert_eq!(got[0].peer.ip().to_string(), "127.26.9.10");
+    assert_eq!(got[0].ehlo.as_deref(), Some("out.mailgate.test"));
 }

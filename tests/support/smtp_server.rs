@@ -103,6 +103,8 @@ struct Script {
     max_open: usize,
     /// Leave PIPELINING out of the EHLO reply.
     no_pipelining: bool,
+    /// Advertise this `SIZE` instead of the default.
+    size: Option<usize>,
 }
 
 struct Shared {
@@ -178,6 +180,16 @@ impl TestSmtpServer {
             shared,
             task: Some(task),
         }
+    }
+
+    /// Advertise `SIZE bytes` in EHLO (not enforced).
+    pub fn set_size(&self, bytes: usize) {
+        self.shared.lock().size = Some(bytes);
+    }
+
+    /// Transactions whose message was read in full, whatever was answered.
+    pub fn messages_read(&self) -> usize {
+        self.shared.lock().data_read
     }
 
     /// Offer PIPELINING in EHLO (the default) or not.
@@ -523,10 +535,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 if !s.shared.lock().no_pipelining {
                     lines.push("PIPELINING".to_string());
                 }
+                let size = s.shared.lock().size.unwrap_or(MAX_SIZE);
                 lines.extend([
                     "8BITMIME".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
-                    format!("SIZE {MAX_SIZE}"),
+                    format!("SIZE {size}"),
                 ]);
                 if !s.tls {
                     lines.push("STARTTLS".to_string());
