@@ -443,6 +443,25 @@ mod tests {
         assert_eq!(direct.egress[1].helo, "mta2.example.com");
         assert_eq!(direct.egress[0].weight, 100);
         assert_eq!(c.dns.nameserver_addrs().unwrap()[0].port(), 5353);
+        // The same through the environment, as docs/configuration.md shows it.
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_RELAYS__D__MX", "true"),
+                (
+                    "MAILGATE_RELAYS__D__EGRESS",
+                    r#"[{addr="203.0.113.10",helo="mta1.example.com"}]"#,
+                ),
+                ("MAILGATE_RELAYS__D__ALLOW_PRIVATE_MX", "true"),
+                ("MAILGATE_DNS__NAMESERVERS", r#"["127.0.0.1:5353"]"#),
+                ("MAILGATE_DNS__TIMEOUT_MS", "700"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.relays["d"].mx && c.relays["d"].allow_private_mx);
+        assert_eq!(c.relays["d"].egress[0].weight, 1);
+        assert_eq!(c.dns.nameservers, ["127.0.0.1:5353"]);
+        assert_eq!(c.dns.timeout_ms, 700);
         for (toml, says) in [
             ("[relays.d]\nmx = true\nurl = \"smtp://x\"", "either `url`"),
             ("[relays.d]\npool_size = 2", "needs `url`"),
