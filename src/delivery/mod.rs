@@ -7,6 +7,7 @@ pub mod direct;
 pub mod dkim;
 pub mod dns;
 pub mod relay;
+pub mod reply;
 
 use std::{sync::Arc, time::Duration};
 

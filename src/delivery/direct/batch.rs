@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::delivery::classify::Reply;
+use crate::delivery::reply::Reply;
 
 /// How long a leader waits for the rest of its message's recipients at the domain. They
 /// were claimed together and start within microseconds of each other; this is slack.

@@ -26,8 +26,8 @@ use client::Session;
 pub use pool::MAX_DELIVERIES;
 
 use super::{
-    classify::{Reply, enhanced_code},
     dns::{Dns, DnsFailure, MxHost, Route, is_private},
+    reply::{Reply, enhanced_code},
 };
 use crate::{config::RelayConfig, domain::RecipientStatus, queue::mail::Job};
 
