@@ -374,3 +374,49 @@ async fn an_upstream_relay_is_reached_from_its_egress_address() {
     assert_eq!(got[0].peer.ip().to_string(), "127.26.9.10");
     assert_eq!(got[0].ehlo.as_deref(), Some("out.mailgate.test"));
 }
+
+/// A refusing greeting and a failing STARTTLS each move on to the next MX, within one
+/// attempt, and the event names both.
+#[tokio::test]
+async fn a_refusing_greeting_or_starttls_moves_on_to_the_next_mx() {
+    let dns = TestDns::start().await;
+    dns.mx(
+        "picky.test",
+        &[
+            (10, "mx1.picky.test"),
+            (20, "mx2.picky.test"),
+            (30, "mx3.picky.test"),
+        ],
+    )
+    .addr("mx1.picky.test", &["127.26.10.1"])
+    .addr("mx2.picky.test", &["127.26.10.2"])
+    .addr("mx3.picky.test", &["127.26.10.3"]);
+    let mx1 = TestSmtpServer::start_on("127.26.10.1:25".parse().unwrap()).await;
+    mx1.set_greeting("554 5.7.1 not from you");
+    let mx2 = TestSmtpServer::start_on("127.26.10.2:25".parse().unwrap()).await;
+    mx2.set_starttls_reply("454 4.7.0 TLS not available");
+    let mx3 = TestSmtpServer::start_on("127.26.10.3:25".parse().unwrap()).await;
+    let app = app(&dns).await;
+
+    let id = app.send_ok(&msg(json!("x@picky.test"))).await;
+    let email = settled(&app, &id).await;
+    let r = recipient(&email, "x@picky.test");
+    assert_eq!(r.status, "delivered", "{email:#}");
+    assert_eq!(r.attempts, 1);
+    assert_eq!(
+        r.relay_host.as_deref(),
+        Some("mx3.picky.test [127.26.10.3]")
+    );
+    let detail = detail_of(&email, "delivered", "x@picky.test");
+    assert!(
+        detail.contains("mx1.picky.test [127.26.10.1]: greeting: 554"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("mx2.picky.test [127.26.10.2]: starttls: 454"),
+        "{detail}"
+    );
+    assert_eq!((mx1.connections(), mx2.connections()), (1, 1));
+    assert!(mx1.received().is_empty() && mx2.received().is_empty());
+    assert_eq!(mx3.received().len(), 1);
+}

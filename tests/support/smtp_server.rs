@@ -105,6 +105,10 @@ struct Script {
     no_pipelining: bool,
     /// Advertise this `SIZE` instead of the default.
     size: Option<usize>,
+    /// Greet with this reply (and close) instead of 220.
+    greeting: Option<String>,
+    /// Answer STARTTLS with this reply instead of starting TLS.
+    starttls_reply: Option<String>,
 }
 
 struct Shared {
@@ -180,6 +184,16 @@ impl TestSmtpServer {
             shared,
             task: Some(task),
         }
+    }
+
+    /// Greet every connection with `reply` (e.g. `554 5.7.1 go away`) and close it.
+    pub fn set_greeting(&self, reply: &str) {
+        self.shared.lock().greeting = Some(reply.to_string());
+    }
+
+    /// Answer STARTTLS with `reply` (e.g. `454 4.7.0 TLS not available`), staying plain.
+    pub fn set_starttls_reply(&self, reply: &str) {
+        self.shared.lock().starttls_reply = Some(reply.to_string());
     }
 
     /// Advertise `SIZE bytes` in EHLO (not enforced).
@@ -410,6 +424,11 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
+    let greeting = shared.lock().greeting.clone();
+    if let Some(greeting) = greeting {
+        send(&mut reader, &format!("{greeting}\r\n")).await?;
+        return Ok(());
+    }
     send(
         &mut reader,
         &format!("220 {SERVER_NAME} ESMTP mailgate-test-smtp\r\n"),
@@ -568,10 +587,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 send(reader, &format!("250 {SERVER_NAME}\r\n")).await?;
             }
             "STARTTLS" => {
+                let refusal = s.shared.lock().starttls_reply.clone();
                 if s.tls {
                     send(reader, "503 5.5.1 TLS already active\r\n").await?;
                 } else if !args.is_empty() {
                     send(reader, "501 5.5.4 STARTTLS takes no parameters\r\n").await?;
+                } else if let Some(reply) = refusal {
+                    send(reader, &format!("{reply}\r\n")).await?;
                 } else {
                     send(reader, "220 2.0.0 Ready to start TLS\r\n").await?;
                     return Ok(SessionEnd::StartTls);
