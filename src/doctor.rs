@@ -162,6 +162,11 @@ pub async fn run(config: &Config) -> Vec<Check> {
                     checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
                 }
             }
+            for relay in relays.all_direct() {
+                for (step, result) in relay.diagnose() {
+                    checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
+                }
+            }
         }
     }
 

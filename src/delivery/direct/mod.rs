@@ -80,6 +80,35 @@ impl Direct {
         }
     }
 
+    /// `mailgate doctor`'s check: every egress address must be one of this host's, or each
+    /// connection from it would fail.
+    pub fn diagnose(&self) -> Vec<(String, Result<String, String>)> {
+        if self.config.egress.is_empty() {
+            return vec![(
+                "egress".into(),
+                Ok("none: the OS picks each connection's source address".into()),
+            )];
+        }
+        self.config
+            .egress
+            .iter()
+            .map(|e| {
+                let result = if can_bind(e.addr) {
+                    Ok(format!(
+                        "{} is an address of this host (EHLO {}, weight {})",
+                        e.addr, e.helo, e.weight
+                    ))
+                } else {
+                    Err(format!(
+                        "{} is not an address of this host: connections from it would fail",
+                        e.addr
+                    ))
+                };
+                (format!("egress {}", e.addr), result)
+            })
+            .collect()
+    }
+
     /// Delivers one recipient, in one transaction with the message's other recipients at
     /// the same domain when they are delivered at the same moment.
     pub async fn deliver(&self, job: &Job, envelope: &Envelope<'_>, mime: &[u8]) -> Reply {
@@ -364,7 +393,7 @@ fn hostname() -> String {
     }
 }
 
-/// Whether `ip` is bound on this host (egress addresses must be); used by `doctor`.
-pub fn can_bind(ip: IpAddr) -> bool {
+/// Whether `ip` is an address of this host (egress addresses must be).
+fn can_bind(ip: IpAddr) -> bool {
     std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
 }

@@ -143,6 +143,11 @@ impl Relays {
         self.relays.values()
     }
 
+    /// Every direct (`mx = true`) relay.
+    pub fn all_direct(&self) -> impl Iterator<Item = &Direct> {
+        self.direct.values()
+    }
+
     pub fn describe(&self) -> String {
         if self.is_sandbox() {
             return "sandbox (no relay configured; nothing leaves this machine)".into();
