@@ -21,6 +21,7 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
                 response: Some(text),
                 relay_host: Some(host.to_string()),
                 detail: None,
+                data: None,
             }
         }
         Err(RelayError::Timeout(limit)) => Reply::transient(
@@ -66,6 +67,7 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
                 response: if code.is_some() { text.clone() } else { None },
                 relay_host: Some(host.to_string()),
                 detail: Some(format!("{kind}: {err}")),
+                data: None,
             }
         }
     }
@@ -80,6 +82,7 @@ pub fn terminal(job: &Job, status: RecipientStatus, detail: String) -> Outcome {
         response: None,
         relay_host: None,
         detail: Some(detail),
+        data: None,
     }
     .into_outcome(job, None)
 }
@@ -98,6 +101,7 @@ pub fn sandbox(job: &Job, no_relay: bool) -> Outcome {
         } else {
             "no relay configured: sandbox delivery".into()
         }),
+        data: None,
     }
     .into_outcome(job, None)
 }

@@ -306,6 +306,7 @@ fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
         smtp_response: None,
         relay_host: None,
         detail: Some(why),
+        data: None,
         postponed: true,
     }
 }

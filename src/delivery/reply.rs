@@ -16,6 +16,8 @@ pub struct Reply {
     pub response: Option<String>,
     pub relay_host: Option<String>,
     pub detail: Option<String>,
+    /// Structured facts of the attempt for its event's `data` (direct delivery: `route`).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Reply {
@@ -32,6 +34,7 @@ impl Reply {
             response,
             relay_host: host,
             detail: Some(detail),
+            data: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl Reply {
             smtp_response: self.response,
             relay_host: self.relay_host,
             detail: self.detail,
+            data: self.data,
             postponed: false,
         }
     }

@@ -104,6 +104,20 @@ async fn a_messages_recipients_at_one_domain_go_in_one_transaction() {
         let r = recipient(&email, addr);
         assert_eq!(r.status, "delivered", "{email:#}");
         assert_eq!(r.relay_host.as_deref(), Some("mx.one.test [127.26.1.1]"));
+        let event = email
+            .events
+            .iter()
+            .find(|e| e.kind == "delivered" && e.recipient == addr)
+            .unwrap();
+        let route = &event.data["route"];
+        assert_eq!(route["mx"], "mx.one.test", "{event:?}");
+        assert_eq!(route["ip"], "127.26.1.1");
+        assert_eq!(route["implicit_mx"], false);
+        assert!(route["egress"].as_str().unwrap().starts_with("127."));
+        assert_eq!(route["tls"]["verified"], false, "a self-signed certificate");
+        assert!(route["tls"]["version"].as_str().unwrap().starts_with("TLS"));
+        assert!(route["tls"]["cipher"].is_string());
+        assert_eq!(route["pipelined"], true);
         let detail = detail_of(&email, "delivered", addr);
         for part in [
             "MX mx.one.test [127.26.1.1]",
@@ -230,8 +244,12 @@ async fn a_private_mx_is_refused_unless_allowed() {
     let id = app.send_ok(&msg(json!("x@inside.test"))).await;
     let email = settled(&app, &id).await;
     let r = recipient(&email, "x@inside.test");
-    assert_eq!(r.status, "bounced", "{email:#}");
-    let detail = detail_of(&email, "bounced", "x@inside.test");
+    assert_eq!(
+        r.status, "failed",
+        "mailgate's policy, not a bounce: {email:#}"
+    );
+    assert_eq!(r.attempts, 1);
+    let detail = detail_of(&email, "failed", "x@inside.test");
     assert!(detail.contains("private"), "{detail}");
     assert!(detail.contains("allow_private_mx"), "{detail}");
     assert_eq!(mx.connections(), 0);

@@ -236,13 +236,17 @@ impl Direct {
             return replies;
         }
         if candidates > 0 && refused_private == candidates {
-            return all(permanent(
+            // Mailgate's own policy, not the recipient's refusal: `failed`, so the address is
+            // not suppressed as a bounce would be, and allowing private MX can deliver it.
+            let mut reply = permanent(
                 "5.4.4",
                 format!(
                     "every MX address of {domain} is private: {}",
                     tried.join("; ")
                 ),
-            ));
+            );
+            reply.status = RecipientStatus::Failed;
+            return all(reply);
         }
         let mut reply = Reply::transient(
             None,
@@ -283,6 +287,21 @@ impl Direct {
         if !tried.is_empty() {
             detail.push_str(&format!("; after {}", tried.join("; ")));
         }
+        let mut route = serde_json::json!({
+            "mx": host.name,
+            "ip": session.peer.ip().to_string(),
+            "implicit_mx": host.implicit,
+            "egress": session.local.ip().to_string(),
+            "helo": session.helo,
+            "tls": session.tls.as_ref().map(|tls| serde_json::json!({
+                "version": tls.version,
+                "cipher": tls.cipher,
+                "verified": tls.verified.is_ok(),
+                "verify_error": tls.verified.as_ref().err(),
+            })),
+            "skipped": tried,
+        });
+        let data = |route: &serde_json::Value| Some(serde_json::json!({ "route": route }));
         let all = |status: RecipientStatus, enhanced: &str, why: String| {
             vec![
                 Reply {
@@ -292,6 +311,7 @@ impl Direct {
                     response: None,
                     relay_host: Some(where_.clone()),
                     detail: Some(format!("{why}; {detail}")),
+                    data: data(&route),
                 };
                 rcpts.len()
             ]
@@ -338,6 +358,7 @@ impl Direct {
         if session.pipelined {
             detail.push_str("; pipelined");
         }
+        route["pipelined"] = session.pipelined.into();
         match result {
             Ok(replies) => replies
                 .into_iter()
@@ -354,6 +375,7 @@ impl Direct {
                         response: Some(r.text()),
                         relay_host: Some(where_.clone()),
                         detail: Some(detail.clone()),
+                        data: data(&route),
                     }
                 })
                 .collect(),
@@ -365,6 +387,7 @@ impl Direct {
                     Some(where_.clone()),
                 );
                 reply.enhanced = Some("4.4.2".into());
+                reply.data = data(&route);
                 vec![reply; rcpts.len()]
             }
         }
@@ -380,6 +403,7 @@ fn permanent(enhanced: &str, why: String) -> Reply {
         response: None,
         relay_host: None,
         detail: Some(why),
+        data: None,
     }
 }
 
