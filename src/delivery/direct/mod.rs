@@ -200,6 +200,14 @@ impl Direct {
             }
             if session.is_none() {
                 for &ip in &host.addrs {
+                    // A socket bound to an IPv4 egress address cannot reach an IPv6 MX.
+                    if source.is_some_and(|src| src.is_ipv4() != ip.is_ipv4()) {
+                        tried.push(format!(
+                            "{} [{ip}]: skipped, not in the egress address's family",
+                            host.name
+                        ));
+                        continue;
+                    }
                     candidates += 1;
                     if is_private(ip) && !self.config.allow_private_mx {
                         refused_private += 1;
