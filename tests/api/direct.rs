@@ -438,3 +438,39 @@ async fn a_refusing_greeting_or_starttls_moves_on_to_the_next_mx() {
     assert!(mx1.received().is_empty() && mx2.received().is_empty());
     assert_eq!(mx3.received().len(), 1);
 }
+
+/// Every recipient refused in a pipelined transaction: each keeps its own refusal, nothing is
+/// sent, and the session stays usable; a 4xx after DATA defers the recipients it was for,
+/// and the retry delivers, still on the one connection.
+#[tokio::test]
+async fn refusals_in_a_pipelined_transaction_leave_the_session_usable() {
+    let dns = TestDns::start().await;
+    dns.mx("strict.test", &[(10, "mx.strict.test")])
+        .addr("mx.strict.test", &["127.26.12.1"]);
+    let mx = TestSmtpServer::start_on("127.26.12.1:25".parse().unwrap()).await;
+    mx.rcpt_reply("a@strict.test", 550, "5.1.1 no such user", None);
+    mx.rcpt_reply("b@strict.test", 552, "5.2.2 mailbox full", None);
+    let app = app(&dns).await;
+
+    let id = app
+        .send_ok(&msg(json!(["a@strict.test", "b@strict.test"])))
+        .await;
+    let email = settled(&app, &id).await;
+    let a = recipient(&email, "a@strict.test");
+    let b = recipient(&email, "b@strict.test");
+    assert_eq!((a.status.as_str(), a.smtp_code), ("bounced", Some(550)));
+    assert_eq!((b.status.as_str(), b.smtp_code), ("bounced", Some(552)));
+    assert_eq!(b.enhanced_code.as_deref(), Some("5.2.2"));
+    assert_eq!(mx.messages_read(), 0, "nothing was sent");
+
+    mx.data_reply(452, "4.3.1 out of space, try later", 1);
+    let id = app.send_ok(&msg(json!("c@strict.test"))).await;
+    let email = settled(&app, &id).await;
+    let c = recipient(&email, "c@strict.test");
+    assert_eq!(c.status, "delivered", "{email:#}");
+    assert_eq!(c.attempts, 2);
+    let deferred = email.events_of("deferred");
+    assert_eq!(deferred[0].smtp_code, Some(452), "{email:#}");
+    assert_eq!(mx.received().len(), 1);
+    assert_eq!(mx.connections(), 1, "one session throughout");
+}
