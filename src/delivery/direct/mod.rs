@@ -191,7 +191,11 @@ impl Direct {
         let mut candidates = 0;
         for host in &hosts {
             let mut session = None;
-            if let Some(mut pooled) = self.pool.take(source, &host.name) {
+            let (pooled, stale) = self.pool.take(source, &host.name);
+            for old in stale {
+                tokio::spawn(old.quit());
+            }
+            if let Some(mut pooled) = pooled {
                 if pooled.reset().await {
                     session = Some(pooled);
                 } else {
