@@ -474,3 +474,26 @@ async fn refusals_in_a_pipelined_transaction_leave_the_session_usable() {
     assert_eq!(mx.received().len(), 1);
     assert_eq!(mx.connections(), 1, "one session throughout");
 }
+
+/// One resolver with a cache: a second message to the same domains asks DNS nothing again,
+/// whether the answer was an MX or NXDOMAIN.
+#[tokio::test]
+async fn dns_answers_are_cached_positive_and_negative() {
+    let dns = TestDns::start().await;
+    dns.mx("cached.test", &[(10, "mx.cached.test")])
+        .addr("mx.cached.test", &["127.26.13.1"])
+        .nxdomain("nowhere.test");
+    let _mx = TestSmtpServer::start_on("127.26.13.1:25".parse().unwrap()).await;
+    let app = app(&dns).await;
+
+    // Other addresses each time: a bounced address is suppressed.
+    for i in 0..2 {
+        let (x, y) = (format!("x{i}@cached.test"), format!("y{i}@nowhere.test"));
+        let id = app.send_ok(&msg(json!([x, y]))).await;
+        let email = settled(&app, &id).await;
+        assert_eq!(recipient(&email, &x).status, "delivered");
+        assert_eq!(recipient(&email, &y).status, "bounced");
+    }
+    assert_eq!(dns.asked("cached.test"), ["MX"]);
+    assert_eq!(dns.asked("nowhere.test"), ["MX"]);
+}

@@ -17,6 +17,7 @@ use tokio::{net::UdpSocket, task::JoinHandle};
 const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
+const TYPE_SOA: u16 = 6;
 
 #[derive(Clone, Debug)]
 enum Rr {
@@ -190,7 +191,10 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     out.push(0x80 | rcode as u8);
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    // A negative answer (NXDOMAIN, or NOERROR with nothing) carries the zone's SOA, whose
+    // minimum is how long resolvers may cache it (RFC 2308), as real servers do.
+    let negative = answers.is_empty() && rcode != 2;
+    out.extend_from_slice(&u16::from(negative).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(question);
     for rr in answers {
@@ -206,6 +210,19 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend(rdata);
+    }
+    if negative {
+        out.extend_from_slice(&[0xc0, 12]);
+        let mut rdata = encode_name("ns.test");
+        rdata.extend(encode_name("hostmaster.test"));
+        for n in [1u32, 3600, 600, 86400, 60] {
+            rdata.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&TYPE_SOA.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&60u32.to_be_bytes());
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend(rdata);
