@@ -10,8 +10,13 @@ ensure_postgres
 command -v wrk >/dev/null 2>&1 || { mg_log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 command -v smtp-sink >/dev/null 2>&1 || ensure_tools_for_tests
 
-cargo build --release --quiet --bin mailgate
-BIN=$CARGO_TARGET_DIR/release/mailgate
+# BENCH_BIN: a binary built elsewhere (another branch, a debug build), used as it is.
+if [ -n "${BENCH_BIN:-}" ]; then
+	BIN=$BENCH_BIN
+else
+	cargo build --release --quiet --bin mailgate
+	BIN=$CARGO_TARGET_DIR/release/mailgate
+fi
 ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 # smtp-sink refuses to run as root without a user to switch to.
 SINK_USER=""

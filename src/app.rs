@@ -167,6 +167,7 @@ impl Application {
             config.http.max_message_bytes,
             config.http.max_schedule_days,
         )
+        .with_max_request_rendered(config.http.max_request_bytes_rendered)
         .with_projects(projects.clone())
         .with_scanner(scanner.clone())
         .with_tracker(config.tracking.base().map(|base| {

@@ -18,9 +18,10 @@ pub enum MimeError {
     Build(String),
 }
 
-/// `<id@domain>`: unique per message, using the sender's domain as RFC 5322 suggests.
+/// `<id@domain>`: unique per message, using the sender's domain (in A-labels, so the
+/// header stays ASCII) as RFC 5322 suggests.
 pub fn message_id(id: uuid::Uuid, email: &NewEmail) -> String {
-    format!("<{}@{}>", id.simple(), email.from.email.domain())
+    format!("<{}@{}>", id.simple(), email.from.email.ascii_domain())
 }
 
 pub fn render(email: &NewEmail, message_id: &str, limit: usize) -> Result<Vec<u8>, MimeError> {
@@ -105,7 +106,7 @@ fn body(email: &NewEmail) -> Body {
         .map(|a| {
             let cid = a.content_id.clone().expect("partitioned on content_id");
             LettreAttachment::new_inline_with_name(cid, a.filename.clone())
-                .body(a.content.clone(), a.content_type.clone())
+                .body(a.content.to_vec(), a.content_type.clone())
         })
         .collect();
 
@@ -140,7 +141,7 @@ fn body(email: &NewEmail) -> Body {
         extra.extend(inline_parts.iter().cloned());
     }
     extra.extend(files.iter().map(|a| {
-        LettreAttachment::new(a.filename.clone()).body(a.content.clone(), a.content_type.clone())
+        LettreAttachment::new(a.filename.clone()).body(a.content.to_vec(), a.content_type.clone())
     }));
     if !extra.is_empty() {
         let mut mixed = match content {
@@ -187,7 +188,7 @@ mod tests {
     fn attachment(name: &str, content_type: &str, content_id: Option<&str>) -> Attachment {
         Attachment {
             filename: name.into(),
-            content: vec![1, 2, 3],
+            content: vec![1, 2, 3].into(),
             content_type: content_type.parse().unwrap(),
             content_id: content_id.map(str::to_string),
         }

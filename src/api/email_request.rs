@@ -1,7 +1,11 @@
 //! The JSON body of a send (`POST /v1/emails`, each item of a batch), as clients write it, and
 //! its checking into a [`NewEmail`]: every problem at once, each named by its JSON path.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -16,7 +20,12 @@ use crate::domain::{
 };
 use crate::submission::Draft;
 
-/// A bare address, `user@example.com`.
+/// A bare address, `user@example.com`. Internationalized addresses (RFC 6531) are accepted
+/// too: a Unicode domain (`ada@bücher.example`) is valid IDNA (UTS 46) and travels in
+/// A-labels (`ada@xn--bcher-kva.example`), needing nothing of the relay; a UTF-8 local part
+/// (`josé@bücher.example`, `用户@例子.中国`) is relayed with SMTPUTF8, and bounces with
+/// `5.6.7` when the relay does not offer it. A domain that is not valid IDNA is a 422 naming
+/// the field.
 #[derive(utoipa::ToSchema, Deserialize)]
 #[allow(dead_code)]
 #[schema(format = Email, max_length = 254)]
@@ -31,7 +40,8 @@ pub struct AddrSpecDoc(String);
 )]
 pub struct NameAddrDoc(String);
 
-/// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`.
+/// An address as `"Name <user@example.com>"`, `"user@example.com"` or `{email, name}`; the
+/// address may be internationalized (see `AddrSpecDoc`).
 #[derive(utoipa::ToSchema, Deserialize)]
 #[allow(dead_code)]
 #[serde(untagged)]
@@ -46,6 +56,7 @@ pub enum AddressDoc {
 #[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxDoc {
+    /// `user@example.com`, or internationalized (`josé@bücher.example`; see `AddrSpecDoc`).
     #[schema(format = Email, max_length = 254)]
     email: String,
     /// At most 200 characters, no control characters.
@@ -148,8 +159,8 @@ pub struct AttachmentRequest {
     )]
     pub filename: String,
     /// Base64 (standard alphabet, padded; whitespace is ignored).
-    #[schema(format = Byte)]
-    pub content: String,
+    #[schema(value_type = String, format = Byte)]
+    pub content: Base64Content,
     /// A MIME type; default `application/octet-stream`.
     #[serde(default)]
     #[schema(
@@ -160,6 +171,73 @@ pub struct AttachmentRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-;=?-~]+$")]
     pub content_id: Option<String>,
+}
+
+/// An attachment's content as a request gives it, base64, decoded at most once however many
+/// messages carry it. A SendGrid mail's attachments go to each of its personalizations: a
+/// clone shares the text and the decoded bytes, so a 2 MB file sent to 100 personalizations
+/// is held once, not 100 times.
+#[derive(Clone)]
+pub struct Base64Content(Arc<SharedContent>);
+
+struct SharedContent {
+    text: String,
+    decoded: OnceLock<Result<Arc<[u8]>, String>>,
+}
+
+impl Base64Content {
+    pub fn new(text: String) -> Self {
+        Base64Content(Arc::new(SharedContent {
+            text,
+            decoded: OnceLock::new(),
+        }))
+    }
+
+    /// Content a provider gives as bytes (a form's file, a list of byte values): nothing to
+    /// decode.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Base64Content(Arc::new(SharedContent {
+            text: String::new(),
+            decoded: OnceLock::from(Ok(bytes.into())),
+        }))
+    }
+
+    /// The bytes, decoded the first time any holder asks; or why the text is not base64.
+    pub fn decode(&self) -> Result<Arc<[u8]>, String> {
+        self.0
+            .decoded
+            .get_or_init(|| {
+                let cleaned: Vec<u8> = self
+                    .0
+                    .text
+                    .bytes()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(&cleaned)
+                    .map(Arc::from)
+                    .map_err(|e| format!("is not valid base64: {e}"))
+            })
+            .clone()
+    }
+}
+
+impl From<String> for Base64Content {
+    fn from(text: String) -> Self {
+        Base64Content::new(text)
+    }
+}
+
+impl fmt::Debug for Base64Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Base64Content({} characters)", self.0.text.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Base64Content::new)
+    }
 }
 
 /// A header name: letters, digits and `-`; not one mailgate sets itself (From, To, Cc, Bcc,
@@ -422,19 +500,10 @@ fn check_attachments(
                 "must not contain control characters or slashes",
             ));
         }
-        let cleaned: String = a
+        let content = a
             .content
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let content = base64::engine::general_purpose::STANDARD
-            .decode(cleaned.as_bytes())
-            .map_err(|e| {
-                errors.push(FieldError::new(
-                    path("content"),
-                    format!("is not valid base64: {e}"),
-                ))
-            })
+            .decode()
+            .map_err(|e| errors.push(FieldError::new(path("content"), e)))
             .ok();
         let content_type = match a.content_type.as_deref() {
             None => Some(
@@ -512,7 +581,7 @@ mod tests {
         .unwrap();
         // b@ and B@ are one mailbox: relayed once.
         assert_eq!(email.recipients().len(), 2);
-        assert_eq!(email.attachments[0].content, b"hello");
+        assert_eq!(&email.attachments[0].content[..], b"hello");
     }
 
     #[test]

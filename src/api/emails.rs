@@ -144,8 +144,8 @@ pub async fn send_batch(
 ) -> ServiceResult<Response> {
     let key = key.require(Scope::Send)?.clone();
     let idem = idempotency::key_from(&headers)?;
-    // A batch costs one send unit per valid message, charged once the items are checked
-    // (the rate-limit layer charged only the request); a replay charges nothing.
+    // A batch costs one send unit per item, charged before any item is rendered (the
+    // rate-limit layer charged only the request); a replay charges nothing.
     let decision = std::sync::Mutex::new(None);
     let mut response = idempotency::answer_once(
         &state,

@@ -55,11 +55,11 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(StatusCode, serde_json::Value), ServiceError>>,
 {
+    // Without a key, an error goes back to the caller as it is, to be answered in its
+    // route's shape (Resend's, for its batch), as it is with a key.
     let Some(key) = key else {
-        return Ok(match handler().await {
-            Ok((status, value)) => json_response(status, &value),
-            Err(err) => axum::response::IntoResponse::into_response(err),
-        });
+        let (status, value) = handler().await?;
+        return Ok(json_response(status, &value));
     };
     let hash = Sha256::new()
         .chain_update(route.as_bytes())

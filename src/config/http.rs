@@ -11,6 +11,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest MIME message mailgate builds or accepts.
     pub max_message_bytes: usize,
+    /// Most bytes of MIME the messages of one request may render in all (a batch, a SendGrid
+    /// mail's personalizations, in sandbox and test modes too); past it the request is
+    /// refused with 413. Bounds what one request holds and the work it asks for.
+    pub max_request_bytes_rendered: usize,
     /// How long a verified API key is trusted before it is looked up again (revocation delay).
     pub key_cache_secs: u64,
     /// Most messages in one `POST /v1/emails/batch`.
@@ -31,6 +35,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 14 * 1024 * 1024,
             max_message_bytes: 10 * 1024 * 1024,
+            max_request_bytes_rendered: 50 * 1024 * 1024,
             key_cache_secs: 10,
             max_batch: 500,
             max_schedule_days: 30,
@@ -60,6 +65,14 @@ impl HttpConfig {
 
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         self.trusted_proxies()?;
+        if self.max_request_bytes_rendered < self.max_message_bytes {
+            anyhow::bail!(
+                "http.max_request_bytes_rendered ({}) is less than http.max_message_bytes ({}): \
+                 a request must be able to render one message of the largest size",
+                self.max_request_bytes_rendered,
+                self.max_message_bytes
+            );
+        }
         Ok(())
     }
 }

@@ -24,6 +24,17 @@ pub fn classify(result: Result<Response, RelayError>, host: &str) -> Reply {
                 data: None,
             }
         }
+        // Decided before MAIL: the hop can never take this envelope.
+        // RFC 6531 §3.2: bounced with 5.6.7 and no SMTP code, as the hop was never asked.
+        Err(RelayError::NoSmtputf8(intl)) => Reply {
+            status: RecipientStatus::Bounced,
+            code: None,
+            enhanced: Some("5.6.7".into()),
+            response: None,
+            relay_host: Some(host.to_string()),
+            detail: Some(intl.refusal(host)),
+            data: None,
+        },
         Err(RelayError::Timeout(limit)) => Reply::transient(
             None,
             None,

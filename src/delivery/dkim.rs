@@ -133,8 +133,11 @@ impl DkimKeys {
     }
 }
 
+/// Lower-case A-labels (RFC 8616: DKIM names domains in A-labels), so a key configured as
+/// `bücher.example` or `xn--bcher-kva.example` signs mail from either spelling.
 fn normalize_domain(d: &str) -> String {
-    d.trim().trim_end_matches('.').to_ascii_lowercase()
+    let d = d.trim().trim_end_matches('.');
+    idna::domain_to_ascii(d).unwrap_or_else(|_| d.to_ascii_lowercase())
 }
 
 /// The domain of the first From address, as the receiver reads it.
@@ -195,6 +198,11 @@ mod tests {
         let mime = b"From: \"Ann\" <ann@News.Example.COM>\r\nTo: b@example.org\r\n\r\nhi\r\n";
         assert_eq!(from_domain(mime).as_deref(), Some("news.example.com"));
         assert_eq!(from_domain(b"To: b@example.org\r\n\r\nhi\r\n"), None);
+        let utf8 = "From: josé@Bücher.example\r\n\r\nhi\r\n";
+        assert_eq!(
+            from_domain(utf8.as_bytes()).as_deref(),
+            Some("xn--bcher-kva.example")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod direct;
 pub mod dkim;
 pub mod dns;
+pub mod intl;
 pub mod relay;
 pub mod reply;
 
@@ -17,7 +18,7 @@ use tracing::Instrument;
 
 use crate::{
     config::DeliveryConfig,
-    domain::RecipientStatus,
+    domain::{EmailAddress, RecipientStatus},
     queue::{
         Handler, Runner,
         mail::{Job, MailQueue, Outcome},
@@ -130,7 +131,20 @@ impl Deliverer {
             .as_ref()
             .and_then(|r| r.for_job(&job))
             .unwrap_or_else(|| job.from_addr.clone());
-        let envelope = match (sender.parse(), job.email.parse()) {
+        // Domains go in A-labels (`ada@bücher.example` as `ada@xn--bcher-kva.example`);
+        // only a UTF-8 local part needs SMTPUTF8 of the relay (see `intl`).
+        let (Ok(from), Ok(to)) = (
+            EmailAddress::parse(&sender),
+            EmailAddress::parse(&job.email),
+        ) else {
+            return classify::terminal(
+                &job,
+                RecipientStatus::Failed,
+                "invalid envelope addresses".into(),
+            );
+        };
+        let (from, to) = (from.to_envelope(), to.to_envelope());
+        let envelope = match (from.address.parse(), to.address.parse()) {
             (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
             _ => None,
         };
@@ -147,6 +161,10 @@ impl Deliverer {
         // none had room, it is not an attempt: the recipient waits for the soonest room.
         let signed = self.dkim.sign(&job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
+        let intl = intl::Intl::of(&from, &to, mime);
+        // A relay that can never take this envelope (no SMTPUTF8) hands it on too; when no
+        // relay could, it bounces at once instead of being deferred until too old.
+        let mut refused: Option<classify::Reply> = None;
         let mut tried = Vec::new();
         let mut last = None;
         let mut room_in: Option<Duration> = None;
@@ -161,12 +179,17 @@ impl Deliverer {
                 continue;
             }
             let started = std::time::Instant::now();
-            let result = relay.send(&envelope, mime).await;
+            let result = relay.send(&envelope, intl, mime).await;
             let elapsed = started.elapsed();
             if let Err(err @ relay::RelayError::Busy(_)) = &result {
                 not_now(relay, "connections");
                 soonest(Duration::from_secs(1));
                 tried.push(format!("{} ({err})", relay.name));
+                continue;
+            }
+            if let Err(err @ relay::RelayError::NoSmtputf8(_)) = &result {
+                tried.push(format!("{} ({err})", relay.name));
+                refused.get_or_insert(classify::classify(result, &relay.host));
                 continue;
             }
             metrics::histogram!("mailgate_smtp_send_seconds", "relay" => relay.name.clone())
@@ -210,6 +233,17 @@ impl Deliverer {
         {
             return postpone(&job, wait, tried.join("; "));
         }
+        if let (None, Some(refusal)) = (&last, refused) {
+            let mut refusal = refusal;
+            if tried.len() > 1 {
+                refusal.detail = Some(format!(
+                    "{}; no relay could take it: {}",
+                    refusal.detail.unwrap_or_default(),
+                    tried.join("; ")
+                ));
+            }
+            return refusal.into_outcome(&job, None);
+        }
         let mut reply = last.unwrap_or_else(|| {
             classify::Reply::transient(None, None, "no relay had room".into(), None)
         });
@@ -227,23 +261,29 @@ impl Deliverer {
             .as_ref()
             .and_then(|r| r.for_job(job))
             .unwrap_or_else(|| job.from_addr.clone());
-        let valid = |addr: &str| {
-            addr.parse::<lettre::Address>().is_ok() && !addr.contains(['<', '>', '\r', '\n', ' '])
+        // Domains go in A-labels, for DNS and the envelope alike; a UTF-8 local part needs
+        // SMTPUTF8 of the MX (see `intl`).
+        let from = match sender.as_str() {
+            "" => None,
+            s => match EmailAddress::parse(s) {
+                Ok(a) => Some(a.to_envelope()),
+                Err(_) => return invalid_envelope(job),
+            },
         };
-        if !valid(&job.email) || !(sender.is_empty() || valid(&sender)) {
-            return classify::terminal(
-                job,
-                RecipientStatus::Failed,
-                "invalid envelope addresses".into(),
-            );
-        }
-        let envelope = direct::Envelope {
-            from: &sender,
-            // Non-ASCII in either address needs SMTPUTF8 end to end (RFC 6531).
-            smtputf8: !sender.is_ascii() || !job.email.is_ascii(),
+        let Ok(to) = EmailAddress::parse(&job.email).map(|a| a.to_envelope()) else {
+            return invalid_envelope(job);
         };
         let signed = self.dkim.sign(&job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
+        let null_sender = crate::domain::EnvelopeAddress {
+            address: String::new(),
+            needs_smtputf8: false,
+        };
+        let envelope = direct::Envelope {
+            from: from.as_ref().map_or("", |f| f.address.as_str()),
+            to: &to.address,
+            intl: intl::Intl::of(from.as_ref().unwrap_or(&null_sender), &to, mime),
+        };
         let reply = direct.deliver(job, &envelope, mime).await;
         match reply.status {
             RecipientStatus::Deferred => self.retry_or_fail(job, reply),
@@ -314,6 +354,14 @@ fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
 fn not_now(relay: &relay::Relay, reason: &'static str) {
     metrics::counter!("mailgate_relay_postponed_total", "relay" => relay.name.clone(), "reason" => reason)
         .increment(1);
+}
+
+fn invalid_envelope(job: &Job) -> Outcome {
+    classify::terminal(
+        job,
+        RecipientStatus::Failed,
+        "invalid envelope addresses".into(),
+    )
 }
 
 /// `base · 2^(attempt-1)`, capped, ±20 % jitter so retries from a burst do not align.

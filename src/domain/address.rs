@@ -25,19 +25,95 @@ impl EmailAddress {
         }
         let address = lettre::Address::from_str(s)
             .map_err(|_| format!("`{s}` is not a valid email address"))?;
-        if !address.domain().contains('.') && !address.domain().starts_with('[') {
+        let domain = address.domain();
+        if domain.starts_with('[') {
+            return Ok(Self(s.to_string()));
+        }
+        let ascii = a_label(domain).map_err(|e| {
+            format!(
+                "`{s}`: the domain `{domain}` is not a valid internationalized domain name ({e})"
+            )
+        })?;
+        if !ascii.contains('.') {
             return Err(format!("`{s}` has no top-level domain"));
         }
+        // The envelope carries the A-label form, so that is the one the SMTP limit applies to.
+        if address.user().len() + 1 + ascii.len() > 254 {
+            return Err("is longer than 254 characters once its domain is in A-labels".into());
+        }
         Ok(Self(s.to_string()))
+    }
+
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map(|(l, _)| l).unwrap_or("")
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The domain as written, which may be Unicode (`bücher.example`).
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
     }
+
+    /// The domain as DNS and SMTP know it: A-labels (`xn--bcher-kva.example`, UTS 46
+    /// processing). An ASCII domain is returned as written.
+    pub fn ascii_domain(&self) -> String {
+        a_label(self.domain()).expect("checked at parse")
+    }
+
+    /// Whether the local part is UTF-8 (`josé@…`): such an address can only travel with
+    /// SMTPUTF8 (RFC 6531), as no ASCII form of it exists. A Unicode domain alone never needs it.
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.local_part().is_ascii()
+    }
+
+    /// The address as it goes into an SMTP envelope (`MAIL FROM`, `RCPT TO`): the local part
+    /// as written and the domain in A-labels, so `ada@bücher.example` goes as
+    /// `ada@xn--bcher-kva.example` and needs no SMTPUTF8.
+    pub fn to_envelope(&self) -> EnvelopeAddress {
+        let address = if self.domain().is_ascii() {
+            self.0.clone()
+        } else {
+            format!("{}@{}", self.local_part(), self.ascii_domain())
+        };
+        EnvelopeAddress {
+            address,
+            needs_smtputf8: self.needs_smtputf8(),
+        }
+    }
+
+    /// The form for headers when the message does not travel with SMTPUTF8: the domain in
+    /// A-labels. (With a UTF-8 local part there is no ASCII form; see `to_envelope`.)
+    pub fn to_ascii_header(&self) -> String {
+        self.to_envelope().address
+    }
+}
+
+/// An address ready for the SMTP envelope (see [`EmailAddress::to_envelope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeAddress {
+    /// `local@a-label.domain`.
+    pub address: String,
+    /// The local part is UTF-8: the next hop must offer SMTPUTF8.
+    pub needs_smtputf8: bool,
+}
+
+/// A domain in A-labels. Unicode domains, and ASCII ones with a Punycode label, go through
+/// UTS 46 processing with the STD3 rules and DNS lengths checked; other ASCII domains were
+/// checked by lettre and are kept as written (case included).
+fn a_label(domain: &str) -> Result<String, String> {
+    let punycode = domain.split('.').any(|label| {
+        label
+            .as_bytes()
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
+    });
+    if domain.is_ascii() && !punycode {
+        return Ok(domain.to_string());
+    }
+    idna::domain_to_ascii_strict(domain).map_err(|_| "IDNA/UTS 46 conversion failed".to_string())
 }
 
 impl AsRef<str> for EmailAddress {
@@ -96,8 +172,17 @@ impl Mailbox {
         })
     }
 
+    /// The mailbox for a header. With an ASCII local part the domain is written in A-labels,
+    /// so the header stays ASCII and the message needs no SMTPUTF8 (the display name is
+    /// RFC 2047-encoded by lettre). A UTF-8 local part has no ASCII form: the address is
+    /// kept as written, Unicode domain included (RFC 6532), and goes only with SMTPUTF8.
     pub fn to_lettre(&self) -> lettre::message::Mailbox {
-        let address = lettre::Address::from_str(self.email.as_str()).expect("validated at parse");
+        let written = if self.email.needs_smtputf8() {
+            self.email.as_str().to_string()
+        } else {
+            self.email.to_ascii_header()
+        };
+        let address = lettre::Address::from_str(&written).expect("validated at parse");
         lettre::message::Mailbox::new(self.name.clone(), address)
     }
 }
@@ -136,8 +221,35 @@ mod tests {
             "x@y.com\r\nBcc: z@w.com",
             "Name <a@b.com",
             "a@localhost",
+            "a@bü_cher.example",
+            "a@xn--zz.example",
+            "a@例子",
         ] {
             assert!(Mailbox::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn internationalized_addresses_go_to_the_envelope_in_a_labels() {
+        let cases = [
+            ("ada@example.com", "ada@example.com", false),
+            ("Ada@Example.COM", "Ada@Example.COM", false),
+            ("ada@bücher.example", "ada@xn--bcher-kva.example", false),
+            ("josé@bücher.example", "josé@xn--bcher-kva.example", true),
+            ("用户@例子.中国", "用户@xn--fsqu00a.xn--fiqs8s", true),
+            ("ada@BÜCHER.example", "ada@xn--bcher-kva.example", false),
+        ];
+        for (input, envelope, utf8) in cases {
+            let address = EmailAddress::parse(input).unwrap();
+            assert_eq!(address.as_str(), input, "kept as written");
+            assert_eq!(
+                address.to_envelope(),
+                EnvelopeAddress {
+                    address: envelope.into(),
+                    needs_smtputf8: utf8
+                },
+                "{input}"
+            );
         }
     }
 }

@@ -1,6 +1,9 @@
 //! A message that passed every check: its envelope, content and options, ready for MIME.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 
@@ -27,11 +30,13 @@ impl RecipientKind {
     }
 }
 
-/// An attachment, decoded, with a content type that parses.
+/// An attachment, decoded, with a content type that parses. The content is shared: the
+/// messages of one request that carry the same attachment (a SendGrid mail's
+/// personalizations) hold it once, not once each.
 #[derive(Debug, Clone)]
 pub struct Attachment {
     pub filename: String,
-    pub content: Vec<u8>,
+    pub content: Arc<[u8]>,
     pub content_type: lettre::message::header::ContentType,
     /// Set for inline parts referenced from the HTML as `cid:…`.
     pub content_id: Option<String>,

@@ -11,7 +11,7 @@ pub mod template_name;
 pub mod track;
 pub mod webhook_format;
 
-pub use address::{EmailAddress, Mailbox};
+pub use address::{EmailAddress, EnvelopeAddress, Mailbox};
 pub use api_key::{ApiKeySecret, Scope};
 pub use email::{Attachment, NewEmail, RecipientKind};
 pub use field_error::FieldError;

@@ -209,7 +209,9 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             INSERT INTO suppressions (project_id, email, reason, detail)
             SELECT m.project_id, lower(u.email), 'bounce', u.response
             FROM upd u JOIN messages m ON m.id = u.message_id
-            WHERE u.status = 'bounced'
+            -- Only a bounce a server answered says the mailbox is bad; one mailgate decided
+            -- (5.6.7: the relay lacks SMTPUTF8) is about the path, not the address.
+            WHERE u.status = 'bounced' AND u.code IS NOT NULL
             ON CONFLICT DO NOTHING
         )
         SELECT DISTINCT message_id FROM upd

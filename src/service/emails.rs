@@ -25,7 +25,7 @@ use crate::{
             self, Cancelled, EventRow, ListFilter, MessageRow, MessageSummary, RecipientRow, Settle,
         },
     },
-    submission::{Accepted, Draft},
+    submission::{Accepted, Draft, Prepared, SubmissionError},
 };
 
 const LIST_DEFAULT: i64 = 20;
@@ -207,39 +207,115 @@ pub async fn check(
     Ok(state.submissions.prepare(key, draft).await?.id)
 }
 
-/// Checks and renders every draft of a batch on its own (a bad one never sinks the others);
-/// a slot holds the draft's refusal when its transport could not read it. In input order.
+/// How a batch's items stand together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Items {
+    /// One bad item never sinks the others: every item is prepared.
+    EachOnItsOwn,
+    /// One bad item refuses the request: preparing stops at the first refusal, which is the
+    /// last slot of the answer.
+    AllOrNothing,
+}
+
+/// A batch's messages, each prepared or refused, in input order, and the decision of the
+/// charge for the `RateLimit-*` headers.
+pub struct PreparedBatch {
+    pub items: Vec<Result<Prepared, ServiceError>>,
+    pub decision: Option<Decision>,
+}
+
+/// Charges one `send` unit per message the batch asks for (each of `drafts`, a slot its
+/// transport could not read included), then checks, renders and scans each draft. Nothing
+/// is rendered before the charge: over the limit, the request is refused with `429` and no
+/// work is done. The bytes rendered count against `http.max_request_bytes_rendered`; past
+/// it the whole request is refused (`413`).
 pub async fn prepare_batch<D: Draft>(
     state: &AppState,
     key: &AuthenticatedKey,
-    drafts: Vec<Result<D, ServiceError>>,
-) -> Vec<Result<crate::submission::Prepared, ServiceError>> {
-    let mut out = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        out.push(match draft {
-            Ok(request) => state
-                .submissions
-                .prepare(key, request)
-                .await
-                .map_err(ServiceError::from),
-            Err(err) => Err(err),
-        });
-    }
-    out
+    drafts: impl IntoIterator<Item = Result<D, ServiceError>, IntoIter: ExactSizeIterator>,
+    items: Items,
+) -> ServiceResult<PreparedBatch> {
+    let drafts = drafts.into_iter();
+    let decision = charge_batch(state, key, drafts.len()).await?;
+    let items = prepare_each(state, key, drafts, items, |p| p).await?;
+    Ok(PreparedBatch { items, decision })
 }
 
-/// Charges one `send` unit per prepared message, then commits them in one statement. Each
-/// slot keeps its refusal or gets its answer, in input order; the charge's decision is
+/// A provider's sandbox or test mode for a batch: charged, checked, rendered and scanned as
+/// [`prepare_batch`] does, committing nothing; the ids the messages would have had. Each
+/// message's bytes are dropped as soon as it is checked, so a large batch holds one message
+/// at a time.
+pub async fn check_batch<D: Draft>(
+    state: &AppState,
+    key: &AuthenticatedKey,
+    drafts: impl IntoIterator<Item = Result<D, ServiceError>, IntoIter: ExactSizeIterator>,
+    items: Items,
+) -> ServiceResult<(Vec<Result<Uuid, ServiceError>>, Option<Decision>)> {
+    let drafts = drafts.into_iter();
+    let decision = charge_batch(state, key, drafts.len()).await?;
+    let ids = prepare_each(state, key, drafts, items, |p| p.id).await?;
+    Ok((ids, decision))
+}
+
+/// One `send` unit per message asked for, before any of them is rendered.
+async fn charge_batch(
+    state: &AppState,
+    key: &AuthenticatedKey,
+    messages: usize,
+) -> ServiceResult<Option<Decision>> {
+    if messages == 0 {
+        return Ok(None);
+    }
+    let units = messages.min(u32::MAX as usize) as u32;
+    state
+        .gate
+        .charge(&Caller::Key(key.clone()), Class::Send, units)
+        .await
+}
+
+/// Prepares each draft with the request's shared [`Batch`](crate::submission::Batch), and
+/// keeps what `keep` takes of each. A request over its rendered-bytes bound is refused as a
+/// whole.
+async fn prepare_each<D: Draft, T>(
+    state: &AppState,
+    key: &AuthenticatedKey,
+    drafts: impl Iterator<Item = Result<D, ServiceError>>,
+    items: Items,
+    keep: impl Fn(Prepared) -> T,
+) -> ServiceResult<Vec<Result<T, ServiceError>>> {
+    let mut batch = state.submissions.batch();
+    let mut out = Vec::with_capacity(drafts.size_hint().0);
+    for draft in drafts {
+        let slot = match draft {
+            Ok(request) => match state.submissions.prepare_in(key, request, &mut batch).await {
+                Ok(prepared) => Ok(keep(prepared)),
+                Err(err @ SubmissionError::RequestTooLarge { .. }) => return Err(err.into()),
+                Err(err) => Err(err.into()),
+            },
+            Err(err) => Err(err),
+        };
+        let refused = slot.is_err();
+        out.push(slot);
+        if refused && items == Items::AllOrNothing {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Commits a prepared batch's messages in one statement (they were charged when prepared).
+/// Each slot keeps its refusal or gets its answer, in input order; the charge's decision is
 /// returned for the `RateLimit-*` headers.
 pub async fn commit_batch(
     state: &AppState,
     key: &AuthenticatedKey,
-    items: Vec<Result<crate::submission::Prepared, ServiceError>>,
+    batch: PreparedBatch,
 ) -> ServiceResult<(Vec<Result<Accepted, ServiceError>>, Option<Decision>)> {
     let mut prepared = Vec::new();
-    let mut slots: Vec<Option<Result<Accepted, ServiceError>>> = Vec::with_capacity(items.len());
+    let mut slots: Vec<Option<Result<Accepted, ServiceError>>> =
+        Vec::with_capacity(batch.items.len());
     let mut positions = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, item) in batch.items.into_iter().enumerate() {
         match item {
             Ok(p) => {
                 prepared.push(p);
@@ -249,14 +325,6 @@ pub async fn commit_batch(
             Err(err) => slots.push(Some(Err(err))),
         }
     }
-    let mut decision = None;
-    if !prepared.is_empty() {
-        let units = prepared.len().min(u32::MAX as usize) as u32;
-        decision = state
-            .gate
-            .charge(&Caller::Key(key.clone()), Class::Send, units)
-            .await?;
-    }
     let accepted = state.submissions.commit(key, prepared).await?;
     for (i, answer) in positions.into_iter().zip(accepted) {
         slots[i] = Some(Ok(answer));
@@ -265,16 +333,17 @@ pub async fn commit_batch(
         .into_iter()
         .map(|slot| slot.expect("every slot filled"))
         .collect();
-    Ok((answers, decision))
+    Ok((answers, batch.decision))
 }
 
-/// A batch in one call: [`prepare_batch`], then [`commit_batch`].
+/// A batch whose items stand on their own, in one call: [`prepare_batch`], then
+/// [`commit_batch`].
 pub async fn submit_batch<D: Draft>(
     state: &AppState,
     key: &AuthenticatedKey,
     drafts: Vec<Result<D, ServiceError>>,
 ) -> ServiceResult<(Vec<Result<Accepted, ServiceError>>, Option<Decision>)> {
-    let prepared = prepare_batch(state, key, drafts).await;
+    let prepared = prepare_batch(state, key, drafts, Items::EachOnItsOwn).await?;
     commit_batch(state, key, prepared).await
 }
 

@@ -225,6 +225,9 @@ impl From<SubmissionError> for ServiceError {
                 ServiceError::unprocessable(Unprocessable::TemplateRender, vec![error])
             }
             SubmissionError::TooLarge(detail) => ServiceError::PayloadTooLarge(detail),
+            too_large @ SubmissionError::RequestTooLarge { .. } => {
+                ServiceError::PayloadTooLarge(too_large.to_string())
+            }
             SubmissionError::ContentRejected { detail, .. } => ServiceError::unprocessable(
                 Unprocessable::ContentRejected,
                 vec![FieldError::new("body", detail)],

@@ -69,7 +69,7 @@ pub fn prepare(
     data: &[u8],
 ) -> Result<RawMessage, MessageError> {
     let id = Uuid::now_v7();
-    let new_message_id = format!("<{}@{}>", id.simple(), from.domain());
+    let new_message_id = format!("<{}@{}>", id.simple(), from.ascii_domain());
     let message = read(data, &new_message_id, chrono::Utc::now())?;
     let recipients = recipients
         .into_iter()

@@ -18,6 +18,12 @@ pub enum SubmissionError {
     /// The rendered message is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// The request's messages together render to more than allowed: the whole request is
+    /// refused, not only the message that crossed the bound.
+    #[error(
+        "the messages of this request render to more than {limit} bytes in all (http.max_request_bytes_rendered): send fewer or smaller messages per request"
+    )]
+    RequestTooLarge { limit: usize },
     /// The content policy refused it (spam or a virus); nothing was stored.
     #[error("{detail}")]
     ContentRejected { detail: String, virus: bool },

@@ -3,9 +3,12 @@
 //! SMTP submission, whose MIME arrives ready (`commit_raw`). Transports translate their input
 //! into these calls, and a [`SubmissionError`] into their own reply.
 //!
+//! - `batch`: what one request's messages share while prepared (the bound on the bytes they
+//!   render, the scanners' verdicts by content).
 //! - `error`: why a message was not accepted.
 //! - `template`: filling a send request from a stored template.
 
+mod batch;
 mod error;
 mod template;
 
@@ -18,6 +21,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use batch::Batch;
 pub use error::SubmissionError;
 
 /// A send request as a transport parsed it (the native JSON body today; each provider's shape
@@ -97,6 +101,8 @@ pub struct SubmissionCore {
     /// the delivery's wake-up (or the poll), so the accept path costs the webhook queue nothing.
     waker: Waker,
     max_message_bytes: usize,
+    /// Most bytes one request's messages may render in all (`http.max_request_bytes_rendered`).
+    max_request_rendered: usize,
     max_schedule: chrono::Duration,
     /// Opens and clicks, when `tracking.base_url` is set.
     tracker: Option<Arc<Tracker>>,
@@ -143,11 +149,23 @@ impl SubmissionCore {
             relays,
             waker,
             max_message_bytes,
+            max_request_rendered: usize::MAX,
             max_schedule: chrono::Duration::days(max_schedule_days),
             tracker: None,
             scanner: None,
             projects: ProjectCache::default(),
         }
+    }
+
+    /// Bounds the bytes one request's messages render in all.
+    pub fn with_max_request_rendered(mut self, bytes: usize) -> Self {
+        self.max_request_rendered = bytes;
+        self
+    }
+
+    /// What the messages of one request share while each is prepared with [`Self::prepare_in`].
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.max_request_rendered)
     }
 
     /// Reads projects through `projects` (shared with the tracker and the scanner).
@@ -164,19 +182,32 @@ impl SubmissionCore {
 
     /// Scans `mime` and applies the policy: refused, held, tagged or passed as it is. The
     /// envelope (sender, recipients) is gathered only when a scanner will read it. Called
-    /// before tracking rewrites the links, so the scanners see where they really lead.
+    /// before tracking rewrites the links, so the scanners see where they really lead. With
+    /// `shared`, a verdict the request already has for the same content is used again.
     async fn screen<'a>(
         &self,
         project: Uuid,
         id: Uuid,
         mime: &[u8],
         envelope: impl FnOnce() -> (&'a str, Vec<&'a str>),
+        shared: Option<(&mut Batch, batch::ContentKey)>,
     ) -> Result<Screened, SubmissionError> {
         let Some(scanner) = &self.scanner else {
             return Ok(Screened::default());
         };
-        let (from, rcpts) = envelope();
-        match scanner.check(project, id, mime, from, &rcpts).await? {
+        let known = shared.as_ref().and_then(|(batch, key)| batch.verdict(key));
+        let ruling = match known {
+            Some(ruling) => ruling,
+            None => {
+                let (from, rcpts) = envelope();
+                let ruling = scanner.check(project, id, mime, from, &rcpts).await?;
+                if let Some((batch, key)) = shared {
+                    batch.remember(key, &ruling);
+                }
+                ruling
+            }
+        };
+        match ruling {
             Ruling::Accept { headers, verdict } => Ok(Screened {
                 headers,
                 hold: None,
@@ -223,7 +254,19 @@ impl SubmissionCore {
     pub async fn prepare(
         &self,
         key: &AuthenticatedKey,
+        request: impl Draft,
+    ) -> Result<Prepared, SubmissionError> {
+        let mut alone = Batch::single(self.max_request_rendered);
+        self.prepare_in(key, request, &mut alone).await
+    }
+
+    /// [`Self::prepare`] for one of a request's messages: its rendered bytes count against
+    /// the request's bound, and a verdict for the same content is used again.
+    pub async fn prepare_in(
+        &self,
+        key: &AuthenticatedKey,
         mut request: impl Draft,
+        batch: &mut Batch,
     ) -> Result<Prepared, SubmissionError> {
         template::expand(self, key.project_id, &mut request).await?;
         let track = request.track();
@@ -238,8 +281,15 @@ impl SubmissionCore {
         }
         let id = Uuid::now_v7();
         let message_id = mime::message_id(id, &email);
-        let render = |email: &NewEmail| {
-            mime::render(email, &message_id, self.max_message_bytes).map_err(|e| match e {
+        // Every rendering counts against the request's bound, one refused for its size too.
+        let render = |email: &NewEmail, batch: &mut Batch| {
+            let rendered = mime::render(email, &message_id, self.max_message_bytes);
+            batch.count(match &rendered {
+                Ok(bytes) => bytes.len(),
+                Err(mime::MimeError::TooLarge { size, .. }) => *size,
+                Err(_) => 0,
+            })?;
+            rendered.map_err(|e| match e {
                 mime::MimeError::TooLarge { .. } => SubmissionError::TooLarge(e.to_string()),
                 mime::MimeError::Build(detail) => SubmissionError::validation("body", detail),
             })
@@ -260,7 +310,7 @@ impl SubmissionCore {
         let tracked = match tracked {
             Some(html) => {
                 let written = email.html.replace(html);
-                let tracked = render(&email)?;
+                let tracked = render(&email, batch)?;
                 email.html = written;
                 Some(tracked)
             }
@@ -270,18 +320,25 @@ impl SubmissionCore {
         let mut screened = Screened::default();
         let mut untracked = None;
         if self.scanner.is_some() {
-            let mime = render(&email)?;
+            let mime = render(&email, batch)?;
+            let content = batch.key(&email);
             screened = self
-                .screen(key.project_id, id, &mime, || {
-                    let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
-                    (email.from.email.as_str(), rcpts.collect())
-                })
+                .screen(
+                    key.project_id,
+                    id,
+                    &mime,
+                    || {
+                        let rcpts = email.recipients().into_iter().map(|(_, a)| a.as_str());
+                        (email.from.email.as_str(), rcpts.collect())
+                    },
+                    content.map(|content| (&mut *batch, content)),
+                )
                 .await?;
             untracked = Some(mime);
         }
         let mime = match (tracked, untracked) {
             (Some(mime), _) | (None, Some(mime)) => mime,
-            (None, None) => render(&email)?,
+            (None, None) => render(&email, batch)?,
         };
         Ok(Prepared {
             id,
@@ -422,10 +479,16 @@ impl SubmissionCore {
         }
         // Scanned as the client sent it, links and all.
         let screened = self
-            .screen(project_id, raw.id, &mime, || {
-                let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
-                (raw.from.as_str(), rcpts.collect())
-            })
+            .screen(
+                project_id,
+                raw.id,
+                &mime,
+                || {
+                    let rcpts = raw.recipients.iter().map(|(_, a)| a.as_str());
+                    (raw.from.as_str(), rcpts.collect())
+                },
+                None,
+            )
             .await?;
         let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
         let message = AcceptedMessage {

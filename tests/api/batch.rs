@@ -59,21 +59,21 @@ async fn batch_size_is_bounded() {
 }
 
 #[tokio::test]
-async fn a_batch_costs_one_send_unit_per_valid_message() {
+async fn a_batch_costs_one_send_unit_per_item_charged_before_any_is_rendered() {
     let smtp = TestSmtpServer::start().await;
     let app = spawn_app_relaying_to(&smtp).await;
-    // A key that may send 3 messages at once, refilled very slowly.
+    // A key that may send 5 messages at once, refilled very slowly.
     let created = app
-        .create_api_key(&json!({"scopes": ["send", "messages"], "rate_per_sec": 0.01, "burst": 3}))
+        .create_api_key(&json!({"scopes": ["send", "messages"], "rate_per_sec": 0.01, "burst": 5}))
         .await;
     let key = created["key"].as_str().unwrap().to_string();
     let ok = json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t"});
     let bad = json!({"from": "a@example.com", "to": "nobody", "subject": "s", "text": "t"});
-    // Two valid and two invalid items: two units.
+    // Two valid and two invalid items: four units, since all four were checked.
     let r = app.post_batch_raw(&key, &json!([ok, bad, ok, bad])).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["ratelimit-remaining"], "1");
-    // Two more valid ones do not fit in the one unit left: the whole batch waits.
+    // Two more do not fit in the one unit left: the whole batch waits.
     let r = app.post_batch_raw(&key, &json!([ok, ok])).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));

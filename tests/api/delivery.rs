@@ -172,6 +172,7 @@ async fn a_slow_relay_times_out_and_the_message_goes_later() {
 async fn relays_over_starttls_with_auth() {
     let smtp = TestSmtpServer::start_with(SmtpServerOptions {
         require_tls_and_auth: Some(("mailgate".into(), "s3cret".into())),
+        ..Default::default()
     })
     .await;
     let db = create_database().await;
@@ -209,6 +210,7 @@ async fn relays_over_starttls_with_auth() {
 async fn wrong_relay_credentials_defer_instead_of_bouncing() {
     let smtp = TestSmtpServer::start_with(SmtpServerOptions {
         require_tls_and_auth: Some(("mailgate".into(), "right".into())),
+        ..Default::default()
     })
     .await;
     let db = create_database().await;

@@ -9,7 +9,11 @@ use mailgate::config::{Config, EgressConfig, RelayConfig};
 use serde_json::{Value, json};
 
 use crate::support::{
-    api::Email, app::TestApp, dns_server::TestDns, eventually, smtp_server::TestSmtpServer,
+    api::Email,
+    app::TestApp,
+    dns_server::TestDns,
+    eventually,
+    smtp_server::{SmtpServerOptions, TestSmtpServer},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -496,4 +500,67 @@ async fn dns_answers_are_cached_positive_and_negative() {
     }
     assert_eq!(dns.asked("cached.test"), ["MX"]);
     assert_eq!(dns.asked("nowhere.test"), ["MX"]);
+}
+
+/// Internationalized addresses (with issue 26 §3): the domain is looked up and sent in
+/// A-labels; a UTF-8 local part goes with SMTPUTF8 to an MX that offers it, in a transaction
+/// apart from the ASCII recipients' (which could go without it), and bounces with 5.6.7
+/// without DATA at one that does not.
+#[tokio::test]
+async fn utf8_addresses_go_with_smtputf8_or_bounce_with_5_6_7() {
+    let dns = TestDns::start().await;
+    dns.mx("xn--bcher-kva.test", &[(10, "mx.xn--bcher-kva.test")])
+        .addr("mx.xn--bcher-kva.test", &["127.26.14.1"])
+        .mx("plain.test", &[(10, "mx.plain.test")])
+        .addr("mx.plain.test", &["127.26.14.2"]);
+    let utf8 = TestSmtpServer::start_on_with(
+        "127.26.14.1:25".parse().unwrap(),
+        SmtpServerOptions {
+            smtputf8: true,
+            ..SmtpServerOptions::default()
+        },
+    )
+    .await;
+    let plain = TestSmtpServer::start_on("127.26.14.2:25".parse().unwrap()).await;
+    let app = app(&dns).await;
+
+    let id = app
+        .send_ok(&msg(json!([
+            "josé@bücher.test",
+            "ada@bücher.test",
+            "josé@plain.test"
+        ])))
+        .await;
+    let email = settled(&app, &id).await;
+    for addr in ["josé@bücher.test", "ada@bücher.test"] {
+        assert_eq!(recipient(&email, addr).status, "delivered", "{email:#}");
+    }
+    let mut got: Vec<_> = utf8
+        .received()
+        .iter()
+        .map(|m| {
+            (
+                m.rcpt_to.clone(),
+                m.mail_params.contains(&"SMTPUTF8".to_string()),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            // The headers name josé: SMTPUTF8 for both, as the MX offers it.
+            (vec!["ada@xn--bcher-kva.test".to_string()], true),
+            (vec!["josé@xn--bcher-kva.test".to_string()], true),
+        ]
+    );
+    let refused = recipient(&email, "josé@plain.test");
+    assert_eq!(refused.status, "bounced", "{email:#}");
+    assert_eq!(refused.enhanced_code.as_deref(), Some("5.6.7"));
+    assert_eq!(plain.messages_read(), 0);
+    assert_eq!(
+        dns.asked("bücher.test"),
+        Vec::<&str>::new(),
+        "asked in A-labels only"
+    );
 }

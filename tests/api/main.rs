@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod batch;
+mod charging;
 mod delivery;
 mod direct;
 mod dkim;
@@ -13,6 +14,7 @@ mod grants;
 mod group_commit;
 mod idempotency;
 mod instances;
+mod intl;
 mod leases;
 mod listing;
 mod logging;

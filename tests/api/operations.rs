@@ -37,6 +37,7 @@ fn line<'a>(report: &'a str, name: &str) -> &'a str {
 async fn doctor_walks_a_good_relay_through_starttls_and_auth() {
     let smtp = TestSmtpServer::start_with(SmtpServerOptions {
         require_tls_and_auth: Some(("mailgate".into(), "s3cret".into())),
+        ..Default::default()
     })
     .await;
     let db = create_database().await;

@@ -4,5 +4,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod memory;
 mod pacing;
 mod rolling;

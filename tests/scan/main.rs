@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod once;
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,

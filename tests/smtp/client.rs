@@ -188,7 +188,10 @@ try:
                 out.append({"login": failure(e)})
         for m in spec["messages"]:
             try:
-                s.sendmail(m["from"], m["to"], base64.b64decode(m["data"]))
+                # As send_message does: SMTPUTF8 when an address is not ASCII (RFC 6531).
+                utf8 = not all(a.isascii() for a in [m["from"], *m["to"]])
+                opts = ["SMTPUTF8"] if utf8 else []
+                s.sendmail(m["from"], m["to"], base64.b64decode(m["data"]), mail_options=opts)
                 out.append({"reply": s.last_data[1].decode()})
             except Exception as e:
                 out.append(failure(e))

@@ -8,5 +8,6 @@ mod client;
 
 mod auth;
 mod dkim;
+mod intl;
 mod limits;
 mod submission;

@@ -36,6 +36,8 @@ const MAX_COMMAND_LINE: u64 = 64 * 1024;
 pub struct ReceivedMessage {
     /// Reverse path without the angle brackets (empty for the null sender `<>`).
     pub mail_from: String,
+    /// The parameters after the reverse path, upper-cased (`SMTPUTF8`, `BODY=8BITMIME`).
+    pub mail_params: Vec<String>,
     /// Only the recipients that were answered with a 2xx, in order.
     pub rcpt_to: Vec<String>,
     /// Message bytes exactly as the client gave them: dot-stuffing undone, and
@@ -69,6 +71,9 @@ pub struct SmtpServerOptions {
     /// server: STARTTLS first, then AUTH with exactly these credentials, and
     /// only then MAIL.
     pub require_tls_and_auth: Option<(String, String)>,
+    /// Offer `SMTPUTF8` (RFC 6531) in the EHLO reply. Without it, a UTF-8 address in MAIL
+    /// or RCPT is refused with `553 5.6.7`, as RFC 6531 servers do.
+    pub smtputf8: bool,
 }
 
 /// Scripted reply to RCPT TO for one address.
@@ -167,12 +172,17 @@ impl TestSmtpServer {
     /// Listens on exactly `addr` (e.g. `127.0.0.2:25`, as an MX host; root binds port 25),
     /// accepting everything.
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_on_with(addr, SmtpServerOptions::default()).await
+    }
+
+    /// `start_on` with options (e.g. `smtputf8`).
+    pub async fn start_on_with(addr: SocketAddr, opts: SmtpServerOptions) -> Self {
         let (acceptor, cert_pem, cert_der) = make_tls();
         let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
             panic!("bind test SMTP server on {addr} (needs root for port 25): {e}")
         });
         let shared = Arc::new(Shared {
-            opts: SmtpServerOptions::default(),
+            opts,
             acceptor,
             cert_pem,
             cert_der,
@@ -462,6 +472,7 @@ struct Session<'a> {
 
 struct Transaction {
     mail_from: String,
+    mail_params: Vec<String>,
     rcpt_to: Vec<String>,
     pipelined: bool,
 }
@@ -517,6 +528,17 @@ fn parse_path(args: &str, keyword: &str) -> Option<String> {
     }
 }
 
+/// The parameters after the path in `FROM:<addr> SMTPUTF8 BODY=8BITMIME`, upper-cased.
+fn path_params(args: &str) -> Vec<String> {
+    let rest = match args.find('>') {
+        Some(end) => &args[end + 1..],
+        None => args.split_once(' ').map_or("", |(_, r)| r),
+    };
+    rest.split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     reader: &mut BufReader<S>,
     shared: &Shared,
@@ -560,6 +582,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     "ENHANCEDSTATUSCODES".to_string(),
                     format!("SIZE {size}"),
                 ]);
+                if s.shared.opts.smtputf8 {
+                    lines.push("SMTPUTF8".to_string());
+                }
                 if !s.tls {
                     lines.push("STARTTLS".to_string());
                 }
@@ -640,14 +665,20 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if s.tx.is_some() {
                     "503 5.5.1 Nested MAIL command\r\n"
                 } else if let Some(from) = parse_path(args, "FROM:") {
-                    s.tx = Some(Transaction {
-                        mail_from: from,
-                        rcpt_to: Vec::new(),
-                        // More commands already waiting: the client did not wait for
-                        // this reply.
-                        pipelined: !reader.buffer().is_empty(),
-                    });
-                    "250 2.1.0 OK\r\n"
+                    let mail_params = path_params(args);
+                    if !from.is_ascii() && !mail_params.iter().any(|p| p == "SMTPUTF8") {
+                        "553 5.6.7 UTF-8 address without SMTPUTF8\r\n"
+                    } else {
+                        s.tx = Some(Transaction {
+                            mail_from: from,
+                            mail_params,
+                            rcpt_to: Vec::new(),
+                            // More commands already waiting: the client did not wait for
+                            // this reply.
+                            pipelined: !reader.buffer().is_empty(),
+                        });
+                        "250 2.1.0 OK\r\n"
+                    }
                 } else {
                     "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
                 };
@@ -657,6 +688,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 let reply = match (&mut s.tx, parse_path(args, "TO:")) {
                     (None, _) => "503 5.5.1 Need MAIL before RCPT\r\n".to_string(),
                     (Some(_), None) => "501 5.5.4 Syntax: RCPT TO:<address>\r\n".to_string(),
+                    (Some(tx), Some(to))
+                        if !to.is_ascii() && !tx.mail_params.iter().any(|p| p == "SMTPUTF8") =>
+                    {
+                        "553 5.6.7 UTF-8 address without SMTPUTF8\r\n".to_string()
+                    }
                     (Some(tx), Some(to)) => {
                         let (code, text) = rcpt_decision(s.shared, &to);
                         if (200..300).contains(&code) {
@@ -708,6 +744,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             // that saw the 250 always finds the message here.
                             script.received.push(ReceivedMessage {
                                 mail_from: tx.mail_from,
+                                mail_params: tx.mail_params,
                                 rcpt_to: tx.rcpt_to,
                                 data,
                                 tls: s.tls,

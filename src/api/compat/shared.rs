@@ -10,14 +10,13 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::Engine;
 use serde::Serialize;
 
 use crate::{
     api::{
         AppState,
         auth::ProjectKey,
-        email_request::AttachmentRequest,
+        email_request::{AttachmentRequest, Base64Content},
         error::{Problem, ServiceError},
         extract::{body_error, check_json_content_type},
         headers::write_headers,
@@ -183,16 +182,16 @@ pub(crate) fn ignored_in(body: &serde_json::Value, fields: &[&str]) -> Vec<Strin
 }
 
 /// An attachment a provider gives as bytes (a list of byte values, a form's file), as the
-/// native request's base64.
+/// native request's content, already decoded.
 pub(crate) fn attachment_of_bytes(
     filename: String,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     content_type: Option<String>,
     content_id: Option<String>,
 ) -> AttachmentRequest {
     AttachmentRequest {
         filename,
-        content: base64::engine::general_purpose::STANDARD.encode(bytes),
+        content: Base64Content::from_bytes(bytes),
         content_type,
         content_id,
     }

@@ -16,8 +16,9 @@ pub(super) const GATHER: Duration = Duration::from_millis(20);
 /// Most recipients in one transaction (RFC 5321 §4.5.3.1.8: servers must take 100).
 pub const MAX_RECIPIENTS: usize = 100;
 
-/// (message, recipient domain, envelope sender).
-pub(super) type Key = (Uuid, String, String);
+/// (message, recipient domain, envelope sender, whether the recipient's local part is UTF-8):
+/// one transaction has one MAIL FROM, with or without SMTPUTF8.
+pub(super) type Key = (Uuid, String, String, bool);
 
 pub(super) struct Member {
     pub(super) rcpt: String,

@@ -27,6 +27,7 @@ pub use pool::MAX_DELIVERIES;
 
 use super::{
     dns::{Dns, DnsFailure, MxHost, Route, is_private},
+    intl::{Intl, Smtputf8},
     reply::{Reply, enhanced_code},
 };
 use crate::{config::RelayConfig, domain::RecipientStatus, queue::mail::Job};
@@ -46,12 +47,13 @@ pub struct Direct {
     batches: Batches,
 }
 
-/// The envelope of one message to one recipient.
+/// The envelope of one message to one recipient, domains in A-labels.
 pub struct Envelope<'a> {
+    /// Empty for the null sender.
     pub from: &'a str,
-    /// The addresses need SMTPUTF8 (RFC 6531); a server that does not offer it cannot take
-    /// the message.
-    pub smtputf8: bool,
+    pub to: &'a str,
+    /// Whether the addresses or headers need SMTPUTF8 of the MX (RFC 6531).
+    pub intl: Intl,
 }
 
 impl Direct {
@@ -112,17 +114,22 @@ impl Direct {
     /// Delivers one recipient, in one transaction with the message's other recipients at
     /// the same domain when they are delivered at the same moment.
     pub async fn deliver(&self, job: &Job, envelope: &Envelope<'_>, mime: &[u8]) -> Reply {
-        let domain = job
-            .email
+        let domain = envelope
+            .to
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
             .unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         let member = Member {
-            rcpt: job.email.clone(),
+            rcpt: envelope.to.to_string(),
             reply: tx,
         };
-        let key = (job.message_id, domain.clone(), envelope.from.to_string());
+        let key = (
+            job.message_id,
+            domain.clone(),
+            envelope.from.to_string(),
+            envelope.intl.recipient,
+        );
         match self.batches.join(key, member) {
             (Joined::Leader(lead), _) => {
                 tokio::time::sleep(batch::GATHER).await;
@@ -341,14 +348,12 @@ impl Direct {
                 ),
             );
         }
-        if envelope.smtputf8 && !session.ext.smtputf8 {
+        let smtputf8 = envelope.intl.at_hop(session.ext.smtputf8);
+        if smtputf8 == Smtputf8::Impossible {
             return all(
                 RecipientStatus::Bounced,
                 "5.6.7",
-                format!(
-                    "{} does not offer SMTPUTF8, which the addresses need",
-                    host.name
-                ),
+                envelope.intl.refusal(&host.name),
             );
         }
         let mut params = String::new();
@@ -358,7 +363,7 @@ impl Direct {
         if session.ext.eightbitmime && mime.iter().any(|b| *b >= 0x80) {
             params.push_str(" BODY=8BITMIME");
         }
-        if envelope.smtputf8 {
+        if smtputf8 == Smtputf8::Use {
             params.push_str(" SMTPUTF8");
         }
         let started = std::time::Instant::now();

@@ -8,7 +8,11 @@ use std::time::Duration;
 use lettre::{
     address::Envelope,
     transport::smtp::{
-        Error as SmtpError, authentication::Credentials, client::AsyncSmtpConnection,
+        Error as SmtpError,
+        authentication::Credentials,
+        client::AsyncSmtpConnection,
+        commands::{Data, Mail, Rcpt},
+        extension::{Extension, MailBodyParameter, MailParameter},
         response::Response,
     },
 };
@@ -17,7 +21,10 @@ use super::{
     upstream::{HORIZON, Pooled, Relay},
     url::TlsMode,
 };
-use crate::ratelimit::pace::{SLOT_TTL, Slot};
+use crate::{
+    delivery::intl::{Intl, Smtputf8},
+    ratelimit::pace::{SLOT_TTL, Slot},
+};
 
 /// Why an attempt got no SMTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +40,49 @@ pub enum RelayError {
     /// Every connection slot stayed taken for the whole horizon: not an attempt.
     #[error("all {0} connections to the relay are in use")]
     Busy(u32),
+    /// The envelope has a UTF-8 local part and the relay does not offer SMTPUTF8: it can
+    /// never take this message (nothing was sent).
+    #[error("the envelope needs SMTPUTF8, which the relay does not offer")]
+    NoSmtputf8(Intl),
 }
 
 impl Relay {
     /// Relays one message to one envelope: connecting and the transaction are each bounded
     /// by the attempt timeout.
-    pub async fn send(&self, envelope: &Envelope, mime: &[u8]) -> Result<Response, RelayError> {
+    /// `intl` says what the envelope and headers need of SMTPUTF8 (see `delivery::intl`).
+    pub async fn send(
+        &self,
+        envelope: &Envelope,
+        intl: Intl,
+        mime: &[u8],
+    ) -> Result<Response, RelayError> {
         // lettre ends the data with CRLF.CRLF, whose first CRLF ends the last line: the
         // message's own final CRLF is left to it, so the upstream receives the stored bytes
         // exactly, not with an empty line added.
         let mime = mime.strip_suffix(b"\r\n").unwrap_or(mime);
         let mut pooled = self.checkout().await?;
-        match tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await {
+        let offered = pooled
+            .conn
+            .server_info()
+            .supports_feature(Extension::SmtpUtfEight);
+        let sent = match intl.at_hop(offered) {
+            Smtputf8::Impossible => {
+                // Nothing was said: the connection stays good for the next message.
+                self.checkin(pooled).await;
+                return Err(RelayError::NoSmtputf8(intl));
+            }
+            // lettre adds SMTPUTF8 itself only for a UTF-8 envelope; UTF-8 headers with an
+            // ASCII envelope (RFC 6532) are sent with it by hand.
+            Smtputf8::Use if !intl.required() => {
+                tokio::time::timeout(
+                    self.timeout,
+                    send_smtputf8(&mut pooled.conn, envelope, mime),
+                )
+                .await
+            }
+            _ => tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await,
+        };
+        match sent {
             Ok(Ok(response)) => {
                 self.checkin(pooled).await;
                 Ok(response)
@@ -239,4 +277,25 @@ impl Relay {
         socket.bind(std::net::SocketAddr::new(source, 0))?;
         Ok(socket.connect(peer).await?)
     }
+}
+
+/// lettre's `send`, with `SMTPUTF8` on `MAIL FROM` for an ASCII envelope (and
+/// `BODY=8BITMIME` when offered, as RFC 6531 §3.1 pairs them). On an error the caller closes
+/// the connection, as lettre would.
+async fn send_smtputf8(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    mime: &[u8],
+) -> Result<Response, SmtpError> {
+    let mut params = vec![MailParameter::SmtpUtfEight];
+    if conn.server_info().supports_feature(Extension::EightBitMime) {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(envelope.from().cloned(), params))
+        .await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), vec![])).await?;
+    }
+    conn.command(Data).await?;
+    conn.message(mime).await
 }

@@ -20,8 +20,8 @@ use std::{
 use ipnet::IpNet;
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_ENHANCED_STATUS_CODES, EXT_PIPELINING,
-    EXT_SIZE, EXT_START_TLS, EhloResponse, Error as ParseError, MAIL_BODY_BINARYMIME,
-    MAIL_SMTPUTF8, Request,
+    EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Error as ParseError,
+    MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, Request,
 };
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -44,6 +44,10 @@ use crate::{
 
 /// Errors a client may make before it is disconnected.
 const MAX_ERRORS: u32 = 20;
+
+/// RFC 6531 §3.4: a UTF-8 address only after `MAIL FROM:<…> SMTPUTF8`.
+const UTF8_NEEDS_SMTPUTF8: &str =
+    "a UTF-8 address needs the SMTPUTF8 parameter on MAIL FROM (this server offers it)";
 
 /// The listener's settings, resolved from config at start.
 pub(super) struct Settings {
@@ -164,6 +168,8 @@ struct Transaction {
     /// `None`: the null return path (`MAIL FROM:<>`), which only inbound mail may have.
     from: Option<EmailAddress>,
     recipients: Vec<EmailAddress>,
+    /// `MAIL FROM:<…> SMTPUTF8`: UTF-8 addresses (and headers) may follow (RFC 6531).
+    smtputf8: bool,
 }
 
 struct Session<'a> {
@@ -231,6 +237,11 @@ impl Session<'_> {
                 if !self.tls {
                     ehlo.capabilities |= EXT_START_TLS;
                 }
+                // Apps may submit internationalized addresses and headers (RFC 6531/6532);
+                // inbound mail stays ASCII-only.
+                if !self.inbound() {
+                    ehlo.capabilities |= EXT_SMTP_UTF8;
+                }
                 // Passwords only travel encrypted, unless the network is trusted.
                 if (self.tls || self.trusted) && !self.inbound() {
                     ehlo.capabilities |= EXT_AUTH;
@@ -272,8 +283,15 @@ impl Session<'_> {
                     io.reply(503, [5, 5, 1], "nested MAIL command");
                     return Ok(Step::Error);
                 }
-                if from.flags & (MAIL_SMTPUTF8 | MAIL_BODY_BINARYMIME) != 0 {
+                if from.flags & MAIL_BODY_BINARYMIME != 0
+                    || (from.flags & MAIL_SMTPUTF8 != 0 && self.inbound())
+                {
                     io.reply(555, [5, 5, 4], "SMTPUTF8 and BINARYMIME are not supported");
+                    return Ok(Step::Error);
+                }
+                let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+                if !smtputf8 && !from.address.is_ascii() {
+                    io.reply(553, [5, 6, 7], UTF8_NEEDS_SMTPUTF8);
                     return Ok(Step::Error);
                 }
                 if from.size > settings.max_message_bytes {
@@ -303,6 +321,7 @@ impl Session<'_> {
                         self.tx = Some(Transaction {
                             from: None,
                             recipients: Vec::new(),
+                            smtputf8,
                         });
                         io.reply(250, [2, 1, 0], "sender OK");
                     } else {
@@ -315,6 +334,7 @@ impl Session<'_> {
                         self.tx = Some(Transaction {
                             from: Some(from),
                             recipients: Vec::new(),
+                            smtputf8,
                         });
                         io.reply(250, [2, 1, 0], "sender OK");
                     }
@@ -331,6 +351,10 @@ impl Session<'_> {
                     io.reply(503, [5, 5, 1], "send MAIL first");
                     return Ok(Step::Error);
                 };
+                if !tx.smtputf8 && !to.address.is_ascii() {
+                    io.reply(553, [5, 6, 7], UTF8_NEEDS_SMTPUTF8);
+                    return Ok(Step::Error);
+                }
                 let Ok(address) = EmailAddress::parse(&to.address) else {
                     io.reply(553, [5, 1, 3], "recipient address is not valid");
                     return Ok(Step::Continue);

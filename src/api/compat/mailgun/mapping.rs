@@ -23,7 +23,7 @@ use crate::api::{
 
 impl Form {
     /// The native request, or every field that cannot be mapped.
-    pub fn into_request(self) -> Result<SendRequest, ServiceError> {
+    pub fn into_request(mut self) -> Result<SendRequest, ServiceError> {
         let mut errors = Vec::new();
         let mut headers = BTreeMap::new();
         let mut metadata = BTreeMap::new();
@@ -95,17 +95,12 @@ impl Form {
                 }
             },
         };
-        let attachments: Vec<AttachmentRequest> = self
-            .files
-            .iter()
+        let attachments: Vec<AttachmentRequest> = std::mem::take(&mut self.files)
+            .into_iter()
             .map(|f| {
-                attachment_of_bytes(
-                    f.filename.clone(),
-                    &f.bytes,
-                    f.content_type.clone(),
-                    // Mailgun references inline files by their name: `cid:logo.png`.
-                    (f.field == "inline").then(|| f.filename.clone()),
-                )
+                // Mailgun references inline files by their name: `cid:logo.png`.
+                let content_id = (f.field == "inline").then(|| f.filename.clone());
+                attachment_of_bytes(f.filename, f.bytes, f.content_type, content_id)
             })
             .collect();
         if !errors.is_empty() {

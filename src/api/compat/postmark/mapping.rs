@@ -55,7 +55,7 @@ impl Message {
             list.into_iter()
                 .map(|a| AttachmentRequest {
                     filename: a.name,
-                    content: a.content,
+                    content: a.content.into(),
                     content_type: a.content_type,
                     content_id: a
                         .content_id

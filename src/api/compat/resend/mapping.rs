@@ -96,14 +96,17 @@ fn attachment(i: usize, a: Attachment, errors: &mut Vec<FieldError>) -> Option<A
     match a.content.as_ref().map(content_bytes) {
         Some(Ok(Some(bytes))) => Some(attachment_of_bytes(
             filename,
-            &bytes,
+            bytes,
             a.content_type,
             content_id,
         )),
         // Base64 text: the native check reports bad base64 by its path.
         Some(Ok(None)) => Some(AttachmentRequest {
             filename,
-            content: a.content.and_then(|c| c.as_str().map(str::to_string))?,
+            content: a
+                .content
+                .and_then(|c| c.as_str().map(str::to_string))?
+                .into(),
             content_type: a.content_type,
             content_id,
         }),

@@ -25,7 +25,7 @@ use super::{
 use crate::{
     api::{AppState, auth::ProjectKey, error::ServiceError, extract::parse_json, idempotency},
     service::{
-        emails::{self, parse_id},
+        emails::{self, Items, parse_id},
         error::Conflict,
     },
     store::api_keys::AuthenticatedKey,
@@ -138,7 +138,7 @@ pub async fn send_batch(State(state): State<AppState>, send: JsonSend) -> Respon
         let items: Vec<Value> = parse_json(&body)?;
         check_size::<Email>(items.len())?;
         let now = Utc::now();
-        let drafts = items
+        let drafts: Vec<_> = items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
@@ -146,17 +146,25 @@ pub async fn send_batch(State(state): State<AppState>, send: JsonSend) -> Respon
                     .into_request(now)
             })
             .collect();
-        let prepared = emails::prepare_batch(&state, &key, drafts).await;
+        // Charged one send unit per item before anything is rendered; strict validation
+        // stops at the first bad item.
+        let mode = if permissive {
+            Items::EachOnItsOwn
+        } else {
+            Items::AllOrNothing
+        };
+        let prepared = emails::prepare_batch(&state, &key, drafts, mode).await?;
+        *decision.lock().expect("not poisoned") = prepared.decision.clone();
         if !permissive
             && let Some((i, err)) = prepared
+                .items
                 .iter()
                 .enumerate()
                 .find_map(|(i, p)| p.as_ref().err().map(|e| (i, e)))
         {
             return Err(ServiceError::validation(format!("[{i}]"), message(err)));
         }
-        let (answers, charge) = emails::commit_batch(&state, &key, prepared).await?;
-        *decision.lock().expect("not poisoned") = charge;
+        let (answers, _) = emails::commit_batch(&state, &key, prepared).await?;
         let mut data = Vec::new();
         let mut errors = Vec::new();
         for (index, answer) in answers.into_iter().enumerate() {

@@ -1,21 +1,27 @@
 //! SendGrid's mail into native [`SendRequest`]s, one per personalization (its overrides over
 //! the mail's fields), or every problem of the whole mail: SendGrid refuses all or nothing.
+//! The requests are made one at a time, as they are prepared, from the mail's parts, which
+//! they share: a mail with 1,000 personalizations is not copied 1,000 times first.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
 use super::{
     super::shared::track,
-    request::{Address, MAX_PERSONALIZATIONS, Mail},
+    request::{Address, MAX_PERSONALIZATIONS, Mail, Personalization},
 };
 use crate::api::{
     email_request::{AttachmentRequest, SendRequest},
     error::{FieldError, ServiceError},
 };
+use crate::domain::Track;
 
 impl Mail {
-    /// One native request per personalization, or every problem of the whole mail.
-    pub fn into_requests(self) -> Result<Vec<SendRequest>, ServiceError> {
+    /// One native request per personalization, made as the iterator is read; or every
+    /// problem of the whole mail.
+    pub fn into_requests(self) -> Result<Requests, ServiceError> {
         let mut errors = Vec::new();
         let n = self.personalizations.len();
         if n == 0 || n > MAX_PERSONALIZATIONS {
@@ -49,6 +55,7 @@ impl Mail {
                 )),
             }
         }
+        // Each attachment's content is shared by every personalization's request.
         let attachments: Vec<AttachmentRequest> = self
             .attachments
             .unwrap_or_default()
@@ -68,58 +75,124 @@ impl Mail {
             (Some(one), _) => Some(addresses(vec![one])),
             _ => None,
         };
-        let mut requests = Vec::with_capacity(n);
-        for (i, p) in self.personalizations.into_iter().enumerate() {
+        for (i, p) in self.personalizations.iter().enumerate() {
             if p.substitutions.as_ref().is_some_and(not_empty) {
                 errors.push(FieldError::new(
                     format!("personalizations.{i}.substitutions"),
                     "substitutions are not supported: use dynamic_template_data",
                 ));
             }
-            let send_at = match p.send_at.or(self.send_at) {
-                None => None,
-                Some(secs) => match DateTime::from_timestamp(secs, 0) {
-                    Some(t) => Some(t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                    None => {
-                        errors.push(FieldError::new("send_at", "is not a unix time"));
-                        None
-                    }
-                },
-            };
-            let mut headers = self.headers.clone().unwrap_or_default();
-            headers.extend(p.headers.unwrap_or_default());
-            let mut metadata = self.custom_args.clone().unwrap_or_default();
-            metadata.extend(p.custom_args.unwrap_or_default());
-            let template = self.template_id.clone();
-            // A stored template gives the subject and parts.
-            let content = |given: Option<String>| given.filter(|_| template.is_none());
-            let setting = |name: &str| self.tracking_settings.as_ref()?[name]["enable"].as_bool();
-            requests.push(SendRequest {
-                from: serde_json::to_value(p.from.as_ref().unwrap_or(&self.from))
-                    .map_err(anyhow::Error::from)?,
-                to: Some(addresses(p.to)),
-                cc: p.cc.map(addresses),
-                bcc: p.bcc.map(addresses),
-                reply_to: reply_to.clone(),
-                subject: content(p.subject.or_else(|| self.subject.clone())),
-                text: content(text.clone()),
-                html: content(html.clone()),
-                variables: template.as_ref().and(p.dynamic_template_data),
+            if send_at(p.send_at.or(self.send_at)).is_err() {
+                errors.push(FieldError::new("send_at", "is not a unix time"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::Validation(errors));
+        }
+        let setting = |name: &str| self.tracking_settings.as_ref()?[name]["enable"].as_bool();
+        let track = track(setting("open_tracking"), setting("click_tracking"));
+        let template = self.template_id;
+        // A stored template gives the subject and parts.
+        let content = |given: Option<String>| given.filter(|_| template.is_none());
+        Ok(Requests {
+            common: Common {
+                from: serde_json::to_value(&self.from).map_err(anyhow::Error::from)?,
+                subject: self.subject,
+                text: content(text),
+                html: content(html),
+                reply_to,
+                headers: self.headers.unwrap_or_default(),
+                custom_args: self.custom_args.unwrap_or_default(),
+                attachments,
+                tags: self.categories.filter(|c| !c.is_empty()),
+                send_at: self.send_at,
+                track,
                 template,
-                headers: (!headers.is_empty()).then_some(headers),
-                attachments: (!attachments.is_empty()).then(|| attachments.clone()),
-                tags: self.categories.clone().filter(|c| !c.is_empty()),
-                metadata: (!metadata.is_empty()).then_some(metadata),
-                relay: None,
-                send_at,
-                track: track(setting("open_tracking"), setting("click_tracking")),
-            });
-        }
-        if errors.is_empty() {
-            Ok(requests)
-        } else {
-            Err(ServiceError::Validation(errors))
-        }
+            },
+            personalizations: self.personalizations.into_iter(),
+        })
+    }
+}
+
+/// The native requests of a mail, one per personalization, each made when it is read.
+pub struct Requests {
+    common: Common,
+    personalizations: std::vec::IntoIter<Personalization>,
+}
+
+/// What every personalization of a mail starts from.
+struct Common {
+    from: Value,
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+    reply_to: Option<Value>,
+    headers: BTreeMap<String, String>,
+    custom_args: BTreeMap<String, String>,
+    attachments: Vec<AttachmentRequest>,
+    tags: Option<Vec<String>>,
+    send_at: Option<i64>,
+    track: Option<Track>,
+    template: Option<String>,
+}
+
+impl Common {
+    /// A personalization's request: its overrides over the mail's fields.
+    fn request(&self, p: Personalization) -> Result<SendRequest, ServiceError> {
+        let mut headers = self.headers.clone();
+        headers.extend(p.headers.unwrap_or_default());
+        let mut metadata = self.custom_args.clone();
+        metadata.extend(p.custom_args.unwrap_or_default());
+        let from = match &p.from {
+            Some(from) => serde_json::to_value(from).map_err(anyhow::Error::from)?,
+            None => self.from.clone(),
+        };
+        let subject = p.subject.or_else(|| self.subject.clone());
+        Ok(SendRequest {
+            from,
+            to: Some(addresses(p.to)),
+            cc: p.cc.map(addresses),
+            bcc: p.bcc.map(addresses),
+            reply_to: self.reply_to.clone(),
+            subject: subject.filter(|_| self.template.is_none()),
+            text: self.text.clone(),
+            html: self.html.clone(),
+            variables: self.template.as_ref().and(p.dynamic_template_data),
+            template: self.template.clone(),
+            headers: (!headers.is_empty()).then_some(headers),
+            attachments: (!self.attachments.is_empty()).then(|| self.attachments.clone()),
+            tags: self.tags.clone(),
+            metadata: (!metadata.is_empty()).then_some(metadata),
+            relay: None,
+            // Checked for every personalization before the first request was made.
+            send_at: send_at(p.send_at.or(self.send_at)).unwrap_or(None),
+            track: self.track,
+        })
+    }
+}
+
+impl Iterator for Requests {
+    type Item = Result<SendRequest, ServiceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let p = self.personalizations.next()?;
+        Some(self.common.request(p))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.personalizations.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Requests {}
+
+/// A unix time as RFC 3339; `Err` when it is not a time.
+fn send_at(secs: Option<i64>) -> Result<Option<String>, ()> {
+    match secs {
+        None => Ok(None),
+        Some(secs) => DateTime::from_timestamp(secs, 0)
+            .map(|t| Some(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+            .ok_or(()),
     }
 }
 
@@ -146,7 +219,6 @@ fn addresses(list: Vec<Address>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Track;
 
     #[test]
     fn each_personalization_is_a_message_with_its_overrides() {
@@ -162,7 +234,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(mail.ignored(), ["tracking_settings"]);
-        let requests = mail.into_requests().unwrap();
+        let requests: Vec<SendRequest> =
+            mail.into_requests().unwrap().map(Result::unwrap).collect();
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].subject.as_deref(), Some("all"));
         assert_eq!(requests[1].subject.as_deref(), Some("mine"));
@@ -186,7 +259,7 @@ mod tests {
             "mail_settings": {"footer": {"enable": true, "text": "bye"}}
         }))
         .unwrap();
-        let Err(ServiceError::Validation(errors)) = mail.into_requests() else {
+        let Err(ServiceError::Validation(errors)) = mail.into_requests().map(|_| ()) else {
             panic!("refused")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::api::email_request::Base64Content;
+
 /// Most personalizations in one send, as SendGrid allows.
 pub const MAX_PERSONALIZATIONS: usize = 1000;
 
@@ -109,7 +111,8 @@ pub struct Content {
 #[schema(as = SendGridAttachment)]
 pub struct Attachment {
     /// Base64.
-    pub content: String,
+    #[schema(value_type = String)]
+    pub content: Base64Content,
     pub filename: String,
     #[serde(rename = "type")]
     pub kind: Option<String>,

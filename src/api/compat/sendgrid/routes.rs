@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     api::{AppState, extract::parse_json_object},
-    service::emails,
+    service::emails::{self, Items},
 };
 
 /// Header with the ids of every message a send made (one per personalization), beside
@@ -55,16 +55,35 @@ pub async fn send(State(state): State<AppState>, send: JsonSend) -> Response {
         Ok(requests) => requests,
         Err(err) => return error(err),
     };
-    let prepared =
-        emails::prepare_batch(&state, &key, requests.into_iter().map(Ok).collect()).await;
-    // All or nothing: the first bad personalization refuses the mail.
-    if let Some(i) = prepared.iter().position(Result::is_err) {
-        let err = prepared.into_iter().nth(i).and_then(Result::err);
-        return error_at(Some(i), err.expect("an error at i"));
-    }
+    // Every personalization is charged a send unit before any is rendered, in sandbox mode
+    // too (checking costs the same work); all or nothing: the first bad one refuses the mail.
     let mut response = if sandbox {
-        empty(StatusCode::OK)
+        let (checked, decision) =
+            match emails::check_batch(&state, &key, requests, Items::AllOrNothing).await {
+                Ok(done) => done,
+                Err(err) => return error(err),
+            };
+        if let Some(i) = checked.iter().position(Result::is_err) {
+            let err = checked.into_iter().nth(i).and_then(Result::err);
+            let mut response = error_at(Some(i), err.expect("an error at i"));
+            charged(&mut response, decision);
+            return response;
+        }
+        let mut response = empty(StatusCode::OK);
+        charged(&mut response, decision);
+        response
     } else {
+        let prepared =
+            match emails::prepare_batch(&state, &key, requests, Items::AllOrNothing).await {
+                Ok(prepared) => prepared,
+                Err(err) => return error(err),
+            };
+        if let Some(i) = prepared.items.iter().position(Result::is_err) {
+            let err = prepared.items.into_iter().nth(i).and_then(Result::err);
+            let mut response = error_at(Some(i), err.expect("an error at i"));
+            charged(&mut response, prepared.decision);
+            return response;
+        }
         let (answers, decision) = match emails::commit_batch(&state, &key, prepared).await {
             Ok(done) => done,
             Err(err) => return error(err),
