@@ -276,7 +276,7 @@ impl Direct {
             ),
             None,
         );
-        // The last host's refusal, when it gave one, is what the event shows.
+        // RFC 3463 4.4.1: no answer from the host; the detail names each one's failure.
         reply.enhanced = Some("4.4.1".into());
         all(reply)
     }
