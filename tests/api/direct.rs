@@ -168,6 +168,28 @@ async fn a_dead_first_mx_is_skipped_for_the_second() {
         "{detail}"
     );
     assert_eq!(mx2.received().len(), 1);
+
+    // The operator's view lists the direct relay, its pool and what it has done.
+    let secret: secrecy::SecretString = crate::support::app::JWT_SECRET.to_string().into();
+    let token =
+        mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(60)).unwrap();
+    let relays: Value = app
+        .http
+        .get(app.url("/v1/relays"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let direct = &relays["data"][0];
+    assert_eq!(direct["name"], "direct", "{relays}");
+    assert_eq!(direct["host"], "MX of each domain");
+    assert_eq!(direct["pools"], json!(["default"]));
+    assert_eq!(direct["health"]["attempts"], 1, "{relays}");
+    assert_eq!(direct["health"]["failures"], 0);
+    assert!(direct["health"]["last_success_at"].is_string());
 }
 
 /// A domain with no MX but an address takes mail there (RFC 5321 §5.1), and a server that

@@ -27,6 +27,7 @@ pub use pool::MAX_DELIVERIES;
 
 use super::{
     dns::{Dns, DnsFailure, MxHost, Route, is_private},
+    health::RelayHealth,
     intl::{Intl, Smtputf8},
     reply::{Reply, enhanced_code},
 };
@@ -45,6 +46,9 @@ pub struct Direct {
     default_helo: String,
     pool: pool::Pool,
     batches: Batches,
+    /// Attempts that reached an MX (whatever it answered) succeed; those where DNS failed
+    /// or no MX took a session fail. Per process.
+    health: std::sync::Mutex<RelayHealth>,
 }
 
 /// The envelope of one message to one recipient, domains in A-labels.
@@ -71,7 +75,20 @@ impl Direct {
             default_helo: hostname(),
             pool: Default::default(),
             batches: Default::default(),
+            health: Default::default(),
         })
+    }
+
+    /// What this process has seen of this relay lately.
+    pub fn health(&self) -> RelayHealth {
+        self.health.lock().expect("not poisoned").clone()
+    }
+
+    fn record(&self, started: std::time::Instant, failure: Option<&str>) {
+        self.health
+            .lock()
+            .expect("not poisoned")
+            .note(started.elapsed(), failure);
     }
 
     /// One line for `serve`'s start-up log and `/v1/relays`-like descriptions.
@@ -175,6 +192,7 @@ impl Direct {
         rcpts: &[String],
     ) -> Vec<Reply> {
         let all = |reply: Reply| vec![reply; rcpts.len()];
+        let started = std::time::Instant::now();
         let hosts = match self.dns.route(domain).await {
             Ok(Route::Hosts(hosts)) => hosts,
             Ok(Route::NullMx) => {
@@ -185,6 +203,7 @@ impl Direct {
             }
             Err(DnsFailure::NoSuchDomain(why)) => return all(permanent("5.1.2", why)),
             Err(DnsFailure::Transient(why)) => {
+                self.record(started, Some(&why));
                 let mut reply = Reply::transient(None, None, why, None);
                 reply.enhanced = Some("4.4.3".into());
                 return all(reply);
@@ -252,6 +271,7 @@ impl Direct {
             if let Some(spent) = self.pool.put(source, &host.name, session) {
                 tokio::spawn(spent.quit());
             }
+            self.record(started, None);
             return replies;
         }
         if candidates > 0 && refused_private == candidates {
@@ -267,15 +287,12 @@ impl Direct {
             reply.status = RecipientStatus::Failed;
             return all(reply);
         }
-        let mut reply = Reply::transient(
-            None,
-            None,
-            format!(
-                "no MX host of {domain} took a session: {}",
-                tried.join("; ")
-            ),
-            None,
+        let why = format!(
+            "no MX host of {domain} took a session: {}",
+            tried.join("; ")
         );
+        self.record(started, Some(&why));
+        let mut reply = Reply::transient(None, None, why, None);
         // RFC 3463 4.4.1: no answer from the host; the detail names each one's failure.
         reply.enhanced = Some("4.4.1".into());
         all(reply)
