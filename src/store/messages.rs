@@ -212,7 +212,8 @@ pub struct EventRow {
     pub detail: Option<String>,
     /// What the event carries beyond the SMTP reply: `async` and `dsn` of a bounce reported
     /// by mail, `feedback` of a complaint, `user_agent`, `ip`, `url`, `first_open` of opens
-    /// and clicks.
+    /// and clicks, `route` of an attempt delivered direct to an MX (`mx`, `ip`,
+    /// `implicit_mx`, `egress`, `helo`, `tls`, `pipelined`, `skipped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,

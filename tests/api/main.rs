@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod charging;
 mod delivery;
+mod direct;
 mod dkim;
 mod docs;
 mod grants;
