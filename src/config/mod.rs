@@ -7,6 +7,7 @@
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
+mod compat;
 mod console;
 mod delivery;
 mod dkim;
@@ -39,6 +40,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    compat::CompatConfig,
     console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
@@ -100,6 +102,8 @@ pub struct Config {
     /// The web console at `/console`.
     pub console: ConsoleConfig,
     pub scan: ScanConfig,
+    /// The provider-compatible routes.
+    pub compat: CompatConfig,
     /// The resolver direct delivery uses (`relays.NAME.mx = true`).
     pub dns: DnsConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
@@ -146,6 +150,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
             scan: ScanConfig::default(),
+            compat: CompatConfig::default(),
             dns: DnsConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),

@@ -20,6 +20,7 @@ mod listing;
 mod logging;
 mod metrics;
 mod operations;
+mod provider_routes;
 mod ratelimit;
 mod redaction;
 mod relays;
