@@ -59,6 +59,7 @@ impl Application {
             Relays::build(
                 &config.relay_map(),
                 &config.pools,
+                &config.dns,
                 config.delivery.smtp_timeout(),
             )?
             .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone()))),

@@ -148,6 +148,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     match Relays::build(
         &config.relay_map(),
         &config.pools,
+        &config.dns,
         config.delivery.smtp_timeout(),
     ) {
         Err(e) => checks.push(Check::new("relays", Err(format!("{e:#}")))),
@@ -158,6 +159,11 @@ pub async fn run(config: &Config) -> Vec<Check> {
         Ok(relays) => {
             for relay in relays.all() {
                 for (step, result) in relay.diagnose().await {
+                    checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
+                }
+            }
+            for relay in relays.all_direct() {
+                for (step, result) in relay.diagnose() {
                     checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
                 }
             }
@@ -221,6 +227,7 @@ pub fn offline(config: &Config) -> Vec<Check> {
         Relays::build(
             &config.relay_map(),
             &config.pools,
+            &config.dns,
             config.delivery.smtp_timeout(),
         )
         .map(|relays| relays.describe())

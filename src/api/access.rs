@@ -78,6 +78,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/emails/{id}", Key(Messages)),
     route("GET", "/v1/emails/{id}/source", Key(Messages)),
     route("POST", "/v1/emails/{id}/cancel", Key(Send)),
+    route("PATCH", "/v1/emails/{id}", Key(Send)),
     route("POST", "/v1/emails/{id}/release", KeyOrOperator(Send)),
     route("POST", "/v1/emails/{id}/discard", KeyOrOperator(Send)),
     // Keys: a key manages its own project's, within what it holds itself (`service::keys`).
@@ -128,6 +129,8 @@ pub const ROUTES: &[Route] = &[
     twin("POST", "/emails/batch", "POST /v1/emails/batch"),
     twin("GET", "/emails/{id}", "GET /v1/emails/{id}"),
     twin("POST", "/emails/{id}/cancel", "POST /v1/emails/{id}/cancel"),
+    twin("GET", "/emails", "GET /v1/emails"),
+    twin("PATCH", "/emails/{id}", "PATCH /v1/emails/{id}"),
     // Postmark.
     twin("POST", "/email", "POST /v1/emails"),
     twin("POST", "/email/withTemplate", "POST /v1/emails"),

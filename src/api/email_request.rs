@@ -82,7 +82,7 @@ pub struct AddressListDoc(Vec<AddressDoc>);
 
 /// The JSON body of `POST /v1/emails`, as sent. Addresses stay raw JSON so each
 /// bad one can be reported by its own path.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The sender.

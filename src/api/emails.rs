@@ -1,5 +1,5 @@
 //! `/v1/emails`: send one or a batch, list, read status and timeline, read the exact MIME,
-//! cancel.
+//! reschedule, cancel.
 
 use axum::{
     Json, Router,
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/emails", post(send).get(list))
         .route("/v1/emails/batch", post(send_batch))
-        .route("/v1/emails/{id}", get(show))
+        .route("/v1/emails/{id}", get(show).patch(reschedule))
         .route("/v1/emails/{id}/source", get(source))
         .route("/v1/emails/{id}/cancel", post(cancel))
 }
@@ -292,5 +292,40 @@ pub async fn cancel(
     let key = key.require(Scope::Send)?;
     let id = emails::parse_id(&id)?;
     emails::cancel(&state, key.project_id, id).await?;
+    Ok(Json(emails::detail(&state, key.project_id, id).await?))
+}
+
+/// A new time for a scheduled email.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// When to send it (RFC 3339), at most `http.max_schedule_days` ahead; a time already
+    /// past sends it now.
+    #[schema(format = DateTime)]
+    pub send_at: String,
+}
+
+/// Reschedule an email that has not been sent yet.
+///
+/// Moves every recipient still scheduled to `send_at`. `409 not_scheduled` once none is
+/// (the message is being sent, was sent, or was not scheduled).
+#[utoipa::path(patch, path = "/v1/emails/{id}", operation_id = "reschedule_email", tag = "emails",
+    params(("id" = String, Path, description = "The email's id")),
+    request_body = RescheduleRequest,
+    responses((status = 200, description = "The email, rescheduled", body = EmailDetail), ProblemResponses),
+    security(("api_key" = [])))]
+pub async fn reschedule(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(id): Path<String>,
+    RawJson(body): RawJson,
+) -> ServiceResult<Json<EmailDetail>> {
+    let key = key.require(Scope::Send)?;
+    let id = emails::parse_id(&id)?;
+    let request: RescheduleRequest = parse_json_object(&body)?;
+    let send_at = chrono::DateTime::parse_from_rfc3339(request.send_at.trim())
+        .map_err(|e| ServiceError::validation("send_at", format!("is not an RFC 3339 time: {e}")))?
+        .with_timezone(&chrono::Utc);
+    emails::reschedule(&state, key.project_id, id, send_at).await?;
     Ok(Json(emails::detail(&state, key.project_id, id).await?))
 }

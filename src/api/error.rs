@@ -129,7 +129,7 @@ pub enum ProblemResponses {
     NotFound(Problem),
     #[response(
         status = 409,
-        description = "Conflict (`idempotency_conflict`, `not_cancellable`, `project_exists`)",
+        description = "Conflict (`idempotency_conflict`, `not_cancellable`, `not_scheduled`, `project_exists`)",
         content_type = "application/problem+json"
     )]
     Conflict(Problem),

@@ -7,9 +7,11 @@
 //! This file holds the top level (`Config`, loading, and the order of validation); each
 //! section lives in its own file with its defaults and its own checks.
 
+mod compat;
 mod console;
 mod delivery;
 mod dkim;
+mod dns;
 mod env;
 mod http;
 mod inbound;
@@ -38,15 +40,17 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    compat::CompatConfig,
     console::ConsoleConfig,
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
+    dns::DnsConfig,
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
     metrics::MetricsConfig,
     ratelimit::{ApiLimits, RateLimitConfig, RedisFailureMode, SendLimits},
     redis::RedisConfig,
-    relays::{DEFAULT_RELAY, RelayConfig},
+    relays::{DEFAULT_RELAY, EgressConfig, RelayConfig},
     retention::RetentionConfig,
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
@@ -98,6 +102,10 @@ pub struct Config {
     /// The web console at `/console`.
     pub console: ConsoleConfig,
     pub scan: ScanConfig,
+    /// The provider-compatible routes.
+    pub compat: CompatConfig,
+    /// The resolver direct delivery uses (`relays.NAME.mx = true`).
+    pub dns: DnsConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -142,6 +150,8 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             console: ConsoleConfig::default(),
             scan: ScanConfig::default(),
+            compat: CompatConfig::default(),
+            dns: DnsConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -222,10 +232,12 @@ impl Config {
         self.tracking.validate()?;
         self.console.validate()?;
         self.scan.validate()?;
+        self.dns.validate()?;
         dkim::validate(&self.dkim)?;
         for (name, relay) in &self.relays {
             relay.validate(name)?;
         }
+        self.validate_direct_pools()?;
         Ok(())
     }
 
@@ -261,12 +273,15 @@ mod tests {
         c.relays.insert(
             "eu".into(),
             RelayConfig {
-                url: "smtps://alice:eu-hunter2@mx.example.eu".into(),
+                url: Some("smtps://alice:eu-hunter2@mx.example.eu".into()),
                 pool_size: Some(2),
                 tls_insecure: false,
                 max_rate_per_sec: None,
                 burst: None,
                 max_connections: None,
+                mx: false,
+                egress: Vec::new(),
+                allow_private_mx: false,
             },
         );
         let printed = [
@@ -283,10 +298,19 @@ mod tests {
         assert!(printed[2].contains("smtp://bob:***@mx.example.com:587"));
         // The code that connects still gets the real URLs.
         assert!(c.database_url.expose().contains("pg-hunter2"));
-        assert!(c.relay_map()["eu"].url.expose().contains("eu-hunter2"));
+        assert!(
+            c.relay_map()["eu"]
+                .url
+                .as_ref()
+                .unwrap()
+                .expose()
+                .contains("eu-hunter2")
+        );
         assert!(
             c.relay_map()["default"]
                 .url
+                .as_ref()
+                .unwrap()
                 .expose()
                 .contains("relay-hunter2")
         );
@@ -394,6 +418,86 @@ mod tests {
         );
     }
 
+    /// Issue 26's example loads; each direct-relay mistake is refused naming the key.
+    #[test]
+    fn direct_relays_load_and_their_mistakes_are_refused() {
+        let load = |toml: &str| {
+            let file = TempToml::new(toml);
+            Config::load_from(
+                None,
+                &vars(&[("MAILGATE_CONFIG", file.0.to_str().unwrap())]),
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        let c = load(
+            r#"
+            [dns]
+            nameservers = ["127.0.0.1:5353"]
+            timeout_ms = 5000
+            [relays.direct]
+            mx = true
+            egress = [ { addr = "203.0.113.10", helo = "mta1.example.com", weight = 100 }, { addr = "203.0.113.11", helo = "mta2.example.com", weight = 10 } ]
+            allow_private_mx = false
+            [pools]
+            default = ["direct"]
+            "#,
+        )
+        .unwrap();
+        let direct = &c.relays["direct"];
+        assert!(direct.mx && direct.url.is_none());
+        assert_eq!(direct.egress[1].helo, "mta2.example.com");
+        assert_eq!(direct.egress[0].weight, 100);
+        assert_eq!(c.dns.nameserver_addrs().unwrap()[0].port(), 5353);
+        // The same through the environment, as docs/configuration.md shows it.
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_RELAYS__D__MX", "true"),
+                (
+                    "MAILGATE_RELAYS__D__EGRESS",
+                    r#"[{addr="203.0.113.10",helo="mta1.example.com"}]"#,
+                ),
+                ("MAILGATE_RELAYS__D__ALLOW_PRIVATE_MX", "true"),
+                ("MAILGATE_DNS__NAMESERVERS", r#"["127.0.0.1:5353"]"#),
+                ("MAILGATE_DNS__TIMEOUT_MS", "700"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.relays["d"].mx && c.relays["d"].allow_private_mx);
+        assert_eq!(c.relays["d"].egress[0].weight, 1);
+        assert_eq!(c.dns.nameservers, ["127.0.0.1:5353"]);
+        assert_eq!(c.dns.timeout_ms, 700);
+        for (toml, says) in [
+            ("[relays.d]\nmx = true\nurl = \"smtp://x\"", "either `url`"),
+            ("[relays.d]\npool_size = 2", "needs `url`"),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a b\" }]",
+                "egress[0].helo",
+            ),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a.example\", weight = 0 }]",
+                "egress[0].weight",
+            ),
+            (
+                "[relays.d]\nmx = true\negress = [{ addr = \"203.0.113.10\", helo = \"a.example\", wieght = 1 }]",
+                "wieght",
+            ),
+            (
+                "[relays.d]\nmx = true\nallow_privat_mx = true",
+                "allow_privat_mx",
+            ),
+            (
+                "[relays.d]\nmx = true\n[relays.u]\nurl = \"smtp://x\"\n[pools]\ndefault = [\"d\", \"u\"]",
+                "mixes direct",
+            ),
+            ("[dns]\nnameservers = [\"dns.example\"]", "dns.nameservers"),
+            ("[dns]\ntimeout = 5", "timeout"),
+        ] {
+            let err = load(toml).unwrap_err();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+    }
+
     #[test]
     fn known_keys_user_named_relays_and_non_config_variables_load() {
         let file = TempToml::new(
@@ -436,10 +540,13 @@ mod tests {
         assert_eq!(c.webhooks.runner.lease_secs, 12);
         assert_eq!(c.http_addr.port(), 9999);
         assert_eq!(
-            c.relays["my-eu-relay"].url.expose(),
+            c.relays["my-eu-relay"].url.as_ref().unwrap().expose(),
             "smtp://eu.example.com"
         );
-        assert_eq!(c.relays["other"].url.expose(), "smtp://other.example.com");
+        assert_eq!(
+            c.relays["other"].url.as_ref().unwrap().expose(),
+            "smtp://other.example.com"
+        );
         assert_eq!(c.pools["any-name"], ["my-eu-relay", "default"]);
         assert_eq!(c.dkim[0].selector, "mg1");
         assert_eq!(c.database_url.expose(), "postgres://fallback/db");

@@ -3,9 +3,13 @@
 //! per recipient keeps every outcome exact.
 
 pub mod classify;
+pub mod direct;
 pub mod dkim;
+pub mod dns;
+pub mod health;
 pub mod intl;
 pub mod relay;
+pub mod reply;
 
 use std::{sync::Arc, time::Duration};
 
@@ -93,7 +97,9 @@ impl Deliverer {
             (false, None) => self
                 .relays
                 .pick(None)
-                .map_or("none".into(), |r| r.name.clone()),
+                .map(|r| r.name.clone())
+                .or_else(|| self.relays.direct(None).map(|d| d.name.clone()))
+                .unwrap_or_else(|| "none".into()),
         };
         let project = job.project_id.to_string();
         // Every log line of this attempt carries the message id (an info span, so the default
@@ -110,6 +116,9 @@ impl Deliverer {
     async fn attempt(&self, job: Job) -> Outcome {
         if job.sandbox || self.relays.is_sandbox() {
             return classify::sandbox(&job, self.relays.is_sandbox());
+        }
+        if let Some(direct) = self.relays.direct(job.relay.as_deref()) {
+            return self.attempt_direct(direct, &job).await;
         }
         let Some(chain) = self.relays.chain(job.relay.as_deref()) else {
             let detail = format!(
@@ -245,6 +254,44 @@ impl Deliverer {
         self.retry_or_fail(&job, reply)
     }
 
+    /// One attempt straight to the recipient domain's MX, in one transaction with the
+    /// message's other recipients there (see [`direct`]).
+    async fn attempt_direct(&self, direct: &direct::Direct, job: &Job) -> Outcome {
+        let sender = self
+            .return_path
+            .as_ref()
+            .and_then(|r| r.for_job(job))
+            .unwrap_or_else(|| job.from_addr.clone());
+        // Domains go in A-labels, for DNS and the envelope alike; a UTF-8 local part needs
+        // SMTPUTF8 of the MX (see `intl`).
+        let from = match sender.as_str() {
+            "" => None,
+            s => match EmailAddress::parse(s) {
+                Ok(a) => Some(a.to_envelope()),
+                Err(_) => return invalid_envelope(job),
+            },
+        };
+        let Ok(to) = EmailAddress::parse(&job.email).map(|a| a.to_envelope()) else {
+            return invalid_envelope(job);
+        };
+        let signed = self.dkim.sign(&job.mime);
+        let mime = signed.as_deref().unwrap_or(&job.mime);
+        let null_sender = crate::domain::EnvelopeAddress {
+            address: String::new(),
+            needs_smtputf8: false,
+        };
+        let envelope = direct::Envelope {
+            from: from.as_ref().map_or("", |f| f.address.as_str()),
+            to: &to.address,
+            intl: intl::Intl::of(from.as_ref().unwrap_or(&null_sender), &to, mime),
+        };
+        let reply = direct.deliver(job, &envelope, mime).await;
+        match reply.status {
+            RecipientStatus::Deferred => self.retry_or_fail(job, reply),
+            _ => reply.into_outcome(job, None),
+        }
+    }
+
     /// Whether the recipient has been in the queue for `max_age_secs`: then even a relay
     /// with no room ends it (waiting for room is not an attempt, so only age counts).
     fn too_old(&self, job: &Job) -> bool {
@@ -300,6 +347,7 @@ fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
         smtp_response: None,
         relay_host: None,
         detail: Some(why),
+        data: None,
         postponed: true,
     }
 }
@@ -307,6 +355,14 @@ fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
 fn not_now(relay: &relay::Relay, reason: &'static str) {
     metrics::counter!("mailgate_relay_postponed_total", "relay" => relay.name.clone(), "reason" => reason)
         .increment(1);
+}
+
+fn invalid_envelope(job: &Job) -> Outcome {
+    classify::terminal(
+        job,
+        RecipientStatus::Failed,
+        "invalid envelope addresses".into(),
+    )
 }
 
 /// `base · 2^(attempt-1)`, capped, ±20 % jitter so retries from a burst do not align.

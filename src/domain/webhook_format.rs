@@ -18,14 +18,17 @@ pub enum WebhookFormat {
     /// credentials in the URL (`https://user:pass@host/…`), allowed for this format only.
     Postmark,
     Sendgrid,
+    /// Mailgun's `signature` + `event-data` body, signed with the endpoint's secret.
+    Mailgun,
 }
 
 impl WebhookFormat {
-    pub const ALL: [WebhookFormat; 4] = [
+    pub const ALL: [WebhookFormat; 5] = [
         WebhookFormat::Standard,
         WebhookFormat::Resend,
         WebhookFormat::Postmark,
         WebhookFormat::Sendgrid,
+        WebhookFormat::Mailgun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl WebhookFormat {
             WebhookFormat::Resend => "resend",
             WebhookFormat::Postmark => "postmark",
             WebhookFormat::Sendgrid => "sendgrid",
+            WebhookFormat::Mailgun => "mailgun",
         }
     }
 

@@ -106,6 +106,8 @@ pub struct Outcome {
     pub smtp_response: Option<String>,
     pub relay_host: Option<String>,
     pub detail: Option<String>,
+    /// Goes to the event's `data` (direct delivery: the attempt's `route`).
+    pub data: Option<serde_json::Value>,
     /// Not an attempt: the relay had no room (its rate, its connections, a throttling
     /// back-off). The recipient goes back to the queue until `next_attempt_at`, its attempt
     /// uncounted and no event recorded.
@@ -167,14 +169,15 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
         .collect();
     let hosts: Vec<Option<&str>> = outcomes.iter().map(|o| o.relay_host.as_deref()).collect();
     let details: Vec<Option<&str>> = outcomes.iter().map(|o| o.detail.as_deref()).collect();
+    let data: Vec<Option<&serde_json::Value>> = outcomes.iter().map(|o| o.data.as_ref()).collect();
 
     let mut tx = pool.begin().await?;
     let message_ids: Vec<Uuid> = sqlx::query_scalar(
         r#"
         WITH input AS (
             SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[])
-                AS t(id, attempt, status, next_at, code, enhanced, response, host, detail)
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+                AS t(id, attempt, status, next_at, code, enhanced, response, host, detail, data)
         ), fenced AS MATERIALIZED (
             -- One primary-key probe per outcome, locking the rows this lease still holds. The
             -- fence is checked here, not in the UPDATE below: there the planner would estimate
@@ -196,11 +199,12 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             FROM fenced i
             WHERE r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
-                      i.host, i.detail
+                      i.host, i.detail, i.data
         ), ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, attempt, smtp_code,
-                                enhanced_code, smtp_response, relay_host, detail)
-            SELECT message_id, id, email, status, attempt, code, enhanced, response, host, detail FROM upd
+                                enhanced_code, smtp_response, relay_host, detail, data)
+            SELECT message_id, id, email, status, attempt, code, enhanced, response, host, detail,
+                   data FROM upd
         ), sup AS (
             INSERT INTO suppressions (project_id, email, reason, detail)
             SELECT m.project_id, lower(u.email), 'bounce', u.response
@@ -223,6 +227,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     .bind(&responses)
     .bind(&hosts)
     .bind(&details)
+    .bind(&data)
     .fetch_all(&mut *tx)
     .await?;
     refresh_status(&mut tx, &message_ids).await?;

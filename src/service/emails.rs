@@ -1,4 +1,5 @@
-//! Emails: send one or a batch, read one with its recipients and events, list, cancel, and
+//! Emails: send one or a batch, read one with its recipients and events, list, cancel,
+//! reschedule, and
 //! settle what the content policy held (release or discard).
 
 use std::collections::HashMap;
@@ -142,6 +143,39 @@ pub async fn cancel(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResu
             // The `cancelled` events queued webhooks.
             state.waker.webhooks.wake();
             Ok(n)
+        }
+    }
+}
+
+/// Moves a message of this project to be sent at `send_at` instead, while some of its
+/// recipients are still scheduled (none handed to a relay yet). `send_at` may be at most
+/// `http.max_schedule_days` ahead; a time already past sends them now.
+pub async fn reschedule(
+    state: &AppState,
+    project_id: Uuid,
+    id: Uuid,
+    send_at: DateTime<Utc>,
+) -> ServiceResult<()> {
+    let max = chrono::Duration::days(state.config.http.max_schedule_days);
+    if send_at > Utc::now() + max {
+        return Err(ServiceError::validation(
+            "send_at",
+            format!("may be at most {} days ahead", max.num_days()),
+        ));
+    }
+    match messages::reschedule(&state.pool, project_id, id, send_at).await? {
+        Cancelled::NotFound => Err(ServiceError::NotFound("email")),
+        Cancelled::Nothing(statuses) => Err(ServiceError::Conflict {
+            kind: crate::service::error::Conflict::NotScheduled,
+            detail: format!(
+                "nothing is scheduled: the message is {}",
+                summarise(&parse_all(statuses.iter().map(String::as_str)))
+            ),
+        }),
+        Cancelled::Some(_) => {
+            // Moved earlier, it may be due now.
+            state.waker.mail.wake();
+            Ok(())
         }
     }
 }
@@ -368,6 +402,19 @@ pub async fn list(
         next_cursor,
         has_more,
     })
+}
+
+/// The recipients of these messages of this project, by message: (address, kind) each.
+pub async fn recipients_of(
+    state: &AppState,
+    project_id: Uuid,
+    ids: &[Uuid],
+) -> ServiceResult<HashMap<Uuid, Vec<(String, String)>>> {
+    let mut out: HashMap<Uuid, Vec<(String, String)>> = HashMap::new();
+    for (message, email, kind) in messages::recipients_of(&state.pool, project_id, ids).await? {
+        out.entry(message).or_default().push((email, kind));
+    }
+    Ok(out)
 }
 
 /// The exact MIME of a message of this project.

@@ -147,6 +147,8 @@ pub enum Conflict {
     /// The first request with this Idempotency-Key is still running.
     IdempotencyInProgress,
     NotCancellable,
+    /// Rescheduling a message none of whose recipients is still scheduled.
+    NotScheduled,
     NotHeld,
     TemplateExists,
     TemplateInUse,
@@ -162,6 +164,7 @@ impl Conflict {
                 "idempotency_conflict"
             }
             Conflict::NotCancellable => "not_cancellable",
+            Conflict::NotScheduled => "not_scheduled",
             Conflict::NotHeld => "not_held",
             Conflict::TemplateExists => "template_exists",
             Conflict::TemplateInUse => "template_in_use",

@@ -243,6 +243,36 @@ impl Gate {
     ) -> ServiceResult<Option<Decision>> {
         Ok(self.limiter.check(subject, limits, class, units).await?)
     }
+
+    /// Charges one unit to a client that is nobody's (a request no key answers for, such as
+    /// Postmark's test token): `per_minute` per client (an IPv4 address or an IPv6 /64) and
+    /// `what`, in a burst too, shared through Redis. Its buckets are sized by the caller, as
+    /// tracking's are, so they go with that class.
+    pub async fn charge_client(
+        &self,
+        what: &str,
+        ip: IpAddr,
+        per_minute: u32,
+    ) -> ServiceResult<Option<Decision>> {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"mailgate anonymous ");
+        hash.update(what.as_bytes());
+        hash.update([0]);
+        match crate::ratelimit::client_prefix(ip) {
+            IpAddr::V4(v4) => hash.update(v4.octets()),
+            IpAddr::V6(v6) => hash.update(v6.octets()),
+        }
+        let mut subject = [0u8; 16];
+        subject.copy_from_slice(&hash.finalize()[..16]);
+        let limits = KeyLimits {
+            rate_per_sec: Some(f64::from(per_minute) / 60.0),
+            burst: Some(per_minute),
+            daily_quota: None,
+        };
+        self.charge_as(Uuid::from_bytes(subject), &limits, Class::Tracking, 1)
+            .await
+    }
 }
 
 /// Verified keys by hash, for a few seconds: saves a round trip per request.

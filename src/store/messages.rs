@@ -212,7 +212,8 @@ pub struct EventRow {
     pub detail: Option<String>,
     /// What the event carries beyond the SMTP reply: `async` and `dsn` of a bounce reported
     /// by mail, `feedback` of a complaint, `user_agent`, `ip`, `url`, `first_open` of opens
-    /// and clicks.
+    /// and clicks, `route` of an attempt delivered direct to an MX (`mx`, `ip`,
+    /// `implicit_mx`, `egress`, `helo`, `tls`, `pipelined`, `skipped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
@@ -352,6 +353,72 @@ pub async fn cancel(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<C
             detail: "cancelled through the API",
         },
     )
+    .await
+}
+
+/// Moves the recipients of a message of `project_id` that are still scheduled (not yet
+/// claimed for delivery) to `send_at`, and the message's `send_at` with them. A time already
+/// past makes them due at once.
+pub async fn reschedule(
+    pool: &PgPool,
+    project_id: Uuid,
+    id: Uuid,
+    send_at: DateTime<Utc>,
+) -> sqlx::Result<Cancelled> {
+    let mut tx = pool.begin().await?;
+    let owner: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND project_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if owner.is_none() {
+        return Ok(Cancelled::NotFound);
+    }
+    // The delivery worker claims a due recipient under `FOR UPDATE SKIP LOCKED` and makes it
+    // `sending`; one it holds is not `scheduled` here, or waits for this update.
+    let changed = sqlx::query(
+        "UPDATE recipients SET next_attempt_at = greatest($2, now()), updated_at = now()
+         WHERE message_id = $1 AND status = 'scheduled'",
+    )
+    .bind(id)
+    .bind(send_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        let statuses: Vec<String> =
+            sqlx::query_scalar("SELECT status FROM recipients WHERE message_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        return Ok(Cancelled::Nothing(statuses));
+    }
+    sqlx::query("UPDATE messages SET send_at = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(send_at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Cancelled::Some(changed))
+}
+
+/// The recipients (message id, address, kind) of these messages of `project_id`, in the
+/// order they were given.
+pub async fn recipients_of(
+    pool: &PgPool,
+    project_id: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String, String)>> {
+    sqlx::query_as(
+        "SELECT r.message_id, r.email, r.kind FROM recipients r
+         JOIN messages m ON m.id = r.message_id
+         WHERE r.message_id = ANY($1) AND m.project_id = $2
+         ORDER BY r.message_id, r.id",
+    )
+    .bind(ids)
+    .bind(project_id)
+    .fetch_all(pool)
     .await
 }
 

@@ -193,8 +193,8 @@ async fn sendgrid_sandbox_mode_is_charged_like_a_send() {
 
 #[tokio::test]
 async fn mailgun_test_mode_is_charged_like_a_send() {
-    // Mailgun sends one message per request (recipient-variables are refused), charged when
-    // the request arrives: a test-mode send included.
+    // A Mailgun send without recipient-variables is one message, charged before it is
+    // rendered: a test-mode send included.
     let app = app_with_template().await;
     let key = key_with_burst(&app, 1).await;
     let form = |template: bool| {
@@ -225,6 +225,35 @@ async fn mailgun_test_mode_is_charged_like_a_send() {
     let r = send(form(true)).await.unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(messages_stored(&app).await, 0);
+}
+
+#[tokio::test]
+async fn mailgun_batch_is_charged_per_message_before_rendering() {
+    let app = app_with_template().await;
+    let key = key_with_burst(&app, 3).await;
+    let fields = [
+        ("from", "a@example.com"),
+        ("to", "b1@example.com"),
+        ("to", "b2@example.com"),
+        ("template", "hello"),
+        ("recipient-variables", r#"{"b1@example.com": {"n": 1}}"#),
+    ];
+    let send = || {
+        app.http
+            .post(app.url("/v3/example.com/messages"))
+            .basic_auth("api", Some(&key))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(urlencoded(&fields))
+            .send()
+    };
+    // Two messages, the first rendered and refused (no `name`): charged two units.
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(header(&r, "ratelimit-remaining"), "1");
+    // Two more do not fit: refused before either is rendered.
+    let r = send().await.unwrap();
+    assert_rate_limited(r).await;
     assert_eq!(messages_stored(&app).await, 0);
 }
 

@@ -180,16 +180,21 @@ async fn relays_over_starttls_with_auth() {
     config.relays.insert(
         "default".into(),
         mailgate::config::RelayConfig {
-            url: format!(
-                "smtp://mailgate:s3cret@localhost:{}?tls=required",
-                smtp.addr.port()
-            )
-            .into(),
+            url: Some(
+                format!(
+                    "smtp://mailgate:s3cret@localhost:{}?tls=required",
+                    smtp.addr.port()
+                )
+                .into(),
+            ),
             pool_size: Some(2),
             tls_insecure: true,
             max_rate_per_sec: None,
             burst: None,
             max_connections: None,
+            mx: false,
+            egress: Vec::new(),
+            allow_private_mx: false,
         },
     );
     let app = TestApp::builder().config(config).start().await;
@@ -213,16 +218,21 @@ async fn wrong_relay_credentials_defer_instead_of_bouncing() {
     config.relays.insert(
         "default".into(),
         mailgate::config::RelayConfig {
-            url: format!(
-                "smtp://mailgate:wrong@localhost:{}?tls=required",
-                smtp.addr.port()
-            )
-            .into(),
+            url: Some(
+                format!(
+                    "smtp://mailgate:wrong@localhost:{}?tls=required",
+                    smtp.addr.port()
+                )
+                .into(),
+            ),
             pool_size: Some(2),
             tls_insecure: true,
             max_rate_per_sec: None,
             burst: None,
             max_connections: None,
+            mx: false,
+            egress: Vec::new(),
+            allow_private_mx: false,
         },
     );
     let app = TestApp::builder().config(config).start().await;

@@ -136,6 +136,7 @@ fn delivered(job: &mailgate::queue::mail::Job) -> mailgate::queue::mail::Outcome
         smtp_response: Some("ok".into()),
         relay_host: None,
         detail: None,
+        data: None,
         postponed: false,
     }
 }

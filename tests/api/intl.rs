@@ -131,12 +131,8 @@ async fn a_relay_without_smtputf8_hands_a_utf8_address_to_the_next_in_the_pool()
     let plain = relay(false).await;
     let utf8 = relay(true).await;
     let config = |addr: &TestSmtpServer| RelayConfig {
-        url: format!("smtp://{}?tls=none", addr.addr).into(),
         pool_size: Some(2),
-        tls_insecure: false,
-        max_rate_per_sec: None,
-        burst: None,
-        max_connections: None,
+        ..RelayConfig::at(format!("smtp://{}?tls=none", addr.addr).into())
     };
     let (first, second) = (config(&plain), config(&utf8));
     let app = TestApp::builder()

@@ -200,3 +200,44 @@ async fn queue_retry_sends_deferred_mail_now() {
     let (ok, out) = mailgate(&db, &[], &["queue", "purge", "--older-than", "soon"]).await;
     assert!(!ok, "{out}");
 }
+
+/// A direct relay: doctor checks each egress address is one of this host's, and fails on one
+/// that is not (every connection from it would fail).
+#[tokio::test]
+async fn doctor_checks_a_direct_relays_egress_addresses() {
+    let db = create_database().await;
+    assert!(mailgate(&db, &[], &["migrate"]).await.0);
+    let direct = |egress: &str| {
+        vec![
+            ("MAILGATE_RELAYS__DIRECT__MX", "true".to_string()),
+            ("MAILGATE_RELAYS__DIRECT__EGRESS", egress.to_string()),
+            (
+                "MAILGATE_DNS__NAMESERVERS",
+                r#"["127.0.0.1:53"]"#.to_string(),
+            ),
+        ]
+    };
+    let (ok, report) = mailgate(
+        &db,
+        &direct(r#"[{addr="127.26.11.10",helo="mta1.mailgate.test",weight=3}]"#),
+        &["doctor"],
+    )
+    .await;
+    assert!(ok, "{report}");
+    assert!(
+        line(&report, "relay direct · egress 127.26.11.10").contains("EHLO mta1.mailgate.test"),
+        "{report}"
+    );
+    // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+    let (ok, report) = mailgate(
+        &db,
+        &direct(r#"[{addr="192.0.2.10",helo="mta1.mailgate.test"}]"#),
+        &["doctor"],
+    )
+    .await;
+    assert!(!ok, "{report}");
+    assert!(
+        line(&report, "relay direct · egress 192.0.2.10").contains("not an address of this host"),
+        "{report}"
+    );
+}

@@ -14,12 +14,15 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn relay(addr: &str) -> RelayConfig {
     RelayConfig {
-        url: format!("smtp://{addr}?tls=none").into(),
+        url: Some(format!("smtp://{addr}?tls=none").into()),
         pool_size: Some(2),
         tls_insecure: false,
         max_rate_per_sec: None,
         burst: None,
         max_connections: None,
+        mx: false,
+        egress: Vec::new(),
+        allow_private_mx: false,
     }
 }
 

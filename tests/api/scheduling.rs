@@ -92,3 +92,62 @@ async fn a_scheduled_message_can_be_cancelled_but_a_relayed_one_cannot() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// `PATCH /v1/emails/{id}` moves a scheduled message: later, or to now (then it goes at
+/// once); a message no longer scheduled is `409 not_scheduled`, a bad or too distant time
+/// `422` naming `send_at`, another project's message `404`.
+#[tokio::test]
+async fn a_scheduled_message_can_be_rescheduled_until_it_is_sent() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let id = app
+        .send_ok(&json!({"from": "a@example.com", "to": "x@example.com", "subject": "s", "text": "t", "send_at": in_an_hour}))
+        .await;
+    let path = format!("/v1/emails/{id}");
+
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let r = app
+        .patch_json(&path, &json!({"send_at": later.to_rfc3339()}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let email = app.get_email(&id).await;
+    assert_eq!(email.status, "scheduled");
+    assert_eq!(email.send_at.unwrap().timestamp(), later.timestamp());
+
+    for bad in [
+        json!("tomorrow"),
+        json!((chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339()),
+    ] {
+        let r = app.patch_json(&path, &json!({"send_at": bad})).await;
+        assert_eq!(r.status(), 422);
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], "send_at", "{p}");
+    }
+
+    // Moved to now, it is sent at once.
+    let r = app
+        .patch_json(&path, &json!({"send_at": chrono::Utc::now().to_rfc3339()}))
+        .await;
+    assert_eq!(r.status(), 200);
+    app.wait_for_status(&id, &["delivered"], Duration::from_secs(15))
+        .await;
+    assert_eq!(smtp.received().len(), 1);
+    let r = app
+        .patch_json(&path, &json!({"send_at": later.to_rfc3339()}))
+        .await;
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "not_scheduled");
+
+    let other = app.create_key("globex", "send", false).await;
+    let r = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&other)
+        .json(&json!({"send_at": later.to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

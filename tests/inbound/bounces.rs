@@ -27,12 +27,15 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
             c.relays.insert(
                 "default".into(),
                 RelayConfig {
-                    url: format!("smtp://127.0.0.1:{postfix_port}?tls=none").into(),
+                    url: Some(format!("smtp://127.0.0.1:{postfix_port}?tls=none").into()),
                     pool_size: Some(2),
                     tls_insecure: false,
                     max_rate_per_sec: None,
                     burst: None,
                     max_connections: None,
+                    mx: false,
+                    egress: Vec::new(),
+                    allow_private_mx: false,
                 },
             );
         })

@@ -16,8 +16,8 @@ fn mailgate_id(queued: &str) -> &str {
         .trim_end_matches("@acme.test")
 }
 
-/// Plain send, attachment, cc/bcc/reply-to/headers/tag/variables, template, two sends,
-/// recipient-variables refused, test mode, an invalid recipient, a 429 and a bad key; every
+/// Plain send, attachment, cc/bcc/reply-to/headers/tag/variables, template, a batch send
+/// (recipient-variables), bad recipient-variables refused, test mode, an invalid recipient, a 429 and a bad key; every
 /// delivery checked. `id` and `fail` read a success's id and a failure's (status, message)
 /// from what the SDK returned.
 async fn scenario_set(
@@ -51,6 +51,11 @@ async fn scenario_set(
         )
         .await;
     assert_eq!(status, 404);
+    // The batch answers one id (the first message's); each recipient got its own message.
+    let first = app
+        .get_email(mailgate_id(&id(&out["batch"]).expect("batch id")))
+        .await;
+    assert_eq!(first.subject, "batch 1");
     let (status, message) = fail(&out["recipient_variables"]);
     assert_eq!(status, 400);
     assert!(message.contains("recipient-variables"), "{message}");
@@ -62,6 +67,19 @@ async fn scenario_set(
 
     // plain, attachment, extras ×3, template, batch ×2, limited.
     mail::check(&smtp, Expected { deliveries: 9 }).await;
+    // Each batch message shows its own recipient and values, and no other recipient.
+    let two = smtp
+        .received()
+        .into_iter()
+        .find(|m| m.text().contains("Subject: batch 2"))
+        .expect("batch 2 delivered");
+    assert!(two.text().contains("batched for Two"), "{}", two.text());
+    assert!(
+        two.text().contains("To: \"B Two\" <b2@x.test>"),
+        "{}",
+        two.text()
+    );
+    assert!(!two.text().contains("b1@x.test"), "{}", two.text());
     out
 }
 

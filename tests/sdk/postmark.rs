@@ -82,3 +82,46 @@ async fn postmark_node_sdk_sends_through_mailgate() {
         json!({"class": "InvalidAPIKeyError", "code": 10, "status": 401})
     );
 }
+
+/// Postmark's test token, as postmarker and postmark-python send it: every send route
+/// answers as Postmark does ("Test job accepted"), a bad message is refused as a real send
+/// would be, and nothing is stored or reaches the relay.
+#[tokio::test]
+async fn the_test_token_is_checked_and_nothing_is_sent() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let out = run(&app, Runtime::Python, "postmark_test_token.py").await;
+    assert_eq!(out["postmarker_send"]["code"], 0, "{out}");
+    assert_eq!(out["postmarker_send"]["message"], "Test job accepted");
+    assert_eq!(out["postmarker_send"]["to"], "ada@x.test");
+    assert!(
+        uuid::Uuid::parse_str(out["postmarker_send"]["id"].as_str().unwrap()).is_ok(),
+        "{out}"
+    );
+    assert_eq!(
+        out["postmarker_template"],
+        json!({"code": 0, "message": "Test job accepted"})
+    );
+    assert_eq!(out["postmarker_batch"], json!([0, 300]));
+    assert_eq!(out["postmarker_invalid"], 300);
+    assert_eq!(
+        out["official_send"],
+        json!({"code": 0, "message": "Test job accepted"})
+    );
+    assert_eq!(
+        out["official_invalid"],
+        json!({"class": "ValidationException", "code": 300})
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    // A real send after them is the first message the relay sees.
+    app.send_ok(
+        &json!({"from": "a@acme.test", "to": "after@x.test", "subject": "after", "text": "x"}),
+    )
+    .await;
+    let first = smtp.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(first[0].rcpt_to, ["after@x.test"]);
+}

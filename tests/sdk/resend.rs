@@ -88,3 +88,50 @@ async fn resend_node_sdk_sends_through_mailgate() {
     assert_eq!(out["bad_key"]["name"], "invalid_api_key", "{out}");
     assert_eq!(out["bad_key"]["statusCode"], 403);
 }
+
+/// `emails.list` pages newest first with `limit` and `after`, and `emails.update` moves a
+/// scheduled email (and refuses one that is not scheduled); checked against what mailgate
+/// stored.
+async fn list_and_update(runtime: Runtime, script: &str) -> Value {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let out = run(&app, runtime, script).await;
+    let (now, later) = (
+        out["ids"]["now"].as_str().unwrap(),
+        out["ids"]["later"].as_str().unwrap(),
+    );
+    assert_eq!(
+        out["first_page"],
+        json!({"object": "list", "has_more": true, "ids": [later], "to": ["later@x.test"],
+               "last_event": "scheduled"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["second_page"],
+        json!({"has_more": false, "ids": [now], "cc": ["cc@x.test"]})
+    );
+    assert_eq!(out["updated"], json!({"object": "email", "id": later}));
+    let wanted: chrono::DateTime<chrono::Utc> = out["new_time"].as_str().unwrap().parse().unwrap();
+    let stored = app.get_email(later).await.send_at.expect("still scheduled");
+    assert!(
+        (stored - wanted).num_milliseconds().abs() < 1,
+        "{stored} != {wanted}"
+    );
+    out
+}
+
+#[tokio::test]
+async fn resend_python_sdk_lists_and_reschedules() {
+    let out = list_and_update(Runtime::Python, "resend_list_update.py").await;
+    assert_eq!(out["not_scheduled"]["code"], "422", "{out}");
+}
+
+#[tokio::test]
+async fn resend_node_sdk_lists_and_reschedules() {
+    let out = list_and_update(Runtime::Node, "resend_list_update.cjs").await;
+    assert_eq!(
+        out["not_scheduled"],
+        json!({"name": "validation_error", "statusCode": 422}),
+        "{out}"
+    );
+}

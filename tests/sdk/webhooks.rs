@@ -234,3 +234,44 @@ async fn postmark_format_sends_records_with_the_urls_basic_credentials() {
         "{out}"
     );
 }
+
+/// A `mailgun` endpoint gets Mailgun's body (`signature` + `event-data`), which the mailgun
+/// SDK's own verifier accepts with the endpoint's secret as the signing key.
+#[tokio::test]
+async fn mailgun_python_verifier_accepts_mailgun_format_webhooks() {
+    let smtp = TestSmtpServer::start().await;
+    let receiver = WebhookReceiver::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .webhooks_to_loopback()
+        .start()
+        .await;
+    let (delivered, secret, id) = delivered_webhook(&app, &receiver, "mailgun", |b| {
+        b["event-data"]["event"] == "delivered"
+    })
+    .await;
+    let body = String::from_utf8(delivered.body.to_vec()).unwrap();
+    let out = run_with(
+        &app,
+        Runtime::Python,
+        "mailgun_webhook_verify.py",
+        &[
+            ("MAILGATE_WEBHOOK_BODY", &body),
+            ("MAILGATE_WEBHOOK_SECRET", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(out["verified"], true, "{out}");
+    assert_eq!(out["tampered_refused"], true, "{out}");
+    let event = &out["event"];
+    assert_eq!(event["event"], "delivered");
+    assert_eq!(event["recipient"], "ada@x.test");
+    assert_eq!(event["email-id"], id);
+    assert_eq!(event["message"]["headers"]["subject"], "hooked");
+    assert_eq!(event["tags"], json!(["category"]));
+    assert_eq!(
+        event["user-variables"],
+        json!({"category": "welcome", "user_id": "42"})
+    );
+    assert_eq!(event["delivery-status"]["code"], 250, "{event}");
+}

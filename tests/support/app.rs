@@ -142,12 +142,15 @@ fn set_default_relay(config: &mut Config, url: String) {
     config.relays.insert(
         "default".into(),
         RelayConfig {
-            url: url.into(),
+            url: Some(url.into()),
             pool_size: Some(4),
             tls_insecure: false,
             max_rate_per_sec: None,
             burst: None,
             max_connections: None,
+            mx: false,
+            egress: Vec::new(),
+            allow_private_mx: false,
         },
     );
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod browser;
 pub mod dkim;
+pub mod dns_server;
 pub mod eventually;
 pub mod postfix;
 pub mod process;

@@ -50,6 +50,12 @@ pub struct ReceivedMessage {
     pub auth: Option<(String, String)>,
     /// When the server took it (before its reply), for rates measured at the sink.
     pub received_at: std::time::Instant,
+    /// The client's address (its source address and port).
+    pub peer: SocketAddr,
+    /// The name the client gave in EHLO (or HELO) on this connection.
+    pub ehlo: Option<String>,
+    /// Whether the client sent RCPT or DATA before the reply to MAIL (RFC 2920).
+    pub pipelined: bool,
 }
 
 impl ReceivedMessage {
@@ -100,6 +106,14 @@ struct Script {
     /// Connections open now, and the most that were open at once.
     open: usize,
     max_open: usize,
+    /// Leave PIPELINING out of the EHLO reply.
+    no_pipelining: bool,
+    /// Advertise this `SIZE` instead of the default.
+    size: Option<usize>,
+    /// Greet with this reply (and close) instead of 220.
+    greeting: Option<String>,
+    /// Answer STARTTLS with this reply instead of starting TLS.
+    starttls_reply: Option<String>,
 }
 
 struct Shared {
@@ -153,6 +167,58 @@ impl TestSmtpServer {
             shared,
             task: Some(task),
         }
+    }
+
+    /// Listens on exactly `addr` (e.g. `127.0.0.2:25`, as an MX host; root binds port 25),
+    /// accepting everything.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_on_with(addr, SmtpServerOptions::default()).await
+    }
+
+    /// `start_on` with options (e.g. `smtputf8`).
+    pub async fn start_on_with(addr: SocketAddr, opts: SmtpServerOptions) -> Self {
+        let (acceptor, cert_pem, cert_der) = make_tls();
+        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
+            panic!("bind test SMTP server on {addr} (needs root for port 25): {e}")
+        });
+        let shared = Arc::new(Shared {
+            opts,
+            acceptor,
+            cert_pem,
+            cert_der,
+            script: Mutex::new(Script::default()),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        TestSmtpServer {
+            addr,
+            shared,
+            task: Some(task),
+        }
+    }
+
+    /// Greet every connection with `reply` (e.g. `554 5.7.1 go away`) and close it.
+    pub fn set_greeting(&self, reply: &str) {
+        self.shared.lock().greeting = Some(reply.to_string());
+    }
+
+    /// Answer STARTTLS with `reply` (e.g. `454 4.7.0 TLS not available`), staying plain.
+    pub fn set_starttls_reply(&self, reply: &str) {
+        self.shared.lock().starttls_reply = Some(reply.to_string());
+    }
+
+    /// Advertise `SIZE bytes` in EHLO (not enforced).
+    pub fn set_size(&self, bytes: usize) {
+        self.shared.lock().size = Some(bytes);
+    }
+
+    /// Transactions whose message was read in full, whatever was answered.
+    pub fn messages_read(&self) -> usize {
+        self.shared.lock().data_read
+    }
+
+    /// Offer PIPELINING in EHLO (the default) or not.
+    pub fn set_pipelining(&self, offered: bool) {
+        self.shared.lock().no_pipelining = !offered;
     }
 
     /// Port the server listens on (convenience for config building).
@@ -330,7 +396,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else {
+                let Ok((stream, peer)) = accepted else {
                     // Transient accept errors (e.g. out of fds) must not kill the server.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -344,7 +410,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 conns.spawn(async move {
                     // Errors only mean the client went away; nothing to report.
-                    let _ = serve_connection(stream, shared.clone()).await;
+                    let _ = serve_connection(stream, peer, shared.clone()).await;
                     shared.lock().open -= 1;
                 });
             }
@@ -362,14 +428,24 @@ enum SessionEnd {
     StartTls,
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
+    let greeting = shared.lock().greeting.clone();
+    if let Some(greeting) = greeting {
+        send(&mut reader, &format!("{greeting}\r\n")).await?;
+        return Ok(());
+    }
     send(
         &mut reader,
         &format!("220 {SERVER_NAME} ESMTP mailgate-test-smtp\r\n"),
     )
     .await?;
-    match session(&mut reader, &shared, false).await? {
+    let mut ehlo = None;
+    match session(&mut reader, &shared, false, peer, &mut ehlo).await? {
         SessionEnd::Close => return Ok(()),
         SessionEnd::StartTls => {}
     }
@@ -377,7 +453,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
     // handshake; RFC 3207 says to discard them, so into_inner() drops them.
     let tls = shared.acceptor.accept(reader.into_inner()).await?;
     let mut reader = BufReader::new(tls);
-    match session(&mut reader, &shared, true).await? {
+    match session(&mut reader, &shared, true, peer, &mut ehlo).await? {
         SessionEnd::Close | SessionEnd::StartTls => {}
     }
     // Best-effort close_notify so the client sees a clean TLS EOF.
@@ -398,6 +474,7 @@ struct Transaction {
     mail_from: String,
     mail_params: Vec<String>,
     rcpt_to: Vec<String>,
+    pipelined: bool,
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, reply: &str) -> std::io::Result<()> {
@@ -466,6 +543,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     reader: &mut BufReader<S>,
     shared: &Shared,
     tls: bool,
+    peer: SocketAddr,
+    ehlo: &mut Option<String>,
 ) -> std::io::Result<SessionEnd> {
     let mut s = Session {
         shared,
@@ -492,13 +571,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 s.greeted = true;
                 s.tx = None;
-                let mut lines = vec![
-                    format!("{SERVER_NAME} greets {args}"),
-                    "PIPELINING".to_string(),
+                *ehlo = Some(args.to_string());
+                let mut lines = vec![format!("{SERVER_NAME} greets {args}")];
+                if !s.shared.lock().no_pipelining {
+                    lines.push("PIPELINING".to_string());
+                }
+                let size = s.shared.lock().size.unwrap_or(MAX_SIZE);
+                lines.extend([
                     "8BITMIME".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
-                    format!("SIZE {MAX_SIZE}"),
-                ];
+                    format!("SIZE {size}"),
+                ]);
                 if s.shared.opts.smtputf8 {
                     lines.push("SMTPUTF8".to_string());
                 }
@@ -525,13 +608,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 s.greeted = true;
                 s.tx = None;
+                *ehlo = Some(args.to_string());
                 send(reader, &format!("250 {SERVER_NAME}\r\n")).await?;
             }
             "STARTTLS" => {
+                let refusal = s.shared.lock().starttls_reply.clone();
                 if s.tls {
                     send(reader, "503 5.5.1 TLS already active\r\n").await?;
                 } else if !args.is_empty() {
                     send(reader, "501 5.5.4 STARTTLS takes no parameters\r\n").await?;
+                } else if let Some(reply) = refusal {
+                    send(reader, &format!("{reply}\r\n")).await?;
                 } else {
                     send(reader, "220 2.0.0 Ready to start TLS\r\n").await?;
                     return Ok(SessionEnd::StartTls);
@@ -586,6 +673,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             mail_from: from,
                             mail_params,
                             rcpt_to: Vec::new(),
+                            // More commands already waiting: the client did not wait for
+                            // this reply.
+                            pipelined: !reader.buffer().is_empty(),
                         });
                         "250 2.1.0 OK\r\n"
                     }
@@ -660,6 +750,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                                 tls: s.tls,
                                 auth: s.auth.clone(),
                                 received_at: std::time::Instant::now(),
+                                peer,
+                                ehlo: ehlo.clone(),
+                                pipelined: tx.pipelined,
                             });
                         }
                         Some(format!("{code} {text}\r\n"))

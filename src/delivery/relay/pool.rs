@@ -208,10 +208,12 @@ impl Relay {
             .map_or(size, |max| size.min(max)) as usize
     }
 
-    /// Connect, EHLO, STARTTLS as configured, AUTH when credentials are given.
+    /// Connect (from an egress address by weight, greeting with its name, when the relay
+    /// has them), EHLO, STARTTLS as configured, AUTH when credentials are given.
     async fn open(&self) -> Result<AsyncSmtpConnection, RelayError> {
         use lettre::transport::smtp::{authentication::Mechanism, extension::ClientId};
-        let hello = ClientId::default();
+        let egress = self.config.pick_egress();
+        let hello = egress.map_or_else(ClientId::default, |e| ClientId::Domain(e.helo.clone()));
         let tls = |relay: &Relay| {
             relay
                 .tls_parameters()
@@ -223,12 +225,16 @@ impl Relay {
                 Some(self.timeout),
                 &hello,
                 Some(tls(self)?),
-                None,
+                egress.map(|e| e.addr),
             )
             .await?
         } else {
-            let tcp =
-                tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port)).await?;
+            let tcp = match egress {
+                None => {
+                    tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port)).await?
+                }
+                Some(egress) => self.connect_from(egress.addr).await?,
+            };
             tcp.set_nodelay(true)?;
             AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?
         };
@@ -246,6 +252,30 @@ impl Relay {
                 .await?;
         }
         Ok(conn)
+    }
+
+    /// A connection to the relay bound to `source`, to the first of its addresses in the
+    /// same family.
+    async fn connect_from(
+        &self,
+        source: std::net::IpAddr,
+    ) -> Result<tokio::net::TcpStream, RelayError> {
+        let peer = tokio::net::lookup_host((self.url.host.as_str(), self.url.port))
+            .await?
+            .find(|a| a.is_ipv4() == source.is_ipv4())
+            .ok_or_else(|| {
+                RelayError::Setup(format!(
+                    "{} has no address in the family of egress address {source}",
+                    self.url.host
+                ))
+            })?;
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        Ok(socket.connect(peer).await?)
     }
 }
 

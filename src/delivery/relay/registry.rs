@@ -4,11 +4,17 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use super::upstream::Relay;
-use crate::{config::RelayConfig, ratelimit::pace::RelayPacer};
+use crate::{
+    config::{DnsConfig, RelayConfig},
+    delivery::{direct::Direct, dns::Dns},
+    ratelimit::pace::RelayPacer,
+};
 
 /// Every configured relay by name. Empty means sandbox delivery.
 pub struct Relays {
     relays: BTreeMap<String, Relay>,
+    /// Relays that deliver to each domain's MX (`mx = true`), sharing one resolver.
+    direct: BTreeMap<String, Direct>,
     pools: BTreeMap<String, Vec<String>>,
 }
 
@@ -16,24 +22,66 @@ impl Relays {
     pub fn build(
         configs: &BTreeMap<String, RelayConfig>,
         pools: &BTreeMap<String, Vec<String>>,
+        dns: &DnsConfig,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let mut relays = BTreeMap::new();
+        let mut direct = BTreeMap::new();
+        let mut resolver = None;
         for (name, config) in configs {
-            relays.insert(name.clone(), Relay::build(name, config, timeout)?);
+            if config.mx {
+                let resolver = match &resolver {
+                    Some(r) => Arc::clone(r),
+                    None => resolver.insert(Dns::build(dns)?).clone(),
+                };
+                direct.insert(
+                    name.clone(),
+                    Direct::build(name, config, resolver, timeout)?,
+                );
+            } else {
+                relays.insert(name.clone(), Relay::build(name, config, timeout)?);
+            }
         }
         for (pool, members) in pools {
             if members.is_empty() {
                 anyhow::bail!("pool `{pool}` lists no relays");
             }
-            if let Some(missing) = members.iter().find(|m| !relays.contains_key(*m)) {
+            if let Some(missing) = members
+                .iter()
+                .find(|m| !relays.contains_key(*m) && !direct.contains_key(*m))
+            {
                 anyhow::bail!("pool `{pool}` names relay `{missing}`, which is not configured");
             }
         }
         Ok(Self {
             relays,
+            direct,
             pools: pools.clone(),
         })
+    }
+
+    /// The direct relay a send goes through, when its pool or relay name (or the default)
+    /// is one: `Config::validate` keeps direct relays out of pools with upstream ones.
+    pub fn direct(&self, name: Option<&str>) -> Option<&Direct> {
+        let name = match name {
+            Some(n) => n,
+            None if self.pools.contains_key(crate::config::DEFAULT_RELAY) => {
+                crate::config::DEFAULT_RELAY
+            }
+            None if self.relays.contains_key(crate::config::DEFAULT_RELAY) => return None,
+            None => {
+                return self.direct.get(crate::config::DEFAULT_RELAY).or_else(|| {
+                    self.relays
+                        .is_empty()
+                        .then(|| self.direct.values().next())
+                        .flatten()
+                });
+            }
+        };
+        match self.pools.get(name) {
+            Some(members) => members.first().and_then(|m| self.direct.get(m)),
+            None => self.direct.get(name),
+        }
     }
 
     /// Paces every relay through this pacer (shared through Redis when it has a backend);
@@ -71,11 +119,13 @@ impl Relays {
     }
 
     pub fn is_sandbox(&self) -> bool {
-        self.relays.is_empty()
+        self.relays.is_empty() && self.direct.is_empty()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.relays.contains_key(name) || self.pools.contains_key(name)
+        self.relays.contains_key(name)
+            || self.direct.contains_key(name)
+            || self.pools.contains_key(name)
     }
 
     /// The named relay, or the default (`default`, else the first configured).
@@ -93,13 +143,23 @@ impl Relays {
         self.relays.values()
     }
 
+    /// Every direct (`mx = true`) relay.
+    pub fn all_direct(&self) -> impl Iterator<Item = &Direct> {
+        self.direct.values()
+    }
+
     pub fn describe(&self) -> String {
-        if self.relays.is_empty() {
+        if self.is_sandbox() {
             return "sandbox (no relay configured; nothing leaves this machine)".into();
         }
         self.relays
             .values()
             .map(|r| format!("{}={}", r.name, r.host))
+            .chain(
+                self.direct
+                    .values()
+                    .map(|d| format!("{}={}", d.name, d.describe())),
+            )
             .collect::<Vec<_>>()
             .join(", ")
     }

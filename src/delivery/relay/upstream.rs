@@ -8,6 +8,7 @@ use anyhow::Context;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 
 use super::url::{RelayUrl, TlsMode, parse_url, tls_parameters};
+pub use crate::delivery::health::RelayHealth;
 use crate::{
     config::RelayConfig,
     ratelimit::pace::{PaceStatus, Rate, RelayPacer, Reservation, Slot},
@@ -44,23 +45,6 @@ pub(super) struct Pooled {
     pub(super) renewed: std::time::Instant,
 }
 
-/// What this process has seen of a relay lately (per instance, not shared).
-// Named `Health` in openapi.json as it stands, where it collides with the `/healthz` body;
-// kept byte-identical here, to be renamed with the spec.
-#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-#[schema(as = Health)]
-pub struct RelayHealth {
-    pub attempts: u64,
-    /// Attempts without an SMTP answer, or with a 4xx for the whole transaction.
-    pub failures: u64,
-    pub consecutive_failures: u64,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub last_success_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Moving average of attempt latency.
-    pub avg_latency_ms: f64,
-}
-
 /// A relay's limits and its back-off, for `/v1/relays`.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Pacing {
@@ -75,7 +59,11 @@ pub struct Pacing {
 
 impl Relay {
     pub fn build(name: &str, config: &RelayConfig, timeout: Duration) -> anyhow::Result<Self> {
-        let url = parse_url(config.url.expose()).with_context(|| format!("relay `{name}`"))?;
+        let url = config
+            .url
+            .as_ref()
+            .with_context(|| format!("relay `{name}` needs `url` (or `mx = true`)"))?;
+        let url = parse_url(url.expose()).with_context(|| format!("relay `{name}`"))?;
         if url.tls != TlsMode::None {
             // Fails now, not at the first send, on a TLS set-up that cannot work.
             tls_parameters(&url, config)?;
@@ -136,26 +124,10 @@ impl Relay {
     /// Records one attempt's result for health reporting and metrics.
     pub fn record(&self, latency: Duration, failure: Option<&str>) {
         let mut h = self.health.lock().expect("not poisoned");
-        h.attempts += 1;
-        let ms = latency.as_secs_f64() * 1000.0;
-        h.avg_latency_ms = if h.attempts == 1 {
-            ms
-        } else {
-            h.avg_latency_ms * 0.9 + ms * 0.1
-        };
-        match failure {
-            None => {
-                h.consecutive_failures = 0;
-                h.last_success_at = Some(chrono::Utc::now());
-            }
-            Some(err) => {
-                h.failures += 1;
-                h.consecutive_failures += 1;
-                h.last_error = Some(err.to_string());
-                h.last_error_at = Some(chrono::Utc::now());
-                metrics::counter!("mailgate_relay_failures_total", "relay" => self.name.clone())
-                    .increment(1);
-            }
+        h.note(latency, failure);
+        if failure.is_some() {
+            metrics::counter!("mailgate_relay_failures_total", "relay" => self.name.clone())
+                .increment(1);
         }
         metrics::gauge!("mailgate_relay_up", "relay" => self.name.clone()).set(
             if h.consecutive_failures == 0 {

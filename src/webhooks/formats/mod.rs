@@ -11,7 +11,10 @@
 //!   events Postmark has no record for are not sent.
 //! - `sendgrid` (`sendgrid.rs`): SendGrid's event array, signed with the project's ECDSA
 //!   P-256 key as SendGrid's Signed Event Webhook is.
+//! - `mailgun` (`mailgun.rs`): Mailgun's `signature` + `event-data` body, signed in the body
+//!   with the endpoint's newest secret as Mailgun's signing key.
 
+mod mailgun;
 mod postmark;
 mod resend;
 pub mod sendgrid;
@@ -44,6 +47,15 @@ pub fn render(
                 body,
                 headers: Vec::new(),
             }));
+        }
+        WebhookFormat::Mailgun => {
+            let key = secrets.first().ok_or("the endpoint has no secret")?;
+            return Ok(
+                mailgun::body(body, id, timestamp, key.expose())?.map(|body| Outgoing {
+                    body,
+                    headers: Vec::new(),
+                }),
+            );
         }
         WebhookFormat::Sendgrid => {
             let body = sendgrid::body(body, id)?;

@@ -31,14 +31,13 @@ async function main() {
     "h:X-Entity-Ref-ID": "123", "o:tag": ["welcome"], "v:user_id": "42" });
   out.template = await send({ from: FROM, to: "tpl@x.test", template: "welcome",
     "t:variables": JSON.stringify({ name: "Ada" }) });
-  // Mailgun batches by recipient-variables, which mailgate refuses; two sends instead.
-  out.batch = [];
-  for (const n of [1, 2]) {
-    out.batch.push(await send({ from: FROM, to: `b${n}@x.test`, subject: `batch ${n}`,
-      text: "batched" }));
-  }
+  // Batch sending: one request, one message per recipient with its own values.
+  out.batch = await send({ from: FROM, to: ["b1@x.test", "B Two <b2@x.test>"],
+    subject: "batch %recipient.n%", text: "batched for %recipient.name%",
+    "recipient-variables": JSON.stringify({ "b1@x.test": { n: 1, name: "One" },
+      "b2@x.test": { n: 2, name: "Two" } }) });
   out.recipient_variables = await send({ from: FROM, to: "b3@x.test", subject: "batch 3",
-    text: "x", "recipient-variables": "{}" });
+    text: "x", "recipient-variables": "[]" });
   out.test_mode = await send({ from: FROM, to: "test@x.test", subject: "test mode",
     text: "never sent", "o:testmode": "yes" });
   out.invalid = await send({ from: FROM, to: "not-an-address", subject: "x", text: "x" });

@@ -45,11 +45,13 @@ out = {
                     "h:X-Entity-Ref-ID": "123", "o:tag": ["welcome"], "v:user_id": "42"}),
     "template": send({"from": FROM, "to": "tpl@x.test", "template": "welcome",
                       "t:variables": json.dumps({"name": "Ada"})}),
-    # Mailgun batches by recipient-variables, which mailgate refuses; two sends instead.
-    "batch": [send({"from": FROM, "to": f"b{n}@x.test", "subject": f"batch {n}",
-                    "text": "batched"}) for n in (1, 2)],
+    # Batch sending: one request, one message per recipient with its own values.
+    "batch": send({"from": FROM, "to": ["b1@x.test", "B Two <b2@x.test>"],
+                   "subject": "batch %recipient.n%", "text": "batched for %recipient.name%",
+                   "recipient-variables": json.dumps({"b1@x.test": {"n": 1, "name": "One"},
+                                                      "b2@x.test": {"n": 2, "name": "Two"}})}),
     "recipient_variables": send({"from": FROM, "to": ["b3@x.test"], "subject": "batch 3",
-                                 "text": "x", "recipient-variables": "{}"}),
+                                 "text": "x", "recipient-variables": "[]"}),
     "test_mode": send({"from": FROM, "to": "test@x.test", "subject": "test mode",
                        "text": "never sent", "o:testmode": "yes"}),
     "invalid": send({"from": FROM, "to": "not-an-address", "subject": "x", "text": "x"}),

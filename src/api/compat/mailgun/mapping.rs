@@ -44,6 +44,8 @@ impl Form {
             "o:tracking",
             "o:tracking-opens",
             "o:tracking-clicks",
+            // Batch sending: read by the route (see `batch`).
+            "recipient-variables",
         ];
         for (name, value) in &self.fields {
             if let Some(header) = name.strip_prefix("h:") {
@@ -60,9 +62,6 @@ impl Form {
                 errors.push(FieldError::new(
                     name.clone(),
                     match name.as_str() {
-                        "recipient-variables" => {
-                            "batch sending with recipient-variables is not supported: send one message per recipient"
-                        }
                         "amp-html" => "AMP parts are not supported",
                         _ => "is not a field mailgate knows; nothing was sent",
                     },

@@ -5,8 +5,10 @@
 //!
 //! This file: where Mailgun's SDKs carry the key, and the route. `request`: the form as the
 //! SDKs send it; `mapping`: the form into the native request, the answer into Mailgun's;
-//! `errors`: Mailgun's error bodies; `routes`: the handler.
+//! `errors`: Mailgun's error bodies; `batch`: batch sending (`recipient-variables`), one
+//! message per recipient; `routes`: the handler.
 
+pub mod batch;
 pub mod errors;
 pub mod mapping;
 pub mod request;
@@ -45,8 +47,9 @@ impl Credentials for Mailgun {
         (!key.is_empty()).then(|| key.to_string())
     }
 
-    fn sends_one(method: &Method, _: &str) -> bool {
-        method == Method::POST
+    /// A send may be a batch (`recipient-variables`): the route charges its messages.
+    fn sends_one(_: &Method, _: &str) -> bool {
+        false
     }
 
     fn error(err: ServiceError) -> Response {

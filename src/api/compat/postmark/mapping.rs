@@ -120,6 +120,18 @@ impl Sent {
         }
     }
 
+    /// A message sent with the test token: checked, neither stored nor sent, so its id is
+    /// no message's.
+    pub fn tested(to: String) -> Self {
+        Sent {
+            to,
+            submitted_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
+            message_id: uuid::Uuid::new_v4().to_string(),
+            error_code: 0,
+            message: "Test job accepted".into(),
+        }
+    }
+
     pub fn refused(to: String, err: &ServiceError) -> Self {
         Sent {
             to,

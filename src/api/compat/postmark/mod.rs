@@ -6,12 +6,14 @@
 //!
 //! This file: where Postmark's SDKs carry the key, and the routes. `request`: the bodies as
 //! the SDKs send them; `mapping`: those into the native request, answers into Postmark's
-//! results; `errors`: Postmark's error body, codes and field names; `routes`: the handlers.
+//! results; `errors`: Postmark's error body, codes and field names; `routes`: the handlers;
+//! `test_token`: requests with Postmark's test token, checked and not sent.
 
 pub mod errors;
 pub mod mapping;
 pub mod request;
 pub mod routes;
+pub mod test_token;
 
 use axum::{
     Router,

@@ -145,7 +145,7 @@ fn content_bytes(content: &Value) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// `scheduled_at`: RFC 3339, or Resend's plain `in N units`.
-fn schedule(raw: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn schedule(raw: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
         return Some(t.with_timezone(&Utc));
     }
@@ -211,6 +211,61 @@ pub struct EmailObject {
     /// `delivery_delayed`, `bounced`, `failed`, `suppressed`, `canceled`…).
     pub last_event: String,
     pub tags: Vec<TagOut>,
+}
+
+/// One page of `GET /emails`: Resend's list object.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ResendEmailList)]
+pub struct EmailList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub has_more: bool,
+    pub data: Vec<ListedEmail>,
+}
+
+/// An email as `GET /emails` lists it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ResendListedEmail)]
+pub struct ListedEmail {
+    pub id: Uuid,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Option<Vec<String>>,
+    pub bcc: Option<Vec<String>>,
+    /// Not kept apart from the message: always null here (`GET /emails/{id}` reads it).
+    pub reply_to: Option<Vec<String>>,
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Resend's name for the message's status, as in `GET /emails/{id}`.
+    pub last_event: String,
+}
+
+/// A listed message with its recipients (address, kind) in Resend's shape.
+pub fn listed_email(
+    message: &crate::store::messages::MessageSummary,
+    recipients: &[(String, String)],
+) -> ListedEmail {
+    let of_kind = |kind: &str| -> Vec<String> {
+        recipients
+            .iter()
+            .filter(|(_, k)| k == kind)
+            .map(|(email, _)| email.clone())
+            .collect()
+    };
+    let some = |list: Vec<String>| (!list.is_empty()).then_some(list);
+    ListedEmail {
+        id: message.id,
+        from: message.from_addr.clone(),
+        to: of_kind("to"),
+        cc: some(of_kind("cc")),
+        bcc: some(of_kind("bcc")),
+        reply_to: None,
+        subject: message.subject.clone(),
+        created_at: message.created_at,
+        scheduled_at: message.send_at,
+        last_event: last_event(&message.status).to_string(),
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

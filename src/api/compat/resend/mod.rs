@@ -40,10 +40,10 @@ impl Credentials for Resend {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/emails", post(routes::send))
-        .route("/emails/", post(routes::send))
+        .route("/emails", post(routes::send).get(routes::list))
+        .route("/emails/", post(routes::send).get(routes::list))
         .route("/emails/batch", post(routes::send_batch))
         .route("/emails/batch/", post(routes::send_batch))
-        .route("/emails/{id}", get(routes::show))
+        .route("/emails/{id}", get(routes::show).patch(routes::update))
         .route("/emails/{id}/cancel", post(routes::cancel))
 }

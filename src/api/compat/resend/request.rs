@@ -94,3 +94,16 @@ impl BatchItem for Email {
 
 /// The body of `/emails/batch`.
 pub type EmailBatch = Batch<Email>;
+
+/// `PATCH /emails/{id}`: a new time for a scheduled email. resend-python sends the id in
+/// the body too.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ResendUpdateEmail)]
+pub struct Update {
+    /// RFC 3339, or `in N minutes` (seconds, minutes, hours, days).
+    pub scheduled_at: String,
+    /// The email's id, as in the path (resend-python repeats it).
+    #[serde(default)]
+    pub id: Option<String>,
+}

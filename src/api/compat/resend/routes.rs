@@ -1,7 +1,7 @@
 //! Resend's handlers: read the body (once per `Idempotency-Key`), map it, call the service's
 //! email operations, and answer in Resend's shape.
 
-use std::future::Future;
+use std::{collections::HashMap, future::Future};
 
 use axum::{
     body::Bytes,
@@ -19,11 +19,20 @@ use super::{
         shared::{JsonSend, charged, ignored_in, json, warn_ignored},
     },
     errors::{ResendErrors, error, kept_answer, message},
-    mapping::{BatchError, BatchResult, CancelledEmail, EmailObject, Sent, email_object},
-    request::{Email, EmailBatch, IGNORED},
+    mapping::{
+        BatchError, BatchResult, CancelledEmail, EmailList, EmailObject, Sent, email_object,
+        listed_email, schedule,
+    },
+    request::{Email, EmailBatch, IGNORED, Update},
 };
 use crate::{
-    api::{AppState, auth::ProjectKey, error::ServiceError, extract::parse_json, idempotency},
+    api::{
+        AppState,
+        auth::ProjectKey,
+        error::ServiceError,
+        extract::{AppQuery, parse_json, parse_json_object},
+        idempotency,
+    },
     service::{
         emails::{self, Items, parse_id},
         error::Conflict,
@@ -242,6 +251,120 @@ pub async fn cancel(
         }
     };
     match cancelled.await {
+        Ok(id) => json(StatusCode::OK, &json!({"object": "email", "id": id})),
+        Err(err) => error(err),
+    }
+}
+
+/// List emails, newest first (Resend).
+///
+/// `limit` (1 to 100, default 20) and `after` (the last id of the previous page); `before`
+/// (paging back) is not supported.
+#[utoipa::path(get, path = "/emails", operation_id = "resend_list_emails", tag = "resend",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("after" = Option<String>, Query, description = "The last id of the previous page: the emails after it"),
+    ),
+    responses((status = 200, description = "One page", body = EmailList), ResendErrors),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ProjectKey(key): ProjectKey,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
+) -> Response {
+    let listed = async {
+        let mut native = HashMap::new();
+        for (name, value) in q {
+            match name.as_str() {
+                "limit" => {
+                    native.insert("limit".to_string(), value);
+                }
+                "after" => {
+                    let after = Uuid::parse_str(value.trim())
+                        .map_err(|_| ServiceError::validation("after", "is not an email id"))?;
+                    native.insert("cursor".to_string(), emails::encode_cursor(after));
+                }
+                "before" => {
+                    return Err(ServiceError::validation(
+                        "before",
+                        "paging back is not supported: page forward with `after`",
+                    ));
+                }
+                other => {
+                    return Err(ServiceError::validation(
+                        other.to_string(),
+                        "is not a parameter of this route (limit, after)",
+                    ));
+                }
+            }
+        }
+        let page = emails::list(&state, key.project_id, &native).await?;
+        let ids: Vec<Uuid> = page.data.iter().map(|m| m.id).collect();
+        let recipients = emails::recipients_of(&state, key.project_id, &ids).await?;
+        let data = page
+            .data
+            .iter()
+            .map(|m| listed_email(m, recipients.get(&m.id).map_or(&[][..], Vec::as_slice)))
+            .collect();
+        Ok::<_, ServiceError>(EmailList {
+            object: "list",
+            has_more: page.has_more,
+            data,
+        })
+    };
+    match listed.await {
+        Ok(list) => match serde_json::to_value(list) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => error(ServiceError::Internal(e.into())),
+        },
+        Err(err) => error(err),
+    }
+}
+
+/// Reschedule an email (Resend).
+///
+/// Moves a scheduled email to `scheduled_at`, while none of its recipients has been handed
+/// to a relay.
+#[utoipa::path(patch, path = "/emails/{id}", operation_id = "resend_update_email", tag = "resend",
+    params(("id" = String, Path, description = "The email's id")),
+    request_body = Update,
+    responses((status = 200, description = "Rescheduled", body = CancelledEmail), ResendErrors),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    send: JsonSend,
+) -> Response {
+    let key = send.key;
+    let updated = async {
+        let id = parse_id(&id)?;
+        let update: Update = parse_json_object(&send.body?)?;
+        if update
+            .id
+            .as_deref()
+            .is_some_and(|body_id| body_id != id.to_string())
+        {
+            return Err(ServiceError::validation("id", "is not the id in the path"));
+        }
+        let send_at = schedule(&update.scheduled_at, Utc::now()).ok_or_else(|| {
+            ServiceError::validation(
+                "scheduled_at",
+                "is neither an ISO 8601 time nor `in N minutes` (seconds, minutes, hours, days)",
+            )
+        })?;
+        match emails::reschedule(&state, key.project_id, id, send_at).await {
+            Ok(()) => Ok(id),
+            Err(ServiceError::Conflict {
+                kind: Conflict::NotScheduled,
+                ..
+            }) => Err(ServiceError::conflict(
+                Conflict::NotScheduled,
+                "the email is not scheduled: it was already sent, is being sent, or was cancelled",
+            )),
+            Err(err) => Err(err),
+        }
+    };
+    match updated.await {
         Ok(id) => json(StatusCode::OK, &json!({"object": "email", "id": id})),
         Err(err) => error(err),
     }

@@ -1,0 +1,279 @@
+//! The resolver direct delivery asks, and what a domain's DNS says about where its mail goes
+//! (RFC 5321 §5.1, RFC 7505): its MX hosts by preference (shuffled within one preference),
+//! each with its addresses; the domain itself when it has no MX (the implicit MX); nowhere
+//! for a null MX (`0 .`) or a domain that does not exist; "try later" when DNS fails.
+//!
+//! One resolver serves every delivery: its cache keeps answers for their TTL (negative ones
+//! too), and a semaphore bounds the lookups in flight.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use hickory_resolver::{
+    TokioResolver,
+    config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig},
+    net::{DnsError, NetError, runtime::TokioRuntimeProvider},
+    proto::{
+        op::ResponseCode,
+        rr::{RData, RecordType},
+    },
+};
+use rand::seq::SliceRandom;
+use tokio::sync::Semaphore;
+
+use crate::config::DnsConfig;
+
+/// Lookups in flight at once, per process: a burst of mail to many new domains must not
+/// flood the resolver.
+const MAX_LOOKUPS: usize = 64;
+
+/// One mail server of a domain: its name (an MX target, or the domain itself for an
+/// implicit MX) and its addresses, in the order to try them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxHost {
+    pub name: String,
+    pub preference: u16,
+    pub addrs: Vec<IpAddr>,
+    /// The MX was the domain itself (no MX records).
+    pub implicit: bool,
+}
+
+/// Where a domain's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Its mail servers in the order to try them (never empty).
+    Hosts(Vec<MxHost>),
+    /// RFC 7505 null MX (`MX 0 .`): the domain takes no mail.
+    NullMx,
+}
+
+/// Why a domain has no route.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DnsFailure {
+    /// The domain does not exist, or neither it nor any MX host has an address: permanent.
+    #[error("{0}")]
+    NoSuchDomain(String),
+    /// Timeout, SERVFAIL, refused, no nameserver: try later, and never guess from A records.
+    #[error("{0}")]
+    Transient(String),
+}
+
+pub struct Dns {
+    resolver: TokioResolver,
+    permits: Semaphore,
+}
+
+impl Dns {
+    /// A resolver for `config.nameservers` (UDP, then TCP for long answers), or the system's
+    /// resolv.conf when none are given.
+    pub fn build(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
+        let servers = config.nameserver_addrs()?;
+        let provider = TokioRuntimeProvider::default();
+        let mut builder = if servers.is_empty() {
+            TokioResolver::builder(provider)
+                .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|addr| {
+                    let connection = |mut c: ConnectionConfig| {
+                        c.port = addr.port();
+                        c
+                    };
+                    NameServerConfig::new(
+                        addr.ip(),
+                        true,
+                        vec![
+                            connection(ConnectionConfig::udp()),
+                            connection(ConnectionConfig::tcp()),
+                        ],
+                    )
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(name_servers),
+                provider,
+            )
+        };
+        let opts = builder.options_mut();
+        opts.timeout = Duration::from_millis(config.timeout_ms);
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        // MX targets are looked up as they are published, never from /etc/hosts or through
+        // search domains.
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        let resolver = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        Ok(Arc::new(Self {
+            resolver,
+            permits: Semaphore::new(MAX_LOOKUPS),
+        }))
+    }
+
+    /// Where mail for `domain` (an A-label domain) goes.
+    pub async fn route(&self, domain: &str) -> Result<Route, DnsFailure> {
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let mx = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            self.resolver.lookup(fqdn.as_str(), RecordType::MX).await
+        };
+        let mut records: Vec<(u16, String)> = match mx {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect(),
+            Err(err) => match negative(&err) {
+                Some(ResponseCode::NXDomain) => {
+                    return Err(DnsFailure::NoSuchDomain(format!(
+                        "the domain {domain} does not exist (DNS NXDOMAIN)"
+                    )));
+                }
+                // The domain exists but publishes no MX: its own address is the MX.
+                Some(ResponseCode::NoError) => Vec::new(),
+                _ => {
+                    return Err(DnsFailure::Transient(format!(
+                        "DNS lookup of MX {domain} failed: {err}"
+                    )));
+                }
+            },
+        };
+        if records.is_empty() {
+            let addrs = self.addresses(domain).await?;
+            if addrs.is_empty() {
+                return Err(DnsFailure::NoSuchDomain(format!(
+                    "the domain {domain} has no MX and no address record"
+                )));
+            }
+            return Ok(Route::Hosts(vec![MxHost {
+                name: domain.trim_end_matches('.').to_string(),
+                preference: 0,
+                addrs,
+                implicit: true,
+            }]));
+        }
+        // RFC 7505: a single `0 .` says the domain takes no mail at all.
+        if records
+            .iter()
+            .any(|(_, host)| host == "." || host.is_empty())
+        {
+            return Ok(Route::NullMx);
+        }
+        // By preference, and in random order among hosts of one preference (RFC 5321 §5.1).
+        records.shuffle(&mut rand::rng());
+        records.sort_by_key(|(preference, _)| *preference);
+        records.dedup_by(|a, b| a.1.eq_ignore_ascii_case(&b.1));
+        let mut hosts = Vec::with_capacity(records.len());
+        let mut transient = None;
+        for (preference, name) in records {
+            let name = name.trim_end_matches('.').to_string();
+            match self.addresses(&name).await {
+                Ok(addrs) if !addrs.is_empty() => hosts.push(MxHost {
+                    name,
+                    preference,
+                    addrs,
+                    implicit: false,
+                }),
+                Ok(_) | Err(DnsFailure::NoSuchDomain(_)) => {}
+                Err(err @ DnsFailure::Transient(_)) => transient = Some(err),
+            }
+        }
+        match (hosts.is_empty(), transient) {
+            (false, _) => Ok(Route::Hosts(hosts)),
+            (true, Some(err)) => Err(err),
+            (true, None) => Err(DnsFailure::NoSuchDomain(format!(
+                "no MX host of {domain} has an address"
+            ))),
+        }
+    }
+
+    /// A and AAAA records of `host`; empty when it has none.
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        let _permit = self.permits.acquire().await.expect("never closed");
+        match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(lookup) => Ok(lookup.iter().collect()),
+            Err(err) => match negative(&err) {
+                Some(ResponseCode::NXDomain) => Err(DnsFailure::NoSuchDomain(format!(
+                    "{host} does not exist (DNS NXDOMAIN)"
+                ))),
+                Some(ResponseCode::NoError) => Ok(Vec::new()),
+                _ => Err(DnsFailure::Transient(format!(
+                    "DNS lookup of {host} failed: {err}"
+                ))),
+            },
+        }
+    }
+}
+
+/// The response code of an answer that had no records (NXDOMAIN, or NOERROR with nothing):
+/// those are facts about the domain. Anything else (SERVFAIL, timeouts) says nothing.
+fn negative(err: &NetError) -> Option<ResponseCode> {
+    match err {
+        NetError::Dns(DnsError::NoRecordsFound(no)) => match no.response_code {
+            code @ (ResponseCode::NXDomain | ResponseCode::NoError) => Some(code),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether an MX address is one a public domain's mail server cannot legitimately have:
+/// loopback, private (RFC 1918, unique local), link-local, unspecified, CGNAT, multicast.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_private() {
+        for ip in [
+            "127.0.0.2",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["203.0.113.10", "8.8.8.8", "2001:db8::1", "100.128.0.1"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! A tiny authoritative DNS server for tests, on a real UDP socket on loopback: mailgate's
+//! resolver (`dns.nameservers`) asks it for MX, A and AAAA records, and it answers from a
+//! zone the test writes: records, NXDOMAIN, SERVFAIL, or NOERROR with nothing (a name that
+//! has records of another type). Every question is recorded, so a test can show what was
+//! (not) asked.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+};
+
+use tokio::{net::UdpSocket, task::JoinHandle};
+
+const TYPE_A: u16 = 1;
+const TYPE_MX: u16 = 15;
+const TYPE_AAAA: u16 = 28;
+const TYPE_SOA: u16 = 6;
+
+#[derive(Clone, Debug)]
+enum Rr {
+    Mx(u16, String),
+    Addr(IpAddr),
+}
+
+#[derive(Default)]
+struct Zone {
+    records: HashMap<String, Vec<Rr>>,
+    nxdomain: Vec<String>,
+    /// Names (and the one type, when given) answered with SERVFAIL.
+    servfail: Vec<(String, Option<u16>)>,
+    /// (name, type) in the order asked.
+    asked: Vec<(String, u16)>,
+}
+
+pub struct TestDns {
+    pub addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+    task: JoinHandle<()>,
+}
+
+fn norm(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl TestDns {
+    /// Listens on 127.0.0.1 on a free UDP port.
+    pub async fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind test DNS");
+        let addr = socket.local_addr().unwrap();
+        let zone = Arc::new(Mutex::new(Zone::default()));
+        let task = tokio::spawn(serve(socket, zone.clone()));
+        Self { addr, zone, task }
+    }
+
+    /// `domain MX preference host` for each pair; `"."` as host is a null MX (RFC 7505).
+    pub fn mx(&self, domain: &str, hosts: &[(u16, &str)]) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        let rrs = zone.records.entry(norm(domain)).or_default();
+        for (preference, host) in hosts {
+            rrs.push(Rr::Mx(*preference, host.to_string()));
+        }
+        self
+    }
+
+    /// A or AAAA records for `name`.
+    pub fn addr(&self, name: &str, addrs: &[&str]) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        let rrs = zone.records.entry(norm(name)).or_default();
+        for a in addrs {
+            rrs.push(Rr::Addr(a.parse().expect("an IP address")));
+        }
+        self
+    }
+
+    /// Every question about `name` gets SERVFAIL.
+    pub fn servfail(&self, name: &str) -> &Self {
+        self.zone.lock().unwrap().servfail.push((norm(name), None));
+        self
+    }
+
+    /// MX questions about `name` get SERVFAIL; its other records answer as usual.
+    pub fn servfail_mx(&self, name: &str) -> &Self {
+        self.zone
+            .lock()
+            .unwrap()
+            .servfail
+            .push((norm(name), Some(TYPE_MX)));
+        self
+    }
+
+    /// Every question about `name` gets NXDOMAIN (so does any name not in the zone).
+    pub fn nxdomain(&self, name: &str) -> &Self {
+        self.zone.lock().unwrap().nxdomain.push(norm(name));
+        self
+    }
+
+    /// The questions asked about `name`, as record type names (`MX`, `A`, `AAAA`).
+    pub fn asked(&self, name: &str) -> Vec<&'static str> {
+        let name = norm(name);
+        self.zone
+            .lock()
+            .unwrap()
+            .asked
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, t)| match *t {
+                TYPE_A => "A",
+                TYPE_MX => "MX",
+                TYPE_AAAA => "AAAA",
+                _ => "other",
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(socket: UdpSocket, zone: Arc<Mutex<Zone>>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(reply) = answer(&buf[..n], &zone) {
+            let _ = socket.send_to(&reply, peer).await;
+        }
+    }
+}
+
+/// The reply to one query, or `None` for something that is not one.
+fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
+    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) != 1 {
+        return None;
+    }
+    // The question: labels up to the root, then type and class.
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *query.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(i..i + len)?).to_string());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
+    let question = &query[12..i + 4];
+    let name = norm(&labels.join("."));
+
+    let mut zone = zone.lock().unwrap();
+    zone.asked.push((name.clone(), qtype));
+    let failing = zone
+        .servfail
+        .iter()
+        .any(|(n, t)| *n == name && t.is_none_or(|t| t == qtype));
+    let (rcode, answers): (u16, Vec<Rr>) = if failing {
+        (2, vec![])
+    } else if zone.nxdomain.contains(&name) {
+        (3, vec![])
+    } else {
+        match zone.records.get(&name) {
+            None => (3, vec![]),
+            Some(rrs) => (
+                0,
+                rrs.iter()
+                    .filter(|rr| match rr {
+                        Rr::Mx(..) => qtype == TYPE_MX,
+                        Rr::Addr(IpAddr::V4(_)) => qtype == TYPE_A,
+                        Rr::Addr(IpAddr::V6(_)) => qtype == TYPE_AAAA,
+                    })
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    };
+    drop(zone);
+
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&query[0..2]);
+    // QR, AA, RD as asked, RA; the response code.
+    let rd = query[2] & 0x01;
+    out.push(0x84 | rd);
+    out.push(0x80 | rcode as u8);
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    // A negative answer (NXDOMAIN, or NOERROR with nothing) carries the zone's SOA, whose
+    // minimum is how long resolvers may cache it (RFC 2308), as real servers do.
+    let negative = answers.is_empty() && rcode != 2;
+    out.extend_from_slice(&u16::from(negative).to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(question);
+    for rr in answers {
+        out.extend_from_slice(&[0xc0, 12]); // the question's name
+        let (rtype, rdata) = match rr {
+            Rr::Mx(preference, host) => {
+                let mut d = preference.to_be_bytes().to_vec();
+                d.extend(encode_name(&host));
+                (TYPE_MX, d)
+            }
+            Rr::Addr(IpAddr::V4(v4)) => (TYPE_A, v4.octets().to_vec()),
+            Rr::Addr(IpAddr::V6(v6)) => (TYPE_AAAA, v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes()); // IN
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend(rdata);
+    }
+    if negative {
+        out.extend_from_slice(&[0xc0, 12]);
+        let mut rdata = encode_name("ns.test");
+        rdata.extend(encode_name("hostmaster.test"));
+        for n in [1u32, 3600, 600, 86400, 60] {
+            rdata.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&TYPE_SOA.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend(rdata);
+    }
+    Some(out)
+}
+
+fn encode_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
