@@ -365,7 +365,7 @@ impl SubmissionCore {
         let mut headers = screened.headers;
         headers.extend(unsubscribe);
         // The size limit applies to the message as stored, unsubscribe headers and all.
-        if mime.len() + grown > self.max_message_bytes {
+        if grown > 0 && mime.len() + grown > self.max_message_bytes {
             return Err(SubmissionError::TooLarge(format!(
                 "the message is {} bytes with its unsubscribe headers, over the limit of {}",
                 mime.len() + grown,
@@ -580,11 +580,7 @@ impl SubmissionCore {
             };
             let added = self.unsubscribe_headers(project_id, raw.id, to)?;
             let stored = tracked.as_ref().unwrap_or(&mime).len();
-            let size = stored
-                + added
-                    .iter()
-                    .map(|(n, v)| n.len() + v.len() + 4)
-                    .sum::<usize>();
+            let size = stored + header_bytes(&added);
             if size > limit {
                 return Err(SubmissionError::TooLarge(format!(
                     "the message is {size} bytes with its unsubscribe headers, over the limit of {limit}"
@@ -655,6 +651,8 @@ fn has_list_unsubscribe(mime: &[u8]) -> bool {
         else {
             return false;
         };
+        // Obsolete syntax allows blanks before the colon.
+        let name = name.trim_ascii_end();
         name.eq_ignore_ascii_case(b"list-unsubscribe")
             || name.eq_ignore_ascii_case(b"list-unsubscribe-post")
     })
@@ -689,6 +687,9 @@ mod tests {
         ));
         assert!(!has_list_unsubscribe(
             b"From: a@x.test\r\nList-Unsubscribed: no\r\n\r\nx"
+        ));
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribe : <mailto:u@x.test>\r\n\r\nx"
         ));
     }
 }
