@@ -1,5 +1,6 @@
 //! Tokens mailgate signs for itself and checks when they come back: the VERP return path that
-//! names one recipient job, and the open and click links of tracked mail.
+//! names one recipient job, the open and click links of tracked mail, and the one-click
+//! unsubscribe link (RFC 8058) of mail sent with `unsubscribe`.
 //!
 //! Each is an HMAC-SHA256 with a server key (`store::server_keys`, shared by every instance)
 //! and a purpose label, so a token made for one use never verifies for another. Nothing here
@@ -35,6 +36,7 @@ enum Purpose {
     Verp,
     Open,
     Click,
+    Unsubscribe,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
             Self::Verp => b"mailgate verp v1\0",
             Self::Open => b"mailgate open v1\0",
             Self::Click => b"mailgate click v1\0",
+            Self::Unsubscribe => b"mailgate unsubscribe v1\0",
         }
     }
 }
@@ -122,6 +125,31 @@ impl TokenKey {
         ))
     }
 
+    /// The one-click unsubscribe token: the project, the message and the recipient's address,
+    /// signed. The project and address travel in the token, so an unsubscribe works after
+    /// retention deleted the message, and it only ever suppresses the address it was made for.
+    pub fn unsubscribe_token(&self, project: Uuid, message: Uuid, email: &str) -> String {
+        let mut payload = project.as_bytes().to_vec();
+        payload.extend_from_slice(message.as_bytes());
+        payload.extend_from_slice(email.as_bytes());
+        self.link_token(Purpose::Unsubscribe, &payload)
+    }
+
+    /// (project, message, address) of an unsubscribe token, if it is ours.
+    pub fn verify_unsubscribe(&self, token: &str) -> Option<(Uuid, Uuid, String)> {
+        let payload = self.verify_link(Purpose::Unsubscribe, token)?;
+        if payload.len() <= 32 {
+            return None;
+        }
+        let (ids, email) = payload.split_at(32);
+        let (project, message) = ids.split_at(16);
+        Some((
+            Uuid::from_slice(project).ok()?,
+            Uuid::from_slice(message).ok()?,
+            String::from_utf8(email.to_vec()).ok()?,
+        ))
+    }
+
     /// `<base64url payload>.<base64url MAC>`: both URL-safe, no padding.
     fn link_token(&self, purpose: Purpose, payload: &[u8]) -> String {
         let mac = self.mac(purpose, payload).finalize().into_bytes();
@@ -187,6 +215,21 @@ mod tests {
         let forged = format!("{}.{mac}", URL_SAFE_NO_PAD.encode(forged));
         assert_eq!(key.verify_click(&forged), None);
         assert_eq!(key.verify_open("nonsense"), None);
+        let project = Uuid::now_v7();
+        let unsub = key.unsubscribe_token(project, id, "a@example.com");
+        assert_eq!(
+            key.verify_unsubscribe(&unsub),
+            Some((project, id, "a@example.com".to_string()))
+        );
+        assert_eq!(key.verify_click(&unsub), None);
+        assert_eq!(key.verify_unsubscribe(&click), None);
+        // Another address under this MAC.
+        let (_, mac) = unsub.split_once('.').unwrap();
+        let mut forged = project.as_bytes().to_vec();
+        forged.extend_from_slice(id.as_bytes());
+        forged.extend_from_slice(b"b@example.com");
+        let forged = format!("{}.{mac}", URL_SAFE_NO_PAD.encode(forged));
+        assert_eq!(key.verify_unsubscribe(&forged), None);
         assert!(
             click
                 .bytes()

@@ -24,7 +24,7 @@ use crate::{
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: probes, and tracking links (their signed token is the credential).
+    /// Anyone: probes, tracking and unsubscribe links (their signed token is the credential).
     Open,
     /// A project's key holding the scope; the route acts in the key's project.
     Key(Scope),
@@ -122,6 +122,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/readyz", Open),
     route("GET", "/t/o/{token}", Open),
     route("GET", "/t/c/{token}", Open),
+    route("GET", "/u/{token}", Open),
+    route("POST", "/u/{token}", Open),
     // Resend.
     twin("POST", "/emails", "POST /v1/emails"),
     twin("POST", "/emails/batch", "POST /v1/emails/batch"),

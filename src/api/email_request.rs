@@ -146,6 +146,13 @@ pub struct SendRequest {
     /// absent fields take the project's defaults.
     #[serde(default)]
     pub track: Option<Track>,
+    /// One-click unsubscribe (RFC 8058): add `List-Unsubscribe: <…/u/<token>>` and
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`; a POST to that link suppresses the
+    /// recipient for this project (reason `unsubscribe`) and sends `email.unsubscribed`. Needs
+    /// the server's `tracking.base_url` and exactly one recipient (use a batch for several).
+    /// Absent: the project's default (`unsubscribe_default`), for sends with one recipient.
+    #[serde(default)]
+    pub unsubscribe: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -311,6 +318,9 @@ impl Draft for SendRequest {
     fn track(&self) -> Track {
         self.track.unwrap_or_default()
     }
+    fn unsubscribe(&self) -> Option<bool> {
+        self.unsubscribe
+    }
 }
 
 impl SendRequest {
@@ -374,6 +384,25 @@ impl SendRequest {
             errors.push(FieldError::new("text", "text or html is required"));
         }
 
+        if self.unsubscribe == Some(true) {
+            if total > 1 {
+                errors.push(FieldError::new(
+                    "unsubscribe",
+                    crate::submission::ONE_RECIPIENT,
+                ));
+            }
+            // mailgate writes these itself; two of each would leave receivers guessing.
+            for name in self.headers.iter().flat_map(|h| h.keys()) {
+                if ["list-unsubscribe", "list-unsubscribe-post"]
+                    .contains(&name.to_ascii_lowercase().as_str())
+                {
+                    errors.push(FieldError::new(
+                        format!("headers.{name}"),
+                        "is set by mailgate when unsubscribe is true",
+                    ));
+                }
+            }
+        }
         let headers = check_headers(self.headers.unwrap_or_default(), &mut errors);
         let attachments = check_attachments(self.attachments.unwrap_or_default(), &mut errors);
         let tags = check_tags(self.tags.unwrap_or_default(), &mut errors);

@@ -21,6 +21,7 @@ pub mod relays;
 pub mod suppressions;
 pub mod templates;
 pub mod tracking;
+pub mod unsubscribe;
 pub mod webhooks;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(compat::router(state.clone()))
         .merge(health::router())
         .merge(tracking::router())
+        .merge(unsubscribe::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", {
                 use utoipa::OpenApi;

@@ -10,7 +10,7 @@ use utoipa::{
 use super::{
     access::{self, Access},
     api_keys, compat, emails, health, hold, inbound, projects, relays, suppressions, templates,
-    tracking, webhooks,
+    tracking, unsubscribe, webhooks,
 };
 use crate::domain::Scope;
 
@@ -64,6 +64,8 @@ use crate::domain::Scope;
         suppressions::remove,
         tracking::open,
         tracking::click,
+        unsubscribe::page,
+        unsubscribe::one_click,
         compat::resend::routes::send,
         compat::resend::routes::send_batch,
         compat::resend::routes::show,
@@ -99,7 +101,8 @@ use crate::domain::Scope;
         (name = "postmark", description = "Postmark-compatible routes, for Postmark's SDKs (docs/compat/postmark.md)"),
         (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)"),
         (name = "mailgun", description = "Mailgun-compatible routes, for Mailgun's SDKs (docs/compat/mailgun.md)"),
-        (name = "tracking", description = "The open pixel and link redirects of tracked mail (no key: the signed token is the credential)")
+        (name = "tracking", description = "The open pixel and link redirects of tracked mail (no key: the signed token is the credential)"),
+        (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058) of mail sent with `unsubscribe` (no key: the signed token is the credential)")
     )
 )]
 pub struct ApiDoc;

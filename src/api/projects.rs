@@ -93,6 +93,11 @@ pub struct ProjectUpdate {
     /// Track clicks of sends that do not say (`track.clicks`).
     #[serde(default)]
     pub track_clicks: Option<bool>,
+    /// Add one-click unsubscribe headers (RFC 8058) to sends with one recipient that do not
+    /// say (`unsubscribe`); sends with several go without. Needs the server's
+    /// `tracking.base_url`.
+    #[serde(default)]
+    pub unsubscribe_default: Option<bool>,
     /// What a spam verdict does to this project's mail, or `null` for the server's `scan.spam`.
     #[serde(default, deserialize_with = "some")]
     pub scan_spam: Option<Option<ScanAction>>,
@@ -113,7 +118,8 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Change a project's settings: default relay, bounce and inbound domains, tracking defaults.
+/// Change a project's settings: default relay, bounce and inbound domains, tracking and
+/// unsubscribe defaults.
 #[utoipa::path(patch, path = "/v1/projects/{name}", operation_id = "update_project", tag = "operator",
     params(("name" = String, Path, description = "The project's name")),
     request_body = ProjectUpdate,
@@ -161,6 +167,12 @@ pub async fn update(
             }
         }
     }
+    if body.unsubscribe_default == Some(true) && state.config.tracking.base().is_none() {
+        errors.push(FieldError::new(
+            "unsubscribe_default",
+            "one-click unsubscribe needs the server's tracking.base_url, which is not set",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ServiceError::Validation(errors));
     }
@@ -170,6 +182,7 @@ pub async fn update(
         inbound_domains,
         track_opens: body.track_opens,
         track_clicks: body.track_clicks,
+        unsubscribe_default: body.unsubscribe_default,
         scan_spam: body.scan_spam.map(|a| a.map(|a| a.as_str().to_string())),
         scan_virus: body.scan_virus.map(|a| a.map(|a| a.as_str().to_string())),
         scan_on_error: body

@@ -16,8 +16,10 @@ use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
 use crate::config::{DkimAlgorithm, DkimKeyConfig};
 
-/// The headers signed when present: those a receiver shows or that change what the body means.
-const SIGNED_HEADERS: [&str; 9] = [
+/// The headers signed: those a receiver shows or that change what the body means, and the
+/// one-click unsubscribe pair (RFC 8058 §4 asks for both to be signed). mail-auth lists an
+/// absent one in `h=` too, so it cannot be added to the message after signing.
+const SIGNED_HEADERS: [&str; 11] = [
     "From",
     "To",
     "Cc",
@@ -27,6 +29,8 @@ const SIGNED_HEADERS: [&str; 9] = [
     "Reply-To",
     "MIME-Version",
     "Content-Type",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
 
 enum Signer {
@@ -107,6 +111,7 @@ impl DkimKeys {
         };
         match header {
             Ok(header) => {
+                let header = join_final_fold(header);
                 let mut out = Vec::with_capacity(header.len() + mime.len());
                 out.extend_from_slice(header.as_bytes());
                 out.extend_from_slice(mime);
@@ -189,9 +194,33 @@ fn read_pem(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
         .map_err(|e| anyhow::anyhow!("no PEM private key in the file: {e}"))
 }
 
+/// mail-auth folds its header every 76 columns, and when the `b=` value ends exactly there it
+/// writes the fold before the closing `;` as well. It signed the header with `b=` empty and no
+/// fold (`b=;`), but a verifier deletes only the value and keeps the fold (`b= ;` once
+/// relaxed), so such a signature never verifies. Whether it happens depends only on lengths
+/// (domain, selector, key, signed header names), so it hit every message of one domain at
+/// once: the `;` goes back on the line it ends.
+fn join_final_fold(header: String) -> String {
+    match header.strip_suffix("\r\n\t;\r\n") {
+        Some(head) => format!("{head};\r\n"),
+        None => header,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_closing_semicolon_is_never_folded_alone() {
+        let folded = "DKIM-Signature: v=1; h=From;\r\n\tb=abc\r\n\tdef==\r\n\t;\r\n";
+        assert_eq!(
+            join_final_fold(folded.into()),
+            "DKIM-Signature: v=1; h=From;\r\n\tb=abc\r\n\tdef==;\r\n"
+        );
+        let fine = "DKIM-Signature: v=1; h=From;\r\n\tb=abcdef==;\r\n";
+        assert_eq!(join_final_fold(fine.into()), fine);
+    }
 
     #[test]
     fn from_domain_reads_the_header_not_the_envelope() {

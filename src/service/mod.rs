@@ -10,7 +10,8 @@
 //! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
 //! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
 //!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`; `tracking`, the
-//!   anonymous opens and clicks of tracked mail and what they may cost.
+//!   anonymous opens and clicks of tracked mail and what they may cost; `unsubscribe`, the
+//!   anonymous one-click unsubscribe (RFC 8058).
 //! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
 pub mod client_addr;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod suppressions;
 pub mod templates;
 pub mod tracking;
+pub mod unsubscribe;
 pub mod webhooks;
 
 pub use error::{ServiceError, ServiceResult};

@@ -26,22 +26,30 @@ pub enum Reason {
     Bounce,
     Complaint,
     Manual,
+    /// A one-click unsubscribe (RFC 8058) of mail sent with `unsubscribe`.
+    Unsubscribe,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 3] = [Reason::Bounce, Reason::Complaint, Reason::Manual];
+    pub const ALL: [Reason; 4] = [
+        Reason::Bounce,
+        Reason::Complaint,
+        Reason::Manual,
+        Reason::Unsubscribe,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Bounce => "bounce",
             Reason::Complaint => "complaint",
             Reason::Manual => "manual",
+            Reason::Unsubscribe => "unsubscribe",
         }
     }
 }
 
 /// Every reason's name.
-pub fn reasons() -> [&'static str; 3] {
+pub fn reasons() -> [&'static str; 4] {
     Reason::ALL.map(Reason::as_str)
 }
 

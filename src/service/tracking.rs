@@ -142,7 +142,7 @@ async fn still_there(state: &AppState, id: Uuid) -> ServiceResult<()> {
 }
 
 /// A bucket's name: the rate-limit subjects are ids, so a client or token is hashed into one.
-fn subject(label: &[u8], parts: &[&[u8]]) -> Uuid {
+pub(super) fn subject(label: &[u8], parts: &[&[u8]]) -> Uuid {
     let mut hash = Sha256::new();
     hash.update(b"mailgate tracking ");
     hash.update(label);

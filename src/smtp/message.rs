@@ -1,8 +1,8 @@
 //! Submitted MIME, read and minimally edited: the bytes an app gave are the bytes relayed.
 //!
 //! mail-parser reads the header section. Only three edits are made, all in the headers:
-//! `X-Mailgate-Tag` and `X-Mailgate-Metadata-*` lines are taken out (they become tags and
-//! metadata), and `Message-ID` and `Date` lines are prepended when the message has none.
+//! `X-Mailgate-*` lines are taken out (they become tags, metadata, tracking and unsubscribe
+//! choices), and `Message-ID` and `Date` lines are prepended when the message has none.
 //! Nothing is re-encoded; the body is never touched.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ use crate::{
 
 const TAG_HEADER: &str = "x-mailgate-tag";
 const TRACK_HEADER: &str = "x-mailgate-track";
+const UNSUBSCRIBE_HEADER: &str = "x-mailgate-unsubscribe";
 const METADATA_PREFIX: &str = "x-mailgate-metadata-";
 const OUR_PREFIX: &str = "x-mailgate-";
 
@@ -56,6 +57,8 @@ pub struct Submitted {
     pub metadata: BTreeMap<String, String>,
     /// `X-Mailgate-Track`, if the message had one.
     pub track: Option<Track>,
+    /// `X-Mailgate-Unsubscribe: one-click`.
+    pub unsubscribe: bool,
     /// Lower-cased addresses of the To and Cc headers, to tell recipients' kinds apart.
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -71,6 +74,12 @@ pub fn prepare(
     let id = Uuid::now_v7();
     let new_message_id = format!("<{}@{}>", id.simple(), from.ascii_domain());
     let message = read(data, &new_message_id, chrono::Utc::now())?;
+    if message.unsubscribe && recipients.len() != 1 {
+        return Err(MessageError::Mailgate(format!(
+            "X-Mailgate-Unsubscribe: {}",
+            crate::submission::ONE_RECIPIENT.replace("in to, cc and bcc together", "(RCPT TO)")
+        )));
+    }
     let recipients = recipients
         .into_iter()
         .map(|addr| {
@@ -95,6 +104,7 @@ pub fn prepare(
         tags: message.tags,
         metadata: message.metadata,
         track: message.track,
+        unsubscribe: message.unsubscribe.then_some(true),
     })
 }
 
@@ -128,6 +138,7 @@ pub fn read(
     let mut tags = Vec::new();
     let mut metadata = BTreeMap::new();
     let mut track = None;
+    let mut unsubscribe = false;
     for h in headers {
         let HeaderName::Other(name) = &h.name else {
             continue;
@@ -147,6 +158,13 @@ pub fn read(
             );
         } else if lower == TRACK_HEADER {
             track = Some(Track::parse_header(&value).map_err(MessageError::Mailgate)?);
+        } else if lower == UNSUBSCRIBE_HEADER {
+            if !value.eq_ignore_ascii_case("one-click") {
+                return Err(MessageError::Mailgate(format!(
+                    "X-Mailgate-Unsubscribe: `{value}` is not `one-click`"
+                )));
+            }
+            unsubscribe = true;
         } else if lower.starts_with(METADATA_PREFIX) {
             // The key as the client spelled it (header names keep their case on the wire);
             // the prefix is ASCII, so slicing after it stays on a character boundary.
@@ -160,7 +178,7 @@ pub fn read(
         } else {
             // A typo like X-Mailgate-Tags would otherwise silently lose data.
             return Err(MessageError::Mailgate(format!(
-                "{name}: unknown header; mailgate reads X-Mailgate-Tag, X-Mailgate-Track and X-Mailgate-Metadata-<key>"
+                "{name}: unknown header; mailgate reads X-Mailgate-Tag, X-Mailgate-Track, X-Mailgate-Unsubscribe and X-Mailgate-Metadata-<key>"
             )));
         }
         removed.push(h.offset_field as usize..h.offset_end as usize);
@@ -178,6 +196,11 @@ pub fn read(
     }
 
     let has = |name: HeaderName<'_>| headers.iter().any(|h| h.name == name);
+    if unsubscribe && (has(HeaderName::ListUnsubscribe) || has(HeaderName::ListUnsubscribePost)) {
+        return Err(MessageError::Mailgate(
+            "List-Unsubscribe: mailgate writes it for X-Mailgate-Unsubscribe: one-click; send one or the other".into(),
+        ));
+    }
     let mut prepend = String::new();
     let message_id = match headers.iter().find(|h| h.name == HeaderName::MessageId) {
         Some(h) => match &h.value {
@@ -219,6 +242,7 @@ pub fn read(
         tags,
         metadata,
         track,
+        unsubscribe,
         to: addresses(parsed.to()),
         cc: addresses(parsed.cc()),
     })
@@ -349,6 +373,23 @@ mod tests {
             &b"From: a@example.com\r\nX-Mailgate-Tags: typo\r\n\r\nx"[..],
             b"From: a@example.com\r\nX-Mailgate-Tag: not a tag!\r\n\r\nx",
             b"From: a@example.com\r\nX-Mailgate-Metadata-: v\r\n\r\nx",
+        ] {
+            assert!(matches!(
+                read(data, ID, now()),
+                Err(MessageError::Mailgate(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn reads_and_takes_out_the_unsubscribe_header() {
+        let data = b"From: a@example.com\r\nX-Mailgate-Unsubscribe: One-Click\r\nDate: Thu, 02 Jan 2025 03:04:05 +0000\r\nMessage-ID: <m@example.com>\r\n\r\nx";
+        let m = read(data, ID, now()).unwrap();
+        assert!(m.unsubscribe);
+        assert!(!String::from_utf8(m.mime).unwrap().contains("Unsubscribe"));
+        for data in [
+            &b"From: a@example.com\r\nX-Mailgate-Unsubscribe: yes\r\n\r\nx"[..],
+            b"From: a@example.com\r\nX-Mailgate-Unsubscribe: one-click\r\nList-Unsubscribe: <mailto:u@example.com>\r\n\r\nx",
         ] {
             assert!(matches!(
                 read(data, ID, now()),

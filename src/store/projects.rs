@@ -24,6 +24,9 @@ pub struct Project {
     /// Whether sends track opens and clicks when they do not say (`track`).
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// Whether sends with one recipient that do not say get one-click unsubscribe headers
+    /// (`unsubscribe`).
+    pub unsubscribe_default: bool,
     /// Content scanning policy over the server's `scan.spam`, `scan.virus` and
     /// `scan.on_error` (`null`: the server's).
     pub scan_spam: Option<String>,
@@ -34,7 +37,7 @@ pub struct Project {
 
 const COLUMNS: &str =
     "id, name, default_relay, bounce_domain, inbound_domains, track_opens, track_clicks,
-     scan_spam, scan_virus, scan_on_error, created_at";
+     unsubscribe_default, scan_spam, scan_virus, scan_on_error, created_at";
 
 /// Returns the project with this name, creating it if needed (idempotent under races).
 pub async fn ensure(pool: &PgPool, name: &str) -> sqlx::Result<(Project, bool)> {
@@ -107,6 +110,7 @@ pub struct SettingsChange {
     pub inbound_domains: Option<Vec<String>>,
     pub track_opens: Option<bool>,
     pub track_clicks: Option<bool>,
+    pub unsubscribe_default: Option<bool>,
     pub scan_spam: Option<Option<String>>,
     pub scan_virus: Option<Option<String>>,
     pub scan_on_error: Option<Option<String>>,
@@ -126,7 +130,8 @@ pub async fn update(
              track_clicks = coalesce($8, track_clicks),
              scan_spam = CASE WHEN $9 THEN $10 ELSE scan_spam END,
              scan_virus = CASE WHEN $11 THEN $12 ELSE scan_virus END,
-             scan_on_error = CASE WHEN $13 THEN $14 ELSE scan_on_error END
+             scan_on_error = CASE WHEN $13 THEN $14 ELSE scan_on_error END,
+             unsubscribe_default = coalesce($15, unsubscribe_default)
          WHERE name = $1 RETURNING {COLUMNS}"
     )))
     .bind(name)
@@ -143,6 +148,7 @@ pub async fn update(
     .bind(change.scan_virus.clone().flatten())
     .bind(change.scan_on_error.is_some())
     .bind(change.scan_on_error.clone().flatten())
+    .bind(change.unsubscribe_default)
     .fetch_optional(pool)
     .await
 }

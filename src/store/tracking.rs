@@ -96,6 +96,34 @@ pub async fn record_click(pool: &PgPool, id: Uuid, data: &Value) -> sqlx::Result
     Ok(done.rows_affected() == 1)
 }
 
+/// Records an `unsubscribed` event for `email` on message `message` of `project`, with
+/// `data`. False when the message is gone (retention) or is not that project's.
+pub async fn record_unsubscribe(
+    pool: &PgPool,
+    project: Uuid,
+    message: Uuid,
+    email: &str,
+    data: &Value,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        r#"
+        INSERT INTO events (message_id, recipient_id, recipient, type, data)
+        SELECT m.id, r.id, $3, 'unsubscribed', $4
+        FROM messages m
+        LEFT JOIN recipients r ON r.message_id = m.id AND lower(r.email) = lower($3)
+        WHERE m.id = $1 AND m.project_id = $2
+        LIMIT 1
+        "#,
+    )
+    .bind(message)
+    .bind(project)
+    .bind(email)
+    .bind(data)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Whether message `id` still exists: a token of a deleted message works no more.
 pub async fn exists(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)")

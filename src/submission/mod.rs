@@ -50,6 +50,11 @@ pub trait Draft: Send {
     fn track(&self) -> Track {
         Track::default()
     }
+    /// Whether this send asks for one-click unsubscribe headers (RFC 8058); `None` takes the
+    /// project's default.
+    fn unsubscribe(&self) -> Option<bool> {
+        None
+    }
 }
 
 use crate::{
@@ -270,6 +275,7 @@ impl SubmissionCore {
     ) -> Result<Prepared, SubmissionError> {
         template::expand(self, key.project_id, &mut request).await?;
         let track = request.track();
+        let unsubscribe = request.unsubscribe();
         let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
@@ -340,11 +346,37 @@ impl SubmissionCore {
             (Some(mime), _) | (None, Some(mime)) => mime,
             (None, None) => render(&email, batch)?,
         };
+        let recipients = email.recipients();
+        let one = match recipients.as_slice() {
+            [(_, to)] => Some(to.as_str()),
+            _ => None,
+        };
+        // A message with its own List-Unsubscribe keeps it: the project's default yields.
+        let asked = unsubscribe.or(has_list_unsubscribe(&mime).then_some(false));
+        let unsubscribe = match (self.unsubscribe(key.project_id, asked, one).await?, one) {
+            (true, Some(to)) => self.unsubscribe_headers(key.project_id, id, to)?,
+            // The request checked this already; a draft that did not is refused here.
+            (true, None) => {
+                return Err(SubmissionError::validation("unsubscribe", ONE_RECIPIENT));
+            }
+            (false, _) => Vec::new(),
+        };
+        let grown = header_bytes(&unsubscribe);
+        let mut headers = screened.headers;
+        headers.extend(unsubscribe);
+        // The size limit applies to the message as stored, unsubscribe headers and all.
+        if grown > 0 && mime.len() + grown > self.max_message_bytes {
+            return Err(SubmissionError::TooLarge(format!(
+                "the message is {} bytes with its unsubscribe headers, over the limit of {}",
+                mime.len() + grown,
+                self.max_message_bytes
+            )));
+        }
         Ok(Prepared {
             id,
             email,
             message_id,
-            mime: scan::prepend_headers(&mime, &screened.headers),
+            mime: scan::prepend_headers(&mime, &headers),
             hold: screened.hold,
             scan: screened.scan,
         })
@@ -433,6 +465,47 @@ impl SubmissionCore {
             .collect())
     }
 
+    /// Whether a send gets unsubscribe headers: as it asks, else as its project's default,
+    /// which applies to sends with one recipient (`one`) on a server with
+    /// `tracking.base_url` (a PATCH refuses it otherwise; a later config change just turns it
+    /// off).
+    async fn unsubscribe(
+        &self,
+        project: Uuid,
+        asked: Option<bool>,
+        one: Option<&str>,
+    ) -> Result<bool, SubmissionError> {
+        if let Some(asked) = asked {
+            return Ok(asked);
+        }
+        if one.is_none() || self.tracker.is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .projects
+            .get(&self.pool, project)
+            .await
+            .map_err(anyhow::Error::from)?
+            .is_some_and(|p| p.unsubscribe_default))
+    }
+
+    /// `List-Unsubscribe` and `List-Unsubscribe-Post` for the one recipient of message `id`;
+    /// refused when the server has no `tracking.base_url` to put in the link.
+    fn unsubscribe_headers(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        to: &str,
+    ) -> Result<Vec<(String, String)>, SubmissionError> {
+        let tracker = self.tracker.as_ref().ok_or_else(|| {
+            SubmissionError::validation(
+                "unsubscribe",
+                "one-click unsubscribe needs the server's tracking.base_url, which is not set",
+            )
+        })?;
+        Ok(tracker.unsubscribe_headers(project, id, to))
+    }
+
     /// Validate, render and commit one message.
     pub async fn submit(
         &self,
@@ -490,7 +563,32 @@ impl SubmissionCore {
                 None,
             )
             .await?;
-        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &screened.headers);
+        let mut headers = screened.headers;
+        let one = match raw.recipients.as_slice() {
+            [(_, to)] => Some(to.as_str()),
+            _ => None,
+        };
+        let asked = raw
+            .unsubscribe
+            .or(has_list_unsubscribe(&mime).then_some(false));
+        if self.unsubscribe(project_id, asked, one).await? {
+            let Some(to) = one else {
+                return Err(SubmissionError::validation(
+                    "X-Mailgate-Unsubscribe",
+                    ONE_RECIPIENT,
+                ));
+            };
+            let added = self.unsubscribe_headers(project_id, raw.id, to)?;
+            let stored = tracked.as_ref().unwrap_or(&mime).len();
+            let size = stored + header_bytes(&added);
+            if size > limit {
+                return Err(SubmissionError::TooLarge(format!(
+                    "the message is {size} bytes with its unsubscribe headers, over the limit of {limit}"
+                )));
+            }
+            headers.extend(added);
+        }
+        let mime = scan::prepend_headers(&tracked.unwrap_or(mime), &headers);
         let message = AcceptedMessage {
             id: raw.id,
             by: self.submitter(project_id, key),
@@ -530,6 +628,39 @@ pub struct RawMessage {
     pub metadata: BTreeMap<String, String>,
     /// `X-Mailgate-Track`, if the message had one; otherwise the project's defaults.
     pub track: Option<Track>,
+    /// `X-Mailgate-Unsubscribe: one-click`: add RFC 8058 headers for its one recipient;
+    /// `None` (no such header) takes the project's default.
+    pub unsubscribe: Option<bool>,
+}
+
+/// Why `unsubscribe` needs a message of one recipient: its link names the address it
+/// unsubscribes, and one copy of the MIME goes to every recipient of a message.
+pub const ONE_RECIPIENT: &str = "one-click unsubscribe needs exactly one recipient in to, cc and bcc together (the link names the address it unsubscribes); send one message per recipient, e.g. with POST /v1/emails/batch";
+
+/// Whether the header section of `mime` has a `List-Unsubscribe` or `List-Unsubscribe-Post`
+/// field of the sender's own.
+fn has_list_unsubscribe(mime: &[u8]) -> bool {
+    let end = mime
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(mime.len());
+    mime[..end].split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some((name, _)) =
+            line.split_at_checked(line.iter().position(|b| *b == b':').unwrap_or(0))
+        else {
+            return false;
+        };
+        // Obsolete syntax allows blanks before the colon.
+        let name = name.trim_ascii_end();
+        name.eq_ignore_ascii_case(b"list-unsubscribe")
+            || name.eq_ignore_ascii_case(b"list-unsubscribe-post")
+    })
+}
+
+/// The bytes `scan::prepend_headers` adds for `headers` (`Name: value` and CRLF each).
+fn header_bytes(headers: &[(String, String)]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
 }
 
 /// The answer to a commit of one message.
@@ -537,4 +668,28 @@ fn the_one(mut accepted: Vec<Accepted>) -> Result<Accepted, SubmissionError> {
     accepted
         .pop()
         .ok_or_else(|| SubmissionError::Internal(anyhow::anyhow!("commit returned no answer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_list_unsubscribe;
+
+    #[test]
+    fn finds_a_list_unsubscribe_header_only_in_the_header_section() {
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nlist-unsubscribe: <mailto:u@x.test>\r\n\r\nbody"
+        ));
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx"
+        ));
+        assert!(!has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Id: x\r\n\r\nList-Unsubscribe: in the body\r\n"
+        ));
+        assert!(!has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribed: no\r\n\r\nx"
+        ));
+        assert!(has_list_unsubscribe(
+            b"From: a@x.test\r\nList-Unsubscribe : <mailto:u@x.test>\r\n\r\nx"
+        ));
+    }
 }

@@ -8,6 +8,10 @@
 //!
 //! One copy of the MIME goes to every recipient of a message, so an open or click names its
 //! recipient only when the message had one.
+//!
+//! The same base URL carries one-click unsubscribe links (RFC 8058, `/u/<token>`): a send
+//! with `unsubscribe` gets `List-Unsubscribe` and `List-Unsubscribe-Post` headers whose token
+//! names its one recipient ([`Tracker::unsubscribe_headers`]).
 
 pub mod html;
 pub mod mime;
@@ -76,6 +80,28 @@ impl Tracker {
                 open: opens.then(|| self.key.open_token(id)),
             },
         )
+    }
+
+    /// The RFC 8058 headers of message `id` of `project`, sent to `email` alone: a signed
+    /// `/u/<token>` link, and the POST body that unsubscribes with one click. The token is
+    /// base64url, so nothing in these values can end the header early.
+    pub fn unsubscribe_headers(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        email: &str,
+    ) -> Vec<(String, String)> {
+        let token = self.key.unsubscribe_token(project, id, email);
+        vec![
+            (
+                "List-Unsubscribe".to_string(),
+                format!("<{}/u/{token}>", self.base),
+            ),
+            (
+                "List-Unsubscribe-Post".to_string(),
+                "List-Unsubscribe=One-Click".to_string(),
+            ),
+        ]
     }
 
     /// Submitted MIME of message `id`, its HTML parts instrumented as chosen.

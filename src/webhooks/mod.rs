@@ -24,7 +24,8 @@ pub type WebhookRunner = crate::queue::Runner<WebhookQueue, Sender>;
 // The one list of email event types (filters, the spec and the console read it): one per
 // recipient transition (`scheduled` is announced as queued), then what came back later:
 // reports by mail (`bounced` again, with `async`, `complained`, `delayed`), opens and
-// clicks, mail received at an inbound domain, and mail the content policy holds.
+// clicks, mail received at an inbound domain, mail the content policy holds, and one-click
+// unsubscribes.
 /// An event type an endpoint can subscribe to.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -56,11 +57,13 @@ pub enum EventType {
     Received,
     #[serde(rename = "email.held")]
     Held,
+    #[serde(rename = "email.unsubscribed")]
+    Unsubscribed,
 }
 
 impl EventType {
     /// Every type, in the order endpoints and pages list them.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::Queued,
         EventType::Delivered,
         EventType::Deferred,
@@ -74,6 +77,7 @@ impl EventType {
         EventType::Clicked,
         EventType::Received,
         EventType::Held,
+        EventType::Unsubscribed,
     ];
 
     /// The name as webhooks and filters spell it (`email.delivered`).
@@ -92,6 +96,7 @@ impl EventType {
             EventType::Clicked => "email.clicked",
             EventType::Received => "email.received",
             EventType::Held => "email.held",
+            EventType::Unsubscribed => "email.unsubscribed",
         }
     }
 

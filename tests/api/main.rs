@@ -30,5 +30,6 @@ mod send;
 mod status;
 mod suppressions;
 mod templates;
+mod unsubscribe;
 mod validation;
 mod webhooks;

@@ -415,6 +415,86 @@ Content-Transfer-Encoding: quoted-printable\r\n\
     assert!(relayed.contains("\r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee https://shop.example/o/1\r\n--B\r\n"));
 }
 
+/// `X-Mailgate-Unsubscribe: one-click` asks for the RFC 8058 headers on submitted MIME: the
+/// header itself is taken out, the link it adds unsubscribes the one recipient in the
+/// submitting project, and a message to several recipients is refused (one copy of the MIME
+/// cannot carry a link per recipient).
+#[tokio::test]
+async fn x_mailgate_unsubscribe_adds_a_one_click_link_for_the_one_recipient() {
+    let upstream = TestSmtpServer::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&upstream)
+        .configure(|c| {
+            trust_loopback(c);
+            c.tracking.base_url = Some("https://t.example.test".into());
+        })
+        .start()
+        .await;
+    let (mut c, _) = RawClient::ehlo(app.smtp_addr.unwrap()).await;
+    let message = b"From: news@internal.example.com\r\n\
+To: ada@example.net\r\n\
+Subject: news\r\n\
+X-Mailgate-Unsubscribe: one-click\r\n\
+\r\n\
+This week.\r\n";
+    let reply = c
+        .send("news@internal.example.com", &["ada@example.net"], message)
+        .await;
+    assert!(reply.starts_with("250 2.0.0 queued as "), "{reply}");
+    let refused = c
+        .send(
+            "news@internal.example.com",
+            &["ada@example.net", "bob@example.net"],
+            message,
+        )
+        .await;
+    assert!(refused.starts_with("554 5.6.0"), "{refused}");
+    assert!(refused.contains("exactly one recipient"), "{refused}");
+    let typo = b"From: news@internal.example.com\r\nSubject: x\r\nX-Mailgate-Unsubscribe: yes\r\n\r\nx\r\n";
+    let refused = c
+        .send("news@internal.example.com", &["ada@example.net"], typo)
+        .await;
+    assert!(refused.starts_with("554"), "{refused}");
+
+    let got = upstream.wait_for(1, WAIT).await;
+    let relayed = got[0].text();
+    assert!(!relayed.contains("X-Mailgate-Unsubscribe"), "{relayed}");
+    assert!(
+        relayed.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "{relayed}"
+    );
+    let link = relayed
+        .split("List-Unsubscribe: <https://t.example.test")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap_or_else(|| panic!("no List-Unsubscribe link: {relayed}"))
+        .to_string();
+    assert!(link.starts_with("/u/"), "{link}");
+
+    let r = app
+        .http
+        .post(app.url(&link))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let key = app.create_key("internal", "suppressions", false).await;
+    let r = app
+        .request_as(
+            &key,
+            reqwest::Method::GET,
+            "/v1/suppressions/ada@example.net",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "suppressed in the submitting project");
+    let entry: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(entry["reason"], "unsubscribe", "{entry}");
+}
+
 /// The CRLF before the final "." ends the last line and belongs to the message (RFC 5321
 /// §4.1.1.4): a one-line body submitted with smtplib comes back from GET /source, and reaches
 /// the upstream, byte for byte. Mailgate adds only the Message-ID and Date a message lacks.

@@ -601,6 +601,15 @@ impl Session<'_> {
                 // next time either.
                 io.reply(552, [5, 3, 4], format_args!("message too large: {detail}"));
             }
+            Err(SubmissionError::Validation(errors)) => {
+                // E.g. X-Mailgate-Unsubscribe on a server without tracking.base_url: the
+                // same message will be refused again.
+                let detail: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                io.reply(554, [5, 6, 0], detail.join("; "));
+            }
             Err(SubmissionError::ScanUnavailable(_)) => {
                 io.reply(
                     451,

@@ -1,7 +1,8 @@
 //! Mailgun's webhook body: `{"signature": {"timestamp", "token", "signature"}, "event-data":
 //! {"event", "timestamp", "id", "recipient", "message": {"headers": {…}}, "tags",
 //! "user-variables", "delivery-status", …}}`, with Mailgun's event names (`accepted`,
-//! `delivered`, `failed` with its `severity`, `opened`, `clicked`, `complained`). The
+//! `delivered`, `failed` with its `severity`, `opened`, `clicked`, `complained`,
+//! `unsubscribed`). The
 //! signature is Mailgun's: hex HMAC-SHA256 of `timestamp + token`, keyed with the endpoint's
 //! secret as its owner sees it (`whsec_…`, the string), which is what Mailgun's SDKs take as
 //! the "webhook signing key". Events Mailgun has no name for (suppressed, cancelled) are not
@@ -23,6 +24,7 @@ fn event_name(kind: &str) -> Option<(&'static str, Option<&'static str>)> {
         "email.opened" => ("opened", None),
         "email.clicked" => ("clicked", None),
         "email.complained" => ("complained", None),
+        "email.unsubscribed" => ("unsubscribed", None),
         "webhook.test" => ("test", None),
         _ => return None,
     })

@@ -1,5 +1,5 @@
 //! Postmark's webhook bodies: one object per POST, discriminated by `RecordType` (`Delivery`,
-//! `Bounce`, `SpamComplaint`, `Open`, `Click`), with Postmark's field names. Postmark signs
+//! `Bounce`, `SpamComplaint`, `Open`, `Click`, `SubscriptionChange`), with Postmark's field names. Postmark signs
 //! nothing; its receivers authenticate with Basic credentials in the webhook URL, which
 //! mailgate sends for endpoints in this format. Events Postmark has no record for (queued,
 //! deferred, suppressed, cancelled) are not sent to such an endpoint.
@@ -88,6 +88,16 @@ pub fn body(standard: &str, id: &str) -> Result<Option<String>, String> {
             r["Geo"] = json!({"IP": d["ip"]});
             r
         }
+        // A one-click unsubscribe: Postmark's record of a recipient suppressing themselves.
+        "email.unsubscribed" => {
+            let mut r = common("SubscriptionChange");
+            r["Recipient"] = d["recipient"].clone();
+            r["ChangedAt"] = at;
+            r["Origin"] = json!("Recipient");
+            r["SuppressSending"] = json!(true);
+            r["SuppressionReason"] = json!("ManualSuppression");
+            r
+        }
         // A test event goes out as mailgate queued it, so the endpoint can be checked.
         "webhook.test" => return Ok(Some(standard.to_string())),
         _ => return Ok(None),
@@ -118,6 +128,18 @@ mod tests {
     fn events_without_a_record_type_are_not_sent() {
         let queued = json!({"type": "email.queued", "timestamp": "t", "data": {}}).to_string();
         assert_eq!(body(&queued, "x").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unsubscribe_is_a_subscription_change() {
+        let standard = json!({"type": "email.unsubscribed", "timestamp": "2026-11-28T09:00:00Z",
+            "data": {"email_id": "019a", "recipient": "a@x.test", "tags": []}});
+        let r: Value =
+            serde_json::from_str(&body(&standard.to_string(), "d").unwrap().unwrap()).unwrap();
+        assert_eq!(r["RecordType"], "SubscriptionChange");
+        assert_eq!(r["Recipient"], "a@x.test");
+        assert_eq!(r["SuppressSending"], true);
+        assert_eq!(r["ChangedAt"], "2026-11-28T09:00:00Z");
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn event_name(kind: &str) -> &str {
         "email.complained" => "spamreport",
         "email.opened" => "open",
         "email.clicked" => "click",
+        "email.unsubscribed" => "unsubscribe",
         other => other,
     }
 }

@@ -127,6 +127,7 @@ impl Form {
                 self.flag("o:tracking-opens").or(self.flag("o:tracking")),
                 self.flag("o:tracking-clicks").or(self.flag("o:tracking")),
             ),
+            unsubscribe: None,
         })
     }
 }

@@ -89,6 +89,7 @@ impl Message {
                 // mailgate tracks the links of the HTML part.
                 self.track_links.as_deref().map(|links| links != "None"),
             ),
+            unsubscribe: None,
         })
     }
 }

@@ -75,6 +75,7 @@ impl Email {
             send_at,
             // Resend sets tracking per domain, not per send: the project's defaults apply.
             track: None,
+            unsubscribe: None,
         })
     }
 }

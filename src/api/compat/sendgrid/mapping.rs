@@ -167,6 +167,7 @@ impl Common {
             // Checked for every personalization before the first request was made.
             send_at: send_at(p.send_at.or(self.send_at)).unwrap_or(None),
             track: self.track,
+            unsubscribe: None,
         })
     }
 }
