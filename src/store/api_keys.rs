@@ -175,7 +175,8 @@ pub struct LimitsChange {
     pub daily_quota: Option<Option<u64>>,
 }
 
-/// Applies `change`; `project_id` confines it to one tenant when given.
+/// Applies `change`; `project_id` confines it to one tenant when given. A revoked key is
+/// gone for good: `None`, as for one that never existed.
 pub async fn update_limits(
     pool: &PgPool,
     id: Uuid,
@@ -192,7 +193,8 @@ pub async fn update_limits(
              rate_per_sec = CASE WHEN $3 THEN $4 ELSE rate_per_sec END,
              burst = CASE WHEN $5 THEN $6 ELSE burst END,
              daily_quota = CASE WHEN $7 THEN $8 ELSE daily_quota END
-         WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2) RETURNING {COLUMNS}"
+         WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2) AND revoked_at IS NULL
+         RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(project_id)
@@ -223,7 +225,8 @@ pub async fn revoke(
 ) -> sqlx::Result<Option<ApiKeyInfo>> {
     sqlx::query_as(AssertSqlSafe(format!(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-         WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2) RETURNING {COLUMNS}"
+         WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2) AND revoked_at IS NULL
+         RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(project_id)

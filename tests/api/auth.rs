@@ -96,6 +96,15 @@ async fn keys_are_stored_hashed_and_revocation_works() {
 
     app.revoke_api_key(created["id"].as_str().unwrap()).await;
     assert_eq!(app.post_email_raw(&new_key, &body()).await.status(), 401);
+    // A revoked key is gone: its limits can no longer be changed.
+    let patched = app
+        .patch_key_limits_raw(
+            &app.key,
+            created["id"].as_str().unwrap(),
+            &json!({"burst": 1}),
+        )
+        .await;
+    assert_eq!(patched.status(), 404);
 
     // It cannot reach into another project.
     app.create_key("globex", "send", false).await;

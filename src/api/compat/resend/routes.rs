@@ -263,7 +263,7 @@ pub async fn cancel(
 #[utoipa::path(get, path = "/emails", operation_id = "resend_list_emails", tag = "resend",
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
-        ("after" = Option<String>, Query, description = "The last id of the previous page: the emails after it"),
+        ("after" = Option<uuid::Uuid>, Query, description = "The last id of the previous page: the emails after it"),
     ),
     responses((status = 200, description = "One page", body = EmailList), ResendErrors),
     security(("api_key" = [])))]
