@@ -102,6 +102,21 @@ pub async fn click(state: &AppState, token: &str, hit: &Hit) -> ServiceResult<St
 /// Takes one unit of the client's and then of the token's bucket; false when either is out
 /// (or the limiter refuses for another reason, e.g. fail-closed without Redis).
 async fn admitted(state: &AppState, ip: IpAddr, token: &Uuid) -> bool {
+    if charge_client_and_token(state, ip, *token).await.is_err() {
+        metrics::counter!("mailgate_tracking_limited_total").increment(1);
+        return false;
+    }
+    true
+}
+
+/// One unit of the client's bucket (an IPv4 address or an IPv6 /64), then of the token's,
+/// sized by `tracking.per_ip_per_minute` and `per_token_per_minute` (0: that bucket is off).
+/// The anonymous links of a message (opens, clicks, unsubscribe) share these bounds.
+pub(super) async fn charge_client_and_token(
+    state: &AppState,
+    ip: IpAddr,
+    token_subject: Uuid,
+) -> ServiceResult<()> {
     let tracking = &state.config.tracking;
     let ip_subject = match client_prefix(ip) {
         IpAddr::V4(v4) => subject(b"ip", &[&v4.octets()]),
@@ -109,7 +124,7 @@ async fn admitted(state: &AppState, ip: IpAddr, token: &Uuid) -> bool {
     };
     for (subject, per_minute) in [
         (ip_subject, tracking.per_ip_per_minute),
-        (*token, tracking.per_token_per_minute),
+        (token_subject, tracking.per_token_per_minute),
     ] {
         if per_minute == 0 {
             continue;
@@ -119,17 +134,12 @@ async fn admitted(state: &AppState, ip: IpAddr, token: &Uuid) -> bool {
             burst: Some(per_minute),
             daily_quota: None,
         };
-        if state
+        state
             .gate
             .charge_as(subject, &limits, Class::Tracking, 1)
-            .await
-            .is_err()
-        {
-            metrics::counter!("mailgate_tracking_limited_total").increment(1);
-            return false;
-        }
+            .await?;
     }
-    true
+    Ok(())
 }
 
 /// A hit beyond the limits records nothing, but a deleted message's token is still dead.

@@ -13,13 +13,11 @@ use std::net::IpAddr;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AppState, ServiceError, ServiceResult, tracking::subject};
-use crate::{
-    domain::api_key::KeyLimits,
-    ratelimit::{Class, client_prefix},
-    service::suppressions::Reason,
-    store,
+use super::{
+    AppState, ServiceError, ServiceResult,
+    tracking::{charge_client_and_token, subject},
 };
+use crate::{service::suppressions::Reason, store};
 
 /// What a verified token names.
 pub struct Unsubscribe {
@@ -71,28 +69,6 @@ pub async fn unsubscribe(state: &AppState, token: &str, ip: IpAddr) -> ServiceRe
 
 /// One unit of the client's bucket, then of the token's; a refusal is the 429 it answers.
 async fn admit(state: &AppState, ip: IpAddr, token: &str) -> ServiceResult<()> {
-    let tracking = &state.config.tracking;
-    let ip_subject = match client_prefix(ip) {
-        IpAddr::V4(v4) => subject(b"ip", &[&v4.octets()]),
-        IpAddr::V6(v6) => subject(b"ip", &[&v6.octets()]),
-    };
     let token_subject = subject(b"unsubscribe", &[token.as_bytes()]);
-    for (subject, per_minute) in [
-        (ip_subject, tracking.per_ip_per_minute),
-        (token_subject, tracking.per_token_per_minute),
-    ] {
-        if per_minute == 0 {
-            continue;
-        }
-        let limits = KeyLimits {
-            rate_per_sec: Some(f64::from(per_minute) / 60.0),
-            burst: Some(per_minute),
-            daily_quota: None,
-        };
-        state
-            .gate
-            .charge_as(subject, &limits, Class::Tracking, 1)
-            .await?;
-    }
-    Ok(())
+    charge_client_and_token(state, ip, token_subject).await
 }
