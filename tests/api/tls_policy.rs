@@ -303,7 +303,7 @@ async fn testing_delivers_and_records_the_failure() {
 }
 
 /// The domain publishes a new policy id, but its policy server fails: the cached policy stays
-/// in force (RFC 8461 §5.1) and the failed refresh is recorded.
+/// in force (RFC 8461 §5.1), the failed refresh is recorded, and it is not retried at once.
 #[tokio::test]
 async fn a_cached_policy_is_kept_through_a_failed_refresh() {
     let (dns, ca) = (TestDns::start().await, TestCa::new());
@@ -338,4 +338,14 @@ async fn a_cached_policy_is_kept_through_a_failed_refresh() {
     .unwrap();
     assert_eq!(policy_id, "v1");
     assert!(error.unwrap().contains("503"));
+
+    // A failed fetch is not repeated at every attempt: the next one uses the cache again.
+    let id = app.send_ok(&msg("z@keep.test")).await;
+    let (_, delivered) = event(&app, &id, "delivered").await;
+    assert_eq!(delivered.data["tls"]["policy_id"], "v1");
+    assert_eq!(
+        server.requests(),
+        2,
+        "not fetched again right after a failure"
+    );
 }

@@ -10,9 +10,10 @@
 //! bounded time and size.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use mail_auth::{common::parse::TxtRecordParser, mta_sts::MtaSts};
@@ -28,6 +29,9 @@ use crate::{
 const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// RFC 8461 §3.2: `max_age` is at most a year (31557600 seconds).
 const MAX_AGE_LIMIT: u32 = 31_557_600;
+/// After a failed fetch of a domain's policy, this process waits this long before fetching
+/// it again: a broken policy host must not slow every attempt to the domain by a timeout.
+const REFETCH_AFTER_FAILURE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -151,6 +155,8 @@ pub struct Source {
     dns: Arc<Dns>,
     roots: Arc<RootCertStore>,
     timeout: Duration,
+    /// Per domain: the TXT id whose fetch failed last, when, and why.
+    failed: Mutex<HashMap<String, (String, Instant, String)>>,
 }
 
 impl Source {
@@ -160,6 +166,7 @@ impl Source {
             dns,
             roots,
             timeout,
+            failed: Mutex::default(),
         }
     }
 
@@ -196,8 +203,24 @@ impl Source {
                 error: None,
             };
         }
+        let recent_failure = self
+            .failed
+            .lock()
+            .expect("not poisoned")
+            .get(&domain)
+            .filter(|(failed_id, at, _)| *failed_id == id && at.elapsed() < REFETCH_AFTER_FAILURE)
+            .map(|(_, _, why)| why.clone());
+        if let Some(why) = recent_failure {
+            return Found {
+                policy: cached.map(Arc::new),
+                error: Some(format!(
+                    "{why} (fetched again after {REFETCH_AFTER_FAILURE:?})"
+                )),
+            };
+        }
         match self.fetch(&domain, &id, allow_private).await {
             Ok(policy) => {
+                self.failed.lock().expect("not poisoned").remove(&domain);
                 if let Err(err) = store::mta_sts::store(
                     &self.pool,
                     &domain,
@@ -217,6 +240,10 @@ impl Source {
             }
             Err(why) => {
                 let why = format!("MTA-STS policy of {domain} (id {id}): {why}");
+                self.failed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(domain.clone(), (id.clone(), Instant::now(), why.clone()));
                 if cached.is_some() {
                     let _ = store::mta_sts::refresh_failed(&self.pool, &domain, &why).await;
                 }
