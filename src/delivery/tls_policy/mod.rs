@@ -47,7 +47,6 @@ impl std::fmt::Display for TlsInfo {
 
 /// The trust and the policy sources direct delivery uses, shared by every direct relay.
 pub struct TlsPolicies {
-    roots: Arc<RootCertStore>,
     verifier: Arc<dyn ServerCertVerifier>,
     sts: Option<mta_sts::Source>,
 }
@@ -66,18 +65,15 @@ impl TlsPolicies {
             .mta_sts
             .then(|| mta_sts::Source::new(pool, dns, roots.clone(), timeout));
         Ok(Self {
-            verifier: verifier(roots.clone()),
-            roots,
+            verifier: verifier(roots),
             sts,
         })
     }
 
     /// Opportunistic TLS with the web PKI roots only: no policy is looked up.
     pub fn opportunistic() -> Self {
-        let roots = Arc::new(webpki());
         Self {
-            verifier: verifier(roots.clone()),
-            roots,
+            verifier: verifier(Arc::new(webpki())),
             sts: None,
         }
     }
@@ -85,11 +81,6 @@ impl TlsPolicies {
     /// How MX certificates are checked (the web PKI and `tls_policy.ca_file`).
     pub fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
         self.verifier.clone()
-    }
-
-    /// The roots a certificate must chain to.
-    pub fn roots(&self) -> Arc<RootCertStore> {
-        self.roots.clone()
     }
 
     /// `domain`'s policy for this attempt. `allow_private` lets the policy host resolve
