@@ -62,7 +62,12 @@ impl Application {
                 &config.dns,
                 config.delivery.smtp_timeout(),
             )?
-            .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone()))),
+            .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone())))
+            .with_tls_policies(
+                &config.tls_policy,
+                pool.clone(),
+                config.delivery.smtp_timeout(),
+            )?,
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();

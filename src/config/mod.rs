@@ -24,6 +24,7 @@ mod runner;
 mod scan;
 mod secret;
 mod smtp;
+mod tls_policy;
 mod tracking;
 mod typos;
 mod webhooks;
@@ -56,6 +57,7 @@ pub use self::{
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, is_password_param, redact_url},
     smtp::SmtpConfig,
+    tls_policy::TlsPolicyConfig,
     tracking::TrackingConfig,
     webhooks::WebhooksConfig,
 };
@@ -106,6 +108,8 @@ pub struct Config {
     pub compat: CompatConfig,
     /// The resolver direct delivery uses (`relays.NAME.mx = true`).
     pub dns: DnsConfig,
+    /// Recipient domains' published TLS policies, for direct delivery.
+    pub tls_policy: TlsPolicyConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -152,6 +156,7 @@ impl Default for Config {
             scan: ScanConfig::default(),
             compat: CompatConfig::default(),
             dns: DnsConfig::default(),
+            tls_policy: TlsPolicyConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             dkim: Vec::new(),
@@ -233,6 +238,7 @@ impl Config {
         self.console.validate()?;
         self.scan.validate()?;
         self.dns.validate()?;
+        self.tls_policy.validate()?;
         dkim::validate(&self.dkim)?;
         for (name, relay) in &self.relays {
             relay.validate(name)?;

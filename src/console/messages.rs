@@ -178,6 +178,8 @@ struct EventView {
     reply: String,
     relay_host: String,
     detail: String,
+    /// The attempt's TLS and the policy that applied, in one line (direct delivery).
+    tls: String,
 }
 
 /// `250 2.0.0 Ok: queued`, from the code, enhanced code and text as recorded.
@@ -191,6 +193,38 @@ fn reply(code: Option<i32>, enhanced: Option<&str>, text: Option<&str>) -> Strin
     .flatten()
     .collect::<Vec<_>>()
     .join(" ")
+}
+
+/// An attempt's `tls` in words: `TLSv1.3 TLS13_AES_128_GCM_SHA256, verified; MTA-STS
+/// enforce (policy 2026a)`, and what the policy found wrong.
+fn tls_summary(tls: &serde_json::Value) -> String {
+    let text = |key: &str| tls.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    let mut out = match (text("version"), tls.get("verified") == Some(&true.into())) {
+        ("", _) => "no TLS".to_string(),
+        (version, verified) => format!(
+            "{version} {}, {}",
+            text("cipher"),
+            if verified { "verified" } else { "not verified" }
+        ),
+    };
+    match text("policy") {
+        "mta-sts" => out.push_str(&format!(
+            "; MTA-STS {} (policy {})",
+            text("mode"),
+            text("policy_id")
+        )),
+        "" => {}
+        other => out.push_str(&format!("; {other}")),
+    }
+    let failures: Vec<&str> = tls
+        .get("failures")
+        .and_then(|f| f.as_array())
+        .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if !failures.is_empty() {
+        out.push_str(&format!("; failed: {}", failures.join("; ")));
+    }
+    out
 }
 
 /// The message's MIME as stored (and relayed), if it is this project's.
@@ -262,6 +296,12 @@ pub async fn show(
             ),
             relay_host: e.relay_host.clone().unwrap_or_default(),
             detail: e.detail.clone().unwrap_or_default(),
+            tls: e
+                .data
+                .as_ref()
+                .and_then(|d| d.get("tls"))
+                .map(tls_summary)
+                .unwrap_or_default(),
         })
         .collect();
     let m = &email.message;
@@ -358,6 +398,22 @@ mod tests {
         assert_eq!(q["tag"], "welcome");
         assert_eq!(q["since"], "2026-11-28T10:00:00Z");
         assert_eq!(q["until"], "2026-11-29T00:00:00+01:00");
+    }
+
+    #[test]
+    fn an_attempts_tls_reads_in_one_line() {
+        let tls = serde_json::json!({
+            "version": "TLSv1.3", "cipher": "TLS13_AES_256_GCM_SHA384", "verified": false,
+            "policy": "mta-sts", "mode": "testing", "policy_id": "2026a",
+            "failures": ["the certificate of mx.example.net did not verify: <unknown issuer>"],
+        });
+        assert_eq!(
+            tls_summary(&tls),
+            "TLSv1.3 TLS13_AES_256_GCM_SHA384, not verified; MTA-STS testing (policy 2026a); \
+             failed: the certificate of mx.example.net did not verify: <unknown issuer>"
+        );
+        let none = serde_json::json!({"version": null, "verified": false, "policy": "none"});
+        assert_eq!(tls_summary(&none), "no TLS; none");
     }
 }
 

@@ -190,8 +190,29 @@ impl Dns {
         }
     }
 
+    /// The TXT records at `name`, each one's strings joined (RFC 7208 §3.3); empty when the
+    /// name has none or does not exist.
+    pub async fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let _permit = self.permits.acquire().await.expect("never closed");
+        match self.resolver.lookup(fqdn.as_str(), RecordType::TXT).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(txt.txt_data.concat()),
+                    _ => None,
+                })
+                .collect()),
+            Err(err) if negative(&err).is_some() => Ok(Vec::new()),
+            Err(err) => Err(DnsFailure::Transient(format!(
+                "DNS lookup of TXT {name} failed: {err}"
+            ))),
+        }
+    }
+
     /// A and AAAA records of `host`; empty when it has none.
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = format!("{}.", host.trim_end_matches('.'));
         let _permit = self.permits.acquire().await.expect("never closed");
         match self.resolver.lookup_ip(fqdn.as_str()).await {

@@ -10,6 +10,7 @@ pub mod health;
 pub mod intl;
 pub mod relay;
 pub mod reply;
+pub mod tls_policy;
 
 use std::{sync::Arc, time::Duration};
 

@@ -213,7 +213,9 @@ pub struct EventRow {
     /// What the event carries beyond the SMTP reply: `async` and `dsn` of a bounce reported
     /// by mail, `feedback` of a complaint, `user_agent`, `ip`, `url`, `first_open` of opens
     /// and clicks, `route` of an attempt delivered direct to an MX (`mx`, `ip`,
-    /// `implicit_mx`, `egress`, `helo`, `tls`, `pipelined`, `skipped`).
+    /// `implicit_mx`, `egress`, `helo`, `tls`, `pipelined`, `skipped`), and its `tls`
+    /// (`version`, `cipher`, `verified`, `policy`: `mta-sts`, `opportunistic` or `none`,
+    /// `policy_id`, `mode`, `failures`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,

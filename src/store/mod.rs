@@ -6,6 +6,7 @@ pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;
 pub mod messages;
+pub mod mta_sts;
 pub mod overview;
 pub mod projects;
 pub mod server_keys;

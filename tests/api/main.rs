@@ -30,6 +30,7 @@ mod send;
 mod status;
 mod suppressions;
 mod templates;
+mod tls_policy;
 mod unsubscribe;
 mod validation;
 mod webhooks;

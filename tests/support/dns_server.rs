@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server for tests, on a real UDP socket on loopback: mailgate's
-//! resolver (`dns.nameservers`) asks it for MX, A and AAAA records, and it answers from a
+//! resolver (`dns.nameservers`) asks it for MX, A, AAAA and TXT records, and it answers from a
 //! zone the test writes: records, NXDOMAIN, SERVFAIL, or NOERROR with nothing (a name that
 //! has records of another type). Every question is recorded, so a test can show what was
 //! (not) asked.
@@ -18,11 +18,13 @@ const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SOA: u16 = 6;
+const TYPE_TXT: u16 = 16;
 
 #[derive(Clone, Debug)]
 enum Rr {
     Mx(u16, String),
     Addr(IpAddr),
+    Txt(String),
 }
 
 #[derive(Default)]
@@ -75,6 +77,16 @@ impl TestDns {
         self
     }
 
+    /// The TXT record of `name`, in place of any it had (one string, split into 255-byte
+    /// pieces on the wire). TXT answers have a TTL of 0, so a changed record is seen at once.
+    pub fn txt(&self, name: &str, text: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        let rrs = zone.records.entry(norm(name)).or_default();
+        rrs.retain(|rr| !matches!(rr, Rr::Txt(_)));
+        rrs.push(Rr::Txt(text.to_string()));
+        self
+    }
+
     /// Every question about `name` gets SERVFAIL.
     pub fn servfail(&self, name: &str) -> &Self {
         self.zone.lock().unwrap().servfail.push((norm(name), None));
@@ -110,6 +122,7 @@ impl TestDns {
                 TYPE_A => "A",
                 TYPE_MX => "MX",
                 TYPE_AAAA => "AAAA",
+                TYPE_TXT => "TXT",
                 _ => "other",
             })
             .collect()
@@ -175,6 +188,7 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                         Rr::Mx(..) => qtype == TYPE_MX,
                         Rr::Addr(IpAddr::V4(_)) => qtype == TYPE_A,
                         Rr::Addr(IpAddr::V6(_)) => qtype == TYPE_AAAA,
+                        Rr::Txt(_) => qtype == TYPE_TXT,
                     })
                     .cloned()
                     .collect(),
@@ -199,6 +213,7 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     out.extend_from_slice(question);
     for rr in answers {
         out.extend_from_slice(&[0xc0, 12]); // the question's name
+        let ttl: u32 = if matches!(rr, Rr::Txt(_)) { 0 } else { 60 };
         let (rtype, rdata) = match rr {
             Rr::Mx(preference, host) => {
                 let mut d = preference.to_be_bytes().to_vec();
@@ -207,10 +222,18 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
             }
             Rr::Addr(IpAddr::V4(v4)) => (TYPE_A, v4.octets().to_vec()),
             Rr::Addr(IpAddr::V6(v6)) => (TYPE_AAAA, v6.octets().to_vec()),
+            Rr::Txt(text) => {
+                let mut d = Vec::new();
+                for piece in text.as_bytes().chunks(255) {
+                    d.push(piece.len() as u8);
+                    d.extend_from_slice(piece);
+                }
+                (TYPE_TXT, d)
+            }
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
-        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend(rdata);
     }

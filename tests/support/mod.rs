@@ -11,6 +11,7 @@ pub mod eventually;
 pub mod postfix;
 pub mod process;
 pub mod smtp_server;
+pub mod test_ca;
 pub mod test_redis;
 pub mod webhook_receiver;
 

@@ -74,6 +74,9 @@ pub struct SmtpServerOptions {
     /// Offer `SMTPUTF8` (RFC 6531) in the EHLO reply. Without it, a UTF-8 address in MAIL
     /// or RCPT is refused with `553 5.6.7`, as RFC 6531 servers do.
     pub smtputf8: bool,
+    /// The TLS server configuration for STARTTLS (e.g. a certificate from a test CA for the
+    /// MX host name) instead of a self-signed one for `localhost`.
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Scripted reply to RCPT TO for one address.
@@ -114,6 +117,10 @@ struct Script {
     greeting: Option<String>,
     /// Answer STARTTLS with this reply instead of starting TLS.
     starttls_reply: Option<String>,
+    /// Leave STARTTLS out of the EHLO reply.
+    no_starttls: bool,
+    /// MAIL commands received, whatever was answered.
+    mail_commands: usize,
 }
 
 struct Shared {
@@ -147,7 +154,10 @@ impl TestSmtpServer {
     }
 
     pub async fn start_with(opts: SmtpServerOptions) -> Self {
-        let (acceptor, cert_pem, cert_der) = make_tls();
+        let (mut acceptor, cert_pem, cert_der) = make_tls();
+        if let Some(config) = &opts.tls_config {
+            acceptor = TlsAcceptor::from(config.clone());
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind test SMTP server");
@@ -177,7 +187,10 @@ impl TestSmtpServer {
 
     /// `start_on` with options (e.g. `smtputf8`).
     pub async fn start_on_with(addr: SocketAddr, opts: SmtpServerOptions) -> Self {
-        let (acceptor, cert_pem, cert_der) = make_tls();
+        let (mut acceptor, cert_pem, cert_der) = make_tls();
+        if let Some(config) = &opts.tls_config {
+            acceptor = TlsAcceptor::from(config.clone());
+        }
         let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
             panic!("bind test SMTP server on {addr} (needs root for port 25): {e}")
         });
@@ -204,6 +217,16 @@ impl TestSmtpServer {
     /// Answer STARTTLS with `reply` (e.g. `454 4.7.0 TLS not available`), staying plain.
     pub fn set_starttls_reply(&self, reply: &str) {
         self.shared.lock().starttls_reply = Some(reply.to_string());
+    }
+
+    /// Offer STARTTLS in EHLO (the default) or not.
+    pub fn set_starttls(&self, offered: bool) {
+        self.shared.lock().no_starttls = !offered;
+    }
+
+    /// MAIL commands received so far (accepted or not).
+    pub fn mail_commands(&self) -> usize {
+        self.shared.lock().mail_commands
     }
 
     /// Advertise `SIZE bytes` in EHLO (not enforced).
@@ -585,7 +608,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 if s.shared.opts.smtputf8 {
                     lines.push("SMTPUTF8".to_string());
                 }
-                if !s.tls {
+                if !s.tls && !s.shared.lock().no_starttls {
                     lines.push("STARTTLS".to_string());
                 }
                 // In submission mode AUTH is only offered once encrypted, as
@@ -656,6 +679,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             "MAIL" => {
+                s.shared.lock().mail_commands += 1;
                 let reply = if !s.greeted {
                     "503 5.5.1 Send EHLO/HELO first\r\n"
                 } else if required.is_some() && !s.tls {

@@ -8,7 +8,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -18,6 +18,8 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use crate::delivery::tls_policy::TlsInfo;
 
 /// The longest reply line and the most lines of one reply taken from a server.
 const MAX_LINE: usize = 4096;
@@ -57,26 +59,6 @@ pub struct Extensions {
     pub smtputf8: bool,
     /// `SIZE n`; `Some(0)` means no stated limit.
     pub size: Option<u64>,
-}
-
-/// The TLS a session runs over.
-#[derive(Debug, Clone)]
-pub struct TlsInfo {
-    pub version: String,
-    pub cipher: String,
-    /// Whether the certificate verified for the MX host name; when not, why (the session
-    /// is encrypted all the same: opportunistic TLS, RFC 3207 §4.1).
-    pub verified: Result<(), String>,
-}
-
-impl std::fmt::Display for TlsInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.version, self.cipher)?;
-        match &self.verified {
-            Ok(()) => write!(f, ", certificate verified"),
-            Err(why) => write!(f, ", certificate not verified ({why})"),
-        }
-    }
 }
 
 /// A failure before the transaction started: the caller tries the next address or MX.
@@ -131,13 +113,15 @@ pub struct Session {
 
 impl Session {
     /// Connects from `source` (or wherever the OS picks), reads the greeting, says EHLO
-    /// `helo` and upgrades to TLS when offered. Each step is bounded by `timeout`.
+    /// `helo` and upgrades to TLS when offered, checking the certificate with `verifier`
+    /// (the verdict is recorded, not enforced). Each step is bounded by `timeout`.
     pub async fn open(
         peer: SocketAddr,
         source: Option<IpAddr>,
         host: &str,
         helo: &str,
         timeout: Duration,
+        verifier: Arc<dyn ServerCertVerifier>,
     ) -> Result<Self, OpenError> {
         let socket = if peer.is_ipv4() {
             tokio::net::TcpSocket::new_v4()
@@ -186,7 +170,7 @@ impl Session {
         }
         session.hello().await?;
         if session.ext.starttls {
-            session.starttls(host).await?;
+            session.starttls(host, verifier).await?;
             session.hello().await?;
         }
         Ok(session)
@@ -232,7 +216,11 @@ impl Session {
 
     /// STARTTLS with a certificate check that records its verdict instead of refusing: an
     /// MX with a certificate that does not verify is still better encrypted than not.
-    async fn starttls(&mut self, host: &str) -> Result<(), OpenError> {
+    async fn starttls(
+        &mut self,
+        host: &str,
+        verifier: Arc<dyn ServerCertVerifier>,
+    ) -> Result<(), OpenError> {
         let reply = self
             .command("STARTTLS")
             .await
@@ -248,7 +236,7 @@ impl Session {
         }
         let verdict = Arc::new(Mutex::new(Ok(())));
         let verifier = Arc::new(Recording {
-            inner: webpki_verifier(),
+            inner: verifier,
             verdict: verdict.clone(),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -490,24 +478,6 @@ fn dot_stuffed(message: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b".\r\n");
     out
-}
-
-/// The usual web PKI verification, built once.
-fn webpki_verifier() -> Arc<dyn ServerCertVerifier> {
-    static VERIFIER: OnceLock<Arc<dyn ServerCertVerifier>> = OnceLock::new();
-    VERIFIER
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::new(rustls::crypto::ring::default_provider()),
-            )
-            .build()
-            .expect("the web PKI roots make a verifier")
-        })
-        .clone()
 }
 
 /// Verifies like `inner` but accepts what fails, remembering why: the handshake signature is

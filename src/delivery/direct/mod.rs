@@ -30,6 +30,7 @@ use super::{
     health::RelayHealth,
     intl::{Intl, Smtputf8},
     reply::{Reply, enhanced_code},
+    tls_policy::TlsPolicies,
 };
 use crate::{config::RelayConfig, domain::RecipientStatus, queue::mail::Job};
 
@@ -49,6 +50,9 @@ pub struct Direct {
     /// Attempts that reached an MX (whatever it answered) succeed; those where DNS failed
     /// or no MX took a session fail. Per process.
     health: std::sync::Mutex<RelayHealth>,
+    /// Recipient domains' TLS policies and the certificate trust (opportunistic until
+    /// [`Direct::with_tls_policies`]).
+    tls: Arc<TlsPolicies>,
 }
 
 /// The envelope of one message to one recipient, domains in A-labels.
@@ -76,7 +80,18 @@ impl Direct {
             pool: Default::default(),
             batches: Default::default(),
             health: Default::default(),
+            tls: Arc::new(TlsPolicies::opportunistic()),
         })
+    }
+
+    /// Honours recipient domains' TLS policies (MTA-STS) with this trust.
+    pub fn with_tls_policies(&mut self, tls: Arc<TlsPolicies>) {
+        self.tls = tls;
+    }
+
+    /// The resolver this relay asks.
+    pub fn dns(&self) -> Arc<Dns> {
+        self.dns.clone()
     }
 
     /// What this process has seen of this relay lately.
@@ -209,6 +224,10 @@ impl Direct {
                 return all(reply);
             }
         };
+        let mut policy = self
+            .tls
+            .for_domain(domain, self.config.allow_private_mx)
+            .await;
         let egress = self.config.pick_egress();
         let source = egress.map(|e| e.addr);
         let helo = egress.map_or(self.default_helo.as_str(), |e| e.helo.as_str());
@@ -216,6 +235,10 @@ impl Direct {
         let mut refused_private = 0;
         let mut candidates = 0;
         for host in &hosts {
+            if let Err(why) = policy.host(&host.name) {
+                tried.push(why);
+                continue;
+            }
             let mut session = None;
             let (pooled, stale) = self.pool.take(source, &host.name);
             for old in stale {
@@ -248,7 +271,10 @@ impl Direct {
                         continue;
                     }
                     let peer = SocketAddr::new(ip, SMTP_PORT);
-                    match Session::open(peer, source, &host.name, helo, self.timeout).await {
+                    let verifier = self.tls.verifier();
+                    match Session::open(peer, source, &host.name, helo, self.timeout, verifier)
+                        .await
+                    {
                         Ok(s) => {
                             session = Some(s);
                             break;
@@ -265,9 +291,18 @@ impl Direct {
             let Some(mut session) = session else {
                 continue;
             };
-            let replies = self
+            // Under an enforced policy, no MAIL FROM before TLS that verified for this host.
+            if let Err(why) = policy.session(&host.name, session.tls.as_ref()) {
+                tried.push(format!("{} [{}]: {why}", host.name, session.peer.ip()));
+                if let Some(spent) = self.pool.put(source, &host.name, session) {
+                    tokio::spawn(spent.quit());
+                }
+                continue;
+            }
+            let mut replies = self
                 .transaction(&mut session, host, envelope, mime, rcpts, &tried)
                 .await;
+            policy.annotate(&mut replies, session.tls.as_ref());
             if let Some(spent) = self.pool.put(source, &host.name, session) {
                 tokio::spawn(spent.quit());
             }
@@ -285,6 +320,18 @@ impl Direct {
                 ),
             );
             reply.status = RecipientStatus::Failed;
+            return all(reply);
+        }
+        if policy.enforced() && !policy.failures.is_empty() {
+            let why = policy.refusal(domain);
+            self.record(started, Some(&why));
+            let mut reply = Reply::transient(None, None, why, None);
+            // RFC 3463 X.7.10: the encryption the destination requires could not be had.
+            reply.enhanced = Some("4.7.10".into());
+            reply.data = Some(serde_json::json!({
+                "tls": policy.describe(None),
+                "route": { "skipped": tried },
+            }));
             return all(reply);
         }
         let why = format!(

@@ -3,10 +3,12 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use sqlx::PgPool;
+
 use super::upstream::Relay;
 use crate::{
-    config::{DnsConfig, RelayConfig},
-    delivery::{direct::Direct, dns::Dns},
+    config::{DnsConfig, RelayConfig, TlsPolicyConfig},
+    delivery::{direct::Direct, dns::Dns, tls_policy::TlsPolicies},
     ratelimit::pace::RelayPacer,
 };
 
@@ -82,6 +84,24 @@ impl Relays {
             Some(members) => members.first().and_then(|m| self.direct.get(m)),
             None => self.direct.get(name),
         }
+    }
+
+    /// Direct relays honour recipient domains' TLS policies (`[tls_policy]`), cached in
+    /// `pool`; each policy fetch takes at most `timeout`.
+    pub fn with_tls_policies(
+        mut self,
+        config: &TlsPolicyConfig,
+        pool: PgPool,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let Some(dns) = self.direct.values().next().map(Direct::dns) else {
+            return Ok(self);
+        };
+        let policies = Arc::new(TlsPolicies::new(config, pool, dns, timeout)?);
+        for direct in self.direct.values_mut() {
+            direct.with_tls_policies(policies.clone());
+        }
+        Ok(self)
     }
 
     /// Paces every relay through this pacer (shared through Redis when it has a backend);

@@ -1,0 +1,286 @@
+//! Recipient domains' published TLS policies for direct delivery, and what each attempt's TLS
+//! was: MTA-STS (RFC 8461, `mta_sts`), or opportunistic STARTTLS when a domain publishes none.
+//!
+//! Before connecting, direct delivery asks [`TlsPolicies::for_domain`] for the domain's
+//! [`DomainPolicy`]; it then asks the policy about each MX host ([`DomainPolicy::host`]) and
+//! each session's TLS ([`DomainPolicy::session`]). Under `enforce` an MX outside the policy,
+//! or a session without STARTTLS or with a certificate that does not verify for the MX name,
+//! is refused before MAIL FROM; under `testing` the failure is only recorded. Every attempt
+//! event carries the verdict as `data.tls` ([`DomainPolicy::describe`]).
+
+pub mod mta_sts;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::{
+    RootCertStore,
+    client::danger::ServerCertVerifier,
+    pki_types::{CertificateDer, pem::PemObject},
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::{dns::Dns, reply::Reply};
+use crate::config::TlsPolicyConfig;
+pub use mta_sts::{Mode, StsPolicy};
+
+/// The TLS a session runs over.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+    /// Whether the certificate verified for the MX host name; when not, why (the session
+    /// is encrypted all the same: opportunistic TLS, RFC 3207 §4.1).
+    pub verified: Result<(), String>,
+}
+
+impl std::fmt::Display for TlsInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.version, self.cipher)?;
+        match &self.verified {
+            Ok(()) => write!(f, ", certificate verified"),
+            Err(why) => write!(f, ", certificate not verified ({why})"),
+        }
+    }
+}
+
+/// The trust and the policy sources direct delivery uses, shared by every direct relay.
+pub struct TlsPolicies {
+    verifier: Arc<dyn ServerCertVerifier>,
+    sts: Option<mta_sts::Source>,
+}
+
+impl TlsPolicies {
+    /// Web PKI roots (plus `tls_policy.ca_file`), and MTA-STS through `pool` and `dns`
+    /// unless `tls_policy.mta_sts` is off.
+    pub fn new(
+        config: &TlsPolicyConfig,
+        pool: PgPool,
+        dns: Arc<Dns>,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let roots = Arc::new(roots(config)?);
+        let sts = config
+            .mta_sts
+            .then(|| mta_sts::Source::new(pool, dns, roots.clone(), timeout));
+        Ok(Self {
+            verifier: verifier(roots),
+            sts,
+        })
+    }
+
+    /// Opportunistic TLS with the web PKI roots only: no policy is looked up.
+    pub fn opportunistic() -> Self {
+        Self {
+            verifier: verifier(Arc::new(webpki())),
+            sts: None,
+        }
+    }
+
+    /// How MX certificates are checked (the web PKI and `tls_policy.ca_file`).
+    pub fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        self.verifier.clone()
+    }
+
+    /// `domain`'s policy for this attempt. `allow_private` lets the policy host resolve
+    /// into private space (as `relays.NAME.allow_private_mx` does for MX hosts).
+    pub async fn for_domain(&self, domain: &str, allow_private: bool) -> DomainPolicy {
+        let Some(sts) = &self.sts else {
+            return DomainPolicy::default();
+        };
+        let found = sts.policy(domain, allow_private).await;
+        if let Some(error) = &found.error {
+            tracing::warn!(domain, error, "MTA-STS policy fetch failed");
+            metrics::counter!("mailgate_mta_sts_fetch_failures_total").increment(1);
+        }
+        DomainPolicy {
+            sts: found.policy.filter(|p| p.mode != Mode::None),
+            fetch_error: found.error,
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// One domain's policy during one attempt, and the failures it saw.
+#[derive(Debug, Clone, Default)]
+pub struct DomainPolicy {
+    /// An MTA-STS policy in `enforce` or `testing` mode.
+    pub sts: Option<Arc<StsPolicy>>,
+    /// Why the policy could not be fetched this time (a cached one may still apply).
+    pub fetch_error: Option<String>,
+    /// What the policy found wrong, in the order seen (kept in `testing`, refused in
+    /// `enforce`).
+    pub failures: Vec<String>,
+}
+
+impl DomainPolicy {
+    /// Whether an MTA-STS policy in `enforce` mode applies.
+    pub fn enforced(&self) -> bool {
+        self.sts.as_ref().is_some_and(|p| p.mode == Mode::Enforce)
+    }
+
+    /// May `host` (an MX host name) be used? `Err` (why) only when the policy is enforced.
+    pub fn host(&mut self, host: &str) -> Result<(), String> {
+        let Some(policy) = &self.sts else {
+            return Ok(());
+        };
+        if policy.matches(host) {
+            return Ok(());
+        }
+        let why = format!(
+            "{host} is not an MX host of the MTA-STS policy (id {}, mx {})",
+            policy.id,
+            policy.mx.join(", ")
+        );
+        self.failures.push(why.clone());
+        if self.enforced() { Err(why) } else { Ok(()) }
+    }
+
+    /// May a session to `host` with this TLS carry the mail? `Err` (why) only when the
+    /// policy is enforced: STARTTLS and a certificate valid for `host` are required.
+    pub fn session(&mut self, host: &str, tls: Option<&TlsInfo>) -> Result<(), String> {
+        let policy = if self.sts.is_some() {
+            "mta-sts"
+        } else {
+            "opportunistic"
+        };
+        let result = match tls {
+            None => "plaintext",
+            Some(TlsInfo {
+                verified: Ok(()), ..
+            }) => "verified",
+            Some(_) => "unverified",
+        };
+        let problem = match tls {
+            _ if self.sts.is_none() => None,
+            None => Some(format!("{host} did not offer STARTTLS")),
+            Some(TlsInfo {
+                verified: Err(why), ..
+            }) => Some(format!("the certificate of {host} did not verify: {why}")),
+            Some(_) => None,
+        };
+        let Some(why) = problem else {
+            metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => result)
+                .increment(1);
+            return Ok(());
+        };
+        self.failures.push(why.clone());
+        if self.enforced() {
+            metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => "refused")
+                .increment(1);
+            Err(why)
+        } else {
+            metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => result)
+                .increment(1);
+            Ok(())
+        }
+    }
+
+    /// The reason an enforced policy left no MX to deliver to, for the deferral.
+    pub fn refusal(&self, domain: &str) -> String {
+        let id = self.sts.as_ref().map(|p| p.id.as_str()).unwrap_or("");
+        format!(
+            "the MTA-STS policy of {domain} (enforce, id {id}) allows no MX reached: {}; not sent in clear or to another host",
+            self.failures.join("; ")
+        )
+    }
+
+    /// Adds the attempt's `tls` ([`describe`](Self::describe)) to each reply's data, and the
+    /// policy to its detail.
+    pub fn annotate(&self, replies: &mut [Reply], tls: Option<&TlsInfo>) {
+        let described = self.describe(tls);
+        let mut note = String::new();
+        if let Some(p) = &self.sts {
+            note = format!("; MTA-STS {} (policy id {})", p.mode.as_str(), p.id);
+            if p.mode == Mode::Testing && !self.failures.is_empty() {
+                note.push_str(&format!(
+                    " failed, delivered as testing asks: {}",
+                    self.failures.join("; ")
+                ));
+            }
+        }
+        for reply in replies {
+            match &mut reply.data {
+                Some(Value::Object(data)) => {
+                    data.insert("tls".into(), described.clone());
+                }
+                data => *data = Some(json!({ "tls": described })),
+            }
+            if let Some(detail) = &mut reply.detail {
+                detail.push_str(&note);
+            }
+        }
+    }
+
+    /// The attempt's `tls`: the session's TLS (if any), the policy that applied and what it
+    /// found wrong.
+    pub fn describe(&self, tls: Option<&TlsInfo>) -> Value {
+        let policy = match (&self.sts, tls) {
+            (Some(_), _) => "mta-sts",
+            (None, Some(_)) => "opportunistic",
+            (None, None) => "none",
+        };
+        let mut out = json!({
+            "version": tls.map(|t| t.version.clone()),
+            "cipher": tls.map(|t| t.cipher.clone()),
+            "verified": tls.is_some_and(|t| t.verified.is_ok()),
+            "policy": policy,
+            "policy_id": self.sts.as_ref().map(|p| p.id.clone()),
+        });
+        if let Some(p) = &self.sts {
+            out["mode"] = p.mode.as_str().into();
+        }
+        if let Some(Err(why)) = tls.map(|t| &t.verified) {
+            out["verify_error"] = why.clone().into();
+        }
+        if !self.failures.is_empty() {
+            out["failures"] = self.failures.clone().into();
+        }
+        if let Some(e) = &self.fetch_error {
+            out["policy_fetch_error"] = e.clone().into();
+        }
+        out
+    }
+}
+
+fn webpki() -> RootCertStore {
+    RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// The web PKI roots, plus every certificate in `tls_policy.ca_file`.
+fn roots(config: &TlsPolicyConfig) -> anyhow::Result<RootCertStore> {
+    let mut roots = webpki();
+    if let Some(path) = &config.ca_file {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("cannot read tls_policy.ca_file {}", path.display()))?
+        {
+            let cert = cert.with_context(|| {
+                format!(
+                    "tls_policy.ca_file {}: not PEM certificates",
+                    path.display()
+                )
+            })?;
+            roots
+                .add(cert)
+                .with_context(|| format!("tls_policy.ca_file {}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            anyhow::bail!("tls_policy.ca_file {} holds no certificate", path.display());
+        }
+    }
+    Ok(roots)
+}
+
+fn verifier(roots: Arc<RootCertStore>) -> Arc<dyn ServerCertVerifier> {
+    rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots,
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .expect("the roots make a verifier")
+}
