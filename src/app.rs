@@ -62,7 +62,10 @@ impl Application {
                 &config.dns,
                 config.delivery.smtp_timeout(),
             )?
-            .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone()))),
+            .with_pacer(Arc::new(RelayPacer::new(&config, redis.clone())))
+            .with_shaping(Arc::new(crate::delivery::direct::Shaping::new(
+                &config.shaping_map(),
+            ))),
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();

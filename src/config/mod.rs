@@ -23,6 +23,7 @@ mod retention;
 mod runner;
 mod scan;
 mod secret;
+mod shaping;
 mod smtp;
 mod tracking;
 mod typos;
@@ -55,6 +56,7 @@ pub use self::{
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, is_password_param, redact_url},
+    shaping::{DEFAULT_SHAPING, ShapingConfig},
     smtp::SmtpConfig,
     tracking::TrackingConfig,
     webhooks::WebhooksConfig,
@@ -111,6 +113,9 @@ pub struct Config {
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
     /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// Limits per destination site for direct delivery, over the built-in entries
+    /// (`Config::shaping_map`).
+    pub shaping: BTreeMap<String, ShapingConfig>,
     /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
     pub dkim: Vec<DkimKeyConfig>,
 }
@@ -154,6 +159,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
+            shaping: BTreeMap::new(),
             dkim: Vec::new(),
         }
     }
@@ -238,7 +244,13 @@ impl Config {
             relay.validate(name)?;
         }
         self.validate_direct_pools()?;
+        shaping::validate(&self.shaping)?;
         Ok(())
+    }
+
+    /// Every shaping entry in force: the built-in ones with `[shaping.NAME]` over them.
+    pub fn shaping_map(&self) -> BTreeMap<String, ShapingConfig> {
+        shaping::effective(&self.shaping)
     }
 
     /// The largest message the SMTP listener takes.
