@@ -290,14 +290,13 @@ impl RelayPacer {
             }
             None => None,
         };
-        let pause = pause.unwrap_or_else(|| {
+        pause.unwrap_or_else(|| {
             let now = now_us();
             let mut local = self.local.lock().expect("not poisoned");
             let state = local.schedules.entry(key).or_default();
             state.throttle(now);
             micros(state.pause - now)
-        });
-        pause
+        })
     }
 
     /// The lane's pacing as this process last saw it.
