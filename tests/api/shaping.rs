@@ -77,6 +77,42 @@ async fn site_when(
     .await
 }
 
+/// `path` of the console, as the operator signed in with a token (the sign-in form's
+/// double-submit value is the test's own).
+async fn console_page(app: &TestApp, path: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token = operator_token();
+    let r = http
+        .post(app.url("/console/sign-in"))
+        .header("cookie", "mg_console_sign_in=shaping-test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        // A JWT is URL-safe as it is.
+        .body(format!("csrf=shaping-test&token={token}"))
+        .send()
+        .await
+        .unwrap();
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("mg_console="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {r:?}"))
+        .to_string();
+    let r = http
+        .get(app.url(path))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
+}
+
 /// A site capped at 2 connections, fed by two mailgate instances on one database and one
 /// Redis that each want more: the MX never sees a third connection at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,6 +352,17 @@ async fn destinations_list_waiting_sites_for_the_operator_only() {
             .contains("4.7.650")
     );
     assert!(egress["throttles"].as_u64().unwrap() >= 1, "{egress}");
+
+    // The console's Destinations page shows the same to the operator.
+    let page = console_page(&app, "/console/destinations").await;
+    for part in [
+        "also.wait.test",
+        "mx.wait.test",
+        "4.7.650",
+        "451 4.2.1 mailbox busy",
+    ] {
+        assert!(page.contains(part), "{part} in {page}");
+    }
 
     // A key, even one with every scope, may not look.
     let r = app
