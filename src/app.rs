@@ -67,7 +67,10 @@ impl Application {
                 &config.tls_policy,
                 pool.clone(),
                 config.delivery.smtp_timeout(),
-            )?,
+            )?
+            .with_shaping(Arc::new(crate::delivery::direct::Shaping::new(
+                &config.shaping_map(),
+            ))),
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();

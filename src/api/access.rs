@@ -116,6 +116,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/projects", Operator),
     route("PATCH", "/v1/projects/{name}", Operator),
     route("GET", "/v1/relays", Operator),
+    route("GET", "/v1/destinations", Operator),
     route("GET", "/v1/inbound", Operator),
     // No key.
     route("GET", "/healthz", Open),

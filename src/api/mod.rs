@@ -4,6 +4,7 @@ pub mod access;
 pub mod api_keys;
 pub mod auth;
 pub mod compat;
+pub mod destinations;
 pub mod email_request;
 pub mod emails;
 pub mod error;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(inbound::router())
         .merge(relays::router())
+        .merge(destinations::router())
         .merge(api_keys::router())
         .merge(templates::router())
         .merge(webhooks::router())

@@ -9,8 +9,8 @@ use utoipa::{
 
 use super::{
     access::{self, Access},
-    api_keys, compat, emails, health, hold, inbound, projects, relays, suppressions, templates,
-    tracking, unsubscribe, webhooks,
+    api_keys, compat, destinations, emails, health, hold, inbound, projects, relays, suppressions,
+    templates, tracking, unsubscribe, webhooks,
 };
 use crate::domain::Scope;
 
@@ -39,6 +39,7 @@ use crate::domain::Scope;
         projects::update,
         inbound::list,
         relays::list,
+        destinations::list,
         templates::create,
         templates::list,
         templates::show,

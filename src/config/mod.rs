@@ -23,6 +23,7 @@ mod retention;
 mod runner;
 mod scan;
 mod secret;
+mod shaping;
 mod smtp;
 mod tls_policy;
 mod tracking;
@@ -56,6 +57,7 @@ pub use self::{
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, is_password_param, redact_url},
+    shaping::{DEFAULT_SHAPING, ShapingConfig},
     smtp::SmtpConfig,
     tls_policy::TlsPolicyConfig,
     tracking::TrackingConfig,
@@ -115,6 +117,9 @@ pub struct Config {
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
     /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// Limits per destination site for direct delivery, over the built-in entries
+    /// (`Config::shaping_map`).
+    pub shaping: BTreeMap<String, ShapingConfig>,
     /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
     pub dkim: Vec<DkimKeyConfig>,
 }
@@ -159,6 +164,7 @@ impl Default for Config {
             tls_policy: TlsPolicyConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
+            shaping: BTreeMap::new(),
             dkim: Vec::new(),
         }
     }
@@ -244,7 +250,13 @@ impl Config {
             relay.validate(name)?;
         }
         self.validate_direct_pools()?;
+        shaping::validate(&self.shaping)?;
         Ok(())
+    }
+
+    /// Every shaping entry in force: the built-in ones with `[shaping.NAME]` over them.
+    pub fn shaping_map(&self) -> BTreeMap<String, ShapingConfig> {
+        shaping::effective(&self.shaping)
     }
 
     /// The largest message the SMTP listener takes.

@@ -286,10 +286,22 @@ impl Deliverer {
             to: &to.address,
             intl: intl::Intl::of(from.as_ref().unwrap_or(&null_sender), &to, mime),
         };
-        let reply = direct.deliver(job, &envelope, mime).await;
-        match reply.status {
-            RecipientStatus::Deferred => self.retry_or_fail(job, reply),
-            _ => reply.into_outcome(job, None),
+        match direct.deliver(job, &envelope, mime).await {
+            direct::Delivery::Done(reply) => match reply.status {
+                RecipientStatus::Deferred => self.retry_or_fail(job, reply),
+                _ => reply.into_outcome(job, None),
+            },
+            // The site had no room or throttled: waiting is not an attempt, unless the
+            // recipient is out of time.
+            direct::Delivery::NotNow(not_now) if !self.too_old(job) => {
+                postpone(job, not_now.wait, not_now.why)
+            }
+            direct::Delivery::NotNow(not_now) => self.retry_or_fail(
+                job,
+                not_now
+                    .reply
+                    .unwrap_or_else(|| classify::Reply::transient(None, None, not_now.why, None)),
+            ),
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod console_sessions;
+pub mod destinations;
 pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;

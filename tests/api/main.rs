@@ -27,6 +27,7 @@ mod relays;
 mod scheduling;
 mod scopes;
 mod send;
+mod shaping;
 mod status;
 mod suppressions;
 mod templates;

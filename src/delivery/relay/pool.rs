@@ -161,7 +161,8 @@ impl Relay {
         );
         let deadline = tokio::time::Instant::now() + HORIZON;
         loop {
-            if let Some(slot) = self.pacer.acquire(&self.name, max, &holder).await {
+            let lane = crate::ratelimit::pace::Lane::Relay(&self.name);
+            if let Some(slot) = self.pacer.acquire(lane, max, &holder).await {
                 return Ok(Some(slot));
             }
             if tokio::time::Instant::now() >= deadline {
