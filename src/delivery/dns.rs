@@ -8,14 +8,19 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
+use futures_util::StreamExt;
 use hickory_resolver::{
-    TokioResolver,
-    config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig},
-    net::{DnsError, NetError, runtime::TokioRuntimeProvider},
-    proto::{
-        op::ResponseCode,
-        rr::{RData, RecordType},
+    NameServerPool, PoolContext, TlsConfig, TokioResolver,
+    config::{
+        ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+        ResolverOpts,
     },
+    net::{DnsError, DnsHandle, NetError, runtime::TokioRuntimeProvider},
+    proto::{
+        op::{DnsRequestOptions, Query, ResponseCode},
+        rr::{Name, RData, RecordType},
+    },
+    system_conf::read_system_conf,
 };
 use rand::seq::SliceRandom;
 use tokio::sync::Semaphore;
@@ -59,6 +64,8 @@ pub enum DnsFailure {
 
 pub struct Dns {
     resolver: TokioResolver,
+    /// The same nameservers, asked directly: for PTR lookups (see [`Dns::ptr_names`]).
+    nameservers: NameServerPool<TokioRuntimeProvider>,
     permits: Semaphore,
 }
 
@@ -68,8 +75,8 @@ impl Dns {
     pub fn build(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
         let servers = config.nameserver_addrs()?;
         let provider = TokioRuntimeProvider::default();
-        let mut builder = if servers.is_empty() {
-            TokioResolver::builder(provider)
+        let (resolver_config, mut opts) = if servers.is_empty() {
+            read_system_conf()
                 .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
         } else {
             let name_servers = servers
@@ -89,23 +96,32 @@ impl Dns {
                     )
                 })
                 .collect();
-            TokioResolver::builder_with_config(
+            (
                 ResolverConfig::from_name_servers(name_servers),
-                provider,
+                ResolverOpts::default(),
             )
         };
-        let opts = builder.options_mut();
         opts.timeout = Duration::from_millis(config.timeout_ms);
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         // MX targets are looked up as they are published, never from /etc/hosts or through
         // search domains.
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
+        let tls =
+            TlsConfig::new().map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        let nameservers = NameServerPool::from_config(
+            resolver_config.name_servers().to_vec(),
+            Arc::new(PoolContext::new(opts.clone(), tls)),
+            provider.clone(),
+        );
+        let mut builder = TokioResolver::builder_with_config(resolver_config, provider);
+        *builder.options_mut() = opts;
         let resolver = builder
             .build()
             .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
         Ok(Arc::new(Self {
             resolver,
+            nameservers,
             permits: Semaphore::new(MAX_LOOKUPS),
         }))
     }
@@ -211,6 +227,40 @@ impl Dns {
         }
     }
 
+    /// The names the PTR records of `ip` give, without the final dot; empty when it has
+    /// none. Asked of the nameservers themselves, uncached: the resolver answers every PTR
+    /// under 127.in-addr.arpa with `localhost` without asking (RFC 6761 §6.3), and what
+    /// matters here is what DNS publishes for the address.
+    pub async fn ptr_names(&self, ip: IpAddr) -> Result<Vec<String>, DnsFailure> {
+        let name = reverse_name(ip);
+        let failed =
+            |why: String| DnsFailure::Transient(format!("DNS lookup of PTR {name} failed: {why}"));
+        let query = Query::query(Name::from(ip), RecordType::PTR);
+        let answer = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            self.nameservers
+                .lookup(query, DnsRequestOptions::default())
+                .next()
+                .await
+        };
+        match answer {
+            Some(Ok(response)) => match response.metadata.response_code {
+                ResponseCode::NoError | ResponseCode::NXDomain => Ok(response
+                    .answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::PTR(ptr) => Some(ptr.0.to_ascii().trim_end_matches('.').to_string()),
+                        _ => None,
+                    })
+                    .collect()),
+                code => Err(failed(code.to_string())),
+            },
+            Some(Err(err)) if negative(&err).is_some() => Ok(Vec::new()),
+            Some(Err(err)) => Err(failed(err.to_string())),
+            None => Err(failed("no answer".into())),
+        }
+    }
+
     /// A and AAAA records of `host`; empty when it has none.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = format!("{}.", host.trim_end_matches('.'));
@@ -226,6 +276,24 @@ impl Dns {
                     "DNS lookup of {host} failed: {err}"
                 ))),
             },
+        }
+    }
+}
+
+/// The name a PTR record of `ip` is published under, with its final dot:
+/// `10.113.0.203.in-addr.arpa.`, or the 32 nibbles under `ip6.arpa.` (RFC 3596 §2.5).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(73);
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0x0f, byte >> 4));
+            }
+            name + "ip6.arpa."
         }
     }
 }
@@ -274,6 +342,19 @@ pub fn is_private(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_names_are_the_ones_ptr_records_live_under() {
+        assert_eq!(
+            reverse_name("203.0.113.10".parse().unwrap()),
+            "10.113.0.203.in-addr.arpa."
+        );
+        assert_eq!(
+            // RFC 3596 §2.5's own example.
+            reverse_name("4321:0:1:2:3:4:567:89ab".parse().unwrap()),
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa."
+        );
+    }
 
     #[test]
     fn private_ranges_are_private() {

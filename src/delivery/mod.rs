@@ -6,6 +6,7 @@ pub mod classify;
 pub mod direct;
 pub mod dkim;
 pub mod dns;
+pub mod egress;
 pub mod health;
 pub mod intl;
 pub mod relay;

@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server for tests, on a real UDP socket on loopback: mailgate's
-//! resolver (`dns.nameservers`) asks it for MX, A, AAAA and TXT records, and it answers from a
+//! resolver (`dns.nameservers`) asks it for MX, A, AAAA, TXT and PTR records, and it answers from a
 //! zone the test writes: records, NXDOMAIN, SERVFAIL, or NOERROR with nothing (a name that
 //! has records of another type). Every question is recorded, so a test can show what was
 //! (not) asked.
@@ -15,6 +15,7 @@ use std::{
 use tokio::{net::UdpSocket, task::JoinHandle};
 
 const TYPE_A: u16 = 1;
+const TYPE_PTR: u16 = 12;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SOA: u16 = 6;
@@ -25,6 +26,7 @@ enum Rr {
     Mx(u16, String),
     Addr(IpAddr),
     Txt(String),
+    Ptr(String),
 }
 
 #[derive(Default)]
@@ -87,6 +89,32 @@ impl TestDns {
         self
     }
 
+    /// A PTR record for `ip` (under `in-addr.arpa` or `ip6.arpa`) naming `host`.
+    pub fn ptr(&self, ip: &str, host: &str) -> &Self {
+        let name = match ip.parse::<IpAddr>().expect("an IP address") {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+            }
+            IpAddr::V6(v6) => {
+                let nibbles: Vec<String> = v6
+                    .octets()
+                    .iter()
+                    .rev()
+                    .flat_map(|b| [b & 0x0f, b >> 4])
+                    .map(|n| format!("{n:x}"))
+                    .collect();
+                format!("{}.ip6.arpa", nibbles.join("."))
+            }
+        };
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(name)
+            .or_default()
+            .push(Rr::Ptr(host.to_string()));
+        self
+    }
+
     /// Every question about `name` gets SERVFAIL.
     pub fn servfail(&self, name: &str) -> &Self {
         self.zone.lock().unwrap().servfail.push((norm(name), None));
@@ -123,6 +151,7 @@ impl TestDns {
                 TYPE_MX => "MX",
                 TYPE_AAAA => "AAAA",
                 TYPE_TXT => "TXT",
+                TYPE_PTR => "PTR",
                 _ => "other",
             })
             .collect()
@@ -189,6 +218,7 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                         Rr::Addr(IpAddr::V4(_)) => qtype == TYPE_A,
                         Rr::Addr(IpAddr::V6(_)) => qtype == TYPE_AAAA,
                         Rr::Txt(_) => qtype == TYPE_TXT,
+                        Rr::Ptr(_) => qtype == TYPE_PTR,
                     })
                     .cloned()
                     .collect(),
@@ -230,6 +260,7 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                 }
                 (TYPE_TXT, d)
             }
+            Rr::Ptr(host) => (TYPE_PTR, encode_name(&host)),
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
