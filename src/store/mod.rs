@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod console_sessions;
+pub mod domains;
 pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;

@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server for tests, on a real UDP socket on loopback: mailgate's
-//! resolver (`dns.nameservers`) asks it for MX, A and AAAA records, and it answers from a
+//! resolver (`dns.nameservers`) asks it for MX, A, AAAA, TXT and CNAME records, and it answers from a
 //! zone the test writes: records, NXDOMAIN, SERVFAIL, or NOERROR with nothing (a name that
 //! has records of another type). Every question is recorded, so a test can show what was
 //! (not) asked.
@@ -18,11 +18,15 @@ const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SOA: u16 = 6;
+const TYPE_TXT: u16 = 16;
+const TYPE_CNAME: u16 = 5;
 
 #[derive(Clone, Debug)]
 enum Rr {
     Mx(u16, String),
     Addr(IpAddr),
+    Txt(String),
+    Cname(String),
 }
 
 #[derive(Default)]
@@ -75,6 +79,46 @@ impl TestDns {
         self
     }
 
+    /// A TXT record for `name` (split into 255-byte strings as DNS carries long ones).
+    pub fn txt(&self, name: &str, value: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(norm(name))
+            .or_default()
+            .push(Rr::Txt(value.to_string()));
+        self
+    }
+
+    /// A CNAME record for `name`.
+    pub fn cname(&self, name: &str, target: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(norm(name))
+            .or_default()
+            .push(Rr::Cname(target.to_string()));
+        self
+    }
+
+    /// Removes every TXT record of `name` (the name stays, with its other records).
+    pub fn remove_txt(&self, name: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        if let Some(rrs) = zone.records.get_mut(&norm(name)) {
+            rrs.retain(|rr| !matches!(rr, Rr::Txt(_)));
+        }
+        self
+    }
+
+    /// Stops answering SERVFAIL for `name`.
+    pub fn heal(&self, name: &str) -> &Self {
+        let name = norm(name);
+        self.zone
+            .lock()
+            .unwrap()
+            .servfail
+            .retain(|(n, _)| *n != name);
+        self
+    }
+
     /// Every question about `name` gets SERVFAIL.
     pub fn servfail(&self, name: &str) -> &Self {
         self.zone.lock().unwrap().servfail.push((norm(name), None));
@@ -110,6 +154,8 @@ impl TestDns {
                 TYPE_A => "A",
                 TYPE_MX => "MX",
                 TYPE_AAAA => "AAAA",
+                TYPE_TXT => "TXT",
+                TYPE_CNAME => "CNAME",
                 _ => "other",
             })
             .collect()
@@ -175,6 +221,8 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                         Rr::Mx(..) => qtype == TYPE_MX,
                         Rr::Addr(IpAddr::V4(_)) => qtype == TYPE_A,
                         Rr::Addr(IpAddr::V6(_)) => qtype == TYPE_AAAA,
+                        Rr::Txt(_) => qtype == TYPE_TXT,
+                        Rr::Cname(_) => qtype == TYPE_CNAME,
                     })
                     .cloned()
                     .collect(),
@@ -207,6 +255,18 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
             }
             Rr::Addr(IpAddr::V4(v4)) => (TYPE_A, v4.octets().to_vec()),
             Rr::Addr(IpAddr::V6(v6)) => (TYPE_AAAA, v6.octets().to_vec()),
+            Rr::Txt(text) => {
+                let mut d = Vec::new();
+                for chunk in text.as_bytes().chunks(255) {
+                    d.push(chunk.len() as u8);
+                    d.extend_from_slice(chunk);
+                }
+                if text.is_empty() {
+                    d.push(0);
+                }
+                (TYPE_TXT, d)
+            }
+            Rr::Cname(target) => (TYPE_CNAME, encode_name(&target)),
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
