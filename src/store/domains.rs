@@ -292,6 +292,17 @@ async fn enqueue_event(
     Ok(())
 }
 
+/// Brings the domain's next check forward to `at` (a domain not checked in the background,
+/// not started or failed, stays so).
+pub async fn check_by(pool: &PgPool, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE domains SET next_check_at = least(next_check_at, $2) WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Claims up to `limit` domains whose check is due, pushing their next check `lease_secs`
 /// ahead so another instance does not take them meanwhile; the check then sets it.
 pub async fn claim_due(pool: &PgPool, limit: i64, lease_secs: i64) -> sqlx::Result<Vec<DomainRow>> {

@@ -323,6 +323,9 @@ pub async fn rotate(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResu
             "a rotation is under way: its key signs once its record is published and seen (POST …/verify checks now)",
         ));
     }
+    // Looked for soon, not at the verified domain's daily check.
+    let soon = Utc::now() + schedule(state).check_every;
+    store::check_by(&state.pool, row.id, soon).await?;
     view(state, row).await
 }
 

@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     super::shared::{answer, ignored_in},
@@ -219,11 +219,8 @@ pub async fn update(
 ) -> Response {
     let mut ignored = Vec::new();
     let updated = async {
-        let body: Value = if body.is_empty() {
-            json!({})
-        } else {
-            parse_json_object(&body)?
-        };
+        // A body is required, as Resend's SDKs always send one (an object, maybe empty).
+        let body: Value = parse_json_object(&body)?;
         ignored = ignored_in(&body, IGNORED);
         let id = domains::parse_id(&id)?;
         let d = domains::update(&state, key.project_id, id, None).await?;
