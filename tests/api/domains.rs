@@ -481,3 +481,56 @@ async fn mail_is_signed_with_the_domain_key_before_during_and_after_a_rotation()
     let plain = send("app@elsewhere.test", 5).await;
     assert!(signature_header(&plain).is_none());
 }
+
+/// `mailgate doctor` opens every domain's key with the server key and looks up its records;
+/// without MAILGATE_SECRET_KEY it fails, naming it.
+#[tokio::test]
+async fn doctor_checks_the_server_key_and_every_domains_records() {
+    let dns = TestDns::start().await;
+    let app = TestApp::builder()
+        .configure(|c| resolving_through(c, &dns))
+        .start()
+        .await;
+    let domain = create(&app, "shop.test").await;
+    publish(&dns, &domain);
+    let mut config = crate::support::app::test_config(&app.database_url);
+    resolving_through(&mut config, &dns);
+    let find = |checks: &[mailgate::doctor::Check], name: &str| {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.ok, c.warning, c.detail.clone()))
+            .unwrap_or_else(|| panic!("no {name} check in {checks:#?}"))
+    };
+    let checks = mailgate::doctor::run(&config).await;
+    let (ok, _, detail) = find(&checks, "domain keys");
+    assert!(ok, "{detail}");
+    let (ok, warning, detail) = find(&checks, "domain shop.test");
+    assert!(ok && !warning, "{detail}");
+    // A record gone: a warning that names it.
+    let dkim = record(&domain, "DKIM")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dns.remove_txt(&dkim);
+    let checks = mailgate::doctor::run(&config).await;
+    let (_, warning, detail) = find(&checks, "domain shop.test");
+    assert!(
+        warning && detail.contains(&dkim) && detail.contains("missing"),
+        "{detail}"
+    );
+    // No server key: the keys cannot be opened, and doctor fails saying so.
+    config.secret_key = None;
+    let checks = mailgate::doctor::run(&config).await;
+    let (ok, _, detail) = find(&checks, "domain keys");
+    assert!(!ok && detail.contains("MAILGATE_SECRET_KEY"), "{detail}");
+    // Another key: the keys do not open, and the key id they need is named.
+    config.secret_key = Some(
+        "another-key-another-key-another-key-another"
+            .to_string()
+            .into(),
+    );
+    let checks = mailgate::doctor::run(&config).await;
+    let (ok, _, detail) = find(&checks, "domain keys");
+    assert!(!ok && detail.contains("do not open"), "{detail}");
+}
