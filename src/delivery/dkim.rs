@@ -2,7 +2,12 @@
 //! signs those bytes for the From header's domain and prepends the `DKIM-Signature` header.
 //! Signing per attempt keeps the timestamp honest and costs about a millisecond.
 
-use std::{collections::HashMap, fmt, path::Path, sync::RwLock};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use anyhow::{Context, bail};
 use mail_auth::{
@@ -51,8 +56,12 @@ struct DomainKey {
 #[derive(Default)]
 pub struct DkimKeys {
     by_domain: HashMap<String, DomainKey>,
-    resources: RwLock<HashMap<Uuid, HashMap<String, DomainKey>>>,
+    resources: RwLock<ResourceKeys>,
 }
+
+/// Sending domains' signers by project and domain; shared, so a reload swaps the map whole
+/// and mail never waits for (or misses) a key while the new map is built.
+type ResourceKeys = HashMap<Uuid, HashMap<String, Arc<DomainKey>>>;
 
 /// A sending domain's signing key, in clear, as `set_resource_keys` takes it.
 pub struct ResourceKey {
@@ -126,21 +135,24 @@ impl DkimKeys {
     /// selector is kept as it is. A key that does not load is left out (logged): that
     /// domain's mail goes out as the configured keys sign it.
     pub fn set_resource_keys(&self, keys: Vec<ResourceKey>) {
-        let mut old = std::mem::take(&mut *self.resources.write().expect("not poisoned"));
-        let mut next: HashMap<Uuid, HashMap<String, DomainKey>> = HashMap::new();
+        let mut next = ResourceKeys::new();
         for k in keys {
-            let reuse = old
-                .get_mut(&k.project)
-                .and_then(|by| by.remove(&k.domain))
-                .filter(|d| d.selector == k.selector);
+            let reuse = self
+                .resources
+                .read()
+                .expect("not poisoned")
+                .get(&k.project)
+                .and_then(|by| by.get(&k.domain))
+                .filter(|d| d.selector == k.selector)
+                .cloned();
             let key = match reuse {
                 Some(key) => key,
                 None => match resource_signer(&k) {
-                    Ok(signer) => DomainKey {
+                    Ok(signer) => Arc::new(DomainKey {
                         selector: k.selector.clone(),
                         algorithm: DkimAlgorithm::RsaSha256,
                         signer,
-                    },
+                    }),
                     Err(err) => {
                         tracing::error!(domain = %k.domain, error = %format!("{err:#}"), "a sending domain's DKIM key does not load");
                         continue;
@@ -156,13 +168,21 @@ impl DkimKeys {
     /// project's sending domain that covers the From domain, else with a configured key;
     /// `None` when neither covers it.
     pub fn sign_for(&self, project: Uuid, mime: &[u8]) -> Option<Vec<u8>> {
-        {
-            let resources = self.resources.read().expect("not poisoned");
-            if let Some(domains) = resources.get(&project) {
-                let from = from_domain(mime)?;
-                if let Some(key) = nearest(domains, &from) {
-                    return sign_with(key, &from, mime);
-                }
+        let has_domains = self
+            .resources
+            .read()
+            .expect("not poisoned")
+            .contains_key(&project);
+        if has_domains {
+            let from = from_domain(mime)?;
+            let key = self
+                .resources
+                .read()
+                .expect("not poisoned")
+                .get(&project)
+                .and_then(|domains| nearest(domains, &from).cloned());
+            if let Some(key) = key {
+                return sign_with(&key, &from, mime);
             }
         }
         self.sign(mime)
@@ -193,7 +213,7 @@ impl DkimKeys {
 
 /// The domain's own key, else the nearest parent's: `news.example.com` mail signed
 /// `d=example.com` still aligns for DMARC in relaxed mode.
-fn nearest<'a>(keys: &'a HashMap<String, DomainKey>, domain: &str) -> Option<&'a DomainKey> {
+fn nearest<'a, K>(keys: &'a HashMap<String, K>, domain: &str) -> Option<&'a K> {
     let mut d = domain;
     loop {
         if let Some(k) = keys.get(d) {
