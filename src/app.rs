@@ -176,6 +176,7 @@ impl Application {
             config.http.max_schedule_days,
         )
         .with_max_request_rendered(config.http.max_request_bytes_rendered)
+        .with_required_sender_domains(config.domains.require_verified)
         .with_projects(projects.clone())
         .with_scanner(scanner.clone())
         .with_tracker(config.tracking.base().map(|base| {
@@ -194,6 +195,15 @@ impl Application {
             config.jwt_secret.clone(),
         )
         .with_trusted_proxies(TrustedProxies::new(config.http.trusted_proxies()?));
+        // Sending domains are checked without a cache: a record counts once it is published.
+        // A resolver that cannot be built (no resolv.conf) fails their checks, not the start.
+        let dns = match crate::delivery::dns::Dns::build_uncached(&config.dns) {
+            Ok(dns) => Some(dns),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "no DNS resolver: sending domains cannot be checked");
+                None
+            }
+        };
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -203,8 +213,14 @@ impl Application {
             gate,
             submissions,
             tokens,
+            dkim: dkim.clone(),
+            dns,
             drain: Default::default(),
         };
+        // Mail relayed from the start is signed with the verified domains' keys.
+        if let Err(err) = crate::service::domains::refresh_signing(&state).await {
+            tracing::warn!(error = %format!("{err:#}"), "sending domains' DKIM keys are not loaded");
+        }
         let smtp = if state.config.smtp.enabled {
             let mut listener = SmtpListener::bind(
                 &state.config,
@@ -377,6 +393,13 @@ impl Application {
         ));
         if let Some(smtp) = self.smtp {
             background.spawn(smtp.run(cancel.child_token()));
+        }
+        // Sending domains' checks run where the workers run.
+        if self.state.config.workers_enabled {
+            background.spawn(crate::service::domains::run(
+                self.state.clone(),
+                cancel.child_token(),
+            ));
         }
         if let Some(listener) = self.metrics {
             let router = api::metrics::router(self.state.pool.clone());

@@ -111,6 +111,14 @@ pub async fn run(config: &Config) -> Vec<Check> {
                     Err(e) => Err(e.to_string()),
                 },
             ));
+            // Sending domains: the server key opens their keys; their records are published.
+            for d in crate::service::domains::diagnose(config, &pool).await {
+                checks.push(if d.warning {
+                    Check::warning(d.name, d.result.unwrap_or_else(|e| e))
+                } else {
+                    Check::new(d.name, d.result)
+                });
+            }
         }
     }
 

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod compat;
 pub mod destinations;
+pub mod domains;
 pub mod email_request;
 pub mod emails;
 pub mod error;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(webhooks::router())
         .merge(suppressions::router())
+        .merge(domains::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             gate::layer::<gate::Native>,

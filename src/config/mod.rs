@@ -12,6 +12,7 @@ mod console;
 mod delivery;
 mod dkim;
 mod dns;
+mod domains;
 mod env;
 mod http;
 mod inbound;
@@ -47,6 +48,7 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     dns::DnsConfig,
+    domains::DomainsConfig,
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
     metrics::MetricsConfig,
@@ -122,6 +124,12 @@ pub struct Config {
     pub shaping: BTreeMap<String, ShapingConfig>,
     /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
     pub dkim: Vec<DkimKeyConfig>,
+    /// Seals secrets kept in the database (sending domains' DKIM keys): one key, or
+    /// `new,old` while rotating (`MAILGATE_SECRET_KEY`). Unset: no domain can be added.
+    #[serde(serialize_with = "ser_secret")]
+    pub secret_key: Option<SecretString>,
+    /// Sending domains (`/v1/domains`): their records, checks and the sending rule.
+    pub domains: DomainsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -166,6 +174,8 @@ impl Default for Config {
             pools: BTreeMap::new(),
             shaping: BTreeMap::new(),
             dkim: Vec::new(),
+            secret_key: None,
+            domains: DomainsConfig::default(),
         }
     }
 }
@@ -246,6 +256,11 @@ impl Config {
         self.dns.validate()?;
         self.tls_policy.validate()?;
         dkim::validate(&self.dkim)?;
+        self.domains.validate()?;
+        if let Some(key) = &self.secret_key {
+            use secrecy::ExposeSecret;
+            crate::secrets::SecretBox::new(key.expose_secret())?;
+        }
         for (name, relay) in &self.relays {
             relay.validate(name)?;
         }

@@ -73,6 +73,17 @@ impl Dns {
     /// A resolver for `config.nameservers` (UDP, then TCP for long answers), or the system's
     /// resolv.conf when none are given.
     pub fn build(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::build_with(config, false)
+    }
+
+    /// A resolver that keeps nothing: each question goes to the nameservers. Checking a
+    /// sending domain's records must see a record the moment it is published, not once a
+    /// cached "no such record" expires.
+    pub fn build_uncached(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::build_with(config, true)
+    }
+
+    fn build_with(config: &DnsConfig, uncached: bool) -> anyhow::Result<Arc<Self>> {
         let servers = config.nameserver_addrs()?;
         let provider = TokioRuntimeProvider::default();
         let (resolver_config, mut opts) = if servers.is_empty() {
@@ -107,6 +118,11 @@ impl Dns {
         // search domains.
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
+        if uncached {
+            opts.cache_size = 0;
+            opts.positive_max_ttl = Some(Duration::ZERO);
+            opts.negative_max_ttl = Some(Duration::ZERO);
+        }
         let tls =
             TlsConfig::new().map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
         let nameservers = NameServerPool::from_config(
@@ -294,6 +310,63 @@ pub fn reverse_name(ip: IpAddr) -> String {
                 name.push_str(&format!("{:x}.{:x}.", byte & 0x0f, byte >> 4));
             }
             name + "ip6.arpa."
+        }
+    }
+}
+
+/// What a name publishes of one record type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The records (TXT: each record's strings joined; CNAME: the target; MX: `pref host`).
+    Records(Vec<String>),
+    /// No such record (NXDOMAIN, or NOERROR with none of that type).
+    Nothing,
+}
+
+impl Dns {
+    /// The TXT, CNAME or MX records of `name`, as published; `Transient` when DNS did not
+    /// answer (timeout, SERVFAIL), which says nothing about the records.
+    pub async fn published(&self, name: &str, kind: RecordType) -> Result<Published, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let answer = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            self.resolver.lookup(fqdn.as_str(), kind).await
+        };
+        match answer {
+            Ok(lookup) => {
+                let records: Vec<String> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(txt) if kind == RecordType::TXT => Some(
+                            txt.txt_data
+                                .iter()
+                                .map(|part| String::from_utf8_lossy(part).into_owned())
+                                .collect::<String>(),
+                        ),
+                        RData::CNAME(target) if kind == RecordType::CNAME => {
+                            Some(target.0.to_ascii().trim_end_matches('.').to_string())
+                        }
+                        RData::MX(mx) if kind == RecordType::MX => Some(format!(
+                            "{} {}",
+                            mx.preference,
+                            mx.exchange.to_ascii().trim_end_matches('.')
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(if records.is_empty() {
+                    Published::Nothing
+                } else {
+                    Published::Records(records)
+                })
+            }
+            Err(err) => match negative(&err) {
+                Some(_) => Ok(Published::Nothing),
+                None => Err(DnsFailure::Transient(format!(
+                    "DNS lookup of {kind} {name} failed: {err}"
+                ))),
+            },
         }
     }
 }

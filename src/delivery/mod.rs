@@ -162,7 +162,7 @@ impl Deliverer {
         // no room in its rate or connections, a throttling reply) hands it to the next in the
         // pool; only when all have failed is the recipient deferred. When none failed but
         // none had room, it is not an attempt: the recipient waits for the soonest room.
-        let signed = self.dkim.sign(&job.mime);
+        let signed = self.dkim.sign_for(job.project_id, &job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
         let intl = intl::Intl::of(&from, &to, mime);
         // A relay that can never take this envelope (no SMTPUTF8) hands it on too; when no
@@ -276,7 +276,7 @@ impl Deliverer {
         let Ok(to) = EmailAddress::parse(&job.email).map(|a| a.to_envelope()) else {
             return invalid_envelope(job);
         };
-        let signed = self.dkim.sign(&job.mime);
+        let signed = self.dkim.sign_for(job.project_id, &job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
         let null_sender = crate::domain::EnvelopeAddress {
             address: String::new(),

@@ -12,11 +12,13 @@
 //!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`, `destinations`
 //!   (where waiting mail is headed); `tracking`, the
 //!   anonymous opens and clicks of tracked mail and what they may cost; `unsubscribe`, the
-//!   anonymous one-click unsubscribe (RFC 8058).
+//!   anonymous one-click unsubscribe (RFC 8058); `domains`, sending domains (records,
+//!   checks, DKIM keys).
 //! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
 pub mod client_addr;
 pub mod destinations;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod gate;

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod console_sessions;
 pub mod destinations;
+pub mod domains;
 pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;

@@ -10,6 +10,7 @@ mod delivery;
 mod direct;
 mod dkim;
 mod docs;
+mod domains;
 mod grants;
 mod group_commit;
 mod idempotency;
