@@ -222,7 +222,7 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
     let done = queue::complete(&app.pool, a, &[delivered(stale), delivered(kept)])
         .await
         .unwrap();
-    assert_eq!(done, 1, "one message changed");
+    assert_eq!(done.messages, 1, "one message changed");
     let kept_now = app.get_email(&kept_id).await;
     assert_eq!(kept_now.recipients[0].status, "delivered", "{kept_now}");
     let stale_now = app.get_email(&stale_id).await;
@@ -238,4 +238,53 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
     let stale_now = app.get_email(&stale_id).await;
     assert_eq!(stale_now.recipients[0].status, "delivered");
     assert_eq!(stale_now.recipients[0].attempts, 2);
+}
+
+/// Recording outcomes says whether webhook deliveries came of them, so the webhook runner is
+/// woken only then: not for a project without endpoints, nor for events no endpoint wants.
+#[tokio::test]
+async fn recording_outcomes_wakes_webhooks_only_when_an_endpoint_wants_the_events() {
+    use mailgate::queue::mail as queue;
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.workers_enabled = false;
+    config.webhooks.allow_private_targets = true;
+    let app = TestApp::builder().config(config).start().await;
+    let owner = uuid::Uuid::now_v7();
+    let deliver_one = async |to: &str| {
+        app.send_ok(&json!({"from": "a@example.com", "to": to, "subject": "s", "text": "t"}))
+            .await;
+        let jobs = queue::claim(&app.pool, owner, 10, 60.0).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        queue::complete(&app.pool, owner, &[delivered(&jobs[0])])
+            .await
+            .unwrap()
+    };
+    let pending = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'email.delivered'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+
+    let done = deliver_one("none@example.com").await;
+    assert_eq!(
+        (done.messages, done.webhooks),
+        (1, false),
+        "no endpoint at all"
+    );
+
+    app.create_webhook(&json!({"url": "http://127.35.0.1:9/hook", "events": ["email.bounced"]}))
+        .await;
+    let done = deliver_one("other@example.com").await;
+    assert!(!done.webhooks, "the only endpoint wants bounces alone");
+    assert_eq!(pending().await, 0);
+
+    app.create_webhook(&json!({"url": "http://127.35.0.1:9/hook2", "events": ["email.delivered"]}))
+        .await;
+    let done = deliver_one("wanted@example.com").await;
+    assert!(done.webhooks, "an endpoint wants email.delivered");
+    assert_eq!(pending().await, 1);
 }
