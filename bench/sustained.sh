@@ -38,7 +38,9 @@
 # Usage: bench/sustained.sh [messages, default 10000] [mailgate rounds, default 1]
 # Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench tls" picks rows (add
 #      before17 for a row with issue 17's changes undone: bench/issue17_before.sql);
-#      OUT=dir keeps the raw output (default /tmp/mailgate-sustained).
+#      OUT=dir keeps the raw output (default /tmp/mailgate-sustained);
+#      OTHER_BIN=path (another build, e.g. main's release binary) adds A/B rows: each
+#      `defaults` and `tls` row is run again with it right after, in the same round.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-10000}
@@ -390,6 +392,10 @@ for round in $(seq 1 "$ROUNDS"); do
 		fi
 		mg_stop
 	fi
+	if has_row defaults && [ -n "${OTHER_BIN:-}" ]; then
+		BIN=$OTHER_BIN mg_row other_defaults "$round"
+		mg_stop
+	fi
 	if has_row before17; then
 		# Issue 17's changes undone, side by side: the old relay pool and schema.
 		PRE_SQL=bench/issue17_before.sql mg_row before17 "$round" MAILGATE_RELAYS__DEFAULT__POOL_SIZE=8
@@ -419,11 +425,11 @@ if has_row prefilled; then
 	mg_stop
 fi
 
-# tls_row MODE ROUND: accept only (workers off), N sends over $CONNS connections, the
+# tls_row MODE ROUND [LABEL]: accept only (workers off), N sends over $CONNS connections, the
 # database URL with sslmode=MODE; CPU per request by process over the timed window.
 tls_row() {
-	local mode=$1 round=$2 db out secs
-	db=mg_tls_${mode}_$round
+	local mode=$1 round=$2 label=${3:-} db out secs
+	db=mg_tls${label:+_other}_${mode}_$round
 	mg_db "$db" "$mode"
 	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" MAILGATE_WORKERS_ENABLED=false
 	local tls
@@ -433,8 +439,8 @@ tls_row() {
 	out=$(loadgen --count "$N")
 	cpu_snap "$OUT/cpu1"
 	secs=$(python3 -c "print($(field end "$out") - $(field start "$out"))")
-	TLS_RATE[$mode]=$(python3 -c "print(f'{$N / $secs:.0f}')")
-	row "tls: accept only, sslmode=$mode (round $round): ${TLS_RATE[$mode]} accepts/s, p50 $(field p50 "$out") ms, p99 $(field p99 "$out") ms, failed $(field failed "$out"); mailgate's connections with TLS: $tls; $(python3 - "$OUT/cpu0" "$OUT/cpu1" "$N" <<'PY'
+	TLS_RATE[$label$mode]=$(python3 -c "print(f'{$N / $secs:.0f}')")
+	row "tls${label:+ ($label)}: accept only, sslmode=$mode (round $round): ${TLS_RATE[$label$mode]} accepts/s, p50 $(field p50 "$out") ms, p99 $(field p99 "$out") ms, failed $(field failed "$out"); mailgate's connections with TLS: $tls; $(python3 - "$OUT/cpu0" "$OUT/cpu1" "$N" <<'PY'
 import json, os, sys
 a, b, n = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
 ms = lambda t: t / os.sysconf("SC_CLK_TCK") * 1000 / n
@@ -450,6 +456,11 @@ if has_row tls; then
 		tls_row disable "$round"
 		tls_row require "$round"
 		row "tls (round $round): accepts with TLS to Postgres ÷ without: $(python3 -c "print(f'{${TLS_RATE[require]} / ${TLS_RATE[disable]}:.2f}')") (target ≥ 0.90)"
+		if [ -n "${OTHER_BIN:-}" ]; then
+			BIN=$OTHER_BIN tls_row disable "$round" other
+			BIN=$OTHER_BIN tls_row require "$round" other
+			row "tls (other, round $round): accepts with TLS to Postgres ÷ without: $(python3 -c "print(f'{${TLS_RATE[otherrequire]} / ${TLS_RATE[otherdisable]}:.2f}')")"
+		fi
 	done
 fi
 
