@@ -29,6 +29,7 @@ mod scheduling;
 mod scopes;
 mod send;
 mod shaping;
+mod sockets;
 mod status;
 mod suppressions;
 mod templates;
