@@ -123,7 +123,7 @@ pub async fn claim(
     sqlx::query_as(
         r#"
         WITH due AS (
-            SELECT id FROM recipients
+            SELECT message_id, id FROM recipients
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
@@ -132,13 +132,16 @@ pub async fn claim(
             UPDATE recipients r
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
-            FROM due WHERE r.id = due.id
+            -- The whole primary key: one probe in the message's day partition.
+            FROM due WHERE r.message_id = due.message_id AND r.id = due.id
             RETURNING r.id, r.message_id, r.email, r.attempts
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
+        -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
+        ORDER BY c.id
         "#,
     )
     .bind(limit)

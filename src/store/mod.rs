@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod inbound;
 pub mod messages;
 pub mod overview;
+pub mod partitions;
 pub mod projects;
 pub mod server_keys;
 pub mod suppressions;

@@ -20,6 +20,7 @@ mod listing;
 mod logging;
 mod metrics;
 mod operations;
+mod partitions;
 mod provider_routes;
 mod ratelimit;
 mod redaction;
