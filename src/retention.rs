@@ -65,6 +65,22 @@ pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result
             break;
         }
     }
+    // Bodies may go sooner than the rest (`retention.body_days`).
+    let body_days = config.body_days.unwrap_or(config.days);
+    let mut bodies_deleted = 0;
+    loop {
+        let n = messages::purge_bodies(pool, body_days as f64 * 86400.0, config.batch).await?;
+        bodies_deleted += n;
+        if n < config.batch as u64 {
+            break;
+        }
+    }
+    if bodies_deleted > 0 {
+        tracing::info!(
+            bodies = bodies_deleted,
+            "retention: deleted the MIME of old messages"
+        );
+    }
     let mut keys_deleted = 0;
     loop {
         let n = idempotency::purge(pool, config.idempotency_hours, config.batch).await?;

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod batch;
+mod body_retention;
 mod charging;
 mod delivery;
 mod direct;
