@@ -51,61 +51,51 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     Ok(expired)
 }
 
+/// Runs `step` (one batch of at most `batch` rows) until a batch comes back short; returns
+/// the rows in all.
+async fn in_batches<F: Future<Output = sqlx::Result<u64>>>(
+    batch: i64,
+    mut step: impl FnMut() -> F,
+) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = step().await?;
+        total += n;
+        if n < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// One full pass; returns (messages, idempotency keys) deleted row by row (whole days dropped
 /// as partitions are logged, not counted).
 pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
-    maintain_partitions(pool, config.days).await?;
+    let (days, batch) = (config.days, config.batch);
+    maintain_partitions(pool, days).await?;
     // What the partitions did not take: messages whose day is still open or still had mail
     // waiting, and those in the default partition.
-    let mut messages_deleted = 0;
-    loop {
-        let n = messages::purge_finished(pool, config.days as f64 * 86400.0, config.batch).await?;
-        messages_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
+    let messages_deleted = in_batches(batch, || {
+        messages::purge_finished(pool, days as f64 * 86400.0, batch)
+    })
+    .await?;
     // Bodies may go sooner than the rest (`retention.body_days`).
-    let body_days = config.body_days.unwrap_or(config.days);
-    let mut bodies_deleted = 0;
-    loop {
-        let n = messages::purge_bodies(pool, body_days as f64 * 86400.0, config.batch).await?;
-        bodies_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
+    let body_secs = config.body_days.unwrap_or(days) as f64 * 86400.0;
+    let bodies_deleted =
+        in_batches(batch, || messages::purge_bodies(pool, body_secs, batch)).await?;
+    let keys_deleted = in_batches(batch, || {
+        idempotency::purge(pool, config.idempotency_hours, batch)
+    })
+    .await?;
+    // Webhook deliveries follow the messages they report on.
+    let deliveries_deleted =
+        in_batches(batch, || webhooks::purge_finished(pool, days, batch)).await?;
+    // The inbound log (processed bounces, complaints, received mail) is kept as long.
+    let inbound_deleted = in_batches(batch, || inbound::purge_processed(pool, days, batch)).await?;
     if bodies_deleted > 0 {
         tracing::info!(
             bodies = bodies_deleted,
             "retention: deleted the MIME of old messages"
         );
-    }
-    let mut keys_deleted = 0;
-    loop {
-        let n = idempotency::purge(pool, config.idempotency_hours, config.batch).await?;
-        keys_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
-    // Webhook deliveries follow the messages they report on.
-    let mut deliveries_deleted = 0;
-    loop {
-        let n = webhooks::purge_finished(pool, config.days, config.batch).await?;
-        deliveries_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
-    // The inbound log (processed bounces, complaints, received mail) is kept as long.
-    let mut inbound_deleted = 0;
-    loop {
-        let n = inbound::purge_processed(pool, config.days, config.batch).await?;
-        inbound_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
     }
     if inbound_deleted > 0 {
         tracing::info!(
