@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     delivery::{Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
     inbound::{Domains, InboundQueue, InboundRunner, Inbox, Processor},
-    queue::{mail::MailQueue, wake::Wakers},
+    queue::{holder::Holder, mail::MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
@@ -43,6 +43,8 @@ pub struct Application {
     inbound_runner: Option<InboundRunner>,
     scanner: Option<Arc<Scanner>>,
     dkim: Arc<DkimKeys>,
+    /// This process as the holder of its runners' leases (when workers are on).
+    holder: Option<Holder>,
 }
 
 impl Application {
@@ -98,6 +100,33 @@ impl Application {
         } else {
             None
         };
+        // Every lease this process takes names it, so others take its work back as soon
+        // as it stops beating (`queue::holder`).
+        let holder = if config.workers_enabled {
+            let mut listeners = Vec::new();
+            if config.api_enabled {
+                listeners.push(("http", config.http_addr));
+            }
+            if config.smtp.enabled {
+                listeners.push(("smtp", config.smtp_addr));
+            }
+            if let Some(addr) = config.inbound.addr {
+                listeners.push(("inbound", addr));
+            }
+            if config.metrics.enabled {
+                listeners.push(("metrics", config.metrics.addr));
+            }
+            let identity = crate::queue::holder::identity(&listeners);
+            Some(
+                Holder::register(&pool, identity.as_deref())
+                    .await
+                    .context("cannot register this process as a lease holder")?,
+            )
+        } else {
+            None
+        };
+        // (Runners exist only with workers on, so only with a holder.)
+        let owner = holder.as_ref().map_or_else(uuid::Uuid::now_v7, Holder::id);
         let delivery = config.workers_enabled.then(|| {
             DeliveryRunner::new(
                 MailQueue::new(pool.clone(), waker.webhooks.clone()),
@@ -110,15 +139,19 @@ impl Application {
                 waker.mail.clone(),
                 config.delivery.runner.clone(),
             )
+            .held_by(owner)
         });
         // Webhooks get their own runner and slots, so endpoints never slow mail down.
         let webhooks = if config.workers_enabled && config.webhooks.workers_enabled {
-            Some(webhooks::WebhookRunner::new(
-                webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
-                webhooks::Sender::new(config.webhooks.clone())?,
-                waker.webhooks.clone(),
-                config.webhooks.runner.clone(),
-            ))
+            Some(
+                webhooks::WebhookRunner::new(
+                    webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
+                    webhooks::Sender::new(config.webhooks.clone())?,
+                    waker.webhooks.clone(),
+                    config.webhooks.runner.clone(),
+                )
+                .held_by(owner),
+            )
         } else {
             None
         };
@@ -135,6 +168,7 @@ impl Application {
                 waker.inbound.clone(),
                 config.inbound.runner.clone(),
             )
+            .held_by(owner)
         });
         let inbound = match config.inbound.addr {
             Some(_) => Some(
@@ -228,6 +262,7 @@ impl Application {
             inbound_runner,
             scanner,
             dkim,
+            holder,
         })
     }
 
@@ -385,6 +420,12 @@ impl Application {
         if let Some(inbound) = self.inbound {
             background.spawn(inbound.run(cancel.child_token()));
         }
+        // The holder beats until the runners have finished or handed back their work.
+        let holder_stop = CancellationToken::new();
+        let mut holder = JoinSet::new();
+        if let Some(h) = self.holder {
+            holder.spawn(h.run(self.state.pool.clone(), holder_stop.clone()));
+        }
         let mut workers = JoinSet::new();
         if let Some(runner) = self.delivery {
             workers.spawn(runner.run(cancel.child_token()));
@@ -429,6 +470,8 @@ impl Application {
         while let Some(result) = workers.join_next().await {
             result.context("a queue runner panicked")?;
         }
+        holder_stop.cancel();
+        while holder.join_next().await.is_some() {}
         while background.join_next().await.is_some() {}
         Ok(())
     }

@@ -61,7 +61,9 @@ impl LeasedQueue for MailQueue {
         let (later, done): (Vec<Outcome>, Vec<Outcome>) =
             outcomes.iter().cloned().partition(|o| o.postponed);
         postpone(&self.pool, owner, &later).await?;
-        if complete(&self.pool, owner, &done).await? > 0 {
+        // Only when an endpoint wants one of these events: a woken runner that finds nothing
+        // costs a claim statement, and most projects have no endpoint.
+        if complete(&self.pool, owner, &done).await?.webhooks {
             self.webhooks.wake();
         }
         Ok(())
@@ -151,11 +153,21 @@ pub async fn claim(
     .await
 }
 
+/// What recording a batch of outcomes changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// Messages with a recipient recorded (outcomes of lost leases are not).
+    pub messages: u64,
+    /// Whether an enabled endpoint of a message's project wants one of the recorded events,
+    /// so webhook deliveries were enqueued with them.
+    pub webhooks: bool,
+}
+
 /// Records a batch of outcomes: recipient rows, events, suppressions for bounces and the
 /// messages' summary status, in one transaction.
-pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<Completed> {
     if outcomes.is_empty() {
-        return Ok(0);
+        return Ok(Completed::default());
     }
     let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
@@ -175,7 +187,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     let data: Vec<Option<&serde_json::Value>> = outcomes.iter().map(|o| o.data.as_ref()).collect();
 
     let mut tx = pool.begin().await?;
-    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+    let recorded: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         WITH input AS (
             SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
@@ -217,7 +229,15 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             WHERE u.status = 'bounced' AND u.code IS NOT NULL
             ON CONFLICT DO NOTHING
         )
-        SELECT DISTINCT message_id FROM upd
+        -- Per message: whether an endpoint takes one of its events (as the webhook trigger
+        -- on `events` matches them).
+        SELECT u.message_id,
+               bool_or(EXISTS (SELECT 1 FROM webhook_endpoints w
+                               WHERE w.project_id = m.project_id AND w.enabled
+                                 AND (w.event_types IS NULL
+                                      OR 'email.' || u.status = ANY (w.event_types))))
+        FROM upd u JOIN messages m ON m.id = u.message_id
+        GROUP BY u.message_id
         "#,
     )
     .bind(owner)
@@ -233,9 +253,13 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     .bind(&data)
     .fetch_all(&mut *tx)
     .await?;
+    let message_ids: Vec<Uuid> = recorded.iter().map(|(id, _)| *id).collect();
     refresh_status(&mut tx, &message_ids).await?;
     tx.commit().await?;
-    Ok(message_ids.len() as u64)
+    Ok(Completed {
+        messages: message_ids.len() as u64,
+        webhooks: recorded.iter().any(|(_, hooked)| *hooked),
+    })
 }
 
 /// Puts back recipients whose relay had no room, due again at their `next_attempt_at`; like

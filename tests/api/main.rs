@@ -29,6 +29,7 @@ mod relays;
 mod scheduling;
 mod scopes;
 mod send;
+mod sockets;
 mod status;
 mod suppressions;
 mod templates;

@@ -43,6 +43,8 @@ pub(super) struct Pooled {
     pub(super) conn: AsyncSmtpConnection,
     pub(super) slot: Option<Slot>,
     pub(super) renewed: std::time::Instant,
+    /// When it was last checked in; a fresh connection has never been idle.
+    pub(super) idle_since: Option<std::time::Instant>,
 }
 
 /// A relay's limits and its back-off, for `/v1/relays`.
