@@ -125,7 +125,7 @@ pub async fn claim(
     sqlx::query_as(
         r#"
         WITH due AS (
-            SELECT id FROM recipients
+            SELECT message_id, id FROM recipients
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
@@ -134,13 +134,16 @@ pub async fn claim(
             UPDATE recipients r
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
-            FROM due WHERE r.id = due.id
+            -- The whole primary key: one probe in the message's day partition.
+            FROM due WHERE r.message_id = due.message_id AND r.id = due.id
             RETURNING r.id, r.message_id, r.email, r.attempts
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
+        -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
+        ORDER BY c.id
         "#,
     )
     .bind(limit)
@@ -195,9 +198,9 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             -- fence is checked here, not in the UPDATE below: there the planner would estimate
             -- it from statistics taken while the rows were still queued (about one row) and
             -- scan the whole table once per outcome, quadratic on a large backlog.
-            SELECT i.* FROM input i
+            SELECT i.*, held.message_id FROM input i
             CROSS JOIN LATERAL (
-                SELECT 1 FROM recipients r0
+                SELECT r0.message_id FROM recipients r0
                 WHERE r0.id = i.id AND r0.attempts = i.attempt AND r0.lease_owner = $1
                   AND r0.status IN ('sending', 'deferred')
                 FOR UPDATE OF r0
@@ -208,8 +211,9 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             SET status = i.status, next_attempt_at = coalesce(i.next_at, r.next_attempt_at),
                 lease_owner = NULL, lease_until = NULL, smtp_code = i.code, enhanced_code = i.enhanced,
                 smtp_response = i.response, relay_host = i.host, updated_at = now()
+            -- The whole primary key: one probe in the message's day partition, not one per day.
             FROM fenced i
-            WHERE r.id = i.id
+            WHERE r.message_id = i.message_id AND r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
                       i.host, i.detail, i.data
         ), ev AS (

@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod messages;
 pub mod mta_sts;
 pub mod overview;
+pub mod partitions;
 pub mod projects;
 pub mod server_keys;
 pub mod suppressions;

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod batch;
+mod body_retention;
 mod charging;
 mod delivery;
 mod direct;
@@ -21,6 +22,7 @@ mod listing;
 mod logging;
 mod metrics;
 mod operations;
+mod partitions;
 mod provider_routes;
 mod ratelimit;
 mod redaction;
