@@ -93,6 +93,11 @@ pub struct Job {
     pub accepted_at: DateTime<Utc>,
     /// The project's own bounce domain for VERP return paths, if it has one.
     pub bounce_domain: Option<String>,
+    /// How many recipients of this claim (this one included) belong to the same message and
+    /// recipient domain: direct delivery gathers them into one transaction, and waits for
+    /// no one when this is 1.
+    #[sqlx(skip)]
+    pub together: u32,
 }
 
 /// What one attempt came to, for one recipient.
@@ -151,6 +156,25 @@ pub async fn claim(
     .bind(lease_secs)
     .fetch_all(pool)
     .await
+    .map(count_together)
+}
+
+/// Sets each job's [`Job::together`]: the claimed recipients of its message at its domain.
+fn count_together(mut jobs: Vec<Job>) -> Vec<Job> {
+    let domain = |job: &Job| {
+        job.email
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let mut counts: std::collections::HashMap<(Uuid, String), u32> = Default::default();
+    for job in &jobs {
+        *counts.entry((job.message_id, domain(job))).or_default() += 1;
+    }
+    for job in &mut jobs {
+        job.together = counts[&(job.message_id, domain(job))];
+    }
+    jobs
 }
 
 /// What recording a batch of outcomes changed.

@@ -1,7 +1,8 @@
 //! Recipients of one message at one domain, gathered into one SMTP transaction. The queue
 //! hands out recipients one by one, and a claimed batch runs them at once: the first one of
-//! a (message, domain, sender) becomes the leader, waits [`GATHER`] for the others to join,
-//! and delivers for all of them; each member gets its own recipient's reply.
+//! a (message, domain, sender) becomes the leader, waits (at most [`GATHER`]) for the others
+//! claimed with it to join, and delivers for all of them; each member gets its own
+//! recipient's reply. A recipient claimed alone skips all this (`Job::together`).
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
@@ -73,6 +74,16 @@ pub(super) struct Lead<'a> {
 }
 
 impl Lead<'_> {
+    /// How many have joined so far, the leader included.
+    pub(super) fn joined(&self) -> usize {
+        self.batches
+            .open
+            .lock()
+            .expect("not poisoned")
+            .get(&self.key)
+            .map_or(0, Vec::len)
+    }
+
     pub(super) fn take(mut self) -> Vec<Member> {
         self.taken = true;
         self.batches

@@ -176,9 +176,23 @@ impl Direct {
             envelope.from.to_string(),
             envelope.intl.recipient,
         );
+        if job.together <= 1 {
+            // No other recipient of this message at this domain was claimed with it: nobody
+            // to wait for.
+            self.send_to_members(&domain, envelope, mime, vec![member])
+                .await;
+            return rx.await.unwrap_or_else(|_| cancelled());
+        }
         match self.batches.join(key, member) {
             (Joined::Leader(lead), _) => {
-                tokio::time::sleep(batch::GATHER).await;
+                // Until every recipient claimed with it has joined, or GATHER has passed
+                // (some may be waiting for a delivery slot).
+                let deadline = tokio::time::Instant::now() + batch::GATHER;
+                while lead.joined() < job.together as usize
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
                 let members = lead.take();
                 self.send_to_members(&domain, envelope, mime, members).await;
             }
@@ -188,14 +202,7 @@ impl Direct {
             }
             _ => {}
         }
-        rx.await.unwrap_or_else(|_| {
-            Delivery::Done(Reply::transient(
-                None,
-                None,
-                "the delivery of this recipient's batch was cancelled".into(),
-                None,
-            ))
-        })
+        rx.await.unwrap_or_else(|_| cancelled())
     }
 
     async fn send_to_members(
@@ -571,4 +578,14 @@ fn hostname() -> String {
 /// Whether `ip` is an address of this host (egress addresses must be).
 fn can_bind(ip: IpAddr) -> bool {
     std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// What a recipient gets when the delivery of its batch was dropped before answering.
+fn cancelled() -> Delivery {
+    Delivery::Done(Reply::transient(
+        None,
+        None,
+        "the delivery of this recipient's batch was cancelled".into(),
+        None,
+    ))
 }
