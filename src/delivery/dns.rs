@@ -4,7 +4,8 @@
 //! for a null MX (`0 .`) or a domain that does not exist; "try later" when DNS fails.
 //!
 //! One resolver serves every delivery: its cache keeps answers for their TTL (negative ones
-//! too), and a semaphore bounds the lookups in flight.
+//! too), and a semaphore bounds the lookups in flight. A second one validates DNSSEC, for
+//! DANE's lookups only ([`Dns::secure`]).
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -13,6 +14,7 @@ use hickory_resolver::{
     config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig},
     net::{DnsError, NetError, runtime::TokioRuntimeProvider},
     proto::{
+        dnssec::{Proof, TrustAnchors},
         op::ResponseCode,
         rr::{RData, RecordType},
     },
@@ -57,8 +59,24 @@ pub enum DnsFailure {
     Transient(String),
 }
 
+/// What DNSSEC says about an answer (RFC 4035 §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secured<T> {
+    /// Signed, and the chain of trust from a trust anchor verified.
+    Secure(T),
+    /// Unsigned (or undeterminable): the answer proves nothing.
+    Insecure,
+    /// Signed, but the signatures or the chain do not verify: an attack or a broken zone.
+    Bogus(String),
+}
+
 pub struct Dns {
     resolver: TokioResolver,
+    /// The same nameservers, validating DNSSEC from the root's keys or `dns.trust_anchors`.
+    /// Separate because only DANE needs to know: routing keeps using the plain resolver, so a
+    /// domain whose DNSSEC is broken (or a nameserver that strips signatures) still gets its
+    /// mail, through MTA-STS or opportunistic TLS, as before DANE.
+    validating: TokioResolver,
     permits: Semaphore,
 }
 
@@ -66,46 +84,14 @@ impl Dns {
     /// A resolver for `config.nameservers` (UDP, then TCP for long answers), or the system's
     /// resolv.conf when none are given.
     pub fn build(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
-        let servers = config.nameserver_addrs()?;
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if servers.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
-        } else {
-            let name_servers = servers
-                .iter()
-                .map(|addr| {
-                    let connection = |mut c: ConnectionConfig| {
-                        c.port = addr.port();
-                        c
-                    };
-                    NameServerConfig::new(
-                        addr.ip(),
-                        true,
-                        vec![
-                            connection(ConnectionConfig::udp()),
-                            connection(ConnectionConfig::tcp()),
-                        ],
-                    )
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(name_servers),
-                provider,
-            )
+        let anchors = match &config.trust_anchors {
+            Some(path) => TrustAnchors::from_file(path)
+                .map_err(|e| anyhow::anyhow!("dns.trust_anchors {}: {e}", path.display()))?,
+            None => TrustAnchors::default(),
         };
-        let opts = builder.options_mut();
-        opts.timeout = Duration::from_millis(config.timeout_ms);
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        // MX targets are looked up as they are published, never from /etc/hosts or through
-        // search domains.
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ndots = 0;
-        let resolver = builder
-            .build()
-            .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
         Ok(Arc::new(Self {
-            resolver,
+            resolver: resolver(config, None)?,
+            validating: resolver(config, Some(Arc::new(anchors)))?,
             permits: Semaphore::new(MAX_LOOKUPS),
         }))
     }
@@ -211,6 +197,53 @@ impl Dns {
         }
     }
 
+    /// The records of `rtype` at `name` through the validating resolver, and whether DNSSEC
+    /// proves them. `Secure(empty)` when the name has none and the denial is signed;
+    /// `Insecure` when it has none and nothing proves it.
+    pub async fn secure(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Secured<Vec<RData>>, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let _permit = self.permits.acquire().await.expect("never closed");
+        match self.validating.lookup(fqdn.as_str(), rtype).await {
+            Ok(lookup) => {
+                let records: Vec<_> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .collect();
+                if records.iter().any(|r| r.proof == Proof::Bogus) {
+                    return Ok(Secured::Bogus(format!(
+                        "the DNSSEC signatures of {rtype} {name} do not verify"
+                    )));
+                }
+                if records.is_empty() || records.iter().any(|r| r.proof != Proof::Secure) {
+                    return Ok(Secured::Insecure);
+                }
+                Ok(Secured::Secure(
+                    records.into_iter().map(|r| r.data.clone()).collect(),
+                ))
+            }
+            Err(NetError::Dns(DnsError::Nsec { proof, .. })) => Ok(match proof {
+                Proof::Bogus => Secured::Bogus(format!(
+                    "the DNSSEC denial of {rtype} {name} does not verify"
+                )),
+                Proof::Secure => Secured::Secure(Vec::new()),
+                _ => Secured::Insecure,
+            }),
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Ok(Secured::Bogus(format!(
+                "DNSSEC validation of {rtype} {name} failed"
+            ))),
+            // A signed denial has been checked by the time it comes back as "no records".
+            Err(err) if negative(&err).is_some() => Ok(Secured::Secure(Vec::new())),
+            Err(err) => Err(DnsFailure::Transient(format!(
+                "DNS lookup of {rtype} {name} failed: {err}"
+            ))),
+        }
+    }
+
     /// A and AAAA records of `host`; empty when it has none.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = format!("{}.", host.trim_end_matches('.'));
@@ -228,6 +261,54 @@ impl Dns {
             },
         }
     }
+}
+
+/// A resolver for `config.nameservers`; it validates DNSSEC from `anchors` when given.
+fn resolver(
+    config: &DnsConfig,
+    anchors: Option<Arc<TrustAnchors>>,
+) -> anyhow::Result<TokioResolver> {
+    let servers = config.nameserver_addrs()?;
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = if servers.is_empty() {
+        TokioResolver::builder(provider)
+            .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
+    } else {
+        let name_servers = servers
+            .iter()
+            .map(|addr| {
+                let connection = |mut c: ConnectionConfig| {
+                    c.port = addr.port();
+                    c
+                };
+                NameServerConfig::new(
+                    addr.ip(),
+                    true,
+                    vec![
+                        connection(ConnectionConfig::udp()),
+                        connection(ConnectionConfig::tcp()),
+                    ],
+                )
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(name_servers),
+            provider,
+        )
+    };
+    let opts = builder.options_mut();
+    opts.timeout = Duration::from_millis(config.timeout_ms);
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    // MX targets are looked up as they are published, never from /etc/hosts or through
+    // search domains.
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ndots = 0;
+    if let Some(anchors) = anchors {
+        builder = builder.with_trust_anchor(anchors);
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))
 }
 
 /// The response code of an answer that had no records (NXDOMAIN, or NOERROR with nothing):

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod batch;
 mod charging;
+mod dane;
 mod delivery;
 mod direct;
 mod dkim;

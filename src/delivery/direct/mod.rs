@@ -235,6 +235,14 @@ impl Direct {
         let mut refused_private = 0;
         let mut candidates = 0;
         for host in &hosts {
+            // DANE (TLSA under DNSSEC) first: it takes precedence over MTA-STS.
+            let verifier = match self.tls.host_verifier(&mut policy, host).await {
+                Ok(verifier) => verifier,
+                Err(why) => {
+                    tried.push(why);
+                    continue;
+                }
+            };
             if let Err(why) = policy.host(&host.name) {
                 tried.push(why);
                 continue;
@@ -271,7 +279,7 @@ impl Direct {
                         continue;
                     }
                     let peer = SocketAddr::new(ip, SMTP_PORT);
-                    let verifier = self.tls.verifier();
+                    let verifier = verifier.clone();
                     match Session::open(peer, source, &host.name, helo, self.timeout, verifier)
                         .await
                     {
