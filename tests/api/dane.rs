@@ -5,7 +5,12 @@
 //! Each test owns 127.36.N.x.
 
 use crate::{
-    support::{app::TestApp, signed_zone::SignedZone, smtp_server::TestSmtpServer},
+    support::{
+        app::TestApp,
+        signed_zone::SignedZone,
+        smtp_server::{SmtpServerOptions, TestSmtpServer},
+        test_ca::TestCa,
+    },
     tls_policy::{event, msg},
 };
 use mailgate::config::RelayConfig;
@@ -94,6 +99,48 @@ async fn a_matching_tlsa_record_delivers_with_policy_dane() {
                 && l.contains(r#"result="verified""#)),
         "{metrics}"
     );
+}
+
+/// DANE-TA (`2 0 1`): the TLSA record names the CA (not trusted otherwise: no
+/// `tls_policy.ca_file`) whose certificate the MX sends in its chain, and the chain verifies
+/// to it for the MX name.
+#[tokio::test]
+async fn a_dane_ta_record_verifies_the_chain_to_its_ca() {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let ca = TestCa::new();
+    let mx = TestSmtpServer::start_on_with(
+        "127.36.5.1:25".parse().unwrap(),
+        SmtpServerOptions {
+            tls_config: Some(ca.server_config(&["mx.ta.dane.test"])),
+            ..SmtpServerOptions::default()
+        },
+    )
+    .await;
+    let ca_der = CertificateDer::from_pem_file(&ca.file).unwrap();
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, &ca_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let zone = SignedZone::start(
+        "127.36.5.53",
+        "dane.test",
+        &format!(
+            "ta IN MX 10 mx.ta.dane.test.\nmx.ta IN A 127.36.5.1\n_25._tcp.mx.ta IN TLSA 2 0 1 {hash}\n"
+        ),
+        &[],
+        &[],
+    )
+    .await;
+    let app = app(&zone).await;
+
+    let id = app.send_ok(&msg("x@ta.dane.test")).await;
+    let (email, delivered) = event(&app, &id, "delivered").await;
+    let tls = &delivered.data["tls"];
+    assert_eq!(tls["policy"], "dane", "{email:#}");
+    assert_eq!(tls["verified"], true, "{email:#}");
+    assert_eq!(tls["policy_id"], format!("2 0 1 {hash}"), "{email:#}");
+    assert_eq!(mx.received().len(), 1);
 }
 
 /// A TLSA record that matches no certificate the MX presents: deferred (4.7.10) after the
