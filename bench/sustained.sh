@@ -16,9 +16,14 @@
 #                 p50/p99 from each request's due moment) while it delivers
 #   pgbench       one single-row INSERT of a 2 KB row per transaction, 16 clients: the anchor
 #                 for the accept rate
+#   tls           accept only (workers off), mailgate at its defaults, the database URL with
+#                 `sslmode=disable` and then `sslmode=require` (TLS to Postgres, as managed
+#                 Postgres demands), each round both in turn: TLS must cost under 10 % of the
+#                 plaintext accept rate (issue 29: without TCP_NODELAY it cost three quarters)
 #
 # Everything runs against a private PostgreSQL 15 cluster this script starts (default
-# settings plus pg_stat_statements), so the statement and WAL breakdown can be read and the
+# settings plus pg_stat_statements, and ssl=on with a throwaway self-signed certificate, as
+# Debian's own cluster has it; every row but `tls` connects with sslmode=disable), so the statement and WAL breakdown can be read and the
 # machine's shared cluster is left alone. Each mailgate row gets a fresh database.
 #
 # For each mailgate row it also records CPU by process (from /proc, over the timed window),
@@ -31,14 +36,16 @@
 # caps smtp-sink itself at about 1,700 msg/s, which would time the sink, not the contenders.
 #
 # Usage: bench/sustained.sh [messages, default 10000] [mailgate rounds, default 1]
-# Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench" picks rows (add
+# Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench tls" picks rows (add
 #      before17 for a row with issue 17's changes undone: bench/issue17_before.sql);
-#      OUT=dir keeps the raw output (default /tmp/mailgate-sustained).
+#      OUT=dir keeps the raw output (default /tmp/mailgate-sustained);
+#      OTHER_BIN=path (another build, e.g. main's release binary) adds A/B rows: each
+#      `defaults` and `tls` row is run again with it right after, in the same round.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-10000}
 ROUNDS=${2:-1}
-ROWS=${ROWS:-direct postfix defaults tuned prefilled openloop pgbench}
+ROWS=${ROWS:-direct postfix defaults tuned prefilled openloop pgbench tls}
 OUT=${OUT:-/tmp/mailgate-sustained}
 SINK_ROOT=$(mktemp -d /dev/shm/mailgate-sustained-sink.XXXXXX)
 chmod 755 "$SINK_ROOT"
@@ -65,8 +72,13 @@ chown postgres "$PG_DIR"
 PG_PORT=$(free_port)
 mg_log "bench: private PostgreSQL on port $PG_PORT ($PG_DIR)"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres --no-sync >/dev/null
+# TLS as Debian's cluster offers it (a self-signed certificate); only the `tls` row uses it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+	-keyout "$PG_DIR/data/server.key" -out "$PG_DIR/data/server.crt" 2>/dev/null
+chown postgres "$PG_DIR/data/server.key" "$PG_DIR/data/server.crt"
+chmod 600 "$PG_DIR/data/server.key"
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o \
-	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements" \
+	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements -c ssl=on" \
 	start >/dev/null
 PG=postgres://postgres@127.0.0.1:$PG_PORT
 psql -X -q "$PG/postgres" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
@@ -303,10 +315,11 @@ PY
 LIMITS=(MAILGATE_REDIS_URL="$REDIS" MAILGATE_RATELIMIT__ENABLED=true
 	MAILGATE_RATELIMIT__SEND__RATE_PER_SEC=1000000 MAILGATE_RATELIMIT__SEND__BURST=1000000
 	MAILGATE_RATELIMIT__API__RATE_PER_SEC=1000000 MAILGATE_RATELIMIT__API__BURST=1000000)
-# mg_db NAME: a fresh database on the private cluster and an API key; sets DB_URL and KEY.
+# mg_db NAME [SSLMODE]: a fresh database on the private cluster and an API key; sets DB_URL
+# (with sslmode, default disable) and KEY.
 mg_db() {
 	psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
-	DB_URL=$PG/$1
+	DB_URL="$PG/$1?sslmode=${2:-disable}"
 	KEY=$(MAILGATE_DATABASE_URL=$DB_URL "$BIN" keys create --project bench --scopes send,messages 2>/dev/null | tail -n1)
 }
 # mg_start DB_URL SINK_URL [ENV…]: mailgate relaying to the sink; sets MG_PORT, MAILGATE_PID.
@@ -379,6 +392,10 @@ for round in $(seq 1 "$ROUNDS"); do
 		fi
 		mg_stop
 	fi
+	if has_row defaults && [ -n "${OTHER_BIN:-}" ]; then
+		BIN=$OTHER_BIN mg_row other_defaults "$round"
+		mg_stop
+	fi
 	if has_row before17; then
 		# Issue 17's changes undone, side by side: the old relay pool and schema.
 		PRE_SQL=bench/issue17_before.sql mg_row before17 "$round" MAILGATE_RELAYS__DEFAULT__POOL_SIZE=8
@@ -406,6 +423,45 @@ if has_row prefilled; then
 	last=$(last_arrival "$dir")
 	row "prefilled queue, relaying only (defaults; accepting not timed): $(python3 -c "print(f'{$N / ($last - $t0):.0f}')") msg/s from process start to the last at the sink; $(check_seqs "$dir" 0 "$N"); load $(loadavg)"
 	mg_stop
+fi
+
+# tls_row MODE ROUND [LABEL]: accept only (workers off), N sends over $CONNS connections, the
+# database URL with sslmode=MODE; CPU per request by process over the timed window.
+tls_row() {
+	local mode=$1 round=$2 label=${3:-} db out secs
+	db=mg_tls${label:+_other}_${mode}_$round
+	mg_db "$db" "$mode"
+	mg_start "$DB_URL" "smtp://127.0.0.1:$SINK_PORT?tls=none" MAILGATE_WORKERS_ENABLED=false
+	local tls
+	tls=$(psql -X -tA "$PG/postgres" -c "SELECT count(*) FILTER (WHERE s.ssl) || ' of ' || count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = '$db'")
+	mg_log "bench: tls: sslmode=$mode (round $round): $N sends, workers off (load $(loadavg))"
+	cpu_snap "$OUT/cpu0"
+	out=$(loadgen --count "$N")
+	cpu_snap "$OUT/cpu1"
+	secs=$(python3 -c "print($(field end "$out") - $(field start "$out"))")
+	TLS_RATE[$label$mode]=$(python3 -c "print(f'{$N / $secs:.0f}')")
+	row "tls${label:+ ($label)}: accept only, sslmode=$mode (round $round): ${TLS_RATE[$label$mode]} accepts/s, p50 $(field p50 "$out") ms, p99 $(field p99 "$out") ms, failed $(field failed "$out"); mailgate's connections with TLS: $tls; $(python3 - "$OUT/cpu0" "$OUT/cpu1" "$N" <<'PY'
+import json, os, sys
+a, b, n = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
+ms = lambda t: t / os.sysconf("SC_CLK_TCK") * 1000 / n
+pg = sum(t - a["pg_backends"].get(p, 0) for p, t in b["pg_backends"].items())
+print(f"cpu per request: postgres backends {ms(pg):.3f} ms, mailgate {ms(b['mailgate'] - a['mailgate']):.3f} ms")
+PY
+); load $(loadavg)"
+	mg_stop
+}
+if has_row tls; then
+	declare -A TLS_RATE
+	for round in $(seq 1 "$ROUNDS"); do
+		tls_row disable "$round"
+		tls_row require "$round"
+		row "tls (round $round): accepts with TLS to Postgres ÷ without: $(python3 -c "print(f'{${TLS_RATE[require]} / ${TLS_RATE[disable]}:.2f}')") (target ≥ 0.90)"
+		if [ -n "${OTHER_BIN:-}" ]; then
+			BIN=$OTHER_BIN tls_row disable "$round" other
+			BIN=$OTHER_BIN tls_row require "$round" other
+			row "tls (other, round $round): accepts with TLS to Postgres ÷ without: $(python3 -c "print(f'{${TLS_RATE[otherrequire]} / ${TLS_RATE[otherdisable]}:.2f}')")"
+		fi
+	done
 fi
 
 if has_row pgbench; then

@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     delivery::{Deliverer, DeliveryRunner, DkimKeys, Relays, ReturnPath},
     inbound::{Domains, InboundQueue, InboundRunner, Inbox, Processor},
-    queue::{mail::MailQueue, wake::Wakers},
+    queue::{holder::Holder, mail::MailQueue, wake::Wakers},
     ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
@@ -43,6 +43,8 @@ pub struct Application {
     inbound_runner: Option<InboundRunner>,
     scanner: Option<Arc<Scanner>>,
     dkim: Arc<DkimKeys>,
+    /// This process as the holder of its runners' leases (when workers are on).
+    holder: Option<Holder>,
 }
 
 impl Application {
@@ -67,7 +69,10 @@ impl Application {
                 &config.tls_policy,
                 pool.clone(),
                 config.delivery.smtp_timeout(),
-            )?,
+            )?
+            .with_shaping(Arc::new(crate::delivery::direct::Shaping::new(
+                &config.shaping_map(),
+            ))),
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
         let waker = Wakers::default();
@@ -103,6 +108,33 @@ impl Application {
         } else {
             None
         };
+        // Every lease this process takes names it, so others take its work back as soon
+        // as it stops beating (`queue::holder`).
+        let holder = if config.workers_enabled {
+            let mut listeners = Vec::new();
+            if config.api_enabled {
+                listeners.push(("http", config.http_addr));
+            }
+            if config.smtp.enabled {
+                listeners.push(("smtp", config.smtp_addr));
+            }
+            if let Some(addr) = config.inbound.addr {
+                listeners.push(("inbound", addr));
+            }
+            if config.metrics.enabled {
+                listeners.push(("metrics", config.metrics.addr));
+            }
+            let identity = crate::queue::holder::identity(&listeners);
+            Some(
+                Holder::register(&pool, identity.as_deref())
+                    .await
+                    .context("cannot register this process as a lease holder")?,
+            )
+        } else {
+            None
+        };
+        // (Runners exist only with workers on, so only with a holder.)
+        let owner = holder.as_ref().map_or_else(uuid::Uuid::now_v7, Holder::id);
         let delivery = config.workers_enabled.then(|| {
             DeliveryRunner::new(
                 MailQueue::new(pool.clone(), waker.webhooks.clone()),
@@ -115,15 +147,19 @@ impl Application {
                 waker.mail.clone(),
                 config.delivery.runner.clone(),
             )
+            .held_by(owner)
         });
         // Webhooks get their own runner and slots, so endpoints never slow mail down.
         let webhooks = if config.workers_enabled && config.webhooks.workers_enabled {
-            Some(webhooks::WebhookRunner::new(
-                webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
-                webhooks::Sender::new(config.webhooks.clone())?,
-                waker.webhooks.clone(),
-                config.webhooks.runner.clone(),
-            ))
+            Some(
+                webhooks::WebhookRunner::new(
+                    webhooks::WebhookQueue::new(pool.clone(), &config.webhooks),
+                    webhooks::Sender::new(config.webhooks.clone())?,
+                    waker.webhooks.clone(),
+                    config.webhooks.runner.clone(),
+                )
+                .held_by(owner),
+            )
         } else {
             None
         };
@@ -140,6 +176,7 @@ impl Application {
                 waker.inbound.clone(),
                 config.inbound.runner.clone(),
             )
+            .held_by(owner)
         });
         let inbound = match config.inbound.addr {
             Some(_) => Some(
@@ -173,6 +210,7 @@ impl Application {
             config.http.max_schedule_days,
         )
         .with_max_request_rendered(config.http.max_request_bytes_rendered)
+        .with_required_sender_domains(config.domains.require_verified)
         .with_projects(projects.clone())
         .with_scanner(scanner.clone())
         .with_tracker(config.tracking.base().map(|base| {
@@ -191,6 +229,15 @@ impl Application {
             config.jwt_secret.clone(),
         )
         .with_trusted_proxies(TrustedProxies::new(config.http.trusted_proxies()?));
+        // Sending domains are checked without a cache: a record counts once it is published.
+        // A resolver that cannot be built (no resolv.conf) fails their checks, not the start.
+        let dns = match crate::delivery::dns::Dns::build_uncached(&config.dns) {
+            Ok(dns) => Some(dns),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "no DNS resolver: sending domains cannot be checked");
+                None
+            }
+        };
         let state = AppState {
             pool,
             config: Arc::new(config),
@@ -200,8 +247,14 @@ impl Application {
             gate,
             submissions,
             tokens,
+            dkim: dkim.clone(),
+            dns,
             drain: Default::default(),
         };
+        // Mail relayed from the start is signed with the verified domains' keys.
+        if let Err(err) = crate::service::domains::refresh_signing(&state).await {
+            tracing::warn!(error = %format!("{err:#}"), "sending domains' DKIM keys are not loaded");
+        }
         let smtp = if state.config.smtp.enabled {
             let mut listener = SmtpListener::bind(
                 &state.config,
@@ -233,6 +286,7 @@ impl Application {
             inbound_runner,
             scanner,
             dkim,
+            holder,
         })
     }
 
@@ -375,6 +429,13 @@ impl Application {
         if let Some(smtp) = self.smtp {
             background.spawn(smtp.run(cancel.child_token()));
         }
+        // Sending domains' checks run where the workers run.
+        if self.state.config.workers_enabled {
+            background.spawn(crate::service::domains::run(
+                self.state.clone(),
+                cancel.child_token(),
+            ));
+        }
         if let Some(listener) = self.metrics {
             let router = api::metrics::router(self.state.pool.clone());
             let stop = cancel.child_token();
@@ -389,6 +450,12 @@ impl Application {
         }
         if let Some(inbound) = self.inbound {
             background.spawn(inbound.run(cancel.child_token()));
+        }
+        // The holder beats until the runners have finished or handed back their work.
+        let holder_stop = CancellationToken::new();
+        let mut holder = JoinSet::new();
+        if let Some(h) = self.holder {
+            holder.spawn(h.run(self.state.pool.clone(), holder_stop.clone()));
         }
         let mut workers = JoinSet::new();
         if let Some(runner) = self.delivery {
@@ -434,6 +501,8 @@ impl Application {
         while let Some(result) = workers.join_next().await {
             result.context("a queue runner panicked")?;
         }
+        holder_stop.cancel();
+        while holder.join_next().await.is_some() {}
         while background.join_next().await.is_some() {}
         Ok(())
     }

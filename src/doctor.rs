@@ -7,7 +7,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use crate::{
     config::Config,
-    delivery::{DkimKeys, Relays},
+    delivery::{DkimKeys, Relays, dns::Dns, egress},
     queue, store,
 };
 
@@ -111,6 +111,14 @@ pub async fn run(config: &Config) -> Vec<Check> {
                     Err(e) => Err(e.to_string()),
                 },
             ));
+            // Sending domains: the server key opens their keys; their records are published.
+            for d in crate::service::domains::diagnose(config, &pool).await {
+                checks.push(if d.warning {
+                    Check::warning(d.name, d.result.unwrap_or_else(|e| e))
+                } else {
+                    Check::new(d.name, d.result)
+                });
+            }
         }
     }
 
@@ -167,6 +175,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
                     checks.push(Check::new(format!("relay {} · {step}", relay.name), result));
                 }
             }
+            checks.extend(egress_dns(config).await);
         }
     }
 
@@ -184,6 +193,48 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 .map(|k| format!("{} · key loads", k.domains().join(", ")))
                 .map_err(|e| format!("{e:#}")),
         ));
+    }
+    checks
+}
+
+/// What receivers look up about each egress address (PTR, forward confirmation, the EHLO
+/// name), asked through `[dns]` as delivery asks. What falls short is a warning naming the
+/// records to publish: mail still goes, but many receivers refuse or junk it.
+async fn egress_dns(config: &Config) -> Vec<Check> {
+    let relays = config.relay_map();
+    if !relays.values().any(|r| r.mx || !r.egress.is_empty()) {
+        return Vec::new();
+    }
+    let dns = match Dns::build(&config.dns) {
+        Ok(dns) => dns,
+        Err(e) => return vec![Check::new("dns", Err(format!("{e:#}")))],
+    };
+    let mut checks = Vec::new();
+    for (name, relay) in &relays {
+        if relay.egress.is_empty() {
+            if relay.mx {
+                checks.push(Check::new(
+                    format!("relay {name} · PTR"),
+                    Ok("not checked: no egress addresses, and this host's outbound address is unknown here".into()),
+                ));
+            }
+            continue;
+        }
+        // Each address's lookups at once: a slow resolver costs one timeout, not one per address.
+        let results = futures_util::future::join_all(
+            relay
+                .egress
+                .iter()
+                .map(|e| egress::check(&dns, name, e.addr, &e.helo)),
+        )
+        .await;
+        for (e, result) in relay.egress.iter().zip(results) {
+            let check = format!("relay {name} · egress {} PTR", e.addr);
+            checks.push(match result {
+                Ok(detail) => Check::new(check, Ok(detail)),
+                Err(detail) => Check::warning(check, detail),
+            });
+        }
     }
     checks
 }

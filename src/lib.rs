@@ -27,6 +27,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod retention;
 pub mod scan;
+pub mod secrets;
 pub mod service;
 pub mod smtp;
 pub mod store;

@@ -1,16 +1,38 @@
-//! Retention: deletes finished messages, old webhook deliveries, processed inbound mail and
+//! Retention: drops whole day partitions of messages once they are all past `retention.days`
+//! and finished, and keeps partitions made a week ahead; deletes the remaining finished messages, old webhook deliveries, processed inbound mail and
 //! expired idempotency keys in bounded batches, on every instance (batches use SKIP LOCKED,
 //! so instances do not collide).
 
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::RetentionConfig,
-    store::{idempotency, inbound, messages, webhooks},
+    store::{idempotency, inbound, messages, partitions, webhooks},
 };
+
+/// Days of partitions kept ready ahead of today, so a late clean-up never leaves new mail to
+/// the default partition.
+const PARTITION_DAYS_AHEAD: i32 = 7;
+
+/// Makes the coming days' partitions and drops the days wholly past `days` whose mail is all
+/// finished; returns the days dropped.
+pub async fn maintain_partitions(pool: &PgPool, days: i64) -> sqlx::Result<Vec<NaiveDate>> {
+    partitions::create_ahead(pool, PARTITION_DAYS_AHEAD).await?;
+    let mut dropped = Vec::new();
+    for day in partitions::days_before(pool, days as f64 * 86400.0).await? {
+        if partitions::drop_day_if_finished(pool, day).await? {
+            dropped.push(day);
+        }
+    }
+    if !dropped.is_empty() {
+        tracing::info!(days = ?dropped, "retention: dropped old day partitions");
+    }
+    Ok(dropped)
+}
 
 /// Cancels held mail whose hold outlived `scan.hold_hours`, in batches; returns how many
 /// messages. Run with the clean-up, on every instance.
@@ -29,41 +51,51 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     Ok(expired)
 }
 
-/// One full pass; returns (messages, idempotency keys) deleted.
+/// Runs `step` (one batch of at most `batch` rows) until a batch comes back short; returns
+/// the rows in all.
+async fn in_batches<F: Future<Output = sqlx::Result<u64>>>(
+    batch: i64,
+    mut step: impl FnMut() -> F,
+) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = step().await?;
+        total += n;
+        if n < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// One full pass; returns (messages, idempotency keys) deleted row by row (whole days dropped
+/// as partitions are logged, not counted).
 pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
-    let mut messages_deleted = 0;
-    loop {
-        let n = messages::purge_finished(pool, config.days as f64 * 86400.0, config.batch).await?;
-        messages_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
-    let mut keys_deleted = 0;
-    loop {
-        let n = idempotency::purge(pool, config.idempotency_hours, config.batch).await?;
-        keys_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
+    let (days, batch) = (config.days, config.batch);
+    maintain_partitions(pool, days).await?;
+    // What the partitions did not take: messages whose day is still open or still had mail
+    // waiting, and those in the default partition.
+    let messages_deleted = in_batches(batch, || {
+        messages::purge_finished(pool, days as f64 * 86400.0, batch)
+    })
+    .await?;
+    // Bodies may go sooner than the rest (`retention.body_days`).
+    let body_secs = config.body_days.unwrap_or(days) as f64 * 86400.0;
+    let bodies_deleted =
+        in_batches(batch, || messages::purge_bodies(pool, body_secs, batch)).await?;
+    let keys_deleted = in_batches(batch, || {
+        idempotency::purge(pool, config.idempotency_hours, batch)
+    })
+    .await?;
     // Webhook deliveries follow the messages they report on.
-    let mut deliveries_deleted = 0;
-    loop {
-        let n = webhooks::purge_finished(pool, config.days, config.batch).await?;
-        deliveries_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
-    }
+    let deliveries_deleted =
+        in_batches(batch, || webhooks::purge_finished(pool, days, batch)).await?;
     // The inbound log (processed bounces, complaints, received mail) is kept as long.
-    let mut inbound_deleted = 0;
-    loop {
-        let n = inbound::purge_processed(pool, config.days, config.batch).await?;
-        inbound_deleted += n;
-        if n < config.batch as u64 {
-            break;
-        }
+    let inbound_deleted = in_batches(batch, || inbound::purge_processed(pool, days, batch)).await?;
+    if bodies_deleted > 0 {
+        tracing::info!(
+            bodies = bodies_deleted,
+            "retention: deleted the MIME of old messages"
+        );
     }
     if inbound_deleted > 0 {
         tracing::info!(

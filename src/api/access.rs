@@ -66,7 +66,7 @@ const fn twin(method: &'static str, path: &'static str, native: &'static str) ->
 }
 
 use Access::{Key, KeyOrOperator, Open, Operator};
-use Scope::{Keys, Messages, Send, Suppressions, Templates, Webhooks};
+use Scope::{Domains, Keys, Messages, Send, Suppressions, Templates, Webhooks};
 
 /// Every route of the API. A route missing here is refused by the gate (a bug, logged),
 /// and `tests/openapi.rs` holds this table and the spec to the same routes.
@@ -111,11 +111,20 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/suppressions", Key(Suppressions)),
     route("GET", "/v1/suppressions/{email}", Key(Suppressions)),
     route("DELETE", "/v1/suppressions/{email}", Key(Suppressions)),
+    // Sending domains.
+    route("GET", "/v1/domains", Key(Domains)),
+    route("POST", "/v1/domains", Key(Domains)),
+    route("GET", "/v1/domains/{id}", Key(Domains)),
+    route("PATCH", "/v1/domains/{id}", Key(Domains)),
+    route("DELETE", "/v1/domains/{id}", Key(Domains)),
+    route("POST", "/v1/domains/{id}/verify", Key(Domains)),
+    route("POST", "/v1/domains/{id}/rotate-dkim", Key(Domains)),
     // The operator's: every tenant, the server's relays and inbound log.
     route("GET", "/v1/projects", Operator),
     route("POST", "/v1/projects", Operator),
     route("PATCH", "/v1/projects/{name}", Operator),
     route("GET", "/v1/relays", Operator),
+    route("GET", "/v1/destinations", Operator),
     route("GET", "/v1/inbound", Operator),
     // No key.
     route("GET", "/healthz", Open),
@@ -131,6 +140,16 @@ pub const ROUTES: &[Route] = &[
     twin("POST", "/emails/{id}/cancel", "POST /v1/emails/{id}/cancel"),
     twin("GET", "/emails", "GET /v1/emails"),
     twin("PATCH", "/emails/{id}", "PATCH /v1/emails/{id}"),
+    twin("POST", "/domains", "POST /v1/domains"),
+    twin("GET", "/domains", "GET /v1/domains"),
+    twin("GET", "/domains/{id}", "GET /v1/domains/{id}"),
+    twin("PATCH", "/domains/{id}", "PATCH /v1/domains/{id}"),
+    twin("DELETE", "/domains/{id}", "DELETE /v1/domains/{id}"),
+    twin(
+        "POST",
+        "/domains/{id}/verify",
+        "POST /v1/domains/{id}/verify",
+    ),
     // Postmark.
     twin("POST", "/email", "POST /v1/emails"),
     twin("POST", "/email/withTemplate", "POST /v1/emails"),

@@ -4,6 +4,8 @@ pub mod access;
 pub mod api_keys;
 pub mod auth;
 pub mod compat;
+pub mod destinations;
+pub mod domains;
 pub mod email_request;
 pub mod emails;
 pub mod error;
@@ -42,10 +44,12 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(inbound::router())
         .merge(relays::router())
+        .merge(destinations::router())
         .merge(api_keys::router())
         .merge(templates::router())
         .merge(webhooks::router())
         .merge(suppressions::router())
+        .merge(domains::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             gate::layer::<gate::Native>,

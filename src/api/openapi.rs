@@ -9,8 +9,8 @@ use utoipa::{
 
 use super::{
     access::{self, Access},
-    api_keys, compat, emails, health, hold, inbound, projects, relays, suppressions, templates,
-    tracking, unsubscribe, webhooks,
+    api_keys, compat, destinations, domains, emails, health, hold, inbound, projects, relays,
+    suppressions, templates, tracking, unsubscribe, webhooks,
 };
 use crate::domain::Scope;
 
@@ -39,6 +39,7 @@ use crate::domain::Scope;
         projects::update,
         inbound::list,
         relays::list,
+        destinations::list,
         templates::create,
         templates::list,
         templates::show,
@@ -62,6 +63,13 @@ use crate::domain::Scope;
         suppressions::add,
         suppressions::show,
         suppressions::remove,
+        domains::create,
+        domains::list,
+        domains::show,
+        domains::update,
+        domains::remove,
+        domains::verify,
+        domains::rotate_dkim,
         tracking::open,
         tracking::click,
         unsubscribe::page,
@@ -72,6 +80,12 @@ use crate::domain::Scope;
         compat::resend::routes::cancel,
         compat::resend::routes::list,
         compat::resend::routes::update,
+        compat::resend::domains::create,
+        compat::resend::domains::list,
+        compat::resend::domains::show,
+        compat::resend::domains::update,
+        compat::resend::domains::remove,
+        compat::resend::domains::verify,
         compat::postmark::routes::send,
         compat::postmark::routes::send_batch,
         compat::postmark::routes::send_with_template,
@@ -97,6 +111,7 @@ use crate::domain::Scope;
         (name = "health", description = "Probes"),
         (name = "webhooks", description = "Signed callbacks for every recipient transition (Standard Webhooks)"),
         (name = "suppressions", description = "Addresses never mailed again"),
+        (name = "domains", description = "Sending domains: the DNS records to publish, their verification, DKIM keys and rotation"),
         (name = "resend", description = "Resend-compatible routes, for Resend's SDKs (docs/compat/resend.md)"),
         (name = "postmark", description = "Postmark-compatible routes, for Postmark's SDKs (docs/compat/postmark.md)"),
         (name = "sendgrid", description = "SendGrid-compatible routes, for SendGrid's SDKs (docs/compat/sendgrid.md)"),

@@ -12,6 +12,7 @@ mod console;
 mod delivery;
 mod dkim;
 mod dns;
+mod domains;
 mod env;
 mod http;
 mod inbound;
@@ -23,6 +24,7 @@ mod retention;
 mod runner;
 mod scan;
 mod secret;
+mod shaping;
 mod smtp;
 mod tls_policy;
 mod tracking;
@@ -46,6 +48,7 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     dns::DnsConfig,
+    domains::DomainsConfig,
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
     metrics::MetricsConfig,
@@ -56,6 +59,7 @@ pub use self::{
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, is_password_param, redact_url},
+    shaping::{DEFAULT_SHAPING, ShapingConfig},
     smtp::SmtpConfig,
     tls_policy::TlsPolicyConfig,
     tracking::TrackingConfig,
@@ -115,8 +119,17 @@ pub struct Config {
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
     /// A send's `relay` may name a pool or a single relay; pool `default` is the default.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// Limits per destination site for direct delivery, over the built-in entries
+    /// (`Config::shaping_map`).
+    pub shaping: BTreeMap<String, ShapingConfig>,
     /// DKIM keys, one per signing domain (`[[dkim]]` tables in the TOML file).
     pub dkim: Vec<DkimKeyConfig>,
+    /// Seals secrets kept in the database (sending domains' DKIM keys): one key, or
+    /// `new,old` while rotating (`MAILGATE_SECRET_KEY`). Unset: no domain can be added.
+    #[serde(serialize_with = "ser_secret")]
+    pub secret_key: Option<SecretString>,
+    /// Sending domains (`/v1/domains`): their records, checks and the sending rule.
+    pub domains: DomainsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -159,7 +172,10 @@ impl Default for Config {
             tls_policy: TlsPolicyConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
+            shaping: BTreeMap::new(),
             dkim: Vec::new(),
+            secret_key: None,
+            domains: DomainsConfig::default(),
         }
     }
 }
@@ -240,11 +256,22 @@ impl Config {
         self.dns.validate()?;
         self.tls_policy.validate()?;
         dkim::validate(&self.dkim)?;
+        self.domains.validate()?;
+        if let Some(key) = &self.secret_key {
+            use secrecy::ExposeSecret;
+            crate::secrets::SecretBox::new(key.expose_secret())?;
+        }
         for (name, relay) in &self.relays {
             relay.validate(name)?;
         }
         self.validate_direct_pools()?;
+        shaping::validate(&self.shaping)?;
         Ok(())
+    }
+
+    /// Every shaping entry in force: the built-in ones with `[shaping.NAME]` over them.
+    pub fn shaping_map(&self) -> BTreeMap<String, ShapingConfig> {
+        shaping::effective(&self.shaping)
     }
 
     /// The largest message the SMTP listener takes.

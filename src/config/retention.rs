@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct RetentionConfig {
     /// Finished messages (with recipients and events) older than this are deleted.
     pub days: i64,
+    /// The MIME of finished messages older than this is deleted (status, recipients and
+    /// events stay until `days`); unset: `days`.
+    pub body_days: Option<i64>,
     /// Idempotency keys are kept at least this long.
     pub idempotency_hours: i64,
     /// How often each instance runs the clean-up.
@@ -19,6 +22,7 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             days: 30,
+            body_days: None,
             idempotency_hours: 24,
             interval_secs: 3600,
             batch: 1000,

@@ -227,15 +227,17 @@ fn tls_summary(tls: &serde_json::Value) -> String {
     out
 }
 
-/// The message's MIME as stored (and relayed), if it is this project's.
+/// The message's MIME as stored (and relayed), if it is this project's; empty once retention
+/// deleted it (the page says so).
 async fn stored_source(
     state: &AppState,
     project: uuid::Uuid,
     id: uuid::Uuid,
 ) -> ConsoleResult<Vec<u8>> {
-    messages::source(&state.pool, project, id)
+    Ok(messages::source(&state.pool, project, id)
         .await?
-        .ok_or(ConsoleError::NotFound("message"))
+        .ok_or(ConsoleError::NotFound("message"))?
+        .unwrap_or_default())
 }
 
 pub async fn show(
@@ -330,6 +332,7 @@ pub async fn show(
     context.insert("has_html", &parts.html.is_some());
     context.insert("text", &parts.text);
     context.insert("attachments", &parts.attachments);
+    context.insert("body_purged", &m.body_purged_at.map(when));
     context.insert("source", &String::from_utf8_lossy(shown));
     context.insert("source_bytes", &source.len());
     context.insert("source_cut", &(source.len() > SOURCE_SHOWN));

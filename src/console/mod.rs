@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/project", post(operator::choose_project))
         .route("/console/queue", get(operator::queue))
         .route("/console/queue/retry", post(operator::retry_deferred))
+        .route("/console/destinations", get(operator::destinations))
         .route("/console/assets/{file}", get(assets::serve))
         // Unknown console paths get the console's 404 page, not the API's JSON one.
         .route(

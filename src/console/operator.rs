@@ -1,5 +1,6 @@
 //! The operator's pages: every project (and which one the other pages show), the queue by
-//! status, the relays with their health, and "retry deferred now".
+//! status, the relays with their health, "retry deferred now", and where waiting mail is
+//! headed (destination sites with their pauses).
 
 use axum::{
     Form,
@@ -17,7 +18,7 @@ use super::{
 };
 use crate::{
     queue,
-    service::{AppState, relays},
+    service::{AppState, destinations as dest, relays},
     store::{console_sessions, projects},
 };
 
@@ -138,4 +139,26 @@ pub async fn retry_deferred(
         .map_err(anyhow::Error::msg)?;
     state.waker.mail.wake();
     Ok(Redirect::to(&format!("/console/queue?retried={n}")).into_response())
+}
+
+/// Destination sites with mail waiting, as `GET /v1/destinations` lists them.
+pub async fn destinations(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> ConsoleResult<Response> {
+    require_operator(&viewer)?;
+    let list = dest::list(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("listing destinations: {e}"))?;
+    let mut context = Context::new();
+    context.insert("section", "destinations");
+    context.insert("destinations", &list.data);
+    context.insert("scanned", &list.scanned);
+    context.insert("truncated", &list.truncated);
+    Ok(view::page(
+        Some(&viewer),
+        "destinations.html",
+        "Destinations",
+        context,
+    ))
 }

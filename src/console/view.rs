@@ -29,7 +29,7 @@ pub trait Audience {
     fn signed_in_as(&self) -> &'static str;
 }
 
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -38,6 +38,10 @@ const TEMPLATES: [(&str, &str); 14] = [
     ("message.html", include_str!("templates/message.html")),
     ("projects.html", include_str!("templates/projects.html")),
     ("queue.html", include_str!("templates/queue.html")),
+    (
+        "destinations.html",
+        include_str!("templates/destinations.html"),
+    ),
     (
         "suppressions.html",
         include_str!("templates/suppressions.html"),
@@ -105,6 +109,11 @@ fn navigation(viewer: &dyn Audience) -> Vec<NavItem> {
             href: "/console/queue",
             label: "Queue & relays",
             section: "queue",
+        });
+        items.push(NavItem {
+            href: "/console/destinations",
+            label: "Destinations",
+            section: "destinations",
         });
     }
     items

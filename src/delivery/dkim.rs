@@ -2,7 +2,12 @@
 //! signs those bytes for the From header's domain and prepends the `DKIM-Signature` header.
 //! Signing per attempt keeps the timestamp honest and costs about a millisecond.
 
-use std::{collections::HashMap, fmt, path::Path};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use anyhow::{Context, bail};
 use mail_auth::{
@@ -12,7 +17,8 @@ use mail_auth::{
     },
     dkim::{Canonicalization, DkimSigner, Done},
 };
-use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
+use uuid::Uuid;
 
 use crate::config::{DkimAlgorithm, DkimKeyConfig};
 
@@ -44,10 +50,45 @@ struct DomainKey {
     signer: Signer,
 }
 
-/// Every configured key, by lower-case domain.
+/// Every configured key, by lower-case domain; and the keys of sending domains (the
+/// `/v1/domains` resources), by project and domain, which win over the configured ones for
+/// their project's mail.
 #[derive(Default)]
 pub struct DkimKeys {
     by_domain: HashMap<String, DomainKey>,
+    resources: RwLock<ResourceKeys>,
+}
+
+/// Sending domains' signers by project and domain; shared, so a reload swaps the map whole
+/// and mail never waits for (or misses) a key while the new map is built.
+type ResourceKeys = HashMap<Uuid, HashMap<String, Arc<DomainKey>>>;
+
+/// A sending domain's signing key, in clear, as `set_resource_keys` takes it.
+pub struct ResourceKey {
+    pub project: Uuid,
+    /// A-label domain.
+    pub domain: String,
+    pub selector: String,
+    /// PKCS#8 DER of an RSA key.
+    pub pkcs8: Vec<u8>,
+}
+
+/// A new RSA-2048 key for a sending domain: its PKCS#8 DER (to seal and keep), and its
+/// public half as DKIM publishes it in `p=` (base64 of the SubjectPublicKeyInfo).
+pub fn generate_rsa() -> anyhow::Result<(Vec<u8>, String)> {
+    use base64::Engine;
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+        .context("generating an RSA key")?;
+    let private = key.to_pkcs8_der().context("encoding the RSA key")?;
+    let public = key
+        .to_public_key()
+        .to_public_key_der()
+        .context("encoding the public key")?;
+    Ok((
+        private.as_bytes().to_vec(),
+        base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
+    ))
 }
 
 impl fmt::Debug for DkimKeys {
@@ -79,11 +120,72 @@ impl DkimKeys {
                 },
             );
         }
-        Ok(Self { by_domain })
+        Ok(Self {
+            by_domain,
+            resources: RwLock::default(),
+        })
     }
 
+    /// Whether no key is configured (sending domains' keys aside).
     pub fn is_empty(&self) -> bool {
         self.by_domain.is_empty()
+    }
+
+    /// Replaces every sending domain's key with `keys`; a key already loaded under the same
+    /// selector is kept as it is. A key that does not load is left out (logged): that
+    /// domain's mail goes out as the configured keys sign it.
+    pub fn set_resource_keys(&self, keys: Vec<ResourceKey>) {
+        let mut next = ResourceKeys::new();
+        for k in keys {
+            let reuse = self
+                .resources
+                .read()
+                .expect("not poisoned")
+                .get(&k.project)
+                .and_then(|by| by.get(&k.domain))
+                .filter(|d| d.selector == k.selector)
+                .cloned();
+            let key = match reuse {
+                Some(key) => key,
+                None => match resource_signer(&k) {
+                    Ok(signer) => Arc::new(DomainKey {
+                        selector: k.selector.clone(),
+                        algorithm: DkimAlgorithm::RsaSha256,
+                        signer,
+                    }),
+                    Err(err) => {
+                        tracing::error!(domain = %k.domain, error = %format!("{err:#}"), "a sending domain's DKIM key does not load");
+                        continue;
+                    }
+                },
+            };
+            next.entry(k.project).or_default().insert(k.domain, key);
+        }
+        *self.resources.write().expect("not poisoned") = next;
+    }
+
+    /// The message with a `DKIM-Signature` header in front: signed with the key of the
+    /// project's sending domain that covers the From domain, else with a configured key;
+    /// `None` when neither covers it.
+    pub fn sign_for(&self, project: Uuid, mime: &[u8]) -> Option<Vec<u8>> {
+        let has_domains = self
+            .resources
+            .read()
+            .expect("not poisoned")
+            .contains_key(&project);
+        if has_domains {
+            let from = from_domain(mime)?;
+            let key = self
+                .resources
+                .read()
+                .expect("not poisoned")
+                .get(&project)
+                .and_then(|domains| nearest(domains, &from).cloned());
+            if let Some(key) = key {
+                return sign_with(&key, &from, mime);
+            }
+        }
+        self.sign(mime)
     }
 
     /// `selector._domainkey.domain (algorithm)` for each key, sorted, for logs and doctor.
@@ -104,49 +206,71 @@ impl DkimKeys {
             return None;
         }
         let from = from_domain(mime)?;
-        let key = self.key_for(&from)?;
-        let header = match &key.signer {
-            Signer::Rsa(s) => s.sign(mime).map(|sig| sig.to_header()),
-            Signer::Ed25519(s) => s.sign(mime).map(|sig| sig.to_header()),
-        };
-        match header {
-            Ok(header) => {
-                let header = join_final_fold(header);
-                let mut out = Vec::with_capacity(header.len() + mime.len());
-                out.extend_from_slice(header.as_bytes());
-                out.extend_from_slice(mime);
-                Some(out)
-            }
-            Err(err) => {
-                // Unsigned mail may still be delivered; a stuck queue helps nobody.
-                tracing::warn!(domain = %from, error = %err, "DKIM signing failed; sending unsigned");
-                None
-            }
-        }
+        let key = nearest(&self.by_domain, &from)?;
+        sign_with(key, &from, mime)
     }
+}
 
-    /// The domain's own key, else the nearest parent's: `news.example.com` mail signed
-    /// `d=example.com` still aligns for DMARC in relaxed mode.
-    fn key_for(&self, domain: &str) -> Option<&DomainKey> {
-        let mut d = domain;
-        loop {
-            if let Some(k) = self.by_domain.get(d) {
-                return Some(k);
-            }
-            d = d.split_once('.')?.1;
+/// The domain's own key, else the nearest parent's: `news.example.com` mail signed
+/// `d=example.com` still aligns for DMARC in relaxed mode.
+fn nearest<'a, K>(keys: &'a HashMap<String, K>, domain: &str) -> Option<&'a K> {
+    let mut d = domain;
+    loop {
+        if let Some(k) = keys.get(d) {
+            return Some(k);
+        }
+        d = d.split_once('.')?.1;
+    }
+}
+
+fn sign_with(key: &DomainKey, from: &str, mime: &[u8]) -> Option<Vec<u8>> {
+    let header = match &key.signer {
+        Signer::Rsa(s) => s.sign(mime).map(|sig| sig.to_header()),
+        Signer::Ed25519(s) => s.sign(mime).map(|sig| sig.to_header()),
+    };
+    match header {
+        Ok(header) => {
+            let header = join_final_fold(header);
+            let mut out = Vec::with_capacity(header.len() + mime.len());
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(mime);
+            Some(out)
+        }
+        Err(err) => {
+            // Unsigned mail may still be delivered; a stuck queue helps nobody.
+            tracing::warn!(domain = %from, error = %err, "DKIM signing failed; sending unsigned");
+            None
         }
     }
 }
 
+fn resource_signer(k: &ResourceKey) -> anyhow::Result<Signer> {
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.pkcs8.clone()));
+    rsa_signer(der, &k.domain, &k.selector)
+}
+
+fn rsa_signer(der: PrivateKeyDer<'_>, domain: &str, selector: &str) -> anyhow::Result<Signer> {
+    let key = RsaKey::<Sha256>::from_key_der(der)
+        .map_err(|e| anyhow::anyhow!("not an RSA private key: {e}"))?;
+    Ok(Signer::Rsa(
+        DkimSigner::from_key(key)
+            .domain(domain)
+            .selector(selector)
+            .headers(SIGNED_HEADERS)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed),
+    ))
+}
+
 /// Lower-case A-labels (RFC 8616: DKIM names domains in A-labels), so a key configured as
 /// `bücher.example` or `xn--bcher-kva.example` signs mail from either spelling.
-fn normalize_domain(d: &str) -> String {
+pub fn normalize_domain(d: &str) -> String {
     let d = d.trim().trim_end_matches('.');
     idna::domain_to_ascii(d).unwrap_or_else(|_| d.to_ascii_lowercase())
 }
 
 /// The domain of the first From address, as the receiver reads it.
-fn from_domain(mime: &[u8]) -> Option<String> {
+pub fn from_domain(mime: &[u8]) -> Option<String> {
     let message = mail_parser::MessageParser::new().parse_headers(mime)?;
     let address = message.from()?.first()?.address()?;
     let (_, domain) = address.rsplit_once('@')?;
@@ -158,18 +282,7 @@ fn load_signer(c: &DkimKeyConfig) -> anyhow::Result<Signer> {
     let domain = normalize_domain(&c.domain);
     let selector = c.selector.trim();
     Ok(match c.algorithm {
-        DkimAlgorithm::RsaSha256 => {
-            let key = RsaKey::<Sha256>::from_key_der(der)
-                .map_err(|e| anyhow::anyhow!("not an RSA private key: {e}"))?;
-            Signer::Rsa(
-                DkimSigner::from_key(key)
-                    .domain(domain)
-                    .selector(selector)
-                    .headers(SIGNED_HEADERS)
-                    .header_canonicalization(Canonicalization::Relaxed)
-                    .body_canonicalization(Canonicalization::Relaxed),
-            )
-        }
+        DkimAlgorithm::RsaSha256 => rsa_signer(der, &domain, selector)?,
         DkimAlgorithm::Ed25519Sha256 => {
             let PrivateKeyDer::Pkcs8(pkcs8) = der else {
                 bail!("an Ed25519 key must be PKCS#8 (`openssl genpkey -algorithm ed25519`)");

@@ -9,15 +9,20 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
+use futures_util::StreamExt;
 use hickory_resolver::{
-    TokioResolver,
-    config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig},
-    net::{DnsError, NetError, runtime::TokioRuntimeProvider},
+    NameServerPool, PoolContext, TlsConfig, TokioResolver,
+    config::{
+        ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+        ResolverOpts,
+    },
+    net::{DnsError, DnsHandle, NetError, runtime::TokioRuntimeProvider},
     proto::{
         dnssec::{Proof, TrustAnchors},
-        op::ResponseCode,
-        rr::{RData, RecordType},
+        op::{DnsRequestOptions, Query, ResponseCode},
+        rr::{Name, RData, RecordType},
     },
+    system_conf::read_system_conf,
 };
 use rand::seq::SliceRandom;
 use tokio::sync::Semaphore;
@@ -77,6 +82,8 @@ pub struct Dns {
     /// domain whose DNSSEC is broken (or a nameserver that strips signatures) still gets its
     /// mail, through MTA-STS or opportunistic TLS, as before DANE.
     validating: TokioResolver,
+    /// The same nameservers, asked directly: for PTR lookups (see [`Dns::ptr_names`]).
+    nameservers: NameServerPool<TokioRuntimeProvider>,
     permits: Semaphore,
 }
 
@@ -84,14 +91,83 @@ impl Dns {
     /// A resolver for `config.nameservers` (UDP, then TCP for long answers), or the system's
     /// resolv.conf when none are given.
     pub fn build(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::build_with(config, false)
+    }
+
+    /// A resolver that keeps nothing: each question goes to the nameservers. Checking a
+    /// sending domain's records must see a record the moment it is published, not once a
+    /// cached "no such record" expires.
+    pub fn build_uncached(config: &DnsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::build_with(config, true)
+    }
+
+    fn build_with(config: &DnsConfig, uncached: bool) -> anyhow::Result<Arc<Self>> {
+        let servers = config.nameserver_addrs()?;
+        let provider = TokioRuntimeProvider::default();
+        let (resolver_config, mut opts) = if servers.is_empty() {
+            read_system_conf()
+                .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|addr| {
+                    let connection = |mut c: ConnectionConfig| {
+                        c.port = addr.port();
+                        c
+                    };
+                    NameServerConfig::new(
+                        addr.ip(),
+                        true,
+                        vec![
+                            connection(ConnectionConfig::udp()),
+                            connection(ConnectionConfig::tcp()),
+                        ],
+                    )
+                })
+                .collect();
+            (
+                ResolverConfig::from_name_servers(name_servers),
+                ResolverOpts::default(),
+            )
+        };
+        opts.timeout = Duration::from_millis(config.timeout_ms);
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        // MX targets are looked up as they are published, never from /etc/hosts or through
+        // search domains.
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        if uncached {
+            opts.cache_size = 0;
+            opts.positive_max_ttl = Some(Duration::ZERO);
+            opts.negative_max_ttl = Some(Duration::ZERO);
+        }
+        let tls =
+            TlsConfig::new().map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        let nameservers = NameServerPool::from_config(
+            resolver_config.name_servers().to_vec(),
+            Arc::new(PoolContext::new(opts.clone(), tls)),
+            provider.clone(),
+        );
+        let build = |anchors: Option<Arc<TrustAnchors>>| {
+            let mut builder =
+                TokioResolver::builder_with_config(resolver_config.clone(), provider.clone());
+            *builder.options_mut() = opts.clone();
+            if let Some(anchors) = anchors {
+                builder = builder.with_trust_anchor(anchors);
+            }
+            builder
+                .build()
+                .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))
+        };
         let anchors = match &config.trust_anchors {
             Some(path) => TrustAnchors::from_file(path)
                 .map_err(|e| anyhow::anyhow!("dns.trust_anchors {}: {e}", path.display()))?,
             None => TrustAnchors::default(),
         };
         Ok(Arc::new(Self {
-            resolver: resolver(config, None)?,
-            validating: resolver(config, Some(Arc::new(anchors)))?,
+            resolver: build(None)?,
+            validating: build(Some(Arc::new(anchors)))?,
+            nameservers,
             permits: Semaphore::new(MAX_LOOKUPS),
         }))
     }
@@ -244,6 +320,40 @@ impl Dns {
         }
     }
 
+    /// The names the PTR records of `ip` give, without the final dot; empty when it has
+    /// none. Asked of the nameservers themselves, uncached: the resolver answers every PTR
+    /// under 127.in-addr.arpa with `localhost` without asking (RFC 6761 §6.3), and what
+    /// matters here is what DNS publishes for the address.
+    pub async fn ptr_names(&self, ip: IpAddr) -> Result<Vec<String>, DnsFailure> {
+        let name = reverse_name(ip);
+        let failed =
+            |why: String| DnsFailure::Transient(format!("DNS lookup of PTR {name} failed: {why}"));
+        let query = Query::query(Name::from(ip), RecordType::PTR);
+        let answer = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            self.nameservers
+                .lookup(query, DnsRequestOptions::default())
+                .next()
+                .await
+        };
+        match answer {
+            Some(Ok(response)) => match response.metadata.response_code {
+                ResponseCode::NoError | ResponseCode::NXDomain => Ok(response
+                    .answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::PTR(ptr) => Some(ptr.0.to_ascii().trim_end_matches('.').to_string()),
+                        _ => None,
+                    })
+                    .collect()),
+                code => Err(failed(code.to_string())),
+            },
+            Some(Err(err)) if negative(&err).is_some() => Ok(Vec::new()),
+            Some(Err(err)) => Err(failed(err.to_string())),
+            None => Err(failed("no answer".into())),
+        }
+    }
+
     /// A and AAAA records of `host`; empty when it has none.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = format!("{}.", host.trim_end_matches('.'));
@@ -263,52 +373,79 @@ impl Dns {
     }
 }
 
-/// A resolver for `config.nameservers`; it validates DNSSEC from `anchors` when given.
-fn resolver(
-    config: &DnsConfig,
-    anchors: Option<Arc<TrustAnchors>>,
-) -> anyhow::Result<TokioResolver> {
-    let servers = config.nameserver_addrs()?;
-    let provider = TokioRuntimeProvider::default();
-    let mut builder = if servers.is_empty() {
-        TokioResolver::builder(provider)
-            .map_err(|e| anyhow::anyhow!("reading the system's DNS configuration: {e}"))?
-    } else {
-        let name_servers = servers
-            .iter()
-            .map(|addr| {
-                let connection = |mut c: ConnectionConfig| {
-                    c.port = addr.port();
-                    c
-                };
-                NameServerConfig::new(
-                    addr.ip(),
-                    true,
-                    vec![
-                        connection(ConnectionConfig::udp()),
-                        connection(ConnectionConfig::tcp()),
-                    ],
-                )
-            })
-            .collect();
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(name_servers),
-            provider,
-        )
-    };
-    let opts = builder.options_mut();
-    opts.timeout = Duration::from_millis(config.timeout_ms);
-    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    // MX targets are looked up as they are published, never from /etc/hosts or through
-    // search domains.
-    opts.use_hosts_file = ResolveHosts::Never;
-    opts.ndots = 0;
-    if let Some(anchors) = anchors {
-        builder = builder.with_trust_anchor(anchors);
+/// The name a PTR record of `ip` is published under, with its final dot:
+/// `10.113.0.203.in-addr.arpa.`, or the 32 nibbles under `ip6.arpa.` (RFC 3596 §2.5).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(73);
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0x0f, byte >> 4));
+            }
+            name + "ip6.arpa."
+        }
     }
-    builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))
+}
+
+/// What a name publishes of one record type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The records (TXT: each record's strings joined; CNAME: the target; MX: `pref host`).
+    Records(Vec<String>),
+    /// No such record (NXDOMAIN, or NOERROR with none of that type).
+    Nothing,
+}
+
+impl Dns {
+    /// The TXT, CNAME or MX records of `name`, as published; `Transient` when DNS did not
+    /// answer (timeout, SERVFAIL), which says nothing about the records.
+    pub async fn published(&self, name: &str, kind: RecordType) -> Result<Published, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let answer = {
+            let _permit = self.permits.acquire().await.expect("never closed");
+            self.resolver.lookup(fqdn.as_str(), kind).await
+        };
+        match answer {
+            Ok(lookup) => {
+                let records: Vec<String> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(txt) if kind == RecordType::TXT => Some(
+                            txt.txt_data
+                                .iter()
+                                .map(|part| String::from_utf8_lossy(part).into_owned())
+                                .collect::<String>(),
+                        ),
+                        RData::CNAME(target) if kind == RecordType::CNAME => {
+                            Some(target.0.to_ascii().trim_end_matches('.').to_string())
+                        }
+                        RData::MX(mx) if kind == RecordType::MX => Some(format!(
+                            "{} {}",
+                            mx.preference,
+                            mx.exchange.to_ascii().trim_end_matches('.')
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(if records.is_empty() {
+                    Published::Nothing
+                } else {
+                    Published::Records(records)
+                })
+            }
+            Err(err) => match negative(&err) {
+                Some(_) => Ok(Published::Nothing),
+                None => Err(DnsFailure::Transient(format!(
+                    "DNS lookup of {kind} {name} failed: {err}"
+                ))),
+            },
+        }
+    }
 }
 
 /// The response code of an answer that had no records (NXDOMAIN, or NOERROR with nothing):
@@ -355,6 +492,19 @@ pub fn is_private(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_names_are_the_ones_ptr_records_live_under() {
+        assert_eq!(
+            reverse_name("203.0.113.10".parse().unwrap()),
+            "10.113.0.203.in-addr.arpa."
+        );
+        assert_eq!(
+            // RFC 3596 §2.5's own example.
+            reverse_name("4321:0:1:2:3:4:567:89ab".parse().unwrap()),
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa."
+        );
+    }
 
     #[test]
     fn private_ranges_are_private() {

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod direct;
 pub mod dkim;
 pub mod dns;
+pub mod egress;
 pub mod health;
 pub mod intl;
 pub mod relay;
@@ -161,7 +162,7 @@ impl Deliverer {
         // no room in its rate or connections, a throttling reply) hands it to the next in the
         // pool; only when all have failed is the recipient deferred. When none failed but
         // none had room, it is not an attempt: the recipient waits for the soonest room.
-        let signed = self.dkim.sign(&job.mime);
+        let signed = self.dkim.sign_for(job.project_id, &job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
         let intl = intl::Intl::of(&from, &to, mime);
         // A relay that can never take this envelope (no SMTPUTF8) hands it on too; when no
@@ -275,7 +276,7 @@ impl Deliverer {
         let Ok(to) = EmailAddress::parse(&job.email).map(|a| a.to_envelope()) else {
             return invalid_envelope(job);
         };
-        let signed = self.dkim.sign(&job.mime);
+        let signed = self.dkim.sign_for(job.project_id, &job.mime);
         let mime = signed.as_deref().unwrap_or(&job.mime);
         let null_sender = crate::domain::EnvelopeAddress {
             address: String::new(),
@@ -286,10 +287,22 @@ impl Deliverer {
             to: &to.address,
             intl: intl::Intl::of(from.as_ref().unwrap_or(&null_sender), &to, mime),
         };
-        let reply = direct.deliver(job, &envelope, mime).await;
-        match reply.status {
-            RecipientStatus::Deferred => self.retry_or_fail(job, reply),
-            _ => reply.into_outcome(job, None),
+        match direct.deliver(job, &envelope, mime).await {
+            direct::Delivery::Done(reply) => match reply.status {
+                RecipientStatus::Deferred => self.retry_or_fail(job, reply),
+                _ => reply.into_outcome(job, None),
+            },
+            // The site had no room or throttled: waiting is not an attempt, unless the
+            // recipient is out of time.
+            direct::Delivery::NotNow(not_now) if !self.too_old(job) => {
+                postpone(job, not_now.wait, not_now.why)
+            }
+            direct::Delivery::NotNow(not_now) => self.retry_or_fail(
+                job,
+                not_now
+                    .reply
+                    .unwrap_or_else(|| classify::Reply::transient(None, None, not_now.why, None)),
+            ),
         }
     }
 

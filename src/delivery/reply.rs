@@ -69,7 +69,9 @@ impl Reply {
     }
 
     /// Whether the upstream is asking mailgate to slow down (not refusing this recipient):
-    /// `421`, or `450`/`451`/`454` that say so (SES answers `454 Throttling failure`).
+    /// `421`, or `450`/`451`/`454` that say so (SES answers `454 Throttling failure`), or any
+    /// 4xx with a mailbox provider's own words for "rate limited" or "deferred for
+    /// reputation": Yahoo's `[TSS04]`, Microsoft's `4.7.650`, Gmail's `4.7.28`.
     pub fn is_throttling(&self) -> bool {
         let text = self
             .response
@@ -77,8 +79,18 @@ impl Reply {
             .or(self.detail.as_deref())
             .unwrap_or("")
             .to_ascii_lowercase();
+        const PROVIDERS: [&str; 7] = [
+            "[tss04]",
+            "[ts04]",
+            "4.7.650",
+            "4.7.28",
+            "rate limited",
+            "due to ip reputation",
+            "temporarily deferred due to",
+        ];
         match self.code {
             Some(421) => true,
+            Some(400..=499) if PROVIDERS.iter().any(|word| text.contains(word)) => true,
             Some(450 | 451 | 454) => [
                 "throttl",
                 "rate limit",
@@ -123,6 +135,23 @@ mod tests {
         assert!(!reply(451, "4.7.1 Greylisted, try again later").is_throttling());
         assert!(!reply(450, "4.2.0 Mailbox busy").is_throttling());
         assert!(!reply(454, "4.7.0 Temporary authentication failure").is_throttling());
+        // The large mailbox providers' own words.
+        assert!(reply(421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints").is_throttling());
+        assert!(reply(451, "4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.").is_throttling());
+        assert!(
+            reply(
+                452,
+                "4.7.28 Our system has detected an unusual rate of unsolicited mail"
+            )
+            .is_throttling()
+        );
+        assert!(
+            !reply(
+                452,
+                "4.2.2 The email account that you tried to reach is over quota"
+            )
+            .is_throttling()
+        );
     }
 
     #[test]

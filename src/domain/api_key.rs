@@ -21,16 +21,18 @@ pub enum Scope {
     Webhooks,
     Suppressions,
     Keys,
+    Domains,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Send,
         Scope::Templates,
         Scope::Messages,
         Scope::Webhooks,
         Scope::Suppressions,
         Scope::Keys,
+        Scope::Domains,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Scope {
             Scope::Webhooks => "webhooks",
             Scope::Suppressions => "suppressions",
             Scope::Keys => "keys",
+            Scope::Domains => "domains",
         }
     }
 }
@@ -52,7 +55,7 @@ impl FromStr for Scope {
             .into_iter()
             .find(|scope| scope.as_str() == s.trim())
             .ok_or_else(|| {
-                format!("unknown scope `{s}` (expected send, templates, messages, webhooks, suppressions or keys)")
+                format!("unknown scope `{s}` (expected send, templates, messages, webhooks, suppressions, keys or domains)")
             })
     }
 }

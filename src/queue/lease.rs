@@ -1,6 +1,7 @@
 //! The lease store every queue table shares: renewing (`extend`), handing back (`release`),
 //! taking back from dead processes (`reclaim_expired`) and the `busy` check, written once
-//! over a [`LeaseTable`] that says how one table spells its statuses.
+//! over a [`LeaseTable`] that says how one table spells its statuses. A row's `lease_owner`
+//! is its process's holder id (`holder`), so a dead process's rows are found by its id.
 //!
 //! Each queue table has `id`, `status`, `attempts`, `next_attempt_at`, `lease_owner` and
 //! `lease_until`. A claim sets the table's `claimed` status, counts the attempt and leases the
@@ -113,17 +114,22 @@ impl LeaseTable {
         Ok(done.rows_affected())
     }
 
-    /// Puts back up to `limit` rows whose lease ran out (their process died), oldest lease
-    /// first, due again now; returns their ids. The lease owner is kept, so a late outcome
-    /// from a runner that was merely slow still lands.
+    /// Puts back up to `limit` rows whose process died, oldest lease first: those whose
+    /// lease ran out, and at once those of a holder that stopped beating (see `holder`);
+    /// returns their ids. They are due at once, at the head of the queue: they keep the due
+    /// time they were claimed at (behind a backlog, "now" would make them wait it out). The
+    /// lease owner is kept, so a late outcome from a runner that was merely slow still lands.
     pub async fn reclaim_expired<Id: LeaseId>(
         &self,
         conn: &mut PgConnection,
         limit: i64,
     ) -> sqlx::Result<Vec<Id>> {
         let sql = format!(
-            "UPDATE {name} SET status = '{reclaimed}', lease_until = NULL, next_attempt_at = now(){note}{touch}
-             WHERE id IN (SELECT id FROM {name} WHERE status = '{claimed}' AND lease_until < now()
+            "UPDATE {name} SET status = '{reclaimed}', lease_until = NULL,
+                 next_attempt_at = least(next_attempt_at, now()){note}{touch}
+             WHERE id IN (SELECT id FROM {name}
+                          WHERE status = '{claimed}'
+                            AND (lease_until < now() OR lease_owner IN ({dead}))
                           ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING id",
             name = self.name,
@@ -131,6 +137,7 @@ impl LeaseTable {
             note = self.reclaim_note,
             touch = self.touch(),
             claimed = self.claimed,
+            dead = super::holder::DEAD_HOLDERS,
         );
         sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(limit)

@@ -61,7 +61,9 @@ impl LeasedQueue for MailQueue {
         let (later, done): (Vec<Outcome>, Vec<Outcome>) =
             outcomes.iter().cloned().partition(|o| o.postponed);
         postpone(&self.pool, owner, &later).await?;
-        if complete(&self.pool, owner, &done).await? > 0 {
+        // Only when an endpoint wants one of these events: a woken runner that finds nothing
+        // costs a claim statement, and most projects have no endpoint.
+        if complete(&self.pool, owner, &done).await?.webhooks {
             self.webhooks.wake();
         }
         Ok(())
@@ -123,7 +125,7 @@ pub async fn claim(
     sqlx::query_as(
         r#"
         WITH due AS (
-            SELECT id FROM recipients
+            SELECT message_id, id FROM recipients
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
@@ -132,13 +134,16 @@ pub async fn claim(
             UPDATE recipients r
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
-            FROM due WHERE r.id = due.id
+            -- The whole primary key: one probe in the message's day partition.
+            FROM due WHERE r.message_id = due.message_id AND r.id = due.id
             RETURNING r.id, r.message_id, r.email, r.attempts
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
+        -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
+        ORDER BY c.id
         "#,
     )
     .bind(limit)
@@ -148,11 +153,21 @@ pub async fn claim(
     .await
 }
 
+/// What recording a batch of outcomes changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// Messages with a recipient recorded (outcomes of lost leases are not).
+    pub messages: u64,
+    /// Whether an enabled endpoint of a message's project wants one of the recorded events,
+    /// so webhook deliveries were enqueued with them.
+    pub webhooks: bool,
+}
+
 /// Records a batch of outcomes: recipient rows, events, suppressions for bounces and the
 /// messages' summary status, in one transaction.
-pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<u64> {
+pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx::Result<Completed> {
     if outcomes.is_empty() {
-        return Ok(0);
+        return Ok(Completed::default());
     }
     let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
@@ -172,7 +187,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     let data: Vec<Option<&serde_json::Value>> = outcomes.iter().map(|o| o.data.as_ref()).collect();
 
     let mut tx = pool.begin().await?;
-    let message_ids: Vec<Uuid> = sqlx::query_scalar(
+    let recorded: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         WITH input AS (
             SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::int[],
@@ -183,9 +198,9 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             -- fence is checked here, not in the UPDATE below: there the planner would estimate
             -- it from statistics taken while the rows were still queued (about one row) and
             -- scan the whole table once per outcome, quadratic on a large backlog.
-            SELECT i.* FROM input i
+            SELECT i.*, held.message_id FROM input i
             CROSS JOIN LATERAL (
-                SELECT 1 FROM recipients r0
+                SELECT r0.message_id FROM recipients r0
                 WHERE r0.id = i.id AND r0.attempts = i.attempt AND r0.lease_owner = $1
                   AND r0.status IN ('sending', 'deferred')
                 FOR UPDATE OF r0
@@ -196,8 +211,9 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             SET status = i.status, next_attempt_at = coalesce(i.next_at, r.next_attempt_at),
                 lease_owner = NULL, lease_until = NULL, smtp_code = i.code, enhanced_code = i.enhanced,
                 smtp_response = i.response, relay_host = i.host, updated_at = now()
+            -- The whole primary key: one probe in the message's day partition, not one per day.
             FROM fenced i
-            WHERE r.id = i.id
+            WHERE r.message_id = i.message_id AND r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
                       i.host, i.detail, i.data
         ), ev AS (
@@ -214,7 +230,15 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             WHERE u.status = 'bounced' AND u.code IS NOT NULL
             ON CONFLICT DO NOTHING
         )
-        SELECT DISTINCT message_id FROM upd
+        -- Per message: whether an endpoint takes one of its events (as the webhook trigger
+        -- on `events` matches them).
+        SELECT u.message_id,
+               bool_or(EXISTS (SELECT 1 FROM webhook_endpoints w
+                               WHERE w.project_id = m.project_id AND w.enabled
+                                 AND (w.event_types IS NULL
+                                      OR 'email.' || u.status = ANY (w.event_types))))
+        FROM upd u JOIN messages m ON m.id = u.message_id
+        GROUP BY u.message_id
         "#,
     )
     .bind(owner)
@@ -230,9 +254,13 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
     .bind(&data)
     .fetch_all(&mut *tx)
     .await?;
+    let message_ids: Vec<Uuid> = recorded.iter().map(|(id, _)| *id).collect();
     refresh_status(&mut tx, &message_ids).await?;
     tx.commit().await?;
-    Ok(message_ids.len() as u64)
+    Ok(Completed {
+        messages: message_ids.len() as u64,
+        webhooks: recorded.iter().any(|(_, hooked)| *hooked),
+    })
 }
 
 /// Puts back recipients whose relay had no room, due again at their `next_attempt_at`; like

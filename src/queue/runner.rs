@@ -162,6 +162,13 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
         }
     }
 
+    /// Leases under this process's holder id (`holder::Holder`), so they are taken back
+    /// as soon as the process stops beating, not when each lease runs out.
+    pub fn held_by(mut self, owner: Uuid) -> Self {
+        self.owner = owner;
+        self
+    }
+
     pub fn settings(&self) -> &RunnerSettings {
         &self.settings
     }
@@ -353,11 +360,17 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
             renew_every.max(Duration::from_millis(500)),
         );
         let mut last_renewal = Instant::now();
+        // The first pass at once: a restarted process takes back its predecessor's work as
+        // soon as the predecessor counts as dead.
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(reclaim_every) => {}
+            if !first {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(reclaim_every) => {}
+                }
             }
+            first = false;
             if last_renewal.elapsed() + reclaim_every / 2 >= renew_every {
                 last_renewal = Instant::now();
                 let ids = in_flight.snapshot();

@@ -1,13 +1,14 @@
--- Pacing of one upstream relay, shared by every mailgate process: a GCRA schedule of send
--- times plus the back-off its throttling replies asked for. Redis's own clock (TIME), so the
+-- Pacing of one lane (an upstream relay, or a destination site from one egress address),
+-- shared by every mailgate process: a GCRA schedule of send times plus the back-off its
+-- throttling replies asked for. Redis's own clock (TIME), so the
 -- processes need no synchronised clocks. Must agree with `pace.rs` (`PaceState`).
 --
--- KEYS[1]  the relay's hash {tat, pause, backoff, slow, throttles}, times in microseconds
+-- KEYS[1]  the lane's hash {tat, pause, backoff, slow, throttles}, times in microseconds
 --          since the epoch
--- ARGV[1]  `reserve` or `throttle`
+-- ARGV[1]  `reserve`, `throttle`, or `peek` (changes nothing)
 -- reserve: ARGV[2] interval (microseconds per message, 0: no rate), ARGV[3] burst,
 --          ARGV[4] horizon (the longest wait that is reserved rather than refused)
--- throttle: ARGV[2] base back-off, ARGV[3] longest back-off, ARGV[4] how long the relay
+-- throttle: ARGV[2] base back-off, ARGV[3] longest back-off, ARGV[4] how long the lane
 --          stays slowed afterwards (all microseconds)
 --
 -- Returns {wait, reserved, pause, backoff, slow, throttles}: for `reserve`, how long until
@@ -57,6 +58,8 @@ elseif op == 'throttle' then
   end
   slow = math.max(slow, pause + c)
   wait = pause - now
+elseif op == 'peek' then
+  return {0, 0, pause, backoff, slow, throttles}
 end
 
 -- '%.0f' because tostring() would round a 16-digit number.

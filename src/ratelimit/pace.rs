@@ -1,12 +1,13 @@
-//! Pacing of upstream relays: how fast mail may go to each (`relays.NAME.max_rate_per_sec`,
-//! `burst`), how many connections may be open to it (`max_connections`), and the back-off
-//! its throttling replies ask for.
+//! Pacing of each [`Lane`] mail goes down: an upstream relay (`relays.NAME.max_rate_per_sec`,
+//! `burst`, `max_connections`), or a destination site from one egress address (direct
+//! delivery, `[shaping.NAME]`): how fast mail may go, how many connections may be open, and
+//! the back-off its throttling replies ask for.
 //!
-//! With `redis_url` set, every mailgate process shares one schedule per relay (`pace.lua`)
+//! With `redis_url` set, every mailgate process shares one schedule per lane (`pace.lua`)
 //! and one set of connection slots (`slots.lua`), on Redis's clock; without Redis, or while
 //! it does not answer, each process paces on its own with the same rules ([`PaceState`]).
 //! Relays with neither a rate nor a connection cap never touch Redis: their throttling
-//! back-off is per process.
+//! back-off is per process. Sites always share theirs.
 //!
 //! A send asks for a moment ([`RelayPacer::reserve`]): the schedule either gives it one
 //! within the horizon (the caller waits for it, holding its lease) or says how long until
@@ -37,7 +38,35 @@ pub const THROTTLE_SLOW: Duration = Duration::from_secs(60);
 /// free themselves).
 pub const SLOT_TTL: Duration = Duration::from_secs(30);
 
-/// A relay's rate, as the schedule uses it.
+/// What one schedule and one set of connection slots are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane<'a> {
+    /// An upstream relay, by name.
+    Relay(&'a str),
+    /// A destination site (its shaping name, or its MX hosts) as reached from one egress
+    /// address (or `any` when the OS picks it).
+    Site { site: &'a str, egress: &'a str },
+}
+
+impl Lane<'_> {
+    /// Its schedule's name (in Redis, under the key prefix).
+    fn key(&self) -> String {
+        match self {
+            Lane::Relay(name) => format!("relay:{name}"),
+            Lane::Site { site, egress } => format!("site:{site}@{egress}"),
+        }
+    }
+
+    /// Its connection slots' name.
+    fn slots_key(&self) -> String {
+        match self {
+            Lane::Relay(name) => format!("relayconn:{name}"),
+            Lane::Site { site, egress } => format!("siteconn:{site}@{egress}"),
+        }
+    }
+}
+
+/// A lane's rate, as the schedule uses it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     /// Microseconds per message.
@@ -63,22 +92,22 @@ pub enum Reservation {
     Refused { retry_after: Duration },
 }
 
-/// A relay's pacing as this process last heard it (from Redis, or its own).
+/// A lane's pacing as this process last heard it (from Redis, or its own).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PaceStatus {
-    /// Sending to this relay is paused until then, after a throttling reply.
+    /// Sending down this lane is paused until then, after a throttling reply.
     pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
     /// The last pause's length.
     pub backoff_ms: u64,
     /// Running at half the rate, without burst, until then.
     pub slowed_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Throttling replies from this relay (across processes when shared).
+    /// Throttling replies on this lane (across processes when shared).
     pub throttles: u64,
     /// `redis` (shared by every process) or `local` (this process only).
     pub scope: &'static str,
 }
 
-/// One relay's schedule; the same rules as `pace.lua`, for pacing without Redis.
+/// One lane's schedule; the same rules as `pace.lua`, for pacing without Redis.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PaceState {
     pub tat: i64,
@@ -158,7 +187,7 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
-/// The pacing of every relay of this process.
+/// The pacing of every lane of this process.
 pub struct RelayPacer {
     shared: Option<Shared>,
     local: Mutex<Local>,
@@ -171,17 +200,20 @@ struct Shared {
 
 #[derive(Default)]
 struct Local {
+    /// By lane key.
     schedules: HashMap<String, PaceState>,
-    /// Connections open per relay, when it has a cap and Redis does not count them.
+    /// Connections open per lane (by slots key), when it has a cap and Redis does not count
+    /// them.
     slots: HashMap<String, u32>,
-    /// What Redis last said of each shared relay, for status.
+    /// What Redis last said of each shared lane, for status.
     seen: HashMap<String, PaceState>,
 }
 
 /// A held connection slot; give it back with [`RelayPacer::release`].
 #[derive(Debug)]
 pub struct Slot {
-    relay: String,
+    /// The lane's slots key.
+    key: String,
     /// Redis's name for this holder, or `None` for a slot counted in this process.
     holder: Option<String>,
 }
@@ -206,18 +238,23 @@ impl RelayPacer {
         }
     }
 
-    /// A moment to send to `relay`. Only relays with a rate are shared through Redis.
-    pub async fn reserve(&self, relay: &str, rate: Option<Rate>, horizon: Duration) -> Reservation {
-        // Redis is asked (and its health probed) only for a relay with a rate.
-        if let Some(rate) = rate
-            && let Some(shared) = self.shared(true)
-        {
+    /// A moment to send down `lane`, shared through Redis when `shared` (relays: only those
+    /// with a rate; sites: always, so a pause holds every process back).
+    pub async fn reserve(
+        &self,
+        lane: Lane<'_>,
+        rate: Option<Rate>,
+        horizon: Duration,
+        shared: bool,
+    ) -> Reservation {
+        let key = lane.key();
+        if let Some(redis) = self.shared(shared) {
             let args = (
-                rate.interval_us,
-                u64::from(rate.burst),
+                rate.map_or(0, |r| r.interval_us),
+                rate.map_or(1, |r| u64::from(r.burst)),
                 horizon.as_micros() as u64,
             );
-            if let Some(reply) = self.call_pace(shared, relay, "reserve", args).await {
+            if let Some(reply) = self.call_pace(redis, &key, "reserve", args).await {
                 let wait = micros(reply[0]);
                 return if reply[1] == 1 {
                     Reservation::Reserved { wait }
@@ -230,56 +267,45 @@ impl RelayPacer {
         }
         let now = now_us();
         let mut local = self.local.lock().expect("not poisoned");
-        // No allocation per send: a relay's name is copied once, at its first send.
-        if let Some(schedule) = local.schedules.get_mut(relay) {
-            return schedule.reserve(now, rate, horizon);
-        }
-        let mut schedule = PaceState::default();
-        let reservation = schedule.reserve(now, rate, horizon);
-        local.schedules.insert(relay.to_string(), schedule);
-        reservation
+        local
+            .schedules
+            .entry(key)
+            .or_default()
+            .reserve(now, rate, horizon)
     }
 
-    /// Records a throttling reply from `relay`; answers how long it is paused.
-    pub async fn throttled(&self, relay: &str, shared_relay: bool) -> Duration {
-        metrics::counter!("mailgate_relay_throttled_total", "relay" => relay.to_string())
-            .increment(1);
-        let pause = match self.shared(shared_relay) {
+    /// Records a throttling reply on `lane`; answers how long it is paused.
+    pub async fn throttled(&self, lane: Lane<'_>, shared: bool) -> Duration {
+        let key = lane.key();
+        let pause = match self.shared(shared) {
             Some(shared) => {
                 let args = (
                     THROTTLE_BASE.as_micros() as u64,
                     THROTTLE_MAX.as_micros() as u64,
                     THROTTLE_SLOW.as_micros() as u64,
                 );
-                self.call_pace(shared, relay, "throttle", args)
+                self.call_pace(shared, &key, "throttle", args)
                     .await
                     .map(|reply| micros(reply[0]))
             }
             None => None,
         };
-        let pause = pause.unwrap_or_else(|| {
+        pause.unwrap_or_else(|| {
             let now = now_us();
             let mut local = self.local.lock().expect("not poisoned");
-            let state = local.schedules.entry(relay.to_string()).or_default();
+            let state = local.schedules.entry(key).or_default();
             state.throttle(now);
             micros(state.pause - now)
-        });
-        metrics::gauge!("mailgate_relay_backoff_seconds", "relay" => relay.to_string())
-            .set(pause.as_secs_f64());
-        tracing::warn!(
-            relay,
-            pause_ms = pause.as_millis() as u64,
-            "relay throttled: pausing it"
-        );
-        pause
+        })
     }
 
-    /// The relay's pacing as this process last saw it.
-    pub fn status(&self, relay: &str, shared_relay: bool) -> PaceStatus {
+    /// The lane's pacing as this process last saw it.
+    pub fn status(&self, lane: Lane<'_>, shared: bool) -> PaceStatus {
+        let key = lane.key();
         let local = self.local.lock().expect("not poisoned");
         let now = now_us();
-        let shared = shared_relay && self.shared.is_some();
-        match (shared, local.seen.get(relay), local.schedules.get(relay)) {
+        let shared = shared && self.shared.is_some();
+        match (shared, local.seen.get(&key), local.schedules.get(&key)) {
             (true, Some(seen), _) => seen.status(now, "redis"),
             (true, None, Some(own)) => own.status(now, "local"),
             (true, None, None) => PaceState::default().status(now, "redis"),
@@ -287,14 +313,45 @@ impl RelayPacer {
         }
     }
 
-    /// A connection slot for `relay`, capped at `max` open connections; `None` while full.
-    pub async fn acquire(&self, relay: &str, max: u32, holder: &str) -> Option<Slot> {
+    /// The lane's pacing as every process sees it now: asked of Redis when it is shared
+    /// (without changing it), else this process's own. For the operator's views.
+    pub async fn peek(&self, lane: Lane<'_>) -> PaceStatus {
+        if let Some(shared) = self.shared(true)
+            && self
+                .call_pace(shared, &lane.key(), "peek", (0, 0, 0))
+                .await
+                .is_some()
+        {
+            return self.status(lane, true);
+        }
+        self.status(lane, false)
+    }
+
+    /// Connections open down `lane` now, across every process when Redis counts them.
+    pub async fn open_connections(&self, lane: Lane<'_>) -> u32 {
+        let key = lane.slots_key();
         if let Some(shared) = self.shared(true) {
-            let key = format!("{}relayconn:{relay}", shared.redis.redis().prefix());
-            match self.call_slots(shared, &key, "acquire", holder, max).await {
+            let full = format!("{}{key}", shared.redis.redis().prefix());
+            let mut invocation = SLOTS.key(&full);
+            invocation.arg("count").arg("").arg(0).arg(0);
+            if let Some(n) = self.settle(shared, shared.redis.redis().run::<i64>(&invocation).await)
+            {
+                return u32::try_from(n).unwrap_or(0);
+            }
+        }
+        let local = self.local.lock().expect("not poisoned");
+        local.slots.get(&key).copied().unwrap_or(0)
+    }
+
+    /// A connection slot for `lane`, capped at `max` open connections; `None` while full.
+    pub async fn acquire(&self, lane: Lane<'_>, max: u32, holder: &str) -> Option<Slot> {
+        let key = lane.slots_key();
+        if let Some(shared) = self.shared(true) {
+            let full = format!("{}{key}", shared.redis.redis().prefix());
+            match self.call_slots(shared, &full, "acquire", holder, max).await {
                 Some(true) => {
                     return Some(Slot {
-                        relay: relay.to_string(),
+                        key,
                         holder: Some(holder.to_string()),
                     });
                 }
@@ -303,15 +360,12 @@ impl RelayPacer {
             }
         }
         let mut local = self.local.lock().expect("not poisoned");
-        let open = local.slots.entry(relay.to_string()).or_default();
+        let open = local.slots.entry(key.clone()).or_default();
         if *open >= max {
             return None;
         }
         *open += 1;
-        Some(Slot {
-            relay: relay.to_string(),
-            holder: None,
-        })
+        Some(Slot { key, holder: None })
     }
 
     /// Keeps a slot held for another [`SLOT_TTL`]; false when it was lost (it ran out and
@@ -323,7 +377,7 @@ impl RelayPacer {
         let Some(shared) = self.shared(true) else {
             return true;
         };
-        let key = format!("{}relayconn:{}", shared.redis.redis().prefix(), slot.relay);
+        let key = format!("{}{}", shared.redis.redis().prefix(), slot.key);
         // Redis not answering: keep the connection; its slot renews once Redis is back.
         self.call_slots(shared, &key, "renew", holder, max)
             .await
@@ -333,13 +387,13 @@ impl RelayPacer {
     pub async fn release(&self, slot: Slot) {
         match (&slot.holder, &self.shared) {
             (Some(holder), Some(shared)) => {
-                let key = format!("{}relayconn:{}", shared.redis.redis().prefix(), slot.relay);
+                let key = format!("{}{}", shared.redis.redis().prefix(), slot.key);
                 // Not answering: the slot frees itself after SLOT_TTL.
                 self.call_slots(shared, &key, "release", holder, 0).await;
             }
             _ => {
                 let mut local = self.local.lock().expect("not poisoned");
-                if let Some(open) = local.slots.get_mut(&slot.relay) {
+                if let Some(open) = local.slots.get_mut(&slot.key) {
                     *open = open.saturating_sub(1);
                 }
             }
@@ -353,14 +407,15 @@ impl RelayPacer {
             .filter(|shared| wanted && shared.redis.ready())
     }
 
+    /// Runs `pace.lua` on the lane keyed `lane`; remembers what Redis said of it.
     async fn call_pace(
         &self,
         shared: &Shared,
-        relay: &str,
+        lane: &str,
         op: &str,
         (a, b, c): (u64, u64, u64),
     ) -> Option<Vec<i64>> {
-        let key = format!("{}relay:{relay}", shared.redis.redis().prefix());
+        let key = format!("{}{lane}", shared.redis.redis().prefix());
         let mut invocation = PACE.key(&key);
         invocation.arg(op).arg(a).arg(b).arg(c);
         let reply: Vec<i64> = self
@@ -377,7 +432,7 @@ impl RelayPacer {
             .lock()
             .expect("not poisoned")
             .seen
-            .insert(relay.to_string(), seen);
+            .insert(lane.to_string(), seen);
         Some(reply)
     }
 
@@ -407,7 +462,7 @@ impl RelayPacer {
     ) -> Option<T> {
         shared.redis.settle(
             result,
-            "each process paces relays on its own",
+            "each process paces relays and sites on its own",
             shared.warn_interval,
         )
     }
@@ -512,11 +567,19 @@ mod tests {
     #[tokio::test]
     async fn local_slots_cap_connections() {
         let pacer = RelayPacer::local();
-        let a = pacer.acquire("r", 2, "a").await.unwrap();
-        let _b = pacer.acquire("r", 2, "b").await.unwrap();
-        assert!(pacer.acquire("r", 2, "c").await.is_none());
-        assert!(pacer.acquire("other", 2, "c").await.is_some());
+        let r = Lane::Relay("r");
+        let a = pacer.acquire(r, 2, "a").await.unwrap();
+        let _b = pacer.acquire(r, 2, "b").await.unwrap();
+        assert!(pacer.acquire(r, 2, "c").await.is_none());
+        assert!(pacer.acquire(Lane::Relay("other"), 2, "c").await.is_some());
+        // A site from one egress address is a lane of its own.
+        let site = Lane::Site {
+            site: "r",
+            egress: "192.0.2.1",
+        };
+        assert!(pacer.acquire(site, 2, "c").await.is_some());
+        assert_eq!(pacer.open_connections(site).await, 1);
         pacer.release(a).await;
-        assert!(pacer.acquire("r", 2, "c").await.is_some());
+        assert!(pacer.acquire(r, 2, "c").await.is_some());
     }
 }

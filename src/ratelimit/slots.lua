@@ -1,9 +1,10 @@
--- Connections open to one upstream relay across every mailgate process: a sorted set of
+-- Connections open down one lane (an upstream relay, or a site from one egress address)
+-- across every mailgate process: a sorted set of
 -- holders scored by when their hold runs out (milliseconds, Redis's clock). A holder that
 -- died stops renewing, and its slot frees itself.
 --
--- KEYS[1]  the relay's set
--- ARGV[1]  `acquire`, `renew` or `release`
+-- KEYS[1]  the lane's set
+-- ARGV[1]  `acquire`, `renew`, `release`, or `count` (how many hold one now)
 -- ARGV[2]  the holder (process and connection)
 -- ARGV[3]  most holders at once
 -- ARGV[4]  how long a hold lasts unless renewed (milliseconds)
@@ -14,6 +15,9 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local max = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[1] == 'count' then
+  return redis.call('ZCARD', KEYS[1])
+end
 if ARGV[1] == 'release' then
   redis.call('ZREM', KEYS[1], ARGV[2])
   return 0

@@ -418,10 +418,14 @@ pub async fn recipients_of(
 }
 
 /// The exact MIME of a message of this project.
+/// The MIME of a message; a message whose body retention deleted has none to give.
 pub async fn source(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResult<Vec<u8>> {
     messages::source(&state.pool, project_id, id)
         .await?
-        .ok_or(ServiceError::NotFound("email"))
+        .ok_or(ServiceError::NotFound("email"))?
+        .ok_or(ServiceError::NotFound(
+            "email body (deleted by retention.body_days)",
+        ))
 }
 
 /// Releases or discards a held message for a caller: a key of the project with the `send`

@@ -125,6 +125,9 @@ pub enum Forbidden {
     ExceedsOwnLimits,
     /// A test key creating a live key, or managing one.
     TestKeyOnly,
+    /// Mail from a domain that is not a verified sending domain of the project, while
+    /// `domains.require_verified` is on.
+    DomainNotVerified,
 }
 
 impl Forbidden {
@@ -135,6 +138,7 @@ impl Forbidden {
             Forbidden::ExceedsOwnScopes => "exceeds_own_scopes",
             Forbidden::ExceedsOwnLimits => "exceeds_own_limits",
             Forbidden::TestKeyOnly => "test_key_only",
+            Forbidden::DomainNotVerified => "domain_not_verified",
         }
     }
 }
@@ -155,6 +159,9 @@ pub enum Conflict {
     ProjectExists,
     WebhookDisabled,
     DeliveryInProgress,
+    DomainExists,
+    /// A DKIM rotation while the previous one has not switched yet.
+    RotationPending,
 }
 
 impl Conflict {
@@ -171,6 +178,8 @@ impl Conflict {
             Conflict::ProjectExists => "project_exists",
             Conflict::WebhookDisabled => "webhook_disabled",
             Conflict::DeliveryInProgress => "delivery_in_progress",
+            Conflict::DomainExists => "domain_exists",
+            Conflict::RotationPending => "rotation_pending",
         }
     }
 }
@@ -239,6 +248,14 @@ impl From<SubmissionError> for ServiceError {
                 "the content scanner is unavailable and the policy fails closed; retry later"
                     .into(),
             ),
+            SubmissionError::DomainNotVerified(domain) => ServiceError::Forbidden {
+                kind: Forbidden::DomainNotVerified,
+                detail: SubmissionError::DomainNotVerified(domain.clone()).to_string(),
+                errors: vec![FieldError::new(
+                    "from",
+                    format!("{domain} is not a verified sending domain of this project"),
+                )],
+            },
             SubmissionError::Database(e) => e.into(),
             SubmissionError::Internal(e) => ServiceError::Internal(e),
         }

@@ -9,12 +9,16 @@
 //! - `error`: the one error type, with kinds.
 //! - `paging`: list queries (limit, filters, cursors) and the "one more row" page split.
 //! - one file per resource: `emails` (send, batch, read, list, cancel, release, discard),
-//!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`; `tracking`, the
+//!   `templates`, `webhooks`, `suppressions`, `keys`, `projects`, `relays`, `destinations`
+//!   (where waiting mail is headed); `tracking`, the
 //!   anonymous opens and clicks of tracked mail and what they may cost; `unsubscribe`, the
-//!   anonymous one-click unsubscribe (RFC 8058).
+//!   anonymous one-click unsubscribe (RFC 8058); `domains`, sending domains (records,
+//!   checks, DKIM keys).
 //! - `grant`: what a key may give when it creates or changes keys (no more than it holds).
 
 pub mod client_addr;
+pub mod destinations;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod gate;

@@ -11,8 +11,12 @@ use sqlx::PgPool;
 
 use super::gate::Gate;
 use crate::{
-    config::Config, delivery::Relays, queue::wake::Wakers, submission::SubmissionCore,
-    templates::TemplateCache, tokens::TokenKey,
+    config::Config,
+    delivery::{DkimKeys, Relays, dns::Dns},
+    queue::wake::Wakers,
+    submission::SubmissionCore,
+    templates::TemplateCache,
+    tokens::TokenKey,
 };
 
 /// Shared by every transport's handlers; cheap to clone. The SMTP listener takes only the
@@ -30,6 +34,11 @@ pub struct AppState {
     pub submissions: SubmissionCore,
     /// Signs and checks VERP return paths and tracking links.
     pub tokens: TokenKey,
+    /// Signs relayed mail: the configured keys and the sending domains' (`service::domains`).
+    pub dkim: Arc<DkimKeys>,
+    /// Checks sending domains' records: `[dns]`, without a cache (`None`: it could not be
+    /// built, and checks find DNS unanswering).
+    pub dns: Option<Arc<Dns>>,
     /// Set when shutdown begins: `/readyz` answers 503 during `http.drain_secs`.
     pub drain: Drain,
 }

@@ -222,6 +222,9 @@ impl SmtpListener {
                     continue;
                 }
             };
+            // Replies are small writes, some right after another (a reply, then the next
+            // greeting or a pipelined group's): none may wait for the client's delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let permit = permits.clone().try_acquire_owned().ok();
             let shared = shared.clone();
             let cancel = cancel.clone();

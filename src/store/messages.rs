@@ -179,6 +179,9 @@ pub struct MessageRow {
     pub scan: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When retention (`retention.body_days`) deleted the message's MIME; `null` while it is
+    /// kept. Status, recipients and events stay; `GET /v1/emails/{id}/source` then answers 404.
+    pub body_purged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -229,7 +232,7 @@ pub async fn find(
 ) -> sqlx::Result<Option<MessageRow>> {
     sqlx::query_as(
         "SELECT id, status, from_addr, subject, message_id, tags, metadata, relay, sandbox, send_at, scan,
-                created_at, updated_at
+                created_at, updated_at, body_purged_at
          FROM messages WHERE id = $1 AND project_id = $2",
     )
     .bind(id)
@@ -261,12 +264,20 @@ pub async fn events(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Event
     .await
 }
 
-pub async fn source(pool: &PgPool, project_id: Uuid, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
-    sqlx::query_scalar("SELECT mime FROM messages WHERE id = $1 AND project_id = $2")
-        .bind(id)
-        .bind(project_id)
-        .fetch_optional(pool)
-        .await
+/// The stored MIME of a message of this project: `Some(None)` once retention deleted it.
+pub async fn source(
+    pool: &PgPool,
+    project_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Option<Vec<u8>>>> {
+    sqlx::query_scalar(
+        "SELECT CASE WHEN body_purged_at IS NULL THEN mime END
+         FROM messages WHERE id = $1 AND project_id = $2",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Filters of `GET /v1/emails`; all optional, combined with AND.
@@ -570,6 +581,30 @@ pub async fn purge_finished(pool: &PgPool, older_than_secs: f64, batch: i64) -> 
             WHERE m.created_at < now() - make_interval(secs => $1)
               AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
                               AND r.status IN ('queued', 'scheduled', 'sending', 'deferred'))
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        "#,
+    )
+    .bind(older_than_secs)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Clears the MIME of up to `batch` finished messages older than `older_than_secs` (their
+/// status, recipients and events stay); returns how many.
+pub async fn purge_bodies(pool: &PgPool, older_than_secs: f64, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        r#"
+        UPDATE messages SET mime = ''::bytea, body_purged_at = now()
+        WHERE id IN (
+            SELECT m.id FROM messages m
+            WHERE m.body_purged_at IS NULL
+              AND m.created_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+                              AND r.status IN ('queued', 'scheduled', 'sending', 'deferred', 'held'))
             LIMIT $2
             FOR UPDATE SKIP LOCKED
         )

@@ -2,12 +2,15 @@
 
 pub mod api_keys;
 pub mod console_sessions;
+pub mod destinations;
+pub mod domains;
 pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;
 pub mod messages;
 pub mod mta_sts;
 pub mod overview;
+pub mod partitions;
 pub mod projects;
 pub mod server_keys;
 pub mod suppressions;

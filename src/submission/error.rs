@@ -30,6 +30,12 @@ pub enum SubmissionError {
     /// A content scanner could not answer and the policy fails closed: try again later.
     #[error("the content scanner is unavailable: {0}")]
     ScanUnavailable(String),
+    /// The From domain is not a verified sending domain of the project, and
+    /// `domains.require_verified` is on: nothing was stored.
+    #[error(
+        "the From domain {0} is not a verified sending domain of this project (domains.require_verified): add it at /v1/domains and verify it"
+    )]
+    DomainNotVerified(String),
     /// The database refused the commit or could not be reached: nothing was stored.
     #[error(transparent)]
     Database(#[from] sqlx::Error),

@@ -66,6 +66,7 @@ use crate::{
     mime,
     queue::wake::Waker,
     scan::{self, Ruling, Scanner},
+    store::domains::VerifiedDomains,
     store::projects::ProjectCache,
     store::{
         api_keys::AuthenticatedKey,
@@ -115,6 +116,9 @@ pub struct SubmissionCore {
     scanner: Option<Arc<Scanner>>,
     /// Projects' settings as the accept path reads them (tracking defaults, scan policy).
     projects: ProjectCache,
+    /// With `domains.require_verified`: each project's verified sending domains, which
+    /// every From must be at.
+    sender_domains: Option<VerifiedDomains>,
 }
 
 /// A message that passed every check and has its bytes, not yet committed.
@@ -159,6 +163,48 @@ impl SubmissionCore {
             tracker: None,
             scanner: None,
             projects: ProjectCache::default(),
+            sender_domains: None,
+        }
+    }
+
+    /// Refuses mail whose From is not at a verified sending domain of its project
+    /// (`domains.require_verified`).
+    pub fn with_required_sender_domains(mut self, required: bool) -> Self {
+        self.sender_domains = required.then(VerifiedDomains::default);
+        self
+    }
+
+    /// A project's sending domains changed: this process reads them again at once; others
+    /// within `store::domains::CACHE_TTL`.
+    pub fn sender_domains_changed(&self, project: Uuid) {
+        if let Some(domains) = &self.sender_domains {
+            domains.forget(project);
+        }
+    }
+
+    /// With `domains.require_verified`, refuses a From domain (A-label, lower case) that is
+    /// neither a verified domain of the project nor below one (relaxed alignment, as DMARC).
+    async fn check_sender_domain(
+        &self,
+        project: Uuid,
+        from_domain: Option<String>,
+    ) -> Result<(), SubmissionError> {
+        let Some(domains) = &self.sender_domains else {
+            return Ok(());
+        };
+        let from = from_domain.unwrap_or_default();
+        let verified = domains.get(&self.pool, project).await?;
+        let covered = verified
+            .iter()
+            .any(|d| from == *d || from.ends_with(&format!(".{d}")));
+        if covered {
+            Ok(())
+        } else {
+            Err(SubmissionError::DomainNotVerified(if from.is_empty() {
+                "(none)".into()
+            } else {
+                from
+            }))
         }
     }
 
@@ -279,6 +325,16 @@ impl SubmissionCore {
         let mut email = request
             .validate(&|name| self.relays.contains(name), self.max_schedule)
             .map_err(SubmissionError::Validation)?;
+        self.check_sender_domain(
+            key.project_id,
+            email
+                .from
+                .email
+                .as_str()
+                .rsplit_once('@')
+                .map(|(_, d)| crate::delivery::dkim::normalize_domain(d)),
+        )
+        .await?;
         if self.scanner.is_some() {
             // Only the scanners say what they found.
             email
@@ -526,6 +582,8 @@ impl SubmissionCore {
         raw: RawMessage,
         limit: usize,
     ) -> Result<Accepted, SubmissionError> {
+        self.check_sender_domain(project_id, crate::delivery::dkim::from_domain(&raw.mime))
+            .await?;
         let mut mime = raw.mime;
         if self.scanner.is_some() {
             // Only the scanners say what they found.

@@ -59,11 +59,20 @@ pub enum EventType {
     Held,
     #[serde(rename = "email.unsubscribed")]
     Unsubscribed,
+    /// A sending domain's required records are all published (again).
+    #[serde(rename = "domain.verified")]
+    DomainVerified,
+    /// A verified domain lost a record: `temporary_failure`, still signed and sent from.
+    #[serde(rename = "domain.degraded")]
+    DomainDegraded,
+    /// A domain stayed pending, or lacked a record, too long: `failed`.
+    #[serde(rename = "domain.failed")]
+    DomainFailed,
 }
 
 impl EventType {
     /// Every type, in the order endpoints and pages list them.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 17] = [
         EventType::Queued,
         EventType::Delivered,
         EventType::Deferred,
@@ -78,6 +87,9 @@ impl EventType {
         EventType::Received,
         EventType::Held,
         EventType::Unsubscribed,
+        EventType::DomainVerified,
+        EventType::DomainDegraded,
+        EventType::DomainFailed,
     ];
 
     /// The name as webhooks and filters spell it (`email.delivered`).
@@ -97,6 +109,9 @@ impl EventType {
             EventType::Received => "email.received",
             EventType::Held => "email.held",
             EventType::Unsubscribed => "email.unsubscribed",
+            EventType::DomainVerified => "domain.verified",
+            EventType::DomainDegraded => "domain.degraded",
+            EventType::DomainFailed => "domain.failed",
         }
     }
 

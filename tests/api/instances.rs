@@ -48,26 +48,33 @@ async fn two_instances_relay_each_message_once() {
     assert!(per_id.values().all(|&n| n == 1));
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_arrives_once() {
-    // The doomed worker relays to a server that holds its DATA reply; the worker dies while
-    // waiting, and the connection dies with it (as it would with the process).
+/// A worker relaying one message (to `to`) to a server that holds its DATA reply, killed
+/// while it waits; its connection dies with it, as it would with the process. Returns the
+/// message's id.
+async fn killed_mid_delivery(config: &mailgate::Config, to: &str) -> String {
     let black_hole = TestSmtpServer::start().await;
     black_hole.set_data_delay(Duration::from_secs(60));
-    let db = create_database().await;
-    let mut config = test_config(&db);
+    let mut config = config.clone();
     relay_to(&mut config, &black_hole);
-    config.delivery.smtp_timeout_secs = 30;
-    config.delivery.runner.lease_secs = 3;
-    let doomed = TestApp::builder().config(config.clone()).start().await;
+    let doomed = TestApp::builder().config(config).start().await;
     let id = doomed
-        .send_ok(&json!({"from": "a@example.com", "to": "once@example.com", "subject": "s", "text": "t"}))
+        .send_ok(&json!({"from": "a@example.com", "to": to, "subject": "s", "text": "t"}))
         .await;
     // The message is out, and the worker is waiting for the reply to DATA.
     black_hole.wait_for_data(1, WAIT).await;
     assert_eq!(doomed.get_email(&id).await.recipients[0].status, "sending");
     doomed.kill().await;
     black_hole.stop().await;
+    id
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_arrives_once() {
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.delivery.smtp_timeout_secs = 30;
+    config.delivery.runner.lease_secs = 3;
+    let id = killed_mid_delivery(&config, "once@example.com").await;
 
     let smtp = TestSmtpServer::start().await;
     let mut survivor_config = config;
@@ -86,6 +93,36 @@ async fn a_worker_killed_mid_delivery_is_replaced_after_its_lease_and_the_mail_a
             .contains("lease expired")
     );
     assert_eq!(email.recipients[0].attempts, 2);
+    survivor.drain().await;
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_workers_mail_is_taken_back_after_a_few_missed_beats_not_its_lease() {
+    // As above, with the default 30 s lease: the survivor must not wait it out. The doomed
+    // process stops beating as a lease holder when it dies; a few seconds later its lease
+    // is taken back.
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.delivery.smtp_timeout_secs = 50;
+    config.delivery.runner.lease_secs = 30;
+    let id = killed_mid_delivery(&config, "beat@example.com").await;
+    let died = std::time::Instant::now();
+
+    let smtp = TestSmtpServer::start().await;
+    let mut survivor_config = config;
+    relay_to(&mut survivor_config, &smtp);
+    survivor_config.delivery.smtp_timeout_secs = 2;
+    let survivor = TestApp::builder().config(survivor_config).start().await;
+    let email = survivor
+        .wait_for_status(&id, &["delivered"], Duration::from_secs(12))
+        .await;
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "taken back {took:?} after the death: the 30 s lease was waited out"
+    );
+    assert_eq!(email.recipients[0].attempts, 2, "{email:#}");
     survivor.drain().await;
     assert_eq!(smtp.received().len(), 1);
 }
@@ -185,7 +222,7 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
     let done = queue::complete(&app.pool, a, &[delivered(stale), delivered(kept)])
         .await
         .unwrap();
-    assert_eq!(done, 1, "one message changed");
+    assert_eq!(done.messages, 1, "one message changed");
     let kept_now = app.get_email(&kept_id).await;
     assert_eq!(kept_now.recipients[0].status, "delivered", "{kept_now}");
     let stale_now = app.get_email(&stale_id).await;
@@ -201,4 +238,53 @@ async fn an_outcome_from_a_lost_lease_is_ignored_and_the_rest_of_its_batch_is_ke
     let stale_now = app.get_email(&stale_id).await;
     assert_eq!(stale_now.recipients[0].status, "delivered");
     assert_eq!(stale_now.recipients[0].attempts, 2);
+}
+
+/// Recording outcomes says whether webhook deliveries came of them, so the webhook runner is
+/// woken only then: not for a project without endpoints, nor for events no endpoint wants.
+#[tokio::test]
+async fn recording_outcomes_wakes_webhooks_only_when_an_endpoint_wants_the_events() {
+    use mailgate::queue::mail as queue;
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    config.workers_enabled = false;
+    config.webhooks.allow_private_targets = true;
+    let app = TestApp::builder().config(config).start().await;
+    let owner = uuid::Uuid::now_v7();
+    let deliver_one = async |to: &str| {
+        app.send_ok(&json!({"from": "a@example.com", "to": to, "subject": "s", "text": "t"}))
+            .await;
+        let jobs = queue::claim(&app.pool, owner, 10, 60.0).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        queue::complete(&app.pool, owner, &[delivered(&jobs[0])])
+            .await
+            .unwrap()
+    };
+    let pending = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'email.delivered'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+
+    let done = deliver_one("none@example.com").await;
+    assert_eq!(
+        (done.messages, done.webhooks),
+        (1, false),
+        "no endpoint at all"
+    );
+
+    app.create_webhook(&json!({"url": "http://127.35.0.1:9/hook", "events": ["email.bounced"]}))
+        .await;
+    let done = deliver_one("other@example.com").await;
+    assert!(!done.webhooks, "the only endpoint wants bounces alone");
+    assert_eq!(pending().await, 0);
+
+    app.create_webhook(&json!({"url": "http://127.35.0.1:9/hook2", "events": ["email.delivered"]}))
+        .await;
+    let done = deliver_one("wanted@example.com").await;
+    assert!(done.webhooks, "an endpoint wants email.delivered");
+    assert_eq!(pending().await, 1);
 }

@@ -62,12 +62,13 @@ async fn metrics_can_be_switched_off() {
     );
 }
 
-/// The statistics Postgres keeps of `recipients`: scans and rows read.
+/// The statistics Postgres keeps of `recipients` (all its day partitions): scans and rows read.
 async fn reads(db: &mut PgConnection) -> (i64, i64) {
     sqlx::query_as(
-        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0),
-                coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
-         FROM pg_stat_user_tables WHERE relname = 'recipients'",
+        "SELECT coalesce(sum(seq_scan), 0)::int8 + coalesce(sum(idx_scan), 0)::int8,
+                coalesce(sum(seq_tup_read), 0)::int8 + coalesce(sum(idx_tup_fetch), 0)::int8
+         FROM pg_stat_user_tables
+         WHERE relid IN (SELECT relid FROM pg_partition_tree('recipients') WHERE isleaf)",
     )
     .fetch_one(db)
     .await

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::support::{
     app::{TestApp, create_database, relay_to, test_config},
+    dns_server::TestDns,
     smtp_server::{SmtpServerOptions, TestSmtpServer},
 };
 
@@ -240,4 +241,93 @@ async fn doctor_checks_a_direct_relays_egress_addresses() {
         line(&report, "relay direct · egress 192.0.2.10").contains("not an address of this host"),
         "{report}"
     );
+}
+
+/// What receivers look up about each egress address, asked through `[dns]` as delivery asks:
+/// a PTR, whose name resolves back to the address and is the EHLO name. Where one falls
+/// short, doctor warns (mail still goes) and names the exact records to publish.
+#[tokio::test]
+async fn doctor_names_the_dns_records_each_egress_address_lacks() {
+    let dns = TestDns::start().await;
+    // All good: PTR, forward-confirmed, the EHLO name.
+    dns.ptr("127.32.0.10", "mta1.egress.test")
+        .addr("mta1.egress.test", &["127.32.0.10"]);
+    // No PTR at all (nor an A record for the EHLO name).
+    // PTR names another host, which resolves elsewhere.
+    dns.ptr("127.32.0.12", "other.egress.test")
+        .addr("other.egress.test", &["127.32.0.99"])
+        .addr("mta3.egress.test", &["127.32.0.12"]);
+    // PTR is the EHLO name, but that name has no address.
+    dns.ptr("127.32.0.13", "mta4.egress.test");
+
+    let db = create_database().await;
+    assert!(mailgate(&db, &[], &["migrate"]).await.0);
+    let envs = vec![
+        ("MAILGATE_RELAYS__DIRECT__MX", "true".to_string()),
+        (
+            "MAILGATE_RELAYS__DIRECT__EGRESS",
+            r#"[{addr="127.32.0.10",helo="mta1.egress.test"},
+                {addr="127.32.0.11",helo="mta2.egress.test"},
+                {addr="127.32.0.12",helo="mta3.egress.test"},
+                {addr="127.32.0.13",helo="mta4.egress.test"}]"#
+                .to_string(),
+        ),
+        ("MAILGATE_RELAYS__PLAIN__MX", "true".to_string()),
+        ("MAILGATE_POOLS__DEFAULT", r#"["direct"]"#.to_string()),
+        ("MAILGATE_DNS__NAMESERVERS", format!(r#"["{}"]"#, dns.addr)),
+    ];
+    let (ok, report) = mailgate(&db, &envs, &["doctor"]).await;
+    // Warnings only: the addresses are this host's, so mail would go.
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("all checks passed (3 warning(s))"),
+        "{report}"
+    );
+
+    let good = line(&report, "egress 127.32.0.10 PTR");
+    assert!(good.starts_with("ok"), "{report}");
+    assert!(
+        good.contains("PTR mta1.egress.test, forward-confirmed"),
+        "{good}"
+    );
+
+    let missing = line(&report, "egress 127.32.0.11 PTR");
+    assert!(missing.starts_with("WARN"), "{report}");
+    assert!(
+        missing.contains("127.32.0.11 has no PTR record"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains(
+            "publish `11.0.32.127.in-addr.arpa. PTR mta2.egress.test.` and `mta2.egress.test. A 127.32.0.11`"
+        ),
+        "{missing}"
+    );
+
+    let other = line(&report, "egress 127.32.0.12 PTR");
+    assert!(other.starts_with("WARN"), "{report}");
+    assert!(
+        other.contains("the PTR of 127.32.0.12 is other.egress.test (not forward-confirmed: other.egress.test resolves to 127.32.0.99), but connections from it say EHLO mta3.egress.test"),
+        "{other}"
+    );
+    // mta3 already resolves to the address: only the PTR is to change.
+    assert!(
+        other.contains("publish `12.0.32.127.in-addr.arpa. PTR mta3.egress.test.` in place of the PTR other.egress.test"),
+        "{other}"
+    );
+
+    let unconfirmed = line(&report, "egress 127.32.0.13 PTR");
+    assert!(unconfirmed.starts_with("WARN"), "{report}");
+    assert!(
+        unconfirmed.contains("PTR mta4.egress.test is not forward-confirmed: mta4.egress.test resolves to no address, not 127.32.0.13; publish `mta4.egress.test. A 127.32.0.13`"),
+        "{unconfirmed}"
+    );
+
+    // A relay without egress addresses: nothing to look up, said briefly, not a failure.
+    assert!(
+        line(&report, "relay plain · PTR").contains("this host's outbound address is unknown"),
+        "{report}"
+    );
+    // Every answer came from the DNS server named in `[dns]`.
+    assert_eq!(dns.asked("11.0.32.127.in-addr.arpa"), ["PTR"]);
 }

@@ -162,3 +162,65 @@ async fn pools_are_chosen_per_send_and_per_project() {
     unknown["relay"] = json!("mars");
     assert_eq!(app.post_email_raw(&app.key, &unknown).await.status(), 422);
 }
+
+/// A pooled connection is reused without a NOOP first; when the relay hung up while it
+/// idled (closed without a word, or `421` to the next command), the message goes on a new
+/// connection at once, once, and the attempt is not counted as failed.
+#[tokio::test]
+async fn a_pooled_connection_is_reused_without_noop_and_a_relay_that_hung_up_costs_nothing() {
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::builder().relaying_to(&smtp).start().await;
+    let send = async |n: usize| {
+        let id = app
+            .send_ok(&json!({"from": "a@example.com", "to": format!("r{n}@example.com"), "subject": format!("m{n}"), "text": "t"}))
+            .await;
+        let email = app.wait_for_status(&id, &["delivered"], WAIT).await;
+        assert_eq!(
+            email.event_types(),
+            [
+                format!("queued:r{n}@example.com"),
+                format!("delivered:r{n}@example.com")
+            ],
+            "message {n}: {email:#}"
+        );
+        assert_eq!(email.recipients[0].attempts, 1, "message {n}");
+    };
+    send(1).await;
+    send(2).await;
+    assert_eq!(smtp.connections(), 1, "the connection was reused");
+    assert_eq!(smtp.noops(), 0, "no NOOP before reusing a fresh connection");
+
+    // The relay closes after the next message; the one after finds the socket closed.
+    smtp.close_after_message(1);
+    send(3).await;
+    send(4).await;
+    assert_eq!(smtp.connections(), 2);
+    // The relay answers the next MAIL with 421 and closes.
+    smtp.mail_421(1);
+    send(5).await;
+    assert_eq!(smtp.connections(), 3);
+
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| {
+            m.text()
+                .lines()
+                .find(|l| l.starts_with("Subject:"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Subject: m1",
+            "Subject: m2",
+            "Subject: m3",
+            "Subject: m4",
+            "Subject: m5"
+        ],
+        "each message once"
+    );
+    assert_eq!(smtp.noops(), 0);
+}

@@ -9,13 +9,14 @@ use serde_json::{Value, json};
 
 use crate::support::app::{JWT_SECRET, TestApp, status_and_json};
 
-const SCOPES: [&str; 6] = [
+const SCOPES: [&str; 7] = [
     "send",
     "messages",
     "templates",
     "webhooks",
     "suppressions",
     "keys",
+    "domains",
 ];
 
 /// What a route needs, as the spec states it.

@@ -40,7 +40,7 @@ async fn publish(
     id: &str,
     body: &str,
 ) -> PolicyServer {
-    dns.txt(&format!("_mta-sts.{domain}"), &format!("v=STSv1; id={id};"))
+    dns.set_txt(&format!("_mta-sts.{domain}"), &format!("v=STSv1; id={id};"))
         .addr(&format!("mta-sts.{domain}"), &[ip]);
     PolicyServer::start(ip, &format!("mta-sts.{domain}"), ca, body).await
 }
@@ -316,7 +316,7 @@ async fn a_cached_policy_is_kept_through_a_failed_refresh() {
     let (_, delivered) = event(&app, &id, "delivered").await;
     assert_eq!(delivered.data["tls"]["policy_id"], "v1");
 
-    dns.txt("_mta-sts.keep.test", "v=STSv1; id=v2;");
+    dns.set_txt("_mta-sts.keep.test", "v=STSv1; id=v2;");
     server.fail_with(503);
     let id = app.send_ok(&msg("y@keep.test")).await;
     let (email, delivered) = event(&app, &id, "delivered").await;

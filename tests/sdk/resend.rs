@@ -135,3 +135,113 @@ async fn resend_node_sdk_lists_and_reschedules() {
         "{out}"
     );
 }
+
+/// Runs a Domains script: publishes the records it hands over (in a real DNS server on
+/// loopback) and lets it verify, then returns what it printed and the domain's name.
+async fn domains_scenario(runtime: Runtime, script: &str) -> Value {
+    use crate::support::{app::TestApp, dns_server::TestDns};
+    let dns = TestDns::start().await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.dns.nameservers = vec![dns.addr.to_string()];
+            c.dns.timeout_ms = 1000;
+            c.domains.spf_include = Some("_spf.relay.test".into());
+        })
+        .start()
+        .await;
+    let publish = std::env::temp_dir().join(format!(
+        "mailgate-domains-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let publish_path = publish.to_str().unwrap().to_string();
+    let watcher = async {
+        let records: Value = crate::support::eventually::eventually(
+            "the script hands over its records",
+            std::time::Duration::from_secs(60),
+            async || {
+                std::fs::read_to_string(&publish)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            },
+        )
+        .await;
+        let domain = if script.ends_with(".py") {
+            "sdk-py.test"
+        } else {
+            "sdk-node.test"
+        };
+        for r in records.as_array().unwrap() {
+            let name = match r["name"].as_str().unwrap() {
+                "@" => domain.to_string(),
+                relative => format!("{relative}.{domain}"),
+            };
+            if r["type"] == "TXT" {
+                dns.txt(&name, r["value"].as_str().unwrap());
+            }
+        }
+        std::fs::write(format!("{publish_path}.done"), b"").unwrap();
+    };
+    let env = [("PUBLISH", publish_path.as_str())];
+    let (out, ()) = tokio::join!(
+        crate::clients::run_with(&app, runtime, script, &env),
+        watcher
+    );
+    let _ = std::fs::remove_file(&publish);
+    let _ = std::fs::remove_file(format!("{publish_path}.done"));
+    // Resend's shapes, with mailgate's records: DKIM under a dated selector, SPF, DMARC.
+    let created = &out["created"];
+    assert_eq!(created["status"], "not_started", "{out}");
+    let records = created["records"].as_array().unwrap();
+    let dkim = records.iter().find(|r| r["record"] == "DKIM").unwrap();
+    assert!(
+        dkim["name"].as_str().unwrap().ends_with("._domainkey"),
+        "{dkim}"
+    );
+    assert_eq!(dkim["type"], "TXT");
+    assert_eq!(dkim["ttl"], "Auto");
+    assert_eq!(dkim["status"], "not_started");
+    assert!(
+        dkim["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=")
+    );
+    let spf = records.iter().find(|r| r["record"] == "SPF").unwrap();
+    assert_eq!(spf["name"], "@");
+    assert_eq!(spf["value"], "v=spf1 include:_spf.relay.test ~all");
+    assert_eq!(out["got"]["object"], "domain");
+    assert_eq!(out["got"]["id"], created["id"]);
+    assert_eq!(out["listed"]["object"], "list");
+    assert_eq!(out["listed"]["ids"], json!([created["id"]]));
+    assert_eq!(out["updated"]["id"], created["id"]);
+    assert_eq!(out["verified"]["object"], "domain");
+    // Verified through the DNS server, as the native route would say.
+    assert_eq!(out["after_verify"], "verified", "{out}");
+    assert_eq!(out["removed"]["deleted"], true);
+    let (status, _) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/domains/{}", created["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "removed through the SDK is removed");
+    out
+}
+
+#[tokio::test]
+async fn resend_python_sdk_manages_domains() {
+    let out = domains_scenario(Runtime::Python, "resend_domains.py").await;
+    // resend-python has no class of its own for a 404: its base class, with the code.
+    assert_eq!(
+        out["gone"],
+        json!({"class": "ResendError", "code": "404"}),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn resend_node_sdk_manages_domains() {
+    let out = domains_scenario(Runtime::Node, "resend_domains.cjs").await;
+    assert_eq!(out["gone"]["statusCode"], 404, "{out}");
+}

@@ -8,6 +8,7 @@ mod client;
 
 mod auth;
 mod dkim;
+mod domains;
 mod intl;
 mod limits;
 mod submission;

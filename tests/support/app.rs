@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::smtp_server::TestSmtpServer;
 
 pub const JWT_SECRET: &str = "test-operator-secret";
+/// The server key sending domains' DKIM keys are sealed under (`MAILGATE_SECRET_KEY`).
+pub const SECRET_KEY: &str = "test-secret-key-test-secret-key-test-secret";
 
 fn admin_url() -> String {
     std::env::var("MAILGATE_TEST_DATABASE_URL")
@@ -103,6 +105,7 @@ pub fn test_config(database_url: &str) -> Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         smtp_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_string().into()),
+        secret_key: Some(SECRET_KEY.to_string().into()),
         redis_url: shared_redis_url().map(Into::into),
         ..Config::default()
     };
@@ -339,7 +342,7 @@ impl TestApp {
         me.key = me
             .create_key(
                 "acme",
-                "send,messages,templates,webhooks,suppressions,keys",
+                "send,messages,templates,webhooks,suppressions,keys,domains",
                 false,
             )
             .await;

@@ -125,3 +125,55 @@ pub fn tag(signature: &str, name: &str) -> Option<String> {
         (k.trim() == name).then(|| v.split_whitespace().collect())
     })
 }
+
+const VERIFY_VIA_DNS: &str = r#"
+import sys, dkim, dns.resolver
+resolver = dns.resolver.Resolver(configure=False)
+resolver.nameservers = [sys.argv[1]]
+resolver.port = int(sys.argv[2])
+def dnsfunc(name, timeout=5):
+    # The key as the test DNS server publishes it, as a receiver would look it up.
+    try:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+    except Exception as e:
+        print("lookup of", name, "failed:", repr(e), file=sys.stderr)
+        return None
+    return b"".join(answer[0].strings)
+import logging
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+ok = dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc, logger=logging.getLogger("dkim"))
+print("pass" if ok else "fail")
+"#;
+
+/// Whether dkimpy accepts the first DKIM signature of `message`, looking the key up in the
+/// DNS server at `dns` (dnspython, which dkimpy brings). Async: the test DNS server answers
+/// from the test's own runtime while dkimpy waits.
+pub async fn verifies_via_dns(message: &[u8], dns: std::net::SocketAddr) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            VERIFY_VIA_DNS,
+            &dns.ip().to_string(),
+            &dns.port().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}", super::missing_tool("python3", "python3", &e)));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(message).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "dkimpy did not run: apt-get install python3-dkim python3-dnspython, or python3 -m pip install dkimpy dnspython (scripts/test installs them): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pass = String::from_utf8_lossy(&out.stdout).trim() == "pass";
+    if !pass {
+        eprintln!("dkimpy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    pass
+}

@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server for tests, on a real UDP socket on loopback: mailgate's
-//! resolver (`dns.nameservers`) asks it for MX, A, AAAA and TXT records, and it answers from a
+//! resolver (`dns.nameservers`) asks it for MX, A, AAAA, TXT, CNAME and PTR records, and it answers from a
 //! zone the test writes: records, NXDOMAIN, SERVFAIL, or NOERROR with nothing (a name that
 //! has records of another type). Every question is recorded, so a test can show what was
 //! (not) asked.
@@ -15,16 +15,20 @@ use std::{
 use tokio::{net::UdpSocket, task::JoinHandle};
 
 const TYPE_A: u16 = 1;
+const TYPE_PTR: u16 = 12;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SOA: u16 = 6;
 const TYPE_TXT: u16 = 16;
+const TYPE_CNAME: u16 = 5;
 
 #[derive(Clone, Debug)]
 enum Rr {
     Mx(u16, String),
     Addr(IpAddr),
     Txt(String),
+    Ptr(String),
+    Cname(String),
 }
 
 #[derive(Default)]
@@ -77,13 +81,79 @@ impl TestDns {
         self
     }
 
-    /// The TXT record of `name`, in place of any it had (one string, split into 255-byte
-    /// pieces on the wire). TXT answers have a TTL of 0, so a changed record is seen at once.
-    pub fn txt(&self, name: &str, text: &str) -> &Self {
+    /// The TXT record of `name`, in place of any it had (`txt` adds one beside them). TXT
+    /// answers have a TTL of 0, so a changed record is seen at once.
+    pub fn set_txt(&self, name: &str, text: &str) -> &Self {
         let mut zone = self.zone.lock().unwrap();
         let rrs = zone.records.entry(norm(name)).or_default();
         rrs.retain(|rr| !matches!(rr, Rr::Txt(_)));
         rrs.push(Rr::Txt(text.to_string()));
+        self
+    }
+
+    /// A PTR record for `ip` (under `in-addr.arpa` or `ip6.arpa`) naming `host`.
+    pub fn ptr(&self, ip: &str, host: &str) -> &Self {
+        let name = match ip.parse::<IpAddr>().expect("an IP address") {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+            }
+            IpAddr::V6(v6) => {
+                let nibbles: Vec<String> = v6
+                    .octets()
+                    .iter()
+                    .rev()
+                    .flat_map(|b| [b & 0x0f, b >> 4])
+                    .map(|n| format!("{n:x}"))
+                    .collect();
+                format!("{}.ip6.arpa", nibbles.join("."))
+            }
+        };
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(name)
+            .or_default()
+            .push(Rr::Ptr(host.to_string()));
+        self
+    }
+
+    /// A TXT record for `name` (split into 255-byte strings as DNS carries long ones).
+    pub fn txt(&self, name: &str, value: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(norm(name))
+            .or_default()
+            .push(Rr::Txt(value.to_string()));
+        self
+    }
+
+    /// A CNAME record for `name`.
+    pub fn cname(&self, name: &str, target: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry(norm(name))
+            .or_default()
+            .push(Rr::Cname(target.to_string()));
+        self
+    }
+
+    /// Removes every TXT record of `name` (the name stays, with its other records).
+    pub fn remove_txt(&self, name: &str) -> &Self {
+        let mut zone = self.zone.lock().unwrap();
+        if let Some(rrs) = zone.records.get_mut(&norm(name)) {
+            rrs.retain(|rr| !matches!(rr, Rr::Txt(_)));
+        }
+        self
+    }
+
+    /// Stops answering SERVFAIL for `name`.
+    pub fn heal(&self, name: &str) -> &Self {
+        let name = norm(name);
+        self.zone
+            .lock()
+            .unwrap()
+            .servfail
+            .retain(|(n, _)| *n != name);
         self
     }
 
@@ -123,6 +193,8 @@ impl TestDns {
                 TYPE_MX => "MX",
                 TYPE_AAAA => "AAAA",
                 TYPE_TXT => "TXT",
+                TYPE_PTR => "PTR",
+                TYPE_CNAME => "CNAME",
                 _ => "other",
             })
             .collect()
@@ -189,6 +261,8 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                         Rr::Addr(IpAddr::V4(_)) => qtype == TYPE_A,
                         Rr::Addr(IpAddr::V6(_)) => qtype == TYPE_AAAA,
                         Rr::Txt(_) => qtype == TYPE_TXT,
+                        Rr::Ptr(_) => qtype == TYPE_PTR,
+                        Rr::Cname(_) => qtype == TYPE_CNAME,
                     })
                     .cloned()
                     .collect(),
@@ -224,12 +298,17 @@ fn answer(query: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
             Rr::Addr(IpAddr::V6(v6)) => (TYPE_AAAA, v6.octets().to_vec()),
             Rr::Txt(text) => {
                 let mut d = Vec::new();
-                for piece in text.as_bytes().chunks(255) {
-                    d.push(piece.len() as u8);
-                    d.extend_from_slice(piece);
+                for chunk in text.as_bytes().chunks(255) {
+                    d.push(chunk.len() as u8);
+                    d.extend_from_slice(chunk);
+                }
+                if text.is_empty() {
+                    d.push(0);
                 }
                 (TYPE_TXT, d)
             }
+            Rr::Cname(target) => (TYPE_CNAME, encode_name(&target)),
+            Rr::Ptr(host) => (TYPE_PTR, encode_name(&host)),
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN

@@ -103,6 +103,13 @@ struct Script {
     data_rules: VecDeque<DataRule>,
     data_delay: Duration,
     drop_after_data: usize,
+    /// Close the connection right after the reply to this many messages (a relay whose
+    /// idle timeout ran out): the client learns it at its next command.
+    close_after_message: usize,
+    /// Answer this many MAIL commands with `421` and close.
+    mail_421: usize,
+    /// NOOP commands received.
+    noops: usize,
     connections: usize,
     /// Transactions whose message was read in full, before any delay or reply.
     data_read: usize,
@@ -303,6 +310,24 @@ impl TestSmtpServer {
     /// the connection without replying. Such messages are not recorded.
     pub fn drop_after_data(&self, times: usize) {
         self.shared.lock().drop_after_data += times;
+    }
+
+    /// For the next `times` messages, close the connection right after the reply to DATA,
+    /// without a word: as a relay whose idle timeout ran out, the client finds out at its
+    /// next command.
+    pub fn close_after_message(&self, times: usize) {
+        self.shared.lock().close_after_message += times;
+    }
+
+    /// Answer the next `times` MAIL commands with `421 4.4.2` and close, as a relay does
+    /// that timed the idle connection out.
+    pub fn mail_421(&self, times: usize) {
+        self.shared.lock().mail_421 += times;
+    }
+
+    /// How many NOOP commands clients sent.
+    pub fn noops(&self) -> usize {
+        self.shared.lock().noops
     }
 
     /// Everything accepted with a 2xx after DATA, in order.
@@ -680,6 +705,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "MAIL" => {
                 s.shared.lock().mail_commands += 1;
+                let timed_out = {
+                    let mut script = s.shared.lock();
+                    let due = script.mail_421 > 0;
+                    script.mail_421 = script.mail_421.saturating_sub(1);
+                    due
+                };
+                if timed_out {
+                    send(reader, "421 4.4.2 idle too long; closing\r\n").await?;
+                    return Ok(SessionEnd::Close);
+                }
                 let reply = if !s.greeted {
                     "503 5.5.1 Send EHLO/HELO first\r\n"
                 } else if required.is_some() && !s.tls {
@@ -783,7 +818,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 };
                 match reply {
-                    Some(reply) => send(reader, &reply).await?,
+                    Some(reply) => {
+                        send(reader, &reply).await?;
+                        let mut script = s.shared.lock();
+                        if script.close_after_message > 0 {
+                            script.close_after_message -= 1;
+                            return Ok(SessionEnd::Close);
+                        }
+                    }
                     // Simulates a server crash mid-transaction: no reply, just close.
                     None => return Ok(SessionEnd::Close),
                 }
@@ -792,7 +834,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 s.tx = None;
                 send(reader, "250 2.0.0 OK\r\n").await?;
             }
-            "NOOP" => send(reader, "250 2.0.0 OK\r\n").await?,
+            "NOOP" => {
+                s.shared.lock().noops += 1;
+                send(reader, "250 2.0.0 OK\r\n").await?
+            }
             "QUIT" => {
                 send(reader, "221 2.0.0 Bye\r\n").await?;
                 return Ok(SessionEnd::Close);

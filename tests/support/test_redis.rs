@@ -65,8 +65,17 @@ impl TestRedis {
     }
 }
 
+/// A client for `url` with `TCP_NODELAY`, like mailgate's own (`tests/api/sockets.rs` checks
+/// every Redis socket of the test process).
+fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(tcp))
+}
+
 pub async fn redis_ping(url: &str) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
+    let client = client(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     redis::cmd("PING").query_async::<String>(&mut conn).await?;
     Ok(())
@@ -74,7 +83,7 @@ pub async fn redis_ping(url: &str) -> redis::RedisResult<()> {
 
 /// Whether `key` exists in the Redis at `url`.
 pub async fn redis_exists(url: &str, key: &str) -> bool {
-    let client = redis::Client::open(url).unwrap();
+    let client = client(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("EXISTS")
         .arg(key)

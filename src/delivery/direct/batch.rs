@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::delivery::reply::Reply;
+use super::shaping::Delivery;
 
 /// How long a leader waits for the rest of its message's recipients at the domain. They
 /// were claimed together and start within microseconds of each other; this is slack.
@@ -22,7 +22,7 @@ pub(super) type Key = (Uuid, String, String, bool);
 
 pub(super) struct Member {
     pub(super) rcpt: String,
-    pub(super) reply: oneshot::Sender<Reply>,
+    pub(super) reply: oneshot::Sender<Delivery>,
 }
 
 #[derive(Default)]

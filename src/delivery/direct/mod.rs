@@ -7,10 +7,13 @@
 //! sent the replies are final for this attempt: per recipient, 2xx delivered, 4xx deferred,
 //! 5xx bounced. Sessions (`client`) are kept per (egress address, MX host) (`pool`); each new
 //! one goes from an egress address chosen by weight, greeting with that address's name.
+//! Each domain's MX hosts make its site, whose limits per egress address (`shaping`) every
+//! attempt keeps to: a schedule, connection slots, and a pause after a throttling reply.
 
 mod batch;
 mod client;
 mod pool;
+pub mod shaping;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -24,6 +27,8 @@ pub use batch::MAX_RECIPIENTS;
 use batch::{Batches, Joined, Member};
 use client::Session;
 pub use pool::MAX_DELIVERIES;
+use shaping::throttling;
+pub use shaping::{Delivery, NotNow, Shaping, Site};
 
 use super::{
     dns::{Dns, DnsFailure, MxHost, Route, is_private},
@@ -32,7 +37,9 @@ use super::{
     reply::{Reply, enhanced_code},
     tls_policy::TlsPolicies,
 };
-use crate::{config::RelayConfig, domain::RecipientStatus, queue::mail::Job};
+use crate::{
+    config::RelayConfig, domain::RecipientStatus, queue::mail::Job, ratelimit::pace::RelayPacer,
+};
 
 /// SMTP's port: MX hosts are reached on it and nothing else (RFC 5321 §4.5.4).
 const SMTP_PORT: u16 = 25;
@@ -47,6 +54,10 @@ pub struct Direct {
     default_helo: String,
     pool: pool::Pool,
     batches: Batches,
+    /// Limits per destination site, kept through `pacer` (see `shaping`).
+    shaping: Arc<Shaping>,
+    pacer: Arc<RelayPacer>,
+    holders: shaping::Holders,
     /// Attempts that reached an MX (whatever it answered) succeed; those where DNS failed
     /// or no MX took a session fail. Per process.
     health: std::sync::Mutex<RelayHealth>,
@@ -79,6 +90,9 @@ impl Direct {
             default_helo: hostname(),
             pool: Default::default(),
             batches: Default::default(),
+            shaping: Default::default(),
+            pacer: Arc::new(RelayPacer::local()),
+            holders: Default::default(),
             health: Default::default(),
             tls: Arc::new(TlsPolicies::opportunistic()),
         })
@@ -145,7 +159,7 @@ impl Direct {
 
     /// Delivers one recipient, in one transaction with the message's other recipients at
     /// the same domain when they are delivered at the same moment.
-    pub async fn deliver(&self, job: &Job, envelope: &Envelope<'_>, mime: &[u8]) -> Reply {
+    pub async fn deliver(&self, job: &Job, envelope: &Envelope<'_>, mime: &[u8]) -> Delivery {
         let domain = envelope
             .to
             .rsplit_once('@')
@@ -175,12 +189,12 @@ impl Direct {
             _ => {}
         }
         rx.await.unwrap_or_else(|_| {
-            Reply::transient(
+            Delivery::Done(Reply::transient(
                 None,
                 None,
                 "the delivery of this recipient's batch was cancelled".into(),
                 None,
-            )
+            ))
         })
     }
 
@@ -198,15 +212,16 @@ impl Direct {
         }
     }
 
-    /// One attempt for `rcpts` (all at `domain`): a reply for each, in order.
+    /// One attempt for `rcpts` (all at `domain`): what came of each, in order.
     async fn send(
         &self,
         domain: &str,
         envelope: &Envelope<'_>,
         mime: &[u8],
         rcpts: &[String],
-    ) -> Vec<Reply> {
-        let all = |reply: Reply| vec![reply; rcpts.len()];
+    ) -> Vec<Delivery> {
+        let all = |reply: Reply| vec![Delivery::Done(reply); rcpts.len()];
+        let none_now = |not_now: NotNow| vec![Delivery::NotNow(not_now); rcpts.len()];
         let started = std::time::Instant::now();
         let hosts = match self.dns.route(domain).await {
             Ok(Route::Hosts(hosts)) => hosts,
@@ -231,9 +246,17 @@ impl Direct {
         let egress = self.config.pick_egress();
         let source = egress.map(|e| e.addr);
         let helo = egress.map_or(self.default_helo.as_str(), |e| e.helo.as_str());
+        let site = self.shaping.site(&hosts);
+        let egress_name =
+            source.map_or_else(|| shaping::ANY_EGRESS.to_string(), |ip| ip.to_string());
+        if let Err(not_now) = self.admit(&site, &egress_name).await {
+            return none_now(not_now);
+        }
         let mut tried = Vec::new();
         let mut refused_private = 0;
         let mut candidates = 0;
+        // A throttling greeting or EHLO reply (`421`): the site is pushing back.
+        let mut pushed_back: Option<String> = None;
         for host in &hosts {
             // DANE (TLSA under DNSSEC) first: it takes precedence over MTA-STS.
             let verifier = match self.tls.host_verifier(&mut policy, host).await {
@@ -250,16 +273,20 @@ impl Direct {
             let mut session = None;
             let (pooled, stale) = self.pool.take(source, &host.name);
             for old in stale {
-                tokio::spawn(old.quit());
+                self.close(old);
             }
             if let Some(mut pooled) = pooled {
-                if pooled.reset().await {
+                if pooled.session.reset().await && self.renew(&mut pooled, &site).await {
                     session = Some(pooled);
                 } else {
-                    tokio::spawn(pooled.quit());
+                    self.close(pooled);
                 }
             }
             if session.is_none() {
+                let mut slot = match self.take_slot(&site, &egress_name).await {
+                    Ok(slot) => Some(slot),
+                    Err(not_now) => return none_now(not_now),
+                };
                 for &ip in &host.addrs {
                     // A socket bound to an IPv4 egress address cannot reach an IPv6 MX.
                     if source.is_some_and(|src| src.is_ipv4() != ip.is_ipv4()) {
@@ -284,38 +311,81 @@ impl Direct {
                         .await
                     {
                         Ok(s) => {
-                            session = Some(s);
+                            session = Some(shaping::Pooled {
+                                session: s,
+                                slot: slot.take().flatten(),
+                                renewed: std::time::Instant::now(),
+                            });
                             break;
                         }
                         Err(err) => {
                             metrics::counter!("mailgate_direct_connect_failures_total",
                                 "relay" => self.name.clone(), "stage" => err.stage)
                             .increment(1);
+                            if let Some(reply) = &err.reply
+                                && throttling(reply)
+                            {
+                                pushed_back = Some(reply.text());
+                            }
                             tried.push(format!("{} [{ip}]: {err}", host.name));
                         }
                     }
                 }
+                if let Some(slot) = slot {
+                    self.give_back(slot).await;
+                }
             }
-            let Some(mut session) = session else {
+            let Some(mut pooled) = session else {
                 continue;
             };
             // Under an enforced policy, no MAIL FROM before TLS that verified for this host.
-            if let Err(why) = policy.session(&host.name, session.tls.as_ref()) {
-                tried.push(format!("{} [{}]: {why}", host.name, session.peer.ip()));
-                if let Some(spent) = self.pool.put(source, &host.name, session) {
-                    tokio::spawn(spent.quit());
+            if let Err(why) = policy.session(&host.name, pooled.session.tls.as_ref()) {
+                tried.push(format!(
+                    "{} [{}]: {why}",
+                    host.name,
+                    pooled.session.peer.ip()
+                ));
+                if let Some(spent) = self.pool.put(
+                    source,
+                    &host.name,
+                    pooled,
+                    site.limits.max_messages_per_connection,
+                ) {
+                    self.close(spent);
                 }
                 continue;
             }
             let mut replies = self
-                .transaction(&mut session, host, envelope, mime, rcpts, &tried)
+                .transaction(&mut pooled.session, host, envelope, mime, rcpts, &tried)
                 .await;
-            policy.annotate(&mut replies, session.tls.as_ref());
-            if let Some(spent) = self.pool.put(source, &host.name, session) {
-                tokio::spawn(spent.quit());
-            }
+            policy.annotate(&mut replies, pooled.session.tls.as_ref());
             self.record(started, None);
-            return replies;
+            let throttled = replies.iter().find(|r| r.is_throttling()).cloned();
+            if throttled.is_some() {
+                // A server that throttles mid-session is closing it, or soon will.
+                self.close(pooled);
+            } else if let Some(spent) = self.pool.put(
+                source,
+                &host.name,
+                pooled,
+                site.limits.max_messages_per_connection,
+            ) {
+                self.close(spent);
+            }
+            return self.outcomes(&site, &egress_name, replies, throttled).await;
+        }
+        if let Some(reply) = pushed_back {
+            let pause = self.throttled(&site, &egress_name, &reply).await;
+            return none_now(NotNow {
+                wait: pause,
+                why: format!(
+                    "site {} throttled {egress_name} ({reply}): paused {} ms; {}",
+                    site.label_with_key(),
+                    pause.as_millis(),
+                    tried.join("; ")
+                ),
+                reply: None,
+            });
         }
         if candidates > 0 && refused_private == candidates {
             // Mailgate's own policy, not the recipient's refusal: `failed`, so the address is

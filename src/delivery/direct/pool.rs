@@ -1,5 +1,6 @@
-//! Open sessions kept between deliveries, per (egress address, MX host): the next message to
-//! the same host from the same source reuses one, up to [`MAX_DELIVERIES`] transactions.
+//! Open sessions kept between deliveries, per (egress address, MX host), each with the
+//! connection slot it holds: the next message to the same host from the same source reuses
+//! one, up to its site's `max_messages_per_connection` transactions.
 
 use std::{
     collections::HashMap,
@@ -8,10 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::client::Session;
+use super::shaping::Pooled;
 
-/// Transactions one connection carries before it is closed: long-lived connections to one
-/// MX are cheap for both sides, but some receivers count messages per connection.
+/// Transactions one connection carries before it is closed, unless the site's shaping says
+/// otherwise: long-lived connections to one MX are cheap for both sides, but some receivers
+/// count messages per connection.
 pub const MAX_DELIVERIES: u32 = 100;
 /// Idle sessions kept per (egress, MX host).
 const MAX_IDLE: usize = 8;
@@ -23,17 +25,13 @@ type Key = (Option<IpAddr>, String);
 
 #[derive(Default)]
 pub(super) struct Pool {
-    idle: Mutex<HashMap<Key, Vec<(Session, Instant)>>>,
+    idle: Mutex<HashMap<Key, Vec<(Pooled, Instant)>>>,
 }
 
 impl Pool {
     /// An idle session from `egress` to `host`, if a recent one is kept (not checked: RSET
     /// it), and the stale ones to close.
-    pub(super) fn take(
-        &self,
-        egress: Option<IpAddr>,
-        host: &str,
-    ) -> (Option<Session>, Vec<Session>) {
+    pub(super) fn take(&self, egress: Option<IpAddr>, host: &str) -> (Option<Pooled>, Vec<Pooled>) {
         let mut idle = self.idle.lock().expect("not poisoned");
         let Some(sessions) = idle.get_mut(&(egress, host.to_ascii_lowercase())) else {
             return (None, Vec::new());
@@ -49,14 +47,15 @@ impl Pool {
     }
 
     /// Keeps `session` for the next delivery to `host`, or hands it back to be closed when it
-    /// is spent or there are enough idle ones.
+    /// is spent (`max_deliveries` transactions) or there are enough idle ones.
     pub(super) fn put(
         &self,
         egress: Option<IpAddr>,
         host: &str,
-        session: Session,
-    ) -> Option<Session> {
-        if !session.is_usable() || session.deliveries >= MAX_DELIVERIES {
+        session: Pooled,
+        max_deliveries: u32,
+    ) -> Option<Pooled> {
+        if !session.session.is_usable() || session.session.deliveries >= max_deliveries {
             return Some(session);
         }
         let mut idle = self.idle.lock().expect("not poisoned");

@@ -1,7 +1,12 @@
-//! A relay's own pool of SMTP connections: checkout (an idle connection that still answers,
+//! A relay's own pool of SMTP connections: checkout (an idle connection not idle too long,
 //! or a new one), one transaction per send, checkin, the connection slots a capped relay
 //! takes through the pacer, and why an attempt got no answer ([`RelayError`]). Every step is
 //! bounded by the attempt timeout.
+//!
+//! A reused connection gets no NOOP first (a round trip per message): one idle longer than
+//! [`REUSE_IDLE`] is closed instead, and when a relay closed the connection meanwhile (its
+//! first command meets a closed socket or `421`), the message goes on a fresh connection,
+//! once. Nothing of the message was said on the old one, so it is never sent twice.
 
 use std::time::Duration;
 
@@ -25,6 +30,11 @@ use crate::{
     delivery::intl::{Intl, Smtputf8},
     ratelimit::pace::{SLOT_TTL, Slot},
 };
+
+/// An idle connection older than this is closed rather than reused: relays drop idle
+/// clients (Postfix after 300 s, some after a minute), and middleboxes forget quiet
+/// connections without a word, which a first command would wait out to the timeout.
+pub const REUSE_IDLE: Duration = Duration::from_secs(30);
 
 /// Why an attempt got no SMTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -61,73 +71,85 @@ impl Relay {
         // exactly, not with an empty line added.
         let mime = mime.strip_suffix(b"\r\n").unwrap_or(mime);
         let mut pooled = self.checkout().await?;
-        let offered = pooled
-            .conn
-            .server_info()
-            .supports_feature(Extension::SmtpUtfEight);
-        let sent = match intl.at_hop(offered) {
-            Smtputf8::Impossible => {
-                // Nothing was said: the connection stays good for the next message.
-                self.checkin(pooled).await;
-                return Err(RelayError::NoSmtputf8(intl));
+        loop {
+            let info = pooled.conn.server_info();
+            let eight_bit = info.supports_feature(Extension::EightBitMime);
+            let mut params = Vec::new();
+            match intl.at_hop(info.supports_feature(Extension::SmtpUtfEight)) {
+                Smtputf8::Impossible => {
+                    // Nothing was said: the connection stays good for the next message.
+                    self.checkin(pooled).await;
+                    return Err(RelayError::NoSmtputf8(intl));
+                }
+                // UTF-8 headers with an ASCII envelope (RFC 6532): SMTPUTF8 by hand, with
+                // `BODY=8BITMIME` when offered, as RFC 6531 §3.1 pairs them.
+                Smtputf8::Use if !intl.required() => {
+                    params.push(MailParameter::SmtpUtfEight);
+                    if eight_bit {
+                        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+                    }
+                }
+                // As lettre's own `send` would say it.
+                use_or_not => {
+                    if matches!(use_or_not, Smtputf8::Use) {
+                        params.push(MailParameter::SmtpUtfEight);
+                    }
+                    if !mime.is_ascii() {
+                        if !eight_bit {
+                            // lettre refuses 8-bit data to a relay without 8BITMIME, before
+                            // saying anything: its error, and the connection stays good.
+                            let refused = pooled.conn.send(envelope, mime).await;
+                            self.checkin(pooled).await;
+                            return refused.map_err(Into::into);
+                        }
+                        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+                    }
+                }
             }
-            // lettre adds SMTPUTF8 itself only for a UTF-8 envelope; UTF-8 headers with an
-            // ASCII envelope (RFC 6532) are sent with it by hand.
-            Smtputf8::Use if !intl.required() => {
-                tokio::time::timeout(
-                    self.timeout,
-                    send_smtputf8(&mut pooled.conn, envelope, mime),
-                )
-                .await
-            }
-            _ => tokio::time::timeout(self.timeout, pooled.conn.send(envelope, mime)).await,
-        };
-        match sent {
-            Ok(Ok(response)) => {
-                self.checkin(pooled).await;
-                Ok(response)
-            }
-            Ok(Err(err)) => {
-                self.close(pooled).await;
-                Err(err.into())
-            }
-            // The half-used connection is dropped, never pooled: its late reply would
-            // answer the next command.
-            Err(_) => {
-                self.give_back(pooled.slot).await;
-                Err(RelayError::Timeout(self.timeout))
+            let reused = pooled.idle_since.is_some();
+            let sent = tokio::time::timeout(
+                self.timeout,
+                transaction(&mut pooled.conn, envelope, params, mime),
+            )
+            .await;
+            match sent {
+                Ok(Ok(response)) => {
+                    self.checkin(pooled).await;
+                    return Ok(response);
+                }
+                Ok(Err(Failed::Mail(err))) if reused && closed_by_relay(&err) => {
+                    // The relay hung up while the connection idled. Nothing of this message
+                    // was said on it: it goes once, on a fresh connection.
+                    tracing::debug!(relay = %self.name, error = %err, "pooled connection closed by the relay; retrying on a new one");
+                    self.close(pooled).await;
+                    pooled = self.connect_new().await?;
+                }
+                Ok(Err(Failed::Mail(err) | Failed::Later(err))) => {
+                    self.close(pooled).await;
+                    return Err(err.into());
+                }
+                // The half-used connection is dropped, never pooled: its late reply would
+                // answer the next command.
+                Err(_) => {
+                    self.give_back(pooled.slot).await;
+                    return Err(RelayError::Timeout(self.timeout));
+                }
             }
         }
     }
 
-    /// An idle connection that still answers NOOP (and still holds its slot), or a new one.
+    /// An idle connection, not idle longer than [`REUSE_IDLE`] (and still holding its
+    /// slot), or a new one.
     async fn checkout(&self) -> Result<Pooled, RelayError> {
         loop {
             let idle = self.idle.lock().expect("not poisoned").pop();
             let Some(mut pooled) = idle else {
-                let slot = self.take_slot().await?;
-                return match tokio::time::timeout(self.timeout, self.open()).await {
-                    Ok(Ok(conn)) => Ok(Pooled {
-                        conn,
-                        slot,
-                        renewed: std::time::Instant::now(),
-                    }),
-                    Ok(Err(err)) => {
-                        self.give_back(slot).await;
-                        Err(err)
-                    }
-                    Err(_) => {
-                        self.give_back(slot).await;
-                        Err(RelayError::Timeout(self.timeout))
-                    }
-                };
+                return self.connect_new().await;
             };
-            // A relay that stopped answering must not hold the attempt: NOOP is bounded like
-            // every other step.
             let mut usable = !pooled.conn.has_broken()
-                && tokio::time::timeout(self.timeout, pooled.conn.test_connected())
-                    .await
-                    .unwrap_or(false);
+                && pooled
+                    .idle_since
+                    .is_none_or(|since| since.elapsed() <= REUSE_IDLE);
             if usable
                 && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
                 && pooled.renewed.elapsed() > SLOT_TTL / 3
@@ -139,6 +161,27 @@ impl Relay {
                 return Ok(pooled);
             }
             self.close(pooled).await;
+        }
+    }
+
+    /// A new connection with its slot, bounded by the attempt timeout.
+    async fn connect_new(&self) -> Result<Pooled, RelayError> {
+        let slot = self.take_slot().await?;
+        match tokio::time::timeout(self.timeout, self.open()).await {
+            Ok(Ok(conn)) => Ok(Pooled {
+                conn,
+                slot,
+                renewed: std::time::Instant::now(),
+                idle_since: None,
+            }),
+            Ok(Err(err)) => {
+                self.give_back(slot).await;
+                Err(err)
+            }
+            Err(_) => {
+                self.give_back(slot).await;
+                Err(RelayError::Timeout(self.timeout))
+            }
         }
     }
 
@@ -161,7 +204,8 @@ impl Relay {
         );
         let deadline = tokio::time::Instant::now() + HORIZON;
         loop {
-            if let Some(slot) = self.pacer.acquire(&self.name, max, &holder).await {
+            let lane = crate::ratelimit::pace::Lane::Relay(&self.name);
+            if let Some(slot) = self.pacer.acquire(lane, max, &holder).await {
                 return Ok(Some(slot));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -177,10 +221,11 @@ impl Relay {
         }
     }
 
-    async fn checkin(&self, pooled: Pooled) {
+    async fn checkin(&self, mut pooled: Pooled) {
         if pooled.conn.has_broken() {
             return self.give_back(pooled.slot).await;
         }
+        pooled.idle_since = Some(std::time::Instant::now());
         let surplus = {
             let mut idle = self.idle.lock().expect("not poisoned");
             if idle.len() < self.pool_size() {
@@ -279,23 +324,39 @@ impl Relay {
     }
 }
 
-/// lettre's `send`, with `SMTPUTF8` on `MAIL FROM` for an ASCII envelope (and
-/// `BODY=8BITMIME` when offered, as RFC 6531 §3.1 pairs them). On an error the caller closes
-/// the connection, as lettre would.
-async fn send_smtputf8(
+/// Where a transaction failed: at `MAIL FROM` (nothing of the message was said) or later.
+enum Failed {
+    Mail(SmtpError),
+    Later(SmtpError),
+}
+
+/// One transaction, as lettre's `send` runs it, with the `MAIL FROM` parameters given. On
+/// an error the caller closes the connection, as lettre would.
+async fn transaction(
     conn: &mut AsyncSmtpConnection,
     envelope: &Envelope,
+    params: Vec<MailParameter>,
     mime: &[u8],
-) -> Result<Response, SmtpError> {
-    let mut params = vec![MailParameter::SmtpUtfEight];
-    if conn.server_info().supports_feature(Extension::EightBitMime) {
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
+) -> Result<Response, Failed> {
     conn.command(Mail::new(envelope.from().cloned(), params))
-        .await?;
-    for to in envelope.to() {
-        conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        .await
+        .map_err(Failed::Mail)?;
+    async {
+        for to in envelope.to() {
+            conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        }
+        conn.command(Data).await?;
+        conn.message(mime).await
     }
-    conn.command(Data).await?;
-    conn.message(mime).await
+    .await
+    .map_err(Failed::Later)
+}
+
+/// Whether an error at the first command says the relay closed the idle connection: the
+/// socket was closed or reset (no reply at all), or it said `421` (closing).
+fn closed_by_relay(err: &SmtpError) -> bool {
+    match err.status() {
+        Some(code) => u16::from(code) == 421,
+        None => !err.is_client() && !err.is_tls(),
+    }
 }

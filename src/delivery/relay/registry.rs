@@ -110,6 +110,18 @@ impl Relays {
         for relay in self.relays.values_mut() {
             relay.pacer = pacer.clone();
         }
+        for direct in self.direct.values_mut() {
+            direct.with_pacer(pacer.clone());
+        }
+        self
+    }
+
+    /// Shapes direct delivery per destination site with these entries (the built-in ones
+    /// without it).
+    pub fn with_shaping(mut self, shaping: Arc<crate::delivery::direct::Shaping>) -> Self {
+        for direct in self.direct.values_mut() {
+            direct.with_shaping(shaping.clone());
+        }
         self
     }
 

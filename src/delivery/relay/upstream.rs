@@ -11,7 +11,7 @@ use super::url::{RelayUrl, TlsMode, parse_url, tls_parameters};
 pub use crate::delivery::health::RelayHealth;
 use crate::{
     config::RelayConfig,
-    ratelimit::pace::{PaceStatus, Rate, RelayPacer, Reservation, Slot},
+    ratelimit::pace::{Lane, PaceStatus, Rate, RelayPacer, Reservation, Slot},
 };
 
 /// The longest a send waits for its relay's rate or a connection slot while holding its
@@ -43,6 +43,8 @@ pub(super) struct Pooled {
     pub(super) conn: AsyncSmtpConnection,
     pub(super) slot: Option<Slot>,
     pub(super) renewed: std::time::Instant,
+    /// When it was last checked in; a fresh connection has never been idle.
+    pub(super) idle_since: Option<std::time::Instant>,
 }
 
 /// A relay's limits and its back-off, for `/v1/relays`.
@@ -92,7 +94,12 @@ impl Relay {
 
     /// A moment to send: now, after a wait within [`HORIZON`] (waited out here), or not now.
     pub async fn admit(&self) -> Result<(), Duration> {
-        match self.pacer.reserve(&self.name, self.rate, HORIZON).await {
+        let lane = Lane::Relay(&self.name);
+        match self
+            .pacer
+            .reserve(lane, self.rate, HORIZON, self.rate.is_some())
+            .await
+        {
             Reservation::Reserved { wait } => {
                 if !wait.is_zero() {
                     metrics::histogram!("mailgate_relay_pace_wait_seconds", "relay" => self.name.clone())
@@ -108,7 +115,20 @@ impl Relay {
     /// The relay answered a throttling reply: pause it (every process, when shared) and
     /// say for how long.
     pub async fn throttled(&self) -> Duration {
-        self.pacer.throttled(&self.name, self.shared()).await
+        metrics::counter!("mailgate_relay_throttled_total", "relay" => self.name.clone())
+            .increment(1);
+        let pause = self
+            .pacer
+            .throttled(Lane::Relay(&self.name), self.shared())
+            .await;
+        metrics::gauge!("mailgate_relay_backoff_seconds", "relay" => self.name.clone())
+            .set(pause.as_secs_f64());
+        tracing::warn!(
+            relay = self.name,
+            pause_ms = pause.as_millis() as u64,
+            "relay throttled: pausing it"
+        );
+        pause
     }
 
     /// Its rate, connection cap and back-off as this process last saw them.
@@ -117,7 +137,7 @@ impl Relay {
             max_rate_per_sec: self.config.max_rate_per_sec,
             burst: self.rate.map(|r| r.burst),
             max_connections: self.config.max_connections,
-            state: self.pacer.status(&self.name, self.shared()),
+            state: self.pacer.status(Lane::Relay(&self.name), self.shared()),
         }
     }
 

@@ -610,6 +610,10 @@ impl Session<'_> {
                     .collect();
                 io.reply(554, [5, 6, 0], detail.join("; "));
             }
+            Err(e @ SubmissionError::DomainNotVerified(_)) => {
+                // Policy, not trouble: the same From is refused until the domain verifies.
+                io.reply(550, [5, 7, 1], e.to_string());
+            }
             Err(SubmissionError::ScanUnavailable(_)) => {
                 io.reply(
                     451,

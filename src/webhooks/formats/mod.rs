@@ -41,6 +41,14 @@ pub fn render(
     secrets: &[&WebhookSecret],
     signing_key: Option<&[u8]>,
 ) -> Result<Option<Outgoing>, String> {
+    // Sending domains' events are about no message: the email-shaped formats have nothing
+    // for them; Resend's has `domain.*` events, with the domain as `data`.
+    if is_domain_event(body) {
+        match format {
+            WebhookFormat::Standard | WebhookFormat::Resend => {}
+            _ => return Ok(None),
+        }
+    }
     let (body, names) = match format {
         WebhookFormat::Postmark => {
             return Ok(postmark::body(body, id)?.map(|body| Outgoing {
@@ -72,6 +80,10 @@ pub fn render(
                 body,
             }));
         }
+        WebhookFormat::Resend if is_domain_event(body) => (
+            resend::domain_body(body)?,
+            ["svix-id", "svix-timestamp", "svix-signature"],
+        ),
         WebhookFormat::Resend => (
             resend::body(body)?,
             ["svix-id", "svix-timestamp", "svix-signature"],
@@ -90,4 +102,12 @@ pub fn render(
         ],
         body,
     }))
+}
+
+/// Whether a queued body is a `domain.*` event.
+fn is_domain_event(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(|t| t.starts_with("domain.")))
+        .unwrap_or(false)
 }

@@ -16,6 +16,18 @@ fn event_type(standard: &str, status: &str) -> String {
     .to_string()
 }
 
+/// The Resend body of a `domain.*` event: `{"type", "created_at", "data": <the domain>}`.
+pub fn domain_body(standard: &str) -> Result<String, String> {
+    let event: Value =
+        serde_json::from_str(standard).map_err(|e| format!("the queued body is not JSON: {e}"))?;
+    serde_json::to_string(&json!({
+        "type": event["type"],
+        "created_at": event["timestamp"],
+        "data": event["data"],
+    }))
+    .map_err(|e| e.to_string())
+}
+
 /// The Resend body of a delivery queued in mailgate's body.
 pub fn body(standard: &str) -> Result<String, String> {
     let event: Value =

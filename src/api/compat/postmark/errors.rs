@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::super::shared::{ErrorResponses, Errors, describe, reshape};
-use crate::{api::error::ServiceError, ratelimit::Refusal};
+use crate::{api::error::ServiceError, ratelimit::Refusal, service::error::Forbidden};
 
 /// Postmark's name for a native field path (`to[1]` is `To[1]`).
 pub fn field(native: &str) -> String {
@@ -51,6 +51,11 @@ pub fn status_and_code(err: &ServiceError) -> (StatusCode, u16) {
         ServiceError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 300),
         // 10: bad or missing server token.
         ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, 10),
+        // 400: sender signature not found (Postmark's word for an unverified From).
+        ServiceError::Forbidden {
+            kind: Forbidden::DomainNotVerified,
+            ..
+        } => (StatusCode::UNPROCESSABLE_ENTITY, 400),
         // 405: not allowed to send.
         ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, 405)

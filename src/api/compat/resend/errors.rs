@@ -11,7 +11,7 @@ use super::super::shared::{ErrorResponses, Errors, describe, reshape, same_name}
 use crate::{
     api::error::ServiceError,
     ratelimit::Refusal,
-    service::error::{AuthFailure, Conflict},
+    service::error::{AuthFailure, Conflict, Forbidden},
 };
 
 /// The Resend error body: `name` is what resend-python picks the exception class by.
@@ -66,6 +66,11 @@ fn status_and_name(err: &ServiceError) -> (StatusCode, &'static str) {
             (StatusCode::UNAUTHORIZED, "missing_api_key")
         }
         ServiceError::Unauthorized(_) => (StatusCode::FORBIDDEN, "invalid_api_key"),
+        // Resend refuses an unverified domain with 403 `validation_error`.
+        ServiceError::Forbidden {
+            kind: Forbidden::DomainNotVerified,
+            ..
+        } => (StatusCode::FORBIDDEN, "validation_error"),
         ServiceError::ForbiddenScope(_) | ServiceError::Forbidden { .. } => {
             (StatusCode::UNAUTHORIZED, "restricted_api_key")
         }

@@ -1,5 +1,5 @@
 //! Resend's send API: `POST /emails`, `POST /emails/batch` (`x-batch-validation`),
-//! `GET /emails/{id}`, `POST /emails/{id}/cancel`, with `Authorization: Bearer <key>` and
+//! `GET /emails/{id}`, `POST /emails/{id}/cancel`, and its Domains API (`domains`), with `Authorization: Bearer <key>` and
 //! `Idempotency-Key`. Errors are `{"statusCode", "name", "message"}`: resend-python picks its
 //! exception class from the status and `name`, resend-node returns them as `error`.
 //!
@@ -7,6 +7,7 @@
 //! the SDKs send them; `mapping`: those into the native request, answers into Resend's
 //! shapes; `errors`: Resend's error body and statuses; `routes`: the handlers.
 
+pub mod domains;
 pub mod errors;
 pub mod mapping;
 pub mod request;
@@ -46,4 +47,13 @@ pub fn router() -> Router<AppState> {
         .route("/emails/batch/", post(routes::send_batch))
         .route("/emails/{id}", get(routes::show).patch(routes::update))
         .route("/emails/{id}/cancel", post(routes::cancel))
+        .route("/domains", post(domains::create).get(domains::list))
+        .route("/domains/", post(domains::create).get(domains::list))
+        .route(
+            "/domains/{id}",
+            get(domains::show)
+                .patch(domains::update)
+                .delete(domains::remove),
+        )
+        .route("/domains/{id}/verify", post(domains::verify))
 }
