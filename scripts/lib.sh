@@ -8,7 +8,8 @@
 #   ensure_redis            a reachable Redis + MAILGATE_REDIS_URL (returns 1 if none can be had)
 #   ensure_tools_for_tests  swaks, smtp-sink/smtp-source (postfix), python3, dkimpy, openssl,
 #                           redis-server (with TLS), PostgreSQL's server binaries (tests/tls
-#                           starts private clusters), systemd-analyze (tests/deploy);
+#                           starts private clusters), systemd-analyze (tests/deploy),
+#                           ldnsutils and nsd (tests/api/dane.rs);
 #                           exits 1 naming what it could not install
 #   ensure_browser          chromium + chromedriver (Debian's chromium, chromium-driver) for
 #                           the console's browser tests; exits 1 naming them if it cannot
@@ -422,6 +423,9 @@ ensure_tools_for_tests() {
 	# tests/tls runs initdb and postgres itself, with ssl on.
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
 	command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+	# tests/api/dane.rs signs a test zone (ldns-keygen, ldns-signzone) and serves it (nsd).
+	command -v ldns-signzone >/dev/null 2>&1 || pkgs+=(ldnsutils)
+	command -v nsd >/dev/null 2>&1 || pkgs+=(nsd)
 	if [ "${#pkgs[@]}" -gt 0 ]; then
 		if ! command -v apt-get >/dev/null 2>&1 || ! _mg_is_root; then
 			mg_die "tools: missing ${pkgs[*]} and cannot install them here (needs root and apt-get): install them (Debian: apt-get install ${pkgs[*]}) and run again"
@@ -440,7 +444,7 @@ ensure_tools_for_tests() {
 		fi
 		mg_log "tools: installed ${pkgs[*]}"
 	fi
-	for tool in swaks smtp-sink smtp-source python3 openssl redis-server systemd-analyze; do
+	for tool in swaks smtp-sink smtp-source python3 openssl redis-server systemd-analyze ldns-keygen ldns-signzone nsd; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(initdb)
@@ -451,7 +455,7 @@ ensure_tools_for_tests() {
 	if [ "${#missing[@]}" -gt 0 ]; then
 		mg_die "tools: ${missing[*]} still not on PATH after installing ${pkgs[*]}"
 	fi
-	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server (TLS), initdb, systemd-analyze present"
+	mg_log "tools: swaks, smtp-sink, smtp-source, python3, openssl, redis-server (TLS), initdb, systemd-analyze, ldns-signzone, nsd present"
 	_mg_ensure_dkimpy
 }
 

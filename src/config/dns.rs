@@ -1,7 +1,7 @@
 //! `[dns]`: the resolver direct delivery (`relays.NAME.mx = true`) asks for MX and address
 //! records.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,10 @@ pub struct DnsConfig {
     pub nameservers: Vec<String>,
     /// How long one query waits for an answer before it counts as a DNS failure (transient).
     pub timeout_ms: u64,
+    /// A file of DNSKEY records (the zone's key-signing key, in zone-file format) that DNSSEC
+    /// validation for DANE trusts instead of the root's keys. For private zones and tests;
+    /// unset for the public Internet.
+    pub trust_anchors: Option<PathBuf>,
 }
 
 impl Default for DnsConfig {
@@ -19,6 +23,7 @@ impl Default for DnsConfig {
         Self {
             nameservers: Vec::new(),
             timeout_ms: 5000,
+            trust_anchors: None,
         }
     }
 }
@@ -50,6 +55,14 @@ impl DnsConfig {
         self.nameserver_addrs()?;
         if self.timeout_ms == 0 {
             anyhow::bail!("dns.timeout_ms must be at least 1");
+        }
+        if let Some(path) = &self.trust_anchors
+            && !path.is_file()
+        {
+            anyhow::bail!(
+                "dns.trust_anchors {} is not a readable file",
+                path.display()
+            );
         }
         Ok(())
     }

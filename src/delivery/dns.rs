@@ -4,7 +4,8 @@
 //! for a null MX (`0 .`) or a domain that does not exist; "try later" when DNS fails.
 //!
 //! One resolver serves every delivery: its cache keeps answers for their TTL (negative ones
-//! too), and a semaphore bounds the lookups in flight.
+//! too), and a semaphore bounds the lookups in flight. A second one validates DNSSEC, for
+//! DANE's lookups only ([`Dns::secure`]).
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use hickory_resolver::{
     },
     net::{DnsError, DnsHandle, NetError, runtime::TokioRuntimeProvider},
     proto::{
+        dnssec::{Proof, TrustAnchors},
         op::{DnsRequestOptions, Query, ResponseCode},
         rr::{Name, RData, RecordType},
     },
@@ -62,8 +64,24 @@ pub enum DnsFailure {
     Transient(String),
 }
 
+/// What DNSSEC says about an answer (RFC 4035 §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secured<T> {
+    /// Signed, and the chain of trust from a trust anchor verified.
+    Secure(T),
+    /// Unsigned (or undeterminable): the answer proves nothing.
+    Insecure,
+    /// Signed, but the signatures or the chain do not verify: an attack or a broken zone.
+    Bogus(String),
+}
+
 pub struct Dns {
     resolver: TokioResolver,
+    /// The same nameservers, validating DNSSEC from the root's keys or `dns.trust_anchors`.
+    /// Separate because only DANE needs to know: routing keeps using the plain resolver, so a
+    /// domain whose DNSSEC is broken (or a nameserver that strips signatures) still gets its
+    /// mail, through MTA-STS or opportunistic TLS, as before DANE.
+    validating: TokioResolver,
     /// The same nameservers, asked directly: for PTR lookups (see [`Dns::ptr_names`]).
     nameservers: NameServerPool<TokioRuntimeProvider>,
     permits: Semaphore,
@@ -130,13 +148,25 @@ impl Dns {
             Arc::new(PoolContext::new(opts.clone(), tls)),
             provider.clone(),
         );
-        let mut builder = TokioResolver::builder_with_config(resolver_config, provider);
-        *builder.options_mut() = opts;
-        let resolver = builder
-            .build()
-            .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        let build = |anchors: Option<Arc<TrustAnchors>>| {
+            let mut builder =
+                TokioResolver::builder_with_config(resolver_config.clone(), provider.clone());
+            *builder.options_mut() = opts.clone();
+            if let Some(anchors) = anchors {
+                builder = builder.with_trust_anchor(anchors);
+            }
+            builder
+                .build()
+                .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))
+        };
+        let anchors = match &config.trust_anchors {
+            Some(path) => TrustAnchors::from_file(path)
+                .map_err(|e| anyhow::anyhow!("dns.trust_anchors {}: {e}", path.display()))?,
+            None => TrustAnchors::default(),
+        };
         Ok(Arc::new(Self {
-            resolver,
+            resolver: build(None)?,
+            validating: build(Some(Arc::new(anchors)))?,
             nameservers,
             permits: Semaphore::new(MAX_LOOKUPS),
         }))
@@ -239,6 +269,53 @@ impl Dns {
             Err(err) if negative(&err).is_some() => Ok(Vec::new()),
             Err(err) => Err(DnsFailure::Transient(format!(
                 "DNS lookup of TXT {name} failed: {err}"
+            ))),
+        }
+    }
+
+    /// The records of `rtype` at `name` through the validating resolver, and whether DNSSEC
+    /// proves them. `Secure(empty)` when the name has none and the denial is signed;
+    /// `Insecure` when it has none and nothing proves it.
+    pub async fn secure(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Secured<Vec<RData>>, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let _permit = self.permits.acquire().await.expect("never closed");
+        match self.validating.lookup(fqdn.as_str(), rtype).await {
+            Ok(lookup) => {
+                let records: Vec<_> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .collect();
+                if records.iter().any(|r| r.proof == Proof::Bogus) {
+                    return Ok(Secured::Bogus(format!(
+                        "the DNSSEC signatures of {rtype} {name} do not verify"
+                    )));
+                }
+                if records.is_empty() || records.iter().any(|r| r.proof != Proof::Secure) {
+                    return Ok(Secured::Insecure);
+                }
+                Ok(Secured::Secure(
+                    records.into_iter().map(|r| r.data.clone()).collect(),
+                ))
+            }
+            Err(NetError::Dns(DnsError::Nsec { proof, .. })) => Ok(match proof {
+                Proof::Bogus => Secured::Bogus(format!(
+                    "the DNSSEC denial of {rtype} {name} does not verify"
+                )),
+                Proof::Secure => Secured::Secure(Vec::new()),
+                _ => Secured::Insecure,
+            }),
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Ok(Secured::Bogus(format!(
+                "DNSSEC validation of {rtype} {name} failed"
+            ))),
+            // A signed denial has been checked by the time it comes back as "no records".
+            Err(err) if negative(&err).is_some() => Ok(Secured::Secure(Vec::new())),
+            Err(err) => Err(DnsFailure::Transient(format!(
+                "DNS lookup of {rtype} {name} failed: {err}"
             ))),
         }
     }

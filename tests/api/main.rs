@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod body_retention;
 mod charging;
+mod dane;
 mod delivery;
 mod direct;
 mod dkim;

@@ -103,12 +103,12 @@ async fn app(dns: &TestDns, ca: &TestCa) -> TestApp {
         .await
 }
 
-fn msg(to: &str) -> Value {
+pub(crate) fn msg(to: &str) -> Value {
     json!({"from": "sender@mailgate.test", "to": to, "subject": "tls", "text": "hello"})
 }
 
 /// The first event of `kind` for the message, once there is one.
-async fn event(app: &TestApp, id: &str, kind: &str) -> (Email, Event) {
+pub(crate) async fn event(app: &TestApp, id: &str, kind: &str) -> (Email, Event) {
     eventually(format_args!("a {kind} event for {id}"), WAIT, async || {
         let email = app.get_email(id).await;
         match email.events.iter().find(|e| e.kind == kind) {

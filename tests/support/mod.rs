@@ -10,6 +10,7 @@ pub mod dns_server;
 pub mod eventually;
 pub mod postfix;
 pub mod process;
+pub mod signed_zone;
 pub mod smtp_server;
 pub mod test_ca;
 pub mod test_redis;

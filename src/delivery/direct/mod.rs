@@ -265,6 +265,14 @@ impl Direct {
         // A throttling greeting or EHLO reply (`421`): the site is pushing back.
         let mut pushed_back: Option<String> = None;
         for host in &hosts {
+            // DANE (TLSA under DNSSEC) first: it takes precedence over MTA-STS.
+            let verifier = match self.tls.host_verifier(&mut policy, host).await {
+                Ok(verifier) => verifier,
+                Err(why) => {
+                    tried.push(why);
+                    continue;
+                }
+            };
             if let Err(why) = policy.host(&host.name) {
                 tried.push(why);
                 continue;
@@ -305,7 +313,7 @@ impl Direct {
                         continue;
                     }
                     let peer = SocketAddr::new(ip, SMTP_PORT);
-                    let verifier = self.tls.verifier();
+                    let verifier = verifier.clone();
                     match Session::open(peer, source, &host.name, helo, self.timeout, verifier)
                         .await
                     {

@@ -1,13 +1,18 @@
 //! Recipient domains' published TLS policies for direct delivery, and what each attempt's TLS
-//! was: MTA-STS (RFC 8461, `mta_sts`), or opportunistic STARTTLS when a domain publishes none.
+//! was: DANE (RFC 7672, `dane`) for MX hosts with TLSA records under DNSSEC, else MTA-STS
+//! (RFC 8461, `mta_sts`), or opportunistic STARTTLS when a domain publishes neither.
 //!
 //! Before connecting, direct delivery asks [`TlsPolicies::for_domain`] for the domain's
 //! [`DomainPolicy`]; it then asks the policy about each MX host ([`DomainPolicy::host`]) and
 //! each session's TLS ([`DomainPolicy::session`]). Under `enforce` an MX outside the policy,
 //! or a session without STARTTLS or with a certificate that does not verify for the MX name,
-//! is refused before MAIL FROM; under `testing` the failure is only recorded. Every attempt
+//! is refused before MAIL FROM; under `testing` the failure is only recorded. Before opening a
+//! session, [`TlsPolicies::host_verifier`] looks up the host's TLSA records: where they are
+//! usable, TLS with a matching certificate is required whatever MTA-STS says (RFC 8461 §2),
+//! and a bogus DNSSEC answer keeps the host from being used. Every attempt
 //! event carries the verdict as `data.tls` ([`DomainPolicy::describe`]).
 
+pub mod dane;
 pub mod mta_sts;
 
 use std::sync::Arc;
@@ -21,7 +26,10 @@ use rustls::{
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::{dns::Dns, reply::Reply};
+use super::{
+    dns::{Dns, MxHost},
+    reply::Reply,
+};
 use crate::config::TlsPolicyConfig;
 pub use mta_sts::{Mode, StsPolicy};
 
@@ -49,6 +57,8 @@ impl std::fmt::Display for TlsInfo {
 pub struct TlsPolicies {
     verifier: Arc<dyn ServerCertVerifier>,
     sts: Option<mta_sts::Source>,
+    /// The resolver DANE's DNSSEC-validated lookups go through, unless `tls_policy.dane` is off.
+    dane: Option<Arc<Dns>>,
 }
 
 impl TlsPolicies {
@@ -61,12 +71,14 @@ impl TlsPolicies {
         timeout: std::time::Duration,
     ) -> anyhow::Result<Self> {
         let roots = Arc::new(roots(config)?);
+        let dane = config.dane.then(|| dns.clone());
         let sts = config
             .mta_sts
             .then(|| mta_sts::Source::new(pool, dns, roots.clone(), timeout));
         Ok(Self {
             verifier: verifier(roots),
             sts,
+            dane,
         })
     }
 
@@ -75,6 +87,7 @@ impl TlsPolicies {
         Self {
             verifier: verifier(Arc::new(webpki())),
             sts: None,
+            dane: None,
         }
     }
 
@@ -86,8 +99,15 @@ impl TlsPolicies {
     /// `domain`'s policy for this attempt. `allow_private` lets the policy host resolve
     /// into private space (as `relays.NAME.allow_private_mx` does for MX hosts).
     pub async fn for_domain(&self, domain: &str, allow_private: bool) -> DomainPolicy {
+        let mx_secure = match &self.dane {
+            Some(dns) => dane::mx_secure(dns, domain).await,
+            None => false,
+        };
         let Some(sts) = &self.sts else {
-            return DomainPolicy::default();
+            return DomainPolicy {
+                mx_secure,
+                ..DomainPolicy::default()
+            };
         };
         let found = sts.policy(domain, allow_private).await;
         if let Some(error) = &found.error {
@@ -97,8 +117,41 @@ impl TlsPolicies {
         DomainPolicy {
             sts: found.policy.filter(|p| p.mode != Mode::None),
             fetch_error: found.error,
-            failures: Vec::new(),
+            mx_secure,
+            ..DomainPolicy::default()
         }
+    }
+
+    /// How to check the certificate of `host` (one of the domain's MX hosts): against its
+    /// TLSA records when DANE applies (recorded in `policy.dane`), else the web PKI. `Err`
+    /// (why) when DNSSEC forbids using the host now (bogus answers, failed TLSA lookup).
+    pub async fn host_verifier(
+        &self,
+        policy: &mut DomainPolicy,
+        host: &MxHost,
+    ) -> Result<Arc<dyn ServerCertVerifier>, String> {
+        policy.dane = None;
+        if let Some(dns) = &self.dane
+            && policy.mx_secure
+            && !host.implicit
+        {
+            match dane::host(dns, host).await {
+                dane::HostDane::None => {}
+                dane::HostDane::Required(set) => {
+                    policy.dane = Some(set.clone());
+                    return Ok(Arc::new(dane::DaneVerifier::new(set)));
+                }
+                dane::HostDane::Refused(why) => {
+                    let why = format!("DANE: {} not used: {why}", host.name);
+                    metrics::counter!("mailgate_tls_sessions_total", "policy" => "dane", "result" => "refused")
+                        .increment(1);
+                    policy.failures.push(why.clone());
+                    policy.dane_refused = true;
+                    return Err(why);
+                }
+            }
+        }
+        Ok(self.verifier())
     }
 }
 
@@ -112,17 +165,30 @@ pub struct DomainPolicy {
     /// What the policy found wrong, in the order seen (kept in `testing`, refused in
     /// `enforce`).
     pub failures: Vec<String>,
+    /// DNSSEC proves the domain's MX records: its hosts' TLSA records count.
+    pub mx_secure: bool,
+    /// The usable TLSA records of the MX host being tried, when DANE applies to it.
+    pub dane: Option<Arc<dane::TlsaSet>>,
+    /// DANE kept a host from carrying the mail (bogus DNS, no STARTTLS, no TLSA match): the
+    /// attempt is deferred rather than sent in clear.
+    pub dane_refused: bool,
 }
 
 impl DomainPolicy {
-    /// Whether an MTA-STS policy in `enforce` mode applies.
+    /// Whether a failure defers the attempt: an MTA-STS policy in `enforce` mode applies, or
+    /// DANE refused a host.
     pub fn enforced(&self) -> bool {
+        self.sts_enforced() || self.dane_refused
+    }
+
+    fn sts_enforced(&self) -> bool {
         self.sts.as_ref().is_some_and(|p| p.mode == Mode::Enforce)
     }
 
     /// May `host` (an MX host name) be used? `Err` (why) only when the policy is enforced.
     pub fn host(&mut self, host: &str) -> Result<(), String> {
-        let Some(policy) = &self.sts else {
+        // DANE takes precedence over MTA-STS for a host with TLSA records (RFC 8461 §2).
+        let Some(policy) = self.sts.as_ref().filter(|_| self.dane.is_none()) else {
             return Ok(());
         };
         if policy.matches(host) {
@@ -134,12 +200,19 @@ impl DomainPolicy {
             policy.mx.join(", ")
         );
         self.failures.push(why.clone());
-        if self.enforced() { Err(why) } else { Ok(()) }
+        if self.sts_enforced() {
+            Err(why)
+        } else {
+            Ok(())
+        }
     }
 
     /// May a session to `host` with this TLS carry the mail? `Err` (why) only when the
     /// policy is enforced: STARTTLS and a certificate valid for `host` are required.
     pub fn session(&mut self, host: &str, tls: Option<&TlsInfo>) -> Result<(), String> {
+        if self.dane.is_some() {
+            return self.dane_session(host, tls);
+        }
         let policy = if self.sts.is_some() {
             "mta-sts"
         } else {
@@ -166,7 +239,7 @@ impl DomainPolicy {
             return Ok(());
         };
         self.failures.push(why.clone());
-        if self.enforced() {
+        if self.sts_enforced() {
             metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => "refused")
                 .increment(1);
             Err(why)
@@ -177,8 +250,40 @@ impl DomainPolicy {
         }
     }
 
+    /// A session to a host with TLSA records: STARTTLS and a matching certificate, always
+    /// (RFC 7672 §2.2: DANE is never only tested).
+    fn dane_session(&mut self, host: &str, tls: Option<&TlsInfo>) -> Result<(), String> {
+        let problem = match tls {
+            None => Some(format!(
+                "{host} did not offer STARTTLS, which its TLSA records require"
+            )),
+            Some(TlsInfo {
+                verified: Err(why), ..
+            }) => Some(format!(
+                "the certificate of {host} does not match its TLSA records: {why}"
+            )),
+            Some(_) => None,
+        };
+        let Some(why) = problem else {
+            metrics::counter!("mailgate_tls_sessions_total", "policy" => "dane", "result" => "verified")
+                .increment(1);
+            return Ok(());
+        };
+        metrics::counter!("mailgate_tls_sessions_total", "policy" => "dane", "result" => "refused")
+            .increment(1);
+        self.failures.push(why.clone());
+        self.dane_refused = true;
+        Err(why)
+    }
+
     /// The reason an enforced policy left no MX to deliver to, for the deferral.
     pub fn refusal(&self, domain: &str) -> String {
+        if self.dane_refused && !self.sts_enforced() {
+            return format!(
+                "DANE (RFC 7672) for {domain} allows no MX reached: {}; not sent in clear or to another host",
+                self.failures.join("; ")
+            );
+        }
         let id = self.sts.as_ref().map(|p| p.id.as_str()).unwrap_or("");
         format!(
             "the MTA-STS policy of {domain} (enforce, id {id}) allows no MX reached: {}; not sent in clear or to another host",
@@ -191,7 +296,9 @@ impl DomainPolicy {
     pub fn annotate(&self, replies: &mut [Reply], tls: Option<&TlsInfo>) {
         let described = self.describe(tls);
         let mut note = String::new();
-        if let Some(p) = &self.sts {
+        if let Some(set) = &self.dane {
+            note = format!("; DANE (TLSA {})", set.id());
+        } else if let Some(p) = &self.sts {
             note = format!("; MTA-STS {} (policy id {})", p.mode.as_str(), p.id);
             if p.mode == Mode::Testing && !self.failures.is_empty() {
                 note.push_str(&format!(
@@ -216,19 +323,26 @@ impl DomainPolicy {
     /// The attempt's `tls`: the session's TLS (if any), the policy that applied and what it
     /// found wrong.
     pub fn describe(&self, tls: Option<&TlsInfo>) -> Value {
+        let dane = self.dane.is_some() || (self.dane_refused && !self.sts_enforced());
         let policy = match (&self.sts, tls) {
+            _ if dane => "dane",
             (Some(_), _) => "mta-sts",
             (None, Some(_)) => "opportunistic",
             (None, None) => "none",
+        };
+        let policy_id = match &self.dane {
+            Some(set) => Some(set.id()),
+            None if dane => None,
+            None => self.sts.as_ref().map(|p| p.id.clone()),
         };
         let mut out = json!({
             "version": tls.map(|t| t.version.clone()),
             "cipher": tls.map(|t| t.cipher.clone()),
             "verified": tls.is_some_and(|t| t.verified.is_ok()),
             "policy": policy,
-            "policy_id": self.sts.as_ref().map(|p| p.id.clone()),
+            "policy_id": policy_id,
         });
-        if let Some(p) = &self.sts {
+        if let Some(p) = self.sts.as_ref().filter(|_| !dane) {
             out["mode"] = p.mode.as_str().into();
         }
         if let Some(Err(why)) = tls.map(|t| &t.verified) {
