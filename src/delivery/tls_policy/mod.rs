@@ -13,6 +13,7 @@
 //! event carries the verdict as `data.tls` ([`DomainPolicy::describe`]).
 
 pub mod dane;
+mod memo;
 pub mod mta_sts;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct TlsPolicies {
     sts: Option<mta_sts::Source>,
     /// The resolver DANE's DNSSEC-validated lookups go through, unless `tls_policy.dane` is off.
     dane: Option<Arc<Dns>>,
+    /// Per domain: whether DNSSEC proved its MX records, lately.
+    mx_secure: memo::Memo<bool>,
 }
 
 impl TlsPolicies {
@@ -79,6 +82,7 @@ impl TlsPolicies {
             verifier: verifier(roots),
             sts,
             dane,
+            mx_secure: Default::default(),
         })
     }
 
@@ -88,6 +92,7 @@ impl TlsPolicies {
             verifier: verifier(Arc::new(webpki())),
             sts: None,
             dane: None,
+            mx_secure: Default::default(),
         }
     }
 
@@ -100,7 +105,12 @@ impl TlsPolicies {
     /// into private space (as `relays.NAME.allow_private_mx` does for MX hosts).
     pub async fn for_domain(&self, domain: &str, allow_private: bool) -> DomainPolicy {
         let mx_secure = match &self.dane {
-            Some(dns) => dane::mx_secure(dns, domain).await,
+            Some(_) if let Some(known) = self.mx_secure.get(domain) => known,
+            Some(dns) => {
+                let secure = dane::mx_secure(dns, domain).await;
+                self.mx_secure.put(domain, secure);
+                secure
+            }
             None => false,
         };
         let Some(sts) = &self.sts else {

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::{DateTime, Utc};
 use mail_auth::{common::parse::TxtRecordParser, mta_sts::MtaSts};
 use rustls::RootCertStore;
 use sqlx::PgPool;
@@ -157,6 +158,8 @@ pub struct Source {
     timeout: Duration,
     /// Per domain: the TXT id whose fetch failed last, when, and why.
     failed: Mutex<HashMap<String, (String, Instant, String)>>,
+    /// Per domain: the policy Postgres had for it, lately (with when it expires).
+    cached: super::memo::Memo<Option<(StsPolicy, DateTime<Utc>)>>,
 }
 
 impl Source {
@@ -167,6 +170,32 @@ impl Source {
             roots,
             timeout,
             failed: Mutex::default(),
+            cached: Default::default(),
+        }
+    }
+
+    /// The policy cached in Postgres for `domain` while within its `max_age`, read at most
+    /// once a minute per domain (see `memo`).
+    async fn cached(&self, domain: &str) -> Option<StsPolicy> {
+        let now = Utc::now();
+        if let Some(known) = self.cached.get(domain) {
+            return known
+                .filter(|(_, expires_at)| *expires_at > now)
+                .map(|(policy, _)| policy);
+        }
+        match store::mta_sts::current(&self.pool, domain).await {
+            Ok(row) => {
+                let found = row.and_then(|row| {
+                    let expires_at = row.expires_at;
+                    StsPolicy::from_cache(row).map(|policy| (policy, expires_at))
+                });
+                self.cached.put(domain, found.clone());
+                found.map(|(policy, _)| policy)
+            }
+            Err(err) => {
+                tracing::warn!(%domain, error = %err, "reading the MTA-STS policy cache");
+                None
+            }
         }
     }
 
@@ -174,13 +203,7 @@ impl Source {
     /// has not run out, else a fresh fetch; the cached one again when that fails.
     pub async fn policy(&self, domain: &str, allow_private: bool) -> Found {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let cached = match store::mta_sts::current(&self.pool, &domain).await {
-            Ok(row) => row.and_then(StsPolicy::from_cache),
-            Err(err) => {
-                tracing::warn!(%domain, error = %err, "reading the MTA-STS policy cache");
-                None
-            }
-        };
+        let cached = self.cached(&domain).await;
         let id = match self.txt_id(&domain).await {
             Ok(Some(id)) => id,
             // No record: a cached policy still holds until it expires (§5.1).
@@ -233,6 +256,9 @@ impl Source {
                 {
                     tracing::warn!(%domain, error = %err, "caching the MTA-STS policy");
                 }
+                // Read back from Postgres next time (after the store, so no delivery keeps
+                // the old row for another minute).
+                self.cached.forget(&domain);
                 Found {
                     policy: Some(Arc::new(policy)),
                     error: None,
