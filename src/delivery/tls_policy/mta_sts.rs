@@ -164,6 +164,9 @@ pub struct Found {
     pub failure: Option<Failure>,
 }
 
+/// A failed fetch: the TXT id it was for, when, and why (in TLS-RPT's terms and in words).
+type FailedFetch = (String, Instant, (Failure, String));
+
 /// Where policies come from: the cache in Postgres, DNS, and the domains' HTTPS servers.
 pub struct Source {
     pool: PgPool,
@@ -171,7 +174,7 @@ pub struct Source {
     roots: Arc<RootCertStore>,
     timeout: Duration,
     /// Per domain: the TXT id whose fetch failed last, when, and why.
-    failed: Mutex<HashMap<String, (String, Instant, (Failure, String))>>,
+    failed: Mutex<HashMap<String, FailedFetch>>,
 }
 
 impl Source {
