@@ -108,7 +108,8 @@ impl Reporter {
     /// A reporter for a process that delivers nothing (`mailgate tlsrpt send`): its mail
     /// goes into the queue for the serving instances to deliver.
     pub async fn standalone(config: &Config) -> anyhow::Result<Self> {
-        let pool = store::connect(config.database_url.expose(), config.database_pool_size).await?;
+        let pool = store::connect(config.database_url.expose(), 4).await?;
+        store::migrate(&pool).await?;
         let relays = crate::delivery::Relays::build(
             &config.relay_map(),
             &config.pools,

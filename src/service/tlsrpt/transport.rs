@@ -163,3 +163,31 @@ impl Mail {
         Ok(accepted.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn private_targets_are_refused_unless_allowed() {
+        let config = crate::config::DnsConfig {
+            nameservers: vec!["127.0.0.1:9".into()],
+            ..Default::default()
+        };
+        let https = Https {
+            dns: Dns::build(&config).unwrap(),
+            roots: Arc::new(RootCertStore::empty()),
+            timeout: Duration::from_secs(2),
+            allow_private: false,
+        };
+        for (url, says) in [
+            ("https://127.0.0.1/tlsrpt", "loopback"),
+            ("https://10.1.2.3/tlsrpt", "private"),
+            ("http://203.0.113.9/tlsrpt", "only https"),
+            ("mailto:x@example.com", "http"),
+        ] {
+            let err = https.post(url, b"x").await.unwrap_err();
+            assert!(err.contains(says), "{url}: {err}");
+        }
+    }
+}
