@@ -334,13 +334,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let reporter = crate::service::tlsrpt::Reporter::standalone(&config).await?;
             let attempts = reporter.send_day(day).await?;
             if attempts.is_empty() {
-                println!("{day}: no report to send (none counted, or all sent or given up)");
+                println!(
+                    "{day}: no report to send (none counted, or each sent, given up or waiting for its retry)"
+                );
             }
             for a in attempts {
                 println!(
                     "{} {} report {}: {}",
                     a.day, a.domain, a.report_id, a.status
                 );
+                if let Some(why) = &a.error {
+                    println!("  {why}");
+                }
                 for (rua, result) in a.tried {
                     match result {
                         Ok(id) if id.is_empty() => println!("  {rua}: sent"),

@@ -54,6 +54,8 @@ pub struct Attempt {
     pub report_id: String,
     /// `sent`, `skipped` (no TLS-RPT record), `retry` or `failed`.
     pub status: &'static str,
+    /// Why it was not sent (or skipped).
+    pub error: Option<String>,
     /// Each `rua` tried this time, and what came of it (`Ok` with the mail's id for
     /// `mailto:`, empty for `https:`).
     pub tried: Vec<(String, Result<String, String>)>,
@@ -164,6 +166,7 @@ impl Reporter {
             domain: domain.clone(),
             report_id: report.report_id.clone(),
             status: "sent",
+            error: None,
             tried: Vec::new(),
         };
         let rua = match self.rua(&domain).await {
@@ -178,6 +181,7 @@ impl Reporter {
                 )
                 .await?;
                 attempt.status = "skipped";
+                attempt.error = Some(why);
                 return Ok(attempt);
             }
             Err(why) => {
@@ -240,6 +244,7 @@ impl Reporter {
         why: String,
     ) -> anyhow::Result<Attempt> {
         let inner = &self.inner;
+        attempt.error = Some(why.clone());
         let delivered = if delivered.is_empty() {
             report.delivered_to.clone()
         } else {
