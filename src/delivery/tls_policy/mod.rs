@@ -508,3 +508,111 @@ fn verifier(roots: Arc<RootCertStore>) -> Arc<dyn ServerCertVerifier> {
     .build()
     .expect("the roots make a verifier")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(verified: Result<(), Failure>) -> TlsInfo {
+        TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            verify_failure: verified.err(),
+            verified: verified.map_err(|f| f.as_str().to_string()),
+        }
+    }
+
+    fn sts(mode: Mode) -> Option<Arc<StsPolicy>> {
+        Some(Arc::new(StsPolicy {
+            id: "p1".into(),
+            mode,
+            mx: vec!["mx.example.com".into()],
+            max_age: 86400,
+        }))
+    }
+
+    fn result(policy: &DomainPolicy) -> Option<&'static str> {
+        policy.host_failure.as_ref().map(|(f, _)| f.as_str())
+    }
+
+    /// What each session reports for TLS-RPT (RFC 8460 §4.3), under each kind of policy.
+    #[test]
+    fn sessions_report_the_rfc_result_types() {
+        // MTA-STS enforce: no STARTTLS, then a certificate for another name.
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Enforce),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        assert!(p.session("mx.example.com", None).is_err());
+        assert_eq!(result(&p), Some("starttls-not-supported"));
+        let reported = p.reported("mx.example.com");
+        assert_eq!((reported.kind, reported.key.as_str()), ("sts", "p1"));
+        assert!(reported.strings.contains(&"mode: enforce".to_string()));
+        p.begin_host();
+        let wrong_name = tls(Err(Failure::CertificateHostMismatch));
+        assert!(p.session("mx.example.com", Some(&wrong_name)).is_err());
+        assert_eq!(result(&p), Some("certificate-host-mismatch"));
+        p.begin_host();
+        assert!(p.host("mx.elsewhere.com").is_err());
+        assert_eq!(result(&p), Some("validation-failure"));
+        p.begin_host();
+        assert!(p.session("mx.example.com", Some(&tls(Ok(())))).is_ok());
+        assert_eq!(result(&p), None, "a success");
+
+        // Testing: delivered, and the failure still reported.
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Testing),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        let expired = tls(Err(Failure::CertificateExpired));
+        assert!(p.session("mx.example.com", Some(&expired)).is_ok());
+        assert_eq!(result(&p), Some("certificate-expired"));
+
+        // No policy: an unverified certificate is fine; no TLS at all is not.
+        let mut p = DomainPolicy::default();
+        p.begin_host();
+        let untrusted = tls(Err(Failure::CertificateNotTrusted));
+        assert!(p.session("mx.example.com", Some(&untrusted)).is_ok());
+        assert_eq!(result(&p), None);
+        assert_eq!(p.reported("mx.example.com").kind, "no-policy-found");
+        p.begin_host();
+        assert!(p.session("mx.example.com", None).is_ok());
+        assert_eq!(result(&p), Some("starttls-not-supported"));
+
+        // A policy that could not be fetched: every session reports it, under `sts`.
+        let mut p = DomainPolicy {
+            fetch_failure: Some((Failure::StsWebpkiInvalid, "TLS: untrusted".into())),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        assert!(p.session("mx.example.com", Some(&tls(Ok(())))).is_ok());
+        assert_eq!(result(&p), Some("sts-webpki-invalid"));
+        assert_eq!(p.reported("mx.example.com").kind, "sts");
+
+        // DANE: a certificate matching no TLSA record fails validation, under `tlsa`.
+        let set = dane::TlsaSet {
+            host: "mx.example.com".into(),
+            records: vec![dane::Tlsa {
+                usage: 3,
+                selector: 1,
+                matching: 1,
+                data: vec![0xab; 32],
+            }],
+        };
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Enforce),
+            dane: Some(Arc::new(set)),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        let mismatch = tls(Err(Failure::CertificateNotTrusted));
+        assert!(p.session("mx.example.com", Some(&mismatch)).is_err());
+        assert_eq!(result(&p), Some("validation-failure"));
+        let reported = p.reported("mx.example.com");
+        assert_eq!(reported.kind, "tlsa");
+        assert_eq!(reported.mx_hosts, ["mx.example.com"]);
+        assert_eq!(reported.strings[0], format!("3 1 1 {}", "ab".repeat(32)));
+    }
+}
