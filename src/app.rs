@@ -18,7 +18,7 @@ use crate::{
     ratelimit::{AuthThrottle, Limiter, SharedRedis, pace::RelayPacer},
     retention,
     scan::Scanner,
-    service::{client_addr::TrustedProxies, gate::Gate},
+    service::{client_addr::TrustedProxies, gate::Gate, tlsrpt::Reporter},
     smtp::{SmtpListener, limit::SubmissionLimiter},
     store,
     store::{group_commit::GroupCommit, projects::ProjectCache},
@@ -45,6 +45,8 @@ pub struct Application {
     dkim: Arc<DkimKeys>,
     /// This process as the holder of its runners' leases (when workers are on).
     holder: Option<Holder>,
+    /// TLS-RPT counts and daily reports (when `tlsrpt.enabled` and workers are on).
+    tlsrpt: Option<Reporter>,
 }
 
 impl Application {
@@ -56,6 +58,11 @@ impl Application {
         store::migrate(&pool).await?;
         // One Redis handle for rate limits and relay pacing: its health is tracked once.
         let redis = SharedRedis::from_config(&config)?;
+        // TLS-RPT: direct delivery counts its sessions here, the reporter flushes them.
+        let tlsrpt_sessions = config
+            .tlsrpt
+            .enabled
+            .then(|| Arc::new(crate::delivery::tls_policy::tlsrpt::SessionLog::default()));
         // Relays with a rate or a connection cap share it with every process through Redis.
         let relays = Arc::new(
             Relays::build(
@@ -69,6 +76,7 @@ impl Application {
                 &config.tls_policy,
                 pool.clone(),
                 config.delivery.smtp_timeout(),
+                tlsrpt_sessions.clone(),
             )?
             .with_shaping(Arc::new(crate::delivery::direct::Shaping::new(
                 &config.shaping_map(),
@@ -269,6 +277,15 @@ impl Application {
         } else {
             None
         };
+        let tlsrpt = match tlsrpt_sessions {
+            Some(sessions) if state.config.workers_enabled => Some(Reporter::new(
+                &state.config,
+                state.pool.clone(),
+                sessions,
+                state.submissions.clone(),
+            )?),
+            _ => None,
+        };
         // Asks Redis once, so the start-up log warns when it does not answer; that alone is
         // no reason to stay down.
         let limits = state.gate.limiter().status().await;
@@ -287,7 +304,13 @@ impl Application {
             scanner,
             dkim,
             holder,
+            tlsrpt,
         })
+    }
+
+    /// The TLS-RPT reporter (when `tlsrpt.enabled` and workers are on).
+    pub fn tlsrpt(&self) -> Option<&Reporter> {
+        self.tlsrpt.as_ref()
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
@@ -457,6 +480,11 @@ impl Application {
         if let Some(h) = self.holder {
             holder.spawn(h.run(self.state.pool.clone(), holder_stop.clone()));
         }
+        // TLS-RPT stops after the delivery runners, so it flushes their last sessions.
+        let tlsrpt_stop = CancellationToken::new();
+        if let Some(reporter) = self.tlsrpt {
+            background.spawn(reporter.run(tlsrpt_stop.clone()));
+        }
         let mut workers = JoinSet::new();
         if let Some(runner) = self.delivery {
             workers.spawn(runner.run(cancel.child_token()));
@@ -501,6 +529,7 @@ impl Application {
         while let Some(result) = workers.join_next().await {
             result.context("a queue runner panicked")?;
         }
+        tlsrpt_stop.cancel();
         holder_stop.cancel();
         while holder.join_next().await.is_some() {}
         while background.join_next().await.is_some() {}

@@ -59,6 +59,9 @@ enum Command {
     /// Inspect and act on the delivery queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// TLS reporting (RFC 8460).
+    #[command(subcommand)]
+    Tlsrpt(TlsrptCommand),
     /// Print an operator JWT for /v1/projects and /v1/api-keys.
     Token {
         /// Lifetime in seconds.
@@ -81,6 +84,18 @@ enum TemplatesCommand {
         dir: PathBuf,
         #[arg(long)]
         project: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsrptCommand {
+    /// Send one UTC day's TLS-RPT reports now (those not sent or given up already), from
+    /// the session counts the serving instances have stored; reports by mail are queued
+    /// for them to deliver. Needs `tlsrpt.enabled`.
+    Send {
+        /// The day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        day: chrono::NaiveDate,
     },
 }
 
@@ -312,6 +327,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Queue(cmd) => queue_command(config, cmd).await,
+        Command::Tlsrpt(TlsrptCommand::Send { day }) => {
+            if !config.tlsrpt.enabled {
+                anyhow::bail!("tlsrpt.enabled is false: no reports are kept or sent");
+            }
+            let reporter = crate::service::tlsrpt::Reporter::standalone(&config).await?;
+            let attempts = reporter.send_day(day).await?;
+            if attempts.is_empty() {
+                println!(
+                    "{day}: no report to send (none counted, or each sent, given up or waiting for its retry)"
+                );
+            }
+            for a in attempts {
+                println!(
+                    "{} {} report {}: {}",
+                    a.day, a.domain, a.report_id, a.status
+                );
+                if let Some(why) = &a.error {
+                    println!("  {why}");
+                }
+                for (rua, result) in a.tried {
+                    match result {
+                        Ok(id) if id.is_empty() => println!("  {rua}: sent"),
+                        Ok(id) => println!("  {rua}: queued as {id}"),
+                        Err(why) => println!("  {rua}: {why}"),
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Token { ttl } => {
             let secret = config
                 .jwt_secret

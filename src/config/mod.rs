@@ -27,6 +27,7 @@ mod secret;
 mod shaping;
 mod smtp;
 mod tls_policy;
+mod tlsrpt;
 mod tracking;
 mod typos;
 mod webhooks;
@@ -62,6 +63,7 @@ pub use self::{
     shaping::{DEFAULT_SHAPING, ShapingConfig},
     smtp::SmtpConfig,
     tls_policy::TlsPolicyConfig,
+    tlsrpt::TlsrptConfig,
     tracking::TrackingConfig,
     webhooks::WebhooksConfig,
 };
@@ -114,6 +116,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Recipient domains' published TLS policies, for direct delivery.
     pub tls_policy: TlsPolicyConfig,
+    /// TLS reporting (RFC 8460) on direct delivery's sessions.
+    pub tlsrpt: TlsrptConfig,
     /// Named upstream relays; `default` is taken from `relay_url` when set.
     pub relays: BTreeMap<String, RelayConfig>,
     /// Named pools: relays by priority, tried in order on connection, TLS or 4xx trouble.
@@ -170,6 +174,7 @@ impl Default for Config {
             compat: CompatConfig::default(),
             dns: DnsConfig::default(),
             tls_policy: TlsPolicyConfig::default(),
+            tlsrpt: TlsrptConfig::default(),
             relays: BTreeMap::new(),
             pools: BTreeMap::new(),
             shaping: BTreeMap::new(),
@@ -255,6 +260,7 @@ impl Config {
         self.scan.validate()?;
         self.dns.validate()?;
         self.tls_policy.validate()?;
+        self.tlsrpt.validate()?;
         dkim::validate(&self.dkim)?;
         self.domains.validate()?;
         if let Some(key) = &self.secret_key {
@@ -684,6 +690,41 @@ mod tests {
             err.contains("inbound.lease_secs (2) must be at least 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tlsrpt_is_off_by_default_and_needs_who_sends_when_on() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert!(!c.tlsrpt.enabled);
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("MAILGATE_TLSRPT__ENABLED", "true"),
+                ("MAILGATE_TLSRPT__ORG_NAME", "Example Inc."),
+                ("MAILGATE_TLSRPT__CONTACT", "postmaster@example.com"),
+                ("MAILGATE_TLSRPT__SEND_HOUR", "3"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.tlsrpt.enabled);
+        assert_eq!(c.tlsrpt.send_hour, 3);
+        assert_eq!(c.tlsrpt.from_address(), Some("postmaster@example.com"));
+        let err = load_err(None, &[("MAILGATE_TLSRPT__ENABLED", "true")]);
+        assert!(err.contains("tlsrpt.org_name is required"), "{err}");
+        let err = load_err(
+            None,
+            &[
+                ("MAILGATE_TLSRPT__ENABLED", "true"),
+                ("MAILGATE_TLSRPT__ORG_NAME", "Example Inc."),
+                ("MAILGATE_TLSRPT__CONTACT", "https://example.com/tls"),
+            ],
+        );
+        assert!(err.contains("tlsrpt.from is required"), "{err}");
+        let file = TempToml::new("[tlsrpt]\norg = \"x\"\n");
+        let err = load_err(Some(&file), &[]);
+        assert!(err.contains("unknown config key `tlsrpt.org`"), "{err}");
+        let err = load_err(None, &[("MAILGATE_TLSRPT__SEND_HOUR", "24")]);
+        assert!(err.contains("tlsrpt.send_hour"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod relays;
 pub mod state;
 pub mod suppressions;
 pub mod templates;
+pub mod tlsrpt;
 pub mod tracking;
 pub mod unsubscribe;
 pub mod webhooks;

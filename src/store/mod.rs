@@ -15,6 +15,7 @@ pub mod projects;
 pub mod server_keys;
 pub mod suppressions;
 pub mod templates;
+pub mod tlsrpt;
 pub mod tracking;
 pub mod webhooks;
 

@@ -37,6 +37,7 @@ mod status;
 mod suppressions;
 mod templates;
 mod tls_policy;
+mod tlsrpt;
 mod unsubscribe;
 mod validation;
 mod webhooks;

@@ -21,7 +21,7 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn policy(mode: &str, mx: &[&str]) -> String {
+pub(crate) fn policy(mode: &str, mx: &[&str]) -> String {
     let mut body = format!("version: STSv1\r\nmode: {mode}\r\n");
     for m in mx {
         body.push_str(&format!("mx: {m}\r\n"));
@@ -32,7 +32,7 @@ fn policy(mode: &str, mx: &[&str]) -> String {
 
 /// `domain` publishes MTA-STS `id` and serves `body` from `https://mta-sts.<domain>` on
 /// `ip`:443.
-async fn publish(
+pub(crate) async fn publish(
     dns: &TestDns,
     ca: &TestCa,
     domain: &str,
@@ -71,7 +71,7 @@ fn sessions_counted(metrics: &str, policy: &str, result: &str) -> bool {
 }
 
 /// An MX host on `ip`:25 whose STARTTLS certificate the test CA signed for `name`.
-async fn trusted_mx(ca: &TestCa, ip: &str, name: &str) -> TestSmtpServer {
+pub(crate) async fn trusted_mx(ca: &TestCa, ip: &str, name: &str) -> TestSmtpServer {
     TestSmtpServer::start_on_with(
         format!("{ip}:25").parse().unwrap(),
         SmtpServerOptions {
@@ -82,7 +82,7 @@ async fn trusted_mx(ca: &TestCa, ip: &str, name: &str) -> TestSmtpServer {
     .await
 }
 
-fn direct(c: &mut Config, dns: &TestDns, ca: &TestCa) {
+pub(crate) fn direct(c: &mut Config, dns: &TestDns, ca: &TestCa) {
     c.dns.nameservers = vec![dns.addr.to_string()];
     c.dns.timeout_ms = 1000;
     c.relays.insert(

@@ -177,3 +177,116 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, served: Arc<Mutex<S
         });
     }
 }
+
+/// One request a [`ReportServer`] took.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub method: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+struct Reports {
+    status: u16,
+    posted: Vec<Posted>,
+}
+
+/// An HTTPS server on `ip:443` taking TLS-RPT reports (RFC 8460 §5.3: POST with
+/// `application/tlsrpt+gzip`), answering each with the status set (200 at first).
+pub struct ReportServer {
+    reports: Arc<Mutex<Reports>>,
+    task: JoinHandle<()>,
+}
+
+impl ReportServer {
+    pub async fn start(ip: &str, host: &str, ca: &TestCa) -> Self {
+        let addr: SocketAddr = format!("{ip}:443").parse().unwrap();
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind the report server on {addr} (needs root): {e}"));
+        let acceptor = TlsAcceptor::from(ca.server_config(&[host]));
+        let reports = Arc::new(Mutex::new(Reports {
+            status: 200,
+            posted: Vec::new(),
+        }));
+        let task = tokio::spawn(take_reports(listener, acceptor, reports.clone()));
+        Self { reports, task }
+    }
+
+    /// Answers every request with `status` from now on.
+    pub fn answer(&self, status: u16) {
+        self.reports.lock().unwrap().status = status;
+    }
+
+    /// Every request so far, answered or not.
+    pub fn posted(&self) -> Vec<Posted> {
+        self.reports.lock().unwrap().posted.clone()
+    }
+}
+
+impl Drop for ReportServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn take_reports(listener: TcpListener, acceptor: TlsAcceptor, reports: Arc<Mutex<Reports>>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let reports = reports.clone();
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head_end = loop {
+                if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            let length: usize = header("content-length").parse().unwrap_or(0);
+            while request.len() < head_end + length {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let mut words = head.split_whitespace();
+            let posted = Posted {
+                method: words.next().unwrap_or("").to_string(),
+                path: words.next().unwrap_or("").to_string(),
+                content_type: header("content-type"),
+                body: request[head_end..head_end + length].to_vec(),
+            };
+            let status = {
+                let mut r = reports.lock().unwrap();
+                r.posted.push(posted);
+                r.status
+            };
+            let response =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tls.write_all(response.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        });
+    }
+}

@@ -20,6 +20,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use crate::delivery::tls_policy::TlsInfo;
+use crate::delivery::tls_policy::tlsrpt::Failure;
 
 /// The longest reply line and the most lines of one reply taken from a server.
 const MAX_LINE: usize = 4096;
@@ -234,7 +235,7 @@ impl Session {
                 "the server sent data before the TLS handshake",
             ));
         }
-        let verdict = Arc::new(Mutex::new(Ok(())));
+        let verdict: Verdict = Arc::new(Mutex::new(Ok(())));
         let verifier = Arc::new(Recording {
             inner: verifier,
             verdict: verdict.clone(),
@@ -264,6 +265,7 @@ impl Session {
             }
         };
         let (_, conn) = tls.get_ref();
+        let verdict = verdict.lock().expect("not poisoned").clone();
         self.tls = Some(TlsInfo {
             version: conn
                 .protocol_version()
@@ -275,7 +277,8 @@ impl Session {
                 .and_then(|c| c.suite().as_str())
                 .unwrap_or("unknown")
                 .to_string(),
-            verified: verdict.lock().expect("not poisoned").clone(),
+            verified: verdict.clone().map_err(|(why, _)| why),
+            verify_failure: verdict.err().map(|(_, failure)| failure),
         });
         self.io = Box::new(tls);
         Ok(())
@@ -485,8 +488,11 @@ fn dot_stuffed(message: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 struct Recording {
     inner: Arc<dyn ServerCertVerifier>,
-    verdict: Arc<Mutex<Result<(), String>>>,
+    verdict: Verdict,
 }
+
+/// Whether the certificate verified; when not, why and what that is for TLS-RPT.
+type Verdict = Arc<Mutex<Result<(), (String, Failure)>>>;
 
 impl ServerCertVerifier for Recording {
     fn verify_server_cert(
@@ -504,7 +510,8 @@ impl ServerCertVerifier for Recording {
             ocsp_response,
             now,
         ) {
-            *self.verdict.lock().expect("not poisoned") = Err(err.to_string());
+            *self.verdict.lock().expect("not poisoned") =
+                Err((err.to_string(), Failure::of_certificate(&err)));
         }
         Ok(ServerCertVerified::assertion())
     }

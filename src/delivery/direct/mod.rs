@@ -35,7 +35,7 @@ use super::{
     health::RelayHealth,
     intl::{Intl, Smtputf8},
     reply::{Reply, enhanced_code},
-    tls_policy::TlsPolicies,
+    tls_policy::{TlsPolicies, tlsrpt::Failure},
 };
 use crate::{
     config::RelayConfig, domain::RecipientStatus, queue::mail::Job, ratelimit::pace::RelayPacer,
@@ -265,18 +265,23 @@ impl Direct {
         // A throttling greeting or EHLO reply (`421`): the site is pushing back.
         let mut pushed_back: Option<String> = None;
         for host in &hosts {
+            policy.begin_host();
             // DANE (TLSA under DNSSEC) first: it takes precedence over MTA-STS.
             let verifier = match self.tls.host_verifier(&mut policy, host).await {
                 Ok(verifier) => verifier,
                 Err(why) => {
+                    self.tls.record(domain, &policy, &host.name, None);
                     tried.push(why);
                     continue;
                 }
             };
             if let Err(why) = policy.host(&host.name) {
+                self.tls.record(domain, &policy, &host.name, None);
                 tried.push(why);
                 continue;
             }
+            // TLS-RPT counts TLS sessions: a pooled one was counted when it was opened.
+            let mut fresh = false;
             let mut session = None;
             let (pooled, stale) = self.pool.take(source, &host.name);
             for old in stale {
@@ -318,6 +323,7 @@ impl Direct {
                         .await
                     {
                         Ok(s) => {
+                            fresh = true;
                             session = Some(shaping::Pooled {
                                 session: s,
                                 slot: slot.take().flatten(),
@@ -334,6 +340,15 @@ impl Direct {
                             {
                                 pushed_back = Some(reply.text());
                             }
+                            if err.stage == "starttls" {
+                                // STARTTLS offered but refused, or a handshake that failed.
+                                let failure = match err.reply {
+                                    Some(_) => Failure::StarttlsNotSupported,
+                                    None => Failure::ValidationFailure,
+                                };
+                                policy.host_failed(failure, &err.to_string());
+                                self.tls.record(domain, &policy, &host.name, Some(ip));
+                            }
                             tried.push(format!("{} [{ip}]: {err}", host.name));
                         }
                     }
@@ -346,7 +361,12 @@ impl Direct {
                 continue;
             };
             // Under an enforced policy, no MAIL FROM before TLS that verified for this host.
-            if let Err(why) = policy.session(&host.name, pooled.session.tls.as_ref()) {
+            let judged = policy.session(&host.name, pooled.session.tls.as_ref());
+            if fresh {
+                self.tls
+                    .record(domain, &policy, &host.name, Some(pooled.session.peer.ip()));
+            }
+            if let Err(why) = judged {
                 tried.push(format!(
                     "{} [{}]: {why}",
                     host.name,

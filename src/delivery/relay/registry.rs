@@ -8,7 +8,11 @@ use sqlx::PgPool;
 use super::upstream::Relay;
 use crate::{
     config::{DnsConfig, RelayConfig, TlsPolicyConfig},
-    delivery::{direct::Direct, dns::Dns, tls_policy::TlsPolicies},
+    delivery::{
+        direct::Direct,
+        dns::Dns,
+        tls_policy::{TlsPolicies, tlsrpt::SessionLog},
+    },
     ratelimit::pace::RelayPacer,
 };
 
@@ -87,17 +91,20 @@ impl Relays {
     }
 
     /// Direct relays honour recipient domains' TLS policies (`[tls_policy]`), cached in
-    /// `pool`; each policy fetch takes at most `timeout`.
+    /// `pool`; each policy fetch takes at most `timeout`. Sessions are counted in `sessions`
+    /// for TLS-RPT when given.
     pub fn with_tls_policies(
         mut self,
         config: &TlsPolicyConfig,
         pool: PgPool,
         timeout: Duration,
+        sessions: Option<Arc<SessionLog>>,
     ) -> anyhow::Result<Self> {
         let Some(dns) = self.direct.values().next().map(Direct::dns) else {
             return Ok(self);
         };
-        let policies = Arc::new(TlsPolicies::new(config, pool, dns, timeout)?);
+        let policies =
+            Arc::new(TlsPolicies::new(config, pool, dns, timeout)?.with_session_log(sessions));
         for direct in self.direct.values_mut() {
             direct.with_tls_policies(policies.clone());
         }

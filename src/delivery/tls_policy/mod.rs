@@ -15,8 +15,9 @@
 pub mod dane;
 mod memo;
 pub mod mta_sts;
+pub mod tlsrpt;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use anyhow::Context;
 use rustls::{
@@ -33,6 +34,7 @@ use super::{
 };
 use crate::config::TlsPolicyConfig;
 pub use mta_sts::{Mode, StsPolicy};
+use tlsrpt::{Failure, PolicyRef, SessionLog};
 
 /// The TLS a session runs over.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct TlsInfo {
     /// Whether the certificate verified for the MX host name; when not, why (the session
     /// is encrypted all the same: opportunistic TLS, RFC 3207 §4.1).
     pub verified: Result<(), String>,
+    /// What a certificate that did not verify means in TLS-RPT's terms.
+    pub verify_failure: Option<Failure>,
 }
 
 impl std::fmt::Display for TlsInfo {
@@ -62,6 +66,8 @@ pub struct TlsPolicies {
     dane: Option<Arc<Dns>>,
     /// Per domain: whether DNSSEC proved its MX records, lately.
     mx_secure: memo::Memo<bool>,
+    /// Where sessions are counted for TLS-RPT, when `tlsrpt.enabled`.
+    sessions: Option<Arc<SessionLog>>,
 }
 
 impl TlsPolicies {
@@ -83,7 +89,29 @@ impl TlsPolicies {
             sts,
             dane,
             mx_secure: Default::default(),
+            sessions: None,
         })
+    }
+
+    /// Counts every session's outcome in `log`, for TLS-RPT reports.
+    pub fn with_session_log(mut self, log: Option<Arc<SessionLog>>) -> Self {
+        self.sessions = log;
+        self
+    }
+
+    /// Counts the session (or the refusal before one) with `host` just judged by `policy`,
+    /// when TLS-RPT is on: a success unless the policy found something wrong with this host.
+    pub fn record(&self, domain: &str, policy: &DomainPolicy, host: &str, ip: Option<IpAddr>) {
+        let Some(log) = &self.sessions else {
+            return;
+        };
+        log.record(tlsrpt::Session {
+            domain,
+            policy: policy.reported(host),
+            failure: policy.host_failure.clone(),
+            mx: host,
+            ip,
+        });
     }
 
     /// Opportunistic TLS with the web PKI roots only: no policy is looked up.
@@ -93,6 +121,7 @@ impl TlsPolicies {
             sts: None,
             dane: None,
             mx_secure: Default::default(),
+            sessions: None,
         }
     }
 
@@ -126,6 +155,7 @@ impl TlsPolicies {
         }
         DomainPolicy {
             sts: found.policy.filter(|p| p.mode != Mode::None),
+            fetch_failure: found.failure.zip(found.error.clone()),
             fetch_error: found.error,
             mx_secure,
             ..DomainPolicy::default()
@@ -157,6 +187,7 @@ impl TlsPolicies {
                         .increment(1);
                     policy.failures.push(why.clone());
                     policy.dane_refused = true;
+                    policy.host_failure = Some((Failure::DnssecInvalid, why.clone()));
                     return Err(why);
                 }
             }
@@ -182,9 +213,67 @@ pub struct DomainPolicy {
     /// DANE kept a host from carrying the mail (bogus DNS, no STARTTLS, no TLSA match): the
     /// attempt is deferred rather than sent in clear.
     pub dane_refused: bool,
+    /// The policy could not be fetched, in TLS-RPT's terms, and why.
+    pub fetch_failure: Option<(Failure, String)>,
+    /// What went wrong with the MX host being tried, in TLS-RPT's terms: the first failure
+    /// since [`begin_host`](Self::begin_host).
+    pub host_failure: Option<(Failure, String)>,
 }
 
 impl DomainPolicy {
+    /// Starts judging another MX host: its TLS-RPT failure starts empty (or as the failed
+    /// policy fetch, which every session without a policy reports).
+    pub fn begin_host(&mut self) {
+        self.host_failure = match (&self.sts, &self.fetch_failure) {
+            (None, Some(failed)) => Some(failed.clone()),
+            _ => None,
+        };
+    }
+
+    /// Notes a TLS-RPT failure of the MX host being tried (only the first one counts).
+    pub fn host_failed(&mut self, failure: Failure, why: &str) {
+        if self.host_failure.is_none() {
+            self.host_failure = Some((failure, why.to_string()));
+        }
+    }
+
+    /// The policy a TLS-RPT report counts `host`'s session under (RFC 8460 §4.4): the host's
+    /// TLSA records, else the MTA-STS policy (or a failed fetch of one), else none.
+    pub fn reported(&self, host: &str) -> PolicyRef {
+        if let Some(set) = &self.dane {
+            let strings: Vec<String> = set.records.iter().map(ToString::to_string).collect();
+            return PolicyRef {
+                kind: "tlsa",
+                key: format!("{} {}", set.host, set.id()),
+                strings,
+                mx_hosts: vec![set.host.clone()],
+            };
+        }
+        if matches!(&self.host_failure, Some((Failure::DnssecInvalid, _))) {
+            return PolicyRef {
+                kind: "tlsa",
+                key: host.to_ascii_lowercase(),
+                strings: Vec::new(),
+                mx_hosts: vec![host.to_ascii_lowercase()],
+            };
+        }
+        if let Some(p) = &self.sts {
+            return PolicyRef {
+                kind: "sts",
+                key: p.id.clone(),
+                strings: p.lines(),
+                mx_hosts: p.mx.clone(),
+            };
+        }
+        if self.fetch_failure.is_some() {
+            return PolicyRef {
+                kind: "sts",
+                ..PolicyRef::none()
+            };
+        }
+        PolicyRef::none()
+    }
+
     /// Whether a failure defers the attempt: an MTA-STS policy in `enforce` mode applies, or
     /// DANE refused a host.
     pub fn enforced(&self) -> bool {
@@ -210,6 +299,7 @@ impl DomainPolicy {
             policy.mx.join(", ")
         );
         self.failures.push(why.clone());
+        self.host_failed(Failure::ValidationFailure, &why);
         if self.sts_enforced() {
             Err(why)
         } else {
@@ -244,11 +334,24 @@ impl DomainPolicy {
             Some(_) => None,
         };
         let Some(why) = problem else {
+            if tls.is_none() {
+                // No policy asks for TLS, but the report says it was not to be had.
+                self.host_failed(
+                    Failure::StarttlsNotSupported,
+                    &format!("{host} did not offer STARTTLS"),
+                );
+            }
             metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => result)
                 .increment(1);
             return Ok(());
         };
         self.failures.push(why.clone());
+        self.host_failed(
+            tls.map_or(Failure::StarttlsNotSupported, |t| {
+                t.verify_failure.unwrap_or(Failure::ValidationFailure)
+            }),
+            &why,
+        );
         if self.sts_enforced() {
             metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => "refused")
                 .increment(1);
@@ -282,6 +385,13 @@ impl DomainPolicy {
         metrics::counter!("mailgate_tls_sessions_total", "policy" => "dane", "result" => "refused")
             .increment(1);
         self.failures.push(why.clone());
+        // A certificate that matches none of the host's TLSA records fails validation
+        // (RFC 8460 §4.3.2 keeps `tlsa-invalid` for broken records).
+        let failure = match tls {
+            None => Failure::StarttlsNotSupported,
+            Some(_) => Failure::ValidationFailure,
+        };
+        self.host_failed(failure, &why);
         self.dane_refused = true;
         Err(why)
     }
@@ -407,4 +517,112 @@ fn verifier(roots: Arc<RootCertStore>) -> Arc<dyn ServerCertVerifier> {
     )
     .build()
     .expect("the roots make a verifier")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(verified: Result<(), Failure>) -> TlsInfo {
+        TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            verify_failure: verified.err(),
+            verified: verified.map_err(|f| f.as_str().to_string()),
+        }
+    }
+
+    fn sts(mode: Mode) -> Option<Arc<StsPolicy>> {
+        Some(Arc::new(StsPolicy {
+            id: "p1".into(),
+            mode,
+            mx: vec!["mx.example.com".into()],
+            max_age: 86400,
+        }))
+    }
+
+    fn result(policy: &DomainPolicy) -> Option<&'static str> {
+        policy.host_failure.as_ref().map(|(f, _)| f.as_str())
+    }
+
+    /// What each session reports for TLS-RPT (RFC 8460 §4.3), under each kind of policy.
+    #[test]
+    fn sessions_report_the_rfc_result_types() {
+        // MTA-STS enforce: no STARTTLS, then a certificate for another name.
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Enforce),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        assert!(p.session("mx.example.com", None).is_err());
+        assert_eq!(result(&p), Some("starttls-not-supported"));
+        let reported = p.reported("mx.example.com");
+        assert_eq!((reported.kind, reported.key.as_str()), ("sts", "p1"));
+        assert!(reported.strings.contains(&"mode: enforce".to_string()));
+        p.begin_host();
+        let wrong_name = tls(Err(Failure::CertificateHostMismatch));
+        assert!(p.session("mx.example.com", Some(&wrong_name)).is_err());
+        assert_eq!(result(&p), Some("certificate-host-mismatch"));
+        p.begin_host();
+        assert!(p.host("mx.elsewhere.com").is_err());
+        assert_eq!(result(&p), Some("validation-failure"));
+        p.begin_host();
+        assert!(p.session("mx.example.com", Some(&tls(Ok(())))).is_ok());
+        assert_eq!(result(&p), None, "a success");
+
+        // Testing: delivered, and the failure still reported.
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Testing),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        let expired = tls(Err(Failure::CertificateExpired));
+        assert!(p.session("mx.example.com", Some(&expired)).is_ok());
+        assert_eq!(result(&p), Some("certificate-expired"));
+
+        // No policy: an unverified certificate is fine; no TLS at all is not.
+        let mut p = DomainPolicy::default();
+        p.begin_host();
+        let untrusted = tls(Err(Failure::CertificateNotTrusted));
+        assert!(p.session("mx.example.com", Some(&untrusted)).is_ok());
+        assert_eq!(result(&p), None);
+        assert_eq!(p.reported("mx.example.com").kind, "no-policy-found");
+        p.begin_host();
+        assert!(p.session("mx.example.com", None).is_ok());
+        assert_eq!(result(&p), Some("starttls-not-supported"));
+
+        // A policy that could not be fetched: every session reports it, under `sts`.
+        let mut p = DomainPolicy {
+            fetch_failure: Some((Failure::StsWebpkiInvalid, "TLS: untrusted".into())),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        assert!(p.session("mx.example.com", Some(&tls(Ok(())))).is_ok());
+        assert_eq!(result(&p), Some("sts-webpki-invalid"));
+        assert_eq!(p.reported("mx.example.com").kind, "sts");
+
+        // DANE: a certificate matching no TLSA record fails validation, under `tlsa`.
+        let set = dane::TlsaSet {
+            host: "mx.example.com".into(),
+            records: vec![dane::Tlsa {
+                usage: 3,
+                selector: 1,
+                matching: 1,
+                data: vec![0xab; 32],
+            }],
+        };
+        let mut p = DomainPolicy {
+            sts: sts(Mode::Enforce),
+            dane: Some(Arc::new(set)),
+            ..DomainPolicy::default()
+        };
+        p.begin_host();
+        let mismatch = tls(Err(Failure::CertificateNotTrusted));
+        assert!(p.session("mx.example.com", Some(&mismatch)).is_err());
+        assert_eq!(result(&p), Some("validation-failure"));
+        let reported = p.reported("mx.example.com");
+        assert_eq!(reported.kind, "tlsa");
+        assert_eq!(reported.mx_hosts, ["mx.example.com"]);
+        assert_eq!(reported.strings[0], format!("3 1 1 {}", "ab".repeat(32)));
+    }
 }

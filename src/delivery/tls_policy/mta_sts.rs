@@ -21,6 +21,7 @@ use mail_auth::{common::parse::TxtRecordParser, mta_sts::MtaSts};
 use rustls::RootCertStore;
 use sqlx::PgPool;
 
+use super::tlsrpt::Failure;
 use crate::{
     delivery::dns::{Dns, is_private},
     store,
@@ -133,6 +134,18 @@ impl StsPolicy {
             })
     }
 
+    /// The policy as `key: value` lines, as a TLS-RPT report gives it (RFC 8460 §4.4:
+    /// `policy-string`), rebuilt from what was parsed.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            "version: STSv1".to_string(),
+            format!("mode: {}", self.mode.as_str()),
+        ];
+        lines.extend(self.mx.iter().map(|mx| format!("mx: {mx}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+
     fn from_cache(row: store::mta_sts::CachedPolicy) -> Option<Self> {
         Some(Self {
             id: row.policy_id,
@@ -148,7 +161,12 @@ impl StsPolicy {
 pub struct Found {
     pub policy: Option<Arc<StsPolicy>>,
     pub error: Option<String>,
+    /// What `error` is in TLS-RPT's terms (RFC 8460 §4.3.1).
+    pub failure: Option<Failure>,
 }
+
+/// A failed fetch: the TXT id it was for, when, and why (in TLS-RPT's terms and in words).
+type FailedFetch = (String, Instant, (Failure, String));
 
 /// Where policies come from: the cache in Postgres, DNS, and the domains' HTTPS servers.
 pub struct Source {
@@ -157,7 +175,7 @@ pub struct Source {
     roots: Arc<RootCertStore>,
     timeout: Duration,
     /// Per domain: the TXT id whose fetch failed last, when, and why.
-    failed: Mutex<HashMap<String, (String, Instant, String)>>,
+    failed: Mutex<HashMap<String, FailedFetch>>,
     /// Per domain: the policy Postgres had for it, lately (with when it expires).
     cached: super::memo::Memo<Option<(StsPolicy, DateTime<Utc>)>>,
 }
@@ -210,20 +228,21 @@ impl Source {
             Ok(None) => {
                 return Found {
                     policy: cached.map(Arc::new),
-                    error: None,
+                    ..Found::default()
                 };
             }
             Err(why) => {
                 return Found {
                     policy: cached.map(Arc::new),
                     error: Some(why),
+                    failure: Some(Failure::StsPolicyFetchError),
                 };
             }
         };
         if let Some(policy) = cached.as_ref().filter(|p| p.id == id) {
             return Found {
                 policy: Some(Arc::new(policy.clone())),
-                error: None,
+                ..Found::default()
             };
         }
         let recent_failure = self
@@ -233,12 +252,13 @@ impl Source {
             .get(&domain)
             .filter(|(failed_id, at, _)| *failed_id == id && at.elapsed() < REFETCH_AFTER_FAILURE)
             .map(|(_, _, why)| why.clone());
-        if let Some(why) = recent_failure {
+        if let Some((failure, why)) = recent_failure {
             return Found {
                 policy: cached.map(Arc::new),
                 error: Some(format!(
                     "{why} (fetched again after {REFETCH_AFTER_FAILURE:?})"
                 )),
+                failure: Some(failure),
             };
         }
         match self.fetch(&domain, &id, allow_private).await {
@@ -261,21 +281,22 @@ impl Source {
                 self.cached.forget(&domain);
                 Found {
                     policy: Some(Arc::new(policy)),
-                    error: None,
+                    ..Found::default()
                 }
             }
-            Err(why) => {
+            Err((failure, why)) => {
                 let why = format!("MTA-STS policy of {domain} (id {id}): {why}");
-                self.failed
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(domain.clone(), (id.clone(), Instant::now(), why.clone()));
+                self.failed.lock().expect("not poisoned").insert(
+                    domain.clone(),
+                    (id.clone(), Instant::now(), (failure, why.clone())),
+                );
                 if cached.is_some() {
                     let _ = store::mta_sts::refresh_failed(&self.pool, &domain, &why).await;
                 }
                 Found {
                     policy: cached.map(Arc::new),
                     error: Some(why),
+                    failure: Some(failure),
                 }
             }
         }
@@ -307,11 +328,17 @@ impl Source {
         domain: &str,
         id: &str,
         allow_private: bool,
-    ) -> Result<StsPolicy, String> {
+    ) -> Result<StsPolicy, (Failure, String)> {
+        use Failure::{StsPolicyFetchError as Fetch, StsPolicyInvalid as Invalid};
+        let fetch_error = |why: String| (Fetch, why);
         let host = format!("mta-sts.{domain}");
-        let addrs = self.dns.addresses(&host).await.map_err(|e| e.to_string())?;
+        let addrs = self
+            .dns
+            .addresses(&host)
+            .await
+            .map_err(|e| (Fetch, e.to_string()))?;
         if addrs.is_empty() {
-            return Err(format!("{host} has no address"));
+            return Err((Fetch, format!("{host} has no address")));
         }
         let usable: Vec<SocketAddr> = addrs
             .iter()
@@ -319,19 +346,22 @@ impl Source {
             .map(|ip| SocketAddr::new(*ip, 443))
             .collect();
         if usable.is_empty() {
-            return Err(format!(
-                "{host} resolves only to private addresses ({})",
-                addrs
-                    .iter()
-                    .map(IpAddr::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            return Err((
+                Fetch,
+                format!(
+                    "{host} resolves only to private addresses ({})",
+                    addrs
+                        .iter()
+                        .map(IpAddr::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| (Fetch, e.to_string()))?
             .with_root_certificates(self.roots.clone())
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -345,18 +375,19 @@ impl Source {
             .connect_timeout(self.timeout)
             .user_agent(concat!("mailgate/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (Fetch, e.to_string()))?;
         let url = format!("https://{host}/.well-known/mta-sts.txt");
+        // A certificate that does not verify is `sts-webpki-invalid` (RFC 8460 §4.3.1).
         let describe = |e: reqwest::Error| match crate::tls::explain(&e) {
-            Some(tls) => format!("GET {url}: TLS: {tls}"),
-            None => format!("GET {url}: {e}"),
+            Some(tls) => (Failure::StsWebpkiInvalid, format!("GET {url}: TLS: {tls}")),
+            None => (Fetch, format!("GET {url}: {e}")),
         };
         let mut response = client.get(&url).send().await.map_err(describe)?;
         let status = response.status();
         if status.as_u16() != 200 {
-            return Err(format!(
+            return Err(fetch_error(format!(
                 "GET {url} answered {status} (200 required, redirects are not followed)"
-            ));
+            )));
         }
         let content_type = response
             .headers()
@@ -365,21 +396,24 @@ impl Source {
             .unwrap_or("")
             .to_ascii_lowercase();
         if !content_type.starts_with("text/plain") {
-            return Err(format!(
-                "GET {url}: content type {content_type:?}, not text/plain"
+            return Err((
+                Invalid,
+                format!("GET {url}: content type {content_type:?}, not text/plain"),
             ));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(describe)? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_POLICY_BYTES {
-                return Err(format!(
-                    "GET {url}: the policy is over {MAX_POLICY_BYTES} bytes"
+                return Err((
+                    Invalid,
+                    format!("GET {url}: the policy is over {MAX_POLICY_BYTES} bytes"),
                 ));
             }
         }
-        let body = String::from_utf8(body).map_err(|_| format!("GET {url}: not UTF-8"))?;
-        StsPolicy::parse(id, &body).map_err(|why| format!("{url}: {why}"))
+        let body =
+            String::from_utf8(body).map_err(|_| (Invalid, format!("GET {url}: not UTF-8")))?;
+        StsPolicy::parse(id, &body).map_err(|why| (Invalid, format!("{url}: {why}")))
     }
 }
 
