@@ -60,7 +60,7 @@ pub use self::{
     runner::RunnerSettings,
     scan::{OnScanError, ScanAction, ScanConfig},
     secret::{SecretUrl, is_password_param, redact_url},
-    shaping::{DEFAULT_SHAPING, ShapingConfig},
+    shaping::{DEFAULT_SHAPING, ShapingConfig, TlsRequirement},
     smtp::SmtpConfig,
     tls_policy::TlsPolicyConfig,
     tlsrpt::TlsrptConfig,

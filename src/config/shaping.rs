@@ -29,6 +29,20 @@ pub struct ShapingConfig {
     /// Transactions one connection carries before it is closed.
     #[serde(default)]
     pub max_messages_per_connection: Option<u32>,
+    /// `required`: mail to the site goes only over STARTTLS with a certificate valid for the
+    /// MX name (else it is deferred, never sent in clear), whatever the domain publishes;
+    /// `opportunistic` (the default): the domain's MTA-STS or DANE policy decides.
+    #[serde(default)]
+    pub tls: Option<TlsRequirement>,
+}
+
+/// What a shaping entry asks of the TLS to its sites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRequirement {
+    Required,
+    #[default]
+    Opportunistic,
 }
 
 impl ShapingConfig {
@@ -38,6 +52,7 @@ impl ShapingConfig {
             max_connections: Some(connections),
             max_rate_per_sec: None,
             max_messages_per_connection: Some(per_connection),
+            tls: None,
         }
     }
 
@@ -54,6 +69,7 @@ impl ShapingConfig {
             max_messages_per_connection: over
                 .max_messages_per_connection
                 .or(self.max_messages_per_connection),
+            tls: over.tls.or(self.tls),
         }
     }
 
@@ -105,6 +121,7 @@ pub fn builtin() -> BTreeMap<String, ShapingConfig> {
                 max_connections: Some(10),
                 max_rate_per_sec: None,
                 max_messages_per_connection: Some(100),
+                tls: None,
             },
         ),
         (

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{AppState, ServiceResult};
 use crate::{
-    delivery::direct::shaping::{LaneState, Limits},
+    delivery::direct::shaping::{LaneState, Limits, SiteTls},
     store::destinations::{self, WaitingDomain},
 };
 
@@ -43,6 +43,9 @@ pub struct Destination {
     pub limits: Option<Limits>,
     /// Per egress address: pause, back-off, throttling replies and open connections.
     pub egress: Vec<LaneState>,
+    /// The TLS policy the site's mail went under lately and its last TLS failure, as the
+    /// answering instance saw them; null before any attempt there.
+    pub tls: Option<SiteTls>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -90,6 +93,7 @@ pub async fn list(state: &AppState) -> ServiceResult<DestinationList> {
             next_attempt_at: None,
             limits: site.as_ref().map(|s| s.limits),
             egress: Vec::new(),
+            tls: None,
         });
         add(entry, row);
         if let (Some(direct), Some(site)) = (direct, &site)
@@ -98,6 +102,7 @@ pub async fn list(state: &AppState) -> ServiceResult<DestinationList> {
             for egress in direct.egress_names() {
                 entry.egress.push(direct.lane_state(site, &egress).await);
             }
+            entry.tls = direct.site_tls(site);
         }
     }
     let mut data: Vec<Destination> = by_site.into_values().collect();

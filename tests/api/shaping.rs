@@ -48,7 +48,7 @@ fn operator_token() -> String {
     mailgate::service::gate::mint_operator_token(&secret, Duration::from_secs(300)).unwrap()
 }
 
-async fn destinations(app: &TestApp) -> Value {
+pub(crate) async fn destinations(app: &TestApp) -> Value {
     let r = app
         .http
         .get(app.url("/v1/destinations"))
@@ -61,7 +61,7 @@ async fn destinations(app: &TestApp) -> Value {
 }
 
 /// Waits until `/v1/destinations` lists a site that `is` picks out, in a state `ready` takes.
-async fn site_when(
+pub(crate) async fn site_when(
     app: &TestApp,
     what: &str,
     is: impl Fn(&Value) -> bool,
@@ -391,9 +391,14 @@ fn config_refuses_unknown_and_bad_shaping_keys() {
         let _ = std::fs::remove_file(&path);
         result
     };
-    let c = load("[shaping.google]\nmax_connections = 2\n[shaping.mine]\nmx_suffix = [\".mail.example.net\"]\nmax_rate_per_sec = 1.5\nmax_messages_per_connection = 3\n").unwrap();
+    let c = load("[shaping.google]\nmax_connections = 2\ntls = \"required\"\n[shaping.mine]\nmx_suffix = [\".mail.example.net\"]\nmax_rate_per_sec = 1.5\nmax_messages_per_connection = 3\n").unwrap();
     let map = c.shaping_map();
     assert_eq!(map["google"].max_connections, Some(2));
+    assert_eq!(
+        map["google"].tls,
+        Some(mailgate::config::TlsRequirement::Required)
+    );
+    assert_eq!(map["mine"].tls, None, "opportunistic unless asked");
     assert_eq!(map["google"].max_messages_per_connection, Some(50));
     assert_eq!(map["mine"].max_rate_per_sec, Some(1.5));
     for (toml, says) in [
@@ -413,6 +418,7 @@ fn config_refuses_unknown_and_bad_shaping_keys() {
             "[shaping.default]\nmx_suffix = [\".x.test\"]\n",
             "shaping.default.mx_suffix",
         ),
+        ("[shaping.default]\ntls = \"sometimes\"\n", "sometimes"),
     ] {
         let err = load(toml).unwrap_err();
         assert!(err.contains(says), "{toml}: {err}");

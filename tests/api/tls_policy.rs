@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use mailgate::config::{Config, RelayConfig};
+use mailgate::config::{Config, RelayConfig, ShapingConfig, TlsRequirement};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -348,4 +348,76 @@ async fn a_cached_policy_is_kept_through_a_failed_refresh() {
         2,
         "not fetched again right after a failure"
     );
+}
+
+/// `[shaping.NAME] tls = "required"`: for the sites an entry claims, mail goes only over
+/// STARTTLS with a certificate valid for the MX name, though the domains publish no policy.
+/// An MX without STARTTLS never gets MAIL FROM (deferred, 4.7.10), and the operator's
+/// destinations list shows the site's policy and its last TLS failure; an MX with a good
+/// certificate takes the mail with `policy: "required"`.
+#[tokio::test]
+async fn a_shaping_entry_that_requires_tls_never_sends_in_clear() {
+    let (dns, ca) = (TestDns::start().await, TestCa::new());
+    dns.mx("req.test", &[(10, "mx.req.test")])
+        .addr("mx.req.test", &["127.33.7.1"]);
+    dns.mx("reqok.test", &[(10, "mx.reqok.test")])
+        .addr("mx.reqok.test", &["127.33.7.3"]);
+    let plain = trusted_mx(&ca, "127.33.7.1", "mx.req.test").await;
+    plain.set_starttls(false);
+    let good = trusted_mx(&ca, "127.33.7.3", "mx.reqok.test").await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            direct(c, &dns, &ca);
+            for (name, suffix) in [("strict", ".req.test"), ("strictok", ".reqok.test")] {
+                c.shaping.insert(
+                    name.into(),
+                    ShapingConfig {
+                        mx_suffix: vec![suffix.into()],
+                        tls: Some(TlsRequirement::Required),
+                        ..Default::default()
+                    },
+                );
+            }
+        })
+        .start()
+        .await;
+
+    let id = app.send_ok(&msg("x@req.test")).await;
+    let (email, deferred) = event(&app, &id, "deferred").await;
+    assert_eq!(
+        deferred.enhanced_code.as_deref(),
+        Some("4.7.10"),
+        "{email:#}"
+    );
+    let detail = deferred.detail.clone().unwrap();
+    assert!(
+        detail.contains("shaping entry strict requires TLS"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("mx.req.test did not offer STARTTLS"),
+        "{detail}"
+    );
+    assert_eq!(deferred.data["tls"]["policy"], "required", "{deferred:?}");
+    assert!(plain.connections() >= 1, "the MX was reached");
+    assert_eq!(plain.mail_commands(), 0, "no MAIL FROM without TLS");
+
+    let site = crate::shaping::site_when(
+        &app,
+        "the strict site with its TLS",
+        |d| d["shaping"] == "strict",
+        |d| d["tls"]["last_failure"].is_string(),
+    )
+    .await;
+    assert_eq!(site["limits"]["tls"], "required", "{site}");
+    assert_eq!(site["tls"]["policy"], "required", "{site}");
+    let failure = site["tls"]["last_failure"].as_str().unwrap();
+    assert!(failure.contains("did not offer STARTTLS"), "{site}");
+
+    let id = app.send_ok(&msg("y@reqok.test")).await;
+    let (email, delivered) = event(&app, &id, "delivered").await;
+    assert_eq!(delivered.data["tls"]["policy"], "required", "{email:#}");
+    assert_eq!(delivered.data["tls"]["verified"], true);
+    assert_eq!(good.received().len(), 1);
+    assert!(good.received()[0].tls);
 }

@@ -38,7 +38,10 @@ use super::{
     tls_policy::{TlsPolicies, tlsrpt::Failure},
 };
 use crate::{
-    config::RelayConfig, domain::RecipientStatus, queue::mail::Job, ratelimit::pace::RelayPacer,
+    config::{RelayConfig, TlsRequirement},
+    domain::RecipientStatus,
+    queue::mail::Job,
+    ratelimit::pace::RelayPacer,
 };
 
 /// SMTP's port: MX hosts are reached on it and nothing else (RFC 5321 §4.5.4).
@@ -254,6 +257,9 @@ impl Direct {
         let source = egress.map(|e| e.addr);
         let helo = egress.map_or(self.default_helo.as_str(), |e| e.helo.as_str());
         let site = self.shaping.site(&hosts);
+        if site.limits.tls == TlsRequirement::Required {
+            policy.required_by = Some(site.shaping.clone());
+        }
         let egress_name =
             source.map_or_else(|| shaping::ANY_EGRESS.to_string(), |ip| ip.to_string());
         if let Err(not_now) = self.admit(&site, &egress_name).await {
@@ -386,6 +392,8 @@ impl Direct {
                 .transaction(&mut pooled.session, host, envelope, mime, rcpts, &tried)
                 .await;
             policy.annotate(&mut replies, pooled.session.tls.as_ref());
+            let (label, id) = policy.label(pooled.session.tls.as_ref());
+            self.holders.note_tls(&site, label, id, &policy.failures);
             self.record(started, None);
             let throttled = replies.iter().find(|r| r.is_throttling()).cloned();
             if throttled.is_some() {
@@ -428,6 +436,8 @@ impl Direct {
             return all(reply);
         }
         if policy.enforced() && !policy.failures.is_empty() {
+            let (label, id) = policy.label(None);
+            self.holders.note_tls(&site, label, id, &policy.failures);
             let why = policy.refusal(domain);
             self.record(started, Some(&why));
             let mut reply = Reply::transient(None, None, why, None);

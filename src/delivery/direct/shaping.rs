@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::{Direct, client::Session};
 use crate::{
-    config::{DEFAULT_SHAPING, ShapingConfig},
+    config::{DEFAULT_SHAPING, ShapingConfig, TlsRequirement},
     delivery::{
         dns::{MxHost, Route},
         reply::Reply,
@@ -44,6 +44,8 @@ pub struct Limits {
     pub max_rate_per_sec: Option<f64>,
     /// Transactions one connection carries before it is closed.
     pub max_messages_per_connection: u32,
+    /// Whether mail to the site needs verified TLS whatever its domains publish.
+    pub tls: TlsRequirement,
 }
 
 impl Limits {
@@ -54,6 +56,7 @@ impl Limits {
             max_messages_per_connection: config
                 .max_messages_per_connection
                 .unwrap_or(super::MAX_DELIVERIES),
+            tls: config.tls.unwrap_or_default(),
         }
     }
 
@@ -120,6 +123,7 @@ impl Shaping {
                 max_connections: None,
                 max_rate_per_sec: None,
                 max_messages_per_connection: super::MAX_DELIVERIES,
+                tls: TlsRequirement::Opportunistic,
             });
         Self { named, default }
     }
@@ -206,12 +210,27 @@ pub enum Delivery {
 }
 
 /// This process's side of shaping: names for its connection slots in Redis, and the last
-/// throttling reply it saw on each lane (for the operator's views).
+/// throttling reply it saw on each lane and the TLS of each site (for the operator's views).
 #[derive(Debug)]
 pub(super) struct Holders {
     process: String,
     next: AtomicU64,
     throttles: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
+    tls: Mutex<HashMap<String, SiteTls>>,
+}
+
+/// The TLS policy a site's mail went under lately, and its last TLS failure, as this
+/// instance saw them (`GET /v1/destinations`).
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct SiteTls {
+    /// The policy of the last attempt: `dane`, `mta-sts`, `required` (the site's shaping entry
+    /// has `tls = "required"`), `opportunistic` or `none` (no STARTTLS, nothing asked for it).
+    pub policy: String,
+    /// The TLSA set's or the MTA-STS policy's id.
+    pub policy_id: Option<String>,
+    /// The last thing a policy found wrong with a session to the site (kept until another).
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<DateTime<Utc>>,
 }
 
 /// Lanes whose last throttling reply is remembered; beyond it the memory starts over.
@@ -223,6 +242,7 @@ impl Default for Holders {
             process: uuid::Uuid::now_v7().to_string(),
             next: AtomicU64::new(0),
             throttles: Mutex::default(),
+            tls: Mutex::default(),
         }
     }
 }
@@ -237,6 +257,31 @@ impl Holders {
             format!("{}@{egress}", site.key),
             (Utc::now(), reply.to_string()),
         );
+    }
+
+    /// Notes the policy an attempt to `site` went under, and the last of its failures.
+    pub(super) fn note_tls(
+        &self,
+        site: &Site,
+        policy: &str,
+        id: Option<String>,
+        failures: &[String],
+    ) {
+        let mut seen = self.tls.lock().expect("not poisoned");
+        if seen.len() >= MAX_REMEMBERED && !seen.contains_key(&site.key) {
+            seen.clear();
+        }
+        let entry = seen.entry(site.key.clone()).or_default();
+        if entry.policy != policy {
+            entry.policy = policy.to_string();
+        }
+        if entry.policy_id != id {
+            entry.policy_id = id;
+        }
+        if let Some(last) = failures.last() {
+            entry.last_failure = Some(last.clone());
+            entry.last_failure_at = Some(Utc::now());
+        }
     }
 
     fn last_throttle(&self, site: &Site, egress: &str) -> Option<(DateTime<Utc>, String)> {
@@ -467,6 +512,16 @@ impl Direct {
             last_throttle: last.map(|(_, reply)| reply),
             pacing: self.pacer.peek(lane).await,
         }
+    }
+
+    /// The TLS of the last attempt this instance made to `site`.
+    pub fn site_tls(&self, site: &Site) -> Option<SiteTls> {
+        self.holders
+            .tls
+            .lock()
+            .expect("not poisoned")
+            .get(&site.key)
+            .cloned()
     }
 
     /// The egress addresses new connections go from (`any` when the OS picks).

@@ -218,6 +218,9 @@ pub struct DomainPolicy {
     /// What went wrong with the MX host being tried, in TLS-RPT's terms: the first failure
     /// since [`begin_host`](Self::begin_host).
     pub host_failure: Option<(Failure, String)>,
+    /// The shaping entry whose `tls = "required"` covers the destination's site: STARTTLS
+    /// with a certificate valid for the MX name, where the domain publishes no policy.
+    pub required_by: Option<String>,
 }
 
 impl DomainPolicy {
@@ -274,10 +277,16 @@ impl DomainPolicy {
         PolicyRef::none()
     }
 
-    /// Whether a failure defers the attempt: an MTA-STS policy in `enforce` mode applies, or
-    /// DANE refused a host.
+    /// Whether a failure defers the attempt: an MTA-STS policy in `enforce` mode applies,
+    /// DANE refused a host, or the site's shaping entry requires TLS.
     pub fn enforced(&self) -> bool {
-        self.sts_enforced() || self.dane_refused
+        self.sts_enforced() || self.dane_refused || self.tls_required()
+    }
+
+    /// The operator requires verified TLS for this site (`[shaping.NAME] tls = "required"`);
+    /// a host with usable TLSA records is DANE's to judge.
+    fn tls_required(&self) -> bool {
+        self.required_by.is_some() && self.dane.is_none()
     }
 
     fn sts_enforced(&self) -> bool {
@@ -315,6 +324,8 @@ impl DomainPolicy {
         }
         let policy = if self.sts.is_some() {
             "mta-sts"
+        } else if self.required_by.is_some() {
+            "required"
         } else {
             "opportunistic"
         };
@@ -326,7 +337,7 @@ impl DomainPolicy {
             Some(_) => "unverified",
         };
         let problem = match tls {
-            _ if self.sts.is_none() => None,
+            _ if self.sts.is_none() && self.required_by.is_none() => None,
             None => Some(format!("{host} did not offer STARTTLS")),
             Some(TlsInfo {
                 verified: Err(why), ..
@@ -352,7 +363,7 @@ impl DomainPolicy {
             }),
             &why,
         );
-        if self.sts_enforced() {
+        if self.sts_enforced() || self.tls_required() {
             metrics::counter!("mailgate_tls_sessions_total", "policy" => policy, "result" => "refused")
                 .increment(1);
             Err(why)
@@ -404,6 +415,12 @@ impl DomainPolicy {
                 self.failures.join("; ")
             );
         }
+        if let Some(name) = self.required_by.as_ref().filter(|_| self.tls_required()) {
+            return format!(
+                "shaping entry {name} requires TLS with a verified certificate for {domain}, and no MX reached gave it: {}; not sent in clear",
+                self.failures.join("; ")
+            );
+        }
         let id = self.sts.as_ref().map(|p| p.id.as_str()).unwrap_or("");
         format!(
             "the MTA-STS policy of {domain} (enforce, id {id}) allows no MX reached: {}; not sent in clear or to another host",
@@ -440,13 +457,19 @@ impl DomainPolicy {
         }
     }
 
-    /// The attempt's `tls`: the session's TLS (if any), the policy that applied and what it
-    /// found wrong.
-    pub fn describe(&self, tls: Option<&TlsInfo>) -> Value {
-        let dane = self.dane.is_some() || (self.dane_refused && !self.sts_enforced());
+    fn judged_by_dane(&self) -> bool {
+        self.dane.is_some() || (self.dane_refused && !self.sts_enforced())
+    }
+
+    /// The policy that applied (`dane`, `mta-sts`, `required`, `opportunistic`, or `none`
+    /// for a session without TLS that nothing asked for) and its id (the TLSA set's, the
+    /// MTA-STS policy's).
+    pub fn label(&self, tls: Option<&TlsInfo>) -> (&'static str, Option<String>) {
+        let dane = self.judged_by_dane();
         let policy = match (&self.sts, tls) {
             _ if dane => "dane",
             (Some(_), _) => "mta-sts",
+            (None, _) if self.required_by.is_some() => "required",
             (None, Some(_)) => "opportunistic",
             (None, None) => "none",
         };
@@ -455,6 +478,14 @@ impl DomainPolicy {
             None if dane => None,
             None => self.sts.as_ref().map(|p| p.id.clone()),
         };
+        (policy, policy_id)
+    }
+
+    /// The attempt's `tls`: the session's TLS (if any), the policy that applied and what it
+    /// found wrong.
+    pub fn describe(&self, tls: Option<&TlsInfo>) -> Value {
+        let dane = self.judged_by_dane();
+        let (policy, policy_id) = self.label(tls);
         let mut out = json!({
             "version": tls.map(|t| t.version.clone()),
             "cipher": tls.map(|t| t.cipher.clone()),
