@@ -92,10 +92,7 @@ pub fn router(state: AppState) -> Router {
             "/console/webhooks/{id}/deliveries/{delivery}/replay",
             post(webhooks::replay_delivery),
         )
-        .route(
-            "/console/domains",
-            get(domains::list).post(domains::create),
-        )
+        .route("/console/domains", get(domains::list).post(domains::create))
         .route("/console/domains/{id}", get(domains::show))
         .route("/console/domains/{id}/verify", post(domains::verify))
         .route(
