@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     forms::{Visitor, hidden_value},
-    support::{app::TestApp, dns_server::TestDns},
+    support::{app::TestApp, browser::Browser, dns_server::TestDns},
 };
 
 const SCRIPT: &str = "<script>alert(1)</script>";
@@ -238,4 +238,60 @@ async fn a_key_without_the_domains_scope_is_refused_as_on_the_api() {
             .0,
         200
     );
+}
+
+#[tokio::test]
+async fn a_domain_is_added_and_verified_in_the_browser() {
+    let dns = TestDns::start().await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.dns.nameservers = vec![dns.addr.to_string()];
+            c.dns.timeout_ms = 1000;
+            c.domains.spf_include = Some("_spf.relay.test".into());
+        })
+        .start()
+        .await;
+    let browser = Browser::start().await;
+    browser.sign_in(&app.base, &app.key).await;
+    browser.click("nav a[href='/console/domains']").await;
+    browser
+        .wait_for_path("the domains", |p| p == "/console/domains")
+        .await;
+    browser.fill("#d-name", "shop.test").await;
+    browser.click("#add-domain button[type=submit]").await;
+    let path = browser
+        .wait_for_path("the new domain", |p| p.contains("done=added"))
+        .await;
+    let id = path
+        .trim_start_matches("/console/domains/")
+        .trim_end_matches("?done=added")
+        .to_string();
+    let (_, domain) = app
+        .call(Method::GET, &format!("/v1/domains/{id}"), None)
+        .await;
+    let table = browser.text("table.records").await;
+    assert!(
+        table.contains(record(&domain, "DKIM")["name"].as_str().unwrap())
+            && table.contains("v=spf1 include:_spf.relay.test ~all")
+            && table.contains("not_started"),
+        "{table}"
+    );
+    // With the script running, each name and value has a Copy button.
+    assert!(!browser.find_all("button.copy").await.is_empty());
+    browser.screenshot("domain", 1280).await;
+    browser.screenshot("domain", 390).await;
+
+    for kind in ["DKIM", "SPF"] {
+        let r = record(&domain, kind);
+        dns.txt(r["name"].as_str().unwrap(), r["value"].as_str().unwrap());
+    }
+    browser.click("#verify-domain button").await;
+    browser
+        .wait_for_path("checked", |p| p.contains("done=checked"))
+        .await;
+    assert_eq!(browser.text("#domain-status").await, "verified");
+    browser.goto(&app.url("/console/domains")).await;
+    assert!(browser.text("table.domains").await.contains("verified"));
+    browser.screenshot("domains", 1280).await;
+    browser.screenshot("domains", 390).await;
 }
