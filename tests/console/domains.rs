@@ -9,7 +9,11 @@ use serde_json::Value;
 
 use crate::{
     forms::{Visitor, hidden_value},
-    support::{app::TestApp, browser::Browser, dns_server::TestDns},
+    support::{
+        app::{JWT_SECRET, TestApp},
+        browser::Browser,
+        dns_server::TestDns,
+    },
 };
 
 const SCRIPT: &str = "<script>alert(1)</script>";
@@ -294,4 +298,59 @@ async fn a_domain_is_added_and_verified_in_the_browser() {
     assert!(browser.text("table.domains").await.contains("verified"));
     browser.screenshot("domains", 1280).await;
     browser.screenshot("domains", 390).await;
+}
+
+/// The operator sees a project's domains once the project is chosen, as on the other pages.
+#[tokio::test]
+async fn the_operator_sees_the_chosen_projects_domains() {
+    let dns = TestDns::start().await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.dns.nameservers = vec![dns.addr.to_string()];
+            c.dns.timeout_ms = 1000;
+        })
+        .start()
+        .await;
+    let (status, domain) = app
+        .call(
+            Method::POST,
+            "/v1/domains",
+            Some(serde_json::json!({"name": "shop.test"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{domain:#}");
+    let id = domain["id"].as_str().unwrap();
+    let token = mailgate::service::gate::mint_operator_token(
+        &JWT_SECRET.to_string().into(),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    let mut visitor = Visitor::new(&app);
+    visitor.sign_in(&token).await;
+    let unchosen = visitor.get("/console/domains").await;
+    assert_eq!(location(&unchosen), "/console/projects");
+
+    let project: uuid::Uuid = sqlx::query_scalar("SELECT id FROM projects WHERE name = 'acme'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let projects = visitor.get("/console/projects").await.text().await.unwrap();
+    let csrf = hidden_value(&projects, "csrf").unwrap();
+    let chosen = visitor
+        .post(
+            "/console/project",
+            &[("csrf", &csrf), ("project", &project.to_string())],
+        )
+        .await;
+    assert_eq!(chosen.status(), 303);
+    let list = visitor.get("/console/domains").await.text().await.unwrap();
+    assert!(
+        list.contains(&format!("href=\"/console/domains/{id}\">shop.test<")),
+        "{list}"
+    );
+    let checked = visitor
+        .post(&format!("/console/domains/{id}/verify"), &[("csrf", &csrf)])
+        .await;
+    let page = follow(&mut visitor, checked).await;
+    assert!(page.contains("id=\"domain-status\">pending<"), "{page}");
 }
