@@ -8,6 +8,7 @@
 
 mod assets;
 mod chart;
+mod domains;
 mod error;
 mod keys;
 mod messages;
@@ -91,6 +92,14 @@ pub fn router(state: AppState) -> Router {
             "/console/webhooks/{id}/deliveries/{delivery}/replay",
             post(webhooks::replay_delivery),
         )
+        .route("/console/domains", get(domains::list).post(domains::create))
+        .route("/console/domains/{id}", get(domains::show))
+        .route("/console/domains/{id}/verify", post(domains::verify))
+        .route(
+            "/console/domains/{id}/rotate-dkim",
+            post(domains::rotate_dkim),
+        )
+        .route("/console/domains/{id}/delete", post(domains::delete))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/revoke", post(keys::revoke))
         .route("/console/keys/{id}/limits", post(keys::limits))

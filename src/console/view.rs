@@ -29,7 +29,7 @@ pub trait Audience {
     fn signed_in_as(&self) -> &'static str;
 }
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -51,6 +51,8 @@ const TEMPLATES: [(&str, &str); 15] = [
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
     ("keys.html", include_str!("templates/keys.html")),
+    ("domains.html", include_str!("templates/domains.html")),
+    ("domain.html", include_str!("templates/domain.html")),
 ];
 
 static TERA: LazyLock<Tera> = LazyLock::new(|| {
@@ -72,7 +74,7 @@ struct NavItem {
 fn navigation(viewer: &dyn Audience) -> Vec<NavItem> {
     let mut items = Vec::new();
     let has_project = viewer.project_name().is_some();
-    let project_pages: [(&str, &str, &str, Scope); 6] = [
+    let project_pages: [(&str, &str, &str, Scope); 7] = [
         ("/console/overview", "Overview", "overview", Scope::Messages),
         ("/console/messages", "Messages", "messages", Scope::Messages),
         (
@@ -88,6 +90,7 @@ fn navigation(viewer: &dyn Audience) -> Vec<NavItem> {
             "suppressions",
             Scope::Suppressions,
         ),
+        ("/console/domains", "Domains", "domains", Scope::Domains),
         ("/console/keys", "Keys", "keys", Scope::Keys),
     ];
     for (href, label, section, scope) in project_pages {

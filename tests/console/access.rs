@@ -47,6 +47,7 @@ async fn every_control_is_labelled_and_the_keyboard_reaches_everything() {
         "/console/webhooks".to_string(),
         "/console/suppressions".to_string(),
         "/console/keys".to_string(),
+        "/console/domains".to_string(),
     ];
     for page in &pages {
         browser.goto(&app.url(page)).await;

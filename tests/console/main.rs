@@ -6,6 +6,7 @@
 mod support;
 
 mod access;
+mod domains;
 mod forms;
 mod keys;
 mod messages;

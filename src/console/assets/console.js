@@ -73,3 +73,22 @@ document.addEventListener("submit", (event) => {
   });
   render();
 })();
+
+// Domains: a Copy button beside each record's name and value (shown only when this file
+// runs, since without it the button could do nothing; the text is selectable either way).
+(() => {
+  const buttons = document.querySelectorAll("button[data-copy]");
+  if (!buttons.length || !navigator.clipboard) return;
+  for (const button of buttons) {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.getAttribute("data-copy"));
+      try {
+        await navigator.clipboard.writeText(source.textContent);
+        button.textContent = "Copied";
+      } catch (e) {
+        button.textContent = "Select and copy";
+      }
+    });
+  }
+})();
