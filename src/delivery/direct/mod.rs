@@ -392,8 +392,8 @@ impl Direct {
                 .transaction(&mut pooled.session, host, envelope, mime, rcpts, &tried)
                 .await;
             policy.annotate(&mut replies, pooled.session.tls.as_ref());
-            let (label, id) = policy.label(pooled.session.tls.as_ref());
-            self.holders.note_tls(&site, label, id, &policy.failures);
+            self.holders
+                .note_tls(&site, &policy, pooled.session.tls.as_ref());
             self.record(started, None);
             let throttled = replies.iter().find(|r| r.is_throttling()).cloned();
             if throttled.is_some() {
@@ -436,8 +436,7 @@ impl Direct {
             return all(reply);
         }
         if policy.enforced() && !policy.failures.is_empty() {
-            let (label, id) = policy.label(None);
-            self.holders.note_tls(&site, label, id, &policy.failures);
+            self.holders.note_tls(&site, &policy, None);
             let why = policy.refusal(domain);
             self.record(started, Some(&why));
             let mut reply = Reply::transient(None, None, why, None);

@@ -23,6 +23,7 @@ use crate::{
     delivery::{
         dns::{MxHost, Route},
         reply::Reply,
+        tls_policy::{DomainPolicy, TlsInfo},
     },
     ratelimit::pace::{Lane, PaceStatus, Rate, RelayPacer, Reservation, SLOT_TTL, Slot},
 };
@@ -259,26 +260,23 @@ impl Holders {
         );
     }
 
-    /// Notes the policy an attempt to `site` went under, and the last of its failures.
-    pub(super) fn note_tls(
-        &self,
-        site: &Site,
-        policy: &str,
-        id: Option<String>,
-        failures: &[String],
-    ) {
+    /// Notes the policy an attempt to `site` went under (over `tls`, if any), and the last
+    /// of its failures. Once per delivery: the site's entry is found without copying its key.
+    pub(super) fn note_tls(&self, site: &Site, policy: &DomainPolicy, tls: Option<&TlsInfo>) {
+        let (label, id) = policy.label(tls);
         let mut seen = self.tls.lock().expect("not poisoned");
-        if seen.len() >= MAX_REMEMBERED && !seen.contains_key(&site.key) {
-            seen.clear();
+        if !seen.contains_key(&site.key) {
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(site.key.clone(), SiteTls::default());
         }
-        let entry = seen.entry(site.key.clone()).or_default();
-        if entry.policy != policy {
-            entry.policy = policy.to_string();
+        let entry = seen.get_mut(&site.key).expect("inserted above");
+        if entry.policy != label {
+            entry.policy = label.to_string();
         }
-        if entry.policy_id != id {
-            entry.policy_id = id;
-        }
-        if let Some(last) = failures.last() {
+        entry.policy_id = id;
+        if let Some(last) = policy.failures.last() {
             entry.last_failure = Some(last.clone());
             entry.last_failure_at = Some(Utc::now());
         }
