@@ -83,6 +83,7 @@ impl Application {
             ))),
         );
         let dkim = Arc::new(DkimKeys::load(&config.dkim)?);
+        let return_paths = crate::delivery::SendingReturnPaths::default();
         let waker = Wakers::default();
         let tokens = TokenKey::new(
             &store::server_keys::load_or_create(&pool, "tokens")
@@ -151,6 +152,7 @@ impl Application {
                     .with_return_path(Some(ReturnPath {
                         domain: config.bounce.domain.clone(),
                         key: tokens.clone(),
+                        sending: return_paths.clone(),
                     })),
                 waker.mail.clone(),
                 config.delivery.runner.clone(),
@@ -256,6 +258,7 @@ impl Application {
             submissions,
             tokens,
             dkim: dkim.clone(),
+            return_paths,
             dns,
             drain: Default::default(),
         };

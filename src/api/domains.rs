@@ -47,6 +47,19 @@ pub struct CreateDomain {
         pattern = r"^mailto:[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
     )]
     pub dmarc_rua: Option<String>,
+    /// Also sign with an Ed25519 key (RFC 8463), a second signature beside the RSA one:
+    /// receivers that check Ed25519 get the stronger one, the others still check RSA.
+    #[serde(default)]
+    pub ed25519: bool,
+    /// The label of the return-path subdomain, e.g. `bounces` (the default,
+    /// `domains.return_path`) for `bounces.<name>`.
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+    )]
+    pub return_path: Option<String>,
 }
 
 /// Only the fields given change.
@@ -68,7 +81,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Add a sending domain: mailgate makes its DKIM key and answers with the DNS records to
+/// Add a sending domain: mailgate makes its DKIM keys and answers with the DNS records to
 /// publish. Its status is `not_started` until `verify` is called.
 #[utoipa::path(post, path = "/v1/domains", operation_id = "create_domain", tag = "domains", request_body = CreateDomain,
     responses(
@@ -85,7 +98,11 @@ pub async fn create(
         &state,
         key.project_id,
         &body.name,
-        body.dmarc_rua.as_deref(),
+        domains::NewOptions {
+            dmarc_rua: body.dmarc_rua.as_deref(),
+            ed25519: body.ed25519,
+            return_path: body.return_path.as_deref(),
+        },
     )
     .await?;
     Ok((StatusCode::CREATED, Json(domain)))

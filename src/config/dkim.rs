@@ -36,6 +36,15 @@ impl DkimAlgorithm {
             Self::Ed25519Sha256 => "ed25519-sha256",
         }
     }
+
+    /// From its stored name (`as_str`); anything else is RSA, the default.
+    pub fn parse(name: &str) -> Self {
+        if name == Self::Ed25519Sha256.as_str() {
+            Self::Ed25519Sha256
+        } else {
+            Self::RsaSha256
+        }
+    }
 }
 
 pub(super) fn validate(keys: &[DkimKeyConfig]) -> anyhow::Result<()> {

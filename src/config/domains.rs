@@ -15,6 +15,11 @@ pub struct DomainsConfig {
     pub spf_include: Option<String>,
     /// The DKIM selector of a new key is this prefix and the date (`mg20261207`).
     pub selector_prefix: String,
+    /// The label of a new domain's return-path subdomain (`bounces`: bounces.example.com),
+    /// unless the domain is created with its own. With the inbound listener on, its MX
+    /// record is asked for, and once published mail from the domain uses it as the
+    /// envelope sender, so bounces come back and SPF aligns with the From domain.
+    pub return_path: String,
     /// How often a pending or failing domain is checked again.
     pub check_interval_secs: u64,
     /// How often a verified domain is checked again.
@@ -30,10 +35,26 @@ impl Default for DomainsConfig {
             require_verified: false,
             spf_include: None,
             selector_prefix: "mg".into(),
+            return_path: "bounces".into(),
             check_interval_secs: 300,
             verified_interval_secs: 86_400,
             grace_hours: 72,
         }
+    }
+}
+
+/// A return-path label: one DNS label of lower-case letters, digits and inner hyphens.
+pub fn check_label(label: &str) -> Result<(), &'static str> {
+    let ok = (1..=63).contains(&label.len())
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err("must be one DNS label of lower-case letters, digits and inner hyphens, e.g. bounces")
     }
 }
 
@@ -63,6 +84,9 @@ impl DomainsConfig {
             bail!(
                 "domains.selector_prefix: `{prefix}` must be 1 to 20 lower-case letters, digits or hyphens"
             );
+        }
+        if let Err(why) = check_label(&self.return_path) {
+            bail!("domains.return_path: `{}` {why}", self.return_path);
         }
         if self.check_interval_secs == 0 || self.verified_interval_secs == 0 {
             bail!("domains.check_interval_secs and verified_interval_secs must be at least 1");

@@ -49,7 +49,7 @@ pub use self::{
     delivery::DeliveryConfig,
     dkim::{DkimAlgorithm, DkimKeyConfig},
     dns::DnsConfig,
-    domains::DomainsConfig,
+    domains::{DomainsConfig, check_label},
     http::HttpConfig,
     inbound::{BounceConfig, InboundConfig, check_domain},
     metrics::MetricsConfig,

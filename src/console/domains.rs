@@ -1,5 +1,6 @@
 //! Sending domains: the project's domains with their status; one domain's records to
-//! publish (each with its own status and what DNS held), Verify, Rotate DKIM and Delete.
+//! publish (each with its own status and what DNS held), Verify, Rotate DKIM, the DMARC
+//! report address, and Delete.
 //! Every action is `service::domains`, as `/v1/domains` calls it, under the same `domains`
 //! scope; private keys never leave that module, so nothing here could show one.
 
@@ -97,7 +98,17 @@ pub async fn create(
     let project = viewer.may_change(field("csrf"), Scope::Domains)?;
     // Empty is the API's absent field: reports to `mailto:dmarc@<name>`.
     let rua = Some(field("dmarc_rua")).filter(|r| !r.is_empty());
-    let domain = ops::create(&state, project, field("name"), rua).await?;
+    let domain = ops::create(
+        &state,
+        project,
+        field("name"),
+        ops::NewOptions {
+            dmarc_rua: rua,
+            ed25519: field("ed25519") == "on",
+            return_path: None,
+        },
+    )
+    .await?;
     Ok(Redirect::to(&format!("/console/domains/{}?done=added", domain.id)).into_response())
 }
 
@@ -150,6 +161,12 @@ pub async fn show(
     context.insert("records", &records);
     context.insert("selector", &domain.dkim.selector);
     context.insert("pending_selector", &domain.dkim.pending_selector);
+    context.insert("ed25519_selector", &domain.dkim.ed25519_selector);
+    context.insert(
+        "ed25519_pending_selector",
+        &domain.dkim.ed25519_pending_selector,
+    );
+    context.insert("return_path", &domain.return_path);
     context.insert("removable", &domain.dkim.removable);
     context.insert("dmarc_rua", &domain.dmarc_rua);
     context.insert("done", &q.done);
@@ -166,6 +183,29 @@ pub async fn verify(
     let project = viewer.may_change(&form.csrf, Scope::Domains)?;
     let domain = ops::verify(&state, project, parse_id(&id)?).await?;
     Ok(Redirect::to(&format!("/console/domains/{}?done=checked", domain.id)).into_response())
+}
+
+/// Absent fields are empty, so a form without the token is refused for that (403), not as
+/// malformed.
+#[derive(Deserialize)]
+pub struct DmarcForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    dmarc_rua: String,
+}
+
+/// Where DMARC reports go in the recommended record; empty goes back to the default.
+pub async fn set_dmarc(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<DmarcForm>,
+) -> ConsoleResult<Response> {
+    let project = viewer.may_change(&form.csrf, Scope::Domains)?;
+    let rua = Some(form.dmarc_rua.trim()).filter(|r| !r.is_empty());
+    let domain = ops::update(&state, project, parse_id(&id)?, Some(rua)).await?;
+    Ok(Redirect::to(&format!("/console/domains/{}?done=dmarc", domain.id)).into_response())
 }
 
 pub async fn rotate_dkim(

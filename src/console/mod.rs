@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             "/console/domains/{id}/rotate-dkim",
             post(domains::rotate_dkim),
         )
+        .route("/console/domains/{id}/dmarc", post(domains::set_dmarc))
         .route("/console/domains/{id}/delete", post(domains::delete))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/revoke", post(keys::revoke))

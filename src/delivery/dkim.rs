@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, bail};
 use mail_auth::{
     common::{
-        crypto::{Ed25519Key, RsaKey, Sha256},
+        crypto::{Ed25519Key, RsaKey, Sha256, SigningKey},
         headers::HeaderWriter,
     },
     dkim::{Canonicalization, DkimSigner, Done},
@@ -59,17 +59,19 @@ pub struct DkimKeys {
     resources: RwLock<ResourceKeys>,
 }
 
-/// Sending domains' signers by project and domain; shared, so a reload swaps the map whole
+/// Sending domains' signers by project and domain (RSA, then Ed25519 when the domain has
+/// one: each message gets a signature from each); shared, so a reload swaps the map whole
 /// and mail never waits for (or misses) a key while the new map is built.
-type ResourceKeys = HashMap<Uuid, HashMap<String, Arc<DomainKey>>>;
+type ResourceKeys = HashMap<Uuid, HashMap<String, Vec<Arc<DomainKey>>>>;
 
 /// A sending domain's signing key, in clear, as `set_resource_keys` takes it.
 pub struct ResourceKey {
     pub project: Uuid,
     /// A-label domain.
     pub domain: String,
+    pub algorithm: DkimAlgorithm,
     pub selector: String,
-    /// PKCS#8 DER of an RSA key.
+    /// PKCS#8 DER of the key.
     pub pkcs8: Vec<u8>,
 }
 
@@ -88,6 +90,22 @@ pub fn generate_rsa() -> anyhow::Result<(Vec<u8>, String)> {
     Ok((
         private.as_bytes().to_vec(),
         base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
+    ))
+}
+
+/// A new Ed25519 key for a sending domain: its PKCS#8 DER, and its public half as RFC 8463
+/// publishes it in `p=` (base64 of the 32-byte key itself, not a SubjectPublicKeyInfo).
+pub fn generate_ed25519() -> anyhow::Result<(Vec<u8>, String)> {
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("generating an Ed25519 key failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|e| anyhow::anyhow!("reading the new Ed25519 key: {e}"))?;
+    Ok((
+        pkcs8.as_ref().to_vec(),
+        base64::engine::general_purpose::STANDARD.encode(pair.public_key().as_ref()),
     ))
 }
 
@@ -143,14 +161,14 @@ impl DkimKeys {
                 .expect("not poisoned")
                 .get(&k.project)
                 .and_then(|by| by.get(&k.domain))
-                .filter(|d| d.selector == k.selector)
+                .and_then(|keys| keys.iter().find(|d| d.selector == k.selector))
                 .cloned();
             let key = match reuse {
                 Some(key) => key,
                 None => match resource_signer(&k) {
                     Ok(signer) => Arc::new(DomainKey {
                         selector: k.selector.clone(),
-                        algorithm: DkimAlgorithm::RsaSha256,
+                        algorithm: k.algorithm,
                         signer,
                     }),
                     Err(err) => {
@@ -159,14 +177,22 @@ impl DkimKeys {
                     }
                 },
             };
-            next.entry(k.project).or_default().insert(k.domain, key);
+            let keys = next
+                .entry(k.project)
+                .or_default()
+                .entry(k.domain)
+                .or_default();
+            keys.push(key);
+            // RSA first: a verifier that stops at the first signature it can check most
+            // likely checks RSA.
+            keys.sort_by_key(|k| k.algorithm != DkimAlgorithm::RsaSha256);
         }
         *self.resources.write().expect("not poisoned") = next;
     }
 
-    /// The message with a `DKIM-Signature` header in front: signed with the key of the
-    /// project's sending domain that covers the From domain, else with a configured key;
-    /// `None` when neither covers it.
+    /// The message with `DKIM-Signature` headers in front: signed with the keys of the
+    /// project's sending domain that covers the From domain (one signature per key), else
+    /// with a configured key; `None` when neither covers it.
     pub fn sign_for(&self, project: Uuid, mime: &[u8]) -> Option<Vec<u8>> {
         let has_domains = self
             .resources
@@ -175,14 +201,18 @@ impl DkimKeys {
             .contains_key(&project);
         if has_domains {
             let from = from_domain(mime)?;
-            let key = self
+            let keys = self
                 .resources
                 .read()
                 .expect("not poisoned")
                 .get(&project)
                 .and_then(|domains| nearest(domains, &from).cloned());
-            if let Some(key) = key {
-                return sign_with(&key, &from, mime);
+            if let Some(keys) = keys {
+                let mut headers = String::new();
+                for key in &keys {
+                    headers.push_str(&signature(key, &from, mime)?);
+                }
+                return Some(prepend(&headers, mime));
             }
         }
         self.sign(mime)
@@ -207,7 +237,7 @@ impl DkimKeys {
         }
         let from = from_domain(mime)?;
         let key = nearest(&self.by_domain, &from)?;
-        sign_with(key, &from, mime)
+        Some(prepend(&signature(key, &from, mime)?, mime))
     }
 }
 
@@ -223,19 +253,14 @@ fn nearest<'a, K>(keys: &'a HashMap<String, K>, domain: &str) -> Option<&'a K> {
     }
 }
 
-fn sign_with(key: &DomainKey, from: &str, mime: &[u8]) -> Option<Vec<u8>> {
+/// The `DKIM-Signature` header of `mime` under `key`, or `None` when signing fails.
+fn signature(key: &DomainKey, from: &str, mime: &[u8]) -> Option<String> {
     let header = match &key.signer {
         Signer::Rsa(s) => s.sign(mime).map(|sig| sig.to_header()),
         Signer::Ed25519(s) => s.sign(mime).map(|sig| sig.to_header()),
     };
     match header {
-        Ok(header) => {
-            let header = join_final_fold(header);
-            let mut out = Vec::with_capacity(header.len() + mime.len());
-            out.extend_from_slice(header.as_bytes());
-            out.extend_from_slice(mime);
-            Some(out)
-        }
+        Ok(header) => Some(join_final_fold(header)),
         Err(err) => {
             // Unsigned mail may still be delivered; a stuck queue helps nobody.
             tracing::warn!(domain = %from, error = %err, "DKIM signing failed; sending unsigned");
@@ -244,22 +269,37 @@ fn sign_with(key: &DomainKey, from: &str, mime: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+fn prepend(headers: &str, mime: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() + mime.len());
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(mime);
+    out
+}
+
 fn resource_signer(k: &ResourceKey) -> anyhow::Result<Signer> {
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.pkcs8.clone()));
-    rsa_signer(der, &k.domain, &k.selector)
+    match k.algorithm {
+        DkimAlgorithm::RsaSha256 => {
+            let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.pkcs8.clone()));
+            rsa_signer(der, &k.domain, &k.selector)
+        }
+        DkimAlgorithm::Ed25519Sha256 => ed25519_signer(&k.pkcs8, &k.domain, &k.selector),
+    }
 }
 
 fn rsa_signer(der: PrivateKeyDer<'_>, domain: &str, selector: &str) -> anyhow::Result<Signer> {
     let key = RsaKey::<Sha256>::from_key_der(der)
         .map_err(|e| anyhow::anyhow!("not an RSA private key: {e}"))?;
-    Ok(Signer::Rsa(
-        DkimSigner::from_key(key)
-            .domain(domain)
-            .selector(selector)
-            .headers(SIGNED_HEADERS)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed),
-    ))
+    Ok(Signer::Rsa(configured(key, domain, selector)))
+}
+
+/// Every key signs the same way: `SIGNED_HEADERS`, relaxed/relaxed.
+fn configured<K: SigningKey>(key: K, domain: &str, selector: &str) -> DkimSigner<K, Done> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(SIGNED_HEADERS)
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
 }
 
 /// Lower-case A-labels (RFC 8616: DKIM names domains in A-labels), so a key configured as
@@ -287,18 +327,15 @@ fn load_signer(c: &DkimKeyConfig) -> anyhow::Result<Signer> {
             let PrivateKeyDer::Pkcs8(pkcs8) = der else {
                 bail!("an Ed25519 key must be PKCS#8 (`openssl genpkey -algorithm ed25519`)");
             };
-            let key = Ed25519Key::from_pkcs8_der(pkcs8.secret_pkcs8_der())
-                .map_err(|e| anyhow::anyhow!("not an Ed25519 private key: {e}"))?;
-            Signer::Ed25519(
-                DkimSigner::from_key(key)
-                    .domain(domain)
-                    .selector(selector)
-                    .headers(SIGNED_HEADERS)
-                    .header_canonicalization(Canonicalization::Relaxed)
-                    .body_canonicalization(Canonicalization::Relaxed),
-            )
+            ed25519_signer(pkcs8.secret_pkcs8_der(), &domain, selector)?
         }
     })
+}
+
+fn ed25519_signer(pkcs8: &[u8], domain: &str, selector: &str) -> anyhow::Result<Signer> {
+    let key = Ed25519Key::from_pkcs8_der(pkcs8)
+        .map_err(|e| anyhow::anyhow!("not an Ed25519 private key: {e}"))?;
+    Ok(Signer::Ed25519(configured(key, domain, selector)))
 }
 
 fn read_pem(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
@@ -345,6 +382,49 @@ mod tests {
             from_domain(utf8.as_bytes()).as_deref(),
             Some("xn--bcher-kva.example")
         );
+    }
+
+    #[test]
+    fn a_generated_ed25519_key_loads_and_signs_beside_the_rsa_key() {
+        let (pkcs8, public) = generate_ed25519().unwrap();
+        use base64::Engine;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&public)
+                .unwrap()
+                .len(),
+            32
+        );
+        let (rsa, _) = generate_rsa().unwrap();
+        let keys = DkimKeys::default();
+        let project = Uuid::now_v7();
+        keys.set_resource_keys(vec![
+            ResourceKey {
+                project,
+                domain: "example.com".into(),
+                algorithm: DkimAlgorithm::Ed25519Sha256,
+                selector: "mg1ed".into(),
+                pkcs8,
+            },
+            ResourceKey {
+                project,
+                domain: "example.com".into(),
+                algorithm: DkimAlgorithm::RsaSha256,
+                selector: "mg1".into(),
+                pkcs8: rsa,
+            },
+        ]);
+        let signed = keys
+            .sign_for(
+                project,
+                b"From: a@example.com\r\nTo: b@example.org\r\n\r\nhi\r\n",
+            )
+            .unwrap();
+        let text = String::from_utf8(signed).unwrap();
+        let rsa_at = text.find("a=rsa-sha256").unwrap();
+        let ed_at = text.find("a=ed25519-sha256").unwrap();
+        assert!(rsa_at < ed_at, "{text}");
+        assert_eq!(text.matches("DKIM-Signature:").count(), 2, "{text}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod health;
 pub mod intl;
 pub mod relay;
 pub mod reply;
+pub mod return_path;
 pub mod tls_policy;
 
 use std::{sync::Arc, time::Duration};
@@ -26,10 +27,10 @@ use crate::{
         Handler, Runner,
         mail::{Job, MailQueue, Outcome},
     },
-    tokens::TokenKey,
 };
 pub use dkim::DkimKeys;
 pub use relay::Relays;
+pub use return_path::{ReturnPath, SendingReturnPaths};
 
 /// The mail queue's runner: leased recipients, relayed by a `Deliverer`.
 pub type DeliveryRunner = Runner<MailQueue, Deliverer>;
@@ -40,27 +41,6 @@ pub struct Deliverer {
     config: DeliveryConfig,
     dkim: Arc<DkimKeys>,
     return_path: Option<ReturnPath>,
-}
-
-/// VERP: each recipient's envelope sender names its job, `b-<token>@<bounce domain>`, so a
-/// bounce that arrives later by mail says which recipient it is about. The headers (From,
-/// and so DKIM) are untouched; only the SMTP envelope changes.
-#[derive(Debug, Clone)]
-pub struct ReturnPath {
-    /// `bounce.domain`; a project's own bounce domain wins over it.
-    pub domain: Option<String>,
-    pub key: TokenKey,
-}
-
-impl ReturnPath {
-    /// The envelope sender for this job, or `None` to keep the message's own.
-    pub fn for_job(&self, job: &Job) -> Option<String> {
-        let domain = job.bounce_domain.as_deref().or(self.domain.as_deref())?;
-        Some(format!(
-            "{}@{domain}",
-            self.key.verp_local(job.recipient_id)
-        ))
-    }
 }
 
 impl Handler<MailQueue> for Deliverer {

@@ -4,12 +4,13 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::store::projects;
+use crate::store::{domains, projects};
 
 /// What a recipient domain of the inbound listener is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainRole {
-    /// `bounce.domain` or a project's bounce domain: VERP return paths.
+    /// `bounce.domain`, a project's bounce domain, or a sending domain's return-path
+    /// subdomain: VERP return paths.
     Bounce,
     /// A project's inbound domain.
     Inbound(Uuid),
@@ -37,6 +38,7 @@ impl Domains {
         let domain = domain.to_ascii_lowercase();
         if self.bounce.as_deref() == Some(domain.as_str())
             || projects::is_bounce_domain(&self.pool, &domain).await?
+            || domains::is_return_path(&self.pool, None, &domain).await?
         {
             return Ok(DomainRole::Bounce);
         }
@@ -46,5 +48,24 @@ impl Domains {
                 None => DomainRole::Foreign,
             },
         )
+    }
+
+    /// Whether a return path at `domain` may name a recipient job of `project`: the
+    /// project's bounce domain (`bounce_domain`; else the server's), or the return-path
+    /// subdomain of one of its sending domains. Another project's is refused.
+    pub async fn is_return_path_of(
+        &self,
+        project: Uuid,
+        bounce_domain: Option<&str>,
+        domain: &str,
+    ) -> sqlx::Result<bool> {
+        let domain = domain.to_ascii_lowercase();
+        if bounce_domain
+            .or(self.bounce.as_deref())
+            .is_some_and(|d| d.eq_ignore_ascii_case(&domain))
+        {
+            return Ok(true);
+        }
+        domains::is_return_path(&self.pool, Some(project), &domain).await
     }
 }

@@ -200,13 +200,16 @@ impl Processor {
             ));
         };
         // A project's token is only good at that project's bounce domain (or the server's,
-        // when the project has none).
-        let expected = target
-            .bounce_domain
-            .as_deref()
-            .or(self.domains.bounce.as_deref())
-            .map(str::to_ascii_lowercase);
-        if expected.as_deref() != Some(token_address.1.as_str()) {
+        // when the project has none) or its sending domains' return paths.
+        if !self
+            .domains
+            .is_return_path_of(
+                target.project_id,
+                target.bounce_domain.as_deref(),
+                &token_address.1,
+            )
+            .await?
+        {
             return Ok(Finding::nothing(
                 "forged",
                 format!(

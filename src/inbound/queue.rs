@@ -80,17 +80,15 @@ impl Inbox {
                 let Some(target) = store::verp_target(&self.pool, id).await? else {
                     return Ok(Rcpt::NoSuchReturnPath);
                 };
-                let expected = target
-                    .bounce_domain
-                    .as_deref()
-                    .or(self.domains.bounce.as_deref());
-                Ok(
-                    if expected.is_some_and(|d| d.eq_ignore_ascii_case(domain)) {
-                        Rcpt::Accepted
-                    } else {
-                        Rcpt::NoSuchReturnPath
-                    },
-                )
+                let ours = self
+                    .domains
+                    .is_return_path_of(target.project_id, target.bounce_domain.as_deref(), domain)
+                    .await?;
+                Ok(if ours {
+                    Rcpt::Accepted
+                } else {
+                    Rcpt::NoSuchReturnPath
+                })
             }
         }
     }

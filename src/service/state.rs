@@ -36,6 +36,8 @@ pub struct AppState {
     pub tokens: TokenKey,
     /// Signs relayed mail: the configured keys and the sending domains' (`service::domains`).
     pub dkim: Arc<DkimKeys>,
+    /// The sending domains' return paths in use, for delivery's envelope senders.
+    pub return_paths: crate::delivery::SendingReturnPaths,
     /// Checks sending domains' records: `[dns]`, without a cache (`None`: it could not be
     /// built, and checks find DNS unanswering).
     pub dns: Option<Arc<Dns>>,

@@ -8,8 +8,9 @@ use serde_json::Value;
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-const DOMAIN_COLUMNS: &str = "id, project_id, name, status, dmarc_rua, checks, pending_since, \
-     failing_since, verified_at, last_checked_at, next_check_at, created_at, updated_at";
+const DOMAIN_COLUMNS: &str = "id, project_id, name, status, dmarc_rua, return_path, checks, \
+     pending_since, failing_since, verified_at, last_checked_at, next_check_at, created_at, \
+     updated_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DomainRow {
@@ -18,6 +19,8 @@ pub struct DomainRow {
     pub name: String,
     pub status: String,
     pub dmarc_rua: Option<String>,
+    /// The label of the return-path subdomain (`bounces` for bounces.<name>).
+    pub return_path: String,
     /// What the last check found, by record kind.
     pub checks: Json<Value>,
     pub pending_since: Option<DateTime<Utc>>,
@@ -48,6 +51,8 @@ pub struct KeyRow {
 /// A key to store: its id is the sealing context, so it is chosen before sealing.
 pub struct NewKey {
     pub id: Uuid,
+    /// `rsa-sha256` or `ed25519-sha256`.
+    pub algorithm: &'static str,
     pub selector: String,
     pub public_key: String,
     pub sealed_private_key: String,
@@ -56,30 +61,40 @@ pub struct NewKey {
 const KEY_COLUMNS: &str = "id, domain_id, selector, algorithm, public_key, private_key, state, \
      created_at, activated_at, retired_at";
 
-/// Inserts a domain with its first (active) key; `None` when the project has it already.
+/// A domain to insert.
+pub struct NewDomain<'a> {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: &'a str,
+    pub dmarc_rua: Option<&'a str>,
+    pub return_path: &'a str,
+}
+
+/// Inserts a domain with its first (active) keys, one per algorithm; `None` when the project
+/// has it already.
 pub async fn insert(
     pool: &PgPool,
-    id: Uuid,
-    project_id: Uuid,
-    name: &str,
-    dmarc_rua: Option<&str>,
-    key: &NewKey,
+    domain: &NewDomain<'_>,
+    keys: &[NewKey],
 ) -> sqlx::Result<Option<DomainRow>> {
     let mut tx = pool.begin().await?;
     let row: Option<DomainRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO domains (id, project_id, name, dmarc_rua) VALUES ($1, $2, $3, $4)
+        "INSERT INTO domains (id, project_id, name, dmarc_rua, return_path) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (project_id, name) DO NOTHING RETURNING {DOMAIN_COLUMNS}"
     )))
-    .bind(id)
-    .bind(project_id)
-    .bind(name)
-    .bind(dmarc_rua)
+    .bind(domain.id)
+    .bind(domain.project_id)
+    .bind(domain.name)
+    .bind(domain.dmarc_rua)
+    .bind(domain.return_path)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    insert_key(&mut tx, id, key, "active").await?;
+    for key in keys {
+        insert_key(&mut tx, domain.id, key, "active").await?;
+    }
     tx.commit().await?;
     Ok(Some(row))
 }
@@ -91,8 +106,8 @@ async fn insert_key(
     state: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO domain_keys (id, domain_id, selector, public_key, private_key, state, activated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'active' THEN now() END)",
+        "INSERT INTO domain_keys (id, domain_id, selector, algorithm, public_key, private_key, state, activated_at)
+         VALUES ($1, $2, $3, $7, $4, $5, $6, CASE WHEN $6 = 'active' THEN now() END)",
     )
     .bind(key.id)
     .bind(domain_id)
@@ -100,16 +115,18 @@ async fn insert_key(
     .bind(&key.public_key)
     .bind(&key.sealed_private_key)
     .bind(state)
+    .bind(key.algorithm)
     .execute(tx)
     .await?;
     Ok(())
 }
 
-/// Adds a pending key (a rotation); `false` when the domain has one pending already.
-pub async fn insert_pending_key(
+/// Adds pending keys (a rotation, one per algorithm the domain signs with); `false` when the
+/// domain has one pending already.
+pub async fn insert_pending_keys(
     pool: &PgPool,
     domain_id: Uuid,
-    key: &NewKey,
+    keys: &[NewKey],
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let busy: Option<(Uuid,)> = sqlx::query_as(
@@ -121,18 +138,22 @@ pub async fn insert_pending_key(
     if busy.is_some() {
         return Ok(false);
     }
-    insert_key(&mut tx, domain_id, key, "pending").await?;
+    for key in keys {
+        insert_key(&mut tx, domain_id, key, "pending").await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
 
-/// The pending key becomes the active one; the active one is retired (its record may go).
+/// The pending keys become the active ones; the active key of each of their algorithms is
+/// retired (its record may go).
 pub async fn activate_pending(pool: &PgPool, domain_id: Uuid) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let retired = sqlx::query(
-        "UPDATE domain_keys SET state = 'retired', retired_at = now()
-         WHERE domain_id = $1 AND state = 'active'
-           AND EXISTS (SELECT 1 FROM domain_keys WHERE domain_id = $1 AND state = 'pending')",
+        "UPDATE domain_keys a SET state = 'retired', retired_at = now()
+         WHERE a.domain_id = $1 AND a.state = 'active'
+           AND EXISTS (SELECT 1 FROM domain_keys p
+                       WHERE p.domain_id = $1 AND p.state = 'pending' AND p.algorithm = a.algorithm)",
     )
     .bind(domain_id)
     .execute(&mut *tx)
@@ -318,7 +339,7 @@ pub async fn claim_due(pool: &PgPool, limit: i64, lease_secs: i64) -> sqlx::Resu
     .await
 }
 
-/// The active key of every domain mail may be signed for (verified, or verified and now
+/// The active keys of every domain mail may be signed for (verified, or verified and now
 /// missing a record within its grace period).
 pub async fn signing_keys(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, String, KeyRow)>> {
     #[derive(sqlx::FromRow)]
@@ -340,6 +361,44 @@ pub async fn signing_keys(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, String, KeyR
         .into_iter()
         .map(|r| (r.project_id, r.name, r.key))
         .collect())
+}
+
+/// A domain whose return path is in use: mail from `name` (or a subdomain) goes out with
+/// `b-<token>@<return_path>.<name>` as its envelope sender.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReturnPathRow {
+    pub project_id: Uuid,
+    pub name: String,
+    pub return_path: String,
+}
+
+/// The domains mail may be sent from whose return-path MX record the last check found as
+/// asked (`checks` is keyed by `<record> <name>`, see `service::domains::records`).
+pub async fn return_paths(pool: &PgPool) -> sqlx::Result<Vec<ReturnPathRow>> {
+    sqlx::query_as(
+        "SELECT project_id, name, return_path FROM domains
+         WHERE status IN ('verified', 'temporary_failure')
+           AND checks -> ('RETURN_PATH ' || return_path || '.' || name) ->> 'status' = 'verified'",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether `domain` is the return path of one of the project's domains (`None`: of any).
+pub async fn is_return_path(
+    pool: &PgPool,
+    project_id: Option<Uuid>,
+    domain: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM domains
+                        WHERE return_path || '.' || name = $1
+                          AND ($2::uuid IS NULL OR project_id = $2))",
+    )
+    .bind(domain)
+    .bind(project_id)
+    .fetch_one(pool)
+    .await
 }
 
 /// The names of a project's domains mail may be sent from (see `signing_keys`).

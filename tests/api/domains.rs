@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     app::{SECRET_KEY, TestApp},
-    dkim::{signature_header, tag, verifies_via_dns},
+    dkim::{signature_header, signature_headers, tag, verifies_via_dns, verifies_via_dns_at},
     dns_server::TestDns,
     eventually::eventually,
     smtp_server::TestSmtpServer,
@@ -480,6 +480,209 @@ async fn mail_is_signed_with_the_domain_key_before_during_and_after_a_rotation()
     // A domain that is not this project's resource keeps going out unsigned (no [dkim]).
     let plain = send("app@elsewhere.test", 5).await;
     assert!(signature_header(&plain).is_none());
+}
+
+/// Issue 28: a domain created with `ed25519` signs each message twice, RSA then Ed25519
+/// (RFC 8463), each signature verified by dkimpy (with PyNaCl) from the test DNS server; both
+/// records are required, and a rotation switches both keys together, once both new records
+/// are seen.
+#[tokio::test]
+async fn an_ed25519_key_signs_beside_the_rsa_key_and_rotates_with_it() {
+    let dns = TestDns::start().await;
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::builder()
+        .relaying_to(&smtp)
+        .configure(|c| resolving_through(c, &dns))
+        .start()
+        .await;
+    let (status, domain) = app
+        .call(
+            Method::POST,
+            "/v1/domains",
+            Some(json!({"name": "duo.test", "ed25519": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{domain:#}");
+    let id = domain["id"].as_str().unwrap().to_string();
+    let rsa = domain["dkim"]["selector"].as_str().unwrap().to_string();
+    let ed = domain["dkim"]["ed25519_selector"]
+        .as_str()
+        .expect("an Ed25519 selector")
+        .to_string();
+    assert_ne!(rsa, ed);
+    let dkim_record = |d: &Value, selector: &str| -> Value {
+        d["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == format!("{selector}._domainkey.duo.test").as_str())
+            .unwrap_or_else(|| panic!("no record for {selector} in {d:#}"))
+            .clone()
+    };
+    let ed_record = dkim_record(&domain, &ed);
+    assert!(
+        ed_record["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=ed25519; p="),
+        "{ed_record}"
+    );
+    assert_eq!(ed_record["required"], true);
+    assert!(
+        dkim_record(&domain, &rsa)["value"]
+            .as_str()
+            .unwrap()
+            .contains("k=rsa")
+    );
+    let publish_dkim = |d: &Value, selector: &str| {
+        let r = dkim_record(d, selector);
+        dns.txt(r["name"].as_str().unwrap(), r["value"].as_str().unwrap());
+    };
+
+    // RSA and SPF alone are not enough: the Ed25519 record was asked for too.
+    publish(&dns, &domain);
+    let checked = verify(&app, &id).await;
+    assert_eq!(checked["status"], "pending", "{checked:#}");
+    assert_eq!(dkim_record(&checked, &ed)["problem"], "missing");
+    publish_dkim(&domain, &ed);
+    assert_eq!(verify(&app, &id).await["status"], "verified");
+
+    let send = async |n: usize| {
+        app.send_ok(&json!({"from": "Duo <app@duo.test>", "to": "ann@example.net", "subject": "Two signatures", "text": "Hello\n"}))
+            .await;
+        smtp.wait_for(n, WAIT).await[n - 1].data.clone()
+    };
+    let check_both = async |message: &[u8], selectors: [&str; 2]| {
+        let sigs = signature_headers(message);
+        assert_eq!(sigs.len(), 2, "{}", String::from_utf8_lossy(message));
+        for (i, (sig, (algorithm, selector))) in sigs
+            .iter()
+            .zip([
+                ("rsa-sha256", selectors[0]),
+                ("ed25519-sha256", selectors[1]),
+            ])
+            .enumerate()
+        {
+            assert_eq!(tag(sig, "a").as_deref(), Some(algorithm), "{sig}");
+            assert_eq!(tag(sig, "s").as_deref(), Some(selector), "{sig}");
+            assert_eq!(tag(sig, "d").as_deref(), Some("duo.test"), "{sig}");
+            assert!(
+                verifies_via_dns_at(message, dns.addr, i).await,
+                "dkimpy rejects signature {i} ({algorithm}) of {}",
+                String::from_utf8_lossy(message)
+            );
+        }
+    };
+    let first = send(1).await;
+    check_both(&first, [&rsa, &ed]).await;
+    // The Ed25519 signature is checked for real: edit the body and it fails.
+    let tampered = String::from_utf8_lossy(&first).replace("Hello", "Hallo");
+    assert!(!verifies_via_dns_at(tampered.as_bytes(), dns.addr, 1).await);
+
+    // A rotation makes a pending key of each kind; both switch once both records are seen.
+    let (status, rotated) = app
+        .call(Method::POST, &format!("/v1/domains/{id}/rotate-dkim"), None)
+        .await;
+    assert_eq!(status, 200, "{rotated:#}");
+    let next_rsa = rotated["dkim"]["pending_selector"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next_ed = rotated["dkim"]["ed25519_pending_selector"]
+        .as_str()
+        .expect("a pending Ed25519 key")
+        .to_string();
+    publish_dkim(&rotated, &next_rsa);
+    let half = verify(&app, &id).await;
+    assert_eq!(half["dkim"]["selector"], rsa.as_str(), "{half:#}");
+    assert_eq!(half["dkim"]["ed25519_selector"], ed.as_str());
+    check_both(&send(2).await, [&rsa, &ed]).await;
+    publish_dkim(&rotated, &next_ed);
+    let switched = verify(&app, &id).await;
+    assert_eq!(
+        switched["dkim"]["selector"],
+        next_rsa.as_str(),
+        "{switched:#}"
+    );
+    assert_eq!(switched["dkim"]["ed25519_selector"], next_ed.as_str());
+    let mut removable: Vec<String> = switched["dkim"]["removable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    removable.sort();
+    let mut old = vec![
+        format!("{rsa}._domainkey.duo.test"),
+        format!("{ed}._domainkey.duo.test"),
+    ];
+    old.sort();
+    assert_eq!(removable, old);
+    check_both(&send(3).await, [&next_rsa, &next_ed]).await;
+    // Mail signed before the switch still verifies while the old records stay published.
+    check_both(&first, [&rsa, &ed]).await;
+}
+
+/// Issue 28: the return path's label is the domain's own (`return_path`, Resend's
+/// `custom_return_path`), checked as one DNS label; without the inbound listener no
+/// return-path record is asked (it would point nowhere).
+#[tokio::test]
+async fn the_return_path_label_is_chosen_on_create_and_checked() {
+    let app = TestApp::builder().start().await;
+    let (status, domain) = app
+        .call(
+            Method::POST,
+            "/v1/domains",
+            Some(json!({"name": "own.test", "return_path": "mail-back"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{domain:#}");
+    assert_eq!(domain["return_path"], "mail-back.own.test");
+    assert!(
+        domain["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["record"] != "RETURN_PATH"),
+        "no inbound listener, no MX to publish: {domain:#}"
+    );
+    let (status, plain) = app
+        .call(
+            Method::POST,
+            "/v1/domains",
+            Some(json!({"name": "plain.test"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(plain["return_path"], "bounces.plain.test");
+    for bad in ["-x", "Send", "a.b", ""] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/v1/domains",
+                Some(json!({"name": "bad.test", "return_path": bad})),
+            )
+            .await;
+        assert_eq!(status, 422, "{bad}: {body:#}");
+        assert_eq!(body["errors"][0]["field"], "return_path", "{body:#}");
+    }
+    // Resend's create body names it `custom_return_path`.
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/domains",
+            Some(json!({"name": "resend.test", "custom_return_path": "send"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created:#}");
+    let (_, native) = app
+        .call(
+            Method::GET,
+            &format!("/v1/domains/{}", created["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(native["return_path"], "send.resend.test");
 }
 
 /// `mailgate doctor` opens every domain's key with the server key and looks up its records;

@@ -354,3 +354,82 @@ async fn the_operator_sees_the_chosen_projects_domains() {
     let page = follow(&mut visitor, checked).await;
     assert!(page.contains("id=\"domain-status\">pending<"), "{page}");
 }
+
+/// Issue 28: the page adds a domain with an Ed25519 key beside RSA (both records listed, the
+/// selectors named), and changes where DMARC reports go, as `PATCH /v1/domains/{id}` does:
+/// refused without the CSRF token, a bad address refused and echoed as text, empty back to
+/// the default.
+#[tokio::test]
+async fn the_page_adds_an_ed25519_key_and_edits_the_dmarc_report_address() {
+    let app = TestApp::builder().start().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.sign_in(&app.key).await;
+    let list = visitor.get("/console/domains").await.text().await.unwrap();
+    assert!(list.contains("name=\"ed25519\""), "{list}");
+    let csrf = hidden_value(&list, "csrf").unwrap();
+    let added = visitor
+        .post(
+            "/console/domains",
+            &[("csrf", &csrf), ("name", "duo.test"), ("ed25519", "on")],
+        )
+        .await;
+    let path = location(&added);
+    let id = path
+        .trim_start_matches("/console/domains/")
+        .trim_end_matches("?done=added")
+        .to_string();
+    let page = follow(&mut visitor, added).await;
+    let (_, domain) = api_domain(&app, &id).await;
+    let ed = domain["dkim"]["ed25519_selector"]
+        .as_str()
+        .expect("an Ed25519 key")
+        .to_string();
+    assert!(
+        page.contains(&format!("id=\"ed25519-selector\">{ed}<")),
+        "{page}"
+    );
+    assert!(page.contains("k=ed25519; p="), "{page}");
+    assert!(page.contains("mailto:dmarc@duo.test"), "{page}");
+
+    let dmarc = format!("/console/domains/{id}/dmarc");
+    let refused = visitor
+        .post(&dmarc, &[("dmarc_rua", "mailto:reports@duo.test")])
+        .await;
+    assert_eq!(refused.status(), 403);
+    let bad = visitor
+        .post(&dmarc, &[("csrf", &csrf), ("dmarc_rua", SCRIPT)])
+        .await;
+    assert_eq!(bad.status(), 422);
+    assert!(!bad.text().await.unwrap().contains(SCRIPT));
+    assert_eq!(api_domain(&app, &id).await.1["dmarc_rua"], Value::Null);
+
+    let saved = visitor
+        .post(
+            &dmarc,
+            &[("csrf", &csrf), ("dmarc_rua", "mailto:reports@duo.test")],
+        )
+        .await;
+    let page = follow(&mut visitor, saved).await;
+    assert!(
+        page.contains("v=DMARC1; p=none; rua=mailto:reports@duo.test"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"mailto:reports@duo.test\""),
+        "the form shows the current address: {page}"
+    );
+    let (_, domain) = api_domain(&app, &id).await;
+    assert_eq!(domain["dmarc_rua"], "mailto:reports@duo.test");
+    let dmarc_record = record(&domain, "DMARC");
+    assert_eq!(
+        dmarc_record["value"],
+        "v=DMARC1; p=none; rua=mailto:reports@duo.test"
+    );
+
+    // Empty: back to the default address.
+    let reset = visitor
+        .post(&dmarc, &[("csrf", &csrf), ("dmarc_rua", "")])
+        .await;
+    assert_eq!(reset.status(), 303);
+    assert_eq!(api_domain(&app, &id).await.1["dmarc_rua"], Value::Null);
+}

@@ -11,6 +11,33 @@ use crate::support::{
 };
 use mailgate::config::RelayConfig;
 
+/// The email once its recipient is `bounced`; panics with the inbound and Postfix logs when
+/// no bounce came back within `WAIT`.
+async fn bounced(
+    app: &crate::support::app::TestApp,
+    id: &str,
+    postfix: &Postfix,
+) -> crate::support::api::Email {
+    match within(WAIT, async || {
+        let email = app.get_email(id).await;
+        if email.status == "bounced" {
+            Ok(email)
+        } else {
+            Err(format!("{email:#}"))
+        }
+    })
+    .await
+    {
+        Ok(email) => email,
+        Err(last) => panic!(
+            "no bounce came back: {}\ninbound log: {:#?}\npostfix log:\n{}",
+            last.unwrap_or_default(),
+            inbound_log(app).await,
+            postfix.log()
+        ),
+    }
+}
+
 #[tokio::test]
 async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
     // The final destination: takes the connection, refuses one mailbox.
@@ -65,24 +92,7 @@ async fn a_bounce_from_postfix_turns_a_delivered_recipient_bounced() {
     // Postfix said 250: delivered, as far as the upstream's answer goes.
     app.wait_for_status(&id, &["delivered"], WAIT).await;
 
-    let email = match within(WAIT, async || {
-        let email = app.get_email(&id).await;
-        if email.status == "bounced" {
-            Ok(email)
-        } else {
-            Err(format!("{email:#}"))
-        }
-    })
-    .await
-    {
-        Ok(email) => email,
-        Err(last) => panic!(
-            "no bounce came back: {}\ninbound log: {:#?}\npostfix log:\n{}",
-            last.unwrap_or_default(),
-            inbound_log(&app).await,
-            postfix.log()
-        ),
-    };
+    let email = bounced(&app, &id, &postfix).await;
     assert_eq!(
         email.recipient_statuses(),
         [("dead@example.org".to_string(), "bounced".to_string())]
@@ -376,4 +386,166 @@ impl Line {
             Ok(Ok(_))
         )
     }
+}
+
+/// Issue 28: a sending domain's own return path. Its MX record (at `bounces.<domain>`,
+/// pointing at the inbound listener's name) is asked for with an SPF record beside it; until
+/// it is published mail keeps the server's bounce domain, after it mail from the domain goes
+/// out with `b-<token>@bounces.<domain>` (SPF then aligns with the From domain), and a real
+/// Postfix's DSN to that address comes back through the inbound listener and bounces the
+/// recipient.
+#[tokio::test]
+async fn a_bounce_comes_back_to_the_sending_domains_own_return_path() {
+    use crate::support::dns_server::TestDns;
+    use reqwest::Method;
+
+    const RETURN_PATH: &str = "bounces.shop.test";
+    let dns = TestDns::start().await;
+    let destination = TestSmtpServer::start().await;
+    destination.rcpt_reply(
+        "dead@example.org",
+        550,
+        "5.1.1 <dead@example.org>: Recipient address rejected: User unknown",
+        None,
+    );
+    let postfix_port = free_port();
+    let dns_addr = dns.addr;
+    let app = inbound_app()
+        .configure(move |c| {
+            crate::support::app::relay_to_url(
+                c,
+                &format!("smtp://127.0.0.1:{postfix_port}?tls=none"),
+            );
+            c.dns.nameservers = vec![dns_addr.to_string()];
+            c.dns.timeout_ms = 1000;
+            c.inbound.hostname = Some("mx.mailgate.test".into());
+            c.domains.spf_include = Some("_spf.relay.test".into());
+        })
+        .start()
+        .await;
+    let inbound = app.inbound_addr.expect("inbound listener on");
+    let postfix = Postfix::start(
+        "mta.example.net",
+        postfix_port,
+        destination.addr,
+        &[(BOUNCES, inbound), (RETURN_PATH, inbound)],
+    );
+
+    let (status, domain) = app
+        .call(
+            Method::POST,
+            "/v1/domains",
+            Some(json!({"name": "shop.test"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{domain:#}");
+    assert_eq!(domain["return_path"], RETURN_PATH);
+    let records = domain["records"].as_array().unwrap();
+    let find = |record: &str, name: &str| {
+        records
+            .iter()
+            .find(|r| r["record"] == record && r["name"] == name)
+            .unwrap_or_else(|| panic!("no {record} at {name}: {domain:#}"))
+            .clone()
+    };
+    let mx = find("RETURN_PATH", RETURN_PATH);
+    assert_eq!(mx["type"], "MX");
+    assert_eq!(mx["value"], "mx.mailgate.test");
+    assert_eq!(mx["priority"], 10);
+    let rp_spf = find("SPF", RETURN_PATH);
+    assert_eq!(rp_spf["value"], "v=spf1 include:_spf.relay.test ~all");
+    let dkim = records
+        .iter()
+        .find(|r| r["record"] == "DKIM")
+        .unwrap()
+        .clone();
+    for r in [find("SPF", "shop.test"), dkim] {
+        dns.txt(r["name"].as_str().unwrap(), r["value"].as_str().unwrap());
+    }
+    let id = domain["id"].as_str().unwrap().to_string();
+    let verify = async || {
+        let (status, body) = app
+            .call(Method::POST, &format!("/v1/domains/{id}/verify"), None)
+            .await;
+        assert_eq!(status, 200, "{body:#}");
+        body
+    };
+    let checked = verify().await;
+    assert_eq!(checked["status"], "verified", "{checked:#}");
+
+    let send = async |to: &str| {
+        let id = app
+            .send_ok(&json!({"from": "Shop <app@shop.test>", "to": to, "subject": "Receipt", "text": "Thanks."}))
+            .await;
+        app.wait_for_status(&id, &["delivered"], WAIT).await;
+        id
+    };
+    let mail_from_of = async |n: usize| {
+        within(WAIT, async || {
+            let got = destination.received();
+            if got.len() >= n {
+                Ok(got[n - 1].mail_from.clone())
+            } else {
+                Err(format!("{} received", got.len()))
+            }
+        })
+        .await
+    };
+    // Not published yet: the server's bounce domain.
+    send("ok@example.org").await;
+    let before = mail_from_of(1).await.expect("relayed");
+    assert!(before.ends_with(&format!("@{BOUNCES}")), "{before}");
+
+    dns.mx(RETURN_PATH, &[(10, "mx.mailgate.test")]);
+    dns.txt(RETURN_PATH, rp_spf["value"].as_str().unwrap());
+    let checked = verify().await;
+    let status_of = |d: &serde_json::Value, record: &str| {
+        d["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["record"] == record && r["name"] == RETURN_PATH)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        status_of(&checked, "RETURN_PATH"),
+        "verified",
+        "{checked:#}"
+    );
+    assert_eq!(status_of(&checked, "SPF"), "verified", "{checked:#}");
+
+    send("ok2@example.org").await;
+    let after = mail_from_of(2).await.expect("relayed");
+    assert!(
+        after.starts_with("b-") && after.ends_with(&format!("@{RETURN_PATH}")),
+        "{after}"
+    );
+
+    // Postfix's DSN for a refused recipient comes back to the domain's return path.
+    let dead = send("dead@example.org").await;
+    let email = bounced(&app, &dead, &postfix).await;
+    assert_eq!(email.events_of("bounced")[0].data["dsn"]["status"], "5.1.1");
+    let log = inbound_log(&app).await;
+    let rcpt = log[0]["rcpt_to"][0].as_str().unwrap();
+    assert!(rcpt.ends_with(&format!("@{RETURN_PATH}")), "{log:#?}");
+    assert_eq!(log[0]["kind"], "bounce");
+
+    // Only return paths mailgate gave out are taken there; other domains are not ours.
+    let dsn =
+        b"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered\r\n\r\nNo such user.\r\n";
+    let err = hand_in(inbound, None, &format!("anything@{RETURN_PATH}"), dsn)
+        .await
+        .expect_err("made up");
+    assert!(err.to_string().contains("no such return path"), "{err}");
+    let (local, _) = after.split_once('@').unwrap();
+    let err = hand_in(
+        inbound,
+        None,
+        &format!("{local}@bounces.elsewhere.test"),
+        dsn,
+    )
+    .await
+    .expect_err("not a domain of mailgate's");
+    assert!(err.to_string().contains("relay denied"), "{err}");
 }

@@ -137,6 +137,11 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
     set_default_relay(config, relay_url(smtp));
 }
 
+/// Relays every message through the SMTP server at `url` (`smtp://host:port?tls=none`).
+pub fn relay_to_url(config: &mut Config, url: &str) {
+    set_default_relay(config, url.to_string());
+}
+
 fn relay_url(smtp: &TestSmtpServer) -> String {
     format!("smtp://{}?tls=none", smtp.addr)
 }

@@ -105,17 +105,29 @@ pub fn verifies(message: &[u8], key: &TestKey) -> bool {
 
 /// The value of the (unfolded) `DKIM-Signature` header, if the message starts with one.
 pub fn signature_header(message: &[u8]) -> Option<String> {
+    signature_headers(message).into_iter().next()
+}
+
+/// The values of the (unfolded) `DKIM-Signature` headers the message starts with, in order.
+pub fn signature_headers(message: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(message);
-    let rest = text.strip_prefix("DKIM-Signature:")?;
-    let mut value = String::new();
-    for (i, line) in rest.split("\r\n").enumerate() {
-        if i > 0 && !line.starts_with([' ', '\t']) {
-            break;
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(after) = rest.strip_prefix("DKIM-Signature:") {
+        let mut value = String::new();
+        let mut consumed = "DKIM-Signature:".len();
+        for (i, line) in after.split("\r\n").enumerate() {
+            if i > 0 && !line.starts_with([' ', '\t']) {
+                break;
+            }
+            value.push_str(line.trim());
+            value.push(' ');
+            consumed += line.len() + 2;
         }
-        value.push_str(line.trim());
-        value.push(' ');
+        out.push(value);
+        rest = &rest[consumed.min(rest.len())..];
     }
-    Some(value)
+    out
 }
 
 /// A tag of a DKIM-Signature value (`d`, `s`, `h`, …), whitespace removed.
@@ -141,7 +153,13 @@ def dnsfunc(name, timeout=5):
     return b"".join(answer[0].strings)
 import logging
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-ok = dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc, logger=logging.getLogger("dkim"))
+d = dkim.DKIM(sys.stdin.buffer.read(), logger=logging.getLogger("dkim"))
+try:
+    ok = d.verify(idx=int(sys.argv[3]), dnsfunc=dnsfunc)
+except dkim.DKIMException as e:
+    # As dkim.verify does: a bad signature is a failed check, not an error.
+    print("not verified:", e, file=sys.stderr)
+    ok = False
 print("pass" if ok else "fail")
 "#;
 
@@ -149,6 +167,12 @@ print("pass" if ok else "fail")
 /// DNS server at `dns` (dnspython, which dkimpy brings). Async: the test DNS server answers
 /// from the test's own runtime while dkimpy waits.
 pub async fn verifies_via_dns(message: &[u8], dns: std::net::SocketAddr) -> bool {
+    verifies_via_dns_at(message, dns, 0).await
+}
+
+/// Whether dkimpy accepts the `idx`th DKIM signature of `message` (0 is the first), as
+/// [`verifies_via_dns`] does.
+pub async fn verifies_via_dns_at(message: &[u8], dns: std::net::SocketAddr, idx: usize) -> bool {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("python3")
         .args([
@@ -156,6 +180,7 @@ pub async fn verifies_via_dns(message: &[u8], dns: std::net::SocketAddr) -> bool
             VERIFY_VIA_DNS,
             &dns.ip().to_string(),
             &dns.port().to_string(),
+            &idx.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

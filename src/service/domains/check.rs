@@ -134,6 +134,25 @@ pub async fn look(dns: &Dns, wanted: &Wanted) -> Finding {
                 None => missing(),
             },
         },
+        Expect::Mx { host } => match dns.published(name, RecordType::MX).await {
+            Err(DnsFailure::Transient(why)) | Err(DnsFailure::NoSuchDomain(why)) => {
+                Finding::Unknown(why)
+            }
+            Ok(Published::Nothing) => missing(),
+            Ok(Published::Records(records)) => {
+                let found = records.join(", ");
+                let names_host = records.iter().any(|r| {
+                    r.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(host))
+                });
+                if names_host {
+                    Finding::Matches { found }
+                } else {
+                    different(&found)
+                }
+            }
+        },
         Expect::Cname { target } => match dns.published(name, RecordType::CNAME).await {
             Err(DnsFailure::Transient(why)) | Err(DnsFailure::NoSuchDomain(why)) => {
                 Finding::Unknown(why)
@@ -389,6 +408,7 @@ mod tests {
             name: "example.com".into(),
             status: status.into(),
             dmarc_rua: None,
+            return_path: "bounces".into(),
             checks: Json(json!({})),
             pending_since: pending,
             failing_since: failing,

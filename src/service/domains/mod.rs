@@ -4,9 +4,10 @@
 //! - `records`: the records asked for, and the last check's findings per record.
 //! - `check`: looking them up and what that makes of the domain's status.
 //!
-//! A domain's key is made here (RSA-2048, under a dated selector), sealed under
-//! `MAILGATE_SECRET_KEY` before it is stored, and opened only to sign
-//! ([`refresh_signing`] hands the verified domains' keys to the DKIM signer).
+//! A domain's keys are made here (RSA-2048, and on request an Ed25519 one that signs beside
+//! it, each under a dated selector), sealed under `MAILGATE_SECRET_KEY` before they are
+//! stored, and opened only to sign ([`refresh_signing`] hands the verified domains' keys to
+//! the DKIM signer, and their return paths to delivery).
 
 pub mod check;
 pub mod records;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use self::{
     check::{Finding, Schedule},
-    records::{Record, Wanted},
+    records::{Record, Subject, Wanted},
 };
 use super::{
     AppState,
@@ -30,9 +31,10 @@ use super::{
     paging,
 };
 use crate::{
-    delivery::dkim::{ResourceKey, generate_rsa},
+    config::DkimAlgorithm,
+    delivery::dkim::{ResourceKey, generate_ed25519, generate_rsa},
     secrets::SecretBox,
-    store::domains::{self as store, DomainRow, KeyRow, NewKey},
+    store::domains::{self as store, DomainRow, KeyRow, NewDomain, NewKey},
 };
 
 /// A domain as the API shows it.
@@ -48,6 +50,10 @@ pub struct Domain {
     pub dkim: DkimKeys,
     /// Where the recommended DMARC record sends reports.
     pub dmarc_rua: Option<String>,
+    /// The return-path subdomain (`bounces.example.com`): once its MX record is published,
+    /// mail from the domain uses `b-<token>@` it as envelope sender, so bounces come back to
+    /// mailgate and SPF aligns with the From domain.
+    pub return_path: String,
     pub created_at: DateTime<Utc>,
     pub last_checked_at: Option<DateTime<Utc>>,
 }
@@ -55,11 +61,15 @@ pub struct Domain {
 /// The domain's DKIM keys by selector.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DkimKeys {
-    /// The selector mail is signed under.
+    /// The selector mail is signed under (the RSA key's).
     pub selector: String,
     /// After `rotate-dkim`: the selector of the next key, which signs once its record is
     /// seen in DNS.
     pub pending_selector: Option<String>,
+    /// The Ed25519 key's selector, when the domain signs with one beside the RSA key.
+    pub ed25519_selector: Option<String>,
+    /// After `rotate-dkim`, the next Ed25519 key's selector.
+    pub ed25519_pending_selector: Option<String>,
     /// Records of keys no longer used: they may be removed from DNS.
     pub removable: Vec<String>,
 }
@@ -133,16 +143,21 @@ pub fn parse_rua(raw: &str) -> Result<String, String> {
     }
 }
 
-/// `mg20261207`, or `mg20261207b`… when that one is taken.
-fn new_selector(state: &AppState, taken: &[KeyRow]) -> String {
+/// `mg20261207` (`mg20261207ed` for an Ed25519 key), or with `b`, `c`… after it when that
+/// one is taken.
+fn new_selector(state: &AppState, taken: &[&str], algorithm: DkimAlgorithm) -> String {
     let base = format!(
-        "{}{}",
+        "{}{}{}",
         state.config.domains.selector_prefix,
-        Utc::now().format("%Y%m%d")
+        Utc::now().format("%Y%m%d"),
+        match algorithm {
+            DkimAlgorithm::RsaSha256 => "",
+            DkimAlgorithm::Ed25519Sha256 => "ed",
+        }
     );
     let mut selector = base.clone();
     for suffix in 'b'..='z' {
-        if !taken.iter().any(|k| k.selector == selector) {
+        if !taken.contains(&selector.as_str()) {
             break;
         }
         selector = format!("{base}{suffix}");
@@ -150,19 +165,40 @@ fn new_selector(state: &AppState, taken: &[KeyRow]) -> String {
     selector
 }
 
-/// A fresh key, sealed for its row.
-async fn new_key(secrets: &SecretBox, selector: String) -> ServiceResult<NewKey> {
-    let (pkcs8, public_key) = tokio::task::spawn_blocking(generate_rsa)
-        .await
-        .map_err(anyhow::Error::from)??;
-    let id = Uuid::now_v7();
-    let sealed_private_key = secrets.seal(&context(id), &pkcs8)?;
-    Ok(NewKey {
-        id,
-        selector,
-        public_key,
-        sealed_private_key,
-    })
+/// Fresh keys, one per algorithm, each under a selector not among `taken`, sealed for
+/// their rows.
+async fn new_keys(
+    state: &AppState,
+    secrets: &SecretBox,
+    taken: &[KeyRow],
+    algorithms: &[DkimAlgorithm],
+) -> ServiceResult<Vec<NewKey>> {
+    let mut selectors: Vec<String> = taken.iter().map(|k| k.selector.clone()).collect();
+    let mut out = Vec::with_capacity(algorithms.len());
+    for &algorithm in algorithms {
+        let selector = new_selector(
+            state,
+            &selectors.iter().map(String::as_str).collect::<Vec<_>>(),
+            algorithm,
+        );
+        selectors.push(selector.clone());
+        let (pkcs8, public_key) = match algorithm {
+            DkimAlgorithm::RsaSha256 => tokio::task::spawn_blocking(generate_rsa)
+                .await
+                .map_err(anyhow::Error::from)??,
+            DkimAlgorithm::Ed25519Sha256 => generate_ed25519()?,
+        };
+        let id = Uuid::now_v7();
+        let sealed_private_key = secrets.seal(&context(id), &pkcs8)?;
+        out.push(NewKey {
+            id,
+            algorithm: algorithm.as_str(),
+            selector,
+            public_key,
+            sealed_private_key,
+        });
+    }
+    Ok(out)
 }
 
 /// What a key's sealing is bound to: its own row.
@@ -170,35 +206,65 @@ fn context(key_id: Uuid) -> String {
     format!("domain-key:{key_id}")
 }
 
-/// Adds a domain to the project with a new DKIM key; the answer lists its records.
+/// What a new domain is made with, beside its name.
+#[derive(Debug, Default)]
+pub struct NewOptions<'a> {
+    pub dmarc_rua: Option<&'a str>,
+    /// Sign with an Ed25519 key as well as the RSA one (RFC 8463).
+    pub ed25519: bool,
+    /// The label of the return-path subdomain; `None`: `domains.return_path`.
+    pub return_path: Option<&'a str>,
+}
+
+/// The key algorithms a domain signs with, RSA first.
+fn algorithms(ed25519: bool) -> Vec<DkimAlgorithm> {
+    let mut out = vec![DkimAlgorithm::RsaSha256];
+    if ed25519 {
+        out.push(DkimAlgorithm::Ed25519Sha256);
+    }
+    out
+}
+
+/// Adds a domain to the project with new DKIM keys; the answer lists its records.
 pub async fn create(
     state: &AppState,
     project_id: Uuid,
     name: &str,
-    dmarc_rua: Option<&str>,
+    options: NewOptions<'_>,
 ) -> ServiceResult<Domain> {
     let mut errors = Vec::new();
     let name = parse_name(name)
         .map_err(|m| errors.push(FieldError::new("name", m)))
         .ok();
-    let rua = dmarc_rua
+    let rua = options
+        .dmarc_rua
         .map(parse_rua)
         .transpose()
         .map_err(|m| errors.push(FieldError::new("dmarc_rua", m)))
         .ok()
         .flatten();
+    let return_path = options
+        .return_path
+        .unwrap_or(&state.config.domains.return_path)
+        .to_string();
+    if let Err(why) = crate::config::check_label(&return_path) {
+        errors.push(FieldError::new("return_path", why));
+    }
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(ServiceError::Validation(errors));
     };
     let secrets = secret_box(state)?;
-    let key = new_key(&secrets, new_selector(state, &[])).await?;
+    let keys = new_keys(state, &secrets, &[], &algorithms(options.ed25519)).await?;
     let row = store::insert(
         &state.pool,
-        Uuid::now_v7(),
-        project_id,
-        &name,
-        rua.as_deref(),
-        &key,
+        &NewDomain {
+            id: Uuid::now_v7(),
+            project_id,
+            name: &name,
+            dmarc_rua: rua.as_deref(),
+            return_path: &return_path,
+        },
+        &keys,
     )
     .await?
     .ok_or_else(|| {
@@ -310,14 +376,18 @@ pub async fn verify(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResu
     view(state, row).await
 }
 
-/// Makes a new key under a new selector, pending: the current key signs until the new
-/// record is seen in DNS, then the new one does and the old record may be removed.
+/// Makes a new key for each algorithm the domain signs with, under new selectors, pending:
+/// the current keys sign until every new record is seen in DNS, then the new ones do and the
+/// old records may be removed.
 pub async fn rotate(state: &AppState, project_id: Uuid, id: Uuid) -> ServiceResult<Domain> {
     let row = find_row(state, project_id, id).await?;
     let secrets = secret_box(state)?;
     let keys = store::keys(&state.pool, &[row.id]).await?;
-    let key = new_key(&secrets, new_selector(state, &keys)).await?;
-    if !store::insert_pending_key(&state.pool, row.id, &key).await? {
+    let ed25519 = keys
+        .iter()
+        .any(|k| k.state == "active" && k.algorithm == DkimAlgorithm::Ed25519Sha256.as_str());
+    let fresh = new_keys(state, &secrets, &keys, &algorithms(ed25519)).await?;
+    if !store::insert_pending_keys(&state.pool, row.id, &fresh).await? {
         return Err(ServiceError::conflict(
             Conflict::RotationPending,
             "a rotation is under way: its key signs once its record is published and seen (POST …/verify checks now)",
@@ -345,14 +415,17 @@ async fn tracks(state: &AppState, project_id: Uuid) -> ServiceResult<bool> {
         .is_some_and(|p| p.track_opens || p.track_clicks))
 }
 
-fn wanted(state: &AppState, row: &DomainRow, keys: &[KeyRow], tracks: bool) -> Vec<Wanted> {
+fn wanted(config: &crate::Config, row: &DomainRow, keys: &[KeyRow], tracks: bool) -> Vec<Wanted> {
     records::wanted(
-        &state.config,
-        &row.name,
-        keys,
-        row.dmarc_rua.as_deref(),
-        tracks,
-        &row.checks.0,
+        config,
+        &Subject {
+            name: &row.name,
+            keys,
+            dmarc_rua: row.dmarc_rua.as_deref(),
+            return_path: &row.return_path,
+            tracks,
+            checks: &row.checks.0,
+        },
     )
 }
 
@@ -360,7 +433,12 @@ fn wanted(state: &AppState, row: &DomainRow, keys: &[KeyRow], tracks: bool) -> V
 /// to a pending key whose record is there, and tells the signer.
 async fn run_check(state: &AppState, row: DomainRow, asked: bool) -> ServiceResult<DomainRow> {
     let keys = store::keys(&state.pool, &[row.id]).await?;
-    let wanted = wanted(state, &row, &keys, tracks(state, row.project_id).await?);
+    let wanted = wanted(
+        &state.config,
+        &row,
+        &keys,
+        tracks(state, row.project_id).await?,
+    );
     let mut findings = Vec::with_capacity(wanted.len());
     for w in &wanted {
         findings.push(match &state.dns {
@@ -376,15 +454,29 @@ async fn run_check(state: &AppState, row: DomainRow, asked: bool) -> ServiceResu
         Utc::now(),
         asked,
     );
-    // A pending key whose record is published signs from now on.
-    let pending_seen = keys.iter().find(|k| k.state == "pending").is_some_and(|k| {
-        wanted.iter().zip(&findings).any(|(w, f)| {
-            w.record
-                .name
-                .starts_with(&format!("{}._domainkey.", k.selector))
-                && matches!(f, Finding::Matches { .. })
-        })
-    });
+    // Pending keys sign from now on once every one of their records is published (an RSA
+    // and an Ed25519 key switch together).
+    let pending: Vec<&KeyRow> = keys.iter().filter(|k| k.state == "pending").collect();
+    let pending_seen = !pending.is_empty()
+        && pending.iter().all(|k| {
+            wanted.iter().zip(&findings).any(|(w, f)| {
+                w.record
+                    .name
+                    .starts_with(&format!("{}._domainkey.", k.selector))
+                    && matches!(f, Finding::Matches { .. })
+            })
+        });
+    drop(pending);
+    // The return path's MX record coming or going changes delivery's envelope senders.
+    let return_path_changed = {
+        let key = |checks: &serde_json::Value| {
+            checks[format!("RETURN_PATH {}.{}", row.return_path, row.name)]["status"]
+                .as_str()
+                .map(|s| s == "verified")
+                .unwrap_or(false)
+        };
+        key(&row.checks.0) != key(&verdict.checks)
+    };
     let event = match verdict.event {
         Some(kind) => {
             let records: Vec<Record> = wanted.iter().map(|w| w.record.clone()).collect();
@@ -409,7 +501,7 @@ async fn run_check(state: &AppState, row: DomainRow, asked: bool) -> ServiceResu
     if pending_seen && store::activate_pending(&state.pool, row.id).await? {
         tracing::info!(domain = %row.name, "DKIM key rotated: the new key signs");
     }
-    if event.is_some() || pending_seen {
+    if event.is_some() || pending_seen || return_path_changed {
         changed(state, row.project_id).await;
     }
     Ok(saved)
@@ -424,8 +516,22 @@ async fn changed(state: &AppState, project_id: Uuid) {
     }
 }
 
-/// Hands the active key of every verified domain, opened, to the DKIM signer.
+/// Hands the active keys of every verified domain, opened, to the DKIM signer, and the
+/// return paths in use to delivery.
 pub async fn refresh_signing(state: &AppState) -> anyhow::Result<()> {
+    let paths = store::return_paths(&state.pool).await?;
+    state.return_paths.set(
+        paths
+            .into_iter()
+            .map(|r| {
+                (
+                    r.project_id,
+                    r.name.clone(),
+                    format!("{}.{}", r.return_path, r.name),
+                )
+            })
+            .collect(),
+    );
     let rows = store::signing_keys(&state.pool).await?;
     if rows.is_empty() {
         state.dkim.set_resource_keys(Vec::new());
@@ -441,6 +547,7 @@ pub async fn refresh_signing(state: &AppState) -> anyhow::Result<()> {
             Ok(pkcs8) => keys.push(ResourceKey {
                 project,
                 domain,
+                algorithm: DkimAlgorithm::parse(&key.algorithm),
                 selector: key.selector,
                 pkcs8,
             }),
@@ -482,27 +589,31 @@ async fn view(state: &AppState, row: DomainRow) -> ServiceResult<Domain> {
 }
 
 fn shape(state: &AppState, row: DomainRow, keys: &[KeyRow], tracks: bool) -> Domain {
-    let records = wanted(state, &row, keys, tracks)
+    let records = wanted(&state.config, &row, keys, tracks)
         .into_iter()
         .map(|w| w.record)
         .collect();
-    let selector_of = |state: &str| {
+    let selector_of = |state: &str, algorithm: DkimAlgorithm| {
         keys.iter()
-            .find(|k| k.state == state)
+            .find(|k| k.state == state && k.algorithm == algorithm.as_str())
             .map(|k| k.selector.clone())
     };
+    let (rsa, ed) = (DkimAlgorithm::RsaSha256, DkimAlgorithm::Ed25519Sha256);
     Domain {
         id: row.id,
         records,
         dkim: DkimKeys {
-            selector: selector_of("active").unwrap_or_default(),
-            pending_selector: selector_of("pending"),
+            selector: selector_of("active", rsa).unwrap_or_default(),
+            pending_selector: selector_of("pending", rsa),
+            ed25519_selector: selector_of("active", ed),
+            ed25519_pending_selector: selector_of("pending", ed),
             removable: keys
                 .iter()
                 .filter(|k| k.state == "retired")
                 .map(|k| format!("{}._domainkey.{}", k.selector, row.name))
                 .collect(),
         },
+        return_path: format!("{}.{}", row.return_path, row.name),
         name: row.name,
         status: row.status,
         dmarc_rua: row.dmarc_rua,
@@ -625,14 +736,7 @@ pub async fn diagnose(config: &crate::Config, pool: &sqlx::PgPool) -> Vec<Diagno
             .filter(|k| k.domain_id == row.id)
             .cloned()
             .collect();
-        let wanted = records::wanted(
-            config,
-            &row.name,
-            &keys,
-            row.dmarc_rua.as_deref(),
-            false,
-            &row.checks.0,
-        );
+        let wanted = wanted(config, &row, &keys, false);
         let mut problems = Vec::new();
         for w in wanted.iter().filter(|w| w.record.required) {
             match check::look(&dns, w).await {

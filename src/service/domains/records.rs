@@ -12,7 +12,8 @@ pub const TTL: u32 = 3600;
 /// One record to publish.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
-    /// What it is for: `DKIM`, `SPF`, `DMARC` or `TRACKING`.
+    /// What it is for: `DKIM`, `SPF`, `DMARC`, `TRACKING`, or `RETURN_PATH` (the MX of the
+    /// return-path subdomain; its SPF record is an `SPF` one at that name).
     pub record: String,
     /// DNS type: `TXT`, `MX` or `CNAME`.
     #[serde(rename = "type")]
@@ -45,6 +46,8 @@ pub enum Expect {
     Dmarc,
     /// A CNAME to this host.
     Cname { target: String },
+    /// An MX naming this host (among others or not).
+    Mx { host: String },
 }
 
 /// A record with what its check expects.
@@ -54,22 +57,37 @@ pub struct Wanted {
     pub expect: Expect,
 }
 
-/// The records of `name` for its keys (the active one first; a pending one after a
-/// rotation) under `config`, with the last check's findings (`checks`, by record name).
-pub fn wanted(
-    config: &Config,
-    name: &str,
-    keys: &[KeyRow],
-    dmarc_rua: Option<&str>,
-    tracks: bool,
-    checks: &Value,
-) -> Vec<Wanted> {
+/// What the records of one domain depend on besides the config.
+pub struct Subject<'a> {
+    pub name: &'a str,
+    /// Its keys: the active ones first, pending ones after a rotation.
+    pub keys: &'a [KeyRow],
+    pub dmarc_rua: Option<&'a str>,
+    /// The label of its return-path subdomain.
+    pub return_path: &'a str,
+    /// Whether its project tracks opens or clicks (then a tracking CNAME is asked).
+    pub tracks: bool,
+    /// The last check's findings, by `<record> <name>`.
+    pub checks: &'a Value,
+}
+
+/// The records of a domain under `config`, with the last check's findings.
+pub fn wanted(config: &Config, subject: &Subject<'_>) -> Vec<Wanted> {
+    let Subject {
+        name,
+        keys,
+        dmarc_rua,
+        return_path,
+        tracks,
+        checks,
+    } = *subject;
     let mut out = Vec::new();
     let mut push = |record: &str,
                     kind: &str,
                     rr_name: String,
                     value: String,
                     required: bool,
+                    priority: Option<u16>,
                     expect: Expect| {
         let key = format!("{record} {rr_name}");
         let found = &checks[&key];
@@ -80,7 +98,7 @@ pub fn wanted(
                 name: rr_name,
                 value,
                 ttl: TTL,
-                priority: None,
+                priority,
                 status: found["status"]
                     .as_str()
                     .unwrap_or("not_started")
@@ -97,8 +115,13 @@ pub fn wanted(
             "DKIM",
             "TXT",
             format!("{}._domainkey.{name}", key.selector),
-            format!("v=DKIM1; k=rsa; p={}", key.public_key),
+            format!(
+                "v=DKIM1; k={}; p={}",
+                dkim_key_type(&key.algorithm),
+                key.public_key
+            ),
             key.state == "active",
+            None,
             Expect::Dkim {
                 public_key: key.public_key.clone(),
             },
@@ -112,8 +135,36 @@ pub fn wanted(
             name.to_string(),
             format!("v=spf1 {} ~all", terms.join(" ")),
             true,
-            Expect::Spf { terms },
+            None,
+            Expect::Spf {
+                terms: terms.clone(),
+            },
         );
+    }
+    // The return path: bounces to b-<token>@bounces.<name> reach the inbound listener, and
+    // SPF is checked (and aligned, for DMARC) on that name rather than a foreign one.
+    if let Some(host) = return_path_host(config) {
+        let rp = format!("{return_path}.{name}");
+        push(
+            "RETURN_PATH",
+            "MX",
+            rp.clone(),
+            host.clone(),
+            false,
+            Some(10),
+            Expect::Mx { host },
+        );
+        if !terms.is_empty() {
+            push(
+                "SPF",
+                "TXT",
+                rp,
+                format!("v=spf1 {} ~all", terms.join(" ")),
+                false,
+                None,
+                Expect::Spf { terms },
+            );
+        }
     }
     let rua = dmarc_rua
         .map(str::to_string)
@@ -124,6 +175,7 @@ pub fn wanted(
         format!("_dmarc.{name}"),
         format!("v=DMARC1; p=none; rua={rua}"),
         false,
+        None,
         Expect::Dmarc,
     );
     if tracks && let Some(host) = tracking_host(config) {
@@ -133,6 +185,7 @@ pub fn wanted(
             format!("track.{name}"),
             host.clone(),
             false,
+            None,
             Expect::Cname { target: host },
         );
     }
@@ -161,6 +214,29 @@ pub fn spf_terms(config: &Config) -> Vec<String> {
         }
     }
     terms
+}
+
+/// `k=` of a DKIM record for a key's algorithm.
+fn dkim_key_type(algorithm: &str) -> &'static str {
+    if algorithm.starts_with("ed25519") {
+        "ed25519"
+    } else {
+        "rsa"
+    }
+}
+
+/// The host a return-path MX points at: the inbound listener's name (`inbound.hostname`,
+/// else `smtp.hostname`), when the listener is on and that name is a domain name.
+pub fn return_path_host(config: &Config) -> Option<String> {
+    config.inbound.addr?;
+    let host = config
+        .inbound
+        .hostname
+        .as_deref()
+        .unwrap_or(&config.smtp.hostname)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    host.contains('.').then_some(host)
 }
 
 /// The host of `tracking.base_url`, which a tracking CNAME points at.

@@ -25,13 +25,7 @@ use crate::{
 };
 
 /// Fields of Resend's create and update bodies that mailgate does not act on.
-const IGNORED: &[&str] = &[
-    "region",
-    "custom_return_path",
-    "open_tracking",
-    "click_tracking",
-    "tls",
-];
+const IGNORED: &[&str] = &["region", "open_tracking", "click_tracking", "tls"];
 
 /// Resend's create body (as resend-python and resend-node send it).
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -45,8 +39,13 @@ pub struct ResendCreateDomain {
     pub name: String,
     /// Ignored.
     pub region: Option<Value>,
-    /// Ignored.
-    pub custom_return_path: Option<Value>,
+    /// The return-path subdomain's label (as `POST /v1/domains`'s `return_path`).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+    )]
+    pub custom_return_path: Option<String>,
     /// Ignored.
     pub open_tracking: Option<Value>,
     /// Ignored.
@@ -58,7 +57,7 @@ pub struct ResendCreateDomain {
 /// A record as Resend lists it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ResendRecord {
-    /// `DKIM`, `SPF`, `DMARC`, `TRACKING`.
+    /// `DKIM`, `SPF` (the return path's MX too, as Resend labels it), `DMARC`, `TRACKING`.
     pub record: String,
     /// Relative to the domain (`@` for the domain itself).
     pub name: String,
@@ -119,7 +118,11 @@ fn shaped(d: Domain) -> ResendDomain {
             .into_iter()
             .map(|r| ResendRecord {
                 name: relative(&r.name, &d.name),
-                record: r.record,
+                record: if r.record == "RETURN_PATH" {
+                    "SPF".into()
+                } else {
+                    r.record
+                },
                 kind: r.kind,
                 ttl: "Auto".into(),
                 status: r.status,
@@ -160,9 +163,27 @@ pub async fn create(
         let name = body["name"].as_str().ok_or_else(|| {
             ServiceError::validation("name", "is required: the domain's name (a string)")
         })?;
-        domains::create(&state, key.project_id, name, None)
-            .await
-            .map(shaped)
+        let return_path = match &body["custom_return_path"] {
+            Value::Null => None,
+            Value::String(label) => Some(label.as_str()),
+            _ => {
+                return Err(ServiceError::validation(
+                    "custom_return_path",
+                    "must be a string: the return-path subdomain's label, e.g. send",
+                ));
+            }
+        };
+        domains::create(
+            &state,
+            key.project_id,
+            name,
+            domains::NewOptions {
+                return_path,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(shaped)
     }
     .await;
     reply(created, &ignored)
