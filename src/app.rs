@@ -142,8 +142,8 @@ impl Application {
         } else {
             None
         };
-        // (Runners exist only with workers on, so only with a holder.)
-        let owner = holder.as_ref().map_or_else(uuid::Uuid::now_v7, Holder::id);
+        // Runners exist only with workers on, so only with a holder.
+        let owner = holder.as_ref();
         let delivery = config.workers_enabled.then(|| {
             DeliveryRunner::new(
                 MailQueue::new(pool.clone(), waker.webhooks.clone()),
@@ -157,7 +157,7 @@ impl Application {
                 waker.mail.clone(),
                 config.delivery.runner.clone(),
             )
-            .held_by(owner)
+            .held_by(owner.expect("workers on: registered"))
         });
         // Webhooks get their own runner and slots, so endpoints never slow mail down.
         let webhooks = if config.workers_enabled && config.webhooks.workers_enabled {
@@ -168,7 +168,7 @@ impl Application {
                     waker.webhooks.clone(),
                     config.webhooks.runner.clone(),
                 )
-                .held_by(owner),
+                .held_by(owner.expect("workers on: registered")),
             )
         } else {
             None
@@ -186,7 +186,7 @@ impl Application {
                 waker.inbound.clone(),
                 config.inbound.runner.clone(),
             )
-            .held_by(owner)
+            .held_by(owner.expect("workers on: registered"))
         });
         let inbound = match config.inbound.addr {
             Some(_) => Some(

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
+    holder::Holder,
     lease::{LeaseId, LeaseTable},
     wake::Waker,
 };
@@ -114,6 +115,8 @@ pub struct Runner<Q: LeasedQueue, H: Handler<Q>> {
     settings: RunnerSettings,
     /// Fences this runner's leases.
     owner: Uuid,
+    /// This process as a lease holder: no claims while its beats do not go through.
+    holder: Option<Holder>,
 }
 
 impl<Q: LeasedQueue, H: Handler<Q>> Clone for Runner<Q, H> {
@@ -124,6 +127,7 @@ impl<Q: LeasedQueue, H: Handler<Q>> Clone for Runner<Q, H> {
             waker: self.waker.clone(),
             settings: self.settings.clone(),
             owner: self.owner,
+            holder: self.holder.clone(),
         }
     }
 }
@@ -159,13 +163,16 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
             waker,
             settings,
             owner: Uuid::now_v7(),
+            holder: None,
         }
     }
 
     /// Leases under this process's holder id (`holder::Holder`), so they are taken back
-    /// as soon as the process stops beating, not when each lease runs out.
-    pub fn held_by(mut self, owner: Uuid) -> Self {
-        self.owner = owner;
+    /// as soon as the process stops beating, not when each lease runs out; and claims
+    /// nothing while the holder's beats do not go through.
+    pub fn held_by(mut self, holder: &Holder) -> Self {
+        self.owner = holder.id();
+        self.holder = Some(holder.clone());
         self
     }
 
@@ -242,6 +249,14 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
             while tasks.try_join_next().is_some() {}
+            if self.holder.as_ref().is_some_and(|h| !h.may_claim()) {
+                drop(first);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(self.settings.poll_interval()) => {}
+                }
+                continue;
+            }
             // One more than the free permits: the one in hand plus those free now.
             let want = (permits.available_permits() as i64 + 1).min(self.settings.claim_batch());
             let jobs = match self

@@ -127,6 +127,66 @@ async fn a_dead_workers_mail_is_taken_back_after_a_few_missed_beats_not_its_leas
     assert_eq!(smtp.received().len(), 1);
 }
 
+/// Issue 29: a process whose beats stop going through (here a transaction holds its
+/// holder row locked, as a stalled beat or a lost database link would) is taken for dead by
+/// the other instance after 5 s, which takes its leases back. It must not be sending
+/// anything by then: it claims no more work once its beats have failed for 3 s, so every
+/// message still arrives once, and the other instance carries the load meanwhile.
+#[tokio::test]
+async fn a_process_whose_beats_stall_stops_claiming_before_others_take_its_work() {
+    let smtp = TestSmtpServer::start().await;
+    // Each send takes a while, so a process that kept claiming would always be mid-send.
+    smtp.set_data_delay(Duration::from_millis(200));
+    let db = create_database().await;
+    let mut config = test_config(&db);
+    relay_to(&mut config, &smtp);
+    let a = TestApp::builder().config(config.clone()).start().await;
+    let a_holder: uuid::Uuid = sqlx::query_scalar("SELECT id FROM lease_holders")
+        .fetch_one(&a.pool)
+        .await
+        .unwrap();
+    let b = a.another_instance(config).await;
+    let mut lock = a.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM lease_holders WHERE id = $1 FOR UPDATE")
+        .bind(a_holder)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // Mail keeps coming in through A (which wakes A's own runner first) for 9 s.
+    let mut ids = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(9);
+    while std::time::Instant::now() < until {
+        ids.push(
+            a.send_ok(&json!({"from": "a@example.com", "to": format!("s{}@example.com", ids.len()), "subject": "s", "text": "t"}))
+                .await,
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let a_dead: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT $1 IN ({})",
+        mailgate::queue::holder::DEAD_HOLDERS
+    )))
+    .bind(a_holder)
+    .fetch_one(&b.pool)
+    .await
+    .unwrap();
+    assert!(a_dead, "B takes A for dead while its row is locked");
+    lock.rollback().await.unwrap();
+    for id in &ids {
+        a.wait_for_status(id, &["delivered"], WAIT).await;
+    }
+    a.drain().await;
+    b.drain().await;
+    let received = smtp.received();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for m in &received {
+        *per_id.entry(message_id_of(&m.data).unwrap()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(per_id.len(), ids.len(), "every message arrived");
+}
+
 #[tokio::test]
 async fn a_graceful_stop_finishes_deliveries_in_flight() {
     let smtp = TestSmtpServer::start().await;
