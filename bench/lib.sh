@@ -81,3 +81,58 @@ print(json.dumps({"from": "bench@example.com", "to": "rcpt@example.com", "subjec
                   "text": ("lorem ipsum dolor sit amet " * 80)[:2000]}))
 PY
 }
+
+# accept_batches PORT KEY N: accepts N small messages (one recipient each) through
+# POST /v1/emails/batch, 500 a request, 4 requests at once: how the queue benches fill a queue.
+accept_batches() {
+	python3 - "$@" <<'PY'
+import json, sys, urllib.request, concurrent.futures
+port, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+item = {"from": "bench@example.com", "to": "rcpt@example.com", "subject": "q", "text": "x" * 200}
+def post(count):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/emails/batch", method="POST",
+        data=json.dumps([item] * count).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    list(pool.map(post, [500] * (n // 500) + ([n % 500] if n % 500 else [])))
+PY
+}
+
+# The delivery settings the queue benches time the workers with.
+QUEUE_WORKERS=(MAILGATE_DELIVERY__CONCURRENCY=64 MAILGATE_DELIVERY__CLAIM_BATCH=256 MAILGATE_RATELIMIT__ENABLED=false)
+
+# time_deliveries DB_URL PORT JOBS SINCE: starts mailgate with its workers on a queue filled
+# beforehand (sandbox delivery: no SMTP in the way) and prints JOBS ÷ the seconds from the
+# process start to the JOBS-th `delivered` event made after it; stops it. The queue may hold
+# more than JOBS (a backlog): only the first JOBS deliveries are timed. SINCE (Unix seconds)
+# is before the first of the queued messages was accepted: their events are looked for in the
+# day partitions from then on, so a large history is not read to count them.
+time_deliveries() {
+	local db=$1 port=$2 jobs=$3 t0 since
+	since=$(psql -X -tA "$db" -c "SELECT mailgate_v7_floor(to_timestamp($4))")
+	t0=$(date +%s.%N)
+	start_mailgate "$db" "$port" "${QUEUE_WORKERS[@]}"
+	# The upper bound keeps the range within the day partitions, so the default partition (ids
+	# that are not v7) is pruned too.
+	local count="SELECT count(*) FROM (SELECT 1 FROM events WHERE type = 'delivered'
+	    AND message_id >= '$since' AND message_id < mailgate_v7_floor(now() + interval '1 hour')
+	    AND at >= to_timestamp($t0) LIMIT $jobs) d"
+	local waited=0
+	while [ "$(psql -X -tA "$db" -c "$count")" -lt "$jobs" ]; do
+		waited=$((waited + 1))
+		if [ "$waited" -ge 1200 ]; then
+			# This runs in a command substitution: the EXIT trap would not stop the process.
+			kill "$MAILGATE_PID"
+			wait "$MAILGATE_PID" 2>/dev/null || true
+			mg_die "fewer than $jobs deliveries after 10 minutes"
+		fi
+		sleep 0.5
+	done
+	kill "$MAILGATE_PID"
+	wait "$MAILGATE_PID" 2>/dev/null || true
+	psql -X -tA "$db" -c "SELECT round($jobs / extract(epoch FROM max(at) - to_timestamp($t0)))
+	    FROM (SELECT at FROM events WHERE type = 'delivered' AND message_id >= '$since'
+	          AND message_id < mailgate_v7_floor(now() + interval '1 hour')
+	          AND at >= to_timestamp($t0) ORDER BY at LIMIT $jobs) d"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Queue scale: how fast workers claim and finish jobs (sandbox delivery, so SMTP is not in the
-# way) with an empty recipients table, then with 1,000,000 finished rows already in it.
-# Prints both rates and the ratio (target >= 0.8).
+# way) with an empty recipients table, then with 1,000,000 finished rows already in it; each
+# timed from the process start to the last job's `delivered` event (bench/lib.sh
+# time_deliveries, which bench/scale.sh shares). Prints both rates and the ratio (target >= 0.8).
 # Usage: bench/queue_scale.sh [jobs per run, default 20000] [history rows, default 1000000]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,37 +10,18 @@ JOBS=${1:-20000}
 HISTORY=${2:-1000000}
 
 run() { # run DB_URL → prints jobs/s
-	local db=$1 key port
+	local db=$1 key port since
 	key=$(MAILGATE_DATABASE_URL=$db "$BIN" keys create --project bench --scopes send,messages 2>/dev/null | tail -n1)
 	port=$(free_port)
 	# Accept everything first with workers off, then time the workers alone.
 	start_mailgate "$db" "$port" MAILGATE_WORKERS_ENABLED=false MAILGATE_RATELIMIT__ENABLED=false
-	python3 - "$port" "$key" "$JOBS" <<'PY'
-import json, sys, urllib.request, concurrent.futures
-port, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-item = {"from": "bench@example.com", "to": "rcpt@example.com", "subject": "q", "text": "x" * 200}
-def post(count):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/emails/batch", method="POST",
-        data=json.dumps([item] * count).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
-with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    list(pool.map(post, [500] * (n // 500)))
-PY
+	since=$(date +%s)
+	accept_batches "$port" "$key" "$JOBS"
 	kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
 	# Both runs start with fresh statistics, so they differ only in the rows already there
 	# (without this the empty table's first claims are planned with no statistics at all).
 	psql -X -q "$db" -c "ANALYZE" >/dev/null
-	local t0 t1
-	t0=$(date +%s.%N)
-	start_mailgate "$db" "$port" MAILGATE_DELIVERY__CONCURRENCY=64 MAILGATE_DELIVERY__CLAIM_BATCH=256 \
-		MAILGATE_RATELIMIT__ENABLED=false
-	while [ "$(psql -X -tA "$db" -c "SELECT count(*) FROM recipients WHERE status IN ('queued','sending')")" -gt 0 ]; do
-		sleep 0.2
-	done
-	t1=$(date +%s.%N)
-	kill "$MAILGATE_PID"; wait "$MAILGATE_PID" 2>/dev/null || true
-	python3 -c "print(round($JOBS/($t1-$t0)))"
+	time_deliveries "$db" "$port" "$JOBS" "$since"
 }
 
 empty_db=$(new_db mailgate_bench_queue_empty)

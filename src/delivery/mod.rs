@@ -333,6 +333,7 @@ fn postpone(job: &Job, wait: Duration, why: String) -> Outcome {
     );
     Outcome {
         recipient_id: job.recipient_id,
+        message_id: job.message_id,
         attempt: job.attempts,
         status: RecipientStatus::Deferred,
         next_attempt_at: Some(due),

@@ -55,6 +55,7 @@ impl Reply {
         }
         Outcome {
             recipient_id: job.recipient_id,
+            message_id: job.message_id,
             attempt: job.attempts,
             status: self.status,
             next_attempt_at,

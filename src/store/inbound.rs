@@ -209,8 +209,10 @@ async fn apply(tx: &mut sqlx::PgConnection, effect: &Effect) -> sqlx::Result<()>
     // one `delayed` event per recipient says it all. The row lock makes two copies processed
     // at once agree on which one records it.
     if to.is_none() {
-        sqlx::query("SELECT 1 FROM recipients WHERE id = $1 FOR NO KEY UPDATE")
+        // With its message id, the lookup stays in the message's day partition.
+        sqlx::query("SELECT 1 FROM recipients WHERE message_id = $2 AND id = $1 FOR NO KEY UPDATE")
             .bind(report.recipient_id)
+            .bind(report.message_id)
             .execute(&mut *tx)
             .await?;
         if delay_recorded(&mut *tx, report.message_id, report.recipient_id).await? {
@@ -225,13 +227,14 @@ async fn apply(tx: &mut sqlx::PgConnection, effect: &Effect) -> sqlx::Result<()>
                 "UPDATE recipients SET status = $2, smtp_code = coalesce($3, smtp_code),
                         enhanced_code = coalesce($4, enhanced_code),
                         smtp_response = coalesce($5, smtp_response), updated_at = now()
-                 WHERE id = $1 AND status = 'delivered'",
+                 WHERE message_id = $6 AND id = $1 AND status = 'delivered'",
             )
             .bind(report.recipient_id)
             .bind(status)
             .bind(report.smtp_code)
             .bind(&report.enhanced_code)
             .bind(&report.smtp_response)
+            .bind(report.message_id)
             .execute(&mut *tx)
             .await?
             .rows_affected()

@@ -538,12 +538,13 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     let messages: Vec<Uuid> = sqlx::query_scalar(
         r#"
         WITH old AS (
-            SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+            SELECT r.message_id, r.id FROM recipients r JOIN messages m ON m.id = r.message_id
             WHERE r.status = 'held' AND m.created_at < now() - make_interval(hours => $1::int)
             LIMIT $2 FOR UPDATE OF r SKIP LOCKED
         ), upd AS (
             UPDATE recipients r SET status = 'cancelled', updated_at = now()
-            FROM old WHERE r.id = old.id
+            -- The whole primary key: one probe in the message's day partition.
+            FROM old WHERE r.message_id = old.message_id AND r.id = old.id
             RETURNING r.id, r.message_id, r.email
         ), ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, detail)

@@ -32,7 +32,9 @@ pub async fn days_before(pool: &PgPool, older_than_secs: f64) -> sqlx::Result<Ve
 }
 
 /// Drops one day's partitions unless a recipient in it is still waiting to be sent (that day
-/// then stays until its mail is done; the row-by-row purge takes what is finished).
+/// then stays until its mail is done; the row-by-row purge takes what is finished), or the
+/// four tables stayed too busy to lock for a few seconds (the drop gives way to the sends
+/// rather than deadlock with them, migration 0035; the next pass tries again).
 /// Returns whether the day was dropped.
 pub async fn drop_day_if_finished(pool: &PgPool, day: NaiveDate) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT mailgate_drop_day_partitions($1)")

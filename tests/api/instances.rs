@@ -225,6 +225,7 @@ async fn a_graceful_stop_finishes_deliveries_in_flight() {
 fn delivered(job: &mailgate::queue::mail::Job) -> mailgate::queue::mail::Outcome {
     mailgate::queue::mail::Outcome {
         recipient_id: job.recipient_id,
+        message_id: job.message_id,
         attempt: job.attempts,
         status: mailgate::domain::RecipientStatus::Delivered,
         next_attempt_at: None,

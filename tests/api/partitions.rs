@@ -254,3 +254,68 @@ async fn retention_drops_whole_days_that_are_finished_and_makes_days_ahead() {
     assert_eq!(status(waiting).await, 200);
     assert_eq!(status(fresh).await, 200);
 }
+
+/// A send holds `messages` and then needs `recipients` and `events`; retention dropping a day
+/// beside it must wait for the send, not take `recipients` first and then wait for `messages`
+/// (a deadlock, in which PostgreSQL kills one of the two: under load, sends answered 500).
+#[tokio::test]
+async fn dropping_a_day_waits_for_a_send_in_flight_instead_of_deadlocking_with_it() {
+    let app = TestApp::builder().without_workers().start().await;
+    sqlx::query("SELECT mailgate_create_day_partitions((now() AT TIME ZONE 'UTC')::date - 40)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    insert_message(&app.pool, id_days_ago(40), 40, "delivered").await;
+    let (project, _) = mailgate::store::projects::ensure(&app.pool, "acme")
+        .await
+        .unwrap();
+
+    // The send's transaction, in the order the submission core writes: its message first…
+    let new = Uuid::now_v7();
+    let mut send = app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO messages (id, project_id, status, from_addr, subject, message_id, mime, sandbox)
+         VALUES ($1, $2, 'queued', 'a@example.com', 'new', '<' || $1 || '@example.com>', $3, false)",
+    )
+    .bind(new)
+    .bind(project.id)
+    .bind(MIME)
+    .execute(&mut *send)
+    .await
+    .unwrap();
+    // …while retention drops the old day…
+    let day = (Utc::now() - chrono::Duration::days(40)).date_naive();
+    let pool = app.pool.clone();
+    let drop = tokio::spawn(async move {
+        sqlx::query_scalar::<_, bool>("SELECT mailgate_drop_day_partitions($1)")
+            .bind(day)
+            .fetch_one(&pool)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …then its recipients and events.
+    sqlx::query(
+        "WITH r AS (INSERT INTO recipients (message_id, email, kind, status)
+                    VALUES ($1, 'b@example.com', 'to', 'queued') RETURNING id)
+         INSERT INTO events (message_id, recipient_id, recipient, type)
+         SELECT $1, r.id, 'b@example.com', 'queued' FROM r",
+    )
+    .bind(new)
+    .execute(&mut *send)
+    .await
+    .expect("the send is not a deadlock's victim");
+    send.commit().await.unwrap();
+
+    let dropped = tokio::time::timeout(Duration::from_secs(10), drop)
+        .await
+        .expect("the drop finishes once the send committed")
+        .unwrap()
+        .expect("the drop is not a deadlock's victim either");
+    assert!(dropped, "the day is dropped");
+    for table in TABLES {
+        assert!(
+            !partition_exists(&app.pool, &format!("{table}_p{}", day.format("%Y%m%d"))).await,
+            "{table} of the day dropped"
+        );
+    }
+}
