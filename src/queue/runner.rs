@@ -20,7 +20,7 @@ use std::{
 
 use sqlx::PgPool;
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{Notify, Semaphore, mpsc},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,11 @@ pub trait Handler<Q: LeasedQueue>: Send + Sync + 'static {
 const COMPLETE_BATCH: usize = 512;
 /// Most expired leases put back per pass.
 const RECLAIM_BATCH: i64 = 1000;
+/// Most jobs claimed but not yet recorded, beyond those running: when recording outcomes
+/// falls behind (handlers that take no time, a slow `complete` on a big table), claiming
+/// waits for it instead of piling up leases the heartbeat must renew (bench/scale.sh saw
+/// 318,865 and a renewal that ran for minutes).
+const MAX_UNRECORDED: usize = 2 * COMPLETE_BATCH;
 
 /// Works one queue with one handler. Cheap to clone: clones share the queue, the handler and
 /// the lease owner, so `run_once` from a test fences like the running loop.
@@ -133,20 +138,35 @@ impl<Q: LeasedQueue, H: Handler<Q>> Clone for Runner<Q, H> {
 }
 
 /// Jobs claimed and not yet recorded: the heartbeat extends them, shutdown releases them.
-struct InFlight<Id>(Mutex<HashSet<Id>>);
+struct InFlight<Id> {
+    ids: Mutex<HashSet<Id>>,
+    /// Told when outcomes were recorded, for a claim loop waiting on [`MAX_UNRECORDED`].
+    shrunk: Notify,
+}
 
 impl<Id: Copy + Eq + Hash> InFlight<Id> {
+    fn new() -> Self {
+        Self {
+            ids: Mutex::default(),
+            shrunk: Notify::new(),
+        }
+    }
     fn insert(&self, id: Id) {
-        self.0.lock().expect("not poisoned").insert(id);
+        self.ids.lock().expect("not poisoned").insert(id);
     }
     fn remove_all(&self, ids: impl Iterator<Item = Id>) {
-        let mut set = self.0.lock().expect("not poisoned");
+        let mut set = self.ids.lock().expect("not poisoned");
         for id in ids {
             set.remove(&id);
         }
+        drop(set);
+        self.shrunk.notify_one();
+    }
+    fn len(&self) -> usize {
+        self.ids.lock().expect("not poisoned").len()
     }
     fn snapshot(&self) -> Vec<Id> {
-        self.0
+        self.ids
             .lock()
             .expect("not poisoned")
             .iter()
@@ -229,7 +249,8 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
     /// period, records what they came to and hands back whatever is left.
     pub async fn run(self, cancel: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
-        let in_flight = Arc::new(InFlight(Mutex::default()));
+        let in_flight = Arc::new(InFlight::new());
+        let max_in_flight = self.settings.concurrency + MAX_UNRECORDED;
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Q::Outcome>();
         // Helpers live in JoinSets, so dropping this future (a killed worker in tests) aborts
         // them too, exactly like a process that died.
@@ -257,8 +278,20 @@ impl<Q: LeasedQueue, H: Handler<Q>> Runner<Q, H> {
                 }
                 continue;
             }
+            let room = max_in_flight.saturating_sub(in_flight.len());
+            if room == 0 {
+                drop(first);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = in_flight.shrunk.notified() => {}
+                    _ = tokio::time::sleep(self.settings.poll_interval()) => {}
+                }
+                continue;
+            }
             // One more than the free permits: the one in hand plus those free now.
-            let want = (permits.available_permits() as i64 + 1).min(self.settings.claim_batch());
+            let want = (permits.available_permits() as i64 + 1)
+                .min(self.settings.claim_batch())
+                .min(room as i64);
             let jobs = match self
                 .queue
                 .claim(self.owner, want, self.settings.lease())
