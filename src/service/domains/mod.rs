@@ -466,7 +466,6 @@ async fn run_check(state: &AppState, row: DomainRow, asked: bool) -> ServiceResu
                     && matches!(f, Finding::Matches { .. })
             })
         });
-    drop(pending);
     // The return path's MX record coming or going changes delivery's envelope senders.
     let return_path_changed = {
         let key = |checks: &serde_json::Value| {
