@@ -27,6 +27,8 @@ BENCH_DBS=()
 bench_cleanup() {
 	for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${BENCH_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	# BENCH_KEEP_DBS=1 leaves them for a look afterwards (EXPLAIN on a filled database).
+	[ -n "${BENCH_KEEP_DBS:-}" ] && return 0
 	for db in "${BENCH_DBS[@]}"; do
 		psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 	done

@@ -36,6 +36,8 @@
 # not as one repeated phrase would.
 #
 # Usage: bench/scale.sh [messages, default 5000000] [days, default 30]
+#        PHASES="list claim" bench/scale.sh   (the fill, then only those phases)
+#        OTHER_BIN=path: the list phase runs that build too, in turn with this one (A/B)
 # Env: ACCEPT_N (default 20000), ACCEPT_ROUNDS (pairs, default 2), LIST_REQS (default 200),
 #      JOBS (default 20000), QUEUE_ROWS (default messages ÷ 5, i.e. 1,000,000 at full size).
 set -euo pipefail
@@ -47,6 +49,8 @@ ACCEPT_ROUNDS=${ACCEPT_ROUNDS:-2}
 LIST_REQS=${LIST_REQS:-200}
 JOBS=${JOBS:-20000}
 QUEUE_ROWS=${QUEUE_ROWS:-$((N / 5))}
+PHASES=${PHASES:-disk list accept purge claim}
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 PER_DAY=$((N / DAYS))
 N=$((PER_DAY * DAYS))
 cargo build --release --quiet --example open_loop
@@ -162,6 +166,7 @@ row "fill: $N messages, $(qv "SELECT count(*) FROM recipients") recipients, $(qv
 q -c "DROP TABLE bench_paragraphs, bench_words"
 
 # --- Disk ---------------------------------------------------------------------------------------
+if has_phase disk; then
 q -v n="$N" <<'SQL' | tee -a "$RESULTS"
 \pset footer off
 SELECT i.inhparent::regclass AS "table",
@@ -204,18 +209,22 @@ lz4_full=$(copy_day bench_copy_lz4_ff100 100 "SET COMPRESSION lz4")
 per_m() { numfmt --to=iec $(($1 * 1000000 / PER_DAY)); }
 row "compression (one day's messages, $PER_DAY rows, copied four ways; heap + TOAST, no indexes; per million messages): lz4 $(per_m "$lz4"), pglz $(per_m "$pglz"), uncompressed $(per_m "$none") (fillfactor 75, as the partitions); lz4 at fillfactor 100 $(per_m "$lz4_full"). uncompressed ÷ lz4 $(python3 -c "print(f'{$none / $lz4:.2f}')"), pglz ÷ lz4 $(python3 -c "print(f'{$pglz / $lz4:.2f}')"), fillfactor 100 ÷ 75 $(python3 -c "print(f'{$lz4_full / $lz4:.2f}')")"
 q -c "DROP TABLE bench_copy_lz4, bench_copy_pglz, bench_copy_none, bench_copy_lz4_ff100"
+fi
 
 # The accept rounds below leave their mail queued: it is part of the claim's backlog, so the
 # claim looks for deliveries from here on.
 BACKLOG_FROM=$(date +%s)
 
 # --- List and search ----------------------------------------------------------------------------
-PORT=$(free_port)
-start_mailgate "$DB" "$PORT" MAILGATE_WORKERS_ENABLED=false "${KEEP[@]}"
-mg_log "bench: list and search, $LIST_REQS requests a filter (load $(loadavg))"
-python3 - "$PORT" "$KEY" "$LIST_REQS" "$DAYS" <<'PY' | tee -a "$RESULTS"
+# list_pass LABEL REQS: one mailgate of $BIN, LIST_REQS requests a filter, lines prefixed LABEL.
+list_pass() {
+	local port
+	port=$(free_port)
+	start_mailgate "$DB" "$port" MAILGATE_WORKERS_ENABLED=false "${KEEP[@]}"
+	mg_log "bench: list and search ($1), $2 requests a filter (load $(loadavg))"
+	python3 - "$port" "$KEY" "$2" "$DAYS" "$1" <<'PY'
 import datetime, http.client, json, sys, time, urllib.parse
-port, key, reqs, days = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+port, key, reqs, days, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 conn = http.client.HTTPConnection("127.0.0.1", int(port))
 today = datetime.datetime.now(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 mid = today - datetime.timedelta(days=days // 2)
@@ -243,11 +252,27 @@ for name, params in cases:
             sys.exit(f"{name}: HTTP {resp.status}: {body[:200]}")
         rows += len(json.loads(body)["data"])
     times.sort()
-    print(f"list: {name}: p50 {pct(times, 50):.1f} ms, p99 {pct(times, 99):.1f} ms, max {times[-1]:.1f} ms "
+    print(f"{label}: {name}: p50 {pct(times, 50):.1f} ms, p99 {pct(times, 99):.1f} ms, max {times[-1]:.1f} ms "
           f"({reqs} requests, {rows / reqs:.1f} rows a page) (target p99 < 50 ms)")
 PY
+	kill "$MAILGATE_PID"
+	wait "$MAILGATE_PID" 2>/dev/null || true
+}
+if has_phase list; then
+	if [ -n "${OTHER_BIN:-}" ]; then
+		# The other build first, once unreported to warm the caches, then each in turn.
+		BIN=$OTHER_BIN list_pass "list (warm-up, other)" 20 >/dev/null
+		list_pass list "$LIST_REQS" | tee -a "$RESULTS"
+		BIN=$OTHER_BIN list_pass "list (other: $OTHER_BIN)" "$LIST_REQS" | tee -a "$RESULTS"
+	else
+		list_pass list "$LIST_REQS" | tee -a "$RESULTS"
+	fi
+fi
 
 # --- Accept, with and without a day being dropped -----------------------------------------------
+if has_phase accept; then
+PORT=$(free_port)
+start_mailgate "$DB" "$PORT" MAILGATE_WORKERS_ENABLED=false "${KEEP[@]}"
 BODY=$(mktemp)
 body_2k >"$BODY"
 # accept_round LABEL [drop]: one closed-loop round; with `drop`, the oldest day left is dropped
@@ -289,8 +314,10 @@ for r in $(seq 1 "$ACCEPT_ROUNDS"); do
 done
 kill "$MAILGATE_PID"
 wait "$MAILGATE_PID" 2>/dev/null || true
+fi
 
 # --- Dropping a day against deleting it row by row -----------------------------------------------
+if has_phase purge; then
 DAY=$(qv "SELECT min(to_date(substr(c.relname, 11), 'YYYYMMDD')) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
           WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_p[0-9]{8}$'")
 DAY_ROWS=$(qv "SELECT (SELECT count(*) FROM messages_p${DAY//-/}) || ' messages, '
@@ -346,7 +373,10 @@ mg_log "bench: dropping day $DAY (load $(loadavg))"
 drop_cost=$(cost "$DB" "SELECT mailgate_drop_day_partitions('$DAY');")
 row "purge one day ($DAY: $DAY_ROWS): drop the partitions $drop_cost; row-by-row DELETE on the copy $delete_cost ($left_after messages left), then VACUUM $vacuum_cost; load $(loadavg)"
 
+fi
+
 # --- Claim: an empty queue against a backlog of QUEUE_ROWS on the filled database --------------
+if has_phase claim; then
 EMPTY=$(new_db mailgate_bench_scale_empty)
 BENCH_DBS+=(mailgate_bench_scale_empty)
 MAILGATE_DATABASE_URL=$EMPTY "$BIN" migrate >/dev/null 2>&1
@@ -392,6 +422,7 @@ waiting=$(qv "SELECT count(*) FROM recipients WHERE status IN ('queued', 'deferr
 mg_log "bench: claim, filled database: $waiting waiting (load $(loadavg))"
 full_rate=$(time_deliveries "$DB" "$(free_port)" "$JOBS" "$(python3 -c "print(min($BACKLOG_FROM, $(date +%s) - 400))")")
 row "claim: the first $JOBS deliveries $empty_rate jobs/s from an empty database, $full_rate jobs/s from the filled one with $waiting waiting; ratio $(python3 -c "print(f'{$full_rate / $empty_rate:.2f}')") (target >= 0.9, flat); load $(loadavg)"
+fi
 
 echo
 echo "results:"

@@ -589,9 +589,11 @@ async fn queue_command(config: Config, cmd: QueueCommand) -> anyhow::Result<()> 
         }
         QueueCommand::Purge { older_than } => {
             let age = parse_age(&older_than).map_err(anyhow::Error::msg)?;
+            let before = chrono::Utc::now()
+                - chrono::TimeDelta::from_std(age).context("--older-than is too long")?;
             let mut total = 0;
             loop {
-                let n = store::messages::purge_finished(&pool, age.as_secs_f64(), 1000).await?;
+                let n = store::messages::purge_finished(&pool, before, 1000).await?;
                 total += n;
                 if n < 1000 {
                     break;

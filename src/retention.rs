@@ -1,11 +1,12 @@
 //! Retention: drops whole day partitions of messages once they are all past `retention.days`
-//! and finished, and keeps partitions made a week ahead; deletes the remaining finished messages, old webhook deliveries, processed inbound mail and
-//! expired idempotency keys in bounded batches, on every instance (batches use SKIP LOCKED,
-//! so instances do not collide).
+//! and finished, and keeps partitions made a week ahead; deletes the finished messages of
+//! days that could not be dropped, old webhook deliveries, processed inbound mail and expired
+//! idempotency keys in bounded batches, on every instance (batches use SKIP LOCKED, so
+//! instances do not collide).
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -67,15 +68,27 @@ async fn in_batches<F: Future<Output = sqlx::Result<u64>>>(
     }
 }
 
+/// Where the row-by-row purge stops: the start of the UTC day that `days` ago falls in, the
+/// oldest day whose partitions are not yet wholly past retention.
+pub fn row_by_row_before(now: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    let edge = now - chrono::Duration::days(days);
+    edge.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(edge, |start| start.and_utc())
+}
+
 /// One full pass; returns (messages, idempotency keys) deleted row by row (whole days dropped
 /// as partitions are logged, not counted).
 pub async fn purge_once(pool: &PgPool, config: &RetentionConfig) -> sqlx::Result<(u64, u64)> {
     let (days, batch) = (config.days, config.batch);
     maintain_partitions(pool, days).await?;
-    // What the partitions did not take: messages whose day is still open or still had mail
-    // waiting, and those in the default partition.
+    // What the partitions did not take: days kept for mail still waiting, and the default
+    // partition. Only what lies before the oldest day still open: deleting that day's finished
+    // mail row by row as it ages would leave the drop an empty day (every row paid in WAL and
+    // vacuum, what the partitions are there to spare). So mail stays up to a day longer than
+    // `retention.days`, and then goes with its day.
     let messages_deleted = in_batches(batch, || {
-        messages::purge_finished(pool, days as f64 * 86400.0, batch)
+        messages::purge_finished(pool, row_by_row_before(Utc::now(), days), batch)
     })
     .await?;
     // Bodies may go sooner than the rest (`retention.body_days`).
@@ -137,5 +150,24 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_row_by_row_purge_stops_at_the_start_of_the_day_retention_reaches() {
+        let now = "2026-12-07T11:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            row_by_row_before(now, 30),
+            "2026-11-07T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let midnight = "2026-12-07T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            row_by_row_before(midnight, 1),
+            "2026-12-06T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 }

@@ -55,6 +55,27 @@ async fn pages_are_newest_first_and_stable_while_mail_arrives() {
         .list_emails(&format!("since={}", urlencode(&future)))
         .await;
     assert!(subjects(&since).is_empty());
+    // A window around now holds all six; one that ended an hour ago none. Each filter also
+    // bounds the id (its day partitions), combined with the others and the cursor.
+    let ago = |h: i64| urlencode(&(chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339());
+    let window = app
+        .list_emails(&format!("since={}&until={}", ago(1), ago(-1)))
+        .await;
+    assert_eq!(subjects(&window), ["late", "m4", "m3", "m2", "m1", "m0"]);
+    let past = app
+        .list_emails(&format!("recipient=r1@example.com&until={}", ago(1)))
+        .await;
+    assert!(subjects(&past).is_empty());
+    let r1 = app
+        .list_emails(&format!(
+            "recipient=r1@example.com&since={}&until={}&cursor={cursor}",
+            ago(1),
+            ago(-1)
+        ))
+        .await;
+    assert_eq!(subjects(&r1), ["m1"]);
+    let odd_before = app.list_emails(&format!("tag=odd&cursor={cursor}")).await;
+    assert_eq!(subjects(&odd_before), ["m1"]);
 
     // Another project sees none of it.
     let other = app.create_key("globex", "messages", false).await;

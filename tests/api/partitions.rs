@@ -7,7 +7,7 @@ use crate::support::{
     app::{TestApp, create_database},
     smtp_server::TestSmtpServer,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -18,7 +18,10 @@ const MIME: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: old\r
 
 /// A v7 id made `days_ago` days ago (the id's time is its partition's day).
 fn id_days_ago(days_ago: i64) -> Uuid {
-    let at = Utc::now() - chrono::Duration::days(days_ago);
+    id_at(Utc::now() - chrono::Duration::days(days_ago))
+}
+
+fn id_at(at: DateTime<Utc>) -> Uuid {
     Uuid::new_v7(uuid::Timestamp::from_unix(
         uuid::NoContext,
         at.timestamp() as u64,
@@ -29,6 +32,16 @@ fn id_days_ago(days_ago: i64) -> Uuid {
 /// One message of project `acme` with one recipient in `status` and its first event, as the
 /// code before the partitions wrote them.
 async fn insert_message(pool: &PgPool, id: Uuid, days_ago: i64, status: &str) {
+    insert_message_at(
+        pool,
+        id,
+        Utc::now() - chrono::Duration::days(days_ago),
+        status,
+    )
+    .await
+}
+
+async fn insert_message_at(pool: &PgPool, id: Uuid, at: DateTime<Utc>, status: &str) {
     let (project, _) = mailgate::store::projects::ensure(pool, "acme")
         .await
         .unwrap();
@@ -37,13 +50,13 @@ async fn insert_message(pool: &PgPool, id: Uuid, days_ago: i64, status: &str) {
         "INSERT INTO messages (id, project_id, status, from_addr, subject, message_id, mime,
                                sandbox, created_at, updated_at)
          VALUES ($1, $2, $3, 'a@example.com', 'old', '<' || $1 || '@example.com>', $4, false,
-                 now() - make_interval(days => $5), now() - make_interval(days => $5))",
+                 $5, $5)",
     )
     .bind(id)
     .bind(project.id)
     .bind(status)
     .bind(MIME)
-    .bind(days_ago as i32)
+    .bind(at)
     .execute(&mut *tx)
     .await
     .unwrap();
@@ -219,10 +232,25 @@ async fn retention_drops_whole_days_that_are_finished_and_makes_days_ahead() {
     insert_message(&app.pool, finished, 40, "delivered").await;
     let waiting = id_days_ago(41);
     insert_message(&app.pool, waiting, 41, "queued").await;
+    // Finished mail of the day kept for its waiting mail goes row by row.
+    let beside_waiting = id_days_ago(41);
+    insert_message(&app.pool, beside_waiting, 41, "delivered").await;
     let fresh = id_days_ago(1);
     insert_message(&app.pool, fresh, 1, "delivered").await;
-
+    // Mail already older than retention.days (30) on the day that is only partly past it
+    // stays, to go with its whole day, not row by row as it ages.
     let config = mailgate::config::RetentionConfig::default();
+    let edge = Utc::now() - chrono::Duration::days(config.days);
+    let day_start = mailgate::retention::row_by_row_before(Utc::now(), config.days);
+    let partly_past = day_start + (edge - day_start) / 2;
+    sqlx::query("SELECT mailgate_create_day_partitions($1)")
+        .bind(partly_past.date_naive())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let aging = id_at(partly_past);
+    insert_message_at(&app.pool, aging, partly_past, "delivered").await;
+
     mailgate::retention::purge_once(&app.pool, &config)
         .await
         .unwrap();
@@ -252,7 +280,30 @@ async fn retention_drops_whole_days_that_are_finished_and_makes_days_ahead() {
     };
     assert_eq!(status(finished).await, 404);
     assert_eq!(status(waiting).await, 200);
+    assert_eq!(status(beside_waiting).await, 404, "finished, on a day kept");
     assert_eq!(status(fresh).await, 200);
+    assert_eq!(
+        status(aging).await,
+        200,
+        "past retention.days at {partly_past}, but its day ({}) is not yet wholly past",
+        partly_past.date_naive()
+    );
+    assert!(
+        partition_exists(
+            &app.pool,
+            &format!("messages_p{}", partly_past.format("%Y%m%d"))
+        )
+        .await
+    );
+
+    // Once its whole day is past (as the next day's passes see it), it goes with the day.
+    let next_day = day_start + chrono::Duration::days(1) + chrono::Duration::days(config.days);
+    assert!(mailgate::retention::row_by_row_before(next_day, config.days) > partly_past);
+    let dropped = mailgate::retention::maintain_partitions(&app.pool, config.days - 1)
+        .await
+        .unwrap();
+    assert!(dropped.contains(&partly_past.date_naive()), "{dropped:?}");
+    assert_eq!(status(aging).await, 404);
 }
 
 /// A send holds `messages` and then needs `recipients` and `events`; retention dropping a day
