@@ -44,6 +44,17 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .max_connections(max_connections)
         // Short acquire timeout: during an outage requests fail fast with 503 instead of piling up.
         .acquire_timeout(Duration::from_secs(5))
+        // No JIT: mailgate's statements are short, but over a month of day partitions the
+        // planner's cost estimates pass PostgreSQL's JIT thresholds, and compiling a
+        // statement's 900 expressions took 4.4 s where running it took 64 ms (recording
+        // outcomes, 5 M messages; bench/RESULTS.md). A SET after connecting, not a startup
+        // `options` parameter, which PgBouncer refuses.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, "SET jit = off").await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|err| match crate::tls::explain(&err) {

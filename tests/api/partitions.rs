@@ -379,3 +379,25 @@ async fn dropping_a_day_waits_for_a_send_in_flight_instead_of_deadlocking_with_i
         );
     }
 }
+
+/// Over a month of day partitions the planner's estimates pass PostgreSQL's JIT thresholds,
+/// and compiling a queue statement took seconds where running it took milliseconds
+/// (bench/RESULTS.md): mailgate's connections run without JIT, whatever the server's default.
+#[tokio::test]
+async fn mailgate_connections_run_without_jit() {
+    let url = create_database().await;
+    let server_default: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&PgPool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let pool = mailgate::store::connect(&url, 2).await.unwrap();
+    // Every connection of the pool, not only the first.
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    for mut conn in [a, b] {
+        let jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off", "the server's default is {server_default}");
+    }
+}
