@@ -311,9 +311,9 @@ pub struct MessageSummary {
 /// The statement names only the filters given, so each combination gets a plan of its own
 /// with its conditions in the index scans (one catch-all statement with `$n IS NULL OR …`
 /// arms let a cached generic plan walk the project's whole history, bench/scale.sh).
-/// `since` and `until` also bound the id: message ids are v7 (since mailgate's first
-/// release), made a moment before `created_at`, so the bound lets PostgreSQL skip the day
-/// partitions outside the range; the hour of slack covers the clocks of several hosts.
+/// `since` and `until` also bound the id ([`id_bounds`]): message ids are v7 (since
+/// mailgate's first release), so the bound lets PostgreSQL skip the day partitions outside
+/// the range.
 pub async fn list(
     pool: &PgPool,
     project_id: Uuid,
@@ -337,20 +337,18 @@ pub async fn list(
     if let Some(from) = &f.from {
         q.push(" AND m.from_addr = ").push_bind(from);
     }
+    let (lowest, above) = id_bounds(f);
     if let Some(since) = f.since {
         q.push(" AND m.created_at >= ").push_bind(since);
-        q.push(" AND m.id >= mailgate_v7_floor(")
-            .push_bind(since)
-            .push(" - interval '1 hour')");
     }
     if let Some(until) = f.until {
         q.push(" AND m.created_at < ").push_bind(until);
-        q.push(" AND m.id < mailgate_v7_floor(")
-            .push_bind(until)
-            .push(" + interval '1 hour')");
     }
-    if let Some(before) = f.before {
-        q.push(" AND m.id < ").push_bind(before);
+    if let Some(lowest) = lowest {
+        q.push(" AND m.id >= ").push_bind(lowest);
+    }
+    if let Some(above) = above {
+        q.push(" AND m.id < ").push_bind(above);
     }
     if let Some(recipient) = &f.recipient {
         // From the address's own rows (the `recipients_email` index of each day), not a probe
@@ -359,23 +357,49 @@ pub async fn list(
         q.push(" AND m.id IN (SELECT r.message_id FROM recipients r WHERE lower(r.email) = lower(")
             .push_bind(recipient)
             .push(")");
-        if let Some(since) = f.since {
-            q.push(" AND r.message_id >= mailgate_v7_floor(")
-                .push_bind(since)
-                .push(" - interval '1 hour')");
+        if let Some(lowest) = lowest {
+            q.push(" AND r.message_id >= ").push_bind(lowest);
         }
-        if let Some(until) = f.until {
-            q.push(" AND r.message_id < mailgate_v7_floor(")
-                .push_bind(until)
-                .push(" + interval '1 hour')");
-        }
-        if let Some(before) = f.before {
-            q.push(" AND r.message_id < ").push_bind(before);
+        if let Some(above) = above {
+            q.push(" AND r.message_id < ").push_bind(above);
         }
         q.push(")");
     }
     q.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit);
     q.build_query_as().fetch_all(pool).await
+}
+
+/// The message ids a list may hold, from `since`, `until` and the cursor: (lowest, above).
+/// A v7 id is made a moment before its `created_at`, on the accepting host's clock; the hour
+/// of slack covers the clocks of several hosts. A time outside what a v7 id can hold (before
+/// 1970, after the year 10889) bounds nothing.
+fn id_bounds(f: &ListFilter) -> (Option<Uuid>, Option<Uuid>) {
+    let slack = chrono::Duration::hours(1);
+    let lowest = f
+        .since
+        .and_then(|since| since.checked_sub_signed(slack))
+        .and_then(v7_floor);
+    let until = f
+        .until
+        .and_then(|until| until.checked_add_signed(slack))
+        .and_then(v7_floor);
+    let above = match (until, f.before) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    (lowest, above)
+}
+
+/// The smallest v7 id of a moment (its milliseconds, then zeros), as `mailgate_v7_floor`
+/// makes it in SQL; `None` outside the 48 bits of milliseconds.
+fn v7_floor(at: DateTime<Utc>) -> Option<Uuid> {
+    let ms = u64::try_from(at.timestamp_millis()).ok()?;
+    if ms >> 48 != 0 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Some(Uuid::from_bytes(bytes))
 }
 
 /// What cancelling did.
@@ -667,4 +691,54 @@ pub async fn refresh_status(tx: &mut PgConnection, message_ids: &[Uuid]) -> sqlx
     .execute(tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v7_floor_lies_between_the_ids_of_its_millisecond_and_the_one_before() {
+        let at: DateTime<Utc> = "2026-12-07T12:00:00.123Z".parse().unwrap();
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_nanos(),
+        ));
+        let floor = v7_floor(at).unwrap();
+        assert!(floor <= id);
+        assert!(v7_floor(at + chrono::Duration::milliseconds(1)).unwrap() > id);
+        assert!(v7_floor(at - chrono::Duration::milliseconds(1)).unwrap() < floor);
+        assert_eq!(
+            v7_floor(DateTime::UNIX_EPOCH),
+            Some(Uuid::nil()),
+            "the epoch is the nil id"
+        );
+    }
+
+    #[test]
+    fn times_a_v7_id_cannot_hold_bound_nothing() {
+        let before_1970: DateTime<Utc> = "1969-06-01T00:00:00Z".parse().unwrap();
+        assert_eq!(v7_floor(before_1970), None);
+        // 2^49 ms: about the year 19800.
+        let far = DateTime::<Utc>::from_timestamp_millis(1 << 49).unwrap();
+        assert_eq!(v7_floor(far), None);
+        let f = ListFilter {
+            since: Some(before_1970),
+            until: Some(far),
+            ..Default::default()
+        };
+        assert_eq!(id_bounds(&f), (None, None));
+        let cursor = Uuid::now_v7();
+        let f = ListFilter {
+            until: Some(Utc::now() + chrono::Duration::days(1)),
+            before: Some(cursor),
+            ..Default::default()
+        };
+        assert_eq!(
+            id_bounds(&f).1,
+            Some(cursor),
+            "the nearer of cursor and until"
+        );
+    }
 }
