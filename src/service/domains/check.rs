@@ -372,7 +372,7 @@ pub fn judge(
             Finding::Unknown(why) => ("pending", Some(format!("DNS did not answer: {why}")), None),
         };
         checks.insert(
-            format!("{} {}", w.record.record, w.record.name),
+            super::records::check_key(&w.record.record, &w.record.name),
             json!({"status": status, "problem": problem, "found": found}),
         );
     }

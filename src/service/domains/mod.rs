@@ -469,7 +469,10 @@ async fn run_check(state: &AppState, row: DomainRow, asked: bool) -> ServiceResu
     // The return path's MX record coming or going changes delivery's envelope senders.
     let return_path_changed = {
         let key = |checks: &serde_json::Value| {
-            checks[format!("RETURN_PATH {}.{}", row.return_path, row.name)]["status"]
+            checks[records::check_key(
+                "RETURN_PATH",
+                &records::return_path_name(&row.return_path, &row.name),
+            )]["status"]
                 .as_str()
                 .map(|s| s == "verified")
                 .unwrap_or(false)
@@ -526,7 +529,7 @@ pub async fn refresh_signing(state: &AppState) -> anyhow::Result<()> {
                 (
                     r.project_id,
                     r.name.clone(),
-                    format!("{}.{}", r.return_path, r.name),
+                    records::return_path_name(&r.return_path, &r.name),
                 )
             })
             .collect(),
@@ -612,7 +615,7 @@ fn shape(state: &AppState, row: DomainRow, keys: &[KeyRow], tracks: bool) -> Dom
                 .map(|k| format!("{}._domainkey.{}", k.selector, row.name))
                 .collect(),
         },
-        return_path: format!("{}.{}", row.return_path, row.name),
+        return_path: records::return_path_name(&row.return_path, &row.name),
         name: row.name,
         status: row.status,
         dmarc_rua: row.dmarc_rua,

@@ -89,8 +89,7 @@ pub fn wanted(config: &Config, subject: &Subject<'_>) -> Vec<Wanted> {
                     required: bool,
                     priority: Option<u16>,
                     expect: Expect| {
-        let key = format!("{record} {rr_name}");
-        let found = &checks[&key];
+        let found = &checks[&check_key(record, &rr_name)];
         out.push(Wanted {
             record: Record {
                 record: record.into(),
@@ -144,7 +143,7 @@ pub fn wanted(config: &Config, subject: &Subject<'_>) -> Vec<Wanted> {
     // The return path: bounces to b-<token>@bounces.<name> reach the inbound listener, and
     // SPF is checked (and aligned, for DMARC) on that name rather than a foreign one.
     if let Some(host) = return_path_host(config) {
-        let rp = format!("{return_path}.{name}");
+        let rp = return_path_name(return_path, name);
         push(
             "RETURN_PATH",
             "MX",
@@ -217,6 +216,16 @@ pub fn spf_terms(config: &Config) -> Vec<String> {
 }
 
 /// `k=` of a DKIM record for a key's algorithm.
+/// Where a record's last finding is kept in a domain's `checks`: `"DKIM mg1._domainkey.…"`.
+pub fn check_key(record: &str, name: &str) -> String {
+    format!("{record} {name}")
+}
+
+/// The return-path subdomain of `domain` with its label: `bounces.example.com`.
+pub fn return_path_name(label: &str, domain: &str) -> String {
+    format!("{label}.{domain}")
+}
+
 fn dkim_key_type(algorithm: &str) -> &'static str {
     if algorithm.starts_with("ed25519") {
         "ed25519"
