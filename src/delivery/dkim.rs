@@ -241,9 +241,9 @@ impl DkimKeys {
     }
 }
 
-/// The domain's own key, else the nearest parent's: `news.example.com` mail signed
-/// `d=example.com` still aligns for DMARC in relaxed mode.
-fn nearest<'a, K>(keys: &'a HashMap<String, K>, domain: &str) -> Option<&'a K> {
+/// The domain's own entry (a key, a return path), else the nearest parent's:
+/// `news.example.com` mail signed `d=example.com` still aligns for DMARC in relaxed mode.
+pub(crate) fn nearest<'a, K>(keys: &'a HashMap<String, K>, domain: &str) -> Option<&'a K> {
     let mut d = domain;
     loop {
         if let Some(k) = keys.get(d) {

@@ -14,7 +14,11 @@ use std::{
 
 use uuid::Uuid;
 
-use crate::{delivery::dkim::normalize_domain, queue::mail::Job, tokens::TokenKey};
+use crate::{
+    delivery::dkim::{nearest, normalize_domain},
+    queue::mail::Job,
+    tokens::TokenKey,
+};
 
 #[derive(Debug, Clone)]
 pub struct ReturnPath {
@@ -63,14 +67,7 @@ impl SendingReturnPaths {
     pub fn get(&self, project: Uuid, domain: &str) -> Option<String> {
         let map = self.0.read().expect("not poisoned");
         let by_domain = map.get(&project)?;
-        let domain = normalize_domain(domain);
-        let mut d = domain.as_str();
-        loop {
-            if let Some(path) = by_domain.get(d) {
-                return Some(path.clone());
-            }
-            d = d.split_once('.')?.1;
-        }
+        nearest(by_domain, &normalize_domain(domain)).cloned()
     }
 }
 
