@@ -78,7 +78,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
 chown postgres "$PG_DIR/data/server.key" "$PG_DIR/data/server.crt"
 chmod 600 "$PG_DIR/data/server.key"
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o \
-	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements -c ssl=on" \
+	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c ssl=on" \
 	start >/dev/null
 PG=postgres://postgres@127.0.0.1:$PG_PORT
 psql -X -q "$PG/postgres" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
@@ -224,10 +224,11 @@ SELECT round(sum(calls) / :n, 2) AS statements_per_msg,
        (SELECT round(wal_sync / :n::numeric, 3) FROM pg_stat_wal) AS wal_syncs_per_msg
 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = :'db');
 SELECT round(calls / :n::numeric, 3) AS per_msg, round(rows / :n::numeric, 2) AS rows_per_msg,
-       round(total_exec_time::numeric / :n, 3) AS ms_per_msg, round(wal_bytes / :n) AS wal_per_msg,
+       round(total_exec_time::numeric / :n, 3) AS ms_per_msg,
+       round(total_plan_time::numeric / :n, 3) AS plan_ms_per_msg, plans, round(wal_bytes / :n) AS wal_per_msg,
        left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement
 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = :'db')
-ORDER BY total_exec_time DESC LIMIT 14;
+ORDER BY total_exec_time + total_plan_time DESC LIMIT 14;
 SQL
 	psql -X -q "$PG/$1" <<'SQL'
 \pset footer off

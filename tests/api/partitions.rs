@@ -281,6 +281,23 @@ async fn retention_drops_whole_days_that_are_finished_and_makes_days_ahead() {
     assert_eq!(status(finished).await, 404);
     assert_eq!(status(waiting).await, 200);
     assert_eq!(status(beside_waiting).await, 404, "finished, on a day kept");
+    // Its rows go with it (no foreign key cascades since migration 0036: a trigger deletes
+    // them), and only its.
+    for (table, id, left) in [
+        ("recipients", beside_waiting, 0),
+        ("events", beside_waiting, 0),
+        ("recipients", waiting, 1),
+        ("events", waiting, 2),
+    ] {
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE message_id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, left, "{table} rows of {id}");
+    }
     assert_eq!(status(fresh).await, 200);
     assert_eq!(
         status(aging).await,
