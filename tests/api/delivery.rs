@@ -204,6 +204,10 @@ async fn relays_over_starttls_with_auth() {
     assert_eq!(received.len(), 1);
     assert!(received[0].tls);
     assert_eq!(received[0].auth, Some(("mailgate".into(), "s3cret".into())));
+    assert!(
+        received[0].pipelined,
+        "the relay offered PIPELINING after STARTTLS: MAIL, RCPT and DATA went in one write"
+    );
 }
 
 #[tokio::test]

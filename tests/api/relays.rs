@@ -224,3 +224,56 @@ async fn a_pooled_connection_is_reused_without_noop_and_a_relay_that_hung_up_cos
     );
     assert_eq!(smtp.noops(), 0);
 }
+
+/// A relay that offers PIPELINING gets MAIL, RCPT and DATA in one write (RFC 2920); a
+/// recipient it refuses in that batch bounces with its reply, and the next message goes
+/// whole on a fresh connection. A relay that does not offer it gets one command at a time.
+#[tokio::test]
+async fn a_relay_that_offers_pipelining_gets_the_envelope_in_one_write() {
+    let smtp = TestSmtpServer::start().await;
+    smtp.rcpt_reply("gone@example.com", 550, "5.1.1 no such user", None);
+    let app = TestApp::builder().relaying_to(&smtp).start().await;
+    let send = async |to: &str, subject: &str, status: &str| {
+        let id = app
+            .send_ok(&json!({"from": "a@example.com", "to": to, "subject": subject, "text": "t"}))
+            .await;
+        app.wait_for_status(&id, &[status], WAIT).await
+    };
+    send("r1@example.com", "m1", "delivered").await;
+    let bounced = send("gone@example.com", "m2", "bounced").await;
+    assert_eq!(bounced.recipients[0].smtp_code, Some(550), "{bounced:#}");
+    assert_eq!(
+        bounced.recipients[0].enhanced_code.as_deref(),
+        Some("5.1.1")
+    );
+    send("r3@example.com", "m3", "delivered").await;
+    let received = smtp.received();
+    assert_eq!(
+        received
+            .iter()
+            .map(|m| m.rcpt_to.clone())
+            .collect::<Vec<_>>(),
+        [
+            vec!["r1@example.com".to_string()],
+            vec!["r3@example.com".to_string()]
+        ],
+        "each delivered message once, the refused one never"
+    );
+    assert!(
+        received.iter().all(|m| m.pipelined),
+        "pipelined: {received:?}"
+    );
+
+    let plain = TestSmtpServer::start().await;
+    plain.set_pipelining(false);
+    let app = TestApp::builder().relaying_to(&plain).start().await;
+    let id = app
+        .send_ok(
+            &json!({"from": "a@example.com", "to": "r4@example.com", "subject": "m4", "text": "t"}),
+        )
+        .await;
+    app.wait_for_status(&id, &["delivered"], WAIT).await;
+    let received = plain.received();
+    assert_eq!(received.len(), 1);
+    assert!(!received[0].pipelined, "PIPELINING was not offered");
+}

@@ -11,12 +11,14 @@
 //! now" and the job goes back to the queue without counting an attempt.
 //!
 //! The files: `upstream` (one configured relay: its pacing and health), `url` (relay URLs
-//! and their TLS), `pool` (its connections: checkout, send, checkin, slots), `diagnose`
+//! and their TLS), `pool` (its connections: checkout, send, checkin, slots), `transaction`
+//! (one SMTP transaction, pipelined when offered), `diagnose`
 //! (`mailgate doctor`'s step-by-step session) and `registry` (every relay and pool by name).
 
 mod diagnose;
 mod pool;
 mod registry;
+mod transaction;
 mod upstream;
 mod url;
 

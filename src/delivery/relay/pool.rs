@@ -3,6 +3,8 @@
 //! takes through the pacer, and why an attempt got no answer ([`RelayError`]). Every step is
 //! bounded by the attempt timeout.
 //!
+//! The transaction itself is `transaction`'s (pipelined when the relay offers it).
+//!
 //! A reused connection gets no NOOP first (a round trip per message): one idle longer than
 //! [`REUSE_IDLE`] is closed instead, and when a relay closed the connection meanwhile (its
 //! first command meets a closed socket or `421`), the message goes on a fresh connection,
@@ -16,13 +18,13 @@ use lettre::{
         Error as SmtpError,
         authentication::Credentials,
         client::AsyncSmtpConnection,
-        commands::{Data, Mail, Rcpt},
         extension::{Extension, MailBodyParameter, MailParameter},
         response::Response,
     },
 };
 
 use super::{
+    transaction::{Failed, closed_by_relay, offers_pipelining, transaction},
     upstream::{HORIZON, Pooled, Relay},
     url::TlsMode,
 };
@@ -109,7 +111,7 @@ impl Relay {
             let reused = pooled.idle_since.is_some();
             let sent = tokio::time::timeout(
                 self.timeout,
-                transaction(&mut pooled.conn, envelope, params, mime),
+                transaction(&mut pooled.conn, envelope, params, mime, pooled.pipelining),
             )
             .await;
             match sent {
@@ -168,8 +170,9 @@ impl Relay {
     async fn connect_new(&self) -> Result<Pooled, RelayError> {
         let slot = self.take_slot().await?;
         match tokio::time::timeout(self.timeout, self.open()).await {
-            Ok(Ok(conn)) => Ok(Pooled {
+            Ok(Ok((conn, pipelining))) => Ok(Pooled {
                 conn,
+                pipelining,
                 slot,
                 renewed: std::time::Instant::now(),
                 idle_since: None,
@@ -254,8 +257,9 @@ impl Relay {
     }
 
     /// Connect (from an egress address by weight, greeting with its name, when the relay
-    /// has them), EHLO, STARTTLS as configured, AUTH when credentials are given.
-    async fn open(&self) -> Result<AsyncSmtpConnection, RelayError> {
+    /// has them), EHLO, STARTTLS as configured, AUTH when credentials are given; with
+    /// whether the relay offers PIPELINING.
+    async fn open(&self) -> Result<(AsyncSmtpConnection, bool), RelayError> {
         use lettre::transport::smtp::{authentication::Mechanism, extension::ClientId};
         let egress = self.config.pick_egress();
         let hello = egress.map_or_else(ClientId::default, |e| ClientId::Domain(e.helo.clone()));
@@ -291,12 +295,13 @@ impl Relay {
             }
             _ => {}
         }
+        let pipelining = offers_pipelining(&mut conn, &hello).await?;
         if let Some((user, pass)) = &self.url.credentials {
             let credentials = Credentials::new(user.clone(), pass.clone());
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await?;
         }
-        Ok(conn)
+        Ok((conn, pipelining))
     }
 
     /// A connection to the relay bound to `source`, to the first of its addresses in the
@@ -321,42 +326,5 @@ impl Relay {
         };
         socket.bind(std::net::SocketAddr::new(source, 0))?;
         Ok(socket.connect(peer).await?)
-    }
-}
-
-/// Where a transaction failed: at `MAIL FROM` (nothing of the message was said) or later.
-enum Failed {
-    Mail(SmtpError),
-    Later(SmtpError),
-}
-
-/// One transaction, as lettre's `send` runs it, with the `MAIL FROM` parameters given. On
-/// an error the caller closes the connection, as lettre would.
-async fn transaction(
-    conn: &mut AsyncSmtpConnection,
-    envelope: &Envelope,
-    params: Vec<MailParameter>,
-    mime: &[u8],
-) -> Result<Response, Failed> {
-    conn.command(Mail::new(envelope.from().cloned(), params))
-        .await
-        .map_err(Failed::Mail)?;
-    async {
-        for to in envelope.to() {
-            conn.command(Rcpt::new(to.clone(), vec![])).await?;
-        }
-        conn.command(Data).await?;
-        conn.message(mime).await
-    }
-    .await
-    .map_err(Failed::Later)
-}
-
-/// Whether an error at the first command says the relay closed the idle connection: the
-/// socket was closed or reset (no reply at all), or it said `421` (closing).
-fn closed_by_relay(err: &SmtpError) -> bool {
-    match err.status() {
-        Some(code) => u16::from(code) == 421,
-        None => !err.is_client() && !err.is_tls(),
     }
 }

@@ -41,6 +41,8 @@ pub struct Relay {
 /// relay caps connections.
 pub(super) struct Pooled {
     pub(super) conn: AsyncSmtpConnection,
+    /// Whether the relay offered PIPELINING on this connection.
+    pub(super) pipelining: bool,
     pub(super) slot: Option<Slot>,
     pub(super) renewed: std::time::Instant,
     /// When it was last checked in; a fresh connection has never been idle.
