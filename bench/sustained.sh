@@ -39,6 +39,8 @@
 # Env: ROWS="direct postfix defaults tuned prefilled openloop pgbench tls" picks rows (add
 #      before17 for a row with issue 17's changes undone: bench/issue17_before.sql);
 #      OUT=dir keeps the raw output (default /tmp/mailgate-sustained);
+#      TRACK_PLANNING=on adds plan time per statement to the breakdown (off by default: its
+#      counters are shared by every backend and cost throughput under many connections);
 #      OTHER_BIN=path (another build, e.g. main's release binary) adds A/B rows: each
 #      `defaults` and `tls` row is run again with it right after, in the same round.
 set -euo pipefail
@@ -78,7 +80,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
 chown postgres "$PG_DIR/data/server.key" "$PG_DIR/data/server.crt"
 chmod 600 "$PG_DIR/data/server.key"
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o \
-	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c ssl=on" \
+	"-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=${TRACK_PLANNING:-off} -c ssl=on" \
 	start >/dev/null
 PG=postgres://postgres@127.0.0.1:$PG_PORT
 psql -X -q "$PG/postgres" -c "CREATE EXTENSION pg_stat_statements" >/dev/null

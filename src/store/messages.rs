@@ -678,16 +678,23 @@ pub async fn purge_bodies(pool: &PgPool, older_than_secs: f64, batch: i64) -> sq
 
 /// Brings the stored status of these messages in line with their recipients'.
 pub async fn refresh_status(tx: &mut PgConnection, message_ids: &[Uuid]) -> sqlx::Result<()> {
-    if message_ids.is_empty() {
+    // The lowest and highest id bound the day partitions read and written: PostgreSQL prunes
+    // partitions by a range of parameters when a statement starts, but not by `= ANY` of an
+    // array parameter, so without them the (generic) plan probes every day kept for every id.
+    let (Some(lowest), Some(highest)) = (message_ids.iter().min(), message_ids.iter().max()) else {
         return Ok(());
-    }
+    };
     sqlx::query(
         "UPDATE messages m SET status = s.status, updated_at = now()
          FROM (SELECT message_id, mailgate_message_status(array_agg(status)) AS status
-               FROM recipients WHERE message_id = ANY($1) GROUP BY message_id) s
-         WHERE m.id = s.message_id AND m.status IS DISTINCT FROM s.status",
+               FROM recipients WHERE message_id = ANY($1) AND message_id BETWEEN $2 AND $3
+               GROUP BY message_id) s
+         WHERE m.id = s.message_id AND m.id BETWEEN $2 AND $3
+           AND m.status IS DISTINCT FROM s.status",
     )
     .bind(message_ids)
+    .bind(lowest)
+    .bind(highest)
     .execute(tx)
     .await?;
     Ok(())
