@@ -132,7 +132,14 @@ pub async fn claim(
 ) -> sqlx::Result<Vec<Job>> {
     sqlx::query_as(
         r#"
-        WITH due AS (
+        -- The claim's commit does not wait for its WAL to reach the disk (a flush per claim,
+        -- the queue's only one besides the outcome's). Nothing can be lost by it: a claim
+        -- that a PostgreSQL crash undoes puts the recipient back in the queue, and it is
+        -- tried again, as after a process that died mid-delivery; the outcome's commit waits
+        -- for the flush, which carries every earlier claim with it.
+        WITH async_commit AS MATERIALIZED (
+            SELECT set_config('synchronous_commit', 'off', true)
+        ), due AS (
             SELECT message_id, id FROM recipients
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
@@ -150,6 +157,8 @@ pub async fn claim(
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
+        -- Read, so the setting is made (a CTE nobody reads is never run).
+        CROSS JOIN async_commit
         -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
         ORDER BY c.id
         "#,
