@@ -6,8 +6,10 @@
 -- two checks took 1.07 of its 2.55 ms (issue 29).
 --
 -- What the keys gave is kept another way:
--- * a message's rows are only ever written by statements that read the message (or its
---   recipient rows) in the same statement, so none is made for a message that is not there;
+-- * a message's rows are only written by a statement or transaction that first reads the
+--   message or its recipient rows, so none is made for a message that is not there (short of
+--   a late report racing retention's deletion of that very message: its stray event goes
+--   with its day's partition);
 -- * deleting a message deletes its rows, by the statement trigger below (it was ON DELETE
 --   CASCADE): retention's row-by-row purge and a project's deletion alike;
 -- * whole days go together: `mailgate_drop_day_partitions` drops the four tables' partitions
