@@ -215,7 +215,6 @@ pub fn spf_terms(config: &Config) -> Vec<String> {
     terms
 }
 
-/// `k=` of a DKIM record for a key's algorithm.
 /// Where a record's last finding is kept in a domain's `checks`: `"DKIM mg1._domainkey.…"`.
 pub fn check_key(record: &str, name: &str) -> String {
     format!("{record} {name}")
@@ -226,6 +225,7 @@ pub fn return_path_name(label: &str, domain: &str) -> String {
     format!("{label}.{domain}")
 }
 
+/// `k=` of a DKIM record for a key's algorithm.
 fn dkim_key_type(algorithm: &str) -> &'static str {
     if algorithm.starts_with("ed25519") {
         "ed25519"
