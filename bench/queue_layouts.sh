@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What keeping the queue's state out of `recipients`' indexes would buy (issue 29 §2, "claim
-# and complete as HOT updates"), measured in the database alone before building it: the
-# queue's own statements, as mailgate runs them, on four layouts side by side.
+# and complete as HOT updates"), measured in the database alone before building it: mailgate's
+# claim statement and the heart of its outcome statement (the fenced update of the recipients
+# and their events; not the suppressions, the webhook check or `refresh_status`, which no
+# layout changes), on four layouts side by side.
 #
 #   current  the schema as the migrations leave it: `status` in the predicates of
 #            recipients_due, recipients_leased and recipients_held, so the claim and the
@@ -20,7 +22,8 @@
 # (the claim statement) and records them delivered (the fenced outcome update and its
 # events, in a transaction), from 2 pgbench clients with prepared statements. Reported per
 # recipient: WAL bytes of the accept and of claim + outcome, and how many recipient updates
-# were HOT. Rates are printed too, but on 2 shared cores read the WAL, not the rates.
+# were HOT. Rates are printed too: compare them within one run, on an otherwise idle machine
+# (they share its cores with everything else; the WAL figures do not move with load).
 #
 # Usage: bench/queue_layouts.sh [rounds, default 2]
 # Env: CYCLES (per client and round, default 1000), FILL (accepts per client, default 5000),
