@@ -32,6 +32,7 @@ pub const RECIPIENTS: LeaseTable = LeaseTable {
     claimed: "sending",
     released: "CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END",
     reclaimed: "deferred",
+    waiting_in: "queue",
     reclaim_note: "",
     due: "t.status IN ('queued', 'deferred', 'scheduled') AND t.next_attempt_at <= now()",
     updated_at: true,
@@ -139,18 +140,27 @@ pub async fn claim(
         -- for the flush, which carries every earlier claim with it.
         WITH async_commit AS MATERIALIZED (
             SELECT set_config('synchronous_commit', 'off', true)
-        ), due AS (
-            SELECT message_id, id FROM recipients
+        ), due AS MATERIALIZED (
+            -- The queue's own table (0037): one index, not one per day partition.
+            SELECT message_id, id FROM queue
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED
+        ), free AS MATERIALIZED (
+            -- Only the recipients no other writer holds: that writer locked the recipient
+            -- first and waits, through the mirroring trigger, for the queue row locked above;
+            -- waiting for it here would close the circle. Its recipient is claimed later, if
+            -- it still waits. The whole primary key: one probe in the message's day partition.
+            SELECT r.message_id, r.id FROM due JOIN recipients r
+                ON r.message_id = due.message_id AND r.id = due.id
+            WHERE r.status IN ('queued', 'deferred', 'scheduled')
+            FOR UPDATE OF r SKIP LOCKED
         ), claimed AS (
             UPDATE recipients r
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
-            -- The whole primary key: one probe in the message's day partition.
-            FROM due WHERE r.message_id = due.message_id AND r.id = due.id
+            FROM free WHERE r.message_id = free.message_id AND r.id = free.id
             RETURNING r.id, r.message_id, r.email, r.attempts
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
@@ -396,13 +406,13 @@ pub async fn stats(pool: &PgPool) -> sqlx::Result<Stats> {
     })
 }
 
-/// How long the oldest due recipient has waited: the first entries of the `recipients_due`
+/// How long the oldest due recipient has waited: the first entries of the `queue_due`
 /// index, however long the queue.
 async fn oldest_waiting_secs(
     db: impl sqlx::Executor<'_, Database = sqlx::Postgres>,
 ) -> sqlx::Result<Option<f64>> {
     sqlx::query_scalar(
-        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM recipients
+        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM queue
          WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()",
     )
     .fetch_one(db)
@@ -430,9 +440,9 @@ pub const DEPTH_CAP: i64 = 100_000;
 /// scan of the whole history on each scrape. Counters kept up to date on each transition
 /// would make every completion batch of every process update the same few rows, which
 /// serialises the commits the queue is built to spread out, and in-process counters would
-/// only know this process's share of a shared queue. So each status is counted through its
-/// partial index (`recipients_due`, `recipients_leased`, `recipients_held`), which holds only
-/// the rows waiting or in flight, never the history, and stops at `DEPTH_CAP`. Sequential
+/// only know this process's share of a shared queue. So each status is counted in `queue`
+/// (0037), which holds only the rows waiting, in flight or held, never the history, through
+/// its partial indexes where one matches, and stops at `DEPTH_CAP`. Sequential
 /// scans are switched off for the statement: on a small or freshly loaded table the planner
 /// would otherwise read the whole table, and the cost of a scrape must not depend on it.
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Stats> {
@@ -443,7 +453,7 @@ pub async fn depth(pool: &PgPool) -> sqlx::Result<Stats> {
         .map(|status| {
             let status = status.as_str();
             format!(
-                "SELECT '{status}'::text, (SELECT count(*) FROM (SELECT 1 FROM recipients \
+                "SELECT '{status}'::text, (SELECT count(*) FROM (SELECT 1 FROM queue \
                  WHERE status = '{status}' LIMIT $1) capped)"
             )
         })

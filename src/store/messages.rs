@@ -596,8 +596,13 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     let messages: Vec<Uuid> = sqlx::query_scalar(
         r#"
         WITH old AS (
-            SELECT r.message_id, r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.status = 'held' AND m.created_at < now() - make_interval(hours => $1::int)
+            -- Held mail is found in `queue` (0037); the recipient is locked, as every writer
+            -- but the claim does, and must still be held.
+            SELECT r.message_id, r.id FROM queue q
+            JOIN recipients r ON r.message_id = q.message_id AND r.id = q.id
+            JOIN messages m ON m.id = r.message_id
+            WHERE q.status = 'held' AND r.status = 'held'
+              AND m.created_at < now() - make_interval(hours => $1::int)
             LIMIT $2 FOR UPDATE OF r SKIP LOCKED
         ), upd AS (
             UPDATE recipients r SET status = 'cancelled', updated_at = now()
