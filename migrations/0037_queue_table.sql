@@ -8,7 +8,8 @@
 -- `queue` holds one row per recipient that waits (queued, scheduled, deferred), is in a
 -- runner's hands (sending) or is held, with the columns the queue's statements search by.
 -- Triggers on `recipients` keep it: every statement that inserts, updates or deletes
--- recipients mirrors the rows it touched, so no writer can forget it. Lock order: a claim
+-- recipients mirrors the rows it touched, so no writer can forget it; the three hot ones (the
+-- accept, the claim, the outcome) write their queue rows themselves and skip the mirror. Lock order: a claim
 -- locks `queue` rows first and then takes only the recipients nobody holds (SKIP LOCKED);
 -- every other writer locks `recipients` rows and then, through the trigger, their queue rows.
 -- So no writer waits for a claim while the claim waits for it.
@@ -32,6 +33,12 @@ WHERE status IN ('queued', 'scheduled', 'deferred', 'sending', 'held');
 CREATE FUNCTION mailgate_mirror_queue() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- The accept, the claim and the outcome write their queue rows themselves, in the same
+    -- statement, and say so: this statement's mirror is skipped, once.
+    IF current_setting('mailgate.queue_kept', true) = 'on' THEN
+        PERFORM set_config('mailgate.queue_kept', 'off', true);
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         DELETE FROM queue q USING mailgate_gone g WHERE q.id = g.id;
         RETURN NULL;

@@ -161,14 +161,21 @@ pub async fn claim(
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
             FROM free WHERE r.message_id = free.message_id AND r.id = free.id
-            RETURNING r.id, r.message_id, r.email, r.attempts
+            RETURNING r.id, r.message_id, r.email, r.attempts, r.lease_until
+        ), leased AS (
+            -- The queue rows, written here rather than by the mirroring trigger (0037),
+            -- which `kept` tells to let this statement be.
+            UPDATE queue q SET status = 'sending', lease_owner = $2, lease_until = c.lease_until
+            FROM claimed c WHERE q.id = c.id
+        ), kept AS MATERIALIZED (
+            SELECT set_config('mailgate.queue_kept', 'on', true)
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
-        -- Read, so the setting is made (a CTE nobody reads is never run).
-        CROSS JOIN async_commit
+        -- Read, so the settings are made (a CTE nobody reads is never run).
+        CROSS JOIN async_commit CROSS JOIN kept
         -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
         ORDER BY c.id
         "#,
@@ -272,7 +279,18 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             FROM fenced i
             WHERE r.message_id = i.message_id AND r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
-                      i.host, i.detail, i.data
+                      i.host, i.detail, i.data, r.next_attempt_at
+        ), unqueued AS (
+            -- The queue rows, kept here rather than by the mirroring trigger (0037), which
+            -- `kept` tells to let this statement be: a deferred recipient waits again, any
+            -- other outcome leaves the queue.
+            DELETE FROM queue q USING upd u WHERE q.id = u.id AND u.status <> 'deferred'
+        ), requeued AS (
+            UPDATE queue q SET status = 'deferred', next_attempt_at = u.next_attempt_at,
+                               lease_owner = NULL, lease_until = NULL
+            FROM upd u WHERE q.id = u.id AND u.status = 'deferred'
+        ), kept AS MATERIALIZED (
+            SELECT set_config('mailgate.queue_kept', 'on', true)
         ), ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, attempt, smtp_code,
                                 enhanced_code, smtp_response, relay_host, detail, data)
@@ -294,7 +312,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
                                WHERE w.project_id = m.project_id AND w.enabled
                                  AND (w.event_types IS NULL
                                       OR 'email.' || u.status = ANY (w.event_types))))
-        FROM upd u JOIN messages m ON m.id = u.message_id
+        FROM upd u JOIN messages m ON m.id = u.message_id CROSS JOIN kept
         GROUP BY u.message_id
         "#,
     )
