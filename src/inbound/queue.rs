@@ -131,6 +131,7 @@ pub const INBOUND_MESSAGES: LeaseTable = LeaseTable {
     claimed: "processing",
     released: "'pending'",
     reclaimed: "pending",
+    waiting_in: "inbound_messages",
     reclaim_note: "",
     due: "t.status = 'pending' AND t.next_attempt_at <= now()",
     updated_at: false,

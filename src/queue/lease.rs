@@ -28,6 +28,10 @@ pub struct LeaseTable {
     pub reclaim_note: &'static str,
     /// SQL over the row (aliased `t`): it waits and is due now.
     pub due: &'static str,
+    /// The table the searches for claimed, expired and due rows read: the table itself, or
+    /// one that mirrors its waiting rows with the same `id`, `status`, `next_attempt_at`,
+    /// `lease_owner` and `lease_until` under the indexes (`recipients`: `queue`, 0037).
+    pub waiting_in: &'static str,
     /// Whether the table keeps an `updated_at`.
     pub updated_at: bool,
 }
@@ -124,20 +128,35 @@ impl LeaseTable {
         conn: &mut PgConnection,
         limit: i64,
     ) -> sqlx::Result<Vec<Id>> {
+        // Found through `waiting_in`, locked in the table itself: where they differ, only a
+        // claim locks the mirror's rows first (see 0037), so a reclaim must not.
+        let candidates = format!(
+            "SELECT id FROM {waiting_in}
+             WHERE status = '{claimed}' AND (lease_until < now() OR lease_owner IN ({dead}))
+             ORDER BY lease_until LIMIT $1",
+            waiting_in = self.waiting_in,
+            claimed = self.claimed,
+            dead = super::holder::DEAD_HOLDERS,
+        );
+        let pick = if self.waiting_in == self.name {
+            format!("{candidates} FOR UPDATE SKIP LOCKED")
+        } else {
+            format!(
+                "SELECT t.id FROM {name} t WHERE t.id IN ({candidates})
+                   AND t.status = '{claimed}' FOR UPDATE OF t SKIP LOCKED",
+                name = self.name,
+                claimed = self.claimed,
+            )
+        };
         let sql = format!(
             "UPDATE {name} SET status = '{reclaimed}', lease_until = NULL,
                  next_attempt_at = least(next_attempt_at, now()){note}{touch}
-             WHERE id IN (SELECT id FROM {name}
-                          WHERE status = '{claimed}'
-                            AND (lease_until < now() OR lease_owner IN ({dead}))
-                          ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+             WHERE id IN ({pick})
              RETURNING id",
             name = self.name,
             reclaimed = self.reclaimed,
             note = self.reclaim_note,
             touch = self.touch(),
-            claimed = self.claimed,
-            dead = super::holder::DEAD_HOLDERS,
         );
         sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(limit)
@@ -149,7 +168,7 @@ impl LeaseTable {
     pub async fn busy(&self, pool: &PgPool) -> sqlx::Result<bool> {
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM {} t WHERE t.status = '{}' OR ({}))",
-            self.name, self.claimed, self.due
+            self.waiting_in, self.claimed, self.due
         );
         sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(pool).await
     }

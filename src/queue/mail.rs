@@ -32,6 +32,7 @@ pub const RECIPIENTS: LeaseTable = LeaseTable {
     claimed: "sending",
     released: "CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END",
     reclaimed: "deferred",
+    waiting_in: "queue",
     reclaim_note: "",
     due: "t.status IN ('queued', 'deferred', 'scheduled') AND t.next_attempt_at <= now()",
     updated_at: true,
@@ -139,26 +140,42 @@ pub async fn claim(
         -- for the flush, which carries every earlier claim with it.
         WITH async_commit AS MATERIALIZED (
             SELECT set_config('synchronous_commit', 'off', true)
-        ), due AS (
-            SELECT message_id, id FROM recipients
+        ), due AS MATERIALIZED (
+            -- The queue's own table (0037): one index, not one per day partition.
+            SELECT message_id, id FROM queue
             WHERE status IN ('queued', 'deferred', 'scheduled') AND next_attempt_at <= now()
             ORDER BY next_attempt_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED
+        ), free AS MATERIALIZED (
+            -- Only the recipients no other writer holds: that writer locked the recipient
+            -- first and waits, through the mirroring trigger, for the queue row locked above;
+            -- waiting for it here would close the circle. Its recipient is claimed later, if
+            -- it still waits. The whole primary key: one probe in the message's day partition.
+            SELECT r.message_id, r.id FROM due JOIN recipients r
+                ON r.message_id = due.message_id AND r.id = due.id
+            WHERE r.status IN ('queued', 'deferred', 'scheduled')
+            FOR UPDATE OF r SKIP LOCKED
         ), claimed AS (
             UPDATE recipients r
             SET status = 'sending', attempts = r.attempts + 1, lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3), updated_at = now()
-            -- The whole primary key: one probe in the message's day partition.
-            FROM due WHERE r.message_id = due.message_id AND r.id = due.id
-            RETURNING r.id, r.message_id, r.email, r.attempts
+            FROM free WHERE r.message_id = free.message_id AND r.id = free.id
+            RETURNING r.id, r.message_id, r.email, r.attempts, r.lease_until
+        ), leased AS (
+            -- The queue rows, written here rather than by the mirroring trigger (0037),
+            -- which `kept` tells to let this statement be.
+            UPDATE queue q SET status = 'sending', lease_owner = $2, lease_until = c.lease_until
+            FROM claimed c WHERE q.id = c.id
+        ), kept AS MATERIALIZED (
+            SELECT set_config('mailgate.queue_kept', 'on', true)
         )
         SELECT c.id AS recipient_id, c.message_id, m.project_id, c.email, c.attempts,
                m.from_addr, m.mime, coalesce(m.relay, p.default_relay) AS relay, m.sandbox,
                m.created_at AS accepted_at, p.bounce_domain
         FROM claimed c JOIN messages m ON m.id = c.message_id JOIN projects p ON p.id = m.project_id
-        -- Read, so the setting is made (a CTE nobody reads is never run).
-        CROSS JOIN async_commit
+        -- Read, so the settings are made (a CTE nobody reads is never run).
+        CROSS JOIN async_commit CROSS JOIN kept
         -- A message's recipients in the order they were given (one SMTP transaction's RCPTs).
         ORDER BY c.id
         "#,
@@ -262,7 +279,18 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
             FROM fenced i
             WHERE r.message_id = i.message_id AND r.id = i.id
             RETURNING r.id, r.message_id, r.email, i.attempt, i.status, i.code, i.enhanced, i.response,
-                      i.host, i.detail, i.data
+                      i.host, i.detail, i.data, r.next_attempt_at
+        ), unqueued AS (
+            -- The queue rows, kept here rather than by the mirroring trigger (0037), which
+            -- `kept` tells to let this statement be: a deferred recipient waits again, any
+            -- other outcome leaves the queue.
+            DELETE FROM queue q USING upd u WHERE q.id = u.id AND u.status <> 'deferred'
+        ), requeued AS (
+            UPDATE queue q SET status = 'deferred', next_attempt_at = u.next_attempt_at,
+                               lease_owner = NULL, lease_until = NULL
+            FROM upd u WHERE q.id = u.id AND u.status = 'deferred'
+        ), kept AS MATERIALIZED (
+            SELECT set_config('mailgate.queue_kept', 'on', true)
         ), ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, attempt, smtp_code,
                                 enhanced_code, smtp_response, relay_host, detail, data)
@@ -284,7 +312,7 @@ pub async fn complete(pool: &PgPool, owner: Uuid, outcomes: &[Outcome]) -> sqlx:
                                WHERE w.project_id = m.project_id AND w.enabled
                                  AND (w.event_types IS NULL
                                       OR 'email.' || u.status = ANY (w.event_types))))
-        FROM upd u JOIN messages m ON m.id = u.message_id
+        FROM upd u JOIN messages m ON m.id = u.message_id CROSS JOIN kept
         GROUP BY u.message_id
         "#,
     )
@@ -396,13 +424,13 @@ pub async fn stats(pool: &PgPool) -> sqlx::Result<Stats> {
     })
 }
 
-/// How long the oldest due recipient has waited: the first entries of the `recipients_due`
+/// How long the oldest due recipient has waited: the first entries of the `queue_due`
 /// index, however long the queue.
 async fn oldest_waiting_secs(
     db: impl sqlx::Executor<'_, Database = sqlx::Postgres>,
 ) -> sqlx::Result<Option<f64>> {
     sqlx::query_scalar(
-        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM recipients
+        "SELECT extract(epoch FROM now() - min(next_attempt_at))::float8 FROM queue
          WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()",
     )
     .fetch_one(db)
@@ -430,9 +458,9 @@ pub const DEPTH_CAP: i64 = 100_000;
 /// scan of the whole history on each scrape. Counters kept up to date on each transition
 /// would make every completion batch of every process update the same few rows, which
 /// serialises the commits the queue is built to spread out, and in-process counters would
-/// only know this process's share of a shared queue. So each status is counted through its
-/// partial index (`recipients_due`, `recipients_leased`, `recipients_held`), which holds only
-/// the rows waiting or in flight, never the history, and stops at `DEPTH_CAP`. Sequential
+/// only know this process's share of a shared queue. So each status is counted in `queue`
+/// (0037), which holds only the rows waiting, in flight or held, never the history, through
+/// its partial indexes where one matches, and stops at `DEPTH_CAP`. Sequential
 /// scans are switched off for the statement: on a small or freshly loaded table the planner
 /// would otherwise read the whole table, and the cost of a scrape must not depend on it.
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Stats> {
@@ -443,7 +471,7 @@ pub async fn depth(pool: &PgPool) -> sqlx::Result<Stats> {
         .map(|status| {
             let status = status.as_str();
             format!(
-                "SELECT '{status}'::text, (SELECT count(*) FROM (SELECT 1 FROM recipients \
+                "SELECT '{status}'::text, (SELECT count(*) FROM (SELECT 1 FROM queue \
                  WHERE status = '{status}' LIMIT $1) capped)"
             )
         })

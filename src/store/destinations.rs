@@ -19,7 +19,7 @@ pub struct WaitingDomain {
 
 /// The domains with the most recipients waiting (`queued` or `deferred`), at most `domains`
 /// of them, counted over the `scan` recipients due soonest; and how many were scanned (when
-/// it is `scan`, there may be more). Read through the `recipients_due` partial index, which
+/// it is `scan`, there may be more). Read through the `queue_due` partial index (0037), which
 /// holds only waiting rows, never the delivered history; sequential scans are off for the
 /// statement so its cost never depends on the table's size.
 pub async fn waiting(
@@ -32,7 +32,7 @@ pub async fn waiting(
         .execute(&mut *tx)
         .await?;
     let scanned: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM recipients
+        "SELECT count(*) FROM (SELECT 1 FROM queue
          WHERE status IN ('queued', 'deferred') ORDER BY next_attempt_at LIMIT $1) capped",
     )
     .bind(scan)
@@ -41,12 +41,14 @@ pub async fn waiting(
     let rows = sqlx::query_as(
         r#"
         WITH waiting AS (
-            SELECT lower(substring(email FROM '@([^@]*)$')) AS domain, status, smtp_response,
-                   updated_at, next_attempt_at
-            FROM recipients
-            WHERE status IN ('queued', 'deferred')
-            ORDER BY next_attempt_at
-            LIMIT $1
+            SELECT lower(substring(r.email FROM '@([^@]*)$')) AS domain, q.status,
+                   r.smtp_response, r.updated_at, q.next_attempt_at
+            FROM (SELECT message_id, id, status, next_attempt_at FROM queue
+                  WHERE status IN ('queued', 'deferred')
+                  ORDER BY next_attempt_at
+                  LIMIT $1) q
+            -- The whole primary key: one probe in the message's day partition.
+            JOIN recipients r ON r.message_id = q.message_id AND r.id = q.id
         )
         SELECT coalesce(domain, '') AS domain,
                count(*) FILTER (WHERE status = 'queued') AS queued,

@@ -126,7 +126,15 @@ pub async fn insert(
         rcpt AS (
             INSERT INTO recipients (message_id, email, kind, status, next_attempt_at)
             SELECT message_id, email, kind, status, due FROM r_in ORDER BY msg_ord, ord
-            RETURNING id, message_id, email, status
+            RETURNING id, message_id, email, status, next_attempt_at
+        ),
+        -- The queue rows, written here rather than by the mirroring trigger (0037), which
+        -- this statement tells to let it be: the accept is the hottest write there is.
+        kept AS MATERIALIZED (SELECT set_config('mailgate.queue_kept', 'on', true)),
+        queued AS (
+            INSERT INTO queue (id, message_id, status, next_attempt_at)
+            SELECT id, message_id, status, next_attempt_at FROM rcpt
+            WHERE status IN ('queued', 'scheduled', 'held')
         ),
         ev AS (
             INSERT INTO events (message_id, recipient_id, recipient, type, detail)
@@ -135,7 +143,7 @@ pub async fn insert(
                                  WHEN 'held' THEN 'held by the content policy: ' || m.hold END
             FROM rcpt c JOIN m_in m ON m.id = c.message_id
         )
-        SELECT message_id, email, status FROM rcpt ORDER BY id
+        SELECT message_id, email, status FROM rcpt CROSS JOIN kept ORDER BY id
         "#,
     )
     .bind(&projects)
@@ -596,8 +604,13 @@ pub async fn expire_held(pool: &PgPool, hours: u64, batch: i64) -> sqlx::Result<
     let messages: Vec<Uuid> = sqlx::query_scalar(
         r#"
         WITH old AS (
-            SELECT r.message_id, r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.status = 'held' AND m.created_at < now() - make_interval(hours => $1::int)
+            -- Held mail is found in `queue` (0037); the recipient is locked, as every writer
+            -- but the claim does, and must still be held.
+            SELECT r.message_id, r.id FROM queue q
+            JOIN recipients r ON r.message_id = q.message_id AND r.id = q.id
+            JOIN messages m ON m.id = r.message_id
+            WHERE q.status = 'held' AND r.status = 'held'
+              AND m.created_at < now() - make_interval(hours => $1::int)
             LIMIT $2 FOR UPDATE OF r SKIP LOCKED
         ), upd AS (
             UPDATE recipients r SET status = 'cancelled', updated_at = now()

@@ -21,6 +21,7 @@ pub const DELIVERIES: LeaseTable = LeaseTable {
     claimed: "sending",
     released: "'pending'",
     reclaimed: "pending",
+    waiting_in: "webhook_deliveries",
     reclaim_note: ", error = 'lease expired: the worker stopped during the request; retrying'",
     due: "t.status = 'pending' AND t.next_attempt_at <= now()
           AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = t.endpoint_id AND w.enabled)",

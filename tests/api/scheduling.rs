@@ -151,3 +151,81 @@ async fn a_scheduled_message_can_be_rescheduled_until_it_is_sent() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The queue's own table (migration 0037) holds exactly the recipients that wait, are in
+/// flight or are held, with their status, due time and lease, whichever path wrote them: the
+/// accept, a claim, an outcome (delivered, deferred), a reschedule and a cancel.
+#[tokio::test]
+async fn the_queue_table_keeps_step_with_the_recipients() {
+    let smtp = TestSmtpServer::start().await;
+    let app = spawn_app_relaying_to(&smtp).await;
+    let in_step = || async {
+        let apart: Vec<(i64, String)> = sqlx::query_as(
+            "WITH waiting AS (
+                 SELECT id, message_id, status, next_attempt_at, lease_owner, lease_until
+                 FROM recipients WHERE status IN ('queued', 'scheduled', 'deferred', 'sending', 'held')
+             ), mirrored AS (
+                 SELECT id, message_id, status, next_attempt_at, lease_owner, lease_until FROM queue
+             )
+             SELECT id, 'only in recipients' FROM (SELECT * FROM waiting EXCEPT SELECT * FROM mirrored) a
+             UNION ALL
+             SELECT id, 'only in queue' FROM (SELECT * FROM mirrored EXCEPT SELECT * FROM waiting) b",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        apart
+    };
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let scheduled = app
+        .send_ok(&json!({"from": "a@example.com", "to": ["x@example.com", "y@example.com"], "subject": "s", "text": "t", "send_at": at}))
+        .await;
+    // One recipient is refused for now once, so it is deferred and waits again.
+    smtp.rcpt_reply("later@example.com", 451, "4.7.1 try again", Some(1));
+    let sent = app
+        .send_ok(&json!({"from": "a@example.com", "to": ["now@example.com", "later@example.com"], "subject": "s", "text": "t"}))
+        .await;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM queue")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        queued >= 2,
+        "the scheduled message's recipients are queued: {queued}"
+    );
+    assert_eq!(in_step().await, vec![]);
+
+    app.wait_for_status(&sent, &["deferred"], Duration::from_secs(15))
+        .await;
+    assert_eq!(in_step().await, vec![]);
+    let deferred: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM queue WHERE message_id = $1")
+            .bind(uuid::Uuid::parse_str(&sent).unwrap())
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        deferred,
+        vec!["deferred"],
+        "the delivered recipient left the queue"
+    );
+
+    let later = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let r = app
+        .patch_json(
+            &format!("/v1/emails/{scheduled}"),
+            &json!({"send_at": later}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(in_step().await, vec![]);
+
+    app.cancel_email(&scheduled).await;
+    assert_eq!(in_step().await, vec![]);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue WHERE message_id = $1")
+        .bind(uuid::Uuid::parse_str(&scheduled).unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "a cancelled message leaves the queue");
+}
