@@ -42,7 +42,10 @@
 #      TRACK_PLANNING=on adds plan time per statement to the breakdown (off by default: its
 #      counters are shared by every backend and cost throughput under many connections);
 #      OTHER_BIN=path (another build, e.g. main's release binary) adds A/B rows: each
-#      `defaults` and `tls` row is run again with it right after, in the same round.
+#      `defaults` and `tls` row is run again with it right after, in the same round;
+#      PRE_SQL=file runs that SQL on each mailgate row's database once mailgate has migrated
+#      it, e.g. the 30 past day partitions the default retention keeps (bench/RESULTS.md,
+#      "the queue's own table": a fresh database has 10 and hides what the rest cost).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-10000}
