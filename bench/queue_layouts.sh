@@ -5,7 +5,8 @@
 # and their events; not the suppressions, the webhook check or `refresh_status`, which no
 # layout changes), on four layouts side by side.
 #
-#   current  the schema as the migrations leave it: `status` in the predicates of
+#   current  the schema as migrations up to 0036 left it, before the queue had a table of
+#            its own (0037 built the `split` layout below): `status` in the predicates of
 #            recipients_due, recipients_leased and recipients_held, so the claim and the
 #            outcome each write a new recipient version and an entry in every index
 #   hot      status and the lease in no index: one due index `WHERE waiting` (a flag only the
@@ -17,8 +18,9 @@
 #            indexes), `recipients` keeping no status in any index, so both of its updates
 #            can be HOT; the outcome deletes the queue row
 #
-# Each database gets every migration, then its layout, then FILL accepts of 8 messages of
-# 2 KB with one recipient each (the accept's group insert). A cycle claims 8 due recipients
+# Each database gets the migrations before 0037 (the layouts are compared from there), then
+# its layout, then FILL accepts of 8 messages of 2 KB with one recipient each (the accept's
+# group insert). A cycle claims 8 due recipients
 # (the claim statement) and records them delivered (the fenced outcome update and its
 # events, in a transaction), from 2 pgbench clients with prepared statements. Reported per
 # recipient: WAL bytes of the accept and of claim + outcome, and how many recipient updates
@@ -168,6 +170,8 @@ for l in $LAYOUTS; do
 	psql -X -q -v ON_ERROR_STOP=1 "$ADMIN" -c "DROP DATABASE IF EXISTS mailgate_bench_layout_$l WITH (FORCE)" -c "CREATE DATABASE mailgate_bench_layout_$l" >/dev/null 2>&1 ||
 		mg_die "cannot create database mailgate_bench_layout_$l at $ADMIN"
 	for m in migrations/*.sql; do
+		# Migration 0037 is the `split` layout, built: the comparison starts before it.
+		[[ $(basename "$m") < 0037 ]] || continue
 		psql -X -q -v ON_ERROR_STOP=1 "$url" -f "$m" >/dev/null 2>"$WORK/err" || mg_die "$m on $l: $(cat "$WORK/err")"
 	done
 	psql -X -q -v ON_ERROR_STOP=1 "$url" -c "SELECT mailgate_create_day_partitions(current_date - n)
