@@ -12,6 +12,7 @@ pub mod intl;
 pub mod relay;
 pub mod reply;
 pub mod return_path;
+mod sweep;
 pub mod tls_policy;
 
 use std::{sync::Arc, time::Duration};

@@ -37,6 +37,21 @@ pub const THROTTLE_SLOW: Duration = Duration::from_secs(60);
 /// A connection slot lasts this long unless its holder renews it (a dead process's slots
 /// free themselves).
 pub const SLOT_TTL: Duration = Duration::from_secs(30);
+/// An idle pooled connection that holds a slot is closed after this long (Postfix keeps
+/// cached connections 2 s): the slot goes to another process with mail for the lane, and it
+/// never runs out (`SLOT_TTL`) while its connection is open, which would let others open
+/// more connections than the cap.
+pub const SLOT_IDLE: Duration = Duration::from_secs(2);
+/// How often a sender waiting for a connection slot asks again: another process frees one
+/// without a word to this one.
+pub const SLOT_POLL: Duration = Duration::from_millis(25);
+
+/// Whether a pooled connection idle for `idle`, whose slot was renewed at `renewed`, may
+/// keep its slot: a slot is renewed when its connection is reused, and one renewed half its
+/// lifetime ago goes with its connection before it can run out.
+pub fn keeps_slot(idle: Duration, renewed: std::time::Instant) -> bool {
+    idle < SLOT_IDLE && renewed.elapsed() < SLOT_TTL / 2
+}
 
 /// What one schedule and one set of connection slots are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,18 @@
 
 use std::time::Duration;
 
-use mailgate::config::{Config, RelayConfig, ShapingConfig};
+use mailgate::{
+    config::{Config, RelayConfig, ShapingConfig},
+    delivery::{
+        Relays,
+        direct::{Delivery, Envelope},
+    },
+    queue::mail::Job,
+};
 use serde_json::{Value, json};
 
 use crate::support::{
-    app::{JWT_SECRET, TestApp, require_shared_redis},
+    app::{JWT_SECRET, TestApp, relays_of, require_shared_redis, test_config},
     dns_server::TestDns,
     eventually,
     smtp_server::TestSmtpServer,
@@ -156,6 +163,78 @@ async fn a_site_capped_at_two_connections_never_sees_a_third_across_two_instance
         .await
         .unwrap();
     assert_eq!(over, 0);
+}
+
+/// A session left idle with a capped site's only connection slot is closed within seconds:
+/// another process with mail for the site gets the slot, and the MX never sees the two
+/// connections open at once. Two relays built as `serve` builds them, sharing one Redis,
+/// stand for two processes; the first keeps its session and has no more mail.
+#[tokio::test]
+async fn an_idle_session_hands_its_slot_to_another_process_within_seconds() {
+    let dns = TestDns::start().await;
+    dns.mx("idle.test", &[(10, "mx.idle.test")])
+        .addr("mx.idle.test", &["127.31.5.1"]);
+    let mx = TestSmtpServer::start_on("127.31.5.1:25".parse().unwrap()).await;
+    let mut config = test_config("postgres://unused");
+    config.redis_url = Some(require_shared_redis().into());
+    direct(&mut config, &dns);
+    config
+        .shaping
+        .insert("default".into(), shaping(None, Some(1)));
+    let (one, two) = (relays_of(&config), relays_of(&config));
+    let mime = b"From: sender@mailgate.test\r\nTo: a@idle.test\r\nSubject: idle\r\n\r\nhello\r\n";
+    let deliver = async |relays: &Relays, to: &str| {
+        let job = Job {
+            recipient_id: 1,
+            message_id: uuid::Uuid::now_v7(),
+            project_id: uuid::Uuid::now_v7(),
+            email: to.into(),
+            attempts: 1,
+            from_addr: "sender@mailgate.test".into(),
+            mime: mime.to_vec(),
+            relay: None,
+            sandbox: false,
+            accepted_at: chrono::Utc::now(),
+            bounce_domain: None,
+            together: 1,
+        };
+        let envelope = Envelope {
+            from: "sender@mailgate.test",
+            to,
+            intl: Default::default(),
+        };
+        // As the queue does: not now is no attempt, and the recipient comes back after the
+        // wait it was given.
+        loop {
+            match relays
+                .direct(None)
+                .unwrap()
+                .deliver(&job, &envelope, mime)
+                .await
+            {
+                Delivery::Done(reply) => return reply,
+                Delivery::NotNow(not_now) => tokio::time::sleep(not_now.wait).await,
+            }
+        }
+    };
+
+    let first = deliver(&one, "a@idle.test").await;
+    assert_eq!(first.code, Some(250), "{first:?}");
+    // The first process keeps its session, idle, holding the one slot.
+    let started = std::time::Instant::now();
+    let second = deliver(&two, "b@idle.test").await;
+    assert_eq!(second.code, Some(250), "{second:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second process waited {:?} for the slot of an idle session",
+        started.elapsed()
+    );
+    assert_eq!(
+        mx.max_open_connections(),
+        1,
+        "the idle session was closed before the other process opened its own"
+    );
+    assert_eq!(mx.connections(), 2);
 }
 
 /// Two domains whose MX is the same host are one site: one cap for both.

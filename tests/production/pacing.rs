@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use mailgate::delivery::{Relays, intl::Intl, relay::RelayError};
 use serde_json::{Value, json};
 
 use crate::support::{
     app::{
-        JWT_SECRET, TestApp, create_database, relay_to, require_shared_redis, test_config,
-        unique_redis_prefix,
+        JWT_SECRET, TestApp, create_database, relay_to, relays_of, require_shared_redis,
+        test_config, unique_redis_prefix,
     },
     process,
     smtp_server::TestSmtpServer,
@@ -236,4 +237,55 @@ async fn two_instances_keep_to_the_relays_connection_cap() {
         most <= 2,
         "two instances opened {most} connections at once to a relay capped at 2"
     );
+}
+
+/// A connection left idle with a capped relay's only slot is closed within seconds: another
+/// process with mail for the relay gets the slot, and the relay never sees the two
+/// connections open at once. Two relay sets built as `serve` builds them, sharing one Redis,
+/// stand for two processes; the first keeps its connection and has no more mail.
+#[tokio::test]
+async fn an_idle_connection_hands_its_slot_to_another_process_within_seconds() {
+    let smtp = TestSmtpServer::start().await;
+    let mut config = test_config("postgres://unused");
+    config.redis_url = Some(require_shared_redis().into());
+    relay_to(&mut config, &smtp);
+    config.relays.get_mut("default").unwrap().max_connections = Some(1);
+    let (one, two) = (relays_of(&config), relays_of(&config));
+    let mime = b"From: app@example.com\r\nTo: a@example.com\r\nSubject: idle\r\n\r\nhello\r\n";
+    // As the queue does: a relay whose connections are all in use is no attempt, and the
+    // message comes back a moment later.
+    let send = async |relays: &Relays, to: &str| {
+        let envelope = lettre::address::Envelope::new(
+            Some("app@example.com".parse().unwrap()),
+            vec![to.parse().unwrap()],
+        )
+        .unwrap();
+        loop {
+            match relays
+                .pick(None)
+                .unwrap()
+                .send(&envelope, Intl::default(), mime)
+                .await
+            {
+                Err(RelayError::Busy(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                sent => return sent.unwrap(),
+            }
+        }
+    };
+
+    assert!(send(&one, "a@example.com").await.is_positive());
+    // The first process keeps its connection, idle, holding the one slot.
+    let started = Instant::now();
+    assert!(send(&two, "b@example.com").await.is_positive());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second process waited {:?} for the slot of an idle connection",
+        started.elapsed()
+    );
+    assert_eq!(
+        smtp.max_open_connections(),
+        1,
+        "the idle connection was closed before the other process opened its own"
+    );
+    assert_eq!(smtp.connections(), 2);
 }

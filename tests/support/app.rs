@@ -2,7 +2,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream, ToSocketAddrs},
-    sync::{Once, OnceLock},
+    sync::{Arc, Once, OnceLock},
     time::Duration,
 };
 
@@ -13,13 +13,13 @@ use super::{
 use mailgate::{
     Application, Config,
     config::{ApiLimits, RelayConfig, SendLimits},
-    delivery::DeliveryRunner,
+    delivery::{DeliveryRunner, Relays, direct::Shaping},
     domain::{
         ApiKeySecret, Scope,
         api_key::{KeyLimits, parse_scopes},
     },
     inbound::InboundRunner,
-    ratelimit::Limiter,
+    ratelimit::{Limiter, SharedRedis, pace::RelayPacer},
     store::{api_keys, projects},
     webhooks::WebhookRunner,
 };
@@ -140,6 +140,25 @@ pub fn relay_to(config: &mut Config, smtp: &TestSmtpServer) {
 /// Relays every message through the SMTP server at `url` (`smtp://host:port?tls=none`).
 pub fn relay_to_url(config: &mut Config, url: &str) {
     set_default_relay(config, url.to_string());
+}
+
+/// One process's relays as `serve` builds them from `config` (connect timeout 5 s): paced
+/// through its Redis, which every set built from the same config shares as processes do,
+/// and shaped by its entries. For tests that stand two processes side by side without the
+/// queue choosing which one delivers.
+pub fn relays_of(config: &Config) -> Relays {
+    Relays::build(
+        &config.relay_map(),
+        &config.pools,
+        &config.dns,
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_pacer(Arc::new(RelayPacer::new(
+        config,
+        SharedRedis::from_config(config).unwrap(),
+    )))
+    .with_shaping(Arc::new(Shaping::new(&config.shaping_map())))
 }
 
 fn relay_url(smtp: &TestSmtpServer) -> String {

@@ -8,7 +8,7 @@
 // Each test binary includes this module but uses only part of it.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -113,8 +113,10 @@ struct Script {
     connections: usize,
     /// Transactions whose message was read in full, before any delay or reply.
     data_read: usize,
-    /// Connections open now, and the most that were open at once.
-    open: usize,
+    /// Connections open now (by the client's address), and the most that were open at once.
+    /// A connection stops counting when its client says QUIT, before the `221`: the client
+    /// may take the answer as the end of the session, and then open another.
+    open: HashSet<SocketAddr>,
     max_open: usize,
     /// Leave PIPELINING out of the EHLO reply.
     no_pipelining: bool,
@@ -452,14 +454,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 {
                     let mut script = shared.lock();
                     script.connections += 1;
-                    script.open += 1;
-                    script.max_open = script.max_open.max(script.open);
+                    script.open.insert(peer);
+                    script.max_open = script.max_open.max(script.open.len());
                 }
                 let shared = shared.clone();
                 conns.spawn(async move {
                     // Errors only mean the client went away; nothing to report.
                     let _ = serve_connection(stream, peer, shared.clone()).await;
-                    shared.lock().open -= 1;
+                    shared.lock().open.remove(&peer);
                 });
             }
             // Reap finished tasks so the set does not grow for ever.
@@ -839,6 +841,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 send(reader, "250 2.0.0 OK\r\n").await?
             }
             "QUIT" => {
+                s.shared.lock().open.remove(&peer);
                 send(reader, "221 2.0.0 Bye\r\n").await?;
                 return Ok(SessionEnd::Close);
             }

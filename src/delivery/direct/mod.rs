@@ -55,7 +55,9 @@ pub struct Direct {
     timeout: Duration,
     /// The EHLO name when no egress address names one: this host's name.
     default_helo: String,
-    pool: pool::Pool,
+    pool: Arc<pool::Pool>,
+    /// Started with the first session kept: closes the ones idle too long.
+    sweeping: std::sync::OnceLock<()>,
     batches: Batches,
     /// Limits per destination site, kept through `pacer` (see `shaping`).
     shaping: Arc<Shaping>,
@@ -92,6 +94,7 @@ impl Direct {
             timeout,
             default_helo: hostname(),
             pool: Default::default(),
+            sweeping: Default::default(),
             batches: Default::default(),
             shaping: Default::default(),
             pacer: Arc::new(RelayPacer::local()),
@@ -288,23 +291,15 @@ impl Direct {
             }
             // TLS-RPT counts TLS sessions: a pooled one was counted when it was opened.
             let mut fresh = false;
-            let mut session = None;
-            let (pooled, stale) = self.pool.take(source, &host.name);
-            for old in stale {
-                self.close(old);
-            }
-            if let Some(mut pooled) = pooled {
-                if pooled.session.reset().await && self.renew(&mut pooled, &site).await {
-                    session = Some(pooled);
-                } else {
-                    self.close(pooled);
-                }
-            }
+            let (mut session, mut slot) = match self
+                .connection(&site, &egress_name, source, &host.name)
+                .await
+            {
+                Ok(shaping::Connection::Reused(pooled)) => (Some(*pooled), None),
+                Ok(shaping::Connection::New(slot)) => (None, Some(slot)),
+                Err(not_now) => return none_now(not_now),
+            };
             if session.is_none() {
-                let mut slot = match self.take_slot(&site, &egress_name).await {
-                    Ok(slot) => Some(slot),
-                    Err(not_now) => return none_now(not_now),
-                };
                 for &ip in &host.addrs {
                     // A socket bound to an IPv4 egress address cannot reach an IPv6 MX.
                     if source.is_some_and(|src| src.is_ipv4() != ip.is_ipv4()) {
@@ -378,14 +373,7 @@ impl Direct {
                     host.name,
                     pooled.session.peer.ip()
                 ));
-                if let Some(spent) = self.pool.put(
-                    source,
-                    &host.name,
-                    pooled,
-                    site.limits.max_messages_per_connection,
-                ) {
-                    self.close(spent);
-                }
+                self.keep(source, &host.name, pooled, &site);
                 continue;
             }
             let mut replies = self
@@ -399,13 +387,8 @@ impl Direct {
             if throttled.is_some() {
                 // A server that throttles mid-session is closing it, or soon will.
                 self.close(pooled);
-            } else if let Some(spent) = self.pool.put(
-                source,
-                &host.name,
-                pooled,
-                site.limits.max_messages_per_connection,
-            ) {
-                self.close(spent);
+            } else {
+                self.keep(source, &host.name, pooled, &site);
             }
             return self.outcomes(&site, &egress_name, replies, throttled).await;
         }

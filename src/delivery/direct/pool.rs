@@ -1,6 +1,8 @@
 //! Open sessions kept between deliveries, per (egress address, MX host), each with the
 //! connection slot it holds: the next message to the same host from the same source reuses
-//! one, up to its site's `max_messages_per_connection` transactions.
+//! one, up to its site's `max_messages_per_connection` transactions. A session put back wakes
+//! the deliveries waiting for a capped site's connection (`returned`), and a sweep closes the
+//! sessions idle too long (`sweep`).
 
 use std::{
     collections::HashMap,
@@ -9,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::{Notify, futures::Notified};
+
 use super::shaping::Pooled;
+use crate::ratelimit::pace::keeps_slot;
 
 /// Transactions one connection carries before it is closed, unless the site's shaping says
 /// otherwise: long-lived connections to one MX are cheap for both sides, but some receivers
@@ -23,9 +28,28 @@ const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
 
 type Key = (Option<IpAddr>, String);
 
+/// Takes the sessions no longer [`fresh`] out of `sessions`.
+fn drain_stale(sessions: &mut Vec<(Pooled, Instant)>) -> Vec<Pooled> {
+    let (kept, stale): (Vec<_>, Vec<_>) = sessions
+        .drain(..)
+        .partition(|(pooled, since)| fresh(pooled, *since));
+    *sessions = kept;
+    stale.into_iter().map(|(pooled, _)| pooled).collect()
+}
+
 #[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<HashMap<Key, Vec<(Pooled, Instant)>>>,
+    /// Woken whenever a session is put back.
+    returned: Notify,
+}
+
+/// Whether a session idle since `since` may still be reused.
+fn fresh(pooled: &Pooled, since: Instant) -> bool {
+    match pooled.slot {
+        None => since.elapsed() < MAX_IDLE_TIME,
+        Some(_) => keeps_slot(since.elapsed(), pooled.renewed),
+    }
 }
 
 impl Pool {
@@ -36,14 +60,8 @@ impl Pool {
         let Some(sessions) = idle.get_mut(&(egress, host.to_ascii_lowercase())) else {
             return (None, Vec::new());
         };
-        let (fresh, stale): (Vec<_>, Vec<_>) = sessions
-            .drain(..)
-            .partition(|(_, since)| since.elapsed() < MAX_IDLE_TIME);
-        *sessions = fresh;
-        (
-            sessions.pop().map(|(s, _)| s),
-            stale.into_iter().map(|(s, _)| s).collect(),
-        )
+        let stale = drain_stale(sessions);
+        (sessions.pop().map(|(s, _)| s), stale)
     }
 
     /// Keeps `session` for the next delivery to `host`, or hands it back to be closed when it
@@ -64,6 +82,25 @@ impl Pool {
             return Some(session);
         }
         sessions.push((session, Instant::now()));
+        drop(idle);
+        self.returned.notify_waiters();
         None
+    }
+
+    /// Resolves at the next [`Pool::put`] of a session; enable it before looking in the pool,
+    /// or a session put back in between is missed.
+    pub(super) fn returned(&self) -> Notified<'_> {
+        self.returned.notified()
+    }
+
+    /// Takes out every session idle too long, to be closed.
+    pub(super) fn sweep(&self) -> Vec<Pooled> {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        let mut stale = Vec::new();
+        idle.retain(|_, sessions| {
+            stale.extend(drain_stale(sessions));
+            !sessions.is_empty()
+        });
+        stale
     }
 }

@@ -10,6 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::IpAddr,
     sync::{Arc, Mutex, atomic::AtomicU64},
     time::{Duration, Instant},
 };
@@ -25,7 +26,7 @@ use crate::{
         reply::Reply,
         tls_policy::{DomainPolicy, TlsInfo},
     },
-    ratelimit::pace::{Lane, PaceStatus, Rate, RelayPacer, Reservation, SLOT_TTL, Slot},
+    ratelimit::pace::{Lane, PaceStatus, Rate, RelayPacer, Reservation, SLOT_POLL, SLOT_TTL, Slot},
 };
 
 /// The longest a delivery waits for its site's rate or a connection slot while holding its
@@ -168,6 +169,24 @@ impl Shaping {
             },
         }
     }
+}
+
+/// Says QUIT on `pooled` and frees its slot, in the background.
+fn close(pacer: &Arc<RelayPacer>, pooled: Pooled) {
+    let pacer = pacer.clone();
+    tokio::spawn(async move {
+        pooled.session.quit().await;
+        if let Some(slot) = pooled.slot {
+            pacer.release(slot).await;
+        }
+    });
+}
+
+/// How a delivery reaches a host ([`Direct::connection`]): a pooled session, or a new one,
+/// with its site's connection slot when the site caps connections.
+pub(super) enum Connection {
+    Reused(Box<Pooled>),
+    New(Option<Slot>),
 }
 
 /// A session kept in the pool with the connection slot it holds.
@@ -339,25 +358,46 @@ impl Direct {
         }
     }
 
-    /// A connection slot for a new session to the site from this egress address, when the
-    /// site caps connections; waits up to [`HORIZON`] for one.
-    pub(super) async fn take_slot(
+    /// A session to `host` from `source`: an idle one from the pool (RSET, its slot renewed),
+    /// or room for a new one, with the site's connection slot when the site caps connections.
+    /// While every slot is taken it waits up to [`HORIZON`] for a slot or for a session put
+    /// back by another of this process's deliveries, whichever comes first: waiting for a
+    /// slot alone, a delivery would go back to the queue while the sessions its neighbours
+    /// finished with sat idle holding the slots.
+    pub(super) async fn connection(
         &self,
         site: &Site,
         egress: &str,
-    ) -> Result<Option<Slot>, NotNow> {
-        let Some(max) = site.limits.max_connections else {
-            return Ok(None);
-        };
-        let holder = self.holders.next();
+        source: Option<IpAddr>,
+        host: &str,
+    ) -> Result<Connection, NotNow> {
         let deadline = tokio::time::Instant::now() + HORIZON;
+        let mut holder = None;
         loop {
+            let returned = self.pool.returned();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let (pooled, stale) = self.pool.take(source, host);
+            for old in stale {
+                self.close(old);
+            }
+            if let Some(mut pooled) = pooled {
+                if pooled.session.reset().await && self.renew(&mut pooled, site).await {
+                    return Ok(Connection::Reused(Box::new(pooled)));
+                }
+                self.close(pooled);
+                continue;
+            }
+            let Some(max) = site.limits.max_connections else {
+                return Ok(Connection::New(None));
+            };
+            let holder = holder.get_or_insert_with(|| self.holders.next());
             if let Some(slot) = self
                 .pacer
-                .acquire(Self::lane(site, egress), max, &holder)
+                .acquire(Self::lane(site, egress), max, holder)
                 .await
             {
-                return Ok(Some(slot));
+                return Ok(Connection::New(Some(slot)));
             }
             if tokio::time::Instant::now() >= deadline {
                 self.not_now(site, "connections");
@@ -370,7 +410,8 @@ impl Direct {
                     reply: None,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            // Another process's slot frees itself with no word to this one: look again soon.
+            let _ = tokio::time::timeout(SLOT_POLL, returned).await;
         }
     }
 
@@ -389,12 +430,27 @@ impl Direct {
 
     /// Says QUIT and frees the slot, in the background.
     pub(super) fn close(&self, pooled: Pooled) {
-        let pacer = self.pacer.clone();
-        tokio::spawn(async move {
-            pooled.session.quit().await;
-            if let Some(slot) = pooled.slot {
-                pacer.release(slot).await;
-            }
+        close(&self.pacer, pooled);
+    }
+
+    /// Keeps `pooled` for the next delivery to `host`, or closes it when it is spent; the
+    /// first session kept starts this relay's sweep of idle sessions.
+    pub(super) fn keep(&self, source: Option<IpAddr>, host: &str, pooled: Pooled, site: &Site) {
+        if let Some(spent) = self.pool.put(
+            source,
+            host,
+            pooled,
+            site.limits.max_messages_per_connection,
+        ) {
+            self.close(spent);
+        }
+        self.sweeping.get_or_init(|| {
+            let pacer = self.pacer.clone();
+            crate::delivery::sweep::spawn(Arc::downgrade(&self.pool), move |pool| {
+                for stale in pool.sweep() {
+                    close(&pacer, stale);
+                }
+            });
         });
     }
 

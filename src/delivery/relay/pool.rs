@@ -9,8 +9,13 @@
 //! [`REUSE_IDLE`] is closed instead, and when a relay closed the connection meanwhile (its
 //! first command meets a closed socket or `421`), the message goes on a fresh connection,
 //! once. Nothing of the message was said on the old one, so it is never sent twice.
+//!
+//! A send that finds a capped relay's slots all taken takes the first connection another
+//! send checks in, or the first slot freed; a sweep every second closes connections idle
+//! past `REUSE_IDLE`, or holding a slot and idle past `SLOT_IDLE`, so a slot never runs out
+//! while its connection is open and an idle process leaves the slots to the busy ones.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use lettre::{
     address::Envelope,
@@ -30,13 +35,30 @@ use super::{
 };
 use crate::{
     delivery::intl::{Intl, Smtputf8},
-    ratelimit::pace::{SLOT_TTL, Slot},
+    ratelimit::pace::{Lane, RelayPacer, SLOT_POLL, SLOT_TTL, Slot, keeps_slot},
 };
 
 /// An idle connection older than this is closed rather than reused: relays drop idle
 /// clients (Postfix after 300 s, some after a minute), and middleboxes forget quiet
 /// connections without a word, which a first command would wait out to the timeout.
 pub const REUSE_IDLE: Duration = Duration::from_secs(30);
+
+/// Whether an idle connection may still be reused.
+fn fresh(pooled: &Pooled) -> bool {
+    let idle = pooled
+        .idle_since
+        .map(|since| since.elapsed())
+        .unwrap_or_default();
+    idle <= REUSE_IDLE && (pooled.slot.is_none() || keeps_slot(idle, pooled.renewed))
+}
+
+/// Says QUIT (bounded: a relay that stopped answering gets no wait) and frees the slot.
+async fn close(pacer: &RelayPacer, mut pooled: Pooled) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), pooled.conn.abort()).await;
+    if let Some(slot) = pooled.slot {
+        pacer.release(slot).await;
+    }
+}
 
 /// Why an attempt got no SMTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -143,32 +165,77 @@ impl Relay {
     /// An idle connection, not idle longer than [`REUSE_IDLE`] (and still holding its
     /// slot), or a new one.
     async fn checkout(&self) -> Result<Pooled, RelayError> {
-        loop {
-            let idle = self.idle.lock().expect("not poisoned").pop();
-            let Some(mut pooled) = idle else {
-                return self.connect_new().await;
-            };
-            let mut usable = !pooled.conn.has_broken()
-                && pooled
-                    .idle_since
-                    .is_none_or(|since| since.elapsed() <= REUSE_IDLE);
-            if usable
-                && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
-                && pooled.renewed.elapsed() > SLOT_TTL / 3
-            {
-                usable = self.pacer.renew(slot, max).await;
-                pooled.renewed = std::time::Instant::now();
-            }
-            if usable {
-                return Ok(pooled);
-            }
-            self.close(pooled).await;
-        }
+        self.connection(true).await
     }
 
     /// A new connection with its slot, bounded by the attempt timeout.
     async fn connect_new(&self) -> Result<Pooled, RelayError> {
-        let slot = self.take_slot().await?;
+        self.connection(false).await
+    }
+
+    /// A connection: an idle one when `reuse` and one is fit, else a new one, with its slot
+    /// when the relay caps connections. While every slot is taken it waits up to
+    /// [`HORIZON`] for a slot or (when `reuse`) for a connection checked in by another send
+    /// of this process, whichever comes first: waiting for a slot alone, a send would give
+    /// up while the connections its neighbours finished with sat idle holding the slots.
+    async fn connection(&self, reuse: bool) -> Result<Pooled, RelayError> {
+        let deadline = tokio::time::Instant::now() + HORIZON;
+        let mut holder = None;
+        loop {
+            let returned = self.idle.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let idle = reuse
+                .then(|| self.idle.conns.lock().expect("not poisoned").pop())
+                .flatten();
+            if let Some(pooled) = idle {
+                if let Some(pooled) = self.fit(pooled).await {
+                    return Ok(pooled);
+                }
+                continue;
+            }
+            let Some(max) = self.config.max_connections else {
+                return self.connect(None).await;
+            };
+            let holder = holder.get_or_insert_with(|| {
+                let n = self
+                    .next_holder
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{}:{n}", self.holder)
+            });
+            if let Some(slot) = self
+                .pacer
+                .acquire(Lane::Relay(&self.name), max, holder)
+                .await
+            {
+                return self.connect(Some(slot)).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RelayError::Busy(max));
+            }
+            let _ = tokio::time::timeout(SLOT_POLL, returned).await;
+        }
+    }
+
+    /// `pooled` when it may be reused (its slot renewed when due), else closed.
+    async fn fit(&self, mut pooled: Pooled) -> Option<Pooled> {
+        let mut usable = !pooled.conn.has_broken() && fresh(&pooled);
+        if usable
+            && let (Some(slot), Some(max)) = (&pooled.slot, self.config.max_connections)
+            && pooled.renewed.elapsed() > SLOT_TTL / 3
+        {
+            usable = self.pacer.renew(slot, max).await;
+            pooled.renewed = std::time::Instant::now();
+        }
+        if usable {
+            return Some(pooled);
+        }
+        self.close(pooled).await;
+        None
+    }
+
+    /// Opens a connection holding `slot`, bounded by the attempt timeout.
+    async fn connect(&self, slot: Option<Slot>) -> Result<Pooled, RelayError> {
         match tokio::time::timeout(self.timeout, self.open()).await {
             Ok(Ok((conn, pipelining))) => Ok(Pooled {
                 conn,
@@ -189,33 +256,8 @@ impl Relay {
     }
 
     /// Says QUIT (bounded: a relay that stopped answering gets no wait) and frees the slot.
-    async fn close(&self, mut pooled: Pooled) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), pooled.conn.abort()).await;
-        self.give_back(pooled.slot).await;
-    }
-
-    /// A connection slot when the relay caps connections, waiting up to [`HORIZON`].
-    async fn take_slot(&self) -> Result<Option<Slot>, RelayError> {
-        let Some(max) = self.config.max_connections else {
-            return Ok(None);
-        };
-        let holder = format!(
-            "{}:{}",
-            self.holder,
-            self.next_holder
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let deadline = tokio::time::Instant::now() + HORIZON;
-        loop {
-            let lane = crate::ratelimit::pace::Lane::Relay(&self.name);
-            if let Some(slot) = self.pacer.acquire(lane, max, &holder).await {
-                return Ok(Some(slot));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RelayError::Busy(max));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    async fn close(&self, pooled: Pooled) {
+        close(&self.pacer, pooled).await;
     }
 
     async fn give_back(&self, slot: Option<Slot>) {
@@ -230,7 +272,7 @@ impl Relay {
         }
         pooled.idle_since = Some(std::time::Instant::now());
         let surplus = {
-            let mut idle = self.idle.lock().expect("not poisoned");
+            let mut idle = self.idle.conns.lock().expect("not poisoned");
             if idle.len() < self.pool_size() {
                 idle.push(pooled);
                 None
@@ -238,9 +280,25 @@ impl Relay {
                 Some(pooled)
             }
         };
-        if let Some(pooled) = surplus {
-            self.close(pooled).await;
+        match surplus {
+            Some(pooled) => self.close(pooled).await,
+            None => self.idle.returned.notify_waiters(),
         }
+        self.sweeping.get_or_init(|| {
+            let pacer = self.pacer.clone();
+            crate::delivery::sweep::spawn(Arc::downgrade(&self.idle), move |idle| {
+                let stale: Vec<Pooled> = {
+                    let mut conns = idle.conns.lock().expect("not poisoned");
+                    let (kept, stale) = conns.drain(..).partition(fresh);
+                    *conns = kept;
+                    stale
+                };
+                for pooled in stale {
+                    let pacer = pacer.clone();
+                    tokio::spawn(async move { close(&pacer, pooled).await });
+                }
+            });
+        });
     }
 
     /// Idle connections kept: `pool_size` (`Config::relay_map` fills in the delivery

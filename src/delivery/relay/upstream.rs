@@ -28,7 +28,9 @@ pub struct Relay {
     pub(super) config: RelayConfig,
     pub(super) timeout: Duration,
     /// Idle connections of the own pool; a connection is returned only after a clean send.
-    pub(super) idle: std::sync::Mutex<Vec<Pooled>>,
+    pub(super) idle: Arc<Idle>,
+    /// Started with the first connection checked in: closes the ones idle too long.
+    pub(super) sweeping: std::sync::OnceLock<()>,
     pub(super) health: std::sync::Mutex<RelayHealth>,
     pub(super) rate: Option<Rate>,
     pub(super) pacer: Arc<RelayPacer>,
@@ -47,6 +49,14 @@ pub(super) struct Pooled {
     pub(super) renewed: std::time::Instant,
     /// When it was last checked in; a fresh connection has never been idle.
     pub(super) idle_since: Option<std::time::Instant>,
+}
+
+/// A relay's idle connections, shared with the sweep that closes those idle too long.
+#[derive(Default)]
+pub(super) struct Idle {
+    pub(super) conns: std::sync::Mutex<Vec<Pooled>>,
+    /// Woken whenever a connection is checked in.
+    pub(super) returned: tokio::sync::Notify,
 }
 
 /// A relay's limits and its back-off, for `/v1/relays`.
@@ -79,6 +89,7 @@ impl Relay {
             config: config.clone(),
             timeout,
             idle: Default::default(),
+            sweeping: Default::default(),
             health: Default::default(),
             rate: config
                 .max_rate_per_sec
