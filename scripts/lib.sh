@@ -404,7 +404,12 @@ ensure_redis() {
 # Whether redis-server was built with TLS (tests/tls needs `--tls-port`): Debian builds it
 # against libssl; a build without TLS does not link it.
 _mg_redis_has_tls() {
-	ldd "$(readlink -f "$(command -v redis-server)")" 2>/dev/null | grep -q 'libssl'
+	# Read ldd's whole answer before matching: with pipefail, `ldd | grep -q` fails when grep
+	# exits at the match and ldd's next line (it writes one line at a time) meets a closed pipe
+	# (SIGPIPE). Under load that happened 4 times in 500, and once it stopped CI.
+	local libs
+	libs=$(ldd "$(readlink -f "$(command -v redis-server)")" 2>/dev/null) || return 1
+	[[ $libs == *libssl* ]]
 }
 
 ensure_tools_for_tests() {
@@ -527,7 +532,11 @@ MG_RSPAMD_PORT=11433
 MG_CLAMD_PORT=3410
 MG_DNS_PORT=11453
 
-_mg_rspamd_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$MG_RSPAMD_PORT/ping" 2>/dev/null | grep -q pong; }
+_mg_rspamd_ready() {
+	local answer
+	answer=$(curl -fsS --max-time 2 "http://127.0.0.1:$MG_RSPAMD_PORT/ping" 2>/dev/null) || return 1
+	[[ $answer == *pong* ]]
+}
 _mg_udp_dns_ready() {
 	python3 -c '
 import socket, sys
