@@ -30,11 +30,10 @@ type Key = (Option<IpAddr>, String);
 
 /// Takes the sessions no longer [`fresh`] out of `sessions`.
 fn drain_stale(sessions: &mut Vec<(Pooled, Instant)>) -> Vec<Pooled> {
-    let (kept, stale): (Vec<_>, Vec<_>) = sessions
-        .drain(..)
-        .partition(|(pooled, since)| fresh(pooled, *since));
-    *sessions = kept;
-    stale.into_iter().map(|(pooled, _)| pooled).collect()
+    sessions
+        .extract_if(.., |(pooled, since)| !fresh(pooled, *since))
+        .map(|(pooled, _)| pooled)
+        .collect()
 }
 
 #[derive(Default)]

@@ -287,12 +287,9 @@ impl Relay {
         self.sweeping.get_or_init(|| {
             let pacer = self.pacer.clone();
             crate::delivery::sweep::spawn(Arc::downgrade(&self.idle), move |idle| {
-                let stale: Vec<Pooled> = {
-                    let mut conns = idle.conns.lock().expect("not poisoned");
-                    let (kept, stale) = conns.drain(..).partition(fresh);
-                    *conns = kept;
-                    stale
-                };
+                let stale: Vec<Pooled> = (idle.conns.lock().expect("not poisoned"))
+                    .extract_if(.., |pooled| !fresh(pooled))
+                    .collect();
                 for pooled in stale {
                     let pacer = pacer.clone();
                     tokio::spawn(async move { close(&pacer, pooled).await });
